@@ -1,0 +1,52 @@
+//! `openwit-core`: what every OpenWIT stage shares.
+//!
+//! - [`Stage`]: the contract a stage implements — split the work into tasks ([`Stage::plan`]),
+//!   run one task writing outputs through a [`TaskContext`] ([`Stage::run_task`]), optionally
+//!   reduce over all tasks ([`Stage::reduce`]).
+//! - [`Executor`]: runs a stage's pending tasks in parallel, retries, commits outputs atomically
+//!   and records them in the [`RunState`] (SQLite, WAL) only afterwards; a rerun skips done
+//!   tasks, removes partial outputs and refuses a changed configuration.
+//! - [`atomic`]: temp-file + fsync + rename writes; [`lock`]: one process per workdir.
+//! - [`config`]: strict TOML parsing with `file:line:column` errors, fingerprints.
+//! - [`text`]: MetaCLIP's spacing and matching rule.
+//!
+//! ```
+//! use openwit_core::{Stage, StageContext, TaskContext, TaskReport, TaskSpec, Result};
+//! use std::io::Write;
+//!
+//! struct Hello;
+//! impl Stage for Hello {
+//!     fn name(&self) -> &str { "hello" }
+//!     fn config(&self) -> serde_json::Value { serde_json::json!({"greeting": "hi"}) }
+//!     fn plan(&self, _: &StageContext<'_>) -> Result<Vec<TaskSpec>> {
+//!         Ok((0..3).map(|i| TaskSpec::new(format!("part-{i}"), i.into())).collect())
+//!     }
+//!     fn run_task(&self, ctx: &TaskContext<'_>, t: &TaskSpec) -> Result<TaskReport> {
+//!         let mut f = ctx.create_output(&format!("{}.txt", t.id))?;
+//!         writeln!(f, "hi {}", t.payload).unwrap();
+//!         Ok(TaskReport { items_in: 1, items_out: 1, ..Default::default() })
+//!     }
+//! }
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut ex = openwit_core::Executor::new(dir.path(), Default::default(), &openwit_core::NoProgress).unwrap();
+//! assert!(matches!(ex.run_stage(&Hello).unwrap(), openwit_core::StageOutcome::Ran { ran: 3, .. }));
+//! assert_eq!(ex.run_stage(&Hello).unwrap(), openwit_core::StageOutcome::UpToDate);
+//! assert!(dir.path().join("hello/part-2.txt").exists());
+//! ```
+
+pub mod atomic;
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod lock;
+pub mod progress;
+pub mod stage;
+pub mod state;
+pub mod text;
+
+pub use error::{Error, IoContext, Result};
+pub use exec::{Executor, RunOptions, StageOutcome};
+pub use progress::{NoProgress, Reporter};
+pub use stage::{Drops, REDUCE_TASK, Stage, StageContext, StageList, TaskContext, TaskReport, TaskSpec};
+pub use state::{RunState, StageRecord, Status, TaskRecord};

@@ -1,0 +1,254 @@
+//! The stage contract: a stage splits its work into tasks, each task writes its outputs through
+//! a [`TaskContext`] (under temporary names), and the executor renames them into place and only
+//! then records the task as done. A stage with a global reduction (a merge, a count over all
+//! tasks) implements [`Stage::reduce`], which runs once every task is done.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, IoContext, Result};
+use crate::progress::Reporter;
+use crate::state::TaskRecord;
+
+/// Task id of a stage's reduce step.
+pub const REDUCE_TASK: &str = "_reduce";
+
+/// One unit of work: a stable id (unique in the stage) and whatever the stage needs to run it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub id: String,
+    pub payload: Value,
+}
+
+impl TaskSpec {
+    pub fn new(id: impl Into<String>, payload: Value) -> Self {
+        TaskSpec {
+            id: id.into(),
+            payload,
+        }
+    }
+}
+
+/// Drops by reason. A drop is an expected, counted outcome (a broken page, a corrupt image),
+/// never an error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drops(pub BTreeMap<String, u64>);
+
+impl Drops {
+    /// Counts `n` drops for `reason`.
+    pub fn add(&mut self, reason: impl AsRef<str>, n: u64) {
+        if n > 0 {
+            *self.0.entry(reason.as_ref().to_string()).or_default() += n;
+        }
+    }
+    /// Counts one drop for `reason`.
+    pub fn inc(&mut self, reason: impl AsRef<str>) {
+        self.add(reason, 1);
+    }
+    /// Adds all of `other`.
+    pub fn merge(&mut self, other: &Drops) {
+        for (k, v) in &other.0 {
+            self.add(k, *v);
+        }
+    }
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+    pub fn get(&self, reason: &str) -> u64 {
+        self.0.get(reason).copied().unwrap_or(0)
+    }
+}
+
+/// What a finished task reports: items read, items written, drops by reason, and anything the
+/// stage wants to keep for its reduce step or for downstream stages (`extra`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskReport {
+    pub items_in: u64,
+    pub items_out: u64,
+    pub drops: Drops,
+    pub extra: Value,
+}
+
+/// What a stage can see while it plans or reduces.
+pub struct StageContext<'a> {
+    pub workdir: &'a Path,
+    pub stage: &'a str,
+    pub jobs: usize,
+    pub(crate) upstream: &'a HashMap<String, Vec<TaskRecord>>,
+}
+
+impl StageContext<'_> {
+    /// This stage's output folder (`WORKDIR/<stage>`).
+    pub fn stage_dir(&self) -> PathBuf {
+        self.workdir.join(self.stage)
+    }
+    /// The done tasks of an upstream stage (declared in [`Stage::upstream`]), in plan order.
+    pub fn upstream(&self, stage: &str) -> &[TaskRecord] {
+        self.upstream.get(stage).map(Vec::as_slice).unwrap_or(&[])
+    }
+    /// The committed output paths (absolute) of an upstream stage, in plan order.
+    pub fn upstream_outputs(&self, stage: &str) -> Vec<PathBuf> {
+        upstream_paths(self.workdir, self.upstream(stage))
+    }
+}
+
+fn upstream_paths(workdir: &Path, tasks: &[TaskRecord]) -> Vec<PathBuf> {
+    tasks
+        .iter()
+        .flat_map(|t| t.outputs.iter().map(|o| workdir.join(o)))
+        .collect()
+}
+
+/// What a task sees while it runs: where to write, how to report progress, the upstream
+/// outputs, a tokio runtime for network work.
+pub struct TaskContext<'a> {
+    pub workdir: &'a Path,
+    pub stage: &'a str,
+    pub task: &'a str,
+    pub attempt: u32,
+    pub(crate) upstream: &'a HashMap<String, Vec<TaskRecord>>,
+    pub(crate) outputs: Mutex<Vec<(PathBuf, PathBuf)>>,
+    pub(crate) reporter: &'a dyn Reporter,
+    pub(crate) runtime: &'a OnceLock<tokio::runtime::Runtime>,
+    pub(crate) cancel: &'a AtomicBool,
+    pub(crate) jobs: usize,
+}
+
+impl TaskContext<'_> {
+    /// This stage's output folder (`WORKDIR/<stage>`).
+    pub fn stage_dir(&self) -> PathBuf {
+        self.workdir.join(self.stage)
+    }
+
+    /// Declares an output `rel` (relative to the stage folder; a file or a folder) and returns the
+    /// temporary path to write it at. The executor fsyncs it and renames it to its final name
+    /// when the task succeeds; a failed or killed task leaves only a temporary name that the next
+    /// run removes.
+    pub fn output_path(&self, rel: &str) -> Result<PathBuf> {
+        let final_path = self.stage_dir().join(rel);
+        if let Some(parent) = final_path.parent() {
+            std::fs::create_dir_all(parent).at(parent)?;
+        }
+        let name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Error::Stage(format!("output name `{rel}` has no file name")))?;
+        let temp = final_path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        crate::atomic::remove_any(&temp)?;
+        let mut outs = self.outputs.lock().unwrap();
+        outs.retain(|(_, f)| f != &final_path);
+        outs.push((temp.clone(), final_path));
+        Ok(temp)
+    }
+
+    /// Declares an output file and opens it for writing (buffered).
+    pub fn create_output(&self, rel: &str) -> Result<std::io::BufWriter<std::fs::File>> {
+        let p = self.output_path(rel)?;
+        let f = std::fs::File::create(&p).at(&p)?;
+        Ok(std::io::BufWriter::with_capacity(1 << 16, f))
+    }
+
+    /// A private scratch folder for this task, emptied at the start of each attempt.
+    pub fn scratch_dir(&self) -> Result<PathBuf> {
+        let d = self
+            .workdir
+            .join(".scratch")
+            .join(self.stage)
+            .join(sanitize(self.task));
+        std::fs::create_dir_all(&d).at(&d)?;
+        Ok(d)
+    }
+
+    /// The done tasks of an upstream stage.
+    pub fn upstream(&self, stage: &str) -> &[TaskRecord] {
+        self.upstream.get(stage).map(Vec::as_slice).unwrap_or(&[])
+    }
+    /// The committed output paths (absolute) of an upstream stage, in plan order.
+    pub fn upstream_outputs(&self, stage: &str) -> Vec<PathBuf> {
+        upstream_paths(self.workdir, self.upstream(stage))
+    }
+
+    /// Reports `n` more items processed (drives the progress bar's items/s).
+    pub fn progress(&self, n: u64) {
+        self.reporter.items(self.stage, n);
+    }
+
+    /// A shared multi-threaded tokio runtime for network work (created on first use).
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(self.jobs.max(1))
+                .thread_name("openwit-io")
+                .enable_all()
+                .build()
+                .expect("cannot start the tokio runtime")
+        })
+    }
+
+    /// The number of parallel jobs the run was given.
+    pub fn jobs(&self) -> usize {
+        self.jobs
+    }
+
+    /// Whether the run is being stopped; long tasks should check it and return an error.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// Makes a task id safe as a file name.
+pub fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A stage of the pipeline. Implementations are built from their typed config by the CLI.
+pub trait Stage: Send + Sync {
+    /// The stage's name: its CLI subcommand, its pipeline table and its folder in the workdir.
+    fn name(&self) -> &str;
+
+    /// The stages whose committed outputs this stage reads.
+    fn upstream(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The configuration its outputs depend on (fingerprinted; a change stops a rerun).
+    /// Leave out settings that do not change outputs (concurrency, progress).
+    fn config(&self) -> Value;
+
+    /// Splits the work into tasks. Must be deterministic for the same config and inputs.
+    fn plan(&self, ctx: &StageContext<'_>) -> Result<Vec<TaskSpec>>;
+
+    /// Runs one task, writing outputs only through `ctx`.
+    fn run_task(&self, ctx: &TaskContext<'_>, task: &TaskSpec) -> Result<TaskReport>;
+
+    /// The global reduction, run once after every task is done, with the done tasks.
+    fn reduce(&self, _ctx: &TaskContext<'_>, _tasks: &[TaskRecord]) -> Result<Option<TaskReport>> {
+        Ok(None)
+    }
+
+    /// How many of its tasks may run at once (default: `--jobs`).
+    fn max_parallel(&self, jobs: usize) -> usize {
+        jobs
+    }
+
+    /// A short summary for people, printed when the stage finishes (e.g. entries per source).
+    fn summary(&self, _ctx: &StageContext<'_>, _tasks: &[TaskRecord]) -> Option<String> {
+        None
+    }
+}
+
+/// A list of stages, in pipeline order.
+pub type StageList = Vec<Arc<dyn Stage>>;
