@@ -1,0 +1,242 @@
+//! The shard parquet: one row per input row.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{Int32Builder, Int64Builder, ListBuilder, StringBuilder};
+use arrow_array::{
+    Array, ArrayRef, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::{Result, SampleMeta, ShardError, Status};
+
+const STRINGS: [&str; 5] = ["caption", "url", "key", "status", "error_message"];
+const INTS: [&str; 4] = ["width", "height", "original_width", "original_height"];
+
+/// The parquet schema of a shard with carried columns `extra` (all utf8).
+pub fn schema(extra: &[String]) -> Schema {
+    let mut fields: Vec<Field> = Vec::new();
+    for n in STRINGS {
+        fields.push(Field::new(n, DataType::Utf8, n != "url" && n != "key" && n != "status"));
+    }
+    for n in INTS {
+        fields.push(Field::new(n, DataType::Int64, true));
+    }
+    fields.push(Field::new("exif", DataType::Utf8, true));
+    fields.push(Field::new("sha256", DataType::Utf8, true));
+    fields.push(Field::new("phash", DataType::Utf8, true));
+    fields.push(Field::new(
+        "entry_ids",
+        DataType::List(Arc::new(Field::new("item", DataType::Int32, true))),
+        true,
+    ));
+    for e in extra {
+        fields.push(Field::new(e, DataType::Utf8, true));
+    }
+    Schema::new(fields)
+}
+
+fn extra_text(v: Option<&serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Writes `rows` (in the given order) to `path`, snappy-compressed, as pyarrow writes them.
+pub fn write_parquet(path: &Path, rows: &[SampleMeta], extra: &[String]) -> Result<()> {
+    let schema = Arc::new(schema(extra));
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    let s = |f: &dyn Fn(&SampleMeta) -> Option<String>| -> ArrayRef {
+        let mut b = StringBuilder::new();
+        for r in rows {
+            b.append_option(f(r));
+        }
+        Arc::new(b.finish())
+    };
+    cols.push(s(&|r| r.caption.clone()));
+    cols.push(s(&|r| Some(r.url.clone())));
+    cols.push(s(&|r| Some(r.key.clone())));
+    cols.push(s(&|r| Some(r.status.as_str().to_string())));
+    cols.push(s(&|r| r.error_message.clone()));
+    let i = |f: &dyn Fn(&SampleMeta) -> Option<i64>| -> ArrayRef {
+        let mut b = Int64Builder::new();
+        for r in rows {
+            b.append_option(f(r));
+        }
+        Arc::new(b.finish())
+    };
+    cols.push(i(&|r| r.width));
+    cols.push(i(&|r| r.height));
+    cols.push(i(&|r| r.original_width));
+    cols.push(i(&|r| r.original_height));
+    cols.push(s(&|r| r.exif.clone()));
+    cols.push(s(&|r| r.sha256.clone()));
+    cols.push(s(&|r| r.phash.clone()));
+    let mut lb = ListBuilder::new(Int32Builder::new());
+    for r in rows {
+        match &r.entry_ids {
+            Some(ids) => {
+                for id in ids {
+                    lb.values().append_value(*id);
+                }
+                lb.append(true);
+            }
+            None => lb.append(false),
+        }
+    }
+    let list = lb.finish();
+    // Match the schema's item field (nullable "item").
+    let list = ListArray::new(
+        Arc::new(Field::new("item", DataType::Int32, true)),
+        list.offsets().clone(),
+        list.values().clone(),
+        list.nulls().cloned(),
+    );
+    cols.push(Arc::new(list));
+    for e in extra {
+        cols.push(s(&|r| extra_text(r.extra.get(e))));
+    }
+    let batch =
+        RecordBatch::try_new(schema.clone(), cols).map_err(|e| ShardError::parquet(path, e))?;
+    let f = File::create(path).map_err(|e| ShardError::io(path, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut w =
+        ArrowWriter::try_new(f, schema, Some(props)).map_err(|e| ShardError::parquet(path, e))?;
+    w.write(&batch).map_err(|e| ShardError::parquet(path, e))?;
+    w.close().map_err(|e| ShardError::parquet(path, e))?;
+    Ok(())
+}
+
+fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a T> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| ShardError::format(path, format!("column `{name}` missing or of the wrong type")))
+}
+
+fn opt_str(a: &StringArray, i: usize) -> Option<String> {
+    (!a.is_null(i)).then(|| a.value(i).to_string())
+}
+
+fn opt_int(a: &Int64Array, i: usize) -> Option<i64> {
+    (!a.is_null(i)).then(|| a.value(i))
+}
+
+/// Reads every row of a shard parquet.
+pub fn read_parquet(path: &Path) -> Result<Vec<SampleMeta>> {
+    let f = File::open(path).map_err(|e| ShardError::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| ShardError::parquet(path, e))?
+        .build()
+        .map_err(|e| ShardError::parquet(path, e))?;
+    let fixed: Vec<&str> = STRINGS
+        .iter()
+        .chain(INTS.iter())
+        .copied()
+        .chain(["exif", "sha256", "phash", "entry_ids"])
+        .collect();
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| ShardError::parquet(path, e))?;
+        let caption = col::<StringArray>(&batch, "caption", path)?;
+        let url = col::<StringArray>(&batch, "url", path)?;
+        let key = col::<StringArray>(&batch, "key", path)?;
+        let status = col::<StringArray>(&batch, "status", path)?;
+        let err = col::<StringArray>(&batch, "error_message", path)?;
+        let w = col::<Int64Array>(&batch, "width", path)?;
+        let h = col::<Int64Array>(&batch, "height", path)?;
+        let ow = col::<Int64Array>(&batch, "original_width", path)?;
+        let oh = col::<Int64Array>(&batch, "original_height", path)?;
+        let exif = col::<StringArray>(&batch, "exif", path)?;
+        let sha = col::<StringArray>(&batch, "sha256", path)?;
+        let phash = col::<StringArray>(&batch, "phash", path)?;
+        let ids = col::<ListArray>(&batch, "entry_ids", path)?;
+        let schema = batch.schema();
+        let extras: Vec<(String, &StringArray)> = schema
+            .fields()
+            .iter()
+            .filter(|f| !fixed.contains(&f.name().as_str()))
+            .filter_map(|f| {
+                batch
+                    .column_by_name(f.name())
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                    .map(|a| (f.name().clone(), a))
+            })
+            .collect();
+        for i in 0..batch.num_rows() {
+            let st = Status::parse(status.value(i)).ok_or_else(|| {
+                ShardError::format(path, format!("row {i}: unknown status `{}`", status.value(i)))
+            })?;
+            let entry_ids = (!ids.is_null(i)).then(|| {
+                let v = ids.value(i);
+                let a = v.as_any().downcast_ref::<Int32Array>().expect("int32 list");
+                a.iter().flatten().collect::<Vec<i32>>()
+            });
+            let mut m = SampleMeta::new(url.value(i), opt_str(caption, i), key.value(i).to_string());
+            m.status = st;
+            m.error_message = opt_str(err, i);
+            m.width = opt_int(w, i);
+            m.height = opt_int(h, i);
+            m.original_width = opt_int(ow, i);
+            m.original_height = opt_int(oh, i);
+            m.exif = opt_str(exif, i);
+            m.sha256 = opt_str(sha, i);
+            m.phash = opt_str(phash, i);
+            m.entry_ids = entry_ids;
+            for (name, a) in &extras {
+                if let Some(v) = opt_str(a, i) {
+                    m.extra.insert(name.clone(), serde_json::Value::String(v));
+                }
+            }
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads only the named utf8 columns of a parquet (e.g. `key`, `sha256`, `phash`), row-major.
+/// Missing columns read as nulls.
+pub fn read_parquet_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<Option<String>>>> {
+    let f = File::open(path).map_err(|e| ShardError::io(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| ShardError::parquet(path, e))?;
+    let pschema = builder.parquet_schema();
+    let idx: Vec<usize> = pschema
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| names.contains(&c.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = parquet::arrow::ProjectionMask::leaves(pschema, idx);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| ShardError::parquet(path, e))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| ShardError::parquet(path, e))?;
+        let arrays: Vec<Option<&StringArray>> = names
+            .iter()
+            .map(|n| {
+                batch
+                    .column_by_name(n)
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            })
+            .collect();
+        for i in 0..batch.num_rows() {
+            out.push(arrays.iter().map(|a| a.and_then(|a| opt_str(a, i))).collect());
+        }
+    }
+    Ok(out)
+}
