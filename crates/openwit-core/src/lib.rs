@@ -40,6 +40,8 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod lock;
+pub mod net;
+pub mod pipeline;
 pub mod progress;
 pub mod stage;
 pub mod state;
@@ -47,6 +49,7 @@ pub mod text;
 
 pub use error::{Error, IoContext, Result};
 pub use exec::{Executor, RunOptions, StageOutcome};
+pub use pipeline::PipelineSettings;
 pub use progress::{NoProgress, Reporter};
 pub use stage::{Drops, REDUCE_TASK, Stage, StageContext, StageList, TaskContext, TaskReport, TaskSpec};
 pub use state::{RunState, StageRecord, Status, TaskRecord};

@@ -67,6 +67,20 @@ impl WorkdirLock {
     }
 }
 
+/// The pid of the process holding the lock on `workdir`, if one does (without taking it).
+pub fn holder(workdir: &Path) -> Option<String> {
+    let path = workdir.join(LOCK_FILE);
+    let mut file = File::open(&path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(_) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Some(pid.trim().to_string())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +95,9 @@ mod tests {
                 .contains(&format!("pid {}", std::process::id())),
             "{err}"
         );
+        assert_eq!(holder(dir.path()), Some(std::process::id().to_string()));
         drop(a);
+        assert_eq!(holder(dir.path()), None);
         WorkdirLock::acquire(dir.path()).unwrap();
     }
 }

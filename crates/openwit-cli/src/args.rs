@@ -1,0 +1,62 @@
+//! Command-line arguments (clap derive). Stage subcommands are added from the registry.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// OpenWIT builds CLIP-style image-text datasets: CLIP's WIT recipe, rebuilt.
+///
+/// Run every stage of a pipeline file with `openwit run pipelines/demo.toml`, or one stage with
+/// `openwit <stage> PIPELINE.toml`. Every run resumes where the last one stopped.
+///
+/// Exit codes: 0 success, 1 the run failed, 2 bad usage or configuration.
+#[derive(Debug, Parser)]
+#[command(name = "openwit", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every stage of PIPELINE in order, skipping finished ones.
+    Run(StageArgs),
+    /// Show, per stage, its state, tasks done/total, items in/out, drops by reason and elapsed time.
+    Status(StatusArgs),
+    /// One stage of the pipeline (listed below).
+    #[command(external_subcommand)]
+    Stage(Vec<OsString>),
+}
+
+/// Options shared by `run` and every stage command.
+#[derive(Debug, Clone, Args)]
+pub struct StageArgs {
+    /// The pipeline file (TOML), e.g. pipelines/demo.toml.
+    pub pipeline: PathBuf,
+    /// Where outputs and run state live (overrides `[pipeline] workdir`).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Tasks run at once (overrides `[pipeline] jobs`; default: the number of cores).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Discard the outputs of STAGE and of every stage downstream of it, then run.
+    #[arg(long, value_name = "STAGE")]
+    pub restart: Option<String>,
+    /// No progress bars; only warnings on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// More logs on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(long, short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Options of `openwit status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The workdir of a run.
+    pub workdir: PathBuf,
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

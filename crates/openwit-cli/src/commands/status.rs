@@ -1,0 +1,116 @@
+//! `openwit status WORKDIR`.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use openwit_core::{RunState, Status, lock};
+use serde::Serialize;
+
+use crate::args::StatusArgs;
+
+#[derive(Debug, Serialize)]
+struct StageStatus {
+    stage: String,
+    state: String,
+    tasks_done: u64,
+    tasks_total: u64,
+    tasks_failed: u64,
+    items_in: u64,
+    items_out: u64,
+    drops: BTreeMap<String, u64>,
+    elapsed_s: f64,
+    error: Option<String>,
+}
+
+pub fn status(args: &StatusArgs) -> Result<()> {
+    let st = RunState::open_readonly(&args.workdir)?;
+    let holder = lock::holder(&args.workdir);
+    let mut rows = Vec::new();
+    for s in st.stages()? {
+        let tasks = st.tasks(&s.name)?;
+        let map: Vec<_> = tasks
+            .iter()
+            .filter(|t| t.task != openwit_core::REDUCE_TASK)
+            .collect();
+        let mut drops = BTreeMap::new();
+        let (mut items_in, mut items_out) = (0, 0);
+        for t in tasks.iter().filter(|t| t.status == Status::Done) {
+            items_in += t.items_in;
+            items_out += t.items_out;
+            for (k, v) in &t.drops {
+                *drops.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        // A stage recorded as running without a live holder was interrupted.
+        let state = match (s.state, &holder) {
+            (Status::Running, None) => "interrupted".to_string(),
+            (st, _) => st.as_str().to_string(),
+        };
+        rows.push(StageStatus {
+            stage: s.name.clone(),
+            state,
+            tasks_done: map.iter().filter(|t| t.status == Status::Done).count() as u64,
+            tasks_total: s.tasks_total,
+            tasks_failed: map.iter().filter(|t| t.status == Status::Failed).count() as u64,
+            items_in,
+            items_out,
+            drops,
+            elapsed_s: s.elapsed_s,
+            error: s.error.clone(),
+        });
+    }
+    if args.json {
+        let out = serde_json::json!({
+            "workdir": args.workdir,
+            "running_pid": holder,
+            "stages": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("workdir: {}", args.workdir.display());
+    if let Some(pid) = &holder {
+        println!("a run is in progress (pid {pid})");
+    }
+    println!(
+        "{:<10} {:<12} {:>11} {:>12} {:>12} {:>10}  drops",
+        "stage", "state", "tasks", "items in", "items out", "elapsed"
+    );
+    for r in &rows {
+        let drops = if r.drops.is_empty() {
+            "-".to_string()
+        } else {
+            r.drops
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "{:<10} {:<12} {:>11} {:>12} {:>12} {:>10}  {drops}",
+            r.stage,
+            r.state,
+            format!("{}/{}", r.tasks_done, r.tasks_total),
+            r.items_in,
+            r.items_out,
+            fmt_secs(r.elapsed_s)
+        );
+        if let Some(e) = &r.error {
+            println!("  error: {}", e.lines().next().unwrap_or(""));
+        }
+    }
+    if rows.is_empty() {
+        println!("(no stage has run yet)");
+    }
+    Ok(())
+}
+
+fn fmt_secs(s: f64) -> String {
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
+    }
+}

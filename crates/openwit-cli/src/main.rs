@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    openwit_cli::main_with(Vec::new())
+}

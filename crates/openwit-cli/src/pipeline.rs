@@ -1,0 +1,242 @@
+//! Pipeline files: a `[pipeline]` table and one table per stage.
+//!
+//! Each stage's table is deserialized straight from the file's text into the stage's typed
+//! config, so an unknown key or a wrong type is reported with `file:line:column`, the key, and
+//! the valid keys. Top-level tables that no stage owns are rejected the same way.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use openwit_core::config::parse_toml;
+use openwit_core::{Error, PipelineSettings, Result};
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+/// A parsed pipeline file.
+pub struct PipelineDoc {
+    path: PathBuf,
+    text: String,
+    pipeline: PipelineSettings,
+    tables: BTreeSet<String>,
+}
+
+impl PipelineDoc {
+    /// Reads and checks `path`; `known` are the table names stages own.
+    pub fn load(path: &Path, known: &[&str]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "{}: cannot read the pipeline file: {e}",
+                path.display()
+            ))
+        })?;
+        Self::parse(path, text, known)
+    }
+
+    /// Parses `text` as the pipeline file `path`.
+    pub fn parse(path: &Path, text: String, known: &[&str]) -> Result<Self> {
+        // Syntax first, with a located error.
+        let table: toml::Table = parse_toml(path, &text)?;
+        let tables: BTreeSet<String> = table.keys().cloned().collect();
+        for key in &tables {
+            if key != "pipeline" && !known.contains(&key.as_str()) {
+                let (line, col) = find_key(&text, key);
+                let mut valid: Vec<&str> = vec!["pipeline"];
+                valid.extend_from_slice(known);
+                return Err(Error::Config(format!(
+                    "{}:{line}:{col}: unknown table `{key}`; valid tables: {}\n  fix: remove it or fix its name (see pipelines/README.md)",
+                    path.display(),
+                    valid
+                        .iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if !table[key].is_table() {
+                let (line, col) = find_key(&text, key);
+                return Err(Error::Config(format!(
+                    "{}:{line}:{col}: `{key}` must be a table (`[{key}]`)",
+                    path.display()
+                )));
+            }
+        }
+        let mut doc = PipelineDoc {
+            path: path.to_path_buf(),
+            text,
+            pipeline: PipelineSettings::default(),
+            tables,
+        };
+        if let Some(p) = doc.section::<PipelineSettings>("pipeline")? {
+            doc.pipeline = p;
+        }
+        Ok(doc)
+    }
+
+    /// The pipeline file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The folder of the pipeline file: relative input paths in stage tables are resolved
+    /// against it.
+    pub fn base_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    /// The `[pipeline]` table.
+    pub fn pipeline(&self) -> &PipelineSettings {
+        &self.pipeline
+    }
+
+    pub(crate) fn pipeline_mut(&mut self) -> &mut PipelineSettings {
+        &mut self.pipeline
+    }
+
+    /// Whether the file has a table `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.tables.contains(name)
+    }
+
+    /// The table `name` as `T` (None when absent), with located errors.
+    pub fn section<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        if !self.has(name) {
+            return Ok(None);
+        }
+        let seed = Section::<T> {
+            name,
+            _t: PhantomData,
+        };
+        let de = toml::Deserializer::parse(&self.text).map_err(|e| located(&self.path, &self.text, &e))?;
+        seed.deserialize(de)
+            .map_err(|e| located(&self.path, &self.text, &e))
+    }
+}
+
+fn located(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let (line, col) = e
+        .span()
+        .map(|s| openwit_core::config::line_col(text, s.start))
+        .unwrap_or((1, 1));
+    let msg = e.message().trim();
+    let snippet = text.lines().nth(line - 1).unwrap_or("").trim_end();
+    let hint = if msg.contains("unknown field") {
+        "\n  fix: remove or rename the key; pipelines/README.md lists every key and its default"
+    } else if msg.contains("invalid type") || msg.contains("invalid value") {
+        "\n  fix: give the key a value of the type named above (see pipelines/README.md)"
+    } else if msg.contains("missing field") {
+        "\n  fix: add the key named above to the table (see pipelines/README.md)"
+    } else {
+        ""
+    };
+    Error::Config(format!(
+        "{}:{line}:{col}: {msg}\n  | {snippet}{hint}",
+        path.display()
+    ))
+}
+
+/// Position of a top-level key (`[key]` header or `key = ...`) in the text.
+fn find_key(text: &str, key: &str) -> (usize, usize) {
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        let indent = line.len() - t.len();
+        let header = t
+            .strip_prefix('[')
+            .map(|r| r.trim_start_matches('[').trim_start());
+        let starts = |s: &str| {
+            s.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with([']', '=', '.']))
+        };
+        if header.is_some_and(starts) || starts(t) {
+            return (i + 1, indent + 1);
+        }
+    }
+    (1, 1)
+}
+
+/// Deserializes only the top-level key `name` of a document, ignoring the others.
+struct Section<'n, T> {
+    name: &'n str,
+    _t: PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Section<'_, T> {
+    type Value = Option<T>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for Section<'_, T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a pipeline file with tables")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut out = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.name {
+                out = Some(map.next_value::<T>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Toy {
+        tasks: u32,
+        #[serde(default)]
+        label: String,
+    }
+
+    fn doc(text: &str) -> Result<PipelineDoc> {
+        PipelineDoc::parse(Path::new("p.toml"), text.to_string(), &["toy", "other"])
+    }
+
+    #[test]
+    fn sections_parse_and_defaults_apply() {
+        let d = doc("[pipeline]\nworkdir = \"w\"\nseed = 7\n\n[toy]\ntasks = 3\n").unwrap();
+        assert_eq!(d.pipeline().seed, 7);
+        assert_eq!(d.pipeline().max_attempts, 3);
+        assert_eq!(
+            d.section::<Toy>("toy").unwrap(),
+            Some(Toy {
+                tasks: 3,
+                label: String::new()
+            })
+        );
+        assert_eq!(d.section::<Toy>("other").unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_key_in_a_stage_table_is_located() {
+        let d = doc("[pipeline]\nworkdir = \"w\"\n\n[toy]\ntasks = 3\ntaks = 4\n").unwrap();
+        let e = d.section::<Toy>("toy").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml:6:1: unknown field `taks`"), "{e}");
+        assert!(e.contains("`tasks`") && e.contains("`label`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_unknown_table_are_located() {
+        let d = doc("[toy]\ntasks = \"three\"\n").unwrap();
+        let e = d.section::<Toy>("toy").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml:2:9:"), "{e}");
+        let e = doc("[pipeline]\n\n[tyo]\ntasks = 1\n").err().unwrap().to_string();
+        assert!(e.starts_with("p.toml:3:1: unknown table `tyo`"), "{e}");
+        assert!(e.contains("`toy`"), "{e}");
+        let e = doc("[pipeline]\nworkdr = \"x\"\n").err().unwrap().to_string();
+        assert!(e.starts_with("p.toml:2:1: unknown field `workdr`"), "{e}");
+    }
+}

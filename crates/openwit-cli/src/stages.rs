@@ -1,0 +1,44 @@
+//! The stage registry: every stage the `openwit` binary knows, in pipeline order.
+//!
+//! HOW TO REGISTER A STAGE (one entry per stage, in `registry()` below):
+//! 1. add your crate to this crate's `Cargo.toml` (`openwit-foo.workspace = true`);
+//! 2. add a `StageEntry` at the right place in pipeline order: `name` is the CLI subcommand and the
+//!    pipeline table, `about` is the one-line help, `build` turns the pipeline document into the stage
+//!    (return `Ok(None)` when the table is absent, so `openwit run` skips the stage):
+//!    ```ignore
+//!    StageEntry {
+//!        name: "queries",
+//!        about: "Build the query list from Wikipedia and WordNet",
+//!        build: |doc| Ok(doc
+//!            .section::<openwit_queries::Config>("queries")?
+//!            .map(|cfg| Arc::new(openwit_queries::QueriesStage::new(cfg, doc.pipeline())) as Arc<dyn Stage>)),
+//!    },
+//!    ```
+//!    `doc.section` reports unknown keys and wrong types with file:line:column; `doc.pipeline()` gives
+//!    the `[pipeline]` table (seed, allow_private_networks, ...); `doc.base_dir()` the folder of the
+//!    pipeline file (resolve relative input paths against it);
+//! 3. document the table's keys in `pipelines/README.md` and add it to `pipelines/demo.toml`.
+
+use std::sync::Arc;
+
+use openwit_core::{Result, Stage};
+
+use crate::pipeline::PipelineDoc;
+
+/// Builds a stage from the pipeline document, or `None` when the file has no table for it.
+pub type BuildFn = fn(&PipelineDoc) -> Result<Option<Arc<dyn Stage>>>;
+
+/// A stage the binary knows.
+#[derive(Clone)]
+pub struct StageEntry {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub build: BuildFn,
+}
+
+/// The stages of the `openwit` binary, in pipeline order.
+pub fn registry() -> Vec<StageEntry> {
+    vec![
+        // queries, crawl, warc, import, curate, download, index, train, eval, report
+    ]
+}

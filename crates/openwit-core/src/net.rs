@@ -1,0 +1,239 @@
+//! Address safety for everything that fetches from the web (the crawler, the WARC reader, the
+//! downloader): names are resolved and private, loopback, link-local, multicast, unspecified,
+//! and other non-public addresses are refused — IPv4, IPv6 and IPv4-mapped/compatible forms —
+//! unless the pipeline sets `allow_private_networks = true` (tests do, to reach 127.0.0.1).
+//!
+//! - [`is_forbidden`]: whether an address is off limits.
+//! - [`GuardedResolver`]: a `reqwest` DNS resolver that drops forbidden addresses and fails with
+//!   [`ForbiddenAddress`] when none is left. Install it with
+//!   `reqwest::ClientBuilder::dns_resolver(Arc::new(GuardedResolver { allow_private }))`.
+//!   URLs whose host is an IP literal never reach a resolver: check them with [`is_forbidden`]
+//!   before each request and each redirect hop.
+//!
+//! ```
+//! use std::net::IpAddr;
+//! use openwit_core::net::is_forbidden;
+//! assert!(is_forbidden(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+//! assert!(is_forbidden(&"::ffff:10.0.0.1".parse::<IpAddr>().unwrap()));
+//! assert!(!is_forbidden(&"93.184.216.34".parse::<IpAddr>().unwrap()));
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Whether `ip` is not a public unicast address: private, loopback, link-local, multicast,
+/// unspecified, broadcast, shared (CGNAT), documentation, benchmarking, reserved, unique-local,
+/// and the IPv4-mapped / IPv4-compatible / NAT64 / 6to4 forms of those.
+pub fn is_forbidden(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+fn forbidden_v4(ip: &Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || o[0] == 0 // "this network"
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10 shared address space
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24 IETF protocol assignments
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15 benchmarking
+        || o[0] >= 240 // 240.0.0.0/4 reserved
+}
+
+fn forbidden_v6(ip: &Ipv6Addr) -> bool {
+    let s = ip.segments();
+    if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() {
+        return true;
+    }
+    // IPv4-mapped ::ffff:a.b.c.d and IPv4-compatible ::a.b.c.d
+    if s[0..5] == [0, 0, 0, 0, 0] && (s[5] == 0xffff || s[5] == 0) {
+        let v4 = Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        );
+        return forbidden_v4(&v4);
+    }
+    // NAT64 64:ff9b::/96 embeds an IPv4 address
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+        let v4 = Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        );
+        return forbidden_v4(&v4);
+    }
+    // 6to4 2002::/16 embeds an IPv4 address in the next 32 bits
+    if s[0] == 0x2002 {
+        let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+        if forbidden_v4(&v4) {
+            return true;
+        }
+    }
+    (s[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local
+        || (s[0] & 0xffc0) == 0xfe80 // fe80::/10 link-local
+        || (s[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // 2001:db8::/32 documentation
+        || s[0] == 0x0100 && s[1..4] == [0, 0, 0] // 100::/64 discard-only
+}
+
+/// The error a [`GuardedResolver`] returns when every address of a name is forbidden (or an
+/// IP-literal check fails). Find it in a `reqwest::Error` by walking `source()`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{host} resolves only to non-public addresses ({addrs}); set allow_private_networks = true to allow them")]
+pub struct ForbiddenAddress {
+    pub host: String,
+    pub addrs: String,
+}
+
+impl ForbiddenAddress {
+    /// Whether `err` or any error in its `source()` chain is a [`ForbiddenAddress`].
+    pub fn is_in(err: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = cur {
+            if e.downcast_ref::<ForbiddenAddress>().is_some() {
+                return true;
+            }
+            cur = e.source();
+        }
+        false
+    }
+}
+
+/// A `reqwest` resolver (system resolver via tokio) that refuses forbidden addresses unless
+/// `allow_private` is set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuardedResolver {
+    pub allow_private: bool,
+}
+
+impl GuardedResolver {
+    /// Resolves `host` and keeps the allowed addresses (port 0).
+    pub async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, std::io::Error> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+        if self.allow_private {
+            return Ok(addrs);
+        }
+        let allowed: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| !is_forbidden(&a.ip()))
+            .collect();
+        if allowed.is_empty() {
+            let list = addrs
+                .iter()
+                .map(|a| a.ip().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                ForbiddenAddress {
+                    host: host.to_string(),
+                    addrs: list,
+                },
+            ));
+        }
+        Ok(allowed)
+    }
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let this = *self;
+        Box::pin(async move {
+            let addrs = this.lookup(name.as_str()).await?;
+            let it: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(it)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(s: &str) -> bool {
+        is_forbidden(&s.parse::<IpAddr>().unwrap())
+    }
+
+    #[test]
+    fn forbidden_v4_ranges() {
+        for a in [
+            "127.0.0.1",
+            "127.255.0.9",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "224.0.0.1",
+            "239.255.255.250",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "100.64.0.1",
+            "100.127.255.255",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.18.0.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "240.0.0.1",
+        ] {
+            assert!(f(a), "{a} should be forbidden");
+        }
+        for a in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "93.184.216.34", "198.20.0.1"] {
+            assert!(!f(a), "{a} should be allowed");
+        }
+    }
+
+    #[test]
+    fn forbidden_v6_ranges() {
+        for a in [
+            "::1",
+            "::",
+            "ff02::1",
+            "fe80::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:c0a8:0101::1",
+            "2001:db8::1",
+            "fec0::1",
+        ] {
+            assert!(f(a), "{a} should be forbidden");
+        }
+        for a in ["2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"] {
+            assert!(!f(a), "{a} should be allowed");
+        }
+    }
+
+    #[test]
+    fn resolver_refuses_loopback_unless_allowed() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(GuardedResolver { allow_private: false }.lookup("localhost"))
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(ForbiddenAddress::is_in(&err));
+        let ok = rt
+            .block_on(GuardedResolver { allow_private: true }.lookup("localhost"))
+            .unwrap();
+        assert!(ok.iter().all(|a| a.ip().is_loopback()));
+    }
+}

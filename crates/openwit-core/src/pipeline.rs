@@ -1,0 +1,51 @@
+//! The `[pipeline]` table shared by every stage.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+fn default_workdir() -> PathBuf {
+    PathBuf::from("work")
+}
+fn default_attempts() -> u32 {
+    3
+}
+
+/// Settings of the whole pipeline (the `[pipeline]` table of a pipeline file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// A name for people (reports, logs). Default: the pipeline file's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where all outputs and the run state live, relative to the current directory.
+    /// Default `work`. `--workdir` overrides it.
+    #[serde(default = "default_workdir")]
+    pub workdir: PathBuf,
+    /// Tasks run at once; 0 means the number of cores. Default 0. `--jobs` overrides it.
+    #[serde(default)]
+    pub jobs: usize,
+    /// Attempts per task before its stage fails. Default 3.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Seed of every random choice (sampling, shuffles), so runs are reproducible. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+    /// Allow requests to private, loopback and link-local addresses. Default false; tests and
+    /// the bundled demo (which serves its site on 127.0.0.1) set it.
+    #[serde(default)]
+    pub allow_private_networks: bool,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            name: None,
+            workdir: default_workdir(),
+            jobs: 0,
+            max_attempts: default_attempts(),
+            seed: 0,
+            allow_private_networks: false,
+        }
+    }
+}
