@@ -1,0 +1,679 @@
+//! The `queries` stage: tasks count Wikipedia (one per multistream stream range or per file) and
+//! sum pageviews (one per file); `reduce` merges the count tables, reads WordNet, selects and
+//! merges the entries and writes the outputs.
+//!
+//! Outputs in `WORKDIR/queries/`: `metadata.json`, `queries.parquet`, `unigram.parquet`,
+//! `bigram.parquet`, `summary.json`, and per task `counts/<task>.uni.cnt` / `.bi.cnt` or
+//! `views/<task>.cnt`.
+//!
+//! The merged count tables are also kept in `WORKDIR/.cache/queries/<key>/`, keyed by what
+//! the counts depend on (the Wikipedia files, namespaces, page size limit, the cleaning and
+//! tokenizing rules), so that `--restart queries` with another threshold does not recount.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use openwit_core::{
+    Drops, Stage, StageContext, TaskContext, TaskRecord, TaskReport, TaskSpec, stage::sanitize,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2_free::short_hash;
+
+use crate::config::QueriesConfig;
+use crate::counts::{CountReader, CountSource, CountWriter, Counter, merge};
+use crate::dump::{self, DumpKind, DumpStats, PageCounter};
+use crate::error::{QueriesError, Result};
+use crate::select::{self, Bigram, BigramPicker, Entry, Source};
+use crate::tables::{self, CountTableWriter};
+
+/// Bumped when cleaning or tokenizing changes what is counted (invalidates cached tables).
+pub const COUNT_VERSION: u32 = 1;
+
+const MIB: u64 = 1 << 20;
+
+/// Self-contained stable hashing (FNV-1a 64, twice with different seeds) for cache keys.
+mod sha2_free {
+    pub fn short_hash(s: &str) -> String {
+        let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut b: u64 = 0x8422_2325_cbf2_9ce4;
+        for &c in s.as_bytes() {
+            a = (a ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3);
+            b = (b ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(7);
+        }
+        format!("{a:016x}{b:016x}")
+    }
+}
+
+/// One task's work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Work {
+    /// Streams of a multistream dump: `(offset, pages)` each, the last one ending at `end`.
+    WikiStreams {
+        path: PathBuf,
+        streams: Vec<(u64, u64)>,
+        end: u64,
+    },
+    /// A whole dump file, streamed.
+    WikiFile { path: PathBuf, format: DumpKind },
+    /// A pageview file.
+    Pageviews { path: PathBuf },
+}
+
+/// The queries stage, built from its config.
+pub struct QueriesStage {
+    cfg: QueriesConfig,
+    base: PathBuf,
+    allow_private_networks: bool,
+}
+
+impl QueriesStage {
+    /// Builds the stage; relative paths in `cfg` are resolved against `base` (the pipeline file's
+    /// folder).
+    pub fn new(cfg: QueriesConfig, base: &Path) -> openwit_core::Result<Self> {
+        cfg.validate().map_err(openwit_core::Error::Config)?;
+        Ok(QueriesStage {
+            cfg,
+            base: base.to_path_buf(),
+            allow_private_networks: false,
+        })
+    }
+
+    /// Allows URL sources on private, loopback and link-local addresses (the pipeline's
+    /// `allow_private_networks`).
+    pub fn allow_private_networks(mut self, allow: bool) -> Self {
+        self.allow_private_networks = allow;
+        self
+    }
+
+    pub fn config_ref(&self) -> &QueriesConfig {
+        &self.cfg
+    }
+
+    fn is_url(s: &str) -> bool {
+        s.starts_with("http://") || s.starts_with("https://")
+    }
+
+    /// Resolves one input to local paths (downloading URLs), expanding folders with `keep`.
+    fn resolve(
+        &self,
+        workdir: &Path,
+        input: &str,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<PathBuf>> {
+        if Self::is_url(input) {
+            let dir = workdir.join("downloads");
+            let p = crate::download::fetch(input, &dir, self.allow_private_networks)?;
+            return Ok(vec![p]);
+        }
+        let p = self.base.join(input);
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&p)
+                .map_err(|e| QueriesError::io(&p, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|q| {
+                    q.is_file()
+                        && q.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| !n.starts_with('.') && keep(n))
+                })
+                .collect();
+            v.sort();
+            if v.is_empty() {
+                return Err(QueriesError::Config(format!(
+                    "{}: the folder has no input files of the expected kind",
+                    p.display()
+                )));
+            }
+            return Ok(v);
+        }
+        if !p.is_file() {
+            return Err(QueriesError::Config(format!(
+                "{}: no such file or folder (from `{input}` in [queries]; relative paths are \
+                 relative to the pipeline file's folder)",
+                p.display()
+            )));
+        }
+        Ok(vec![p])
+    }
+
+    fn wiki_files(&self, workdir: &Path) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for w in &self.cfg.wikipedia {
+            let keep = |n: &str| (n.ends_with(".xml") || n.ends_with(".xml.bz2")) && !n.contains("-index");
+            out.extend(self.resolve(workdir, w, &keep)?);
+            if Self::is_url(w) && w.contains("multistream") && w.ends_with(".xml.bz2") {
+                // The index of a multistream dump URL sits beside it.
+                let idx = format!("{}-index.txt.bz2", w.trim_end_matches(".xml.bz2"));
+                self.resolve(workdir, &idx, &keep)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn pageview_files(&self, workdir: &Path) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for w in &self.cfg.pageviews {
+            out.extend(self.resolve(workdir, w, &|n: &str| n.starts_with("pageviews-"))?);
+        }
+        Ok(out)
+    }
+
+    fn wordnet_paths(&self) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for w in &self.cfg.wordnet {
+            let p = self.base.join(w);
+            if !p.exists() {
+                return Err(QueriesError::Config(format!(
+                    "{}: no such WordNet folder or file (from `{w}` in [queries]); on Debian, \
+                     `apt-get install wordnet-base` installs /usr/share/wordnet",
+                    p.display()
+                )));
+            }
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// The key of the cached count tables: everything the counts depend on.
+    fn count_key(&self, files: &[PathBuf]) -> Result<String> {
+        let mut desc = format!(
+            "v{COUNT_VERSION};ns={:?};max_page={}",
+            self.cfg.namespaces, self.cfg.max_page_mb
+        );
+        for f in files {
+            let m = std::fs::metadata(f).map_err(|e| QueriesError::io(f, e))?;
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            desc.push_str(&format!(";{}:{}:{mtime}", f.display(), m.len()));
+        }
+        Ok(short_hash(&desc))
+    }
+
+    fn cache_dir(workdir: &Path, key: &str) -> PathBuf {
+        workdir.join(".cache").join("queries").join(key)
+    }
+
+    fn task_budget(&self, jobs: usize) -> usize {
+        let total = self.cfg.memory_budget_mb * MIB;
+        let per = total / self.max_parallel(jobs).max(1) as u64;
+        // Leave room for the page buffers (a page, its text and its cleaned copies).
+        let per = per.saturating_sub(4 * self.cfg.max_page_mb * MIB).max(16 * MIB);
+        usize::try_from(per).unwrap_or(usize::MAX)
+    }
+
+    fn plan_inner(&self, workdir: &Path) -> Result<Vec<TaskSpec>> {
+        let mut tasks = Vec::new();
+        let wiki = self.wiki_files(workdir)?;
+        let key = self.count_key(&wiki)?;
+        let task_bytes = self.cfg.task_size_mb * MIB;
+        for (i, path) in wiki.iter().enumerate() {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let kind = dump::sniff(path)?;
+            let len = std::fs::metadata(path).map_err(|e| QueriesError::io(path, e))?.len();
+            let index = if kind == DumpKind::Bzip2 {
+                dump::index_for(path)
+            } else {
+                None
+            };
+            match index {
+                Some(idx_path) => {
+                    let idx = dump::read_index(&idx_path)?;
+                    if let Some(&last) = idx.offsets.last() {
+                        if last >= len {
+                            return Err(QueriesError::Broken {
+                                path: path.clone(),
+                                offset: len,
+                                msg: format!(
+                                    "the file ends at byte {len} but its index {} lists a stream at byte {last}",
+                                    idx_path.display()
+                                ),
+                                fix: "the dump is truncated: download it again (or give the index of this dump)".into(),
+                            });
+                        }
+                    }
+                    // Group consecutive streams into ranges of about `task_bytes`.
+                    let mut start = 0usize;
+                    while start < idx.offsets.len() {
+                        let first = idx.offsets[start];
+                        let mut end = start + 1;
+                        while end < idx.offsets.len() && idx.offsets[end] - first < task_bytes {
+                            end += 1;
+                        }
+                        let range_end = idx.offsets.get(end).copied().unwrap_or(len);
+                        let streams: Vec<(u64, u64)> = (start..end)
+                            .map(|j| (idx.offsets[j], idx.pages[j]))
+                            .collect();
+                        let work = Work::WikiStreams {
+                            path: path.clone(),
+                            streams,
+                            end: range_end,
+                        };
+                        tasks.push(TaskSpec::new(
+                            format!("wiki-{i:03}-{name}@{first:012}"),
+                            json!({"key": key, "work": work}),
+                        ));
+                        start = end;
+                    }
+                    // Bytes before the first indexed stream hold only the siteinfo header.
+                }
+                None => {
+                    let work = Work::WikiFile {
+                        path: path.clone(),
+                        format: kind,
+                    };
+                    tasks.push(TaskSpec::new(
+                        format!("wiki-{i:03}-{name}"),
+                        json!({"key": key, "work": work}),
+                    ));
+                }
+            }
+        }
+        for (i, path) in self.pageview_files(workdir)?.iter().enumerate() {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            tasks.push(TaskSpec::new(
+                format!("pv-{i:04}-{name}"),
+                json!({"work": Work::Pageviews { path: path.clone() }}),
+            ));
+        }
+        self.wordnet_paths()?;
+        Ok(tasks)
+    }
+
+    fn run_wiki(&self, ctx: &TaskContext<'_>, task: &TaskSpec, work: &Work) -> Result<TaskReport> {
+        let key = task.payload["key"].as_str().unwrap_or_default();
+        if Self::cache_dir(ctx.workdir, key).join("complete.json").is_file() {
+            // The merged tables of these exact inputs exist: nothing to count.
+            return Ok(TaskReport {
+                extra: json!({"cached": true}),
+                ..Default::default()
+            });
+        }
+        let scratch = ctx.scratch_dir()?;
+        let mut counter = Counter::new(self.task_budget(ctx.jobs()), &scratch.join("spill"));
+        let mut stats = DumpStats::default();
+        let cancel = || ctx.cancelled();
+        let progress = |n: u64| ctx.progress(n);
+        let mut pc = PageCounter {
+            counter: &mut counter,
+            stats: &mut stats,
+            namespaces: &self.cfg.namespaces,
+            max_page: usize::try_from(self.cfg.max_page_mb * MIB).unwrap_or(usize::MAX),
+            cancel: &cancel,
+            progress: &progress,
+        };
+        match work {
+            Work::WikiStreams { path, streams, end } => {
+                dump::count_streams(path, streams, *end, &mut pc)?
+            }
+            Work::WikiFile { path, format } => dump::count_file(path, *format, &mut pc)?,
+            Work::Pageviews { .. } => unreachable!("not a wiki task"),
+        }
+        let spills = counter.spills();
+        let id = sanitize(&task.id);
+        let uni = ctx.output_path(&format!("counts/{id}.uni.cnt"))?;
+        let bi = ctx.output_path(&format!("counts/{id}.bi.cnt"))?;
+        let (n_uni, n_bi) = counter.finish(&uni, &bi)?;
+        tracing::info!(task = %task.id, pages = stats.pages, tokens = stats.tokens, unigrams = n_uni, bigrams = n_bi, spills, "counted");
+        Ok(TaskReport {
+            items_in: stats.pages,
+            items_out: stats.articles,
+            drops: stats.drops.clone(),
+            extra: json!({"dump": stats, "unigram_types": n_uni, "bigram_types": n_bi, "spills": spills}),
+        })
+    }
+
+    fn run_pageviews(&self, ctx: &TaskContext<'_>, task: &TaskSpec, path: &Path) -> Result<TaskReport> {
+        let mut drops = Drops::default();
+        let (sums, lines) = crate::pageviews::read_file(path, self.cfg.title_min_hourly_views, &mut drops)?;
+        let out = ctx.output_path(&format!("views/{}.cnt", sanitize(&task.id)))?;
+        let mut w = CountWriter::create(&out)?;
+        for (t, c) in &sums {
+            w.push(t, *c)?;
+        }
+        w.finish()?;
+        ctx.progress(lines);
+        Ok(TaskReport {
+            items_in: lines,
+            items_out: sums.len() as u64,
+            drops,
+            extra: json!({"pageview_lines": lines}),
+        })
+    }
+
+    /// Merges the tasks' count files into the cached tables (or finds them cached).
+    fn count_tables(
+        &self,
+        ctx: &TaskContext<'_>,
+        tasks: &[TaskRecord],
+        key: &str,
+    ) -> Result<(PathBuf, PathBuf, Value)> {
+        let cache = Self::cache_dir(ctx.workdir, key);
+        let complete = cache.join("complete.json");
+        let uni = cache.join("unigram.parquet");
+        let bi = cache.join("bigram.parquet");
+        if complete.is_file() && uni.is_file() && bi.is_file() {
+            let text = std::fs::read_to_string(&complete).map_err(|e| QueriesError::io(&complete, e))?;
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            tracing::info!(cache = %cache.display(), "reusing the count tables of an earlier run");
+            return Ok((uni, bi, v));
+        }
+        std::fs::create_dir_all(&cache).map_err(|e| QueriesError::io(&cache, e))?;
+        let mut uni_files = Vec::new();
+        let mut bi_files = Vec::new();
+        let mut total = DumpStats::default();
+        for t in tasks.iter().filter(|t| t.task.starts_with("wiki-")) {
+            for o in &t.outputs {
+                if o.ends_with(".uni.cnt") {
+                    uni_files.push(ctx.workdir.join(o));
+                } else if o.ends_with(".bi.cnt") {
+                    bi_files.push(ctx.workdir.join(o));
+                }
+            }
+            if let Some(d) = t.extra.get("dump") {
+                if let Ok(s) = serde_json::from_value::<DumpStats>(d.clone()) {
+                    add_stats(&mut total, &s);
+                }
+            }
+        }
+        let mut tokens = 0u64;
+        let n_uni = write_merged(&uni_files, &uni, "token", |_, c| tokens += c)?;
+        let n_bi = write_merged(&bi_files, &bi, "bigram", |_, _| {})?;
+        let v = json!({"dump": total, "tokens": tokens, "unigram_types": n_uni, "bigram_types": n_bi});
+        let mut f = openwit_core::atomic::AtomicFile::create(&complete)?;
+        f.write_all(serde_json::to_string_pretty(&v).unwrap_or_default().as_bytes())
+            .map_err(|e| QueriesError::io(&complete, e))?;
+        f.commit()?;
+        Ok((uni, bi, v))
+    }
+
+    fn reduce_inner(&self, ctx: &TaskContext<'_>, tasks: &[TaskRecord]) -> Result<TaskReport> {
+        let cfg = &self.cfg;
+        let mut summary = json!({});
+        // Drops: pageview tasks from their reports, Wikipedia from the count tables' stats
+        // (which a cached run reuses).
+        let mut drops = Drops::default();
+        for t in tasks.iter().filter(|t| t.task.starts_with("pv-")) {
+            for (k, v) in &t.drops {
+                drops.add(k, *v);
+            }
+        }
+        // Wikipedia: unigrams and bigrams.
+        let key = tasks
+            .iter()
+            .find_map(|t| t.payload.get("key").and_then(Value::as_str).map(str::to_string));
+        let (mut unigrams, mut bigrams) = (Vec::new(), Vec::new());
+        if let Some(key) = key {
+            let (uni, bi, stats) = self.count_tables(ctx, tasks, &key)?;
+            if let Some(d) = stats.get("dump") {
+                if let Ok(s) = serde_json::from_value::<DumpStats>(d.clone()) {
+                    drops.merge(&s.drops);
+                }
+            }
+            summary["wikipedia"] = stats;
+            link_or_copy(&uni, &ctx.output_path("unigram.parquet")?)?;
+            link_or_copy(&bi, &ctx.output_path("bigram.parquet")?)?;
+            // Pass 1: N and the words that can be entries or bigram parts.
+            let word_min = cfg.bigram_word_min();
+            let keep_min = word_min.min(cfg.unigram_min_count);
+            let mut n = 0u64;
+            let mut words: crate::counts::FxMap<Box<str>, u64> = Default::default();
+            tables::read_counts(&uni, |k, c| {
+                n += c;
+                if c >= keep_min {
+                    words.insert(k.into(), c);
+                }
+                Ok(())
+            })?;
+            for (k, &c) in &words {
+                if c >= cfg.unigram_min_count {
+                    let mut e = Entry::new(k.to_string(), Source::WikiUnigram);
+                    e.count = Some(c);
+                    unigrams.push(e);
+                }
+            }
+            // Most frequent first (ties by byte order) so that the cap keeps the common words.
+            unigrams.sort_by(|a, b| {
+                b.count
+                    .cmp(&a.count)
+                    .then_with(|| a.entry.as_bytes().cmp(b.entry.as_bytes()))
+            });
+            // Pass 2: PMI over bigrams whose words are both frequent enough.
+            let mut picker = BigramPicker::new(cfg);
+            let mut scored = 0u64;
+            tables::read_counts(&bi, |k, c| {
+                if c < cfg.bigram_min_count {
+                    return Ok(());
+                }
+                let Some((a, b)) = k.split_once(' ') else {
+                    return Ok(());
+                };
+                let (Some(&na), Some(&nb)) = (words.get(a), words.get(b)) else {
+                    return Ok(());
+                };
+                if na < word_min || nb < word_min {
+                    return Ok(());
+                }
+                scored += 1;
+                picker.offer(Bigram {
+                    entry: k.to_string(),
+                    count: c,
+                    pmi: select::pmi(c, na, nb, n),
+                });
+                Ok(())
+            })?;
+            summary["bigrams_scored"] = json!(scored);
+            summary["tokens"] = json!(n);
+            bigrams = picker
+                .finish()
+                .into_iter()
+                .map(|b| Entry {
+                    entry: b.entry,
+                    source: Source::WikiBigram,
+                    count: Some(b.count),
+                    pmi: Some(b.pmi),
+                    views: None,
+                })
+                .collect();
+        }
+        // Titles.
+        let view_files: Vec<PathBuf> = tasks
+            .iter()
+            .filter(|t| t.task.starts_with("pv-"))
+            .flat_map(|t| t.outputs.iter().map(|o| ctx.workdir.join(o)))
+            .collect();
+        let mut titles = Vec::new();
+        if !view_files.is_empty() {
+            let sources: Vec<Box<dyn CountSource>> = view_files
+                .iter()
+                .map(|p| CountReader::open(p).map(|r| Box::new(r) as Box<dyn CountSource>))
+                .collect::<Result<_>>()?;
+            let mut counted = 0u64;
+            merge(sources, |t, c| {
+                counted += 1;
+                if c >= cfg.title_min_views {
+                    let mut e = Entry::new(t, Source::WikiTitle);
+                    e.views = Some(c);
+                    titles.push(e);
+                }
+                Ok(())
+            })?;
+            titles.sort_by(|a, b| {
+                b.views
+                    .cmp(&a.views)
+                    .then_with(|| a.entry.as_bytes().cmp(b.entry.as_bytes()))
+            });
+            summary["titles_counted"] = json!(counted);
+        }
+        // WordNet.
+        let mut wordnet = Vec::new();
+        let mut synsets = 0u64;
+        for p in self.wordnet_paths()? {
+            let s = crate::wordnet::read_source(&p)?;
+            synsets += s.len() as u64;
+            wordnet.extend(s.iter().map(|s| s.entry()));
+        }
+        summary["wordnet_synsets"] = json!(synsets);
+        let (entries, mstats) = select::merge(wordnet, unigrams, bigrams, titles, cfg.max_entries);
+        let mut by_source = BTreeMap::new();
+        for s in Source::ALL {
+            by_source.insert(s.as_str().to_string(), 0u64);
+        }
+        for e in &entries {
+            *by_source.entry(e.source.as_str().to_string()).or_insert(0) += 1;
+        }
+        summary["entries"] = json!(entries.len());
+        summary["entries_by_source"] = json!(by_source);
+        summary["merge"] = json!(mstats);
+        summary["drops"] = json!(drops.0);
+        // Outputs.
+        let meta = ctx.output_path("metadata.json")?;
+        let list: Vec<&str> = entries.iter().map(|e| e.entry.as_str()).collect();
+        let bytes = serde_json::to_vec(&list).unwrap_or_default();
+        std::fs::write(&meta, bytes).map_err(|e| QueriesError::io(&meta, e))?;
+        tables::write_queries(&ctx.output_path("queries.parquet")?, &entries)?;
+        let sp = ctx.output_path("summary.json")?;
+        let text = serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
+        std::fs::write(&sp, text).map_err(|e| QueriesError::io(&sp, e))?;
+        Ok(TaskReport {
+            items_in: mstats.offered.values().sum(),
+            items_out: entries.len() as u64,
+            drops: Drops::default(),
+            extra: summary,
+        })
+    }
+}
+
+fn add_stats(t: &mut DumpStats, s: &DumpStats) {
+    t.pages += s.pages;
+    t.articles += s.articles;
+    t.redirects += s.redirects;
+    t.other_namespace += s.other_namespace;
+    t.bytes_in += s.bytes_in;
+    t.bytes_xml += s.bytes_xml;
+    t.bytes_text += s.bytes_text;
+    t.tokens += s.tokens;
+    t.bigrams += s.bigrams;
+    t.drops.merge(&s.drops);
+}
+
+/// Merges sorted count files into a parquet table at `out` (written under a temporary name and
+/// renamed). Returns the rows.
+fn write_merged(files: &[PathBuf], out: &Path, key: &str, mut each: impl FnMut(&str, u64)) -> Result<u64> {
+    let tmp = openwit_core::atomic::temp_path_for(out);
+    let mut w = CountTableWriter::create(&tmp, key)?;
+    let sources: Vec<Box<dyn CountSource>> = files
+        .iter()
+        .map(|p| CountReader::open(p).map(|r| Box::new(r) as Box<dyn CountSource>))
+        .collect::<Result<_>>()?;
+    merge(sources, |k, c| {
+        each(k, c);
+        w.push(k, c)
+    })?;
+    let rows = w.finish()?;
+    std::fs::rename(&tmp, out).map_err(|e| QueriesError::io(out, e))?;
+    Ok(rows)
+}
+
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(to);
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).map_err(|e| QueriesError::io(to, e))?;
+    }
+    Ok(())
+}
+
+impl Stage for QueriesStage {
+    fn name(&self) -> &str {
+        "queries"
+    }
+
+    fn config(&self) -> Value {
+        let mut v = serde_json::to_value(&self.cfg).unwrap_or(Value::Null);
+        if let Some(m) = v.as_object_mut() {
+            // Memory does not change the outputs.
+            m.remove("memory_budget_mb");
+            m.insert("count_version".into(), json!(COUNT_VERSION));
+        }
+        v
+    }
+
+    fn plan(&self, ctx: &StageContext<'_>) -> openwit_core::Result<Vec<TaskSpec>> {
+        Ok(self.plan_inner(ctx.workdir)?)
+    }
+
+    fn run_task(&self, ctx: &TaskContext<'_>, task: &TaskSpec) -> openwit_core::Result<TaskReport> {
+        let work: Work = serde_json::from_value(task.payload["work"].clone())
+            .map_err(|e| openwit_core::Error::Stage(format!("task {}: bad payload: {e}", task.id)))?;
+        let r = match &work {
+            Work::Pageviews { path } => self.run_pageviews(ctx, task, path),
+            _ => self.run_wiki(ctx, task, &work),
+        };
+        Ok(r?)
+    }
+
+    fn reduce(&self, ctx: &TaskContext<'_>, tasks: &[TaskRecord]) -> openwit_core::Result<Option<TaskReport>> {
+        Ok(Some(self.reduce_inner(ctx, tasks)?))
+    }
+
+    fn summary(&self, ctx: &StageContext<'_>, _tasks: &[TaskRecord]) -> Option<String> {
+        let p = ctx.stage_dir().join("summary.json");
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).ok()?).ok()?;
+        Some(format_summary(&v, &ctx.stage_dir()))
+    }
+}
+
+/// The summary printed by `openwit queries`.
+pub fn format_summary(v: &Value, dir: &Path) -> String {
+    let n = |x: &Value| x.as_u64().unwrap_or(0);
+    let mut s = String::new();
+    let by: Vec<String> = v["entries_by_source"]
+        .as_object()
+        .map(|m| {
+            Source::ALL
+                .iter()
+                .map(|src| format!("{} {}", src.as_str(), n(&m[src.as_str()])))
+                .collect()
+        })
+        .unwrap_or_default();
+    s.push_str(&format!("queries: {} entries ({})\n", n(&v["entries"]), by.join(", ")));
+    if v.get("wikipedia").is_some() {
+        let d = &v["wikipedia"]["dump"];
+        s.push_str(&format!(
+            "  wikipedia: {} pages ({} articles, {} redirects, {} in other namespaces), {} tokens (N), {} distinct tokens, {} distinct bigrams, {} bigrams scored\n",
+            n(&d["pages"]),
+            n(&d["articles"]),
+            n(&d["redirects"]),
+            n(&d["other_namespace"]),
+            n(&v["tokens"]),
+            n(&v["wikipedia"]["unigram_types"]),
+            n(&v["wikipedia"]["bigram_types"]),
+            n(&v["bigrams_scored"]),
+        ));
+    }
+    if v.get("titles_counted").is_some() {
+        s.push_str(&format!("  pageviews: {} titles counted\n", n(&v["titles_counted"])));
+    }
+    s.push_str(&format!("  wordnet: {} synsets\n", n(&v["wordnet_synsets"])));
+    if let Some(d) = v["drops"].as_object().filter(|d| !d.is_empty()) {
+        let parts: Vec<String> = d.iter().map(|(k, c)| format!("{k} {}", n(c))).collect();
+        s.push_str(&format!("  dropped: {}\n", parts.join(", ")));
+    }
+    s.push_str(&format!(
+        "  outputs: {}/{{metadata.json, queries.parquet, unigram.parquet, bigram.parquet, summary.json}}",
+        dir.display()
+    ));
+    s
+}

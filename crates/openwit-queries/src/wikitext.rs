@@ -1,0 +1,541 @@
+//! Wikitext to plain text, the way a reader sees an article's prose.
+//!
+//! Removed: templates (`{{...}}`, nested, parser functions and template parameters too), tables
+//! (`{| ... |}`, nested), comments, `<ref>`s and other tags whose content is not prose (`math`,
+//! `gallery`, `timeline`, `score`, `syntaxhighlight`, ...), the remaining HTML tags (their text is
+//! kept), `File:`/`Image:`/`Media:`/`Category:` links and interlanguage links (whole, with their
+//! captions), behaviour switches (`__NOTOC__`), external-link URLs and bare URLs, bold/italic
+//! quotes, heading `=` marks, list and indent marks.
+//!
+//! Kept: link labels (`[[Target|label]]` -> `label`, `[[Target]]s` -> `Targets`), external-link
+//! labels (`[http://x label]` -> `label`), section titles and all prose. Common HTML entities are
+//! decoded. Lines stay lines (one paragraph, heading or list item per line), so that callers can
+//! keep bigrams inside a line.
+
+use memchr::memmem;
+
+/// Tags removed together with their content.
+const DROP_CONTENT_TAGS: &[&str] = &[
+    "ref",
+    "references",
+    "math",
+    "chem",
+    "ce",
+    "gallery",
+    "timeline",
+    "score",
+    "syntaxhighlight",
+    "source",
+    "pre",
+    "code",
+    "imagemap",
+    "hiero",
+    "graph",
+    "mapframe",
+    "maplink",
+    "templatedata",
+    "templatestyles",
+    "inputbox",
+    "categorytree",
+    "charinsert",
+    "section",
+    "noinclude",
+    "indicator",
+    "style",
+    "script",
+];
+
+/// Link namespaces whose links are removed whole (case-insensitive).
+const DROP_LINK_NAMESPACES: &[&str] = &["file", "image", "media", "category"];
+
+/// Cleans one article's wikitext into plain text (see the module docs).
+pub fn clean(wikitext: &str) -> String {
+    let s = strip_comments(wikitext);
+    let s = strip_tags(&s);
+    let s = strip_templates_and_tables(&s);
+    let s = strip_links(&s);
+    let s = strip_bare_urls(&s);
+    finish_lines(&s)
+}
+
+/// Removes `<!-- ... -->` (an unclosed comment runs to the end, as MediaWiki renders it).
+fn strip_comments(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("<!--") {
+        out.push_str(&rest[..i]);
+        match rest[i + 4..].find("-->") {
+            Some(j) => rest = &rest[i + 4 + j + 3..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// ASCII-lower-cased tag name at the start of `s` (after `<` or `</`), and its length.
+fn tag_name(s: &str) -> (String, usize) {
+    let n = s
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        .count();
+    (s[..n].to_ascii_lowercase(), n)
+}
+
+/// Removes content-less tags and tags (with their content) listed in [`DROP_CONTENT_TAGS`].
+fn strip_tags(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    let mut copied = 0;
+    while let Some(off) = memchr::memchr(b'<', &bytes[i..]) {
+        let lt = i + off;
+        i = lt + 1;
+        let after = &s[lt + 1..];
+        let closing = after.starts_with('/');
+        let name_start = if closing { &after[1..] } else { after };
+        let (name, n) = tag_name(name_start);
+        if name.is_empty() {
+            continue; // a literal `<` (`a < b`)
+        }
+        // The tag ends at the next `>`; a tag without one is literal text.
+        let Some(gt_rel) = name_start[n..].find('>') else {
+            continue;
+        };
+        let inner = &name_start[n..n + gt_rel];
+        if inner.contains('<') || inner.contains('\n') && inner.len() > 500 {
+            continue;
+        }
+        // `<br>` etc. end a word: replace every tag by nothing but keep a space for `<br>`.
+        let tag_end = lt + 1 + usize::from(closing) + n + gt_rel + 1;
+        out.push_str(&s[copied..lt]);
+        copied = tag_end;
+        i = tag_end;
+        if name == "br" || name == "hr" {
+            out.push(' ');
+        }
+        let self_closing = inner.trim_end().ends_with('/');
+        if !closing && !self_closing && DROP_CONTENT_TAGS.contains(&name.as_str()) {
+            // Skip to the matching close tag (same name; not nested in practice).
+            match find_close_tag(s, tag_end, &name) {
+                Some(c) => {
+                    let after_close = c;
+                    let gt = s[after_close..]
+                        .find('>')
+                        .map(|g| after_close + g + 1)
+                        .unwrap_or(s.len());
+                    copied = gt;
+                    i = gt;
+                }
+                None => {
+                    // Unclosed `<ref>`: MediaWiki shows an error; drop to the end of the line.
+                    let eol = s[tag_end..]
+                        .find('\n')
+                        .map(|e| tag_end + e)
+                        .unwrap_or(s.len());
+                    copied = eol;
+                    i = eol;
+                }
+            }
+        }
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
+/// Byte offset of the next `</name` (case-insensitive) at or after `from`.
+fn find_close_tag(s: &str, from: usize, name: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    memmem::find_iter(&b[from..], b"</")
+        .map(|i| from + i)
+        .find(|&i| {
+            let n = &b[i + 2..];
+            n.len() >= name.len()
+                && n[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                && !n
+                    .get(name.len())
+                    .is_some_and(|c| c.is_ascii_alphanumeric())
+        })
+}
+
+fn at_line_start(s: &[u8], i: usize) -> bool {
+    let mut j = i;
+    while j > 0 {
+        match s[j - 1] {
+            b'\n' => return true,
+            b' ' | b'\t' | b':' => j -= 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The end (exclusive) of the template starting at `start` (`{{`), or `None` if unclosed.
+fn template_end(s: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i + 1 < s.len() {
+        if s[i] == b'{' && s[i + 1] == b'{' {
+            depth += 1;
+            i += 2;
+        } else if s[i] == b'}' && s[i + 1] == b'}' {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return Some(i);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// The end (exclusive) of the table starting at `start` (`{|` at a line start), or `None`.
+fn table_end(s: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i + 1 < s.len() {
+        if s[i] == b'{' && s[i + 1] == b'|' && at_line_start(s, i) {
+            depth += 1;
+            i += 2;
+        } else if s[i] == b'|' && s[i + 1] == b'}' && at_line_start(s, i) {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return Some(i);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Removes templates and tables (nested in each other too). An unclosed `{{` or `{|` is text.
+fn strip_templates_and_tables(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'{', &b[i..]) {
+        let p = i + off;
+        i = p + 1;
+        if p + 1 >= b.len() {
+            break;
+        }
+        let end = match b[p + 1] {
+            b'{' => template_end(b, p),
+            b'|' if at_line_start(b, p) => table_end(b, p),
+            _ => None,
+        };
+        if let Some(e) = end {
+            out.push_str(&s[copied..p]);
+            copied = e;
+            i = e;
+        }
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
+/// The end (exclusive) of the `[[...]]` link at `start`, counting nested `[[`/`]]`.
+fn link_end(s: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i + 1 < s.len() {
+        if s[i] == b'[' && s[i + 1] == b'[' {
+            depth += 1;
+            i += 2;
+        } else if s[i] == b']' && s[i + 1] == b']' {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return Some(i);
+            }
+        } else if s[i] == b'\n' && s.get(i + 1) == Some(&b'\n') {
+            return None; // links never span paragraphs
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+fn is_language_prefix(p: &str) -> bool {
+    // Interlanguage links: `[[de:Hund]]`, `[[zh-yue:...]]`, `[[simple:...]]`.
+    let p = p.trim();
+    (2..=3).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_lowercase())
+        || p.len() > 3
+            && p.contains('-')
+            && p.bytes().all(|c| c.is_ascii_lowercase() || c == b'-')
+        || p == "simple"
+}
+
+/// The label a wiki link shows, or `None` if the link is removed whole.
+fn link_label(inner: &str) -> Option<String> {
+    let (target, label) = match inner.find('|') {
+        Some(i) => (&inner[..i], Some(&inner[i + 1..])),
+        None => (inner, None),
+    };
+    let t = target.trim();
+    if let Some(colon) = t.find(':') {
+        let ns = t[..colon].trim().to_ascii_lowercase();
+        if !t.starts_with(':')
+            && (DROP_LINK_NAMESPACES.contains(&ns.as_str()) || is_language_prefix(&t[..colon]))
+        {
+            return None;
+        }
+    }
+    match label {
+        Some(l) if !l.trim().is_empty() => Some(strip_links(l)),
+        Some(_) => {
+            // The pipe trick: `[[Paris (band)|]]` shows `Paris`.
+            let t = t.trim_start_matches(':');
+            let t = t.split_once(':').map(|(_, r)| r).unwrap_or(t);
+            let t = match t.find(" (") {
+                Some(i) => &t[..i],
+                None => t.split(',').next().unwrap_or(t),
+            };
+            Some(t.trim().to_string())
+        }
+        None => Some(t.trim_start_matches(':').to_string()),
+    }
+}
+
+fn is_url_start(s: &str) -> bool {
+    const SCHEMES: &[&str] = &["http://", "https://", "ftp://", "//", "mailto:", "irc://"];
+    SCHEMES
+        .iter()
+        .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
+}
+
+/// Replaces wiki links by their labels, external links by their labels, removes bare URLs.
+fn strip_links(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        let Some(off) = memchr::memchr(b'[', &b[i..]) else {
+            break;
+        };
+        let p = i + off;
+        i = p + 1;
+        match b[p] {
+            b'[' if b.get(p + 1) == Some(&b'[') => {
+                if let Some(e) = link_end(b, p) {
+                    out.push_str(&s[copied..p]);
+                    if let Some(label) = link_label(&s[p + 2..e - 2]) {
+                        out.push_str(&label);
+                    }
+                    copied = e;
+                    i = e;
+                } else {
+                    i = p + 2;
+                }
+            }
+            b'[' if is_url_start(&s[p + 1..]) => {
+                let Some(close) = s[p + 1..].find([']', '\n']).map(|c| p + 1 + c) else {
+                    continue;
+                };
+                if b[close] != b']' {
+                    continue;
+                }
+                out.push_str(&s[copied..p]);
+                let inner = &s[p + 1..close];
+                if let Some(sp) = inner.find(' ') {
+                    out.push_str(inner[sp + 1..].trim());
+                }
+                copied = close + 1;
+                i = close + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
+/// Removes bare `http://`, `https://` and `ftp://` URLs (to the next space, `]`, `<`, `|` or line end).
+fn strip_bare_urls(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut copied = 0;
+    for p in memmem::find_iter(b, b"://") {
+        if p < copied {
+            continue;
+        }
+        let mut start = p;
+        while start > copied && b[start - 1].is_ascii_alphabetic() {
+            start -= 1;
+        }
+        let scheme = &s[start..p];
+        if !["http", "https", "ftp"]
+            .iter()
+            .any(|k| scheme.eq_ignore_ascii_case(k))
+        {
+            continue;
+        }
+        let end = s[p..]
+            .find([' ', '\n', '\t', ']', '<', '|'])
+            .map(|e| p + e)
+            .unwrap_or(s.len());
+        out.push_str(&s[copied..start]);
+        copied = end;
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
+/// Decodes the common HTML entities (the XML layer already decoded `&lt;` etc. once).
+fn decode_entities(line: &str) -> String {
+    if !line.contains('&') {
+        return line.to_string();
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let semi = tail[..tail.len().min(12)].find(';');
+        let decoded = semi.and_then(|j| {
+            let name = &tail[1..j];
+            let c = match name {
+                "nbsp" | "ensp" | "emsp" | "thinsp" => Some(' '),
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "ndash" => Some('\u{2013}'),
+                "mdash" => Some('\u{2014}'),
+                "minus" => Some('\u{2212}'),
+                "times" => Some('\u{d7}'),
+                "deg" => Some('\u{b0}'),
+                "hellip" => Some('\u{2026}'),
+                "shy" | "zwj" | "zwnj" | "lrm" | "rlm" => Some('\u{0}'),
+                _ => name.strip_prefix('#').and_then(|n| {
+                    let v = match n.strip_prefix(['x', 'X']) {
+                        Some(h) => u32::from_str_radix(h, 16).ok(),
+                        None => n.parse().ok(),
+                    };
+                    v.and_then(char::from_u32)
+                }),
+            };
+            c.map(|c| (c, j + 1))
+        });
+        match decoded {
+            Some((c, len)) => {
+                if c != '\u{0}' {
+                    out.push(c);
+                }
+                rest = &tail[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Removes `__MAGIC__` words.
+fn strip_magic_words(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("__") {
+        let after = &rest[i + 2..];
+        let n = after
+            .bytes()
+            .take_while(|c| c.is_ascii_uppercase() || *c == b'_')
+            .count();
+        if n > 2 && after[..n].ends_with("__") && after[..n - 2].bytes().all(|c| c.is_ascii_uppercase()) {
+            out.push_str(&rest[..i]);
+            rest = &after[n..];
+        } else {
+            out.push_str(&rest[..i + 2]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Per line: heading marks, list marks, table-less pipes, quotes, entities, whitespace.
+fn finish_lines(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for raw in s.lines() {
+        let mut line = raw.trim();
+        if line.starts_with("----") {
+            continue;
+        }
+        // Headings: `== Title ==`.
+        if line.len() >= 2 && line.starts_with('=') && line.ends_with('=') {
+            line = line.trim_matches('=').trim();
+        }
+        // List and indent marks.
+        line = line.trim_start_matches(['*', '#', ':', ';']).trim_start();
+        if line.starts_with("#REDIRECT") || line.starts_with("#redirect") {
+            continue;
+        }
+        let line = line.replace("'''", "").replace("''", "");
+        let line = strip_magic_words(&line);
+        let line = decode_entities(&line);
+        let mut words = line.split_whitespace().peekable();
+        if words.peek().is_none() {
+            continue;
+        }
+        let start = out.len();
+        for w in words {
+            if out.len() > start {
+                out.push(' ');
+            }
+            out.push_str(w);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_nested_and_unclosed() {
+        assert_eq!(clean("a {{b|{{c}}|d}} e"), "a e\n");
+        assert_eq!(clean("a {{#if:{{{1|}}}|x|y}}b"), "a b\n");
+        assert_eq!(clean("a {{ open"), "a {{ open\n");
+    }
+
+    #[test]
+    fn tables_and_links() {
+        let t = "before\n{| class=\"wikitable\"\n|-\n| [[Dog]] || {{flag|x}}\n{|\n| inner\n|}\n|}\nafter";
+        assert_eq!(clean(t), "before\nafter\n");
+        assert_eq!(clean("the [[Red fox|red fox]]es and [[cat]]s"), "the red foxes and cats\n");
+        assert_eq!(
+            clean("x [[File:A.jpg|thumb|A [[dog]] sleeping]] y [[Category:Dogs]]"),
+            "x y\n"
+        );
+        assert_eq!(clean("[[de:Hund]]"), "");
+        assert_eq!(clean("[[:Category:Dogs|dog list]]"), "dog list\n");
+        assert_eq!(clean("[[Paris (band)|]]"), "Paris\n");
+    }
+
+    #[test]
+    fn tags_refs_urls() {
+        let t = "A dog.<ref name=\"a\">{{cite web|url=http://x}}</ref> Bark<ref name=b/>s <small>small</small> \
+                 <math>x^2</math> see [http://example.com the site] or http://example.org/x.";
+        assert_eq!(clean(t), "A dog. Barks small see the site or\n");
+        assert_eq!(clean("a<br/>b<!-- hidden -->c"), "a bc\n");
+    }
+
+    #[test]
+    fn lines_headings_quotes_entities() {
+        let t = "== History ==\n'''Dogs''' are ''great''&nbsp;pets &amp; friends.\n* one\n# two\n__NOTOC__\n----\n";
+        assert_eq!(clean(t), "History\nDogs are great pets & friends.\none\ntwo\n");
+    }
+}
