@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Installs libtorch 2.11.0 for the CLIP trainer (crate openwit-clip, `tch` 0.24.0) from PyPI
+# wheels into a cache folder, idempotently, and prints the environment to export.
+#
+#   scripts/setup-libtorch.sh            # libtorch for building and running on CPU (~1.3 GB)
+#   scripts/setup-libtorch.sh --python   # + the whole CUDA runtime the wheel needs to import in
+#                                        #   Python, open_clip_torch and safetensors: the parity
+#                                        #   tests' reference implementation (~5 GB)
+#   eval "$(scripts/setup-libtorch.sh --python --quiet)"   # export the variables in this shell
+#
+# Folder: $OPENWIT_LIBTORCH_CACHE (default ~/.cache/openwit/libtorch). Layout:
+#   rust/    torch==2.11.0 + nvidia-cuda-runtime/cupti (CUDA 13.0) wheels, --no-deps: LIBTORCH and
+#            the libraries a CPU run of the binary needs (libtorch_cpu needs libcudart and libcupti)
+#   python/  torch==2.11.0 with all its dependencies + open_clip_torch + safetensors (--python)
+#
+# Why PyPI wheels: the registries are the only network the project's machines reach, and the
+# torch wheel ships the C++ headers and shared libraries tch builds against (the same libtorch the
+# GPU machines have in their Python environment).
+set -euo pipefail
+
+TORCH_VERSION=2.11.0
+TORCHVISION_VERSION=0.26.0
+OPEN_CLIP_VERSION=3.3.0
+SAFETENSORS_VERSION=0.8.0
+# The CUDA 13.0 runtime pinned by the torch 2.11.0 wheel (through cuda-toolkit==13.0.2).
+CUDART_VERSION=13.0.96
+CUPTI_VERSION=13.0.85
+
+python_side=0
+quiet=0
+for arg in "$@"; do
+  case "$arg" in
+    --python) python_side=1 ;;
+    --quiet) quiet=1 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "setup-libtorch.sh: unknown argument $arg (use --python, --quiet)" >&2; exit 2 ;;
+  esac
+done
+
+cache="${OPENWIT_LIBTORCH_CACHE:-$HOME/.cache/openwit/libtorch}"
+py="${PYTHON:-python3}"
+log() { if [ "$quiet" = 0 ]; then echo "setup-libtorch: $*" >&2; fi; }
+
+pip_target() { # DIR STAMP ARGS...: installs ARGS into DIR unless DIR/STAMP says it is done
+  local dir="$1" stamp="$2"; shift 2
+  if [ -f "$dir/.openwit-$stamp" ]; then
+    log "$dir is ready ($stamp)"
+    return
+  fi
+  log "installing into $dir: $*"
+  rm -rf "$dir.partial"
+  mkdir -p "$dir.partial"
+  "$py" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+    --target "$dir.partial" "$@" >&2
+  touch "$dir.partial/.openwit-$stamp"
+  rm -rf "$dir"
+  mv "$dir.partial" "$dir"
+}
+
+mkdir -p "$cache"
+rust_stamp="torch-$TORCH_VERSION-cudart-$CUDART_VERSION-cupti-$CUPTI_VERSION"
+pip_target "$cache/rust" "$rust_stamp" --no-deps \
+  "torch==$TORCH_VERSION" "nvidia-cuda-runtime==$CUDART_VERSION" "nvidia-cuda-cupti==$CUPTI_VERSION"
+
+# CLIP's BPE merges file (OpenAI's bpe_simple_vocab_16e6.txt.gz) from the open_clip_torch wheel.
+vocab="$cache/bpe_simple_vocab_16e6.txt.gz"
+if [ ! -s "$vocab" ]; then
+  log "extracting $vocab from the open_clip_torch==$OPEN_CLIP_VERSION wheel"
+  tmp="$(mktemp -d)"
+  "$py" -m pip download --quiet --disable-pip-version-check --no-deps -d "$tmp" \
+    "open_clip_torch==$OPEN_CLIP_VERSION" >&2
+  "$py" - "$tmp" "$vocab" <<'PY'
+import glob, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/open_clip_torch-*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    data = z.read("open_clip/bpe_simple_vocab_16e6.txt.gz")
+with open(sys.argv[2] + ".partial", "wb") as f:
+    f.write(data)
+PY
+  mv "$vocab.partial" "$vocab"
+  rm -rf "$tmp"
+fi
+
+libtorch="$cache/rust/torch"
+ld="$cache/rust/torch/lib:$cache/rust/nvidia/cu13/lib"
+pythonpath=""
+if [ "$python_side" = 1 ]; then
+  py_stamp="torch-$TORCH_VERSION-open_clip-$OPEN_CLIP_VERSION-safetensors-$SAFETENSORS_VERSION"
+  pip_target "$cache/python" "$py_stamp" \
+    "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" \
+    "open_clip_torch==$OPEN_CLIP_VERSION" "safetensors==$SAFETENSORS_VERSION" ftfy regex numpy
+  pythonpath="$cache/python"
+fi
+
+for f in "$libtorch/lib/libtorch_cpu.so" "$libtorch/include/torch/csrc/api/include/torch/torch.h" \
+  "$cache/rust/nvidia/cu13/lib/libcudart.so.13" "$cache/rust/nvidia/cu13/lib/libcupti.so.13"; do
+  if [ ! -e "$f" ]; then
+    echo "setup-libtorch.sh: $f is missing after the install; remove $cache and rerun" >&2
+    exit 1
+  fi
+done
+
+# LIBTORCH: what torch-sys builds against. LIBTORCH_BYPASS_VERSION_CHECK: the wheel's
+# version.py says 2.11.0, which torch-sys 0.24 accepts, but its check also rejects "+cuXXX"
+# local versions some environments report. LD_LIBRARY_PATH: what a CPU run of the binary loads.
+# OPENWIT_CLIP_VOCAB: CLIP's BPE merges. OPENWIT_CLIP_PYTHONPATH: the Python side of the parity tests (open_clip_torch on this torch).
+echo "export LIBTORCH=$libtorch"
+echo "export LIBTORCH_BYPASS_VERSION_CHECK=1"
+echo "export OPENWIT_CLIP_VOCAB=$vocab"
+echo "export LD_LIBRARY_PATH=$ld\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+if [ -n "$pythonpath" ]; then
+  echo "export OPENWIT_CLIP_PYTHONPATH=$pythonpath"
+fi

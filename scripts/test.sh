@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints and the whole test suite. Installs what the tests need first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+if [ -f scripts/libtorch-env.sh ]; then source scripts/libtorch-env.sh; fi
+features=()
+if [ -n "${OPENWIT_FEATURES:-}" ]; then features=(--features "$OPENWIT_FEATURES"); fi
+cargo fmt --all --check
+cargo clippy --workspace --all-targets "${features[@]}" -- -D warnings
+log=$(mktemp)
+set +e
+cargo test --workspace "${features[@]}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# Close with one summary line over every test binary.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+rm -f "$log"
+exit "$status"
