@@ -40,5 +40,17 @@ pub struct StageEntry {
 pub fn registry() -> Vec<StageEntry> {
     vec![
         // queries, crawl, warc, import, curate, download, index, train, eval, report
+        StageEntry {
+            name: "queries",
+            about: "Build the query list (metadata.json) from Wikipedia, WordNet and pageviews",
+            build: |doc| {
+                let Some(cfg) = doc.section::<openwit_queries::QueriesConfig>("queries")? else {
+                    return Ok(None);
+                };
+                let stage = openwit_queries::QueriesStage::new(cfg, &doc.base_dir())?
+                    .allow_private_networks(doc.pipeline().allow_private_networks);
+                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+            },
+        },
     ]
 }
