@@ -1,0 +1,552 @@
+//! The HTTP side: one shared `reqwest` client (connection reuse, HTTP/1.1 and HTTP/2, gzip/
+//! brotli/deflate), a caching DNS resolver that refuses non-public addresses, a global and a
+//! per-host concurrency limit with a per-host minimum delay, robots.txt per host (cached),
+//! `X-Robots-Tag` opt-outs checked before the body is read, a body cap enforced while streaming,
+//! a stall timeout between body chunks, at most 5 redirects, and retries with exponential backoff
+//! and jitter for timeouts, resets, 5xx and 429 (honouring `Retry-After`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use openwit_core::net::{ForbiddenAddress, GuardedResolver, is_forbidden};
+use tokio::sync::{OnceCell, Semaphore};
+use url::Url;
+
+use crate::config::Config;
+use crate::robots::Robots;
+
+/// Most redirects followed.
+pub const MAX_REDIRECTS: usize = 5;
+const DNS_TTL: Duration = Duration::from_secs(300);
+const ROBOTS_MAX_BYTES: usize = 512 << 10;
+
+/// A downloaded body.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    /// Attempts made (1 = no retry).
+    pub attempts: u32,
+}
+
+/// Why a download failed: a stable reason token (counted) and a message (stored per row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFail {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn ff(reason: &'static str, message: impl Into<String>) -> FetchFail {
+    FetchFail {
+        reason,
+        message: message.into(),
+    }
+}
+
+enum Attempt {
+    Retry(FetchFail, Option<Duration>),
+    Final(FetchFail),
+}
+
+/// A redirect refused by our policy (found in a `reqwest::Error`'s source chain).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct RedirectRefused {
+    reason: &'static str,
+    message: String,
+}
+
+/// reqwest resolver: [`GuardedResolver`] (address rules) behind a shared cache.
+#[derive(Clone)]
+struct CachingResolver {
+    inner: GuardedResolver,
+    cache: Arc<Mutex<HashMap<String, (Instant, Vec<SocketAddr>)>>>,
+}
+
+impl reqwest::dns::Resolve for CachingResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let this = self.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_ascii_lowercase();
+            if let Some((t, addrs)) = this.cache.lock().unwrap().get(&host) {
+                if t.elapsed() < DNS_TTL {
+                    let it: reqwest::dns::Addrs = Box::new(addrs.clone().into_iter());
+                    return Ok(it);
+                }
+            }
+            let addrs = this.inner.lookup(&host).await?;
+            this.cache
+                .lock()
+                .unwrap()
+                .insert(host, (Instant::now(), addrs.clone()));
+            let it: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(it)
+        })
+    }
+}
+
+struct Host {
+    sem: Semaphore,
+    next: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+/// The downloader shared by every shard of a run.
+pub struct Fetcher {
+    client: reqwest::Client,
+    cfg: Arc<Config>,
+    allow_private: bool,
+    global: Semaphore,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+    robots: Mutex<HashMap<String, Arc<OnceCell<Robots>>>>,
+}
+
+fn ip_literal(u: &Url) -> Option<IpAddr> {
+    match u.host()? {
+        url::Host::Ipv4(a) => Some(IpAddr::V4(a)),
+        url::Host::Ipv6(a) => Some(IpAddr::V6(a)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+impl Fetcher {
+    /// Builds the client. `allow_private` lifts the address rules (tests, local demos).
+    pub fn new(cfg: Arc<Config>, allow_private: bool) -> Result<Self, String> {
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS {
+                let e = RedirectRefused {
+                    reason: "too_many_redirects",
+                    message: format!("more than {MAX_REDIRECTS} redirects"),
+                };
+                return attempt.error(e);
+            }
+            if attempt.previous().iter().any(|p| p == attempt.url()) {
+                let e = RedirectRefused {
+                    reason: "redirect_loop",
+                    message: format!("redirect loop back to {}", attempt.url()),
+                };
+                return attempt.error(e);
+            }
+            if !matches!(attempt.url().scheme(), "http" | "https") {
+                let e = RedirectRefused {
+                    reason: "bad_url",
+                    message: format!("redirect to a non-HTTP URL {}", attempt.url()),
+                };
+                return attempt.error(e);
+            }
+            if !allow_private {
+                if let Some(ip) = ip_literal(attempt.url()) {
+                    if is_forbidden(&ip) {
+                        let e = RedirectRefused {
+                            reason: "forbidden_address",
+                            message: format!("redirect to non-public address {ip}"),
+                        };
+                        return attempt.error(e);
+                    }
+                }
+            }
+            attempt.follow()
+        });
+        let resolver = CachingResolver {
+            inner: GuardedResolver {
+                allow_private,
+            },
+            cache: Default::default(),
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(cfg.user_agent.clone())
+            .connect_timeout(Duration::from_secs_f64(cfg.connect_timeout))
+            .timeout(Duration::from_secs_f64(cfg.timeout))
+            .pool_max_idle_per_host(cfg.per_host_concurrency)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .redirect(policy)
+            .gzip(true)
+            .brotli(true)
+            .deflate(true)
+            .dns_resolver(Arc::new(resolver))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Fetcher {
+            client,
+            global: Semaphore::new(cfg.concurrency),
+            cfg,
+            allow_private,
+            hosts: Mutex::new(HashMap::new()),
+            robots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn host(&self, key: &str) -> Arc<Host> {
+        self.hosts
+            .lock()
+            .unwrap()
+            .entry(key.to_string())
+            .or_insert_with(|| {
+                Arc::new(Host {
+                    sem: Semaphore::new(self.cfg.per_host_concurrency),
+                    next: tokio::sync::Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    async fn robots_for(&self, u: &Url) -> Robots {
+        let origin = u.origin().ascii_serialization();
+        let cell = self
+            .robots
+            .lock()
+            .unwrap()
+            .entry(origin.clone())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            let url = format!("{origin}/robots.txt");
+            let resp = match self.client.get(&url).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(%url, error = %e, "robots.txt unreachable: disallowing the host");
+                    return Robots::disallow_all();
+                }
+            };
+            let status = resp.status().as_u16();
+            if (400..500).contains(&status) {
+                return Robots::allow_all();
+            }
+            if !resp.status().is_success() {
+                return Robots::disallow_all();
+            }
+            let mut body = Vec::new();
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(c) => {
+                        body.extend_from_slice(&c);
+                        if body.len() >= ROBOTS_MAX_BYTES {
+                            body.truncate(ROBOTS_MAX_BYTES);
+                            break;
+                        }
+                    }
+                    Err(_) => return Robots::disallow_all(),
+                }
+            }
+            Robots::parse(&String::from_utf8_lossy(&body), &self.cfg.user_agent_token)
+        })
+        .await
+        .clone()
+    }
+
+    /// Downloads `url` under all the rules; a failure is a counted drop.
+    pub async fn fetch(&self, url: &str) -> Result<Fetched, FetchFail> {
+        let u = Url::parse(url).map_err(|e| ff("bad_url", format!("bad URL: {e}")))?;
+        if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+            return Err(ff("bad_url", format!("not an http(s) URL: {url}")));
+        }
+        if !self.allow_private {
+            if let Some(ip) = ip_literal(&u) {
+                if is_forbidden(&ip) {
+                    return Err(ff(
+                        "forbidden_address",
+                        format!("{ip} is not a public address (allow_private_networks is off)"),
+                    ));
+                }
+            }
+        }
+        if self.cfg.respect_robots {
+            let robots = self.robots_for(&u).await;
+            let mut path = u.path().to_string();
+            if let Some(q) = u.query() {
+                path.push('?');
+                path.push_str(q);
+            }
+            if !robots.allowed(&path) {
+                return Err(ff("robots_disallowed", "disallowed by robots.txt"));
+            }
+        }
+        let key = format!(
+            "{}:{}",
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        );
+        let host = self.host(&key);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let res = {
+                let _h = host.sem.acquire().await.expect("semaphore open");
+                if self.cfg.per_host_delay > 0.0 {
+                    let mut next = host.next.lock().await;
+                    if let Some(t) = *next {
+                        tokio::time::sleep_until(t).await;
+                    }
+                    *next = Some(
+                        tokio::time::Instant::now()
+                            + Duration::from_secs_f64(self.cfg.per_host_delay),
+                    );
+                }
+                let _g = self.global.acquire().await.expect("semaphore open");
+                self.once(&u).await
+            };
+            match res {
+                Ok(bytes) => {
+                    return Ok(Fetched {
+                        bytes,
+                        attempts: attempt,
+                    });
+                }
+                Err(Attempt::Retry(f, after)) if attempt <= self.cfg.retries => {
+                    let wait = after.unwrap_or_else(|| {
+                        let base = self.cfg.backoff * 2f64.powi(attempt as i32 - 1);
+                        Duration::from_secs_f64(base * (0.5 + rand::random::<f64>()))
+                    });
+                    tracing::debug!(%url, reason = f.reason, attempt, wait_s = wait.as_secs_f64(), "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(Attempt::Retry(f, _)) | Err(Attempt::Final(f)) => return Err(f),
+            }
+        }
+    }
+
+    async fn once(&self, u: &Url) -> Result<Vec<u8>, Attempt> {
+        let resp = self
+            .client
+            .get(u.clone())
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let code = status.as_u16();
+            let msg = format!("HTTP {code}");
+            return Err(match code {
+                404 => Attempt::Final(ff("http_404", msg)),
+                410 => Attempt::Final(ff("http_410", msg)),
+                429 | 500..=599 => {
+                    let reason = if code == 429 { "http_429" } else { "http_5xx" };
+                    match retry_after(resp.headers()) {
+                        Some(d) if d.as_secs_f64() > self.cfg.max_retry_after => Attempt::Final(ff(
+                            reason,
+                            format!("{msg} (Retry-After {}s is over max_retry_after)", d.as_secs()),
+                        )),
+                        after => Attempt::Retry(ff(reason, msg), after),
+                    }
+                }
+                _ => Attempt::Final(ff("http_4xx", msg)),
+            });
+        }
+        for v in resp.headers().get_all("x-robots-tag") {
+            if let Ok(v) = v.to_str() {
+                if opted_out(v, &self.cfg.user_agent_token, &self.cfg.disallowed_header_directives) {
+                    return Err(Attempt::Final(ff(
+                        "opted_out",
+                        format!("X-Robots-Tag: {v}"),
+                    )));
+                }
+            }
+        }
+        if let Some(ct) = resp.headers().get(reqwest::header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+            let mime = ct.split(';').next().unwrap_or("").trim();
+            if wrong_content_type(mime) {
+                return Err(Attempt::Final(ff(
+                    "wrong_content_type",
+                    format!("Content-Type {mime} is not an image"),
+                )));
+            }
+        }
+        let max = self.cfg.max_body_bytes;
+        if let Some(len) = resp.content_length() {
+            if len > max {
+                return Err(Attempt::Final(ff(
+                    "too_large",
+                    format!("Content-Length {len} is over max_body_bytes {max}"),
+                )));
+            }
+        }
+        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(64 << 10).min(max) as usize);
+        let mut stream = resp.bytes_stream();
+        let stall = Duration::from_secs_f64(self.cfg.read_timeout);
+        loop {
+            match tokio::time::timeout(stall, stream.next()).await {
+                Err(_) => {
+                    return Err(Attempt::Retry(
+                        ff(
+                            "stalled",
+                            format!("no body bytes for {}s after {} bytes", self.cfg.read_timeout, body.len()),
+                        ),
+                        None,
+                    ));
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    if e.is_timeout() {
+                        return Err(Attempt::Retry(ff("timeout", format!("body: {e}")), None));
+                    }
+                    return Err(Attempt::Retry(
+                        ff(
+                            "reset_mid_body",
+                            format!("connection failed after {} body bytes: {}", body.len(), chain(&e)),
+                        ),
+                        None,
+                    ));
+                }
+                Ok(Some(Ok(chunk))) => {
+                    if body.len() as u64 + chunk.len() as u64 > max {
+                        return Err(Attempt::Final(ff(
+                            "too_large",
+                            format!("body over max_body_bytes {max}"),
+                        )));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+            }
+        }
+        if body.is_empty() {
+            return Err(Attempt::Final(ff("empty_body", "zero-byte body")));
+        }
+        Ok(body)
+    }
+}
+
+/// The error and its sources, joined.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn classify(e: &reqwest::Error) -> Attempt {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(r) = c.downcast_ref::<RedirectRefused>() {
+            return Attempt::Final(ff(r.reason, r.message.clone()));
+        }
+        cur = c.source();
+    }
+    if ForbiddenAddress::is_in(e) {
+        return Attempt::Final(ff("forbidden_address", chain(e)));
+    }
+    let msg = chain(e);
+    if e.is_timeout() {
+        return Attempt::Retry(ff("timeout", msg), None);
+    }
+    if e.is_connect() {
+        if msg.contains("dns error") || msg.contains("failed to lookup") {
+            return Attempt::Final(ff("dns_error", msg));
+        }
+        return Attempt::Retry(ff("connect_error", msg), None);
+    }
+    if e.is_redirect() {
+        return Attempt::Final(ff("too_many_redirects", msg));
+    }
+    Attempt::Retry(ff("connection_reset", msg), None)
+}
+
+/// Content types that are certainly not images (others are sniffed from the bytes).
+fn wrong_content_type(mime: &str) -> bool {
+    mime.starts_with("text/")
+        || mime.starts_with("video/")
+        || mime.starts_with("audio/")
+        || matches!(
+            mime,
+            "application/json"
+                | "application/xml"
+                | "application/xhtml+xml"
+                | "application/javascript"
+                | "application/pdf"
+                | "application/zip"
+                | "image/svg+xml"
+        )
+}
+
+/// img2dataset's X-Robots-Tag rule: `[token:] d1, d2`; a value without a token applies to all
+/// agents; tokens and directives compare lower-cased.
+pub fn opted_out(value: &str, token: &str, disallowed: &[String]) -> bool {
+    let (ua, directives) = match value.split_once(':') {
+        Some((ua, d)) => (Some(ua.trim().to_ascii_lowercase()), d),
+        None => (None, value),
+    };
+    if let Some(ua) = &ua {
+        if *ua != token.to_ascii_lowercase() {
+            return false;
+        }
+    }
+    directives.split(',').any(|d| {
+        let d = d.trim().to_ascii_lowercase();
+        disallowed.iter().any(|x| x.eq_ignore_ascii_case(&d))
+    })
+}
+
+/// `Retry-After`: delay-seconds or an IMF-fixdate.
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    let at = parse_http_date(v)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now)))
+}
+
+/// Parses `Sun, 06 Nov 1994 08:49:37 GMT` into Unix seconds.
+pub fn parse_http_date(s: &str) -> Option<u64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    let day: u64 = parts[1].parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])? as u64
+        + 1;
+    let year: i64 = parts[3].parse().ok()?;
+    let hms: Vec<u64> = parts[4].split(':').filter_map(|x| x.parse().ok()).collect();
+    if hms.len() != 3 {
+        return None;
+    }
+    // days from civil (Howard Hinnant)
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = month as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + (hms[0] * 3600 + hms[1] * 60 + hms[2]) as i64;
+    u64::try_from(secs).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_robots_tag_like_img2dataset() {
+        let d: Vec<String> = ["noai", "noimageai", "noindex", "noimageindex"]
+            .map(String::from)
+            .to_vec();
+        assert!(opted_out("noai", "openwit", &d));
+        assert!(opted_out("nofollow, NoImageIndex", "openwit", &d));
+        assert!(opted_out("OpenWIT: noindex", "openwit", &d));
+        assert!(!opted_out("otherbot: noindex", "openwit", &d));
+        assert!(!opted_out("nofollow", "openwit", &d));
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
+}

@@ -1,0 +1,656 @@
+//! Decoding, validation, resizing and encoding of one downloaded image.
+//!
+//! - The format is sniffed from the bytes (never trusted from the URL or Content-Type).
+//! - Dimensions come from the header and are checked against the bomb limits before any pixel is
+//!   decoded.
+//! - JPEGs are decoded with DCT-domain scaling (`jpeg-decoder`'s `scale`, like libjpeg's
+//!   `scale_denom`) when the target is at most half the source: decoding at 1/2, 1/4 or 1/8 size
+//!   skips most of the inverse DCT and colour conversion work. Other formats use `image`.
+//! - EXIF orientation is applied; grayscale, CMYK, palette and 16-bit images become RGB8; alpha is
+//!   composited on white.
+//! - Resizing uses `fast_image_resize` (SIMD): box (area) filter when shrinking, as img2dataset's
+//!   INTER_AREA, Lanczos3 when enlarging, as its INTER_LANCZOS4.
+
+use std::io::Cursor;
+
+use fast_image_resize as fr;
+use image::{DynamicImage, ImageDecoder, RgbImage, metadata::Orientation};
+
+use crate::config::{Config, EncodeFormat, ResizeMode};
+
+/// The image formats recognised from their first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniffed {
+    Jpeg,
+    Png,
+    Gif,
+    Webp,
+    Bmp,
+    Tiff,
+    /// An HTML (or XML) document, typically an error page served with an image URL.
+    Html,
+    Unknown,
+}
+
+/// Sniffs the real format of `b`.
+pub fn sniff(b: &[u8]) -> Sniffed {
+    if b.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Sniffed::Jpeg;
+    }
+    if b.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Sniffed::Png;
+    }
+    if b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a") {
+        return Sniffed::Gif;
+    }
+    if b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WEBP" {
+        return Sniffed::Webp;
+    }
+    if b.starts_with(b"BM") && b.len() >= 26 {
+        return Sniffed::Bmp;
+    }
+    if b.starts_with(b"II*\0") || b.starts_with(b"MM\0*") {
+        return Sniffed::Tiff;
+    }
+    let mut s = b;
+    if s.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        s = &s[3..];
+    }
+    let start = s.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(s.len());
+    let head: Vec<u8> = s[start..s.len().min(start + 64)]
+        .iter()
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    for tag in [&b"<!doctype"[..], b"<html", b"<head", b"<body", b"<?xml", b"<!--", b"<svg", b"<title", b"<script"] {
+        if head.starts_with(tag) {
+            return Sniffed::Html;
+        }
+    }
+    Sniffed::Unknown
+}
+
+/// Why an image was dropped: a stable reason token and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFail {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn fail(reason: &'static str, message: impl Into<String>) -> ImageFail {
+    ImageFail {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// What decoding and resizing needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct ImageOptions {
+    pub image_size: u32,
+    pub resize_mode: ResizeMode,
+    pub resize_only_if_bigger: bool,
+    pub encode_format: EncodeFormat,
+    pub encode_quality: u8,
+    pub skip_reencode: bool,
+    pub min_image_size: u32,
+    pub max_aspect_ratio: Option<f64>,
+    pub max_pixels: u64,
+    pub max_dimension: u32,
+    /// Use DCT-domain scaled JPEG decoding (on by default; off only for comparisons).
+    pub jpeg_dct_scaling: bool,
+}
+
+impl ImageOptions {
+    pub fn from_config(c: &Config) -> Self {
+        ImageOptions {
+            image_size: c.image_size,
+            resize_mode: c.resize_mode,
+            resize_only_if_bigger: c.resize_only_if_bigger,
+            encode_format: c.encode_format,
+            encode_quality: c.encode_quality,
+            skip_reencode: c.skip_reencode,
+            min_image_size: c.min_image_size,
+            max_aspect_ratio: c.max_aspect_ratio,
+            max_pixels: c.max_pixels,
+            max_dimension: c.max_dimension,
+            jpeg_dct_scaling: true,
+        }
+    }
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        ImageOptions::from_config(&Config::default())
+    }
+}
+
+/// A processed image.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub bytes: Vec<u8>,
+    pub ext: &'static str,
+    pub width: u32,
+    pub height: u32,
+    /// Size after EXIF orientation, before resizing.
+    pub original_width: u32,
+    pub original_height: u32,
+    /// 64-bit DCT perceptual hash (imagehash's `phash` algorithm).
+    pub phash: u64,
+    /// EXIF orientation (1-8) when the image had one other than 1.
+    pub orientation: Option<u8>,
+}
+
+/// The geometry img2dataset's resize modes give for an (oriented) `w` x `h` image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    /// Size to resample the whole image to (None: keep).
+    pub resize: Option<(u32, u32)>,
+    /// Final canvas: pad (border) or crop (center_crop) to this size, centred.
+    pub canvas: Option<(u32, u32)>,
+}
+
+/// Computes the resize plan (img2dataset's semantics).
+pub fn plan(w: u32, h: u32, o: &ImageOptions) -> Plan {
+    let s = o.image_size;
+    let scaled = |f: f64| -> (u32, u32) {
+        (
+            ((w as f64 * f).round() as u32).max(1),
+            ((h as f64 * f).round() as u32).max(1),
+        )
+    };
+    let (long, short) = (w.max(h), w.min(h));
+    match o.resize_mode {
+        ResizeMode::No => Plan {
+            resize: None,
+            canvas: None,
+        },
+        ResizeMode::Border => {
+            let resize = (!o.resize_only_if_bigger || long > s)
+                .then(|| scaled(s as f64 / long as f64))
+                .filter(|&d| d != (w, h));
+            Plan {
+                resize,
+                canvas: Some((s, s)),
+            }
+        }
+        ResizeMode::KeepRatio => Plan {
+            resize: (!o.resize_only_if_bigger || short > s)
+                .then(|| scaled(s as f64 / short as f64))
+                .filter(|&d| d != (w, h)),
+            canvas: None,
+        },
+        ResizeMode::KeepRatioLargest => Plan {
+            resize: (!o.resize_only_if_bigger || long > s)
+                .then(|| scaled(s as f64 / long as f64))
+                .filter(|&d| d != (w, h)),
+            canvas: None,
+        },
+        ResizeMode::CenterCrop => {
+            if !o.resize_only_if_bigger || short > s {
+                Plan {
+                    resize: Some(scaled(s as f64 / short as f64)).filter(|&d| d != (w, h)),
+                    canvas: Some((s, s)),
+                }
+            } else {
+                Plan {
+                    resize: None,
+                    canvas: None,
+                }
+            }
+        }
+    }
+}
+
+fn rotates(o: Orientation) -> bool {
+    matches!(
+        o,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+/// Reads the EXIF orientation (tag 0x0112 of IFD0) from a raw EXIF block (with or without the
+/// `Exif\0\0` prefix).
+pub fn exif_orientation(exif: &[u8]) -> Option<u8> {
+    let t = exif.strip_prefix(b"Exif\0\0").unwrap_or(exif);
+    if t.len() < 8 {
+        return None;
+    }
+    let le = match &t[0..2] {
+        b"II" => true,
+        b"MM" => false,
+        _ => return None,
+    };
+    let u16_at = |i: usize| -> Option<u16> {
+        let b = t.get(i..i + 2)?;
+        Some(if le {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        })
+    };
+    let u32_at = |i: usize| -> Option<u32> {
+        let b = t.get(i..i + 4)?;
+        Some(if le {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        } else {
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        })
+    };
+    let ifd = u32_at(4)? as usize;
+    let n = u16_at(ifd)? as usize;
+    for i in 0..n.min(512) {
+        let e = ifd + 2 + i * 12;
+        if u16_at(e)? == 0x0112 {
+            let v = u16_at(e + 8)?;
+            return (1..=8).contains(&v).then_some(v as u8);
+        }
+    }
+    None
+}
+
+/// A decoded RGB8 image with its full (oriented) size.
+struct Decoded {
+    rgb: RgbImage,
+    original: (u32, u32),
+    orientation: Orientation,
+}
+
+fn check_bomb(w: u32, h: u32, o: &ImageOptions) -> Result<(), ImageFail> {
+    if w == 0 || h == 0 {
+        return Err(fail("corrupt_image", format!("image header says {w}x{h}")));
+    }
+    if w > o.max_dimension || h > o.max_dimension || (w as u64) * (h as u64) > o.max_pixels {
+        return Err(fail(
+            "bomb",
+            format!(
+                "image is {w}x{h}, over the limits (max_pixels {}, max_dimension {})",
+                o.max_pixels, o.max_dimension
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn jpeg_is_truncated(b: &[u8]) -> bool {
+    // A complete JPEG ends with EOI (FF D9), possibly followed by padding.
+    let mut end = b.len();
+    while end > 0 && (b[end - 1] == 0 || b[end - 1].is_ascii_whitespace()) {
+        end -= 1;
+    }
+    !(end >= 2 && b[end - 2] == 0xFF && b[end - 1] == 0xD9)
+}
+
+fn decode_jpeg(b: &[u8], o: &ImageOptions) -> Result<Decoded, ImageFail> {
+    if jpeg_is_truncated(b) {
+        return Err(fail("truncated_image", "JPEG data ends before its end marker"));
+    }
+    let mut d = jpeg_decoder::Decoder::new(Cursor::new(b));
+    d.read_info()
+        .map_err(|e| fail("corrupt_image", format!("JPEG header: {e}")))?;
+    let info = d
+        .info()
+        .ok_or_else(|| fail("corrupt_image", "JPEG without a frame header"))?;
+    let (w, h) = (info.width as u32, info.height as u32);
+    check_bomb(w, h, o)?;
+    let orientation = d
+        .exif_data()
+        .and_then(exif_orientation)
+        .and_then(Orientation::from_exif)
+        .unwrap_or(Orientation::NoTransforms);
+    let (ow, oh) = if rotates(orientation) { (h, w) } else { (w, h) };
+    if o.jpeg_dct_scaling {
+        // The decode size needed for the final resample (in stored, unrotated coordinates).
+        if let Some((rw, rh)) = plan(ow, oh, o).resize {
+            let (rw, rh) = if rotates(orientation) { (rh, rw) } else { (rw, rh) };
+            if rw * 2 <= w && rh * 2 <= h {
+                d.scale(rw.min(65535) as u16, rh.min(65535) as u16)
+                    .map_err(|e| fail("corrupt_image", format!("JPEG scale: {e}")))?;
+            }
+        }
+    }
+    let px = d.decode().map_err(|e| {
+        let m = e.to_string();
+        if m.contains("EOF") || m.contains("end of") {
+            fail("truncated_image", format!("JPEG: {m}"))
+        } else {
+            fail("corrupt_image", format!("JPEG: {m}"))
+        }
+    })?;
+    let info = d.info().expect("info after decode");
+    let (dw, dh) = (info.width as u32, info.height as u32);
+    let n = (dw as usize) * (dh as usize);
+    let rgb: Vec<u8> = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => px,
+        jpeg_decoder::PixelFormat::L8 => px.iter().flat_map(|&g| [g, g, g]).collect(),
+        jpeg_decoder::PixelFormat::L16 => px
+            .chunks_exact(2)
+            .flat_map(|c| {
+                let g = c[0];
+                [g, g, g]
+            })
+            .collect(),
+        jpeg_decoder::PixelFormat::CMYK32 => px
+            .chunks_exact(4)
+            .flat_map(|c| {
+                // jpeg-decoder undoes Adobe's inversion: these are ink amounts.
+                let k = 255 - c[3] as u32;
+                [
+                    ((255 - c[0] as u32) * k / 255) as u8,
+                    ((255 - c[1] as u32) * k / 255) as u8,
+                    ((255 - c[2] as u32) * k / 255) as u8,
+                ]
+            })
+            .collect(),
+    };
+    if rgb.len() != n * 3 {
+        return Err(fail("corrupt_image", "JPEG decoded to the wrong number of pixels"));
+    }
+    let rgb = RgbImage::from_raw(dw, dh, rgb)
+        .ok_or_else(|| fail("corrupt_image", "JPEG decoded to the wrong number of pixels"))?;
+    Ok(Decoded {
+        rgb,
+        original: (ow, oh),
+        orientation,
+    })
+}
+
+fn decode_other(b: &[u8], kind: Sniffed, o: &ImageOptions) -> Result<Decoded, ImageFail> {
+    let fmt = match kind {
+        Sniffed::Png => image::ImageFormat::Png,
+        Sniffed::Gif => image::ImageFormat::Gif,
+        Sniffed::Webp => image::ImageFormat::WebP,
+        Sniffed::Bmp => image::ImageFormat::Bmp,
+        Sniffed::Tiff => image::ImageFormat::Tiff,
+        _ => return Err(fail("unsupported_format", "not an image format we decode")),
+    };
+    let mut reader = image::ImageReader::with_format(Cursor::new(b), fmt);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(o.max_dimension);
+    limits.max_image_height = Some(o.max_dimension);
+    limits.max_alloc = Some(o.max_pixels.saturating_mul(8).max(64 << 20));
+    reader.limits(limits);
+    let classify = |e: image::ImageError| -> ImageFail {
+        match e {
+            image::ImageError::Limits(_) => fail("bomb", format!("{e}")),
+            image::ImageError::IoError(ref io)
+                if io.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                fail("truncated_image", format!("{e}"))
+            }
+            other => {
+                let m = other.to_string();
+                if m.contains("EOF") || m.to_lowercase().contains("end of") || m.contains("eof") {
+                    fail("truncated_image", m)
+                } else {
+                    fail("corrupt_image", m)
+                }
+            }
+        }
+    };
+    let mut dec = reader.into_decoder().map_err(classify)?;
+    let (w, h) = dec.dimensions();
+    check_bomb(w, h, o)?;
+    let orientation = dec.orientation().unwrap_or(Orientation::NoTransforms);
+    let img = DynamicImage::from_decoder(dec).map_err(classify)?;
+    let rgb = if img.color().has_alpha() {
+        let rgba = img.into_rgba8();
+        let (iw, ih) = rgba.dimensions();
+        let mut out = Vec::with_capacity((iw * ih * 3) as usize);
+        for p in rgba.pixels() {
+            let a = p[3] as u32;
+            for c in 0..3 {
+                out.push(((p[c] as u32 * a + 255 * (255 - a) + 127) / 255) as u8);
+            }
+        }
+        RgbImage::from_raw(iw, ih, out).expect("sizes match")
+    } else {
+        img.into_rgb8()
+    };
+    let (ow, oh) = if rotates(orientation) { (h, w) } else { (w, h) };
+    Ok(Decoded {
+        rgb,
+        original: (ow, oh),
+        orientation,
+    })
+}
+
+fn resize(
+    src: &RgbImage,
+    to: (u32, u32),
+    crop: Option<(f64, f64, f64, f64)>,
+) -> Result<RgbImage, ImageFail> {
+    let (sw, sh) = src.dimensions();
+    let s = fr::images::ImageRef::new(sw, sh, src.as_raw(), fr::PixelType::U8x3)
+        .map_err(|e| fail("resize_error", e.to_string()))?;
+    let mut dst = fr::images::Image::new(to.0, to.1, fr::PixelType::U8x3);
+    let (cw, ch) = crop.map(|c| (c.2, c.3)).unwrap_or((sw as f64, sh as f64));
+    let shrinking = (to.0 as f64) <= cw && (to.1 as f64) <= ch;
+    let alg = if shrinking {
+        fr::ResizeAlg::Convolution(fr::FilterType::Box)
+    } else {
+        fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3)
+    };
+    let mut opts = fr::ResizeOptions::new().resize_alg(alg);
+    if let Some((x, y, w, h)) = crop {
+        opts = opts.crop(x, y, w, h);
+    }
+    let mut r = fr::Resizer::new();
+    r.resize(&s, &mut dst, &opts)
+        .map_err(|e| fail("resize_error", e.to_string()))?;
+    Ok(RgbImage::from_raw(to.0, to.1, dst.into_vec()).expect("sizes match"))
+}
+
+/// Pads `img` centred on a white `w` x `h` canvas.
+fn pad_white(img: &RgbImage, w: u32, h: u32) -> RgbImage {
+    let (iw, ih) = img.dimensions();
+    if (iw, ih) == (w, h) {
+        return img.clone();
+    }
+    let mut out = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let x0 = (w.saturating_sub(iw)) / 2;
+    let y0 = (h.saturating_sub(ih)) / 2;
+    let row = (iw.min(w) * 3) as usize;
+    for y in 0..ih.min(h) {
+        let s = (y * iw * 3) as usize;
+        let d = (((y + y0) * w + x0) * 3) as usize;
+        out.as_mut()[d..d + row].copy_from_slice(&img.as_raw()[s..s + row]);
+    }
+    out
+}
+
+/// Encodes RGB8 as the configured format.
+pub fn encode(img: &RgbImage, f: EncodeFormat, quality: u8) -> Result<Vec<u8>, ImageFail> {
+    let (w, h) = img.dimensions();
+    let mut out = Vec::with_capacity((w * h) as usize / 2);
+    match f {
+        EncodeFormat::Jpg => {
+            if w > 65535 || h > 65535 {
+                return Err(fail("encode_error", "too large for JPEG"));
+            }
+            let mut e = jpeg_encoder::Encoder::new(&mut out, quality);
+            e.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+            e.encode(img.as_raw(), w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+                .map_err(|e| fail("encode_error", e.to_string()))?;
+        }
+        EncodeFormat::Png => {
+            img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+                .map_err(|e| fail("encode_error", e.to_string()))?;
+        }
+        EncodeFormat::Webp => {
+            img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::WebP)
+                .map_err(|e| fail("encode_error", e.to_string()))?;
+        }
+    }
+    Ok(out)
+}
+
+/// imagehash's `phash`: 32x32 grayscale, 2-D DCT-II, the 8x8 lowest frequencies compared with
+/// their median; bit 63 is the top-left coefficient.
+pub fn phash(img: &RgbImage) -> u64 {
+    let (w, h) = img.dimensions();
+    let gray: Vec<u8> = img
+        .pixels()
+        .map(|p| ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114 + 500) / 1000) as u8)
+        .collect();
+    let src = fr::images::ImageRef::new(w, h, &gray, fr::PixelType::U8).expect("sizes match");
+    let mut dst = fr::images::Image::new(32, 32, fr::PixelType::U8);
+    let mut r = fr::Resizer::new();
+    let alg = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
+    r.resize(&src, &mut dst, &alg).expect("resize to 32x32");
+    let px: Vec<f64> = dst.buffer().iter().map(|&v| v as f64).collect();
+    // DCT-II (unnormalised, as scipy.fftpack.dct type 2) along columns then rows; only the
+    // first 8 outputs of each are needed.
+    let mut cos = [[0f64; 32]; 8];
+    for (k, row) in cos.iter_mut().enumerate() {
+        for (n, c) in row.iter_mut().enumerate() {
+            *c = (std::f64::consts::PI * k as f64 * (2 * n + 1) as f64 / 64.0).cos();
+        }
+    }
+    // along axis 0 (down each column): tmp[k][x] for k < 8
+    let mut tmp = [[0f64; 32]; 8];
+    for k in 0..8 {
+        for x in 0..32 {
+            let mut s = 0.0;
+            for y in 0..32 {
+                s += px[y * 32 + x] * cos[k][y];
+            }
+            tmp[k][x] = 2.0 * s;
+        }
+    }
+    let mut low = [0f64; 64];
+    for k in 0..8 {
+        for l in 0..8 {
+            let mut s = 0.0;
+            for x in 0..32 {
+                s += tmp[k][x] * cos[l][x];
+            }
+            low[k * 8 + l] = 2.0 * s;
+        }
+    }
+    let mut sorted = low;
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let median = (sorted[31] + sorted[32]) / 2.0;
+    low.iter()
+        .fold(0u64, |acc, &v| (acc << 1) | u64::from(v > median))
+}
+
+/// Decodes, checks, resizes and encodes one downloaded image.
+pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
+    if bytes.is_empty() {
+        return Err(fail("empty_body", "zero-byte body"));
+    }
+    let kind = sniff(bytes);
+    let dec = match kind {
+        Sniffed::Jpeg => decode_jpeg(bytes, o)?,
+        Sniffed::Html => return Err(fail("html_body", "the server sent an HTML page, not an image")),
+        Sniffed::Unknown => {
+            return Err(fail("unsupported_format", "the bytes are not a known image format"));
+        }
+        other => decode_other(bytes, other, o)?,
+    };
+    let (ow, oh) = dec.original;
+    if o.min_image_size > 0 && ow.min(oh) < o.min_image_size {
+        return Err(fail(
+            "too_small",
+            format!("image is {ow}x{oh}, smaller than min_image_size {}", o.min_image_size),
+        ));
+    }
+    if let Some(max) = o.max_aspect_ratio {
+        let r = ow.max(oh) as f64 / ow.min(oh) as f64;
+        if r > max {
+            return Err(fail(
+                "bad_aspect_ratio",
+                format!("aspect ratio {r:.2} is over max_aspect_ratio {max}"),
+            ));
+        }
+    }
+    let mut img = DynamicImage::ImageRgb8(dec.rgb);
+    img.apply_orientation(dec.orientation);
+    let img = img.into_rgb8();
+    let phash = phash(&img);
+    let p = plan(ow, oh, o);
+    let orientation = (dec.orientation != Orientation::NoTransforms)
+        .then(|| orientation_code(dec.orientation));
+
+    let same_format = matches!(
+        (kind, o.encode_format),
+        (Sniffed::Jpeg, EncodeFormat::Jpg)
+            | (Sniffed::Png, EncodeFormat::Png)
+            | (Sniffed::Webp, EncodeFormat::Webp)
+    );
+    let untouched = p.resize.is_none()
+        && p.canvas.is_none_or(|c| c == (ow, oh))
+        && orientation.is_none()
+        && img.dimensions() == (ow, oh);
+    if o.skip_reencode && same_format && untouched {
+        return Ok(Processed {
+            bytes: bytes.to_vec(),
+            ext: o.encode_format.ext(),
+            width: ow,
+            height: oh,
+            original_width: ow,
+            original_height: oh,
+            phash,
+            orientation,
+        });
+    }
+
+    let out = match (o.resize_mode, p.resize, p.canvas) {
+        (ResizeMode::CenterCrop, Some((rw, rh)), Some((cw, ch))) => {
+            // Crop the source region that maps onto the centred canvas, then resample it.
+            let (iw, ih) = img.dimensions();
+            let fx = iw as f64 / rw as f64;
+            let fy = ih as f64 / rh as f64;
+            let x0 = ((rw.saturating_sub(cw)) / 2) as f64 * fx;
+            let y0 = ((rh.saturating_sub(ch)) / 2) as f64 * fy;
+            let (ow2, oh2) = (cw.min(rw), ch.min(rh));
+            resize(&img, (ow2, oh2), Some((x0, y0, ow2 as f64 * fx, oh2 as f64 * fy)))?
+        }
+        (ResizeMode::CenterCrop, None, Some((cw, ch))) => {
+            let (iw, ih) = img.dimensions();
+            let (w2, h2) = (cw.min(iw), ch.min(ih));
+            image::imageops::crop_imm(&img, (iw - w2) / 2, (ih - h2) / 2, w2, h2).to_image()
+        }
+        (_, resize_to, canvas) => {
+            let (iw, ih) = img.dimensions();
+            let target = resize_to.unwrap_or((ow, oh));
+            let r = if target != (iw, ih) {
+                resize(&img, target, None)?
+            } else {
+                img
+            };
+            match canvas {
+                Some((cw, ch)) if o.resize_mode == ResizeMode::Border => pad_white(&r, cw, ch),
+                _ => r,
+            }
+        }
+    };
+    let (width, height) = out.dimensions();
+    let bytes = encode(&out, o.encode_format, o.encode_quality)?;
+    Ok(Processed {
+        bytes,
+        ext: o.encode_format.ext(),
+        width,
+        height,
+        original_width: ow,
+        original_height: oh,
+        phash,
+        orientation,
+    })
+}
+
+fn orientation_code(o: Orientation) -> u8 {
+    match o {
+        Orientation::NoTransforms => 1,
+        Orientation::FlipHorizontal => 2,
+        Orientation::Rotate180 => 3,
+        Orientation::FlipVertical => 4,
+        Orientation::Rotate90FlipH => 5,
+        Orientation::Rotate90 => 6,
+        Orientation::Rotate270FlipH => 7,
+        Orientation::Rotate270 => 8,
+    }
+}
