@@ -53,22 +53,12 @@ fn forbidden_v6(ip: &Ipv6Addr) -> bool {
     }
     // IPv4-mapped ::ffff:a.b.c.d and IPv4-compatible ::a.b.c.d
     if s[0..5] == [0, 0, 0, 0, 0] && (s[5] == 0xffff || s[5] == 0) {
-        let v4 = Ipv4Addr::new(
-            (s[6] >> 8) as u8,
-            s[6] as u8,
-            (s[7] >> 8) as u8,
-            s[7] as u8,
-        );
+        let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
         return forbidden_v4(&v4);
     }
     // NAT64 64:ff9b::/96 embeds an IPv4 address
     if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        let v4 = Ipv4Addr::new(
-            (s[6] >> 8) as u8,
-            s[6] as u8,
-            (s[7] >> 8) as u8,
-            s[7] as u8,
-        );
+        let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
         return forbidden_v4(&v4);
     }
     // 6to4 2002::/16 embeds an IPv4 address in the next 32 bits
@@ -88,7 +78,9 @@ fn forbidden_v6(ip: &Ipv6Addr) -> bool {
 /// The error a [`GuardedResolver`] returns when every address of a name is forbidden (or an
 /// IP-literal check fails). Find it in a `reqwest::Error` by walking `source()`.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{host} resolves only to non-public addresses ({addrs}); set allow_private_networks = true to allow them")]
+#[error(
+    "{host} resolves only to non-public addresses ({addrs}); set allow_private_networks = true to allow them"
+)]
 pub struct ForbiddenAddress {
     pub host: String,
     pub addrs: String,
@@ -100,6 +92,14 @@ impl ForbiddenAddress {
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(e) = cur {
             if e.downcast_ref::<ForbiddenAddress>().is_some() {
+                return true;
+            }
+            // `io::Error::source()` skips its own payload: look inside it.
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io
+                    .get_ref()
+                    .is_some_and(|inner| inner.downcast_ref::<ForbiddenAddress>().is_some())
+            {
                 return true;
             }
             cur = e.source();
@@ -149,7 +149,13 @@ impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let this = *self;
         Box::pin(async move {
-            let addrs = this.lookup(name.as_str()).await?;
+            let addrs = this.lookup(name.as_str()).await.map_err(|e| {
+                // hand the typed refusal to reqwest so callers can find it in the error chain
+                match e.get_ref().and_then(|i| i.downcast_ref::<ForbiddenAddress>()) {
+                    Some(f) => Box::new(f.clone()) as Box<dyn std::error::Error + Send + Sync>,
+                    None => Box::new(e),
+                }
+            })?;
             let it: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(it)
         })
@@ -190,7 +196,14 @@ mod tests {
         ] {
             assert!(f(a), "{a} should be forbidden");
         }
-        for a in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "93.184.216.34", "198.20.0.1"] {
+        for a in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "93.184.216.34",
+            "198.20.0.1",
+        ] {
             assert!(!f(a), "{a} should be allowed");
         }
     }
@@ -215,7 +228,12 @@ mod tests {
         ] {
             assert!(f(a), "{a} should be forbidden");
         }
-        for a in ["2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"] {
+        for a in [
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(!f(a), "{a} should be allowed");
         }
     }
@@ -227,12 +245,22 @@ mod tests {
             .build()
             .unwrap();
         let err = rt
-            .block_on(GuardedResolver { allow_private: false }.lookup("localhost"))
+            .block_on(
+                GuardedResolver {
+                    allow_private: false,
+                }
+                .lookup("localhost"),
+            )
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
         assert!(ForbiddenAddress::is_in(&err));
         let ok = rt
-            .block_on(GuardedResolver { allow_private: true }.lookup("localhost"))
+            .block_on(
+                GuardedResolver {
+                    allow_private: true,
+                }
+                .lookup("localhost"),
+            )
             .unwrap();
         assert!(ok.iter().all(|a| a.ip().is_loopback()));
     }

@@ -1,0 +1,581 @@
+//! The HTML extractor shared by the crawler and the WARC reader (built on `scraper`).
+//!
+//! For every `<img>`: the image URL (the largest `srcset` candidate, else a lazy-load attribute
+//! such as `data-src`, else `src`), resolved against `<base href>` and the page URL; its `alt`,
+//! `title`, the `<figcaption>` of an enclosing `<figure>`, and declared `width`/`height`.
+//! `data:` URIs, 1x1 tracking pixels and non-http(s) URLs are skipped and counted. The page's
+//! `<html lang>` and `<title>` are kept. A page that opts out (a `<meta name="robots">` or an
+//! `X-Robots-Tag` header with `noai`, `noimageai`, `noindex` or `noimageindex`, optionally
+//! prefixed by a user agent as in `otherbot: noindex`) contributes nothing.
+//!
+//! ```
+//! use openwit_sources::extract::extract;
+//! let page = url::Url::parse("https://example.com/pets/").unwrap();
+//! let html = r#"<html lang="en"><body><img src="cat.jpg" alt="A grey cat"></body></html>"#;
+//! let ex = extract(html, &page, &[]);
+//! assert_eq!(ex.images[0].url, "https://example.com/pets/cat.jpg");
+//! assert_eq!(ex.images[0].alt.as_deref(), Some("A grey cat"));
+//! assert_eq!(ex.lang.as_deref(), Some("en"));
+//! ```
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use openwit_core::Drops;
+use scraper::{ElementRef, Html, Selector};
+use url::Url;
+
+use crate::candidate::{Candidate, CaptionSource};
+
+/// Directives that make a page contribute nothing.
+pub const OPT_OUT_DIRECTIVES: [&str; 5] = ["noai", "noimageai", "noindex", "noimageindex", "none"];
+
+/// Captions longer than this (in bytes) are dropped as junk.
+pub const MAX_CAPTION_BYTES: usize = 4096;
+/// URLs longer than this are dropped.
+pub const MAX_URL_BYTES: usize = 4096;
+
+/// Lazy-load attributes, in order of preference, holding a single URL.
+const LAZY_ATTRS: [&str; 6] = [
+    "data-src",
+    "data-lazy-src",
+    "data-original",
+    "data-lazy",
+    "data-url",
+    "data-full-src",
+];
+/// Lazy-load attributes holding a srcset.
+const LAZY_SRCSET_ATTRS: [&str; 2] = ["data-srcset", "data-lazy-srcset"];
+
+/// One image found on a page, before captions are split into rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundImage {
+    pub url: String,
+    pub alt: Option<String>,
+    pub title: Option<String>,
+    pub figcaption: Option<String>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+}
+
+/// What one page gave.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extraction {
+    pub lang: Option<String>,
+    pub title: Option<String>,
+    pub images: Vec<FoundImage>,
+    /// The directive that opted the page out (then `images` is empty).
+    pub opted_out: Option<String>,
+    /// Skipped images by reason (`data_uri`, `tracking_pixel`, `non_http_url`, `invalid_url`, ...).
+    pub drops: Drops,
+}
+
+macro_rules! sel {
+    ($name:ident, $css:expr) => {
+        static $name: LazyLock<Selector> = LazyLock::new(|| Selector::parse($css).unwrap());
+    };
+}
+sel!(IMG, "img");
+sel!(BASE, "base[href]");
+sel!(HTML, "html");
+sel!(TITLE, "title");
+sel!(META, "meta[name][content]");
+sel!(FIGCAPTION, "figcaption");
+
+/// Collapses whitespace runs into one space and trims; `None` when empty.
+pub fn clean_text(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    for w in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Whether an `X-Robots-Tag` or robots `<meta>` value opts out; returns the directive.
+/// Accepts `noai, noimageai`, `otherbot: noindex`, `noai; ...` forms; case-insensitive.
+pub fn opt_out_directive(value: &str) -> Option<String> {
+    let lower = value.to_ascii_lowercase();
+    for part in lower.split([',', ';']) {
+        let mut d = part.trim();
+        // "useragent: directive" -> directive (a user-agent prefix applies it to that agent;
+        // we honour it whatever the agent, the conservative reading).
+        if let Some((_, rest)) = d.split_once(':') {
+            d = rest.trim();
+        }
+        for tok in d.split_whitespace() {
+            if OPT_OUT_DIRECTIVES.contains(&tok) {
+                return Some(tok.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Whether the page has an `<img` tag at all (a fast pre-check that spares the HTML parse).
+pub fn has_img_tag(html: &[u8]) -> bool {
+    memchr::memchr_iter(b'<', html).any(|i| {
+        html.get(i + 1..i + 4)
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"img"))
+    })
+}
+
+fn parse_dim(v: Option<&str>) -> Option<i32> {
+    let v = v?.trim();
+    let v = v.strip_suffix("px").unwrap_or(v).trim();
+    let digits: &str = v.split('.').next()?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 7 {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The largest candidate of a `srcset` (by `w` descriptor, else by `x` density; a candidate
+/// without descriptor counts as `1x`). Returns the URL text.
+pub fn largest_srcset(srcset: &str) -> Option<&str> {
+    let mut best: Option<(f64, &str)> = None;
+    // Candidates are separated by commas; a URL may itself contain commas only if it is
+    // followed by a descriptor, so split on ", " boundaries conservatively.
+    let mut rest = srcset.trim();
+    while !rest.is_empty() {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
+        if rest.is_empty() {
+            break;
+        }
+        let url_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let mut url = &rest[..url_end];
+        let mut after = &rest[url_end..];
+        let descriptor;
+        if url.ends_with(',') {
+            url = url.trim_end_matches(',');
+            descriptor = "";
+        } else {
+            let d_end = after.find(',').unwrap_or(after.len());
+            descriptor = after[..d_end].trim();
+            after = &after[d_end..];
+        }
+        rest = after;
+        if url.is_empty() {
+            continue;
+        }
+        let score = descriptor
+            .split_whitespace()
+            .find_map(|d| {
+                if let Some(w) = d.strip_suffix('w') {
+                    w.parse::<f64>().ok().map(|w| w * 1e6)
+                } else if let Some(x) = d.strip_suffix('x') {
+                    x.parse::<f64>().ok()
+                } else {
+                    None
+                }
+            })
+            .unwrap_or(1.0);
+        if best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, url));
+        }
+    }
+    best.map(|(_, u)| u)
+}
+
+fn is_data_uri(s: &str) -> bool {
+    s.trim_start()
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("data:"))
+}
+
+/// The raw URL text of an image: largest srcset, else a lazy-load attribute, else `src`.
+fn image_url_text(img: &scraper::node::Element) -> Option<&str> {
+    let usable = |s: &&str| !s.trim().is_empty() && !is_data_uri(s);
+    if let Some(u) = img.attr("srcset").and_then(largest_srcset).filter(usable) {
+        return Some(u);
+    }
+    for a in LAZY_SRCSET_ATTRS {
+        if let Some(u) = img.attr(a).and_then(largest_srcset).filter(usable) {
+            return Some(u);
+        }
+    }
+    for a in LAZY_ATTRS {
+        if let Some(u) = img.attr(a).filter(usable) {
+            return Some(u);
+        }
+    }
+    img.attr("src").filter(|s| !s.trim().is_empty())
+}
+
+fn figcaption_of(img: &ElementRef<'_>) -> Option<String> {
+    for anc in img.ancestors() {
+        if let Some(el) = ElementRef::wrap(anc)
+            && el.value().name() == "figure"
+        {
+            return el
+                .select(&FIGCAPTION)
+                .next()
+                .and_then(|fc| clean_text(&fc.text().collect::<String>()));
+        }
+    }
+    None
+}
+
+/// Resolves an image URL against `base`; `None` (counted in `drops`) for `data:` URIs, invalid,
+/// over-long and non-http(s) URLs. The fragment is removed.
+pub fn resolve_image_url(base: &Url, raw: &str, drops: &mut Drops) -> Option<String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        drops.inc("no_image_url");
+        return None;
+    }
+    if is_data_uri(raw) {
+        drops.inc("data_uri");
+        return None;
+    }
+    if raw.len() > MAX_URL_BYTES {
+        drops.inc("url_too_long");
+        return None;
+    }
+    let Ok(mut url) = base.join(raw) else {
+        drops.inc("invalid_url");
+        return None;
+    };
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        drops.inc("non_http_url");
+        return None;
+    }
+    url.set_fragment(None);
+    Some(url.into())
+}
+
+/// Extracts images and page metadata from `html` fetched from `page_url`; `x_robots_tags` are
+/// the values of the response's `X-Robots-Tag` headers.
+pub fn extract(html: &str, page_url: &Url, x_robots_tags: &[&str]) -> Extraction {
+    let mut ex = Extraction::default();
+    for v in x_robots_tags {
+        if let Some(d) = opt_out_directive(v) {
+            ex.opted_out = Some(d);
+            return ex;
+        }
+    }
+    if !has_img_tag(html.as_bytes()) {
+        return ex;
+    }
+    let doc = Html::parse_document(html);
+    for m in doc.select(&META) {
+        let name = m.value().attr("name").unwrap_or("").trim();
+        if (name.eq_ignore_ascii_case("robots") || name.eq_ignore_ascii_case("openwit"))
+            && let Some(d) = opt_out_directive(m.value().attr("content").unwrap_or(""))
+        {
+            ex.opted_out = Some(d);
+            return ex;
+        }
+    }
+    ex.lang = doc
+        .select(&HTML)
+        .next()
+        .and_then(|h| h.value().attr("lang"))
+        .and_then(|l| clean_text(l).map(|l| l.to_ascii_lowercase()))
+        .filter(|l| l.len() <= 35);
+    ex.title = doc
+        .select(&TITLE)
+        .next()
+        .and_then(|t| clean_text(&t.text().collect::<String>()));
+    let base = doc
+        .select(&BASE)
+        .next()
+        .and_then(|b| b.value().attr("href"))
+        .and_then(|h| page_url.join(h.trim()).ok())
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .unwrap_or_else(|| page_url.clone());
+
+    let mut seen = HashSet::new();
+    for img in doc.select(&IMG) {
+        let el = img.value();
+        let Some(raw) = image_url_text(el) else {
+            ex.drops.inc("no_image_url");
+            continue;
+        };
+        let width = parse_dim(el.attr("width"));
+        let height = parse_dim(el.attr("height"));
+        if !is_data_uri(raw) && matches!((width, height), (Some(w), Some(h)) if w <= 1 && h <= 1) {
+            ex.drops.inc("tracking_pixel");
+            continue;
+        }
+        let Some(url) = resolve_image_url(&base, raw, &mut ex.drops) else {
+            continue;
+        };
+        let alt = el.attr("alt").and_then(clean_text);
+        let title = el.attr("title").and_then(clean_text);
+        let figcaption = figcaption_of(&img);
+        let key = (url.clone(), alt.clone(), title.clone(), figcaption.clone());
+        if !seen.insert(key) {
+            ex.drops.inc("duplicate_image");
+            continue;
+        }
+        ex.images.push(FoundImage {
+            url,
+            alt,
+            title,
+            figcaption,
+            width,
+            height,
+        });
+    }
+    ex
+}
+
+/// Where a page came from, for the rows it gives.
+#[derive(Debug, Clone, Copy)]
+pub struct PageInfo<'a> {
+    pub page_url: &'a str,
+    pub source_id: &'a str,
+    pub fetch_time: Option<i64>,
+}
+
+/// Turns an extraction into candidate rows: one per distinct caption of each image (alt, then
+/// title, then figcaption). Images without any caption and over-long captions are counted in
+/// `drops`.
+pub fn to_candidates(
+    ex: &Extraction,
+    page: PageInfo<'_>,
+    drops: &mut Drops,
+    out: &mut Vec<Candidate>,
+) {
+    for img in &ex.images {
+        let mut captions: Vec<(&str, CaptionSource)> = Vec::with_capacity(3);
+        for (c, src) in [
+            (&img.alt, CaptionSource::Alt),
+            (&img.title, CaptionSource::Title),
+            (&img.figcaption, CaptionSource::Figcaption),
+        ] {
+            if let Some(c) = c.as_deref() {
+                if c.len() > MAX_CAPTION_BYTES {
+                    drops.inc("caption_too_long");
+                } else if !captions.iter().any(|(x, _)| *x == c) {
+                    captions.push((c, src));
+                }
+            }
+        }
+        if captions.is_empty() {
+            drops.inc("no_caption");
+            continue;
+        }
+        for (c, src) in captions {
+            out.push(Candidate {
+                url: img.url.clone(),
+                caption: c.to_string(),
+                caption_source: src,
+                page_url: Some(page.page_url.to_string()),
+                page_lang: ex.lang.clone(),
+                width: img.width,
+                height: img.height,
+                source_id: page.source_id.to_string(),
+                fetch_time: page.fetch_time,
+                extra: None,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page() -> Url {
+        Url::parse("https://www.example.org/animals/index.html").unwrap()
+    }
+
+    fn ex(html: &str) -> Extraction {
+        extract(html, &page(), &[])
+    }
+
+    #[test]
+    fn src_alt_title_and_relative_urls() {
+        let e = ex(r#"<html lang="EN-us"><head><title> Farm
+            animals </title></head><body>
+            <img src="cow.jpg" alt="  A brown
+              cow " title="Cow">
+            <img src="/img/pig.png" alt="pig">
+            <img src="../sheep.webp?x=1#frag">
+            <img src="//cdn.example.net/goat.jpg" alt="goat">
+            </body></html>"#);
+        assert_eq!(e.lang.as_deref(), Some("en-us"));
+        assert_eq!(e.title.as_deref(), Some("Farm animals"));
+        let urls: Vec<&str> = e.images.iter().map(|i| i.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://www.example.org/animals/cow.jpg",
+                "https://www.example.org/img/pig.png",
+                "https://www.example.org/sheep.webp?x=1",
+                "https://cdn.example.net/goat.jpg",
+            ]
+        );
+        assert_eq!(e.images[0].alt.as_deref(), Some("A brown cow"));
+        assert_eq!(e.images[0].title.as_deref(), Some("Cow"));
+        assert_eq!(e.images[2].alt, None);
+    }
+
+    #[test]
+    fn srcset_lazy_and_base() {
+        let e = ex(
+            r#"<head><base href="https://static.example.com/media/"></head>
+            <img src="small.jpg" srcset="small.jpg 320w, large.jpg 1280w, medium.jpg 640w" alt="a">
+            <img src="a.jpg" srcset="a.jpg, a@3x.jpg 3x, a@2x.jpg 2x" alt="b">
+            <img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" data-src="lazy.jpg" alt="c">
+            <img data-srcset="l1.jpg 100w, l2.jpg 200w" alt="d">
+            <img src="placeholder.gif" data-original="real.jpg" alt="e">
+            <img srcset="https://x.example/a,b.jpg 2x, https://x.example/c.jpg 1x" alt="f">"#,
+        );
+        let urls: Vec<&str> = e.images.iter().map(|i| i.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://static.example.com/media/large.jpg",
+                "https://static.example.com/media/a@3x.jpg",
+                "https://static.example.com/media/lazy.jpg",
+                "https://static.example.com/media/l2.jpg",
+                "https://static.example.com/media/real.jpg",
+                "https://x.example/a,b.jpg",
+            ]
+        );
+    }
+
+    #[test]
+    fn skips_data_pixels_and_non_http() {
+        let e = ex(r#"<img src="data:image/png;base64,iVBORw0KGgo=" alt="x">
+            <img src="/t.gif" width="1" height="1" alt="pixel">
+            <img src="/t2.gif" width="1px" height="0" alt="pixel2">
+            <img src="javascript:alert(1)" alt="js">
+            <img src="ftp://example.org/a.jpg" alt="ftp">
+            <img src="http://[bad" alt="bad">
+            <img alt="no src">
+            <img src="/ok.jpg" width="300" height="200.5" alt="ok">"#);
+        assert_eq!(e.images.len(), 1);
+        assert_eq!(e.images[0].width, Some(300));
+        assert_eq!(e.images[0].height, Some(200));
+        assert_eq!(e.drops.get("data_uri"), 1);
+        assert_eq!(e.drops.get("tracking_pixel"), 2);
+        assert_eq!(e.drops.get("non_http_url"), 2);
+        assert_eq!(e.drops.get("invalid_url"), 1);
+        assert_eq!(e.drops.get("no_image_url"), 1);
+    }
+
+    #[test]
+    fn figure_and_figcaption() {
+        let e = ex(r#"<figure><a href="/x"><img src="dog.jpg"></a>
+            <figcaption>A <b>dog</b>
+             on a beach</figcaption></figure><img src="other.jpg" alt="o">"#);
+        assert_eq!(e.images[0].figcaption.as_deref(), Some("A dog on a beach"));
+        assert_eq!(e.images[1].figcaption, None);
+    }
+
+    #[test]
+    fn opt_out_meta_and_header() {
+        for meta in [
+            r#"<meta name="robots" content="noai">"#,
+            r#"<meta name="ROBOTS" content="index, NoImageAI">"#,
+            r#"<meta name="robots" content="noindex,nofollow">"#,
+            r#"<meta name="robots" content="noimageindex">"#,
+            r#"<meta name="openwit" content="noai">"#,
+        ] {
+            let e = ex(&format!("<head>{meta}</head><img src=a.jpg alt=a>"));
+            assert!(e.opted_out.is_some(), "{meta}");
+            assert!(e.images.is_empty());
+        }
+        let e = ex(
+            r#"<head><meta name="robots" content="index, follow"><meta name="description" content="noai"></head><img src=a.jpg alt=a>"#,
+        );
+        assert!(e.opted_out.is_none());
+        assert_eq!(e.images.len(), 1);
+        for h in [
+            "noai",
+            "googlebot: noindex",
+            "otherbot: noimageindex, nofollow",
+            "NoImageAI",
+            "all; noai",
+        ] {
+            let e = extract("<img src=a.jpg alt=a>", &page(), &[h]);
+            assert!(e.opted_out.is_some(), "{h}");
+        }
+        assert!(
+            extract(
+                "<img src=a.jpg alt=a>",
+                &page(),
+                &["index, follow", "nofollow"]
+            )
+            .opted_out
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn broken_html_does_not_crash() {
+        let inputs = [
+            "<img src=",
+            "<img src='a.jpg' alt='unterminated",
+            "<<<img>>> <img src=\"x.jpg\" alt=\"\u{0}\u{fffd}\">",
+            "<html lang><title></title><img srcset=', , ,' alt=x>",
+            "<figure><figcaption></figcaption><img src=a.jpg></figure>",
+        ];
+        for i in inputs {
+            let _ = ex(i);
+        }
+        let e = ex("<img src=\"x.jpg\" alt=\"\u{0}ok\">");
+        assert_eq!(e.images.len(), 1);
+    }
+
+    #[test]
+    fn candidates_one_row_per_distinct_caption() {
+        let e = ex(
+            r#"<html lang="en"><figure><img src="a.jpg" alt="Red car" title="Red car"><figcaption>A red car parked</figcaption></figure>
+            <img src="b.jpg"><img src="c.jpg" title="Blue boat">"#,
+        );
+        let mut drops = Drops::default();
+        let mut rows = Vec::new();
+        let p = PageInfo {
+            page_url: "https://www.example.org/animals/index.html",
+            source_id: "seed",
+            fetch_time: Some(5),
+        };
+        to_candidates(&e, p, &mut drops, &mut rows);
+        let got: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.url.rsplit('/').next().unwrap(),
+                    r.caption.as_str(),
+                    r.caption_source.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.jpg", "Red car", "alt"),
+                ("a.jpg", "A red car parked", "figcaption"),
+                ("c.jpg", "Blue boat", "title")
+            ]
+        );
+        assert_eq!(drops.get("no_caption"), 1);
+        assert_eq!(rows[0].page_lang.as_deref(), Some("en"));
+        assert_eq!(rows[0].fetch_time, Some(5));
+    }
+
+    #[test]
+    fn srcset_parser() {
+        assert_eq!(largest_srcset("a.jpg 1x, b.jpg 2x"), Some("b.jpg"));
+        assert_eq!(largest_srcset("a.jpg 100w,b.jpg 50w"), Some("a.jpg"));
+        assert_eq!(largest_srcset("a.jpg"), Some("a.jpg"));
+        assert_eq!(largest_srcset("  "), None);
+        assert_eq!(largest_srcset("a.jpg 2x, b.jpg"), Some("a.jpg"));
+        // a comma inside a URL token belongs to the URL (HTML spec)
+        assert_eq!(largest_srcset("a.jpg,b.jpg 3x"), Some("a.jpg,b.jpg"));
+        assert_eq!(largest_srcset("a.jpg, b.jpg 3x"), Some("b.jpg"));
+    }
+
+    #[test]
+    fn fast_precheck() {
+        assert!(has_img_tag(b"<p><IMG src=x>"));
+        assert!(!has_img_tag(b"<p>no images here <i>x</i></p>"));
+    }
+}

@@ -1,0 +1,470 @@
+//! `openwit warc`: Common Crawl WARC files (HTML response records through the shared
+//! extractor) and WAT files (image links of the JSON metadata records) into the candidate
+//! table. Inputs are local paths, http(s) URLs, or `*.paths`/`*.paths.gz` listings (one path per
+//! line, joined to `listing_prefix`). One task per file, so a killed run resumes per file.
+//!
+//! ```toml
+//! [warc]
+//! inputs = ["crawl-data/CC-MAIN-2024-10/wat.paths.gz"]
+//! listing_prefix = "https://data.commoncrawl.org/"  # default
+//! max_files = 10                  # first N files of the listings (default: all)
+//! allow_private_networks = false  # default
+//! ```
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use openwit_core::{Drops, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::candidate::{Candidate, CandidateWriter};
+use crate::error::{IoAt, SourcesError};
+use crate::extract::{PageInfo, extract, has_img_tag, to_candidates};
+use crate::warc::{Event, WarcReader, parse_warc_date};
+
+/// The `[warc]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarcConfig {
+    /// WARC/WAT files (local or http(s)) or `*.paths(.gz)` listings.
+    pub inputs: Vec<String>,
+    /// Prefix joined to the relative paths of a listing. Default `https://data.commoncrawl.org/`.
+    #[serde(default = "default_prefix")]
+    pub listing_prefix: String,
+    /// Use only the first N files (after expanding listings). Default: all.
+    #[serde(default)]
+    pub max_files: Option<usize>,
+    /// Allow fetching from private/loopback/link-local addresses. Default false.
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    /// User agent for remote files. Default names openwit and its contact URL.
+    #[serde(default = "default_ua")]
+    pub user_agent: String,
+    /// Seconds before a stalled download fails (the task is retried). Default 600.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_prefix() -> String {
+    "https://data.commoncrawl.org/".into()
+}
+fn default_ua() -> String {
+    crate::http::DEFAULT_USER_AGENT.into()
+}
+fn default_timeout() -> u64 {
+    600
+}
+
+/// The warc stage.
+pub struct WarcStage {
+    cfg: WarcConfig,
+    base: PathBuf,
+}
+
+fn is_remote(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// Per-file outcome.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FileStats {
+    pub records: u64,
+    pub pages: u64,
+    pub drops: Drops,
+    /// (offset, error) when the file ended inside a record or gzip member.
+    pub truncated: Option<(u64, String)>,
+}
+
+impl WarcStage {
+    pub fn new(cfg: WarcConfig, base: impl Into<PathBuf>) -> Result<Self, SourcesError> {
+        if cfg.inputs.is_empty() {
+            return Err(SourcesError::Config(
+                "[warc] inputs is empty; fix: list WARC/WAT files, URLs or a wat.paths.gz listing"
+                    .into(),
+            ));
+        }
+        Ok(WarcStage {
+            cfg,
+            base: base.into(),
+        })
+    }
+
+    fn local(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn http_opts(&self) -> crate::http::HttpOptions {
+        crate::http::HttpOptions {
+            user_agent: self.cfg.user_agent.clone(),
+            timeout: Duration::from_secs(self.cfg.timeout_secs),
+            allow_private_networks: self.cfg.allow_private_networks,
+            ..Default::default()
+        }
+    }
+
+    fn open_input(
+        &self,
+        input: &str,
+        rt: Option<&tokio::runtime::Runtime>,
+    ) -> Result<Box<dyn Read>, SourcesError> {
+        if is_remote(input) {
+            let owned;
+            let rt = match rt {
+                Some(r) => r,
+                None => {
+                    owned = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(1)
+                        .enable_all()
+                        .build()
+                        .map_err(|e| SourcesError::Http(e.to_string()))?;
+                    // plan-time listings are small: read them whole
+                    let c = crate::http::client(&self.http_opts())?;
+                    let mut r = crate::http::RemoteReader::open(
+                        &owned,
+                        &c,
+                        input,
+                        self.cfg.allow_private_networks,
+                    )?;
+                    let mut buf = Vec::new();
+                    r.read_to_end(&mut buf).at(input)?;
+                    return Ok(Box::new(std::io::Cursor::new(buf)));
+                }
+            };
+            let c = crate::http::client(&self.http_opts())?;
+            return Ok(Box::new(crate::http::RemoteReader::open(
+                rt,
+                &c,
+                input,
+                self.cfg.allow_private_networks,
+            )?));
+        }
+        let p = self.local(input);
+        Ok(Box::new(std::fs::File::open(&p).map_err(|e| {
+            SourcesError::Input(format!("{}: {e}; fix: check [warc] inputs (relative paths are relative to the pipeline file)", p.display()))
+        })?))
+    }
+
+    /// The files to read: inputs with listings expanded, cut to `max_files`.
+    pub fn files(&self) -> Result<Vec<String>, SourcesError> {
+        let mut out = Vec::new();
+        for inp in &self.cfg.inputs {
+            let name = inp.trim_end_matches(".gz");
+            if name.ends_with(".paths") {
+                let r = self.open_input(inp, None)?;
+                let r: Box<dyn Read> = if inp.ends_with(".gz") {
+                    Box::new(flate2::read::MultiGzDecoder::new(r))
+                } else {
+                    r
+                };
+                for (i, line) in BufReader::new(r).lines().enumerate() {
+                    let line =
+                        line.map_err(|e| SourcesError::Input(format!("{inp}:{}: {e}", i + 1)))?;
+                    let l = line.trim();
+                    if l.is_empty() || l.starts_with('#') {
+                        continue;
+                    }
+                    if is_remote(l) || Path::new(l).is_absolute() {
+                        out.push(l.to_string());
+                    } else if is_remote(&self.cfg.listing_prefix) {
+                        out.push(format!(
+                            "{}/{}",
+                            self.cfg.listing_prefix.trim_end_matches('/'),
+                            l.trim_start_matches('/')
+                        ));
+                    } else {
+                        let base = self.local(&self.cfg.listing_prefix);
+                        out.push(base.join(l).display().to_string());
+                    }
+                }
+            } else {
+                out.push(inp.clone());
+            }
+        }
+        if let Some(m) = self.cfg.max_files {
+            out.truncate(m);
+        }
+        Ok(out)
+    }
+}
+
+impl Stage for WarcStage {
+    fn name(&self) -> &str {
+        "warc"
+    }
+
+    fn config(&self) -> Value {
+        json!({
+            "inputs": self.cfg.inputs,
+            "listing_prefix": self.cfg.listing_prefix,
+            "max_files": self.cfg.max_files,
+            "allow_private_networks": self.cfg.allow_private_networks,
+        })
+    }
+
+    fn plan(&self, _ctx: &StageContext<'_>) -> openwit_core::Result<Vec<TaskSpec>> {
+        Ok(self
+            .files()?
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let base = f.rsplit(['/', '\\']).next().unwrap_or("").to_string();
+                TaskSpec::new(
+                    format!("{i:05}-{}", openwit_core::stage::sanitize(&base)),
+                    json!({ "input": f }),
+                )
+            })
+            .collect())
+    }
+
+    fn max_parallel(&self, jobs: usize) -> usize {
+        jobs
+    }
+
+    fn run_task(&self, ctx: &TaskContext<'_>, task: &TaskSpec) -> openwit_core::Result<TaskReport> {
+        let input = task.payload["input"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let rt = is_remote(&input).then(|| ctx.runtime());
+        let r = self.open_input(&input, rt)?;
+        let out = ctx.create_output(&format!("{}.parquet", task.id))?;
+        let mut w = CandidateWriter::new(out)?;
+        let mut err = None;
+        let stats = process_file(
+            r,
+            &input,
+            &mut |c| {
+                if err.is_none()
+                    && let Err(e) = w.push(c)
+                {
+                    err = Some(e);
+                }
+            },
+            &|n| {
+                ctx.progress(n);
+                ctx.cancelled()
+            },
+        )?;
+        if let Some(e) = err {
+            return Err(e.into());
+        }
+        if ctx.cancelled() {
+            return Err(openwit_core::Error::Interrupted);
+        }
+        if is_remote(&input)
+            && let Some((off, e)) = &stats.truncated
+        {
+            // a remote file that broke off is a network failure: let the executor retry it
+            return Err(openwit_core::Error::Stage(format!(
+                "{input}: download broke off at offset {off}: {e}"
+            )));
+        }
+        let (n, _) = w.finish()?;
+        if let Some((off, e)) = &stats.truncated {
+            tracing::warn!(input = %input, offset = off, error = %e, "truncated file: kept the records before the break");
+        }
+        Ok(TaskReport {
+            items_in: stats.records,
+            items_out: n,
+            drops: stats.drops,
+            extra: json!({
+                "input": input,
+                "pages": stats.pages,
+                "truncated_at": stats.truncated.as_ref().map(|t| t.0),
+                "error": stats.truncated.as_ref().map(|t| t.1.clone()),
+            }),
+        })
+    }
+
+    fn summary(
+        &self,
+        _ctx: &StageContext<'_>,
+        tasks: &[openwit_core::TaskRecord],
+    ) -> Option<String> {
+        Some(crate::summary_line("warc", tasks))
+    }
+}
+
+/// Reads one WARC or WAT stream (gzip detected by its magic bytes) and calls `sink` for every
+/// candidate. `progress(n)` is called every few records and returns true to stop.
+pub fn process_file(
+    r: Box<dyn Read>,
+    source_id: &str,
+    sink: &mut dyn FnMut(Candidate),
+    progress: &dyn Fn(u64) -> bool,
+) -> Result<FileStats, SourcesError> {
+    let mut br = BufReader::with_capacity(1 << 16, r);
+    let gzip = br.fill_buf().at(source_id)?.starts_with(b"\x1f\x8b");
+    let mut stats = FileStats::default();
+    let mut rows = Vec::new();
+    let mut since = 0u64;
+    for ev in WarcReader::new(br, gzip) {
+        match ev {
+            Event::Record(rec) => {
+                stats.records += 1;
+                rows.clear();
+                process_record(&rec, source_id, &mut stats, &mut rows);
+                for c in rows.drain(..) {
+                    sink(c);
+                }
+            }
+            Event::Bad { offset, reason } => {
+                tracing::debug!(source_id, offset, %reason, "skipped a malformed record");
+                stats.records += 1;
+                stats.drops.inc("malformed_record");
+            }
+            Event::Truncated { offset, error } => {
+                stats.drops.inc("truncated_file");
+                stats.truncated = Some((offset, error));
+            }
+        }
+        since += 1;
+        if since >= 256 {
+            if progress(since) {
+                break;
+            }
+            since = 0;
+        }
+    }
+    progress(since);
+    Ok(stats)
+}
+
+/// Splits an HTTP response (status line + headers + body) as stored in a WARC response record.
+fn split_http(block: &[u8]) -> Option<(u16, Vec<(String, String)>, &[u8])> {
+    let (head_end, body_start) = match memchr::memmem::find(block, b"\r\n\r\n") {
+        Some(p) => (p + 2, p + 4),
+        None => {
+            let p = memchr::memmem::find(block, b"\n\n")?;
+            (p + 1, p + 2)
+        }
+    };
+    let head = &block[..head_end];
+    let mut lines = head.split(|&b| b == b'\n');
+    let status_line = lines.next()?;
+    let status_line = String::from_utf8_lossy(status_line);
+    let mut parts = status_line.split_whitespace();
+    if !parts.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    let status: u16 = parts.next()?.parse().ok()?;
+    let mut headers = Vec::new();
+    for l in lines {
+        let l = l.trim_ascii();
+        if l.is_empty() {
+            continue;
+        }
+        if let Some(c) = memchr::memchr(b':', l) {
+            headers.push((
+                String::from_utf8_lossy(l[..c].trim_ascii()).into_owned(),
+                String::from_utf8_lossy(l[c + 1..].trim_ascii()).into_owned(),
+            ));
+        }
+    }
+    Some((status, headers, &block[body_start..]))
+}
+
+fn process_record(
+    rec: &crate::warc::Record,
+    source_id: &str,
+    stats: &mut FileStats,
+    out: &mut Vec<Candidate>,
+) {
+    let ty = rec.warc_type();
+    let fetch_time = rec.header("WARC-Date").and_then(parse_warc_date);
+    if ty == "response" {
+        let Some(target) = rec.header("WARC-Target-URI") else {
+            stats.drops.inc("no_target_uri");
+            return;
+        };
+        let target = target.trim_matches(['<', '>']);
+        let Ok(page) = url::Url::parse(target) else {
+            stats.drops.inc("invalid_page_url");
+            return;
+        };
+        let Some((status, headers, body)) = split_http(&rec.body) else {
+            stats.drops.inc("malformed_http");
+            return;
+        };
+        if !(200..300).contains(&status) {
+            return; // redirects and errors carry no page
+        }
+        let hv = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.as_str())
+        };
+        if !crate::html::is_html(hv("Content-Type"), body) {
+            return;
+        }
+        stats.pages += 1;
+        let robots: Vec<&str> = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("X-Robots-Tag"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if robots.is_empty() && !has_img_tag(body) {
+            return;
+        }
+        let text = crate::html::decode_html(body, hv("Content-Type"));
+        let ex = extract(&text, &page, &robots);
+        emit(&ex, page.as_str(), source_id, fetch_time, stats, out);
+    } else if ty == "metadata"
+        && rec
+            .header("Content-Type")
+            .is_some_and(|c| c.starts_with("application/json"))
+    {
+        match crate::wat::parse_wat(&rec.body) {
+            Ok(Some(p)) => {
+                stats.pages += 1;
+                let ft = p
+                    .warc_date
+                    .as_deref()
+                    .and_then(parse_warc_date)
+                    .or(fetch_time);
+                emit(&p.extraction, &p.page_url, source_id, ft, stats, out);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(source_id, offset = rec.offset, error = %e, "malformed WAT record");
+                stats.drops.inc("malformed_wat");
+            }
+        }
+    }
+}
+
+fn emit(
+    ex: &crate::extract::Extraction,
+    page_url: &str,
+    source_id: &str,
+    fetch_time: Option<i64>,
+    stats: &mut FileStats,
+    out: &mut Vec<Candidate>,
+) {
+    if ex.opted_out.is_some() {
+        stats.drops.inc("opted_out_page");
+        return;
+    }
+    stats.drops.merge(&ex.drops);
+    to_candidates(
+        ex,
+        PageInfo {
+            page_url,
+            source_id,
+            fetch_time,
+        },
+        &mut stats.drops,
+        out,
+    );
+}
+
+#[cfg(test)]
+mod tests;
