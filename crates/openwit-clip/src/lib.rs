@@ -1,0 +1,54 @@
+//! `openwit-clip`: the bundled CLIP trainer (tch / libtorch 2.11) and zero-shot evaluation.
+//!
+//! - [`model`]: CLIP's ViT and ModifiedResNet image towers and the text transformer, as presets,
+//!   with OpenAI/OpenCLIP state-dict names, saved as safetensors.
+//! - [`tokenizer`]: CLIP's byte-level BPE with open_clip's text cleaning.
+//! - [`loss`], [`optim`]: symmetric contrastive loss, AdamW with CLIP's parameter groups, cosine
+//!   schedule with warmup.
+//! - [`data`]: webdataset shards (brace patterns), shuffling, decode/augment worker threads, prefetch.
+//! - [`train`], [`eval`]: the training loop with resumable checkpoints, JSONL metrics and an SVG
+//!   plot; zero-shot classification and retrieval.
+//! - [`stage`]: the `train` and `eval` stages of the pipeline.
+//!
+//! Building needs libtorch: `eval "$(scripts/setup-libtorch.sh)"` sets `LIBTORCH` and the library path.
+
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod plot;
+pub mod stage;
+pub mod tokenizer;
+pub mod train;
+
+pub use error::{ClipError, Result};
+pub use model::{Clip, Fwd, ModelConfig, Precision};
+pub use tokenizer::Tokenizer;
+
+/// Parses `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available).
+pub fn parse_device(s: &str) -> Result<tch::Device> {
+    match s {
+        "cpu" => Ok(tch::Device::Cpu),
+        "auto" => Ok(tch::Device::cuda_if_available()),
+        "cuda" => {
+            if tch::Cuda::is_available() {
+                Ok(tch::Device::Cuda(0))
+            } else {
+                Err(ClipError::Config(
+                    "device `cuda` asked but libtorch sees no CUDA device; check the driver and that the binary was built with the `-ltorch_cuda` link argument (see crates/openwit-clip/README.md), or use `auto`/`cpu`".into(),
+                ))
+            }
+        }
+        other => match other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) if (n as i64) < tch::Cuda::device_count() => Ok(tch::Device::Cuda(n)),
+            _ => Err(ClipError::Config(format!(
+                "unknown or unavailable device `{other}`; use `cpu`, `cuda`, `cuda:N` or `auto`"
+            ))),
+        },
+    }
+}
