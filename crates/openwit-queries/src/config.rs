@@ -53,12 +53,13 @@ pub struct QueriesConfig {
     pub namespaces: Vec<i64>,
     /// Compressed bytes of a multistream dump per task (also the plain-XML split size), in MiB.
     /// Default: 256.
-    pub task_size_mb: u64,
+    pub task_size_mb: f64,
     /// Pages larger than this (MiB of XML) are skipped and counted. Default: 64.
     pub max_page_mb: u64,
     /// Memory budget of the stage in MiB, shared by the tasks that run at once; bigram counts
-    /// spill to disk above it. Does not change outputs. Default: 8192.
-    pub memory_budget_mb: u64,
+    /// spill to disk above it (each running task gets an equal share, three quarters of it for
+    /// counts). Does not change outputs. Default: 8192.
+    pub memory_budget_mb: f64,
 }
 
 impl Default for QueriesConfig {
@@ -77,9 +78,9 @@ impl Default for QueriesConfig {
             title_min_views: 70,
             max_entries: 500_000,
             namespaces: vec![0],
-            task_size_mb: 256,
+            task_size_mb: 256.0,
             max_page_mb: 64,
-            memory_budget_mb: 8192,
+            memory_budget_mb: 8192.0,
         }
     }
 }
@@ -100,9 +101,9 @@ impl QueriesConfig {
         if !self.bigram_min_pmi.is_finite() {
             return Err("[queries] bigram_min_pmi must be a finite number".into());
         }
-        if self.task_size_mb == 0 || self.max_page_mb == 0 || self.memory_budget_mb == 0 {
+        if !(self.task_size_mb > 0.0 && self.memory_budget_mb > 0.0) || self.max_page_mb == 0 {
             return Err(
-                "[queries] task_size_mb, max_page_mb and memory_budget_mb must be at least 1"
+                "[queries] task_size_mb and memory_budget_mb must be above 0 and max_page_mb at least 1"
                     .into(),
             );
         }

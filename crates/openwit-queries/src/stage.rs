@@ -201,18 +201,17 @@ impl QueriesStage {
     }
 
     fn task_budget(&self, jobs: usize) -> usize {
-        let total = self.cfg.memory_budget_mb * MIB;
-        let per = total / self.max_parallel(jobs).max(1) as u64;
-        // Leave room for the page buffers (a page, its text and its cleaned copies).
-        let per = per.saturating_sub(4 * self.cfg.max_page_mb * MIB).max(16 * MIB);
-        usize::try_from(per).unwrap_or(usize::MAX)
+        let total = self.cfg.memory_budget_mb * MIB as f64;
+        let per = total / self.max_parallel(jobs).max(1) as f64;
+        // A quarter is left for page buffers and the decoder.
+        (per * 0.75) as usize
     }
 
     fn plan_inner(&self, workdir: &Path) -> Result<Vec<TaskSpec>> {
         let mut tasks = Vec::new();
         let wiki = self.wiki_files(workdir)?;
         let key = self.count_key(&wiki)?;
-        let task_bytes = self.cfg.task_size_mb * MIB;
+        let task_bytes = ((self.cfg.task_size_mb * MIB as f64) as u64).max(1);
         for (i, path) in wiki.iter().enumerate() {
             let name = path
                 .file_name()
