@@ -363,12 +363,27 @@ fn ftfy_entity(m: &str) -> String {
         } else {
             u.into_owned()
         }
-    } else if u != m && (!u.ends_with(';') || m == "&semi;") {
-        // htmlize also decodes a prefix (`&ampx;` -> `&x;`); ftfy keeps those whole.
+    } else if complete_entity(m, &u) {
         u.into_owned()
+    } else if u == m && m[1..].chars().any(|c| c.is_ascii_uppercase()) {
+        // ftfy also decodes lower-case entities written in capitals (`&EACUTE;` -> `É`) when
+        // the capitalized name is no entity itself.
+        let lower = m.to_lowercase();
+        let ul = htmlize::unescape(&lower);
+        if complete_entity(&lower, &ul) {
+            ul.to_uppercase()
+        } else {
+            m.to_string()
+        }
     } else {
         m.to_string()
     }
+}
+
+/// Whether `m` (`&name;`) is a whole named reference that decodes to `u`: htmlize also decodes
+/// a prefix (`&ampx;` -> `&x;`), which ftfy keeps as it is.
+fn complete_entity(m: &str, u: &str) -> bool {
+    u != m && (!u.ends_with(';') || m == "&semi;")
 }
 
 /// ftfy's `fix_c1_controls`: C1 control characters decoded as Windows-1252.
