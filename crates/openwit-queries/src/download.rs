@@ -104,7 +104,18 @@ async fn download(url: &str, part: &Path, allow_private: bool) -> Result<()> {
             .map_err(|e| QueriesError::io(part, e))?;
         let expected = resp.content_length().map(|l| l + if append { have } else { 0 });
         let mut got = if append { have } else { 0 };
-        while let Some(chunk) = resp.chunk().await.map_err(|e| err(&target, chain(&e)))? {
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = f.sync_all();
+                    return Err(err(
+                        &target,
+                        format!("{} at byte {got}; rerun to resume", chain(&e)),
+                    ));
+                }
+            };
             f.write_all(&chunk).map_err(|e| QueriesError::io(part, e))?;
             got += chunk.len() as u64;
         }
