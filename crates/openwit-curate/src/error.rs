@@ -1,0 +1,94 @@
+//! Errors of the curate and balance stages.
+
+use std::path::PathBuf;
+
+/// What can go wrong while curating (bad records are counted drops, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum CurateError {
+    /// The query list could not be read or parsed.
+    #[error("query list {path}: {msg}\n  fix: {fix}")]
+    Queries {
+        path: PathBuf,
+        msg: String,
+        fix: String,
+    },
+    /// A candidate file is not a candidate table.
+    #[error("candidate file {path}: {msg}\n  fix: {fix}")]
+    Candidates {
+        path: PathBuf,
+        msg: String,
+        fix: String,
+    },
+    /// A parquet file could not be read or written.
+    #[error("{path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// An Arrow operation failed.
+    #[error("{path}: {source}")]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// The automaton could not be built.
+    #[error("cannot build the query automaton: {0}")]
+    Automaton(String),
+    /// An invalid setting.
+    #[error("{0}")]
+    Config(String),
+    /// Any I/O error.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The run was interrupted.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl From<CurateError> for openwit_core::Error {
+    fn from(e: CurateError) -> Self {
+        match e {
+            CurateError::Config(m) => openwit_core::Error::Config(m),
+            CurateError::Io { path, source } => openwit_core::Error::Io { path, source },
+            CurateError::Interrupted => openwit_core::Error::Interrupted,
+            other => openwit_core::Error::Stage(other.to_string()),
+        }
+    }
+}
+
+pub(crate) trait PqCtx<T> {
+    fn pq(self, path: &std::path::Path) -> Result<T, CurateError>;
+}
+
+impl<T> PqCtx<T> for Result<T, parquet::errors::ParquetError> {
+    fn pq(self, path: &std::path::Path) -> Result<T, CurateError> {
+        self.map_err(|source| CurateError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl<T> PqCtx<T> for Result<T, arrow::error::ArrowError> {
+    fn pq(self, path: &std::path::Path) -> Result<T, CurateError> {
+        self.map_err(|source| CurateError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl<T> PqCtx<T> for std::io::Result<T> {
+    fn pq(self, path: &std::path::Path) -> Result<T, CurateError> {
+        self.map_err(|source| CurateError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,198 @@
+//! The candidate table and the curated table (ARCHITECTURE.md, "Data contracts"): schemas,
+//! reading candidate parquet files of any source stage, writing parquet.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, ListArray, RecordBatch, StringArray, new_null_array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{CurateError, PqCtx};
+
+/// The candidate columns, in order, with their types.
+pub const CANDIDATE_COLUMNS: &[(&str, DataType)] = &[
+    ("url", DataType::Utf8),
+    ("caption", DataType::Utf8),
+    ("caption_source", DataType::Utf8),
+    ("page_url", DataType::Utf8),
+    ("page_lang", DataType::Utf8),
+    ("width", DataType::Int32),
+    ("height", DataType::Int32),
+    ("source_id", DataType::Utf8),
+    ("fetch_time", DataType::Int64),
+    ("extra", DataType::Utf8),
+];
+
+/// The candidate table's schema (every column nullable except `url` and `caption`).
+pub fn candidate_schema() -> SchemaRef {
+    Arc::new(Schema::new(candidate_fields()))
+}
+
+fn candidate_fields() -> Vec<Field> {
+    CANDIDATE_COLUMNS
+        .iter()
+        .map(|(n, t)| Field::new(*n, t.clone(), !matches!(*n, "url" | "caption")))
+        .collect()
+}
+
+/// The type of `entry_ids`.
+pub fn entry_ids_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Int32, false)))
+}
+
+/// The schema of the intermediate files of the curate map tasks: the candidate columns (with
+/// the cleaned caption), `language`, `language_confidence`, `entry_ids`, and `seq` (the row's
+/// place in the input, for first-occurrence dedup).
+pub fn map_schema() -> SchemaRef {
+    let mut f = candidate_fields();
+    f.push(Field::new("language", DataType::Utf8, false));
+    f.push(Field::new("language_confidence", DataType::Float32, false));
+    f.push(Field::new("entry_ids", entry_ids_type(), false));
+    f.push(Field::new("seq", DataType::UInt64, false));
+    Arc::new(Schema::new(f))
+}
+
+/// The curated table's schema: the candidate columns plus `language`, `language_confidence`,
+/// `entry_ids` and `kept`.
+pub fn curated_schema() -> SchemaRef {
+    let mut f = candidate_fields();
+    f.push(Field::new("language", DataType::Utf8, false));
+    f.push(Field::new("language_confidence", DataType::Float32, false));
+    f.push(Field::new("entry_ids", entry_ids_type(), false));
+    f.push(Field::new("kept", DataType::Boolean, false));
+    Arc::new(Schema::new(f))
+}
+
+/// Whether a parquet file has the two columns curation needs.
+pub fn is_candidate_file(path: &Path) -> Result<bool, CurateError> {
+    let f = File::open(path).pq(path)?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).pq(path)?;
+    let s = b.schema();
+    Ok(s.field_with_name("url").is_ok() && s.field_with_name("caption").is_ok())
+}
+
+/// Rows per row group of a parquet file.
+pub fn row_groups(path: &Path) -> Result<Vec<u64>, CurateError> {
+    let f = File::open(path).pq(path)?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).pq(path)?;
+    Ok(b.metadata()
+        .row_groups()
+        .iter()
+        .map(|r| r.num_rows() as u64)
+        .collect())
+}
+
+/// Turns a batch read from a candidate file into the candidate schema: columns in order, cast
+/// to the contract's types (`LargeUtf8`, `Utf8View`, `Int64` widths...), absent optional
+/// columns filled with nulls.
+pub fn normalize(batch: &RecordBatch, path: &Path) -> Result<RecordBatch, CurateError> {
+    let schema = candidate_schema();
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(CANDIDATE_COLUMNS.len());
+    for (name, ty) in CANDIDATE_COLUMNS {
+        match batch.column_by_name(name) {
+            Some(c) if c.data_type() == ty => cols.push(c.clone()),
+            Some(c) => cols.push(cast(c, ty).map_err(|e| CurateError::Candidates {
+                path: path.to_path_buf(),
+                msg: format!("column `{name}` has type {} ({e})", c.data_type()),
+                fix: format!(
+                    "write `{name}` as {ty} (ARCHITECTURE.md lists the candidate table's columns)"
+                ),
+            })?),
+            None if matches!(*name, "url" | "caption") => {
+                return Err(CurateError::Candidates {
+                    path: path.to_path_buf(),
+                    msg: format!("no `{name}` column"),
+                    fix: "a candidate table needs `url` and `caption` columns (ARCHITECTURE.md)"
+                        .into(),
+                });
+            }
+            None => cols.push(new_null_array(ty, batch.num_rows())),
+        }
+    }
+    // `url` and `caption` may hold nulls in a foreign file; the schema says non-null, so relax
+    // it for the batch and let the stage count null rows as drops.
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .zip(&cols)
+        .map(|(f, c)| {
+            f.as_ref()
+                .clone()
+                .with_nullable(f.is_nullable() || c.null_count() > 0)
+        })
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).pq(path)
+}
+
+/// Writer properties: zstd for results, snappy (faster) for intermediate files.
+pub fn writer_props(final_output: bool) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(if final_output {
+            Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level"))
+        } else {
+            Compression::SNAPPY
+        })
+        .set_max_row_group_size(64 * 1024)
+        .build()
+}
+
+/// Opens a parquet writer at `path`.
+pub fn writer(
+    path: &Path,
+    schema: SchemaRef,
+    final_output: bool,
+) -> Result<ArrowWriter<File>, CurateError> {
+    let f = File::create(path).pq(path)?;
+    ArrowWriter::try_new(f, schema, Some(writer_props(final_output))).pq(path)
+}
+
+/// A string column of a batch (cast if needed).
+pub fn str_col(batch: &RecordBatch, name: &str, path: &Path) -> Result<StringArray, CurateError> {
+    let c = batch
+        .column_by_name(name)
+        .ok_or_else(|| CurateError::Candidates {
+            path: path.to_path_buf(),
+            msg: format!("no `{name}` column"),
+            fix: format!("write a `{name}` column"),
+        })?;
+    let c = if c.data_type() == &DataType::Utf8 {
+        c.clone()
+    } else {
+        cast(c, &DataType::Utf8).pq(path)?
+    };
+    Ok(c.as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to utf8")
+        .clone())
+}
+
+/// The `entry_ids` column of a batch as a list array, if it is one.
+pub fn entry_ids_col(batch: &RecordBatch) -> Option<ListArray> {
+    let c = batch.column_by_name("entry_ids")?;
+    let c = if c.data_type() == &entry_ids_type() {
+        c.clone()
+    } else {
+        cast(c, &entry_ids_type()).ok()?
+    };
+    c.as_any().downcast_ref::<ListArray>().cloned()
+}
+
+/// The entry ids of row `i` of a list<int32> column.
+pub fn ids_of(list: &ListArray, i: usize) -> &[i32] {
+    if list.is_null(i) {
+        return &[];
+    }
+    let offs = list.value_offsets();
+    let values = list
+        .values()
+        .as_any()
+        .downcast_ref::<arrow::array::Int32Array>()
+        .expect("entry_ids values are int32");
+    &values.values()[offs[i] as usize..offs[i + 1] as usize]
+}
