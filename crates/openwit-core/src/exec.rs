@@ -41,10 +41,11 @@ impl Default for RunOptions {
 pub enum StageOutcome {
     /// Every task was already done with the same configuration; nothing ran.
     UpToDate,
-    /// Tasks ran; `ran` of `total` this time.
+    /// Tasks ran: `ran` of the stage's `total` tasks this time, and the reduce step if `reduced`.
     Ran {
         ran: usize,
         total: usize,
+        reduced: bool,
         summary: Option<String>,
     },
 }
@@ -269,7 +270,8 @@ impl<'r> Executor<'r> {
         let reduce_done = all
             .iter()
             .any(|t| t.task == REDUCE_TASK && t.status == Status::Done);
-        let mut ran = pending.len();
+        let ran = pending.len();
+        let mut reduced = false;
         if !reduce_done {
             let map_tasks: Vec<TaskRecord> = all
                 .iter()
@@ -293,7 +295,7 @@ impl<'r> Executor<'r> {
                 .iter()
                 .any(|t| t.task == REDUCE_TASK)
             {
-                ran += 1;
+                reduced = true;
             }
         }
         let all = self.state.tasks(&name)?;
@@ -318,6 +320,7 @@ impl<'r> Executor<'r> {
         Ok(StageOutcome::Ran {
             ran,
             total: plan.len(),
+            reduced,
             summary,
         })
     }

@@ -16,7 +16,7 @@ pub const LOCK_FILE: &str = ".openwit.lock";
 /// Holds the workdir lock until dropped.
 #[derive(Debug)]
 pub struct WorkdirLock {
-    _file: File,
+    file: File,
     path: PathBuf,
 }
 
@@ -59,11 +59,18 @@ impl WorkdirLock {
         file.seek(SeekFrom::Start(0)).at(&path)?;
         write!(file, "{}", std::process::id()).at(&path)?;
         file.sync_all().at(&path)?;
-        Ok(WorkdirLock { _file: file, path })
+        Ok(WorkdirLock { file, path })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl Drop for WorkdirLock {
+    /// A clean exit empties the pid, so only a killed holder leaves a stale pid behind.
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
     }
 }
 

@@ -95,12 +95,14 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
             StageOutcome::Ran {
                 ran,
                 total,
+                reduced,
                 summary,
             } => {
                 ran_any = true;
                 println!(
-                    "{}: done ({ran} of {total} tasks run now, {:.1}s)",
+                    "{}: done ({ran} of {total} tasks run now{}, {:.1}s)",
                     stage.name(),
+                    if reduced { " + reduce" } else { "" },
                     t0.elapsed().as_secs_f64()
                 );
                 if let Some(s) = summary {
