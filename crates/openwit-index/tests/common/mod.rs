@@ -1,0 +1,219 @@
+//! Test fixtures: a workdir whose `download` stage (a small stand-in written here) writes real
+//! shards with openwit-shard's writer through the executor, with real JPEG images.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use openwit_core::{
+    Executor, NoProgress, RunOptions, Stage, StageContext, TaskContext, TaskReport, TaskSpec,
+};
+use openwit_shard::{SampleMeta, ShardLayout, ShardStats, ShardWriter};
+use serde_json::{Value, json};
+
+/// The query entries of the fixture (`queries/metadata.json`).
+pub const ENTRIES: &[&str] = &[
+    "golden retriever",
+    "red car",
+    "lighthouse",
+    "teapot",
+    "sunflower",
+];
+
+/// (caption, entry ids, ok) per sample; 4 shards of 6 rows.
+pub fn rows() -> Vec<(String, Vec<i32>, bool)> {
+    let base: [(&str, &[i32]); 12] = [
+        ("A golden retriever running on the beach", &[0]),
+        ("Two dogs playing with a ball", &[]),
+        ("The red car parked near the old lighthouse", &[1, 2]),
+        ("A car painted red and blue", &[]),
+        ("White lighthouse on a rocky coast at sunset", &[2]),
+        ("Porcelain teapot with blue flowers", &[3]),
+        ("A field of sunflowers under a clear sky", &[4]),
+        ("Golden retriever puppy asleep on a sofa", &[0]),
+        ("Vintage red car at a classic car show", &[1]),
+        ("A teapot and two cups on a wooden table", &[3]),
+        ("Sunflower close-up with a bee", &[4]),
+        ("Old map of the harbour", &[]),
+    ];
+    let mut v = Vec::new();
+    for i in 0..24 {
+        let (c, ids) = base[i % base.len()];
+        let caption = if i < 12 {
+            c.to_string()
+        } else {
+            format!("{c}, photo {i}")
+        };
+        // Every sixth row failed to download.
+        v.push((caption, ids.to_vec(), i % 6 != 5));
+    }
+    v
+}
+
+/// A real JPEG of `w` x `h` whose colour depends on `seed`.
+pub fn jpeg(w: u16, h: u16, seed: u8) -> Vec<u8> {
+    let mut px = Vec::with_capacity(w as usize * h as usize * 3);
+    for y in 0..h {
+        for x in 0..w {
+            px.push(seed.wrapping_mul(37).wrapping_add(x as u8));
+            px.push((y as u8).wrapping_add(seed));
+            px.push(200u8.wrapping_sub(seed));
+        }
+    }
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 85)
+        .encode(&px, w, h, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    out
+}
+
+/// A stand-in for the download stage: writes shard `n` of [`rows`] as `download/0000n.{tar,parquet}`.
+pub struct FakeDownload {
+    pub shards: u64,
+}
+
+impl Stage for FakeDownload {
+    fn name(&self) -> &str {
+        "download"
+    }
+    fn config(&self) -> Value {
+        json!({ "shards": self.shards })
+    }
+    fn plan(&self, _: &StageContext<'_>) -> openwit_core::Result<Vec<TaskSpec>> {
+        Ok((0..self.shards)
+            .map(|i| TaskSpec::new(format!("{i:05}"), json!(i)))
+            .collect())
+    }
+    fn run_task(&self, ctx: &TaskContext<'_>, t: &TaskSpec) -> openwit_core::Result<TaskReport> {
+        let shard = t.payload.as_u64().unwrap();
+        let layout = ShardLayout::new(10);
+        let name = layout.shard_name(shard);
+        let tar = ctx.output_path(&format!("{name}.tar"))?;
+        let pq = ctx.output_path(&format!("{name}.parquet"))?;
+        let st = ctx.output_path(&format!("{name}_stats.json"))?;
+        let mut w = ShardWriter::create(&tar, vec!["language".into()])?;
+        let all = rows();
+        let per = all.len() as u64 / self.shards;
+        let mut report = TaskReport::default();
+        let mut base = ShardStats::default();
+        for i in 0..per {
+            let (caption, ids, ok) = &all[(shard * per + i) as usize];
+            let key = layout.key(shard, i);
+            let url = format!("http://img{}.example.org/{key}.jpg", shard % 2);
+            let mut m = SampleMeta::new(&url, Some(caption.clone()), key);
+            m.entry_ids = Some(ids.clone());
+            report.items_in += 1;
+            if *ok {
+                let (iw, ih) = (48 + 8 * i as u16, 32 + 4 * shard as u16);
+                m.set_success(
+                    iw as u32,
+                    ih as u32,
+                    iw as u32 * 4,
+                    ih as u32 * 4,
+                    "ab".repeat(32),
+                );
+                m.extra.insert("language".into(), json!("en"));
+                w.add_success(m, "jpg", &jpeg(iw, ih, (shard * 10 + i) as u8))?;
+                report.items_out += 1;
+            } else {
+                w.add_failure(m.failed_to_download("HTTP 404"));
+                base.failures_by_reason.insert("http_404".into(), 1);
+                report.drops.inc("http_404");
+            }
+        }
+        w.finish(&pq, &st, base)?;
+        Ok(report)
+    }
+}
+
+/// A workdir with `queries/metadata.json` and 4 downloaded shards (20 successful samples).
+pub fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("queries");
+    std::fs::create_dir_all(&q).unwrap();
+    std::fs::write(
+        q.join("metadata.json"),
+        serde_json::to_vec(ENTRIES).unwrap(),
+    )
+    .unwrap();
+    run(dir.path(), &FakeDownload { shards: 4 });
+    dir
+}
+
+/// Runs `stage` in `workdir` to completion.
+pub fn run(workdir: &Path, stage: &dyn Stage) -> openwit_core::StageOutcome {
+    let opts = RunOptions {
+        jobs: 2,
+        max_attempts: 1,
+    };
+    let mut ex = Executor::new(workdir, opts, &NoProgress).unwrap();
+    ex.run_stage(stage).unwrap()
+}
+
+/// The index stage with the default config.
+pub fn index_stage() -> openwit_index::IndexStage {
+    openwit_index::IndexStage::new(Default::default(), Path::new("."))
+}
+
+/// The shard tars of a workdir.
+pub fn tars(workdir: &Path) -> Vec<PathBuf> {
+    openwit_shard::list_shards(&workdir.join("download")).unwrap()
+}
+
+/// GET `path` from `addr` over plain HTTP/1.1; returns (status, headers, body).
+pub fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = buf[end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(i) = b.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[i + 2..i + 2 + n]);
+        b = &b[i + 2 + n + 2..];
+    }
+    out
+}
+
+/// Starts the web UI of `workdir` on 127.0.0.1 (a free port) in a background thread.
+pub fn start_server(workdir: &Path) -> std::net::SocketAddr {
+    let app = openwit_index::router(workdir).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        rt.block_on(async move { axum::serve(listener, app).await.unwrap() });
+    });
+    addr
+}
