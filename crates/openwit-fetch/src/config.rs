@@ -253,13 +253,19 @@ impl Config {
             return bad("shard_size", "must be at least 1");
         }
         if self.image_size == 0 && self.resize_mode != ResizeMode::No {
-            return bad("image_size", "must be at least 1 (or set resize_mode = \"no\")");
+            return bad(
+                "image_size",
+                "must be at least 1 (or set resize_mode = \"no\")",
+            );
         }
         if !(1..=100).contains(&self.encode_quality) {
             return bad("encode_quality", "must be between 1 and 100");
         }
         if self.concurrency == 0 || self.per_host_concurrency == 0 {
-            return bad("concurrency", "concurrency and per_host_concurrency must be at least 1");
+            return bad(
+                "concurrency",
+                "concurrency and per_host_concurrency must be at least 1",
+            );
         }
         if !(self.timeout > 0.0 && self.connect_timeout > 0.0 && self.read_timeout > 0.0) {
             return bad("timeout", "timeouts must be positive numbers of seconds");
@@ -267,10 +273,13 @@ impl Config {
         if self.per_host_delay < 0.0 || self.backoff < 0.0 {
             return bad("per_host_delay", "delays must be zero or positive");
         }
-        if let Some(r) = self.max_aspect_ratio {
-            if r < 1.0 {
-                return bad("max_aspect_ratio", "must be at least 1.0 (long side / short side)");
-            }
+        if let Some(r) = self.max_aspect_ratio
+            && r < 1.0
+        {
+            return bad(
+                "max_aspect_ratio",
+                "must be at least 1.0 (long side / short side)",
+            );
         }
         if self.user_agent_token.trim().is_empty() {
             return bad("user_agent_token", "must not be empty");

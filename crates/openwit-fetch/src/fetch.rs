@@ -70,11 +70,11 @@ impl reqwest::dns::Resolve for CachingResolver {
         let this = self.clone();
         Box::pin(async move {
             let host = name.as_str().to_ascii_lowercase();
-            if let Some((t, addrs)) = this.cache.lock().unwrap().get(&host) {
-                if t.elapsed() < DNS_TTL {
-                    let it: reqwest::dns::Addrs = Box::new(addrs.clone().into_iter());
-                    return Ok(it);
-                }
+            if let Some((t, addrs)) = this.cache.lock().unwrap().get(&host)
+                && t.elapsed() < DNS_TTL
+            {
+                let it: reqwest::dns::Addrs = Box::new(addrs.clone().into_iter());
+                return Ok(it);
             }
             let addrs = this.inner.lookup(&host).await?;
             this.cache
@@ -99,7 +99,7 @@ pub struct Fetcher {
     allow_private: bool,
     global: Semaphore,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
-    robots: Mutex<HashMap<String, Arc<OnceCell<Robots>>>>,
+    robots: Mutex<HashMap<String, Arc<OnceCell<Result<Robots, FetchFail>>>>>,
 }
 
 fn ip_literal(u: &Url) -> Option<IpAddr> {
@@ -135,23 +135,20 @@ impl Fetcher {
                 };
                 return attempt.error(e);
             }
-            if !allow_private {
-                if let Some(ip) = ip_literal(attempt.url()) {
-                    if is_forbidden(&ip) {
-                        let e = RedirectRefused {
-                            reason: "forbidden_address",
-                            message: format!("redirect to non-public address {ip}"),
-                        };
-                        return attempt.error(e);
-                    }
-                }
+            if !allow_private
+                && let Some(ip) = ip_literal(attempt.url())
+                && is_forbidden(&ip)
+            {
+                let e = RedirectRefused {
+                    reason: "forbidden_address",
+                    message: format!("redirect to non-public address {ip}"),
+                };
+                return attempt.error(e);
             }
             attempt.follow()
         });
         let resolver = CachingResolver {
-            inner: GuardedResolver {
-                allow_private,
-            },
+            inner: GuardedResolver { allow_private },
             cache: Default::default(),
         };
         let client = reqwest::Client::builder()
@@ -192,7 +189,9 @@ impl Fetcher {
             .clone()
     }
 
-    async fn robots_for(&self, u: &Url) -> Robots {
+    /// The host's robots.txt rules; an error when the host itself cannot be used (its name
+    /// resolves only to non-public addresses, or does not resolve).
+    async fn robots_for(&self, u: &Url) -> Result<Robots, FetchFail> {
         let origin = u.origin().ascii_serialization();
         let cell = self
             .robots
@@ -206,16 +205,19 @@ impl Fetcher {
             let resp = match self.client.get(&url).send().await {
                 Ok(r) => r,
                 Err(e) => {
+                    if let Attempt::Final(f) = classify(&e) && matches!(f.reason, "forbidden_address" | "dns_error") {
+                            return Err(f);
+                    }
                     tracing::debug!(%url, error = %e, "robots.txt unreachable: disallowing the host");
-                    return Robots::disallow_all();
+                    return Ok(Robots::disallow_all());
                 }
             };
             let status = resp.status().as_u16();
             if (400..500).contains(&status) {
-                return Robots::allow_all();
+                return Ok(Robots::allow_all());
             }
             if !resp.status().is_success() {
-                return Robots::disallow_all();
+                return Ok(Robots::disallow_all());
             }
             let mut body = Vec::new();
             let mut stream = resp.bytes_stream();
@@ -228,10 +230,10 @@ impl Fetcher {
                             break;
                         }
                     }
-                    Err(_) => return Robots::disallow_all(),
+                    Err(_) => return Ok(Robots::disallow_all()),
                 }
             }
-            Robots::parse(&String::from_utf8_lossy(&body), &self.cfg.user_agent_token)
+            Ok(Robots::parse(&String::from_utf8_lossy(&body), &self.cfg.user_agent_token))
         })
         .await
         .clone()
@@ -243,18 +245,17 @@ impl Fetcher {
         if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
             return Err(ff("bad_url", format!("not an http(s) URL: {url}")));
         }
-        if !self.allow_private {
-            if let Some(ip) = ip_literal(&u) {
-                if is_forbidden(&ip) {
-                    return Err(ff(
-                        "forbidden_address",
-                        format!("{ip} is not a public address (allow_private_networks is off)"),
-                    ));
-                }
-            }
+        if !self.allow_private
+            && let Some(ip) = ip_literal(&u)
+            && is_forbidden(&ip)
+        {
+            return Err(ff(
+                "forbidden_address",
+                format!("{ip} is not a public address (allow_private_networks is off)"),
+            ));
         }
         if self.cfg.respect_robots {
-            let robots = self.robots_for(&u).await;
+            let robots = self.robots_for(&u).await?;
             let mut path = u.path().to_string();
             if let Some(q) = u.query() {
                 path.push('?');
@@ -325,10 +326,15 @@ impl Fetcher {
                 429 | 500..=599 => {
                     let reason = if code == 429 { "http_429" } else { "http_5xx" };
                     match retry_after(resp.headers()) {
-                        Some(d) if d.as_secs_f64() > self.cfg.max_retry_after => Attempt::Final(ff(
-                            reason,
-                            format!("{msg} (Retry-After {}s is over max_retry_after)", d.as_secs()),
-                        )),
+                        Some(d) if d.as_secs_f64() > self.cfg.max_retry_after => {
+                            Attempt::Final(ff(
+                                reason,
+                                format!(
+                                    "{msg} (Retry-After {}s is over max_retry_after)",
+                                    d.as_secs()
+                                ),
+                            ))
+                        }
                         after => Attempt::Retry(ff(reason, msg), after),
                     }
                 }
@@ -336,13 +342,17 @@ impl Fetcher {
             });
         }
         for v in resp.headers().get_all("x-robots-tag") {
-            if let Ok(v) = v.to_str() {
-                if opted_out(v, &self.cfg.user_agent_token, &self.cfg.disallowed_header_directives) {
-                    return Err(Attempt::Final(ff(
-                        "opted_out",
-                        format!("X-Robots-Tag: {v}"),
-                    )));
-                }
+            if let Ok(v) = v.to_str()
+                && opted_out(
+                    v,
+                    &self.cfg.user_agent_token,
+                    &self.cfg.disallowed_header_directives,
+                )
+            {
+                return Err(Attempt::Final(ff(
+                    "opted_out",
+                    format!("X-Robots-Tag: {v}"),
+                )));
             }
         }
         if let Some(ct) = resp.headers().get(reqwest::header::CONTENT_TYPE) {
@@ -356,15 +366,16 @@ impl Fetcher {
             }
         }
         let max = self.cfg.max_body_bytes;
-        if let Some(len) = resp.content_length() {
-            if len > max {
-                return Err(Attempt::Final(ff(
-                    "too_large",
-                    format!("Content-Length {len} is over max_body_bytes {max}"),
-                )));
-            }
+        if let Some(len) = resp.content_length()
+            && len > max
+        {
+            return Err(Attempt::Final(ff(
+                "too_large",
+                format!("Content-Length {len} is over max_body_bytes {max}"),
+            )));
         }
-        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(64 << 10).min(max) as usize);
+        let mut body =
+            Vec::with_capacity(resp.content_length().unwrap_or(64 << 10).min(max) as usize);
         let mut stream = resp.bytes_stream();
         let stall = Duration::from_secs_f64(self.cfg.read_timeout);
         loop {
@@ -373,7 +384,11 @@ impl Fetcher {
                     return Err(Attempt::Retry(
                         ff(
                             "stalled",
-                            format!("no body bytes for {}s after {} bytes", self.cfg.read_timeout, body.len()),
+                            format!(
+                                "no body bytes for {}s after {} bytes",
+                                self.cfg.read_timeout,
+                                body.len()
+                            ),
                         ),
                         None,
                     ));
@@ -386,7 +401,11 @@ impl Fetcher {
                     return Err(Attempt::Retry(
                         ff(
                             "reset_mid_body",
-                            format!("connection failed after {} body bytes: {}", body.len(), chain(&e)),
+                            format!(
+                                "connection failed after {} body bytes: {}",
+                                body.len(),
+                                chain(&e)
+                            ),
                         ),
                         None,
                     ));
@@ -475,10 +494,10 @@ pub fn opted_out(value: &str, token: &str, disallowed: &[String]) -> bool {
         Some((ua, d)) => (Some(ua.trim().to_ascii_lowercase()), d),
         None => (None, value),
     };
-    if let Some(ua) = &ua {
-        if *ua != token.to_ascii_lowercase() {
-            return false;
-        }
+    if let Some(ua) = &ua
+        && *ua != token.to_ascii_lowercase()
+    {
+        return false;
     }
     directives.split(',').any(|d| {
         let d = d.trim().to_ascii_lowercase();
@@ -545,7 +564,10 @@ mod tests {
 
     #[test]
     fn http_dates() {
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(parse_http_date("yesterday"), None);
     }

@@ -56,12 +56,25 @@ pub fn sniff(b: &[u8]) -> Sniffed {
     if s.starts_with(&[0xEF, 0xBB, 0xBF]) {
         s = &s[3..];
     }
-    let start = s.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(s.len());
+    let start = s
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(s.len());
     let head: Vec<u8> = s[start..s.len().min(start + 64)]
         .iter()
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    for tag in [&b"<!doctype"[..], b"<html", b"<head", b"<body", b"<?xml", b"<!--", b"<svg", b"<title", b"<script"] {
+    for tag in [
+        &b"<!doctype"[..],
+        b"<html",
+        b"<head",
+        b"<body",
+        b"<?xml",
+        b"<!--",
+        b"<svg",
+        b"<title",
+        b"<script",
+    ] {
         if head.starts_with(tag) {
             return Sniffed::Html;
         }
@@ -285,7 +298,10 @@ fn jpeg_is_truncated(b: &[u8]) -> bool {
 
 fn decode_jpeg(b: &[u8], o: &ImageOptions) -> Result<Decoded, ImageFail> {
     if jpeg_is_truncated(b) {
-        return Err(fail("truncated_image", "JPEG data ends before its end marker"));
+        return Err(fail(
+            "truncated_image",
+            "JPEG data ends before its end marker",
+        ));
     }
     let mut d = jpeg_decoder::Decoder::new(Cursor::new(b));
     d.read_info()
@@ -304,7 +320,11 @@ fn decode_jpeg(b: &[u8], o: &ImageOptions) -> Result<Decoded, ImageFail> {
     if o.jpeg_dct_scaling {
         // The decode size needed for the final resample (in stored, unrotated coordinates).
         if let Some((rw, rh)) = plan(ow, oh, o).resize {
-            let (rw, rh) = if rotates(orientation) { (rh, rw) } else { (rw, rh) };
+            let (rw, rh) = if rotates(orientation) {
+                (rh, rw)
+            } else {
+                (rw, rh)
+            };
             if rw * 2 <= w && rh * 2 <= h {
                 d.scale(rw.min(65535) as u16, rh.min(65535) as u16)
                     .map_err(|e| fail("corrupt_image", format!("JPEG scale: {e}")))?;
@@ -346,10 +366,17 @@ fn decode_jpeg(b: &[u8], o: &ImageOptions) -> Result<Decoded, ImageFail> {
             .collect(),
     };
     if rgb.len() != n * 3 {
-        return Err(fail("corrupt_image", "JPEG decoded to the wrong number of pixels"));
+        return Err(fail(
+            "corrupt_image",
+            "JPEG decoded to the wrong number of pixels",
+        ));
     }
-    let rgb = RgbImage::from_raw(dw, dh, rgb)
-        .ok_or_else(|| fail("corrupt_image", "JPEG decoded to the wrong number of pixels"))?;
+    let rgb = RgbImage::from_raw(dw, dh, rgb).ok_or_else(|| {
+        fail(
+            "corrupt_image",
+            "JPEG decoded to the wrong number of pixels",
+        )
+    })?;
     Ok(Decoded {
         rgb,
         original: (ow, oh),
@@ -472,8 +499,13 @@ pub fn encode(img: &RgbImage, f: EncodeFormat, quality: u8) -> Result<Vec<u8>, I
             }
             let mut e = jpeg_encoder::Encoder::new(&mut out, quality);
             e.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-            e.encode(img.as_raw(), w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
-                .map_err(|e| fail("encode_error", e.to_string()))?;
+            e.encode(
+                img.as_raw(),
+                w as u16,
+                h as u16,
+                jpeg_encoder::ColorType::Rgb,
+            )
+            .map_err(|e| fail("encode_error", e.to_string()))?;
         }
         EncodeFormat::Png => {
             img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
@@ -498,7 +530,8 @@ pub fn phash(img: &RgbImage) -> u64 {
     let src = fr::images::ImageRef::new(w, h, &gray, fr::PixelType::U8).expect("sizes match");
     let mut dst = fr::images::Image::new(32, 32, fr::PixelType::U8);
     let mut r = fr::Resizer::new();
-    let alg = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
+    let alg =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
     r.resize(&src, &mut dst, &alg).expect("resize to 32x32");
     let px: Vec<f64> = dst.buffer().iter().map(|&v| v as f64).collect();
     // DCT-II (unnormalised, as scipy.fftpack.dct type 2) along columns then rows; only the
@@ -545,9 +578,17 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
     let kind = sniff(bytes);
     let dec = match kind {
         Sniffed::Jpeg => decode_jpeg(bytes, o)?,
-        Sniffed::Html => return Err(fail("html_body", "the server sent an HTML page, not an image")),
+        Sniffed::Html => {
+            return Err(fail(
+                "html_body",
+                "the server sent an HTML page, not an image",
+            ));
+        }
         Sniffed::Unknown => {
-            return Err(fail("unsupported_format", "the bytes are not a known image format"));
+            return Err(fail(
+                "unsupported_format",
+                "the bytes are not a known image format",
+            ));
         }
         other => decode_other(bytes, other, o)?,
     };
@@ -555,7 +596,10 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
     if o.min_image_size > 0 && ow.min(oh) < o.min_image_size {
         return Err(fail(
             "too_small",
-            format!("image is {ow}x{oh}, smaller than min_image_size {}", o.min_image_size),
+            format!(
+                "image is {ow}x{oh}, smaller than min_image_size {}",
+                o.min_image_size
+            ),
         ));
     }
     if let Some(max) = o.max_aspect_ratio {
@@ -572,8 +616,8 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
     let img = img.into_rgb8();
     let phash = phash(&img);
     let p = plan(ow, oh, o);
-    let orientation = (dec.orientation != Orientation::NoTransforms)
-        .then(|| orientation_code(dec.orientation));
+    let orientation =
+        (dec.orientation != Orientation::NoTransforms).then(|| orientation_code(dec.orientation));
 
     let same_format = matches!(
         (kind, o.encode_format),
@@ -607,7 +651,11 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
             let x0 = ((rw.saturating_sub(cw)) / 2) as f64 * fx;
             let y0 = ((rh.saturating_sub(ch)) / 2) as f64 * fy;
             let (ow2, oh2) = (cw.min(rw), ch.min(rh));
-            resize(&img, (ow2, oh2), Some((x0, y0, ow2 as f64 * fx, oh2 as f64 * fy)))?
+            resize(
+                &img,
+                (ow2, oh2),
+                Some((x0, y0, ow2 as f64 * fx, oh2 as f64 * fy)),
+            )?
         }
         (ResizeMode::CenterCrop, None, Some((cw, ch))) => {
             let (iw, ih) = img.dimensions();

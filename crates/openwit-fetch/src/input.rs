@@ -63,7 +63,10 @@ fn ie(path: &Path, message: impl Into<String>) -> InputError {
 }
 
 /// Resolves the format of `path` (`auto` looks at the extension, after `.gz`).
-pub fn file_format(path: &Path, configured: InputFormat) -> Result<(InputFormat, bool), InputError> {
+pub fn file_format(
+    path: &Path,
+    configured: InputFormat,
+) -> Result<(InputFormat, bool), InputError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
@@ -90,7 +93,10 @@ pub fn file_format(path: &Path, configured: InputFormat) -> Result<(InputFormat,
         ));
     };
     if gzip && f == InputFormat::Parquet {
-        return Err(ie(path, "gzipped parquet is not supported; parquet compresses itself"));
+        return Err(ie(
+            path,
+            "gzipped parquet is not supported; parquet compresses itself",
+        ));
     }
     Ok((f, gzip))
 }
@@ -143,7 +149,11 @@ fn open_text(f: &InputFile) -> Result<Box<dyn BufRead>, InputError> {
 }
 
 fn delimiter(f: &InputFile) -> u8 {
-    if f.format == InputFormat::Tsv { b'\t' } else { b',' }
+    if f.format == InputFormat::Tsv {
+        b'\t'
+    } else {
+        b','
+    }
 }
 
 /// Calls `on_row(byte_offset)` for every (kept) row of `f`, in order. Offsets are `None` for
@@ -184,6 +194,8 @@ pub fn scan_rows(f: &InputFile, mut on_row: impl FnMut(Option<u64>)) -> Result<u
                 .delimiter(delimiter(f))
                 .flexible(true)
                 .from_reader(rd);
+            r.byte_headers()
+                .map_err(|e| ie(&f.path, format!("line 1 (header): {e}")))?;
             let mut rec = csv::ByteRecord::new();
             loop {
                 let pos = r.position().byte();
@@ -221,10 +233,7 @@ pub fn scan_rows(f: &InputFile, mut on_row: impl FnMut(Option<u64>)) -> Result<u
     Ok(n)
 }
 
-fn projection(
-    b: &ParquetRecordBatchReaderBuilder<File>,
-    names: &[&str],
-) -> ProjectionMask {
+fn projection(b: &ParquetRecordBatchReaderBuilder<File>, names: &[&str]) -> ProjectionMask {
     let schema = b.parquet_schema();
     let roots: Vec<usize> = b
         .schema()
@@ -245,12 +254,14 @@ fn kept_column<'a>(batch: &'a RecordBatch, path: &Path) -> Result<&'a BooleanArr
 }
 
 /// Cuts the rows of `files` into shards of `shard_size` rows.
-pub fn plan_segments(files: &[InputFile], shard_size: u64) -> Result<Vec<Vec<Segment>>, InputError> {
+pub fn plan_segments(
+    files: &[InputFile],
+    shard_size: u64,
+) -> Result<Vec<Vec<Segment>>, InputError> {
     let mut shards: Vec<Vec<Segment>> = Vec::new();
     let mut in_shard = 0u64;
     for f in files {
         let mut local = 0u64;
-        let mut err = None;
         scan_rows(f, |off| {
             if in_shard == 0 {
                 shards.push(Vec::new());
@@ -270,12 +281,7 @@ pub fn plan_segments(files: &[InputFile], shard_size: u64) -> Result<Vec<Vec<Seg
             if in_shard == shard_size {
                 in_shard = 0;
             }
-        })
-        .map_err(|e| {
-            err = Some(());
-            e
         })?;
-        debug_assert!(err.is_none());
     }
     Ok(shards)
 }
@@ -311,9 +317,7 @@ fn arrow_value(col: &dyn Array, i: usize) -> Value {
             let v = col.as_list::<i64>().value(i);
             Value::Array((0..v.len()).map(|j| arrow_value(v.as_ref(), j)).collect())
         }
-        _ => Value::String(
-            arrow::util::display::array_value_to_string(col, i).unwrap_or_default(),
-        ),
+        _ => Value::String(arrow::util::display::array_value_to_string(col, i).unwrap_or_default()),
     }
 }
 
@@ -327,23 +331,26 @@ fn text_of(v: &Value) -> Option<String> {
 
 fn entry_ids_of(v: &Value) -> Option<Vec<i32>> {
     match v {
-        Value::Array(a) => Some(a.iter().filter_map(|x| x.as_i64()).map(|x| x as i32).collect()),
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|x| x.as_i64())
+                .map(|x| x as i32)
+                .collect(),
+        ),
         _ => None,
     }
 }
 
 /// Maps a record (column -> value) into an [`InputRow`]; `None` when the URL is missing.
-fn to_row(
-    get: &dyn Fn(&str) -> Option<Value>,
-    cfg: &Config,
-    curated: bool,
-) -> Option<InputRow> {
+fn to_row(get: &dyn Fn(&str) -> Option<Value>, cfg: &Config, curated: bool) -> Option<InputRow> {
     let url_col = if curated { "url" } else { cfg.url_col.as_str() };
     let url = get(url_col).as_ref().and_then(text_of)?.trim().to_string();
     let caption = if curated {
         get("caption").as_ref().and_then(text_of)
     } else {
-        cfg.caption_col.as_deref().and_then(|c| get(c).as_ref().and_then(text_of))
+        cfg.caption_col
+            .as_deref()
+            .and_then(|c| get(c).as_ref().and_then(text_of))
     };
     let entry_ids = get("entry_ids").as_ref().and_then(entry_ids_of);
     let mut extra = BTreeMap::new();
@@ -389,7 +396,11 @@ pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputE
                 v
             };
             names.extend(cfg.save_additional_columns.iter().map(String::as_str));
-            let url_col = if f.curated { "url" } else { cfg.url_col.as_str() };
+            let url_col = if f.curated {
+                "url"
+            } else {
+                cfg.url_col.as_str()
+            };
             if !b.schema().fields().iter().any(|x| x.name() == url_col) {
                 return Err(ie(
                     &f.path,
@@ -399,7 +410,9 @@ pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputE
             let mask = projection(&b, &names);
             let mut b = b.with_projection(mask).with_batch_size(4096);
             if !f.curated {
-                b = b.with_offset(seg.skip as usize).with_limit(seg.take as usize);
+                b = b
+                    .with_offset(seg.skip as usize)
+                    .with_limit(seg.take as usize);
             }
             let r = b.build().map_err(|e| ie(&f.path, e.to_string()))?;
             let mut seen = 0u64;

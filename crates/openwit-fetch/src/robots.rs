@@ -151,7 +151,10 @@ mod tests {
         assert!(mine.allowed("/images/a.png?x=1"));
         assert!(mine.allowed("/images/a.jpg"));
         assert!(!mine.allowed("/nope/x"));
-        assert!(mine.allowed("/private/x"), "the specific group replaces `*`");
+        assert!(
+            mine.allowed("/private/x"),
+            "the specific group replaces `*`"
+        );
         let other = Robots::parse(text, "somebot");
         assert!(!other.allowed("/private/x"));
         assert!(other.allowed("/private/ok/1"));

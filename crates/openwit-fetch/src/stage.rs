@@ -52,10 +52,10 @@ impl Dedup {
         if max <= 3 {
             for b in 0..4 {
                 let band = (h >> (b * 16)) as u16;
-                if let Some(ix) = self.bands[b].get(&band) {
-                    if let Some(k) = ix.iter().find_map(|&i| hit(i as usize)) {
-                        return Some(k);
-                    }
+                if let Some(ix) = self.bands[b].get(&band)
+                    && let Some(k) = ix.iter().find_map(|&i| hit(i as usize))
+                {
+                    return Some(k);
                 }
             }
             None
@@ -68,7 +68,10 @@ impl Dedup {
         let i = self.phashes.len() as u32;
         self.phashes.push((h, key));
         for b in 0..4 {
-            self.bands[b].entry((h >> (b * 16)) as u16).or_default().push(i);
+            self.bands[b]
+                .entry((h >> (b * 16)) as u16)
+                .or_default()
+                .push(i);
         }
     }
 }
@@ -152,10 +155,10 @@ impl DownloadStage {
                         continue;
                     }
                     let Some(key) = r[0].clone() else { continue };
-                    if let Some(Ok(sha)) = r[2].as_deref().map(hex::decode) {
-                        if let Ok(sha) = <[u8; 32]>::try_from(sha.as_slice()) {
-                            d.sha.entry(sha).or_insert_with(|| key.clone());
-                        }
+                    if let Some(Ok(sha)) = r[2].as_deref().map(hex::decode)
+                        && let Ok(sha) = <[u8; 32]>::try_from(sha.as_slice())
+                    {
+                        d.sha.entry(sha).or_insert_with(|| key.clone());
                     }
                     if let Some(Ok(h)) = r[3].as_deref().map(|h| u64::from_str_radix(h, 16)) {
                         d.add_phash(h, key);
@@ -355,7 +358,11 @@ impl Stage for DownloadStage {
         }))
     }
 
-    fn summary(&self, _ctx: &StageContext<'_>, tasks: &[openwit_core::TaskRecord]) -> Option<String> {
+    fn summary(
+        &self,
+        _ctx: &StageContext<'_>,
+        tasks: &[openwit_core::TaskRecord],
+    ) -> Option<String> {
         let (mut rows, mut ok) = (0u64, 0u64);
         let mut drops: BTreeMap<String, u64> = BTreeMap::new();
         for t in tasks.iter().filter(|t| t.task != openwit_core::REDUCE_TASK) {
@@ -366,12 +373,24 @@ impl Stage for DownloadStage {
             }
         }
         let mut top: Vec<(String, u64)> = drops.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
-        let top: Vec<String> = top.iter().take(6).map(|(k, v)| format!("{k} {v}")).collect();
+        top.sort_by_key(|t| std::cmp::Reverse(t.1));
+        let top: Vec<String> = top
+            .iter()
+            .take(6)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         Some(format!(
             "{ok} of {rows} images downloaded ({:.1}%); dropped: {}",
-            if rows > 0 { ok as f64 * 100.0 / rows as f64 } else { 0.0 },
-            if top.is_empty() { "none".into() } else { top.join(", ") }
+            if rows > 0 {
+                ok as f64 * 100.0 / rows as f64
+            } else {
+                0.0
+            },
+            if top.is_empty() {
+                "none".into()
+            } else {
+                top.join(", ")
+            }
         ))
     }
 }
@@ -389,28 +408,21 @@ impl DownloadStage {
         meta.entry_ids = row.entry_ids;
         meta.extra = row.extra;
         if row.url.is_empty() {
-            return (
-                RowOutcome::Failed {
-                    meta: meta.failed_to_download("no URL in the input row"),
-                    reason: "bad_url",
-                },
-                0,
-            );
+            return (failed(meta, "bad_url", "no URL in the input row", false), 0);
         }
         let fetched = match fetcher.fetch(&row.url).await {
             Ok(f) => f,
             Err(f) => {
-                return (
-                    RowOutcome::Failed {
-                        meta: meta.failed_to_download(f.message),
-                        reason: f.reason,
-                    },
-                    0,
-                );
+                return (failed(meta, f.reason, f.message, false), 0);
             }
         };
         let nbytes = fetched.bytes.len() as u64;
-        let _cpu = self.cpu.clone().acquire_owned().await.expect("semaphore open");
+        let _cpu = self
+            .cpu
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
         let dedup = self.dedup.clone();
         let cfg = self.cfg.clone();
         let res = tokio::task::spawn_blocking(move || {
@@ -420,11 +432,12 @@ impl DownloadStage {
         match res {
             Ok(o) => (o, nbytes),
             Err(e) => (
-                RowOutcome::Failed {
-                    meta: SampleMeta::new(row.url, row.caption, key)
-                        .failed_to_resize(format!("image processing panicked: {e}")),
-                    reason: "decode_panic",
-                },
+                failed(
+                    SampleMeta::new(row.url, row.caption, key),
+                    "decode_panic",
+                    format!("image processing panicked: {e}"),
+                    true,
+                ),
                 nbytes,
             ),
         }
@@ -439,50 +452,47 @@ fn process_row(
     dedup: &Mutex<Dedup>,
 ) -> RowOutcome {
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
-    if cfg.dedup_sha256 {
-        if let Some(owner) = dedup.lock().unwrap().sha_owner(&sha, &meta.key) {
-            return RowOutcome::Failed {
-                meta: meta.failed_to_download(format!("duplicate of {owner} (same sha256)")),
-                reason: "duplicate",
-            };
-        }
+    if cfg.dedup_sha256
+        && let Some(owner) = dedup.lock().unwrap().sha_owner(&sha, &meta.key)
+    {
+        return failed(
+            meta,
+            "duplicate",
+            format!("duplicate of {owner} (same sha256)"),
+            false,
+        );
     }
     let p = match process(&bytes, opts) {
         Ok(p) => p,
         Err(f) => {
             meta.sha256 = Some(hex::encode(sha));
-            let meta = if matches!(f.reason, "empty_body" | "html_body") {
-                meta.failed_to_download(f.message)
-            } else {
-                meta.failed_to_resize(f.message)
-            };
-            return RowOutcome::Failed {
-                meta,
-                reason: f.reason,
-            };
+            let resize = !matches!(f.reason, "empty_body" | "html_body");
+            return failed(meta, f.reason, f.message, resize);
         }
     };
     let phash = format!("{:016x}", p.phash);
     {
         let mut d = dedup.lock().unwrap();
-        if cfg.dedup_sha256 {
-            if let Some(owner) = d.sha_owner(&sha, &meta.key) {
-                return RowOutcome::Failed {
-                    meta: meta.failed_to_download(format!("duplicate of {owner} (same sha256)")),
-                    reason: "duplicate",
-                };
-            }
+        if cfg.dedup_sha256
+            && let Some(owner) = d.sha_owner(&sha, &meta.key)
+        {
+            return failed(
+                meta,
+                "duplicate",
+                format!("duplicate of {owner} (same sha256)"),
+                false,
+            );
         }
-        if let Some(max) = cfg.near_dup_distance {
-            if let Some(owner) = d.near(p.phash, &meta.key, max) {
-                meta.phash = Some(phash);
-                return RowOutcome::Failed {
-                    meta: meta.failed_to_resize(format!(
-                        "near-duplicate of {owner} (perceptual hash within {max} bits)"
-                    )),
-                    reason: "near_duplicate",
-                };
-            }
+        if let Some(max) = cfg.near_dup_distance
+            && let Some(owner) = d.near(p.phash, &meta.key, max)
+        {
+            meta.phash = Some(phash);
+            return failed(
+                meta,
+                "near_duplicate",
+                format!("near-duplicate of {owner} (perceptual hash within {max} bits)"),
+                true,
+            );
         }
         if cfg.dedup_sha256 {
             d.sha.insert(sha, meta.key.clone());
@@ -491,7 +501,13 @@ fn process_row(
             d.add_phash(p.phash, meta.key.clone());
         }
     }
-    meta.set_success(p.width, p.height, p.original_width, p.original_height, hex::encode(sha));
+    meta.set_success(
+        p.width,
+        p.height,
+        p.original_width,
+        p.original_height,
+        hex::encode(sha),
+    );
     meta.phash = Some(phash);
     if let Some(o) = p.orientation {
         meta.exif = Some(serde_json::json!({ "Image Orientation": o }).to_string());
@@ -500,6 +516,24 @@ fn process_row(
         meta,
         ext: p.ext,
         bytes: p.bytes,
+    }
+}
+
+/// A failed row; its error message starts with the reason token (`http_404: HTTP 404`).
+fn failed(
+    meta: SampleMeta,
+    reason: &'static str,
+    message: impl AsRef<str>,
+    resize: bool,
+) -> RowOutcome {
+    let msg = format!("{reason}: {}", message.as_ref());
+    RowOutcome::Failed {
+        meta: if resize {
+            meta.failed_to_resize(msg)
+        } else {
+            meta.failed_to_download(msg)
+        },
+        reason,
     }
 }
 

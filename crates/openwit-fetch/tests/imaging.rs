@@ -3,12 +3,16 @@
 use std::io::Cursor;
 
 use image::{Rgb, RgbImage, Rgba, RgbaImage};
-use openwit_fetch::imaging::{ImageOptions, encode, phash, plan, process, sniff, Sniffed};
+use openwit_fetch::imaging::{ImageOptions, Sniffed, encode, phash, plan, process, sniff};
 use openwit_fetch::{EncodeFormat, ResizeMode};
 
 fn gradient(w: u32, h: u32) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| {
-        Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) % 256) as u8])
+        Rgb([
+            (x * 255 / w) as u8,
+            (y * 255 / h) as u8,
+            ((x + y) % 256) as u8,
+        ])
     })
 }
 
@@ -100,7 +104,11 @@ fn exif_with_orientation(o: u16) -> Vec<u8> {
 fn exif_orientation_is_applied() {
     // Left half red, right half blue, stored 400x200, orientation 6 (rotate 90 clockwise).
     let img = RgbImage::from_fn(400, 200, |x, _| {
-        if x < 200 { Rgb([230, 10, 10]) } else { Rgb([10, 10, 230]) }
+        if x < 200 {
+            Rgb([230, 10, 10])
+        } else {
+            Rgb([10, 10, 230])
+        }
     });
     let mut out = Vec::new();
     let mut e = jpeg_encoder::Encoder::new(&mut out, 90);
@@ -122,7 +130,12 @@ fn grayscale_cmyk_gif_png_alpha_bmp_tiff_webp_become_rgb() {
     // Grayscale JPEG.
     let mut g = Vec::new();
     jpeg_encoder::Encoder::new(&mut g, 90)
-        .encode(&vec![128u8; 300 * 200], 300, 200, jpeg_encoder::ColorType::Luma)
+        .encode(
+            &vec![128u8; 300 * 200],
+            300,
+            200,
+            jpeg_encoder::ColorType::Luma,
+        )
         .unwrap();
     let p = process(&g, &opts(ResizeMode::No)).unwrap();
     let px = *decode(&p.bytes).get_pixel(10, 10);
@@ -136,11 +149,18 @@ fn grayscale_cmyk_gif_png_alpha_bmp_tiff_webp_become_rgb() {
         .unwrap();
     let p = process(&c, &opts(ResizeMode::No)).unwrap();
     let px = *decode(&p.bytes).get_pixel(10, 10);
-    assert!(px[0] > 200 && px[1] < 60 && px[2] < 60, "CMYK red became {px:?}");
+    assert!(
+        px[0] > 200 && px[1] < 60 && px[2] < 60,
+        "CMYK red became {px:?}"
+    );
 
     // RGBA PNG, fully transparent left half: composited on white.
     let rgba = RgbaImage::from_fn(200, 100, |x, _| {
-        if x < 100 { Rgba([0, 0, 0, 0]) } else { Rgba([0, 200, 0, 255]) }
+        if x < 100 {
+            Rgba([0, 0, 0, 0])
+        } else {
+            Rgba([0, 200, 0, 255])
+        }
     });
     let mut png = Vec::new();
     rgba.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
@@ -177,9 +197,15 @@ fn bad_inputs_are_classified() {
     let mut corrupt = good[..40].to_vec();
     corrupt.extend(std::iter::repeat_n(0x55u8, 4000));
     corrupt.extend_from_slice(&[0xFF, 0xD9]);
-    assert!(matches!(reason(&corrupt, &o), "corrupt_image" | "truncated_image"));
+    assert!(matches!(
+        reason(&corrupt, &o),
+        "corrupt_image" | "truncated_image"
+    ));
     assert_eq!(reason(b"", &o), "empty_body");
-    assert_eq!(reason(b"  <!DOCTYPE html><html>404</html>", &o), "html_body");
+    assert_eq!(
+        reason(b"  <!DOCTYPE html><html>404</html>", &o),
+        "html_body"
+    );
     assert_eq!(reason(b"just some text", &o), "unsupported_format");
     let small = ImageOptions {
         max_pixels: 300 * 200 - 1,

@@ -320,10 +320,11 @@ pub fn list_shards(dir: &Path) -> Result<Vec<PathBuf>> {
     for e in rd {
         let e = e.map_err(|e| ShardError::io(dir, e))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(stem) = name.strip_suffix(".tar") {
-            if !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()) {
-                out.push(e.path());
-            }
+        if let Some(stem) = name.strip_suffix(".tar")
+            && !stem.is_empty()
+            && stem.bytes().all(|b| b.is_ascii_digit())
+        {
+            out.push(e.path());
         }
     }
     out.sort();

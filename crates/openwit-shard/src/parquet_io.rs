@@ -5,9 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{Int32Builder, Int64Builder, ListBuilder, StringBuilder};
-use arrow_array::{
-    Array, ArrayRef, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
-};
+use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, ListArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -23,7 +21,11 @@ const INTS: [&str; 4] = ["width", "height", "original_width", "original_height"]
 pub fn schema(extra: &[String]) -> Schema {
     let mut fields: Vec<Field> = Vec::new();
     for n in STRINGS {
-        fields.push(Field::new(n, DataType::Utf8, n != "url" && n != "key" && n != "status"));
+        fields.push(Field::new(
+            n,
+            DataType::Utf8,
+            n != "url" && n != "key" && n != "status",
+        ));
     }
     for n in INTS {
         fields.push(Field::new(n, DataType::Int64, true));
@@ -121,7 +123,12 @@ fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str, path: &Path) -> Resul
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
-        .ok_or_else(|| ShardError::format(path, format!("column `{name}` missing or of the wrong type")))
+        .ok_or_else(|| {
+            ShardError::format(
+                path,
+                format!("column `{name}` missing or of the wrong type"),
+            )
+        })
 }
 
 fn opt_str(a: &StringArray, i: usize) -> Option<String> {
@@ -175,14 +182,18 @@ pub fn read_parquet(path: &Path) -> Result<Vec<SampleMeta>> {
             .collect();
         for i in 0..batch.num_rows() {
             let st = Status::parse(status.value(i)).ok_or_else(|| {
-                ShardError::format(path, format!("row {i}: unknown status `{}`", status.value(i)))
+                ShardError::format(
+                    path,
+                    format!("row {i}: unknown status `{}`", status.value(i)),
+                )
             })?;
             let entry_ids = (!ids.is_null(i)).then(|| {
                 let v = ids.value(i);
                 let a = v.as_any().downcast_ref::<Int32Array>().expect("int32 list");
                 a.iter().flatten().collect::<Vec<i32>>()
             });
-            let mut m = SampleMeta::new(url.value(i), opt_str(caption, i), key.value(i).to_string());
+            let mut m =
+                SampleMeta::new(url.value(i), opt_str(caption, i), key.value(i).to_string());
             m.status = st;
             m.error_message = opt_str(err, i);
             m.width = opt_int(w, i);
@@ -235,7 +246,12 @@ pub fn read_parquet_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<Optio
             })
             .collect();
         for i in 0..batch.num_rows() {
-            out.push(arrays.iter().map(|a| a.and_then(|a| opt_str(a, i))).collect());
+            out.push(
+                arrays
+                    .iter()
+                    .map(|a| a.and_then(|a| opt_str(a, i)))
+                    .collect(),
+            );
         }
     }
     Ok(out)

@@ -81,7 +81,8 @@ impl ShardReader {
         f.seek(SeekFrom::Start(offset))
             .map_err(|e| ShardError::io(path, e))?;
         let mut buf = vec![0u8; size as usize];
-        f.read_exact(&mut buf).map_err(|e| ShardError::io(path, e))?;
+        f.read_exact(&mut buf)
+            .map_err(|e| ShardError::io(path, e))?;
         Ok(buf)
     }
 }
@@ -160,7 +161,10 @@ impl Samples {
                 return Ok(None);
             }
             let size = octal(&h[124..136]).ok_or_else(|| {
-                ShardError::format(&self.path, format!("bad member size at byte {}", self.pos - 512))
+                ShardError::format(
+                    &self.path,
+                    format!("bad member size at byte {}", self.pos - 512),
+                )
             })?;
             let kind = h[156];
             let data_offset = self.pos;
@@ -172,10 +176,10 @@ impl Samples {
                 b'x' => {
                     let d = self.read_data(size)?;
                     for rec in String::from_utf8_lossy(&d).lines() {
-                        if let Some((_, kv)) = rec.split_once(' ') {
-                            if let Some(p) = kv.strip_prefix("path=") {
-                                long_name = Some(p.to_string());
-                            }
+                        if let Some((_, kv)) = rec.split_once(' ')
+                            && let Some(p) = kv.strip_prefix("path=")
+                        {
+                            long_name = Some(p.to_string());
                         }
                     }
                 }
@@ -276,8 +280,14 @@ mod tests {
 
     #[test]
     fn keys_split_like_webdataset() {
-        assert_eq!(split_key("000010005.jpg"), ("000010005".into(), "jpg".into()));
-        assert_eq!(split_key("a/b.c/k.seg.png"), ("a/b.c/k".into(), "seg.png".into()));
+        assert_eq!(
+            split_key("000010005.jpg"),
+            ("000010005".into(), "jpg".into())
+        );
+        assert_eq!(
+            split_key("a/b.c/k.seg.png"),
+            ("a/b.c/k".into(), "seg.png".into())
+        );
     }
 
     #[test]
