@@ -1,1 +1,598 @@
-//! data
+//! Webdataset shards -> batches: the layout `openwit download` and img2dataset write (`KEY.jpg`,
+//! `KEY.txt`, optional `KEY.json`, `KEY.cls`), local paths and brace patterns
+//! (`shards/{00000..00099}.tar`).
+//!
+//! One reader thread streams the shards (their order shuffled per epoch) through a shuffle
+//! buffer and cuts batches; a pool of worker threads decodes, augments (random resized crop,
+//! scale 0.9-1.0, to the model's resolution) and tokenizes them; up to `prefetch` finished
+//! batches wait for the trainer. Everything random is seeded by (seed, epoch, batch), so a
+//! stream restarted at a [`Position`] yields the same batches as the uninterrupted one.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use image::{RgbImage, imageops::FilterType};
+use openwit_core::Drops;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use crate::error::{ClipError, Result};
+use crate::tokenizer::Tokenizer;
+
+/// CLIP's image normalization.
+pub const MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// Expands `{a..b}` numeric ranges (zero-padded to the width of `a`) and `{x,y}` lists.
+pub fn expand_braces(pattern: &str) -> Vec<String> {
+    let Some(open) = pattern.find('{') else {
+        return vec![pattern.to_string()];
+    };
+    let Some(close) = pattern[open..].find('}').map(|c| c + open) else {
+        return vec![pattern.to_string()];
+    };
+    let (head, body, tail) = (
+        &pattern[..open],
+        &pattern[open + 1..close],
+        &pattern[close + 1..],
+    );
+    let items: Vec<String> = if let Some((a, b)) = body.split_once("..") {
+        match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(x), Ok(y)) if x <= y => (x..=y).map(|i| format!("{i:0w$}", w = a.len())).collect(),
+            _ => vec![format!("{{{body}}}")],
+        }
+    } else {
+        body.split(',').map(str::to_string).collect()
+    };
+    items
+        .iter()
+        .flat_map(|i| expand_braces(&format!("{head}{i}{tail}")))
+        .collect()
+}
+
+/// Resolves shard patterns: brace patterns, folders (their `*.tar`, sorted) and files.
+pub fn resolve_shards(patterns: &[String], base: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in patterns {
+        for s in expand_braces(p) {
+            let path = base.join(&s);
+            if path.is_dir() {
+                let mut tars: Vec<PathBuf> = std::fs::read_dir(&path)
+                    .map_err(|e| ClipError::io(&path, e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+                    .collect();
+                tars.sort();
+                out.extend(tars);
+            } else if path.is_file() {
+                out.push(path);
+            } else {
+                return Err(ClipError::Config(format!(
+                    "shard `{}` (from pattern `{p}`) does not exist; check the path or the brace range",
+                    path.display()
+                )));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(ClipError::Config(format!(
+            "no shards matched {patterns:?}; give `.tar` files, folders or brace patterns like `shards/{{00000..00009}}.tar`"
+        )));
+    }
+    Ok(out)
+}
+
+/// One sample as stored in a shard.
+#[derive(Debug, Clone)]
+pub struct RawSample {
+    pub key: String,
+    pub image: Vec<u8>,
+    pub text: String,
+    /// The `.cls` entry (an integer class index), if any.
+    pub class: Option<i64>,
+}
+
+#[derive(Default)]
+struct Partial {
+    key: String,
+    image: Option<Vec<u8>>,
+    text: Option<String>,
+    class: Option<i64>,
+}
+
+/// Reads one tar, calling `f` for each complete sample (image from the first of
+/// `jpg;png;jpeg;webp`, text from `txt`); incomplete samples and unreadable tars are counted
+/// in `drops`. `f` returns false to stop.
+pub fn read_tar(path: &Path, drops: &mut Drops, mut f: impl FnMut(RawSample) -> bool) {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(shard = %path.display(), error = %e, "cannot open shard");
+            drops.inc("shard_unreadable");
+            return;
+        }
+    };
+    let mut ar = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
+    let mut cur = Partial::default();
+    let mut flush = |cur: &mut Partial, drops: &mut Drops| -> bool {
+        let p = std::mem::take(cur);
+        if p.key.is_empty() {
+            return true;
+        }
+        match (p.image, p.text) {
+            (Some(image), Some(text)) => f(RawSample {
+                key: p.key,
+                image,
+                text,
+                class: p.class,
+            }),
+            (None, _) => {
+                drops.inc("no_image");
+                true
+            }
+            (_, None) => {
+                drops.inc("no_text");
+                true
+            }
+        }
+    };
+    let entries = match ar.entries() {
+        Ok(e) => e,
+        Err(_) => {
+            drops.inc("shard_unreadable");
+            return;
+        }
+    };
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(shard = %path.display(), error = %e, "truncated or corrupt shard; skipping its rest");
+                drops.inc("shard_truncated");
+                break;
+            }
+        };
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = match entry.path() {
+            Ok(p) => p.to_string_lossy().into_owned(),
+            Err(_) => continue,
+        };
+        let base = name.rsplit('/').next().unwrap_or(&name);
+        let Some(dot) = base.find('.') else { continue };
+        let prefix = &name[..name.len() - base.len() + dot];
+        let ext = base[dot + 1..].to_ascii_lowercase();
+        if prefix != cur.key {
+            if !flush(&mut cur, drops) {
+                return;
+            }
+            cur.key = prefix.to_string();
+        }
+        let mut buf = Vec::with_capacity(entry.size() as usize);
+        if entry.read_to_end(&mut buf).is_err() {
+            drops.inc("shard_truncated");
+            break;
+        }
+        match ext.as_str() {
+            "jpg" | "png" | "jpeg" | "webp" => {
+                if cur.image.is_none() {
+                    cur.image = Some(buf);
+                }
+            }
+            "txt" => cur.text = Some(String::from_utf8_lossy(&buf).into_owned()),
+            "cls" => cur.class = String::from_utf8_lossy(&buf).trim().parse().ok(),
+            _ => {}
+        }
+    }
+    flush(&mut cur, drops);
+}
+
+/// Where a stream is: the epoch and the samples of that epoch already handed out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub epoch: u64,
+    pub sample: u64,
+}
+
+/// Settings of a [`Loader`].
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    pub shards: Vec<PathBuf>,
+    pub batch_size: usize,
+    pub image_size: u32,
+    pub context_length: usize,
+    pub workers: usize,
+    pub prefetch: usize,
+    pub shuffle_buffer: usize,
+    pub seed: u64,
+    /// Training augmentation (random resized crop) and per-epoch shuffling; off for evaluation
+    /// (resize + center crop, shards in order, one pass).
+    pub train: bool,
+}
+
+/// A batch ready for the model: uint8 images `(N, 3, S, S)` and tokens `(N, L)`.
+pub struct Batch {
+    pub images: Tensor,
+    pub tokens: Tensor,
+    pub texts: Vec<String>,
+    pub classes: Vec<Option<i64>>,
+    /// The stream position after this batch.
+    pub position: Position,
+}
+
+struct Job {
+    index: u64,
+    epoch: u64,
+    samples: Vec<RawSample>,
+    position: Position,
+}
+
+/// Streams batches from shards on background threads.
+pub struct Loader {
+    rx: Receiver<(u64, Batch)>,
+    pending: BTreeMap<u64, Batch>,
+    next: u64,
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    drops: Arc<Mutex<Drops>>,
+    done_rx: Receiver<u64>,
+    total_batches: Option<u64>,
+}
+
+impl Loader {
+    /// Starts the threads, resuming at `from`.
+    pub fn start(cfg: LoaderConfig, tokenizer: Arc<Tokenizer>, from: Position) -> Loader {
+        let (job_tx, job_rx) = bounded::<Job>(cfg.workers.max(1) * 2);
+        let (out_tx, out_rx) = bounded::<(u64, Batch)>(cfg.prefetch.max(1));
+        let (done_tx, done_rx) = bounded::<u64>(1);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drops = Arc::new(Mutex::new(Drops::default()));
+        let mut threads = Vec::new();
+        {
+            let cfg = cfg.clone();
+            let stop = stop.clone();
+            let drops = drops.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("clip-reader".into())
+                    .spawn(move || reader(cfg, from, job_tx, done_tx, stop, drops))
+                    .expect("cannot start the shard reader"),
+            );
+        }
+        for w in 0..cfg.workers.max(1) {
+            let rx = job_rx.clone();
+            let tx = out_tx.clone();
+            let tok = tokenizer.clone();
+            let cfg = cfg.clone();
+            let drops = drops.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("clip-worker-{w}"))
+                    .spawn(move || {
+                        for job in rx {
+                            let index = job.index;
+                            let b = make_batch(&cfg, &tok, job, &drops);
+                            if tx.send((index, b)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("cannot start a data worker"),
+            );
+        }
+        Loader {
+            rx: out_rx,
+            pending: BTreeMap::new(),
+            next: 0,
+            threads,
+            stop,
+            drops,
+            done_rx,
+            total_batches: None,
+        }
+    }
+
+    /// The next batch in order, or None when a one-pass (evaluation) stream is exhausted.
+    pub fn next_batch(&mut self) -> Option<Batch> {
+        loop {
+            if let Some(b) = self.pending.remove(&self.next) {
+                self.next += 1;
+                return Some(b);
+            }
+            if let Some(t) = self.total_batches
+                && self.next >= t
+            {
+                return None;
+            }
+            crossbeam_channel::select! {
+                recv(self.rx) -> msg => match msg {
+                    Ok((i, b)) => { self.pending.insert(i, b); }
+                    Err(_) => return None,
+                },
+                recv(self.done_rx) -> msg => {
+                    if let Ok(total) = msg { self.total_batches = Some(total); }
+                }
+            }
+        }
+    }
+
+    /// Samples dropped so far, by reason.
+    pub fn drops(&self) -> Drops {
+        self.drops.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Unblock the threads: drain what they try to send.
+        while self.rx.try_recv().is_ok() {}
+        let rx = self.rx.clone();
+        let drain = std::thread::spawn(move || while rx.recv().is_ok() {});
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        drop(drain);
+    }
+}
+
+fn epoch_rng(seed: u64, epoch: u64, salt: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(
+        seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03),
+    )
+}
+
+fn reader(
+    cfg: LoaderConfig,
+    from: Position,
+    tx: Sender<Job>,
+    done: Sender<u64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    drops: Arc<Mutex<Drops>>,
+) {
+    let mut epoch = from.epoch;
+    let mut skip = from.sample;
+    let mut index = 0u64;
+    let mut batch: Vec<RawSample> = Vec::with_capacity(cfg.batch_size);
+    let mut batch_epoch = epoch;
+    loop {
+        let mut order = cfg.shards.clone();
+        let mut rng = epoch_rng(cfg.seed, epoch, 1);
+        if cfg.train {
+            order.shuffle(&mut rng);
+        }
+        let mut buffer: Vec<RawSample> = Vec::new();
+        let mut in_epoch = 0u64;
+        let mut any = false;
+        let mut emit = |s: RawSample, batch: &mut Vec<RawSample>, batch_epoch: &mut u64| -> bool {
+            any = true;
+            in_epoch += 1;
+            if skip > 0 {
+                skip -= 1;
+                return true;
+            }
+            if batch.is_empty() {
+                *batch_epoch = epoch;
+            }
+            batch.push(s);
+            if batch.len() == cfg.batch_size {
+                let job = Job {
+                    index,
+                    epoch: *batch_epoch,
+                    samples: std::mem::take(batch),
+                    position: Position {
+                        epoch,
+                        sample: in_epoch,
+                    },
+                };
+                index += 1;
+                if stop.load(std::sync::atomic::Ordering::Relaxed) || tx.send(job).is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        let mut local = Drops::default();
+        let mut alive = true;
+        for shard in &order {
+            read_tar(shard, &mut local, |s| {
+                if !cfg.train || cfg.shuffle_buffer <= 1 {
+                    alive = emit(s, &mut batch, &mut batch_epoch);
+                    return alive;
+                }
+                if buffer.len() < cfg.shuffle_buffer {
+                    buffer.push(s);
+                    return true;
+                }
+                let i = rng.random_range(0..buffer.len());
+                let out = std::mem::replace(&mut buffer[i], s);
+                alive = emit(out, &mut batch, &mut batch_epoch);
+                alive
+            });
+            if !alive {
+                return;
+            }
+        }
+        while !buffer.is_empty() {
+            let i = rng.random_range(0..buffer.len());
+            let s = buffer.swap_remove(i);
+            if !emit(s, &mut batch, &mut batch_epoch) {
+                return;
+            }
+        }
+        drops.lock().unwrap().merge(&local);
+        if !any {
+            tracing::error!("the shards hold no usable sample");
+            let _ = done.send(index);
+            return;
+        }
+        if !cfg.train {
+            if !batch.is_empty() {
+                let job = Job {
+                    index,
+                    epoch,
+                    samples: std::mem::take(&mut batch),
+                    position: Position {
+                        epoch,
+                        sample: in_epoch,
+                    },
+                };
+                index += 1;
+                if tx.send(job).is_err() {
+                    return;
+                }
+            }
+            let _ = done.send(index);
+            return;
+        }
+        epoch += 1;
+    }
+}
+
+/// torchvision's `RandomResizedCrop` box (scale 0.9-1.0, ratio 3/4-4/3), center crop fallback.
+fn random_crop(w: u32, h: u32, rng: &mut ChaCha8Rng) -> (u32, u32, u32, u32) {
+    let area = (w * h) as f64;
+    let (lr0, lr1) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
+    for _ in 0..10 {
+        let target = area * rng.random_range(0.9..=1.0);
+        let ratio = rng.random_range(lr0..=lr1).exp();
+        let cw = (target * ratio).sqrt().round() as u32;
+        let ch = (target / ratio).sqrt().round() as u32;
+        if cw > 0 && ch > 0 && cw <= w && ch <= h {
+            let x = rng.random_range(0..=w - cw);
+            let y = rng.random_range(0..=h - ch);
+            return (x, y, cw, ch);
+        }
+    }
+    let r = w as f64 / h as f64;
+    let (cw, ch) = if r < 0.75 {
+        (w, (w as f64 / 0.75).round() as u32)
+    } else if r > 4.0 / 3.0 {
+        ((h as f64 * 4.0 / 3.0).round() as u32, h)
+    } else {
+        (w, h)
+    };
+    (
+        (w - cw.min(w)) / 2,
+        (h - ch.min(h)) / 2,
+        cw.min(w),
+        ch.min(h),
+    )
+}
+
+/// Decodes and transforms one image to `size x size` RGB: random resized crop for training,
+/// resize of the short side + center crop (OpenCLIP's eval transform) otherwise.
+pub fn transform(bytes: &[u8], size: u32, train: Option<&mut ChaCha8Rng>) -> Option<RgbImage> {
+    let img = image::load_from_memory(bytes).ok()?.to_rgb8();
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return None;
+    }
+    Some(match train {
+        Some(rng) => {
+            let (x, y, cw, ch) = random_crop(w, h, rng);
+            let crop = image::imageops::crop_imm(&img, x, y, cw, ch).to_image();
+            image::imageops::resize(&crop, size, size, FilterType::CatmullRom)
+        }
+        None => {
+            let s = size as f64 / w.min(h) as f64;
+            let (nw, nh) = (
+                ((w as f64 * s).round() as u32).max(size),
+                ((h as f64 * s).round() as u32).max(size),
+            );
+            let r = image::imageops::resize(&img, nw, nh, FilterType::CatmullRom);
+            image::imageops::crop_imm(&r, (nw - size) / 2, (nh - size) / 2, size, size).to_image()
+        }
+    })
+}
+
+fn make_batch(cfg: &LoaderConfig, tok: &Tokenizer, job: Job, drops: &Mutex<Drops>) -> Batch {
+    let s = cfg.image_size;
+    let plane = (s * s) as usize;
+    let mut pixels: Vec<u8> = Vec::with_capacity(job.samples.len() * 3 * plane);
+    let mut texts = Vec::with_capacity(job.samples.len());
+    let mut classes = Vec::new();
+    let mut bad = 0;
+    let mut rng = epoch_rng(cfg.seed, job.epoch, 2 + job.index);
+    for sample in job.samples {
+        let img = if cfg.train {
+            transform(&sample.image, s, Some(&mut rng))
+        } else {
+            transform(&sample.image, s, None)
+        };
+        let Some(img) = img else {
+            bad += 1;
+            continue;
+        };
+        let raw = img.into_raw();
+        for c in 0..3 {
+            pixels.extend(raw.iter().skip(c).step_by(3));
+        }
+        texts.push(sample.text);
+        classes.push(sample.class);
+    }
+    if bad > 0 {
+        drops.lock().unwrap().add("image_undecodable", bad);
+    }
+    let n = texts.len() as i64;
+    let images = Tensor::from_slice(&pixels).reshape([n, 3, s as i64, s as i64]);
+    let tokens = tok.tokenize_batch(&texts, cfg.context_length);
+    Batch {
+        images,
+        tokens,
+        texts,
+        classes,
+        position: job.position,
+    }
+}
+
+/// uint8 `(N, 3, S, S)` -> float normalized with CLIP's mean and std, on `device`.
+pub fn normalize_images(images: &Tensor, device: tch::Device) -> Tensor {
+    let x = images.to_device(device).to_kind(Kind::Float) / 255.0;
+    let mean = Tensor::from_slice(&MEAN)
+        .to_kind(Kind::Float)
+        .to_device(device)
+        .reshape([1, 3, 1, 1]);
+    let std = Tensor::from_slice(&STD)
+        .to_kind(Kind::Float)
+        .to_device(device)
+        .reshape([1, 3, 1, 1]);
+    (x - mean) / std
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn braces_expand_like_webdataset() {
+        assert_eq!(
+            expand_braces("s/{00000..00002}.tar"),
+            vec!["s/00000.tar", "s/00001.tar", "s/00002.tar"]
+        );
+        assert_eq!(
+            expand_braces("{a,b}-{1..2}"),
+            vec!["a-1", "a-2", "b-1", "b-2"]
+        );
+        assert_eq!(expand_braces("plain.tar"), vec!["plain.tar"]);
+    }
+
+    #[test]
+    fn crops_keep_most_of_the_image() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..100 {
+            let (x, y, w, h) = random_crop(200, 100, &mut rng);
+            assert!(x + w <= 200 && y + h <= 100);
+            let frac = (w * h) as f64 / 20000.0;
+            assert!(frac > 0.85, "{frac}");
+        }
+    }
+}

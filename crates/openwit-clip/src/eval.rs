@@ -1,1 +1,341 @@
-//! eval
+//! Zero-shot classification (class names x prompt templates, the normalized text embeddings
+//! averaged per class, as the CLIP paper) and image-text retrieval (R@1/5/10 both ways).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::data::{Loader, LoaderConfig, Position, RawSample, normalize_images, transform};
+use crate::error::{ClipError, IoAt, Result};
+use crate::model::{Clip, Fwd, normalize};
+use crate::tokenizer::Tokenizer;
+
+/// A few of CLIP's ImageNet prompt templates (`{}` is the class name).
+pub const DEFAULT_TEMPLATES: [&str; 6] = [
+    "a photo of a {}.",
+    "a bad photo of a {}.",
+    "a photo of the large {}.",
+    "a photo of the small {}.",
+    "a cropped photo of a {}.",
+    "itap of a {}.",
+];
+
+/// Normalized class embeddings `(C, D)`: per class, the mean of the normalized embeddings of
+/// its prompts, normalized again.
+pub fn class_embeddings(
+    model: &Clip,
+    tok: &Tokenizer,
+    classes: &[String],
+    templates: &[String],
+) -> Tensor {
+    let ctx = model.config.text.context_length as usize;
+    tch::no_grad(|| {
+        let rows: Vec<Tensor> = classes
+            .iter()
+            .map(|c| {
+                let texts: Vec<String> = templates.iter().map(|t| t.replace("{}", c)).collect();
+                let tokens = tok.tokenize_batch(&texts, ctx).to_device(model.device());
+                let e = normalize(&model.encode_text(&tokens, Fwd::eval()));
+                normalize(&e.mean_dim(0, true, Kind::Float))
+            })
+            .collect();
+        Tensor::cat(&rows, 0)
+    })
+}
+
+/// Top-1 and top-5 accuracy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ZeroShot {
+    pub images: u64,
+    pub classes: usize,
+    pub top1: f64,
+    pub top5: f64,
+    /// Chance level (1 / classes).
+    pub chance: f64,
+}
+
+/// Recall at 1, 5, 10 for image->text and text->image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Retrieval {
+    pub pairs: u64,
+    pub image_to_text: [f64; 3],
+    pub text_to_image: [f64; 3],
+}
+
+/// Zero-shot accuracy of normalized image features `(N, D)` with labels against `class_emb`.
+pub fn zero_shot_accuracy(image_features: &Tensor, labels: &[i64], class_emb: &Tensor) -> ZeroShot {
+    let c = class_emb.size()[0];
+    let logits = image_features.matmul(&class_emb.tr());
+    let k = 5.min(c);
+    let (_, top) = logits.topk(k, -1, true, true);
+    let labels_t = Tensor::from_slice(labels)
+        .to_device(top.device())
+        .unsqueeze(1);
+    let hit = top.eq_tensor(&labels_t);
+    let n = labels.len().max(1) as f64;
+    let top1 = hit.narrow(1, 0, 1).sum(Kind::Float).double_value(&[]) / n;
+    let top5 = hit.any_dim(1, false).sum(Kind::Float).double_value(&[]) / n;
+    ZeroShot {
+        images: labels.len() as u64,
+        classes: c as usize,
+        top1,
+        top5,
+        chance: 1.0 / c as f64,
+    }
+}
+
+/// R@1/5/10 with pair i = (image i, text i).
+pub fn retrieval(image_features: &Tensor, text_features: &Tensor) -> Retrieval {
+    let n = image_features.size()[0];
+    let sims = image_features.matmul(&text_features.tr());
+    let recall = |s: &Tensor| -> [f64; 3] {
+        // Rank of the matching column in each row.
+        let diag = s.diagonal(0, 0, 1).unsqueeze(1);
+        let rank = s
+            .gt_tensor(&diag)
+            .sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
+        let r: Vec<i64> = Vec::try_from(rank.to_device(Device::Cpu)).unwrap_or_default();
+        [1, 5, 10].map(|k| r.iter().filter(|&&x| x < k).count() as f64 / n.max(1) as f64)
+    };
+    Retrieval {
+        pairs: n as u64,
+        image_to_text: recall(&sims),
+        text_to_image: recall(&sims.tr()),
+    }
+}
+
+/// Encodes images (uint8 batches) into normalized features.
+fn encode_images(model: &Clip, images: &Tensor) -> Tensor {
+    tch::no_grad(|| {
+        normalize(&model.encode_image(&normalize_images(images, model.device()), Fwd::eval()))
+    })
+}
+
+/// Labelled images: `(image bytes, class index)` from a folder `root/<class>/*.{jpg,png,...}`,
+/// the classes being the sorted sub-folder names (underscores read as spaces).
+pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Vec<RawSample>)> {
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(root)
+        .at(root)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    classes.sort();
+    let mut names = Vec::new();
+    let mut samples = Vec::new();
+    for (ci, dir) in classes.iter().enumerate() {
+        names.push(dir.file_name().unwrap().to_string_lossy().replace('_', " "));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .at(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|x| {
+                    matches!(
+                        x.to_string_lossy().to_ascii_lowercase().as_str(),
+                        "jpg" | "jpeg" | "png" | "webp"
+                    )
+                })
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            samples.push(RawSample {
+                key: f.display().to_string(),
+                image: std::fs::read(&f).at(&f)?,
+                text: String::new(),
+                class: Some(ci as i64),
+            });
+        }
+    }
+    if samples.is_empty() {
+        return Err(ClipError::Config(format!(
+            "{}: no images found; a labelled folder holds one sub-folder per class with .jpg/.png files",
+            root.display()
+        )));
+    }
+    Ok((names, samples))
+}
+
+/// Zero-shot accuracy on in-memory labelled samples.
+pub fn zero_shot_samples(
+    model: &Clip,
+    tok: &Tokenizer,
+    classes: &[String],
+    templates: &[String],
+    samples: &[RawSample],
+    batch_size: usize,
+) -> Result<ZeroShot> {
+    let emb = class_embeddings(model, tok, classes, templates);
+    let size = model.image_size() as u32;
+    let mut feats = Vec::new();
+    let mut labels = Vec::new();
+    for chunk in samples.chunks(batch_size.max(1)) {
+        let mut pixels: Vec<u8> = Vec::new();
+        let mut n = 0;
+        for s in chunk {
+            let Some(img) = transform(&s.image, size, None) else {
+                continue;
+            };
+            let raw = img.into_raw();
+            for c in 0..3 {
+                pixels.extend(raw.iter().skip(c).step_by(3));
+            }
+            labels.push(s.class.unwrap_or(-1));
+            n += 1;
+        }
+        if n == 0 {
+            continue;
+        }
+        let images = Tensor::from_slice(&pixels).reshape([n, 3, size as i64, size as i64]);
+        feats.push(encode_images(model, &images));
+    }
+    if feats.is_empty() {
+        return Err(ClipError::Data("no decodable image to evaluate".into()));
+    }
+    Ok(zero_shot_accuracy(&Tensor::cat(&feats, 0), &labels, &emb))
+}
+
+fn eval_loader(
+    model: &Clip,
+    tok: Arc<Tokenizer>,
+    shards: Vec<PathBuf>,
+    batch_size: usize,
+    workers: usize,
+) -> Loader {
+    Loader::start(
+        LoaderConfig {
+            shards,
+            batch_size,
+            image_size: model.image_size() as u32,
+            context_length: model.config.text.context_length as usize,
+            workers,
+            prefetch: 2,
+            shuffle_buffer: 0,
+            seed: 0,
+            train: false,
+        },
+        tok,
+        Position::default(),
+    )
+}
+
+/// Zero-shot accuracy on shards whose samples carry a `.cls` class index.
+pub fn zero_shot_shards(
+    model: &Clip,
+    tok: Arc<Tokenizer>,
+    classes: &[String],
+    templates: &[String],
+    shards: Vec<PathBuf>,
+    batch_size: usize,
+    workers: usize,
+) -> Result<ZeroShot> {
+    let emb = class_embeddings(model, &tok, classes, templates);
+    let mut loader = eval_loader(model, tok, shards, batch_size, workers);
+    let (mut feats, mut labels) = (Vec::new(), Vec::new());
+    while let Some(b) = loader.next_batch() {
+        if b.texts.is_empty() {
+            continue;
+        }
+        feats.push(encode_images(model, &b.images));
+        for c in &b.classes {
+            labels.push(c.ok_or_else(|| {
+                ClipError::Data("a sample has no `.cls` entry; zero-shot on shards needs a class index per sample".into())
+            })?);
+        }
+    }
+    if feats.is_empty() {
+        return Err(ClipError::Data(
+            "the evaluation shards hold no usable sample".into(),
+        ));
+    }
+    Ok(zero_shot_accuracy(&Tensor::cat(&feats, 0), &labels, &emb))
+}
+
+/// Image-text retrieval on held-out shards (each sample's image against its caption).
+pub fn retrieval_shards(
+    model: &Clip,
+    tok: Arc<Tokenizer>,
+    shards: Vec<PathBuf>,
+    batch_size: usize,
+    workers: usize,
+) -> Result<Retrieval> {
+    let mut loader = eval_loader(model, tok, shards, batch_size, workers);
+    let (mut fi, mut ft) = (Vec::new(), Vec::new());
+    while let Some(b) = loader.next_batch() {
+        if b.texts.is_empty() {
+            continue;
+        }
+        fi.push(encode_images(model, &b.images));
+        let tokens = b.tokens.to_device(model.device());
+        ft.push(tch::no_grad(|| {
+            normalize(&model.encode_text(&tokens, Fwd::eval()))
+        }));
+    }
+    if fi.is_empty() {
+        return Err(ClipError::Data(
+            "the retrieval shards hold no usable sample".into(),
+        ));
+    }
+    Ok(retrieval(&Tensor::cat(&fi, 0), &Tensor::cat(&ft, 0)))
+}
+
+/// Everything `openwit eval` measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub weights: String,
+    pub zero_shot: Option<ZeroShot>,
+    pub retrieval: Option<Retrieval>,
+}
+
+impl EvalReport {
+    /// A table for people.
+    pub fn table(&self) -> String {
+        let mut s = format!("model {} ({})\n", self.model, self.weights);
+        if let Some(z) = &self.zero_shot {
+            s.push_str(&format!(
+                "zero-shot  {:>6} images  {:>4} classes  top-1 {:>6.2}%  top-5 {:>6.2}%  (chance {:.2}%)\n",
+                z.images,
+                z.classes,
+                100.0 * z.top1,
+                100.0 * z.top5,
+                100.0 * z.chance
+            ));
+        }
+        if let Some(r) = &self.retrieval {
+            s.push_str(&format!(
+                "retrieval  {:>6} pairs   image->text R@1 {:>6.2}% R@5 {:>6.2}% R@10 {:>6.2}%\n",
+                r.pairs,
+                100.0 * r.image_to_text[0],
+                100.0 * r.image_to_text[1],
+                100.0 * r.image_to_text[2]
+            ));
+            s.push_str(&format!(
+                "                          text->image R@1 {:>6.2}% R@5 {:>6.2}% R@10 {:>6.2}%\n",
+                100.0 * r.text_to_image[0],
+                100.0 * r.text_to_image[1],
+                100.0 * r.text_to_image[2]
+            ));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accuracy_and_recall_on_known_features() {
+        let eye = Tensor::eye(4, (Kind::Float, Device::Cpu));
+        let z = zero_shot_accuracy(&eye, &[0, 1, 3, 3], &eye);
+        assert!((z.top1 - 0.75).abs() < 1e-9);
+        assert!((z.top5 - 1.0).abs() < 1e-9);
+        let r = retrieval(&eye, &eye);
+        assert_eq!(r.image_to_text, [1.0, 1.0, 1.0]);
+        let rev = eye.flip([0]);
+        let r = retrieval(&eye, &rev);
+        assert_eq!(r.image_to_text[0], 0.0);
+    }
+}

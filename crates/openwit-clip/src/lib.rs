@@ -20,6 +20,7 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod stage;
+pub mod synth;
 pub mod tokenizer;
 pub mod train;
 

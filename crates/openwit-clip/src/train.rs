@@ -1,1 +1,594 @@
-//! train
+//! The training loop: batches from [`crate::data::Loader`], CLIP's loss, AdamW with a cosine
+//! schedule, gradient accumulation and clipping, bf16 on CUDA, checkpoints that resume, a JSONL
+//! log per step and an SVG of the curves.
+//!
+//! Layout of the output folder:
+//! - `checkpoints/step-NNNNNNNN/{model.safetensors, optimizer.safetensors, state.json}`; a
+//!   checkpoint is written under `*.partial` and renamed when complete, so `kill -9` leaves
+//!   either a whole checkpoint or a `.partial` that the next run removes;
+//! - `metrics.jsonl`: one line per step; on resume the lines after the checkpoint are dropped,
+//!   so the curve continues without duplicates;
+//! - `curves.svg`: loss, learning rate, logit scale and data-wait fraction, redrawn at each checkpoint.
+//!
+//! Randomness after initialization is derived from (seed, epoch, batch) — the shard order, the
+//! shuffle buffer and the crops — so the checkpoint's data position and the seed are the whole
+//! RNG state.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::data::{Loader, LoaderConfig, Position, normalize_images};
+use crate::error::{ClipError, IoAt, Result};
+use crate::loss::{clamp_logit_scale, clip_loss};
+use crate::model::{Clip, Fwd, ModelConfig, Precision};
+use crate::optim::{AdamW, AdamWConfig, cosine_lr};
+use crate::plot::{Point, curves_svg};
+use crate::tokenizer::Tokenizer;
+
+fn default_batch() -> usize {
+    256
+}
+fn default_accum() -> usize {
+    1
+}
+fn default_lr() -> f64 {
+    5e-4
+}
+fn default_clip() -> f64 {
+    1.0
+}
+fn default_every() -> u64 {
+    500
+}
+fn default_buffer() -> usize {
+    1000
+}
+fn default_prefetch() -> usize {
+    4
+}
+fn default_device() -> String {
+    "auto".into()
+}
+fn default_precision() -> String {
+    "auto".into()
+}
+
+/// The `[train]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// A model preset (`ViT-B-32`, `RN50`, `tiny-vit`, ...; `-quickgelu` for OpenAI's activation).
+    pub model: String,
+    /// Shard files, folders or brace patterns, relative to the pipeline file. Default: the
+    /// `download` stage's shards.
+    #[serde(default)]
+    pub shards: Vec<String>,
+    /// Optimizer steps in total.
+    pub steps: u64,
+    /// Samples per micro-batch (the contrastive batch).
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step (gradients averaged).
+    #[serde(default = "default_accum")]
+    pub accum_steps: usize,
+    /// Peak learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Linear warmup steps (default: 5% of `steps`).
+    #[serde(default)]
+    pub warmup: Option<u64>,
+    /// Clip the global gradient norm to this (0 = off).
+    #[serde(default = "default_clip")]
+    pub grad_clip: f64,
+    #[serde(default)]
+    pub adamw: AdamWConfig,
+    /// `fp32`, `bf16` or `auto` (bf16 on CUDA, fp32 on CPU).
+    #[serde(default = "default_precision")]
+    pub precision: String,
+    /// `auto`, `cpu`, `cuda`, `cuda:N`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Checkpoint every N steps (and at the end).
+    #[serde(default = "default_every")]
+    pub checkpoint_every: u64,
+    /// Decode/augment threads (default: the number of cores).
+    #[serde(default)]
+    pub workers: Option<usize>,
+    #[serde(default = "default_buffer")]
+    pub shuffle_buffer: usize,
+    /// Finished batches kept ready ahead of the device.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: usize,
+    /// libtorch intra-op threads (default: libtorch's choice).
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// CLIP's BPE merges file (default: `$OPENWIT_CLIP_VOCAB` or the setup script's copy).
+    #[serde(default)]
+    pub vocab: Option<PathBuf>,
+    /// Start from these weights (safetensors with OpenCLIP names) instead of CLIP's init.
+    #[serde(default)]
+    pub init_weights: Option<PathBuf>,
+}
+
+impl TrainConfig {
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<ModelConfig> {
+        let m = ModelConfig::preset_or_err(&self.model)?;
+        if self.steps == 0 || self.batch_size < 2 || self.accum_steps == 0 {
+            return Err(ClipError::Config(
+                "[train] needs steps >= 1, batch_size >= 2 (a contrastive batch needs negatives) and accum_steps >= 1"
+                    .into(),
+            ));
+        }
+        if !matches!(self.precision.as_str(), "auto" | "fp32" | "bf16") {
+            return Err(ClipError::Config(format!(
+                "[train] precision `{}`: use `auto`, `fp32` or `bf16`",
+                self.precision
+            )));
+        }
+        Ok(m)
+    }
+
+    fn precision_on(&self, device: Device) -> Precision {
+        match (self.precision.as_str(), device) {
+            ("bf16", _) => Precision::Bf16,
+            ("auto", Device::Cuda(_)) => Precision::Bf16,
+            _ => Precision::Fp32,
+        }
+    }
+
+    pub fn warmup_steps(&self) -> u64 {
+        self.warmup.unwrap_or(self.steps / 20)
+    }
+}
+
+/// Where a checkpoint leaves the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointState {
+    pub step: u64,
+    pub position: Position,
+    pub seed: u64,
+    pub model: ModelConfig,
+    pub samples_seen: u64,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub epoch: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub logit_scale: f64,
+    pub grad_norm: f64,
+    pub samples_per_s: f64,
+    /// Fraction of the step's wall time spent waiting for the next batch.
+    pub data_wait: f64,
+    /// Resident memory of the process (bytes).
+    pub rss_bytes: u64,
+}
+
+/// What a finished training run reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub model: String,
+    pub steps: u64,
+    pub resumed_from: Option<u64>,
+    pub samples_seen: u64,
+    pub final_loss: f64,
+    pub mean_data_wait: f64,
+    pub samples_per_s: f64,
+    pub device: String,
+    pub precision: Precision,
+    pub drops: openwit_core::Drops,
+    /// The final weights (OpenCLIP names).
+    pub weights: PathBuf,
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+fn ckpt_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+/// The newest complete checkpoint in `dir/checkpoints`, removing `.partial` leftovers.
+pub fn latest_checkpoint(dir: &Path) -> Result<Option<(PathBuf, CheckpointState)>> {
+    let cdir = dir.join("checkpoints");
+    let rd = match std::fs::read_dir(&cdir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ClipError::io(&cdir, e)),
+    };
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in rd {
+        let p = e.at(&cdir)?.path();
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".partial") {
+            std::fs::remove_dir_all(&p).at(&p)?;
+            continue;
+        }
+        if let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
+            && p.join("state.json").exists()
+            && best.as_ref().is_none_or(|(b, _)| step > *b)
+        {
+            best = Some((step, p));
+        }
+    }
+    let Some((_, p)) = best else { return Ok(None) };
+    let sp = p.join("state.json");
+    let state: CheckpointState = serde_json::from_slice(&std::fs::read(&sp).at(&sp)?)
+        .map_err(|e| ClipError::Checkpoint(format!("{}: {e}", sp.display())))?;
+    Ok(Some((p, state)))
+}
+
+fn write_checkpoint(
+    dir: &Path,
+    model: &Clip,
+    opt: &AdamW,
+    state: &CheckpointState,
+    keep: usize,
+) -> Result<PathBuf> {
+    let cdir = dir.join("checkpoints");
+    let fin = cdir.join(ckpt_name(state.step));
+    let tmp = cdir.join(format!("{}.partial", ckpt_name(state.step)));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp).at(&tmp)?;
+    model.save(&tmp.join("model.safetensors"))?;
+    let op = tmp.join("optimizer.safetensors");
+    Tensor::write_safetensors(&opt.state(), &op).map_err(|e| ClipError::torch(&op, e))?;
+    let sp = tmp.join("state.json");
+    std::fs::write(&sp, serde_json::to_vec_pretty(state).unwrap()).at(&sp)?;
+    for f in ["model.safetensors", "optimizer.safetensors", "state.json"] {
+        let p = tmp.join(f);
+        std::fs::File::open(&p).and_then(|f| f.sync_all()).at(&p)?;
+    }
+    if fin.exists() {
+        std::fs::remove_dir_all(&fin).at(&fin)?;
+    }
+    std::fs::rename(&tmp, &fin).at(&fin)?;
+    std::fs::File::open(&cdir)
+        .and_then(|f| f.sync_all())
+        .at(&cdir)?;
+    // Keep the newest `keep` checkpoints.
+    let mut steps: Vec<PathBuf> = std::fs::read_dir(&cdir)
+        .at(&cdir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy().starts_with("step-")
+                    && !n.to_string_lossy().ends_with(".partial")
+            })
+        })
+        .collect();
+    steps.sort();
+    while steps.len() > keep {
+        let old = steps.remove(0);
+        std::fs::remove_dir_all(&old).at(&old)?;
+    }
+    Ok(fin)
+}
+
+/// Keeps the lines of `metrics.jsonl` up to `step` (a resumed run rewrites what followed).
+fn truncate_metrics(path: &Path, upto: Option<u64>) -> Result<Vec<StepMetrics>> {
+    let mut kept = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        for line in std::io::BufReader::new(f).lines() {
+            let Ok(line) = line else { break };
+            let Ok(m) = serde_json::from_str::<StepMetrics>(&line) else {
+                break;
+            };
+            if upto.is_some_and(|u| m.step < u) {
+                kept.push(m);
+            }
+        }
+    }
+    let mut f = std::fs::File::create(path).at(path)?;
+    for m in &kept {
+        writeln!(f, "{}", serde_json::to_string(m).unwrap()).at(path)?;
+    }
+    f.sync_all().at(path)?;
+    Ok(kept)
+}
+
+fn write_plot(dir: &Path, title: &str, hist: &[StepMetrics]) -> Result<()> {
+    let pts: Vec<Point> = hist
+        .iter()
+        .map(|m| Point {
+            step: m.step as f64,
+            loss: m.loss,
+            lr: m.lr,
+            logit_scale: m.logit_scale,
+            data_wait: m.data_wait,
+        })
+        .collect();
+    let p = dir.join("curves.svg");
+    let tmp = dir.join(".curves.svg.partial");
+    std::fs::write(&tmp, curves_svg(title, &pts)).at(&tmp)?;
+    std::fs::rename(&tmp, &p).at(&p)
+}
+
+/// Hooks the caller gives the loop.
+pub struct Hooks<'a> {
+    /// Checked between steps; true stops the run with [`ClipError::Interrupted`] (after no checkpoint).
+    pub cancelled: &'a dyn Fn() -> bool,
+    /// Called with the samples of each step.
+    pub progress: &'a dyn Fn(u64),
+    /// Stop (as if killed) after this many steps of this run: for tests.
+    pub stop_after: Option<u64>,
+}
+
+impl Default for Hooks<'_> {
+    fn default() -> Self {
+        Hooks {
+            cancelled: &|| false,
+            progress: &|_| {},
+            stop_after: None,
+        }
+    }
+}
+
+/// Trains on `shards`, writing checkpoints, metrics and the plot into `out`; resumes from the
+/// newest checkpoint there.
+pub fn train(
+    cfg: &TrainConfig,
+    shards: Vec<PathBuf>,
+    out: &Path,
+    seed: u64,
+    hooks: &Hooks<'_>,
+) -> Result<TrainSummary> {
+    let mcfg = cfg.validate()?;
+    let device = crate::parse_device(&cfg.device)?;
+    let precision = cfg.precision_on(device);
+    if let Some(t) = cfg.threads {
+        tch::set_num_threads(t as i32);
+    }
+    std::fs::create_dir_all(out).at(out)?;
+    let tokenizer = Arc::new(match &cfg.vocab {
+        Some(p) => Tokenizer::from_file(p)?,
+        None => Tokenizer::from_default()?,
+    });
+
+    tch::manual_seed(seed as i64);
+    let mut model = Clip::new(&mcfg, device);
+    if let Some(w) = &cfg.init_weights {
+        model.load(w)?;
+    }
+    let mut opt = AdamW::new(model.named_parameters(), cfg.adamw.clone());
+    let mut step = 0u64;
+    let mut position = Position::default();
+    let mut samples_seen = 0u64;
+    let mut resumed_from = None;
+    if let Some((dir, state)) = latest_checkpoint(out)? {
+        if state.model != mcfg || state.seed != seed {
+            return Err(ClipError::Checkpoint(format!(
+                "{}: the checkpoint is of model `{}` with seed {}, the config asks for `{}` with seed {}; remove {} or restore the config",
+                dir.display(),
+                state.model.name,
+                state.seed,
+                mcfg.name,
+                seed,
+                out.join("checkpoints").display()
+            )));
+        }
+        model.load(&dir.join("model.safetensors"))?;
+        let op = dir.join("optimizer.safetensors");
+        let t = Tensor::read_safetensors(&op).map_err(|e| ClipError::torch(&op, e))?;
+        let t: Vec<(String, Tensor)> = t
+            .into_iter()
+            .map(|(n, x)| (n, x.to_device(device)))
+            .collect();
+        opt.load_state(&t, &op)?;
+        step = state.step;
+        position = state.position;
+        samples_seen = state.samples_seen;
+        resumed_from = Some(step);
+        tracing::info!(
+            step,
+            epoch = position.epoch,
+            sample = position.sample,
+            "resuming from {}",
+            dir.display()
+        );
+    }
+    let metrics_path = out.join("metrics.jsonl");
+    let mut history = truncate_metrics(&metrics_path, resumed_from.or(Some(0)))?;
+    let mut metrics = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&metrics_path)
+        .at(&metrics_path)?;
+
+    let workers = cfg.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let mut loader = Loader::start(
+        LoaderConfig {
+            shards,
+            batch_size: cfg.batch_size,
+            image_size: mcfg.vision.image_size() as u32,
+            context_length: mcfg.text.context_length as usize,
+            workers,
+            prefetch: cfg.prefetch,
+            shuffle_buffer: cfg.shuffle_buffer,
+            seed,
+            train: true,
+        },
+        tokenizer,
+        position,
+    );
+    let fwd = Fwd {
+        precision,
+        train: true,
+    };
+    let warmup = cfg.warmup_steps();
+    let started = Instant::now();
+    let start_step = step;
+    let mut wait_total = 0.0;
+    let mut last_loss = f64::NAN;
+    let mut ran = 0u64;
+    while step < cfg.steps {
+        if (hooks.cancelled)() {
+            return Err(ClipError::Interrupted);
+        }
+        if hooks.stop_after.is_some_and(|n| ran >= n) {
+            return Err(ClipError::Interrupted);
+        }
+        let t0 = Instant::now();
+        let lr = cosine_lr(cfg.lr, warmup, cfg.steps, step);
+        let mut wait = 0.0;
+        let mut loss_sum = 0.0;
+        let mut n_samples = 0u64;
+        for _ in 0..cfg.accum_steps {
+            let tw = Instant::now();
+            let batch = loader.next_batch().ok_or_else(|| {
+                ClipError::Data("the shards hold no usable sample (see the drops)".into())
+            })?;
+            wait += tw.elapsed().as_secs_f64();
+            position = batch.position;
+            let images = normalize_images(&batch.images, device);
+            let tokens = batch.tokens.to_device(device);
+            n_samples += batch.texts.len() as u64;
+            let (i, t, s) = model.forward(&images, &tokens, fwd);
+            let loss = clip_loss(&i, &t, &s);
+            loss.backward();
+            loss_sum += loss.double_value(&[]);
+        }
+        let grad_norm = opt.step(lr, cfg.grad_clip, 1.0 / cfg.accum_steps as f64);
+        clamp_logit_scale(&model.logit_scale);
+        opt.zero_grad();
+        let dt = t0.elapsed().as_secs_f64();
+        wait_total += wait;
+        samples_seen += n_samples;
+        last_loss = loss_sum / cfg.accum_steps as f64;
+        let m = StepMetrics {
+            step,
+            epoch: position.epoch,
+            loss: last_loss,
+            lr,
+            logit_scale: model.logit_scale.exp().double_value(&[]),
+            grad_norm,
+            samples_per_s: n_samples as f64 / dt.max(1e-9),
+            data_wait: wait / dt.max(1e-9),
+            rss_bytes: rss_bytes(),
+        };
+        writeln!(metrics, "{}", serde_json::to_string(&m).unwrap()).at(&metrics_path)?;
+        if !last_loss.is_finite() {
+            return Err(ClipError::Data(format!(
+                "the loss is {last_loss} at step {step}; lower `lr` or use `precision = \"fp32\"`"
+            )));
+        }
+        history.push(m);
+        (hooks.progress)(n_samples);
+        step += 1;
+        ran += 1;
+        if step % cfg.checkpoint_every == 0 || step == cfg.steps {
+            metrics.sync_all().at(&metrics_path)?;
+            let state = CheckpointState {
+                step,
+                position,
+                seed,
+                model: mcfg.clone(),
+                samples_seen,
+            };
+            write_checkpoint(out, &model, &opt, &state, 2)?;
+            write_plot(out, &format!("{} training", mcfg.name), &history)?;
+            tracing::info!(step, loss = last_loss, "checkpoint");
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ran_steps = step - start_step;
+    let weights = out
+        .join("checkpoints")
+        .join(ckpt_name(cfg.steps))
+        .join("model.safetensors");
+    Ok(TrainSummary {
+        model: mcfg.name.clone(),
+        steps: step,
+        resumed_from,
+        samples_seen,
+        final_loss: if ran_steps > 0 {
+            last_loss
+        } else {
+            history.last().map(|m| m.loss).unwrap_or(f64::NAN)
+        },
+        mean_data_wait: if elapsed > 0.0 {
+            wait_total / elapsed
+        } else {
+            0.0
+        },
+        samples_per_s: if elapsed > 0.0 {
+            (ran_steps * (cfg.batch_size * cfg.accum_steps) as u64) as f64 / elapsed
+        } else {
+            0.0
+        },
+        device: format!("{device:?}"),
+        precision,
+        drops: loader.drops(),
+        weights,
+    })
+}
+
+/// Loads the final weights of a run in `out` (or a given checkpoint folder) for evaluation.
+pub fn load_trained(out_or_ckpt: &Path, device: Device) -> Result<Clip> {
+    let (dir, state) = if out_or_ckpt.join("state.json").exists() {
+        let sp = out_or_ckpt.join("state.json");
+        let s: CheckpointState = serde_json::from_slice(&std::fs::read(&sp).at(&sp)?)
+            .map_err(|e| ClipError::Checkpoint(format!("{}: {e}", sp.display())))?;
+        (out_or_ckpt.to_path_buf(), s)
+    } else {
+        latest_checkpoint(out_or_ckpt)?.ok_or_else(|| {
+            ClipError::Checkpoint(format!("{}: no checkpoint found", out_or_ckpt.display()))
+        })?
+    };
+    let mut m = Clip::new(&state.model, device);
+    m.load(&dir.join("model.safetensors"))?;
+    Ok(m)
+}
+
+/// Mean of a slice of the metric history.
+pub fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>> {
+    let f = std::fs::File::open(path).at(path)?;
+    let mut v = Vec::new();
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line.at(path)?;
+        v.push(
+            serde_json::from_str(&line)
+                .map_err(|e| ClipError::Data(format!("{}: {e}", path.display())))?,
+        );
+    }
+    Ok(v)
+}
+
+/// A uint8 tensor image batch of random pixels and random tokens: for throughput benchmarks
+/// that leave the data pipeline out.
+pub fn synthetic_batch(n: i64, size: i64, ctx: i64, device: Device) -> (Tensor, Tensor) {
+    let images = Tensor::randint(256, [n, 3, size, size], (Kind::Uint8, device));
+    let tokens = Tensor::randint(49000, [n, ctx], (Kind::Int64, device));
+    let _ = tokens.select(1, ctx - 1).fill_(crate::tokenizer::EOT);
+    (images, tokens)
+}
