@@ -52,5 +52,20 @@ pub fn registry() -> Vec<StageEntry> {
                 Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
             },
         },
+        StageEntry {
+            name: "download",
+            about: "Download, validate and resize the images into webdataset + parquet shards (img2dataset layout)",
+            build: |doc| {
+                let Some(cfg) = doc.section::<openwit_fetch::Config>("download")? else {
+                    return Ok(None);
+                };
+                let stage = openwit_fetch::DownloadStage::new(
+                    cfg,
+                    &doc.base_dir(),
+                    doc.pipeline().allow_private_networks,
+                )?;
+                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+            },
+        },
     ]
 }
