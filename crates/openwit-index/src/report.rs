@@ -65,6 +65,27 @@ pub struct ReportData {
     pub problems: Vec<(PathBuf, String)>,
 }
 
+const ENTRY_COUNTS: &str = "curate/entry_counts.parquet";
+
+/// `YYYY-MM-DD HH:MM UTC` of Unix seconds (civil-from-days, no time zone database needed).
+fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
 fn digits_stem(p: &Path, ext: &str) -> bool {
     p.extension().is_some_and(|e| e == ext)
         && p.file_stem().is_some_and(|s| {
@@ -189,7 +210,7 @@ pub fn collect(workdir: &Path) -> ReportData {
         match read_entry_counts(&ec) {
             Ok(v) => {
                 d.entries = v;
-                d.entries_source = Some("curate/entry_counts.parquet".into());
+                d.entries_source = Some(ENTRY_COUNTS.into());
             }
             Err(e) => d.problems.push((ec.clone(), e.to_string())),
         }
@@ -368,9 +389,9 @@ pub fn render(d: &ReportData) -> String {
         h,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>OpenWIT report: {w}</title><style>{CSS}</style></head><body>\n<h1>OpenWIT report</h1>\n\
-         <p>Workdir <code>{w}</code>; made {t} (Unix time).</p>\n",
+         <p>Workdir <code>{w}</code>; made {t}.</p>\n",
         w = esc(&d.workdir.display().to_string()),
-        t = openwit_core::state::now() as u64
+        t = utc(openwit_core::state::now() as i64)
     );
     if !d.problems.is_empty() {
         h.push_str(
@@ -469,10 +490,15 @@ pub fn render(d: &ReportData) -> String {
             }
             pts
         };
-        let series = vec![
-            ("before balancing".to_string(), ranked(|e| e.matches)),
-            ("after balancing".to_string(), ranked(|e| e.kept)),
-        ];
+        let from_curation = d.entries_source.as_deref() == Some(ENTRY_COUNTS);
+        let series = if from_curation {
+            vec![
+                ("before balancing".to_string(), ranked(|e| e.matches)),
+                ("after balancing".to_string(), ranked(|e| e.kept)),
+            ]
+        } else {
+            vec![("downloaded samples".to_string(), ranked(|e| e.kept))]
+        };
         h.push_str(&lines(
             "Matches per entry, entries ranked (log-log)",
             "entry rank",
@@ -714,6 +740,13 @@ impl Stage for ReportStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(1_795_776_578), "2026-11-27 10:49 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+    }
 
     #[test]
     fn bins_put_values_at_their_lower_edge() {
