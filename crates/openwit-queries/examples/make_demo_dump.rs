@@ -21,14 +21,12 @@ fn main() -> std::io::Result<()> {
         .collect();
     files.sort();
     let mut pages = Vec::new();
-    let mut id = 10;
-    for f in &files {
+    for (id, f) in (10..).zip(files.iter()) {
         let title = f
             .file_stem()
             .map(|s| s.to_string_lossy().replace('_', " "))
             .unwrap_or_default();
         pages.push(PageSpec::article(id, &title, &std::fs::read_to_string(f)?));
-        id += 1;
     }
     pages.push(PageSpec {
         id: 900,

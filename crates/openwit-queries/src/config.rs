@@ -94,9 +94,11 @@ impl QueriesConfig {
     /// Checks values serde cannot.
     pub fn validate(&self) -> Result<(), String> {
         if self.wikipedia.is_empty() && self.wordnet.is_empty() && self.pageviews.is_empty() {
-            return Err("[queries] has no inputs: set `wikipedia`, `wordnet` and/or `pageviews` \
+            return Err(
+                "[queries] has no inputs: set `wikipedia`, `wordnet` and/or `pageviews` \
                         (see queries/README.md)"
-                .into());
+                    .into(),
+            );
         }
         if !self.bigram_min_pmi.is_finite() {
             return Err("[queries] bigram_min_pmi must be a finite number".into());

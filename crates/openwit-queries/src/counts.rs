@@ -140,7 +140,10 @@ impl Counter {
                 continue;
             }
             if let Some(p) = prev {
-                *self.bigram.entry((u64::from(p) << 32) | u64::from(id)).or_insert(0) += 1;
+                *self
+                    .bigram
+                    .entry((u64::from(p) << 32) | u64::from(id))
+                    .or_insert(0) += 1;
                 self.bigrams += 1;
             }
             prev = Some(id);
@@ -185,8 +188,11 @@ impl Counter {
         if self.bigram.is_empty() {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.spill_dir).map_err(|e| QueriesError::io(&self.spill_dir, e))?;
-        let path = self.spill_dir.join(format!("run-{:05}.cnt", self.runs.len()));
+        std::fs::create_dir_all(&self.spill_dir)
+            .map_err(|e| QueriesError::io(&self.spill_dir, e))?;
+        let path = self
+            .spill_dir
+            .join(format!("run-{:05}.cnt", self.runs.len()));
         let v = self.sorted_bigrams();
         let mut w = CountWriter::create(&path)?;
         for (k, c) in &v {
@@ -248,7 +254,8 @@ impl CountWriter {
     pub fn create(path: &Path) -> Result<Self> {
         let f = File::create(path).map_err(|e| QueriesError::io(path, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
-        w.write_all(b"OWCNT1\n").map_err(|e| QueriesError::io(path, e))?;
+        w.write_all(b"OWCNT1\n")
+            .map_err(|e| QueriesError::io(path, e))?;
         Ok(CountWriter {
             w,
             path: path.to_path_buf(),
@@ -259,7 +266,9 @@ impl CountWriter {
 
     pub fn push(&mut self, key: &str, count: u64) -> Result<()> {
         let io = |e| QueriesError::io(&self.path, e);
-        self.w.write_all(&(key.len() as u32).to_le_bytes()).map_err(io)?;
+        self.w
+            .write_all(&(key.len() as u32).to_le_bytes())
+            .map_err(io)?;
         self.w.write_all(key.as_bytes()).map_err(io)?;
         self.w.write_all(&count.to_le_bytes()).map_err(io)?;
         self.records += 1;
@@ -291,7 +300,8 @@ impl CountReader {
         let f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
         let mut r = BufReader::with_capacity(1 << 20, f);
         let mut magic = [0u8; 7];
-        r.read_exact(&mut magic).map_err(|e| QueriesError::io(path, e))?;
+        r.read_exact(&mut magic)
+            .map_err(|e| QueriesError::io(path, e))?;
         if &magic != b"OWCNT1\n" {
             return Err(QueriesError::Broken {
                 path: path.to_path_buf(),
@@ -328,7 +338,9 @@ impl CountReader {
         let len = u32::from_le_bytes(b4);
         let mut b8 = [0u8; 8];
         if len == u32::MAX {
-            self.r.read_exact(&mut b8).map_err(|_| self.broken("truncated trailer"))?;
+            self.r
+                .read_exact(&mut b8)
+                .map_err(|_| self.broken("truncated trailer"))?;
             if u64::from_le_bytes(b8) != self.records {
                 return Err(self.broken("record count mismatch"));
             }
@@ -336,8 +348,12 @@ impl CountReader {
             return Ok(None);
         }
         let mut key = vec![0u8; len as usize];
-        self.r.read_exact(&mut key).map_err(|_| self.broken("truncated"))?;
-        self.r.read_exact(&mut b8).map_err(|_| self.broken("truncated"))?;
+        self.r
+            .read_exact(&mut key)
+            .map_err(|_| self.broken("truncated"))?;
+        self.r
+            .read_exact(&mut b8)
+            .map_err(|_| self.broken("truncated"))?;
         let key = String::from_utf8(key).map_err(|_| self.broken("key not UTF-8"))?;
         self.records += 1;
         Ok(Some((key, u64::from_le_bytes(b8))))
@@ -411,7 +427,12 @@ mod tests {
         c.finish(&u, &b).unwrap();
         assert_eq!(
             read_all(&u),
-            vec![(",".into(), 1), (".".into(), 1), ("dog".into(), 3), ("the".into(), 3)]
+            vec![
+                (",".into(), 1),
+                (".".into(), 1),
+                ("dog".into(), 3),
+                ("the".into(), 3)
+            ]
         );
         // `dog ,` and `, the` are not bigrams: punctuation ends the chain.
         assert_eq!(read_all(&b), vec![("the dog".into(), 3)]);
@@ -422,10 +443,13 @@ mod tests {
         let a: Vec<Result<(String, u64)>> = vec![Ok(("a".into(), 1)), Ok(("c".into(), 2))];
         let b: Vec<Result<(String, u64)>> = vec![Ok(("a".into(), 5)), Ok(("b".into(), 1))];
         let mut out = Vec::new();
-        merge(vec![Box::new(a.into_iter()), Box::new(b.into_iter())], |k, c| {
-            out.push((k.to_string(), c));
-            Ok(())
-        })
+        merge(
+            vec![Box::new(a.into_iter()), Box::new(b.into_iter())],
+            |k, c| {
+                out.push((k.to_string(), c));
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(out, vec![("a".into(), 6), ("b".into(), 1), ("c".into(), 2)]);
     }

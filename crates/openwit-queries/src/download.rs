@@ -64,13 +64,16 @@ async fn download(url: &str, part: &Path, allow_private: bool) -> Result<()> {
         }
         if let Some(host) = u.host_str() {
             let h = host.trim_start_matches('[').trim_end_matches(']');
-            if let Ok(ip) = h.parse::<IpAddr>() {
-                if !allow_private && is_forbidden(&ip) {
-                    return Err(err(
-                        &target,
-                        format!("{ip} is not a public address; set allow_private_networks = true to allow it"),
-                    ));
-                }
+            if let Ok(ip) = h.parse::<IpAddr>()
+                && !allow_private
+                && is_forbidden(&ip)
+            {
+                return Err(err(
+                    &target,
+                    format!(
+                        "{ip} is not a public address; set allow_private_networks = true to allow it"
+                    ),
+                ));
             }
         }
         let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
@@ -86,7 +89,10 @@ async fn download(url: &str, part: &Path, allow_private: bool) -> Result<()> {
                 .get(reqwest::header::LOCATION)
                 .and_then(|l| l.to_str().ok())
                 .ok_or_else(|| err(&target, format!("{status} without Location")))?;
-            target = u.join(loc).map_err(|e| err(&target, e.to_string()))?.to_string();
+            target = u
+                .join(loc)
+                .map_err(|e| err(&target, e.to_string()))?
+                .to_string();
             continue;
         }
         let append = match status.as_u16() {
@@ -102,7 +108,9 @@ async fn download(url: &str, part: &Path, allow_private: bool) -> Result<()> {
             .truncate(!append)
             .open(part)
             .map_err(|e| QueriesError::io(part, e))?;
-        let expected = resp.content_length().map(|l| l + if append { have } else { 0 });
+        let expected = resp
+            .content_length()
+            .map(|l| l + if append { have } else { 0 });
         let mut got = if append { have } else { 0 };
         loop {
             let chunk = match resp.chunk().await {
@@ -120,13 +128,13 @@ async fn download(url: &str, part: &Path, allow_private: bool) -> Result<()> {
             got += chunk.len() as u64;
         }
         f.sync_all().map_err(|e| QueriesError::io(part, e))?;
-        if let Some(exp) = expected {
-            if got != exp {
-                return Err(err(
-                    &target,
-                    format!("the connection closed at byte {got} of {exp}; rerun to resume"),
-                ));
-            }
+        if let Some(exp) = expected
+            && got != exp
+        {
+            return Err(err(
+                &target,
+                format!("the connection closed at byte {got} of {exp}; rerun to resume"),
+            ));
         }
         return Ok(());
     }

@@ -338,7 +338,9 @@ pub fn sniff(path: &Path) -> Result<DumpKind> {
     let mut head = [0u8; 64];
     let mut n = 0;
     while n < head.len() {
-        let k = f.read(&mut head[n..]).map_err(|e| QueriesError::io(path, e))?;
+        let k = f
+            .read(&mut head[n..])
+            .map_err(|e| QueriesError::io(path, e))?;
         if k == 0 {
             break;
         }
@@ -356,8 +358,9 @@ pub fn sniff(path: &Path) -> Result<DumpKind> {
         path: path.to_path_buf(),
         line: 1,
         msg: "neither bzip2 (BZh) nor XML".into(),
-        fix: "give an English Wikipedia pages-articles dump: .xml, .xml.bz2 or -multistream.xml.bz2"
-            .into(),
+        fix:
+            "give an English Wikipedia pages-articles dump: .xml, .xml.bz2 or -multistream.xml.bz2"
+                .into(),
     })
 }
 
@@ -386,7 +389,10 @@ pub fn index_for(dump: &Path) -> Option<PathBuf> {
 pub fn read_index(path: &Path) -> Result<StreamIndex> {
     let f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
     let r: Box<dyn Read> = if sniff(path).ok() == Some(DumpKind::Bzip2) {
-        Box::new(bzip2::read::MultiBzDecoder::new(BufReader::with_capacity(1 << 16, f)))
+        Box::new(bzip2::read::MultiBzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            f,
+        )))
     } else {
         Box::new(f)
     };
@@ -396,12 +402,14 @@ pub fn read_index(path: &Path) -> Result<StreamIndex> {
     let mut n = 0usize;
     loop {
         line.clear();
-        let k = r.read_until(b'\n', &mut line).map_err(|e| QueriesError::Broken {
-            path: path.to_path_buf(),
-            offset: 0,
-            msg: format!("after line {n}: {e}"),
-            fix: "download the index file again".into(),
-        })?;
+        let k = r
+            .read_until(b'\n', &mut line)
+            .map_err(|e| QueriesError::Broken {
+                path: path.to_path_buf(),
+                offset: 0,
+                msg: format!("after line {n}: {e}"),
+                fix: "download the index file again".into(),
+            })?;
         if k == 0 {
             break;
         }
@@ -446,7 +454,8 @@ pub fn count_streams(
     let mut f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
     for (i, &(off, pages)) in streams.iter().enumerate() {
         let next = streams.get(i + 1).map(|s| s.0).unwrap_or(end);
-        f.seek(SeekFrom::Start(off)).map_err(|e| QueriesError::io(path, e))?;
+        f.seek(SeekFrom::Start(off))
+            .map_err(|e| QueriesError::io(path, e))?;
         let part = (&mut f).take(next - off);
         let dec = bzip2::read::BzDecoder::new(BufReader::with_capacity(1 << 16, part));
         let before = pc.stats.pages;
@@ -455,7 +464,9 @@ pub fn count_streams(
         match res {
             Ok(_) => {}
             Err(e) if e.get_ref().is_some_and(|i| i.is::<QueriesError>()) => {
-                let inner = e.into_inner().and_then(|b| b.downcast::<QueriesError>().ok());
+                let inner = e
+                    .into_inner()
+                    .and_then(|b| b.downcast::<QueriesError>().ok());
                 return Err(inner.map(|b| *b).unwrap_or(QueriesError::Interrupted));
             }
             Err(e) => {
@@ -485,16 +496,19 @@ pub fn count_file(path: &Path, kind: DumpKind, pc: &mut PageCounter<'_>) -> Resu
     match res {
         Ok(_) => Ok(()),
         Err(e) if e.get_ref().is_some_and(|i| i.is::<QueriesError>()) => {
-            let inner = e.into_inner().and_then(|b| b.downcast::<QueriesError>().ok());
+            let inner = e
+                .into_inner()
+                .and_then(|b| b.downcast::<QueriesError>().ok());
             Err(inner.map(|b| *b).unwrap_or(QueriesError::Interrupted))
         }
         Err(e) => Err(QueriesError::Broken {
             path: path.to_path_buf(),
             offset: at,
             msg: format!("{e} (decoded {} pages before it)", pc.stats.pages),
-            fix: "the file is damaged or truncated: download it again (`bzip2 -t FILE` checks it); \
+            fix:
+                "the file is damaged or truncated: download it again (`bzip2 -t FILE` checks it); \
                   a multistream dump with its index file skips a damaged stream instead"
-                .into(),
+                    .into(),
         }),
     }
 }

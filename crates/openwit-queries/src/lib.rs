@@ -53,9 +53,9 @@ pub mod pageviews;
 pub mod select;
 pub mod stage;
 pub mod tables;
+pub mod testdata;
 pub mod wikitext;
 pub mod wordnet;
-pub mod testdata;
 
 pub use config::{BigramMode, QueriesConfig};
 pub use error::QueriesError;

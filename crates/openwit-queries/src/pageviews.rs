@@ -30,7 +30,10 @@ pub fn read_file(
         g.read_exact(&mut head).is_ok() && head == [0x1f, 0x8b]
     };
     let r: Box<dyn Read> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, f)))
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            f,
+        )))
     } else {
         Box::new(f)
     };
@@ -40,12 +43,14 @@ pub fn read_file(
     let mut n = 0u64;
     loop {
         line.clear();
-        let k = r.read_until(b'\n', &mut line).map_err(|e| QueriesError::Broken {
-            path: path.to_path_buf(),
-            offset: 0,
-            msg: format!("after line {n}: {e}"),
-            fix: "the file is damaged or truncated: download it again".into(),
-        })?;
+        let k = r
+            .read_until(b'\n', &mut line)
+            .map_err(|e| QueriesError::Broken {
+                path: path.to_path_buf(),
+                offset: 0,
+                msg: format!("after line {n}: {e}"),
+                fix: "the file is damaged or truncated: download it again".into(),
+            })?;
         if k == 0 {
             break;
         }

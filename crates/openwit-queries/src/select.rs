@@ -76,7 +76,7 @@ pub const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 
 /// Whether MetaCLIP keeps an entry: non-empty and not a single punctuation character.
 pub fn acceptable(e: &str) -> bool {
-    !e.is_empty() && !(e.len() == 1 && PUNCTUATION.contains(e))
+    !(e.is_empty() || e.len() == 1 && PUNCTUATION.contains(e))
 }
 
 /// Candidate bigram with its PMI; ordered best first (PMI descending, then entry ascending).
@@ -135,11 +135,11 @@ impl BigramPicker {
                 }
                 if self.heap.len() < self.k {
                     self.heap.push(std::cmp::Reverse(b));
-                } else if let Some(min) = self.heap.peek() {
-                    if b > min.0 {
-                        self.heap.pop();
-                        self.heap.push(std::cmp::Reverse(b));
-                    }
+                } else if let Some(min) = self.heap.peek()
+                    && b > min.0
+                {
+                    self.heap.pop();
+                    self.heap.push(std::cmp::Reverse(b));
                 }
             }
         }
@@ -255,8 +255,17 @@ mod tests {
             Entry::new("7", Source::WikiUnigram),
         ];
         let bi = vec![Entry::new("hot dog", Source::WikiBigram)];
-        let ti = vec![Entry::new("dog", Source::WikiTitle), Entry::new("Red fox", Source::WikiTitle)];
-        let (out, st) = merge(vec!["dog".into(), "".into(), "used to".into()], uni, bi, ti, 104);
+        let ti = vec![
+            Entry::new("dog", Source::WikiTitle),
+            Entry::new("Red fox", Source::WikiTitle),
+        ];
+        let (out, st) = merge(
+            vec!["dog".into(), "".into(), "used to".into()],
+            uni,
+            bi,
+            ti,
+            104,
+        );
         let names: Vec<&str> = out.iter().map(|e| e.entry.as_str()).collect();
         assert_eq!(&names[..3], &["0", "1", "2"]);
         assert_eq!(&names[100..], &["dog", "used to", "Dog", "hot dog"]);

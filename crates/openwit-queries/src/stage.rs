@@ -19,7 +19,7 @@ use openwit_core::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2_free::short_hash;
+use sha2_free::{short_hash, short_hash_bytes};
 
 use crate::config::QueriesConfig;
 use crate::counts::{CountReader, CountSource, CountWriter, Counter, merge};
@@ -36,11 +36,16 @@ const MIB: u64 = 1 << 20;
 /// Self-contained stable hashing (FNV-1a 64, twice with different seeds) for cache keys.
 mod sha2_free {
     pub fn short_hash(s: &str) -> String {
+        short_hash_bytes(s.as_bytes())
+    }
+    pub fn short_hash_bytes(bytes: &[u8]) -> String {
         let mut a: u64 = 0xcbf2_9ce4_8422_2325;
         let mut b: u64 = 0x8422_2325_cbf2_9ce4;
-        for &c in s.as_bytes() {
+        for &c in bytes {
             a = (a ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3);
-            b = (b ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(7);
+            b = (b ^ u64::from(c))
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(7);
         }
         format!("{a:016x}{b:016x}")
     }
@@ -142,7 +147,8 @@ impl QueriesStage {
     fn wiki_files(&self, workdir: &Path) -> Result<Vec<PathBuf>> {
         let mut out = Vec::new();
         for w in &self.cfg.wikipedia {
-            let keep = |n: &str| (n.ends_with(".xml") || n.ends_with(".xml.bz2")) && !n.contains("-index");
+            let keep =
+                |n: &str| (n.ends_with(".xml") || n.ends_with(".xml.bz2")) && !n.contains("-index");
             out.extend(self.resolve(workdir, w, &keep)?);
             if Self::is_url(w) && w.contains("multistream") && w.ends_with(".xml.bz2") {
                 // The index of a multistream dump URL sits beside it.
@@ -177,21 +183,34 @@ impl QueriesStage {
         Ok(out)
     }
 
-    /// The key of the cached count tables: everything the counts depend on.
+    /// The key of the cached count tables: everything the counts depend on. Files are known by
+    /// name, length and a hash of their first and last MiB (not their path or mtime), so a copy
+    /// of the same dump elsewhere finds the same tables.
     fn count_key(&self, files: &[PathBuf]) -> Result<String> {
+        use std::io::{Read, Seek, SeekFrom};
         let mut desc = format!(
             "v{COUNT_VERSION};ns={:?};max_page={}",
             self.cfg.namespaces, self.cfg.max_page_mb
         );
         for f in files {
-            let m = std::fs::metadata(f).map_err(|e| QueriesError::io(f, e))?;
-            let mtime = m
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            desc.push_str(&format!(";{}:{}:{mtime}", f.display(), m.len()));
+            let io = |e| QueriesError::io(f, e);
+            let mut file = std::fs::File::open(f).map_err(io)?;
+            let len = file.metadata().map_err(io)?.len();
+            let mut head = Vec::new();
+            (&mut file).take(MIB).read_to_end(&mut head).map_err(io)?;
+            let mut tail = Vec::new();
+            file.seek(SeekFrom::Start(len.saturating_sub(MIB)))
+                .map_err(io)?;
+            file.take(MIB).read_to_end(&mut tail).map_err(io)?;
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            desc.push_str(&format!(
+                ";{name}:{len}:{}:{}",
+                short_hash_bytes(&head),
+                short_hash_bytes(&tail)
+            ));
         }
         Ok(short_hash(&desc))
     }
@@ -218,7 +237,9 @@ impl QueriesStage {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let kind = dump::sniff(path)?;
-            let len = std::fs::metadata(path).map_err(|e| QueriesError::io(path, e))?.len();
+            let len = std::fs::metadata(path)
+                .map_err(|e| QueriesError::io(path, e))?
+                .len();
             let index = if kind == DumpKind::Bzip2 {
                 dump::index_for(path)
             } else {
@@ -227,9 +248,10 @@ impl QueriesStage {
             match index {
                 Some(idx_path) => {
                     let idx = dump::read_index(&idx_path)?;
-                    if let Some(&last) = idx.offsets.last() {
-                        if last >= len {
-                            return Err(QueriesError::Broken {
+                    if let Some(&last) = idx.offsets.last()
+                        && last >= len
+                    {
+                        return Err(QueriesError::Broken {
                                 path: path.clone(),
                                 offset: len,
                                 msg: format!(
@@ -238,7 +260,6 @@ impl QueriesStage {
                                 ),
                                 fix: "the dump is truncated: download it again (or give the index of this dump)".into(),
                             });
-                        }
                     }
                     // Group consecutive streams into ranges of about `task_bytes`.
                     let mut start = 0usize;
@@ -293,7 +314,10 @@ impl QueriesStage {
 
     fn run_wiki(&self, ctx: &TaskContext<'_>, task: &TaskSpec, work: &Work) -> Result<TaskReport> {
         let key = task.payload["key"].as_str().unwrap_or_default();
-        if Self::cache_dir(ctx.workdir, key).join("complete.json").is_file() {
+        if Self::cache_dir(ctx.workdir, key)
+            .join("complete.json")
+            .is_file()
+        {
             // The merged tables of these exact inputs exist: nothing to count.
             return Ok(TaskReport {
                 extra: json!({"cached": true}),
@@ -334,9 +358,15 @@ impl QueriesStage {
         })
     }
 
-    fn run_pageviews(&self, ctx: &TaskContext<'_>, task: &TaskSpec, path: &Path) -> Result<TaskReport> {
+    fn run_pageviews(
+        &self,
+        ctx: &TaskContext<'_>,
+        task: &TaskSpec,
+        path: &Path,
+    ) -> Result<TaskReport> {
         let mut drops = Drops::default();
-        let (sums, lines) = crate::pageviews::read_file(path, self.cfg.title_min_hourly_views, &mut drops)?;
+        let (sums, lines) =
+            crate::pageviews::read_file(path, self.cfg.title_min_hourly_views, &mut drops)?;
         let out = ctx.output_path(&format!("views/{}.cnt", sanitize(&task.id)))?;
         let mut w = CountWriter::create(&out)?;
         for (t, c) in &sums {
@@ -364,7 +394,8 @@ impl QueriesStage {
         let uni = cache.join("unigram.parquet");
         let bi = cache.join("bigram.parquet");
         if complete.is_file() && uni.is_file() && bi.is_file() {
-            let text = std::fs::read_to_string(&complete).map_err(|e| QueriesError::io(&complete, e))?;
+            let text =
+                std::fs::read_to_string(&complete).map_err(|e| QueriesError::io(&complete, e))?;
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             tracing::info!(cache = %cache.display(), "reusing the count tables of an earlier run");
             return Ok((uni, bi, v));
@@ -381,19 +412,24 @@ impl QueriesStage {
                     bi_files.push(ctx.workdir.join(o));
                 }
             }
-            if let Some(d) = t.extra.get("dump") {
-                if let Ok(s) = serde_json::from_value::<DumpStats>(d.clone()) {
-                    add_stats(&mut total, &s);
-                }
+            if let Some(d) = t.extra.get("dump")
+                && let Ok(s) = serde_json::from_value::<DumpStats>(d.clone())
+            {
+                add_stats(&mut total, &s);
             }
         }
         let mut tokens = 0u64;
         let n_uni = write_merged(&uni_files, &uni, "token", |_, c| tokens += c)?;
         let n_bi = write_merged(&bi_files, &bi, "bigram", |_, _| {})?;
-        let v = json!({"dump": total, "tokens": tokens, "unigram_types": n_uni, "bigram_types": n_bi});
+        let v =
+            json!({"dump": total, "tokens": tokens, "unigram_types": n_uni, "bigram_types": n_bi});
         let mut f = openwit_core::atomic::AtomicFile::create(&complete)?;
-        f.write_all(serde_json::to_string_pretty(&v).unwrap_or_default().as_bytes())
-            .map_err(|e| QueriesError::io(&complete, e))?;
+        f.write_all(
+            serde_json::to_string_pretty(&v)
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+        .map_err(|e| QueriesError::io(&complete, e))?;
         f.commit()?;
         Ok((uni, bi, v))
     }
@@ -410,16 +446,19 @@ impl QueriesStage {
             }
         }
         // Wikipedia: unigrams and bigrams.
-        let key = tasks
-            .iter()
-            .find_map(|t| t.payload.get("key").and_then(Value::as_str).map(str::to_string));
+        let key = tasks.iter().find_map(|t| {
+            t.payload
+                .get("key")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
         let (mut unigrams, mut bigrams) = (Vec::new(), Vec::new());
         if let Some(key) = key {
             let (uni, bi, stats) = self.count_tables(ctx, tasks, &key)?;
-            if let Some(d) = stats.get("dump") {
-                if let Ok(s) = serde_json::from_value::<DumpStats>(d.clone()) {
-                    drops.merge(&s.drops);
-                }
+            if let Some(d) = stats.get("dump")
+                && let Ok(s) = serde_json::from_value::<DumpStats>(d.clone())
+            {
+                drops.merge(&s.drops);
             }
             summary["wikipedia"] = stats;
             link_or_copy(&uni, &ctx.output_path("unigram.parquet")?)?;
@@ -570,7 +609,12 @@ fn add_stats(t: &mut DumpStats, s: &DumpStats) {
 
 /// Merges sorted count files into a parquet table at `out` (written under a temporary name and
 /// renamed). Returns the rows.
-fn write_merged(files: &[PathBuf], out: &Path, key: &str, mut each: impl FnMut(&str, u64)) -> Result<u64> {
+fn write_merged(
+    files: &[PathBuf],
+    out: &Path,
+    key: &str,
+    mut each: impl FnMut(&str, u64),
+) -> Result<u64> {
     let tmp = openwit_core::atomic::temp_path_for(out);
     let mut w = CountTableWriter::create(&tmp, key)?;
     let sources: Vec<Box<dyn CountSource>> = files
@@ -614,8 +658,9 @@ impl Stage for QueriesStage {
     }
 
     fn run_task(&self, ctx: &TaskContext<'_>, task: &TaskSpec) -> openwit_core::Result<TaskReport> {
-        let work: Work = serde_json::from_value(task.payload["work"].clone())
-            .map_err(|e| openwit_core::Error::Stage(format!("task {}: bad payload: {e}", task.id)))?;
+        let work: Work = serde_json::from_value(task.payload["work"].clone()).map_err(|e| {
+            openwit_core::Error::Stage(format!("task {}: bad payload: {e}", task.id))
+        })?;
         let r = match &work {
             Work::Pageviews { path } => self.run_pageviews(ctx, task, path),
             _ => self.run_wiki(ctx, task, &work),
@@ -623,7 +668,11 @@ impl Stage for QueriesStage {
         Ok(r?)
     }
 
-    fn reduce(&self, ctx: &TaskContext<'_>, tasks: &[TaskRecord]) -> openwit_core::Result<Option<TaskReport>> {
+    fn reduce(
+        &self,
+        ctx: &TaskContext<'_>,
+        tasks: &[TaskRecord],
+    ) -> openwit_core::Result<Option<TaskReport>> {
         Ok(Some(self.reduce_inner(ctx, tasks)?))
     }
 
@@ -647,7 +696,11 @@ pub fn format_summary(v: &Value, dir: &Path) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    s.push_str(&format!("queries: {} entries ({})\n", n(&v["entries"]), by.join(", ")));
+    s.push_str(&format!(
+        "queries: {} entries ({})\n",
+        n(&v["entries"]),
+        by.join(", ")
+    ));
     if v.get("wikipedia").is_some() {
         let d = &v["wikipedia"]["dump"];
         s.push_str(&format!(
@@ -663,9 +716,15 @@ pub fn format_summary(v: &Value, dir: &Path) -> String {
         ));
     }
     if v.get("titles_counted").is_some() {
-        s.push_str(&format!("  pageviews: {} titles counted\n", n(&v["titles_counted"])));
+        s.push_str(&format!(
+            "  pageviews: {} titles counted\n",
+            n(&v["titles_counted"])
+        ));
     }
-    s.push_str(&format!("  wordnet: {} synsets\n", n(&v["wordnet_synsets"])));
+    s.push_str(&format!(
+        "  wordnet: {} synsets\n",
+        n(&v["wordnet_synsets"])
+    ));
     if let Some(d) = v["drops"].as_object().filter(|d| !d.is_empty()) {
         let parts: Vec<String> = d.iter().map(|(k, c)| format!("{k} {}", n(c))).collect();
         s.push_str(&format!("  dropped: {}\n", parts.join(", ")));

@@ -198,7 +198,11 @@ impl MultistreamWriter {
 }
 
 /// Writes a multistream dump and its index.
-pub fn write_multistream(path: &Path, pages: &[PageSpec], per_stream: usize) -> std::io::Result<()> {
+pub fn write_multistream(
+    path: &Path,
+    pages: &[PageSpec],
+    per_stream: usize,
+) -> std::io::Result<()> {
     let mut w = MultistreamWriter::create(path, per_stream, Compression::best())?;
     for p in pages {
         w.push(p)?;
@@ -220,8 +224,8 @@ impl ArticleGen {
             vocab: Vec::new(),
         };
         const SYL: &[&str] = &[
-            "ka", "lo", "mi", "ne", "ru", "ta", "ve", "so", "pi", "da", "gen", "tor", "bal", "fin", "rus",
-            "mel", "dor", "san", "lin", "qua",
+            "ka", "lo", "mi", "ne", "ru", "ta", "ve", "so", "pi", "da", "gen", "tor", "bal", "fin",
+            "rus", "mel", "dor", "san", "lin", "qua",
         ];
         for i in 0..vocab_size {
             let n = 1 + (i % 3) + usize::from(i > 1000);
@@ -258,7 +262,7 @@ impl ArticleGen {
     pub fn article(&mut self, title: &str, words: usize) -> String {
         let mut s = format!(
             "{{{{Infobox thing\n| name = {title}\n| image = {title}.jpg\n| caption = A {{{{lang|la|{}}}}}\n}}}}\n'''{title}''' is a ",
-            self.word().to_string()
+            self.word()
         );
         let mut n = 0;
         while n < words {
@@ -281,7 +285,10 @@ impl ArticleGen {
             }
             n += 1;
         }
-        s.push_str(&format!("\n\n== References ==\n{{{{Reflist}}}}\n\n[[Category:{}]]\n", self.word().to_string()));
+        s.push_str(&format!(
+            "\n\n== References ==\n{{{{Reflist}}}}\n\n[[Category:{}]]\n",
+            self.word()
+        ));
         s
     }
 }

@@ -152,9 +152,7 @@ fn find_close_tag(s: &str, from: usize, name: &str) -> Option<usize> {
             let n = &b[i + 2..];
             n.len() >= name.len()
                 && n[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-                && !n
-                    .get(name.len())
-                    .is_some_and(|c| c.is_ascii_alphanumeric())
+                && !n.get(name.len()).is_some_and(|c| c.is_ascii_alphanumeric())
         })
 }
 
@@ -266,9 +264,7 @@ fn is_language_prefix(p: &str) -> bool {
     // Interlanguage links: `[[de:Hund]]`, `[[zh-yue:...]]`, `[[simple:...]]`.
     let p = p.trim();
     (2..=3).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_lowercase())
-        || p.len() > 3
-            && p.contains('-')
-            && p.bytes().all(|c| c.is_ascii_lowercase() || c == b'-')
+        || p.len() > 3 && p.contains('-') && p.bytes().all(|c| c.is_ascii_lowercase() || c == b'-')
         || p == "simple"
 }
 
@@ -452,7 +448,10 @@ fn strip_magic_words(line: &str) -> String {
             .bytes()
             .take_while(|c| c.is_ascii_uppercase() || *c == b'_')
             .count();
-        if n > 2 && after[..n].ends_with("__") && after[..n - 2].bytes().all(|c| c.is_ascii_uppercase()) {
+        if n > 2
+            && after[..n].ends_with("__")
+            && after[..n - 2].bytes().all(|c| c.is_ascii_uppercase())
+        {
             out.push_str(&rest[..i]);
             rest = &after[n..];
         } else {
@@ -515,7 +514,10 @@ mod tests {
     fn tables_and_links() {
         let t = "before\n{| class=\"wikitable\"\n|-\n| [[Dog]] || {{flag|x}}\n{|\n| inner\n|}\n|}\nafter";
         assert_eq!(clean(t), "before\nafter\n");
-        assert_eq!(clean("the [[Red fox|red fox]]es and [[cat]]s"), "the red foxes and cats\n");
+        assert_eq!(
+            clean("the [[Red fox|red fox]]es and [[cat]]s"),
+            "the red foxes and cats\n"
+        );
         assert_eq!(
             clean("x [[File:A.jpg|thumb|A [[dog]] sleeping]] y [[Category:Dogs]]"),
             "x y\n"
@@ -536,6 +538,9 @@ mod tests {
     #[test]
     fn lines_headings_quotes_entities() {
         let t = "== History ==\n'''Dogs''' are ''great''&nbsp;pets &amp; friends.\n* one\n# two\n__NOTOC__\n----\n";
-        assert_eq!(clean(t), "History\nDogs are great pets & friends.\none\ntwo\n");
+        assert_eq!(
+            clean(t),
+            "History\nDogs are great pets & friends.\none\ntwo\n"
+        );
     }
 }

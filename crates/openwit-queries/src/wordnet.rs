@@ -44,10 +44,10 @@ pub const DATA_FILES: &[&str] = &["data.adj", "data.adv", "data.noun", "data.ver
 
 /// Removes a trailing adjective marker (`(a)`, `(p)`, `(ip)`), as NLTK's `(.*?)(\(.*\))?$`.
 pub fn strip_marker(lemma: &str) -> &str {
-    if lemma.ends_with(')') {
-        if let Some(i) = lemma.find('(') {
-            return &lemma[..i];
-        }
+    if lemma.ends_with(')')
+        && let Some(i) = lemma.find('(')
+    {
+        return &lemma[..i];
     }
     lemma
 }
@@ -75,7 +75,8 @@ pub fn parse_data_line(line: &str) -> Result<Option<Synset>, String> {
         other => return Err(format!("ss_type `{other}` is not one of n, v, a, s, r")),
     };
     let w_cnt = f.next().ok_or("missing w_cnt")?;
-    let w_cnt = u32::from_str_radix(w_cnt, 16).map_err(|_| format!("w_cnt `{w_cnt}` is not hex"))?;
+    let w_cnt =
+        u32::from_str_radix(w_cnt, 16).map_err(|_| format!("w_cnt `{w_cnt}` is not hex"))?;
     if w_cnt == 0 {
         return Err("w_cnt is 0: a synset has at least one word".into());
     }
@@ -107,10 +108,12 @@ pub fn read_wndb(dir: &Path) -> Result<Vec<Synset>, QueriesError> {
         let mut n = 0usize;
         loop {
             line.clear();
-            let got = r.read_until(b'\n', &mut line).map_err(|e| QueriesError::Io {
-                path: path.clone(),
-                source: e,
-            })?;
+            let got = r
+                .read_until(b'\n', &mut line)
+                .map_err(|e| QueriesError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?;
             if got == 0 {
                 break;
             }
@@ -204,7 +207,8 @@ pub fn read_lmf(path: &Path) -> Result<Vec<Synset>, QueriesError> {
                         }
                     }
                     b"Synset" => {
-                        let id = attr(b"id").ok_or_else(|| bad(&reader, "a Synset without id".into()))?;
+                        let id = attr(b"id")
+                            .ok_or_else(|| bad(&reader, "a Synset without id".into()))?;
                         let pos = attr(b"partOfSpeech")
                             .and_then(|p| p.chars().next())
                             .unwrap_or('n');
@@ -224,7 +228,10 @@ pub fn read_lmf(path: &Path) -> Result<Vec<Synset>, QueriesError> {
     }
     let mut out: Vec<(u8, usize, Synset)> = Vec::with_capacity(synsets.len());
     for (i, (id, pos, members)) in synsets.into_iter().enumerate() {
-        let entry = members.first().cloned().or_else(|| first_sense.get(&id).cloned());
+        let entry = members
+            .first()
+            .cloned()
+            .or_else(|| first_sense.get(&id).cloned());
         let Some(form) = entry.and_then(|e| entry_form.get(&e).cloned()) else {
             continue; // a synset without lexical entries has no name
         };
@@ -259,13 +266,19 @@ mod tests {
         // An adjective marker and a satellite.
         let l = "00019731 00 s 02 used_to(p) 0 wont_to(p) 0 001 & 00019131 a 0000 | in the habit";
         let s = parse_data_line(l).unwrap().unwrap();
-        assert_eq!((s.pos, s.lemma.as_str(), s.entry().as_str()), ('s', "used_to", "used to"));
+        assert_eq!(
+            (s.pos, s.lemma.as_str(), s.entry().as_str()),
+            ('s', "used_to", "used to")
+        );
         // Capitals are lower-cased; the name stops at the first period.
         let l = "10998305 18 n 02 Einstein 0 Albert_Einstein 0 001 @i 10505613 n 0000 | physicist";
         assert_eq!(parse_data_line(l).unwrap().unwrap().entry(), "einstein");
         let l = "12345678 20 n 01 St._John's_wort 0 000 | a plant";
         assert_eq!(parse_data_line(l).unwrap().unwrap().entry(), "st");
-        assert_eq!(parse_data_line("  1 This software and database").unwrap(), None);
+        assert_eq!(
+            parse_data_line("  1 This software and database").unwrap(),
+            None
+        );
         assert!(parse_data_line("dog n 01").is_err());
     }
 }

@@ -30,7 +30,9 @@ fn run_err(workdir: &Path, cfg: openwit_queries::QueriesConfig) -> String {
 #[test]
 fn corrupt_stream_malformed_page_and_invalid_utf8_are_counted_drops() {
     let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("enwiki-bad-pages-articles-multistream.xml.bz2");
+    let dump = dir
+        .path()
+        .join("enwiki-bad-pages-articles-multistream.xml.bz2");
     let mut w = MultistreamWriter::create(&dump, 1000, bzip2::Compression::best()).unwrap();
     let p = pages();
     // Stream 1: the two good articles.
@@ -38,15 +40,18 @@ fn corrupt_stream_malformed_page_and_invalid_utf8_are_counted_drops() {
     w.push(&p[1]).unwrap();
     w.flush_stream_with(|d| d).unwrap();
     // Stream 2: two pages in a stream whose block header is damaged.
-    w.push(&PageSpec::article(50, "Lost one", "lost words")).unwrap();
-    w.push(&PageSpec::article(51, "Lost two", "lost words")).unwrap();
+    w.push(&PageSpec::article(50, "Lost one", "lost words"))
+        .unwrap();
+    w.push(&PageSpec::article(51, "Lost two", "lost words"))
+        .unwrap();
     w.flush_stream_with(|mut d| {
         d[5] ^= 0xff;
         d
     })
     .unwrap();
     // Stream 3: a page with an unescaped `<` in its text, and a good one.
-    w.push(&PageSpec::article(60, "Bad", "placeholder")).unwrap();
+    w.push(&PageSpec::article(60, "Bad", "placeholder"))
+        .unwrap();
     w.push(&PageSpec::article(61, "Fine", "The fox")).unwrap();
     w.flush_stream_with(|d| {
         let xml = bzip2_decode(&d).replace("placeholder", "a <b> c");
@@ -54,7 +59,8 @@ fn corrupt_stream_malformed_page_and_invalid_utf8_are_counted_drops() {
     })
     .unwrap();
     // Stream 4: a page with invalid UTF-8.
-    w.push(&PageSpec::article(70, "Bytes", "abc INVALID def")).unwrap();
+    w.push(&PageSpec::article(70, "Bytes", "abc INVALID def"))
+        .unwrap();
     w.flush_stream_with(|d| {
         let mut xml = bzip2_decode_bytes(&d);
         let i = find(&xml, b"INVALID");
@@ -66,7 +72,11 @@ fn corrupt_stream_malformed_page_and_invalid_utf8_are_counted_drops() {
     w.finish().unwrap();
 
     let work = dir.path().join("work");
-    run(&work, config(vec![dump.display().to_string()], None, None), 1);
+    run(
+        &work,
+        config(vec![dump.display().to_string()], None, None),
+        1,
+    );
     let s = summary(&work);
     let d = &s["drops"];
     assert_eq!(d["bz2_stream_corrupt"], 1, "{s}");
@@ -84,12 +94,19 @@ fn a_truncated_single_stream_dump_is_an_error_naming_file_and_offset() {
     let dump = dir.path().join("enwiki-cut-pages-articles.xml.bz2");
     let mut pages = pages();
     for i in 0..200 {
-        pages.push(PageSpec::article(100 + i, &format!("P{i}"), &format!("word{i} and more words {i}")));
+        pages.push(PageSpec::article(
+            100 + i,
+            &format!("P{i}"),
+            &format!("word{i} and more words {i}"),
+        ));
     }
     write_single(&dump, &pages).unwrap();
     let bytes = std::fs::read(&dump).unwrap();
     std::fs::write(&dump, &bytes[..bytes.len() / 2]).unwrap();
-    let err = run_err(&dir.path().join("work"), config(vec![dump.display().to_string()], None, None));
+    let err = run_err(
+        &dir.path().join("work"),
+        config(vec![dump.display().to_string()], None, None),
+    );
     assert!(err.contains("enwiki-cut-pages-articles.xml.bz2"), "{err}");
     assert!(err.contains("broken at byte"), "{err}");
     assert!(err.contains("download it again"), "{err}");
@@ -98,12 +115,20 @@ fn a_truncated_single_stream_dump_is_an_error_naming_file_and_offset() {
 #[test]
 fn a_multistream_dump_shorter_than_its_index_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("enwiki-short-pages-articles-multistream.xml.bz2");
+    let dump = dir
+        .path()
+        .join("enwiki-short-pages-articles-multistream.xml.bz2");
     write_multistream(&dump, &pages(), 1).unwrap();
     let bytes = std::fs::read(&dump).unwrap();
     std::fs::write(&dump, &bytes[..700]).unwrap();
-    let err = run_err(&dir.path().join("work"), config(vec![dump.display().to_string()], None, None));
-    assert!(err.contains("enwiki-short-pages-articles-multistream.xml.bz2"), "{err}");
+    let err = run_err(
+        &dir.path().join("work"),
+        config(vec![dump.display().to_string()], None, None),
+    );
+    assert!(
+        err.contains("enwiki-short-pages-articles-multistream.xml.bz2"),
+        "{err}"
+    );
     assert!(err.contains("lists a stream at byte"), "{err}");
 }
 
@@ -112,10 +137,19 @@ fn a_file_that_is_not_a_dump_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("x.xml.bz2");
     std::fs::write(&f, "hello").unwrap();
-    let err = run_err(&dir.path().join("work"), config(vec![f.display().to_string()], None, None));
-    assert!(err.contains("x.xml.bz2") && err.contains("neither bzip2"), "{err}");
+    let err = run_err(
+        &dir.path().join("work"),
+        config(vec![f.display().to_string()], None, None),
+    );
+    assert!(
+        err.contains("x.xml.bz2") && err.contains("neither bzip2"),
+        "{err}"
+    );
     let missing = dir.path().join("missing.xml.bz2");
-    let err = run_err(&dir.path().join("work2"), config(vec![missing.display().to_string()], None, None));
+    let err = run_err(
+        &dir.path().join("work2"),
+        config(vec![missing.display().to_string()], None, None),
+    );
     assert!(err.contains("missing.xml.bz2: no such file"), "{err}");
 }
 
@@ -124,7 +158,10 @@ fn a_bad_wordnet_line_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let wn = dir.path().join("wn");
     write_wordnet(&wn);
-    let mut f = std::fs::OpenOptions::new().append(true).open(wn.join("data.noun")).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(wn.join("data.noun"))
+        .unwrap();
     writeln!(f, "00000200 05 q 01 cat 0 000 | a cat  ").unwrap();
     let cfg = openwit_queries::QueriesConfig {
         wordnet: vec![wn.display().to_string()],
@@ -144,7 +181,10 @@ fn bundled_demo_wordnet_and_wn_lmf_give_nltk_names() {
     assert_eq!(&names[..4], &["red", "crimson", "scarlet", "blue"]);
     assert!(names.contains(&"used to".to_string()));
     assert!(names.contains(&"galore".to_string()));
-    assert!(names.contains(&"st".to_string()), "St._Louis stops at the period");
+    assert!(
+        names.contains(&"st".to_string()),
+        "St._Louis stops at the period"
+    );
     assert!(names.contains(&"einstein".to_string()));
     assert_eq!(s.iter().filter(|s| s.pos == 's').count(), 5);
 
@@ -202,7 +242,12 @@ fn bundled_demo_wordnet_and_wn_lmf_give_nltk_names() {
 }
 
 /// Serves `body` at `path` with HTTP range support; the first answer is cut after `cut` bytes.
-fn serve_with_ranges(server: &TestServer, path: &'static str, body: Vec<u8>, cut: usize) -> Arc<AtomicUsize> {
+fn serve_with_ranges(
+    server: &TestServer,
+    path: &'static str,
+    body: Vec<u8>,
+    cut: usize,
+) -> Arc<AtomicUsize> {
     let hits = Arc::new(AtomicUsize::new(0));
     let h = hits.clone();
     server.handler(path, move |req| {
@@ -215,7 +260,10 @@ fn serve_with_ranges(server: &TestServer, path: &'static str, body: Vec<u8>, cut
                 .unwrap();
             return Response::bytes("application/octet-stream", body[from..].to_vec())
                 .with_status(206)
-                .header("Content-Range", &format!("bytes {from}-{}/{}", body.len() - 1, body.len()));
+                .header(
+                    "Content-Range",
+                    &format!("bytes {from}-{}/{}", body.len() - 1, body.len()),
+                );
         }
         let resp = Response::bytes("application/octet-stream", body.clone());
         if n == 0 {
@@ -230,13 +278,20 @@ fn serve_with_ranges(server: &TestServer, path: &'static str, body: Vec<u8>, cut
 #[test]
 fn url_sources_download_with_resume_and_refuse_loopback_by_default() {
     let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("enwiki-net-pages-articles-multistream.xml.bz2");
+    let dump = dir
+        .path()
+        .join("enwiki-net-pages-articles-multistream.xml.bz2");
     write_multistream(&dump, &pages(), 1).unwrap();
     let idx = openwit_queries::testdata::index_path(&dump);
     let server = TestServer::start();
     let body = std::fs::read(&dump).unwrap();
     let cut = body.len() / 2;
-    let dump_hits = serve_with_ranges(&server, "/enwiki-net-pages-articles-multistream.xml.bz2", body, cut);
+    let dump_hits = serve_with_ranges(
+        &server,
+        "/enwiki-net-pages-articles-multistream.xml.bz2",
+        body,
+        cut,
+    );
     server.route(
         "/enwiki-net-pages-articles-multistream-index.txt.bz2",
         Response::bytes("application/octet-stream", std::fs::read(&idx).unwrap()),
@@ -276,9 +331,13 @@ fn url_sources_download_with_resume_and_refuse_loopback_by_default() {
         .filter(|r| r.header("range").is_some())
         .collect();
     assert_eq!(ranged.len(), 1);
-    assert_eq!(ranged[0].header("range"), Some(format!("bytes={cut}-").as_str()));
     assert_eq!(
-        std::fs::read(work.join("downloads/enwiki-net-pages-articles-multistream.xml.bz2")).unwrap(),
+        ranged[0].header("range"),
+        Some(format!("bytes={cut}-").as_str())
+    );
+    assert_eq!(
+        std::fs::read(work.join("downloads/enwiki-net-pages-articles-multistream.xml.bz2"))
+            .unwrap(),
         std::fs::read(&dump).unwrap()
     );
     assert_eq!(summary(&work)["tokens"], 18);
@@ -303,4 +362,3 @@ fn bzip2_encode(d: &[u8]) -> Vec<u8> {
     e.write_all(d).unwrap();
     e.finish().unwrap()
 }
-

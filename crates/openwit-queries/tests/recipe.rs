@@ -41,7 +41,9 @@ fn expected_list() -> Vec<String> {
 #[test]
 fn hand_computed_counts_pmi_and_merge() {
     let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("enwiki-test-pages-articles-multistream.xml.bz2");
+    let dump = dir
+        .path()
+        .join("enwiki-test-pages-articles-multistream.xml.bz2");
     write_multistream(&dump, &pages(), 1).unwrap();
     let wn = dir.path().join("wordnet");
     write_wordnet(&wn);
@@ -121,17 +123,25 @@ fn hand_computed_counts_pmi_and_merge() {
     let views = col("views");
     let views = views.as_any().downcast_ref::<Int64Array>().unwrap();
     assert_eq!(b.num_rows(), 113);
-    let row = (0..b.num_rows()).find(|&i| entry.value(i) == "The red").unwrap();
+    let row = (0..b.num_rows())
+        .find(|&i| entry.value(i) == "The red")
+        .unwrap();
     assert_eq!(id.value(row), row as i32);
     assert_eq!(source.value(row), "wiki_bigram");
     assert_eq!(count.value(row), 2);
     assert!((pmi.value(row) - 9f64.log2()).abs() < 1e-12);
-    let row = (0..b.num_rows()).find(|&i| entry.value(i) == "fox sleeps").unwrap();
+    let row = (0..b.num_rows())
+        .find(|&i| entry.value(i) == "fox sleeps")
+        .unwrap();
     assert!((pmi.value(row) - 6f64.log2()).abs() < 1e-12);
-    let row = (0..b.num_rows()).find(|&i| entry.value(i) == "runs").unwrap();
+    let row = (0..b.num_rows())
+        .find(|&i| entry.value(i) == "runs")
+        .unwrap();
     assert_eq!((source.value(row), count.value(row)), ("wiki_unigram", 2));
     assert!(pmi.is_null(row) && views.is_null(row));
-    let row = (0..b.num_rows()).find(|&i| entry.value(i) == "Red fox").unwrap();
+    let row = (0..b.num_rows())
+        .find(|&i| entry.value(i) == "Red fox")
+        .unwrap();
     assert_eq!((source.value(row), views.value(row)), ("wiki_title", 80));
     assert_eq!(source.value(0), "number");
 }
@@ -151,7 +161,16 @@ fn top_k_mode_breaks_ties_by_entry_and_word_minimum_applies() {
     // the better of the two log2(3) ties by byte order: `fox runs` < `red fox`.
     assert_eq!(
         &m[100..],
-        &["fox", "The", "red", "runs", "sleeps", "The red", "fox sleeps", "fox runs"]
+        &[
+            "fox",
+            "The",
+            "red",
+            "runs",
+            "sleeps",
+            "The red",
+            "fox sleeps",
+            "fox runs"
+        ]
     );
 
     // Bigram words need only 1 count: `Red fox` (1*18/(1*3): log2 6) now competes too.
@@ -180,10 +199,14 @@ fn multistream_single_stream_and_plain_xml_give_identical_outputs() {
         pages.push(openwit_queries::testdata::PageSpec::article(
             100 + i,
             &format!("Page {i}"),
-            &format!("The red fox number {i} runs.\n\n== Section ==\n[[Car|A car]] {{{{x|{i}}}}} sleeps."),
+            &format!(
+                "The red fox number {i} runs.\n\n== Section ==\n[[Car|A car]] {{{{x|{i}}}}} sleeps."
+            ),
         ));
     }
-    let multi = dir.path().join("enwiki-x-pages-articles-multistream.xml.bz2");
+    let multi = dir
+        .path()
+        .join("enwiki-x-pages-articles-multistream.xml.bz2");
     write_multistream(&multi, &pages, 3).unwrap();
     let single = dir.path().join("enwiki-x-pages-articles.xml.bz2");
     write_single(&single, &pages).unwrap();
@@ -197,7 +220,9 @@ fn multistream_single_stream_and_plain_xml_give_identical_outputs() {
         let outcome = run(&work, cfg, 2);
         if name == "multi" {
             match outcome {
-                openwit_core::StageOutcome::Ran { total, .. } => assert!(total >= 5, "{total} tasks"),
+                openwit_core::StageOutcome::Ran { total, .. } => {
+                    assert!(total >= 5, "{total} tasks")
+                }
                 other => panic!("{other:?}"),
             }
         }
@@ -221,14 +246,20 @@ fn a_folder_of_dumps_counts_every_file() {
     write_single(&dumps.join("part2.xml"), &p[1..]).unwrap();
     std::fs::write(dumps.join("notes.txt"), "not a dump").unwrap();
     let work = dir.path().join("work");
-    run(&work, config(vec![dumps.display().to_string()], None, None), 2);
+    run(
+        &work,
+        config(vec![dumps.display().to_string()], None, None),
+        2,
+    );
     assert_eq!(summary(&work)["tokens"], 18);
 }
 
 #[test]
 fn a_threshold_change_after_restart_reuses_the_count_tables() {
     let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("enwiki-test-pages-articles-multistream.xml.bz2");
+    let dump = dir
+        .path()
+        .join("enwiki-test-pages-articles-multistream.xml.bz2");
     write_multistream(&dump, &pages(), 1).unwrap();
     let work = dir.path().join("work");
     let cfg = config(vec![dump.display().to_string()], None, None);
@@ -238,11 +269,15 @@ fn a_threshold_change_after_restart_reuses_the_count_tables() {
     let mut cfg2 = cfg.clone();
     cfg2.unigram_min_count = 3;
     let stage = openwit_queries::QueriesStage::new(cfg2, std::path::Path::new("/")).unwrap();
-    let mut ex = openwit_core::Executor::new(&work, Default::default(), &openwit_core::NoProgress).unwrap();
+    let mut ex =
+        openwit_core::Executor::new(&work, Default::default(), &openwit_core::NoProgress).unwrap();
     let err = ex.run_stage(&stage).unwrap_err().to_string();
     assert!(err.contains("unigram_min_count"), "{err}");
-    ex.restart(&[std::sync::Arc::new(stage) as std::sync::Arc<dyn openwit_core::Stage>], "queries")
-        .unwrap();
+    ex.restart(
+        &[std::sync::Arc::new(stage) as std::sync::Arc<dyn openwit_core::Stage>],
+        "queries",
+    )
+    .unwrap();
     let stage = openwit_queries::QueriesStage::new(
         QueriesConfig {
             unigram_min_count: 3,
@@ -253,9 +288,15 @@ fn a_threshold_change_after_restart_reuses_the_count_tables() {
     .unwrap();
     ex.run_stage(&stage).unwrap();
     let tasks = ex.state().tasks("queries").unwrap();
-    let wiki: Vec<_> = tasks.iter().filter(|t| t.task.starts_with("wiki-")).collect();
+    let wiki: Vec<_> = tasks
+        .iter()
+        .filter(|t| t.task.starts_with("wiki-"))
+        .collect();
     assert!(!wiki.is_empty());
-    assert!(wiki.iter().all(|t| t.extra["cached"] == true), "tasks recounted");
+    assert!(
+        wiki.iter().all(|t| t.extra["cached"] == true),
+        "tasks recounted"
+    );
     let second = metadata(&work);
     // Words counted >= 3: only `fox` (and `.`, dropped); no bigram has two such words.
     assert_eq!(&second[100..], &["fox"]);

@@ -54,7 +54,10 @@ pub fn write_wordnet(dir: &Path) {
                 "00000205 00 s 02 used_to(p) 0 wont_to(p) 0 000 | in the habit  ",
             ],
         ),
-        ("data.adv", vec!["00000055 02 r 02 fast 0 quickly 0 000 | at speed  "]),
+        (
+            "data.adv",
+            vec!["00000055 02 r 02 fast 0 quickly 0 000 | at speed  "],
+        ),
         (
             "data.noun",
             vec![
@@ -62,7 +65,10 @@ pub fn write_wordnet(dir: &Path) {
                 "00000100 05 n 02 red_fox 0 Vulpes_vulpes 0 001 @ 00000055 n 0000 | a fox with red fur  ",
             ],
         ),
-        ("data.verb", vec!["00000055 38 v 01 run 0 000 01 + 02 00 | move fast  "]),
+        (
+            "data.verb",
+            vec!["00000055 38 v 01 run 0 000 01 + 02 00 | move fast  "],
+        ),
     ];
     for (name, lines) in files {
         let mut text = String::from(header);
@@ -78,7 +84,8 @@ pub fn write_wordnet(dir: &Path) {
 pub fn write_pageviews(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let p = dir.join("pageviews-20240101-000000.gz");
-    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), Default::default());
+    let mut gz =
+        flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), Default::default());
     gz.write_all(
         b"en Red_fox 80 0\nen Red_fox 40 0\nen Fox 60 0\nen Fox 15 0\nen.m Fox 900 0\nen Category:Foxes 500 0\n",
     )
@@ -88,11 +95,19 @@ pub fn write_pageviews(dir: &Path) -> PathBuf {
 }
 
 /// A config over `wikipedia` with the thresholds the hand computations use.
-pub fn config(wikipedia: Vec<String>, wordnet: Option<&Path>, pageviews: Option<&Path>) -> QueriesConfig {
+pub fn config(
+    wikipedia: Vec<String>,
+    wordnet: Option<&Path>,
+    pageviews: Option<&Path>,
+) -> QueriesConfig {
     QueriesConfig {
         wikipedia,
-        wordnet: wordnet.map(|p| vec![p.display().to_string()]).unwrap_or_default(),
-        pageviews: pageviews.map(|p| vec![p.display().to_string()]).unwrap_or_default(),
+        wordnet: wordnet
+            .map(|p| vec![p.display().to_string()])
+            .unwrap_or_default(),
+        pageviews: pageviews
+            .map(|p| vec![p.display().to_string()])
+            .unwrap_or_default(),
         unigram_min_count: 2,
         bigram_min_pmi: 2.0,
         title_min_views: 70,
