@@ -56,11 +56,21 @@ fn run_twice_second_does_nothing_and_status_shows_it() {
     let p = pipeline(dir.path(), &work, TOY);
     let first = run_to_end(&bin(), &["run", s(&p)], None);
     first.assert_success();
-    assert!(first.stdout.contains("toy: done (10 of 10 tasks run now + reduce"), "{}", first.stdout);
+    assert!(
+        first
+            .stdout
+            .contains("toy: done (10 of 10 tasks run now + reduce"),
+        "{}",
+        first.stdout
+    );
     assert_complete(&work);
     let second = run_to_end(&bin(), &["run", s(&p)], None);
     second.assert_success();
-    assert!(second.stdout.contains("toy: up to date"), "{}", second.stdout);
+    assert!(
+        second.stdout.contains("toy: up to date"),
+        "{}",
+        second.stdout
+    );
     assert!(second.stdout.contains("nothing to do"), "{}", second.stdout);
     assert_eq!(second.tasks_done, 0);
 
@@ -75,7 +85,11 @@ fn run_twice_second_does_nothing_and_status_shows_it() {
     assert_eq!(toy["drops"]["odd_task"], 5);
     let table = run_to_end(&bin(), &["status", s(&work)], None);
     table.assert_success();
-    assert!(table.stdout.contains("10/10") && table.stdout.contains("odd_task=5"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("10/10") && table.stdout.contains("odd_task=5"),
+        "{}",
+        table.stdout
+    );
     // Logs go to the workdir too.
     assert!(std::fs::read_dir(work.join("logs")).unwrap().count() >= 2);
 }
@@ -88,7 +102,11 @@ fn killed_after_n_tasks_resumes_to_identical_outputs() {
         let work = dir.path().join(format!("k{n}"));
         let p = pipeline(dir.path(), &work, TOY);
         let killed = kill_after_tasks(&bin(), &["run", s(&p), "--jobs", "2"], None, n);
-        assert!(killed.killed, "the run finished before task {n}: {}", killed.stderr);
+        assert!(
+            killed.killed,
+            "the run finished before task {n}: {}",
+            killed.stderr
+        );
         // Status after a kill: interrupted, some tasks done.
         let st = run_to_end(&bin(), &["status", s(&work), "--json"], None);
         let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
@@ -99,7 +117,11 @@ fn killed_after_n_tasks_resumes_to_identical_outputs() {
         resumed.assert_success();
         // Only the tasks not done before ran again (+ the reduce step).
         assert_eq!(resumed.tasks_done, 10 - done_before, "{}", resumed.stderr);
-        assert_eq!(digest_outputs(&work), want, "outputs differ after a kill after {n} tasks");
+        assert_eq!(
+            digest_outputs(&work),
+            want,
+            "outputs differ after a kill after {n} tasks"
+        );
         assert_complete(&work);
     }
 }
@@ -190,7 +212,11 @@ fn changed_configuration_is_refused_until_restart() {
 fn second_process_is_refused_and_stale_lock_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("w");
-    let p = pipeline(dir.path(), &work, "tasks = 40\nitems = 40\nwork = 20000\nlabel = \"slow\"");
+    let p = pipeline(
+        dir.path(),
+        &work,
+        "tasks = 40\nitems = 40\nwork = 20000\nlabel = \"slow\"",
+    );
     // Start a long run and wait until it has finished one task (so it holds the lock).
     let mut child = std::process::Command::new(bin())
         .args(["run", s(&p), "--jobs", "1"])
@@ -210,14 +236,21 @@ fn second_process_is_refused_and_stale_lock_taken_over() {
     let r = run_to_end(&bin(), &["run", s(&p)], None);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(
-        r.stderr.contains(&format!("in use by another openwit process (pid {})", child.id())),
+        r.stderr.contains(&format!(
+            "in use by another openwit process (pid {})",
+            child.id()
+        )),
         "{}",
         r.stderr
     );
     child.kill().unwrap();
     child.wait().unwrap();
     // The lock file still names the dead process; the next run takes it over.
-    let p_fast = pipeline(dir.path(), &work, "tasks = 40\nitems = 40\nwork = 20000\nlabel = \"slow\"");
+    let p_fast = pipeline(
+        dir.path(),
+        &work,
+        "tasks = 40\nitems = 40\nwork = 20000\nlabel = \"slow\"",
+    );
     let r = kill_after_tasks(&bin(), &["run", s(&p_fast)], None, 1);
     assert!(r.stderr.contains("took over a stale lock"), "{}", r.stderr);
 }
@@ -235,8 +268,14 @@ fn failing_task_fails_the_stage_keeps_the_rest_and_retries() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("task `part-0003`") && err.contains("injected failure in task 3"), "{err}");
-    assert!(err.contains("2 attempt(s)") && err.contains("hint:"), "{err}");
+    assert!(
+        err.contains("task `part-0003`") && err.contains("injected failure in task 3"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 attempt(s)") && err.contains("hint:"),
+        "{err}"
+    );
     let st = run_to_end(&bin(), &["status", s(&work), "--json"], None);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     assert_eq!(v["stages"][0]["state"], "failed");
@@ -256,7 +295,12 @@ fn failing_task_fails_the_stage_keeps_the_rest_and_retries() {
         .env("OPENWIT_TOY_FAIL", "5:1")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let db = rusqlite::Connection::open(work2.join("openwit.sqlite")).unwrap();
     let attempts: u32 = db
         .query_row(
@@ -273,10 +317,18 @@ fn failing_task_fails_the_stage_keeps_the_rest_and_retries() {
 fn bad_configuration_and_usage_exit_2_with_located_errors() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.toml");
-    std::fs::write(&p, "[pipeline]\nworkdir = \"w\"\n\n[toy]\ntasks = 3\nitmes = 4\n").unwrap();
+    std::fs::write(
+        &p,
+        "[pipeline]\nworkdir = \"w\"\n\n[toy]\ntasks = 3\nitmes = 4\n",
+    )
+    .unwrap();
     let r = run_to_end(&bin(), &["run", s(&p)], None);
     assert_eq!(r.code, Some(2));
-    assert!(r.stderr.contains("bad.toml:6:1: unknown field `itmes`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("bad.toml:6:1: unknown field `itmes`"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("`items`"), "{}", r.stderr);
     std::fs::write(&p, "[pipeline]\njobs = \"many\"\n[toy]\n").unwrap();
     let r = run_to_end(&bin(), &["run", s(&p)], None);
@@ -284,7 +336,12 @@ fn bad_configuration_and_usage_exit_2_with_located_errors() {
     assert!(r.stderr.contains("bad.toml:2:8"), "{}", r.stderr);
     let r = run_to_end(&bin(), &["run", s(&dir.path().join("missing.toml"))], None);
     assert_eq!(r.code, Some(2));
-    assert!(r.stderr.contains("missing.toml: cannot read the pipeline file"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("missing.toml: cannot read the pipeline file"),
+        "{}",
+        r.stderr
+    );
     let r = run_to_end(&bin(), &["frobnicate"], None);
     assert_eq!(r.code, Some(2));
     let r = run_to_end(&bin(), &["--help"], None);
@@ -294,7 +351,11 @@ fn bad_configuration_and_usage_exit_2_with_located_errors() {
     }
     let r = run_to_end(&bin(), &["run", "--help"], None);
     for word in ["--workdir", "--jobs", "--restart", "--quiet"] {
-        assert!(r.stdout.contains(word), "run --help lacks {word}: {}", r.stdout);
+        assert!(
+            r.stdout.contains(word),
+            "run --help lacks {word}: {}",
+            r.stdout
+        );
     }
     let r = run_to_end(&bin(), &["status", s(&dir.path().join("nowhere"))], None);
     assert_eq!(r.code, Some(2), "{}", r.stderr);

@@ -78,7 +78,12 @@ impl Stage for Toy {
         let path = ctx.output_path(&rel)?;
         let mut f = std::io::BufWriter::new(std::fs::File::create(&path).at(&path)?);
         for item in 0..self.0.items {
-            writeln!(f, "{t} {item} {}", chain(&self.0.label, t, item, self.0.work)).at(&path)?;
+            writeln!(
+                f,
+                "{t} {item} {}",
+                chain(&self.0.label, t, item, self.0.work)
+            )
+            .at(&path)?;
             ctx.progress(1);
         }
         f.flush().at(&path)?;

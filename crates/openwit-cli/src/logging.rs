@@ -36,7 +36,10 @@ pub fn init(workdir: Option<&Path>, quiet: bool, verbose: u8, bars: bool) {
                 .with_filter(EnvFilter::new("info")),
         )
     });
-    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .try_init();
 }
 
 use tracing_subscriber::Layer;

@@ -110,7 +110,8 @@ impl PipelineDoc {
             name,
             _t: PhantomData,
         };
-        let de = toml::Deserializer::parse(&self.text).map_err(|e| located(&self.path, &self.text, &e))?;
+        let de = toml::Deserializer::parse(&self.text)
+            .map_err(|e| located(&self.path, &self.text, &e))?;
         seed.deserialize(de)
             .map_err(|e| located(&self.path, &self.text, &e))
     }
@@ -165,7 +166,10 @@ struct Section<'n, T> {
 
 impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Section<'_, T> {
     type Value = Option<T>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
@@ -175,7 +179,10 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for Section<'_, T> {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "a pipeline file with tables")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
         let mut out = None;
         while let Some(key) = map.next_key::<String>()? {
             if key == self.name {
@@ -233,10 +240,16 @@ mod tests {
         let d = doc("[toy]\ntasks = \"three\"\n").unwrap();
         let e = d.section::<Toy>("toy").unwrap_err().to_string();
         assert!(e.starts_with("p.toml:2:9:"), "{e}");
-        let e = doc("[pipeline]\n\n[tyo]\ntasks = 1\n").err().unwrap().to_string();
+        let e = doc("[pipeline]\n\n[tyo]\ntasks = 1\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("p.toml:3:1: unknown table `tyo`"), "{e}");
         assert!(e.contains("`toy`"), "{e}");
-        let e = doc("[pipeline]\nworkdr = \"x\"\n").err().unwrap().to_string();
+        let e = doc("[pipeline]\nworkdr = \"x\"\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("p.toml:2:1: unknown field `workdr`"), "{e}");
     }
 }

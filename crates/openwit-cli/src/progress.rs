@@ -69,7 +69,12 @@ impl Reporter for Bars {
     }
 
     fn items(&self, stage: &str, n: u64) {
-        *self.items.lock().unwrap().entry(stage.to_string()).or_default() += n;
+        *self
+            .items
+            .lock()
+            .unwrap()
+            .entry(stage.to_string())
+            .or_default() += n;
         // Refresh the message every 64 reports, not on every item.
         if self.last.fetch_add(1, Ordering::Relaxed) % 64 == 0 {
             self.refresh(stage);

@@ -17,10 +17,7 @@ use crate::error::{Error, Result};
 /// file, line and column of the offending key.
 pub fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| {
-        let (line, col) = e
-            .span()
-            .map(|s| line_col(text, s.start))
-            .unwrap_or((1, 1));
+        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         let msg = e.message().trim().to_string();
         let hint = if msg.contains("unknown field") {
             "\n  fix: remove or rename the key; pipelines/README.md lists every key and its default"
@@ -144,7 +141,10 @@ mod tests {
     fn changed_keys_and_fingerprint() {
         let a = serde_json::json!({"t": 20000, "lang": {"min": 0.5}, "x": [1, 2]});
         let b = serde_json::json!({"t": 100, "lang": {"min": 0.5}, "x": [1, 2], "new": true});
-        assert_eq!(changed_keys(&a, &b), vec!["new".to_string(), "t".to_string()]);
+        assert_eq!(
+            changed_keys(&a, &b),
+            vec!["new".to_string(), "t".to_string()]
+        );
         assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
         assert_ne!(fingerprint(&a), fingerprint(&b));
     }

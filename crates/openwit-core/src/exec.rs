@@ -154,7 +154,9 @@ impl<'r> Executor<'r> {
     /// Whether `stage` is done with its current configuration.
     pub fn is_up_to_date(&self, stage: &dyn Stage) -> Result<bool> {
         Ok(match self.state.stage(stage.name())? {
-            Some(rec) => rec.state == Status::Done && rec.fingerprint == fingerprint(&stage.config()),
+            Some(rec) => {
+                rec.state == Status::Done && rec.fingerprint == fingerprint(&stage.config())
+            }
             None => false,
         })
     }
@@ -380,8 +382,9 @@ impl<'r> Executor<'r> {
             attempts: self.opts.max_attempts,
             task: REDUCE_TASK.into(),
             error: e,
-            hint: "the stage's tasks are kept; fix the cause and rerun to redo only the reduce step"
-                .into(),
+            hint:
+                "the stage's tasks are kept; fix the cause and rerun to redo only the reduce step"
+                    .into(),
         })
     }
 
@@ -435,16 +438,15 @@ impl<'r> Executor<'r> {
                                     cancel,
                                     jobs,
                                 };
-                                let scratch = workdir
-                                    .join(".scratch")
-                                    .join(name)
-                                    .join(sanitize(&task.id));
+                                let scratch =
+                                    workdir.join(".scratch").join(name).join(sanitize(&task.id));
                                 let _ = remove_any(&scratch);
-                                let res = catch(|| stage.run_task(&ctx, &task)).and_then(|report| {
-                                    commit_outputs(workdir, &ctx)
-                                        .map(|outs| (outs, report))
-                                        .map_err(|e| e.to_string())
-                                });
+                                let res =
+                                    catch(|| stage.run_task(&ctx, &task)).and_then(|report| {
+                                        commit_outputs(workdir, &ctx)
+                                            .map(|outs| (outs, report))
+                                            .map_err(|e| e.to_string())
+                                    });
                                 let _ = remove_any(&scratch);
                                 match res {
                                     Ok((outputs, report)) => {

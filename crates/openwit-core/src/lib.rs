@@ -51,5 +51,7 @@ pub use error::{Error, IoContext, Result};
 pub use exec::{Executor, RunOptions, StageOutcome};
 pub use pipeline::PipelineSettings;
 pub use progress::{NoProgress, Reporter};
-pub use stage::{Drops, REDUCE_TASK, Stage, StageContext, StageList, TaskContext, TaskReport, TaskSpec};
+pub use stage::{
+    Drops, REDUCE_TASK, Stage, StageContext, StageList, TaskContext, TaskReport, TaskSpec,
+};
 pub use state::{RunState, StageRecord, Status, TaskRecord};

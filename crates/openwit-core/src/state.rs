@@ -156,10 +156,12 @@ impl RunState {
                 path.display()
             )));
         }
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| Error::State {
-                path: path.clone(),
-                source: e,
+        let conn =
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
+                Error::State {
+                    path: path.clone(),
+                    source: e,
+                }
             })?;
         let st = RunState { conn, path };
         st.wrap(|c| c.busy_timeout(std::time::Duration::from_secs(30)))?;
@@ -217,7 +219,13 @@ impl RunState {
                  VALUES (?1, ?2, ?3, 'running', ?4, ?5)
                  ON CONFLICT(name) DO UPDATE SET fingerprint = ?2, config = ?3, state = 'running',
                      tasks_total = ?4, started_at = COALESCE(started_at, ?5), error = NULL",
-                params![name, fingerprint, config.to_string(), tasks.len() as i64, now()],
+                params![
+                    name,
+                    fingerprint,
+                    config.to_string(),
+                    tasks.len() as i64,
+                    now()
+                ],
             )?;
             tx.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS planned (task TEXT PRIMARY KEY)",
@@ -229,7 +237,8 @@ impl RunState {
                     "INSERT INTO tasks (stage, task, ord, payload) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(stage, task) DO UPDATE SET ord = ?3, payload = ?4",
                 )?;
-                let mut plan = tx.prepare("INSERT OR IGNORE INTO temp.planned (task) VALUES (?1)")?;
+                let mut plan =
+                    tx.prepare("INSERT OR IGNORE INTO temp.planned (task) VALUES (?1)")?;
                 for (i, t) in tasks.iter().enumerate() {
                     ins.execute(params![name, t.id, i as i64, t.payload.to_string()])?;
                     plan.execute(params![t.id])?;

@@ -51,7 +51,15 @@ pub fn openwit_bin() -> PathBuf {
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "openwit-cli", "--bin", "openwit", "--message-format=json"]);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "openwit-cli",
+            "--bin",
+            "openwit",
+            "--message-format=json",
+        ]);
         if let Ok(f) = std::env::var("OPENWIT_TEST_FEATURES") {
             if !f.is_empty() {
                 cmd.args(["--features", &f]);
@@ -176,7 +184,11 @@ pub fn kill_at(bin: &Path, args: &[&str], cwd: Option<&Path>, seed: u64, within:
             break child.wait().expect("wait");
         }
         // Poll the child's state at a fine grain; this decides *when* to kill, not a result.
-        std::thread::sleep(Duration::from_millis(2).min(at.saturating_sub(t0.elapsed())).max(Duration::from_micros(200)));
+        std::thread::sleep(
+            Duration::from_millis(2)
+                .min(at.saturating_sub(t0.elapsed()))
+                .max(Duration::from_micros(200)),
+        );
     };
     let stderr = err.join().unwrap();
     Run {
@@ -192,7 +204,9 @@ pub fn kill_at(bin: &Path, args: &[&str], cwd: Option<&Path>, seed: u64, within:
 /// the lock, logs and scratch space (which legitimately differ between runs).
 pub fn digest_outputs(workdir: &Path) -> BTreeMap<String, String> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();

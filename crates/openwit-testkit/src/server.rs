@@ -111,7 +111,9 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -432,7 +434,11 @@ async fn write_response(
     if resp.fault == Fault::Close {
         return Ok(false);
     }
-    let body: &[u8] = if req.method == "HEAD" { &[] } else { &resp.body };
+    let body: &[u8] = if req.method == "HEAD" {
+        &[]
+    } else {
+        &resp.body
+    };
     let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     let mut has_len = false;
     for (k, v) in &resp.headers {
@@ -444,8 +450,16 @@ async fn write_response(
     if !has_len {
         head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
     }
-    let reuse = keep_alive && matches!(resp.fault, Fault::None | Fault::Delay { .. } | Fault::SlowBody { .. });
-    head.push_str(if reuse { "Connection: keep-alive\r\n\r\n" } else { "Connection: close\r\n\r\n" });
+    let reuse = keep_alive
+        && matches!(
+            resp.fault,
+            Fault::None | Fault::Delay { .. } | Fault::SlowBody { .. }
+        );
+    head.push_str(if reuse {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
     stream.write_all(head.as_bytes()).await?;
     match resp.fault {
         Fault::SlowBody { chunk, every_ms } => {
@@ -516,7 +530,11 @@ mod tests {
 
     fn get(server: &TestServer, path: &str) -> (String, Vec<u8>) {
         let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         let text = String::from_utf8_lossy(&out).into_owned();
@@ -525,7 +543,10 @@ mod tests {
             .position(|w| w == b"\r\n\r\n")
             .map(|i| i + 4)
             .unwrap_or(out.len());
-        (text[..split.min(text.len())].to_string(), out[split..].to_vec())
+        (
+            text[..split.min(text.len())].to_string(),
+            out[split..].to_vec(),
+        )
     }
 
     #[test]
@@ -558,7 +579,8 @@ mod tests {
         );
         server.route(
             "/r",
-            Response::bytes("image/jpeg", vec![7u8; 100_000]).fault(Fault::ResetAfter { bytes: 10 }),
+            Response::bytes("image/jpeg", vec![7u8; 100_000])
+                .fault(Fault::ResetAfter { bytes: 10 }),
         );
         server.route("/redir", Response::redirect(302, "/t"));
         let (h, b) = get(&server, "/t");
@@ -571,6 +593,9 @@ mod tests {
         let r = s.read_to_end(&mut out);
         assert!(r.is_err() || out.len() < 100_000);
         let (h, _) = get(&server, "/redir");
-        assert!(h.starts_with("HTTP/1.1 302") && h.contains("Location: /t"), "{h}");
+        assert!(
+            h.starts_with("HTTP/1.1 302") && h.contains("Location: /t"),
+            "{h}"
+        );
     }
 }

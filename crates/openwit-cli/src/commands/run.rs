@@ -44,7 +44,11 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
             return Err(openwit_core::Error::Config(format!(
                 "--restart {r}: the pipeline {} has no stage `{r}`; its stages: {}",
                 args.pipeline.display(),
-                stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+                stages
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
             .into());
         }
@@ -120,10 +124,7 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
             workdir.display()
         );
     } else {
-        println!(
-            "finished; see `openwit status {}`",
-            workdir.display()
-        );
+        println!("finished; see `openwit status {}`", workdir.display());
     }
     Ok(())
 }
