@@ -81,6 +81,7 @@ sel!(HTML, "html");
 sel!(TITLE, "title");
 sel!(META, "meta[name][content]");
 sel!(FIGCAPTION, "figcaption");
+sel!(LINKS, "a[href], area[href], frame[src], iframe[src]");
 
 /// Collapses whitespace runs into one space and trims; `None` when empty.
 pub fn clean_text(s: &str) -> Option<String> {
@@ -249,25 +250,88 @@ pub fn resolve_image_url(base: &Url, raw: &str, drops: &mut Drops) -> Option<Str
 /// Extracts images and page metadata from `html` fetched from `page_url`; `x_robots_tags` are
 /// the values of the response's `X-Robots-Tag` headers.
 pub fn extract(html: &str, page_url: &Url, x_robots_tags: &[&str]) -> Extraction {
+    extract_inner(html, page_url, x_robots_tags, false).0
+}
+
+/// [`extract`] plus the page's outgoing links (`<a href>`, `<area href>`, `<frame src>`,
+/// `<iframe src>`; not those with `rel="nofollow"`, none when the page says `nofollow`), resolved
+/// against `<base href>` and the page URL (not yet normalized). Opted-out pages give no images
+/// but still give links unless they also say `nofollow`.
+pub fn extract_with_links(
+    html: &str,
+    page_url: &Url,
+    x_robots_tags: &[&str],
+) -> (Extraction, Vec<Url>) {
+    extract_inner(html, page_url, x_robots_tags, true)
+}
+
+fn says_nofollow(v: &str) -> bool {
+    let lower = v.to_ascii_lowercase();
+    lower.split([',', ';']).any(|p| {
+        let d = p.rsplit(':').next().unwrap_or("").trim();
+        d == "nofollow" || d == "none"
+    })
+}
+
+fn extract_inner(
+    html: &str,
+    page_url: &Url,
+    x_robots_tags: &[&str],
+    want_links: bool,
+) -> (Extraction, Vec<Url>) {
     let mut ex = Extraction::default();
+    let mut links = Vec::new();
+    let mut nofollow = x_robots_tags.iter().any(|v| says_nofollow(v));
     for v in x_robots_tags {
         if let Some(d) = opt_out_directive(v) {
             ex.opted_out = Some(d);
-            return ex;
+            if !want_links || nofollow {
+                return (ex, links);
+            }
         }
     }
-    if !has_img_tag(html.as_bytes()) {
-        return ex;
+    if !want_links && !has_img_tag(html.as_bytes()) {
+        return (ex, links);
     }
     let doc = Html::parse_document(html);
     for m in doc.select(&META) {
         let name = m.value().attr("name").unwrap_or("").trim();
-        if (name.eq_ignore_ascii_case("robots") || name.eq_ignore_ascii_case("openwit"))
-            && let Some(d) = opt_out_directive(m.value().attr("content").unwrap_or(""))
-        {
-            ex.opted_out = Some(d);
-            return ex;
+        if name.eq_ignore_ascii_case("robots") || name.eq_ignore_ascii_case("openwit") {
+            let content = m.value().attr("content").unwrap_or("");
+            nofollow |= says_nofollow(content);
+            if let Some(d) = opt_out_directive(content) {
+                ex.opted_out = Some(d);
+            }
         }
+    }
+    let base = doc
+        .select(&BASE)
+        .next()
+        .and_then(|b| b.value().attr("href"))
+        .and_then(|h| page_url.join(h.trim()).ok())
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .unwrap_or_else(|| page_url.clone());
+    if want_links && !nofollow {
+        for a in doc.select(&LINKS) {
+            let el = a.value();
+            if el.attr("rel").is_some_and(|r| {
+                r.split_whitespace()
+                    .any(|t| t.eq_ignore_ascii_case("nofollow"))
+            }) {
+                continue;
+            }
+            let Some(h) = el.attr("href").or_else(|| el.attr("src")) else {
+                continue;
+            };
+            if let Ok(u) = base.join(h.trim())
+                && matches!(u.scheme(), "http" | "https")
+            {
+                links.push(u);
+            }
+        }
+    }
+    if ex.opted_out.is_some() {
+        return (ex, links);
     }
     ex.lang = doc
         .select(&HTML)
@@ -279,14 +343,6 @@ pub fn extract(html: &str, page_url: &Url, x_robots_tags: &[&str]) -> Extraction
         .select(&TITLE)
         .next()
         .and_then(|t| clean_text(&t.text().collect::<String>()));
-    let base = doc
-        .select(&BASE)
-        .next()
-        .and_then(|b| b.value().attr("href"))
-        .and_then(|h| page_url.join(h.trim()).ok())
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .unwrap_or_else(|| page_url.clone());
-
     let mut seen = HashSet::new();
     for img in doc.select(&IMG) {
         let el = img.value();
@@ -320,7 +376,7 @@ pub fn extract(html: &str, page_url: &Url, x_robots_tags: &[&str]) -> Extraction
             height,
         });
     }
-    ex
+    (ex, links)
 }
 
 /// Where a page came from, for the rows it gives.
@@ -559,6 +615,37 @@ mod tests {
         assert_eq!(drops.get("no_caption"), 1);
         assert_eq!(rows[0].page_lang.as_deref(), Some("en"));
         assert_eq!(rows[0].fetch_time, Some(5));
+    }
+
+    #[test]
+    fn links_and_nofollow() {
+        let html = r#"<base href="/docs/"><a href="a.html#x">a</a><a href="mailto:x@y">m</a>
+            <a href="/b.html" rel="nofollow">b</a><area href="c.html"><iframe src="https://o.example/f"></iframe>"#;
+        let (_, links) = extract_with_links(html, &page(), &[]);
+        let l: Vec<String> = links.iter().map(|u| u.to_string()).collect();
+        assert_eq!(
+            l,
+            [
+                "https://www.example.org/docs/a.html#x",
+                "https://www.example.org/docs/c.html",
+                "https://o.example/f"
+            ]
+        );
+        let (_, links) = extract_with_links(
+            &format!("<meta name=robots content='noindex, nofollow'>{html}"),
+            &page(),
+            &[],
+        );
+        assert!(links.is_empty());
+        let (e, links) = extract_with_links(
+            &format!("<meta name=robots content=noai>{html}<img src=x.jpg alt=x>"),
+            &page(),
+            &[],
+        );
+        assert!(e.opted_out.is_some() && e.images.is_empty());
+        assert_eq!(links.len(), 3);
+        let (_, links) = extract_with_links(html, &page(), &["otherbot: none"]);
+        assert!(links.is_empty());
     }
 
     #[test]

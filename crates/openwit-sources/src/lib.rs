@@ -1,5 +1,7 @@
 //! `openwit-sources`: candidate (image URL, text) pairs from the web.
 pub mod candidate;
+pub mod crawl;
+pub mod demo_site;
 pub mod error;
 pub mod extract;
 pub mod fixtures;
