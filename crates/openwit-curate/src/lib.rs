@@ -10,7 +10,7 @@
 //! ```
 //! use openwit_curate::Matcher;
 //! let m = Matcher::new(&["dog", "hot dog", "New York"]).unwrap();
-//! let (mut buf, mut ids) = (String::new(), Vec::new());
+//! let (mut buf, mut ids) = (Default::default(), Vec::new());
 //! m.find("A hot dog in New York.", &mut buf, &mut ids);
 //! assert_eq!(ids, vec![0, 1, 2]);
 //! ```
@@ -31,6 +31,6 @@ pub use config::{
     BalanceConfig, CurateConfig, DedupMode, LanguageConfig, QualityConfig, RebalanceConfig,
 };
 pub use error::CurateError;
-pub use matcher::Matcher;
+pub use matcher::{MatchEngine, Matcher};
 pub use rebalance::BalanceStage;
 pub use stage::CurateStage;

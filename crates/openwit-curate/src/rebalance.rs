@@ -138,7 +138,7 @@ impl Stage for BalanceStage {
         let mut w = table::writer(&out, map_schema(), false)?;
         let mut report = TaskReport::default();
         let mut drops = Drops::default();
-        let (mut buf, mut ids) = (String::new(), Vec::new());
+        let (mut buf, mut ids) = (crate::matcher::Scratch::default(), Vec::new());
         for batch in reader {
             if ctx.cancelled() {
                 return Err(Error::Interrupted);

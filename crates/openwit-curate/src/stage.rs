@@ -270,7 +270,7 @@ impl Stage for CurateStage {
         let mut report = TaskReport::default();
         let mut drops = Drops::default();
         let mut row = chunk.first_row;
-        let (mut buf, mut ids) = (String::new(), Vec::new());
+        let (mut buf, mut ids) = (crate::matcher::Scratch::default(), Vec::new());
         let engine = self.cfg.language.engine;
         let keep_langs = &self.cfg.language.keep;
         for batch in reader {
