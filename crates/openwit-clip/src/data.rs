@@ -230,7 +230,6 @@ pub struct Batch {
 
 struct Job {
     index: u64,
-    epoch: u64,
     samples: Vec<RawSample>,
     position: Position,
 }
@@ -362,7 +361,6 @@ fn reader(
     let mut skip = from.sample;
     let mut index = 0u64;
     let mut batch: Vec<RawSample> = Vec::with_capacity(cfg.batch_size);
-    let mut batch_epoch = epoch;
     loop {
         let mut order = cfg.shards.clone();
         let mut rng = epoch_rng(cfg.seed, epoch, 1);
@@ -372,21 +370,17 @@ fn reader(
         let mut buffer: Vec<RawSample> = Vec::new();
         let mut in_epoch = 0u64;
         let mut any = false;
-        let mut emit = |s: RawSample, batch: &mut Vec<RawSample>, batch_epoch: &mut u64| -> bool {
+        let mut emit = |s: RawSample, batch: &mut Vec<RawSample>| -> bool {
             any = true;
             in_epoch += 1;
             if skip > 0 {
                 skip -= 1;
                 return true;
             }
-            if batch.is_empty() {
-                *batch_epoch = epoch;
-            }
             batch.push(s);
             if batch.len() == cfg.batch_size {
                 let job = Job {
                     index,
-                    epoch: *batch_epoch,
                     samples: std::mem::take(batch),
                     position: Position {
                         epoch,
@@ -405,7 +399,7 @@ fn reader(
         for shard in &order {
             read_tar(shard, &mut local, |s| {
                 if !cfg.train || cfg.shuffle_buffer <= 1 {
-                    alive = emit(s, &mut batch, &mut batch_epoch);
+                    alive = emit(s, &mut batch);
                     return alive;
                 }
                 if buffer.len() < cfg.shuffle_buffer {
@@ -414,7 +408,7 @@ fn reader(
                 }
                 let i = rng.random_range(0..buffer.len());
                 let out = std::mem::replace(&mut buffer[i], s);
-                alive = emit(out, &mut batch, &mut batch_epoch);
+                alive = emit(out, &mut batch);
                 alive
             });
             if !alive {
@@ -424,7 +418,7 @@ fn reader(
         while !buffer.is_empty() {
             let i = rng.random_range(0..buffer.len());
             let s = buffer.swap_remove(i);
-            if !emit(s, &mut batch, &mut batch_epoch) {
+            if !emit(s, &mut batch) {
                 return;
             }
         }
@@ -438,7 +432,6 @@ fn reader(
             if !batch.is_empty() {
                 let job = Job {
                     index,
-                    epoch,
                     samples: std::mem::take(&mut batch),
                     position: Position {
                         epoch,
@@ -521,7 +514,8 @@ fn make_batch(cfg: &LoaderConfig, tok: &Tokenizer, job: Job, drops: &Mutex<Drops
     let mut texts = Vec::with_capacity(job.samples.len());
     let mut classes = Vec::new();
     let mut bad = 0;
-    let mut rng = epoch_rng(cfg.seed, job.epoch, 2 + job.index);
+    // Seeded by where the batch ends in its epoch, which a resumed stream reproduces.
+    let mut rng = epoch_rng(cfg.seed, job.position.epoch, 2 + job.position.sample);
     for sample in job.samples {
         let img = if cfg.train {
             transform(&sample.image, s, Some(&mut rng))

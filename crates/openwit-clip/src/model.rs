@@ -815,6 +815,16 @@ impl Clip {
         }
     }
 
+    /// Builds the model with libtorch's generator seeded with `seed`. libtorch's generator is
+    /// global to the process: the seeding and the initialization hold a lock, so models built at
+    /// the same time on other threads cannot change each other's weights.
+    pub fn new_seeded(config: &ModelConfig, device: tch::Device, seed: u64) -> Clip {
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(seed as i64);
+        Clip::new(config, device)
+    }
+
     pub fn device(&self) -> tch::Device {
         self.vs.device()
     }

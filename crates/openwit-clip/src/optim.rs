@@ -217,6 +217,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn matches_a_plain_adamw_on_one_tensor() {
         let p = Tensor::from_slice(&[1.0f32, -2.0, 3.0])
             .reshape([3, 1])

@@ -1,1 +1,361 @@
-//! stage
+//! The `train` and `eval` stages.
+//!
+//! `train` is one task: it trains into `WORKDIR/train/` (checkpoints, `metrics.jsonl`,
+//! `curves.svg` are written there as training goes, so a killed run resumes from its newest
+//! checkpoint) and commits `model.safetensors` (OpenCLIP names) and `train.json` when done.
+//! `eval` loads those weights (or any safetensors given with a model preset) and writes
+//! `results.json` and `results.txt`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openwit_core::{
+    Error, PipelineSettings, Result, Stage, StageContext, TaskContext, TaskReport, TaskSpec,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::data::resolve_shards;
+use crate::eval::{
+    DEFAULT_TEMPLATES, EvalReport, read_image_folder, retrieval_shards, zero_shot_samples,
+    zero_shot_shards,
+};
+use crate::model::{Clip, ModelConfig};
+use crate::tokenizer::Tokenizer;
+use crate::train::{Hooks, TrainConfig, TrainSummary, train};
+
+/// The `train` stage.
+pub struct TrainStage {
+    cfg: TrainConfig,
+    seed: u64,
+    base: PathBuf,
+}
+
+impl TrainStage {
+    /// `base`: the pipeline file's folder (relative shard paths are resolved against it).
+    pub fn new(cfg: TrainConfig, pipeline: &PipelineSettings, base: &Path) -> Result<TrainStage> {
+        cfg.validate()?;
+        Ok(TrainStage {
+            cfg,
+            seed: pipeline.seed,
+            base: base.to_path_buf(),
+        })
+    }
+}
+
+fn shard_list(patterns: &[String], base: &Path, upstream: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+    if patterns.is_empty() {
+        let tars: Vec<PathBuf> = upstream
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+            .collect();
+        if tars.is_empty() {
+            return Err(Error::Config(
+                "[train] has no `shards` and the `download` stage has no shards; run `openwit download` first or set `shards = [\"path/{00000..00009}.tar\"]`".into(),
+            ));
+        }
+        return Ok(tars);
+    }
+    Ok(resolve_shards(patterns, base)?)
+}
+
+impl Stage for TrainStage {
+    fn name(&self) -> &str {
+        "train"
+    }
+
+    fn upstream(&self) -> Vec<String> {
+        if self.cfg.shards.is_empty() {
+            vec!["download".into()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn config(&self) -> Value {
+        let mut v = serde_json::to_value(&self.cfg).unwrap();
+        if let Some(o) = v.as_object_mut() {
+            // Speed settings do not change what is trained.
+            for k in ["workers", "prefetch", "threads", "device", "vocab"] {
+                o.remove(k);
+            }
+            o.insert("seed".into(), json!(self.seed));
+        }
+        v
+    }
+
+    fn plan(&self, _ctx: &StageContext<'_>) -> Result<Vec<TaskSpec>> {
+        Ok(vec![TaskSpec::new("train", Value::Null)])
+    }
+
+    fn max_parallel(&self, _jobs: usize) -> usize {
+        1
+    }
+
+    fn run_task(&self, ctx: &TaskContext<'_>, _task: &TaskSpec) -> Result<TaskReport> {
+        let shards = shard_list(
+            &self.cfg.shards,
+            &self.base,
+            ctx.upstream_outputs("download"),
+        )?;
+        let out = ctx.stage_dir();
+        let cancelled = || ctx.cancelled();
+        let progress = |n| ctx.progress(n);
+        let hooks = Hooks {
+            cancelled: &cancelled,
+            progress: &progress,
+            stop_after: None,
+        };
+        let summary = train(&self.cfg, shards, &out, self.seed, &hooks)?;
+        let model_out = ctx.output_path("model.safetensors")?;
+        std::fs::copy(&summary.weights, &model_out).map_err(|e| Error::io(&model_out, e))?;
+        let mcfg = ModelConfig::preset_or_err(&self.cfg.model)?;
+        let mut f = ctx.create_output("train.json")?;
+        serde_json::to_writer_pretty(&mut f, &json!({"model": mcfg, "summary": summary}))
+            .map_err(|e| Error::Stage(e.to_string()))?;
+        use std::io::Write;
+        f.flush()
+            .map_err(|e| Error::io(out.join("train.json"), e))?;
+        tracing::info!(
+            steps = summary.steps,
+            loss = summary.final_loss,
+            samples_per_s = summary.samples_per_s,
+            data_wait = summary.mean_data_wait,
+            "training done"
+        );
+        Ok(TaskReport {
+            items_in: summary.samples_seen,
+            items_out: summary.steps,
+            drops: summary.drops.clone(),
+            extra: serde_json::to_value(&summary).unwrap(),
+        })
+    }
+
+    fn summary(
+        &self,
+        _ctx: &StageContext<'_>,
+        tasks: &[openwit_core::TaskRecord],
+    ) -> Option<String> {
+        let t = tasks.first()?;
+        let s: TrainSummary = serde_json::from_value(t.extra.clone()).ok()?;
+        Some(format!(
+            "trained {} for {} steps ({} samples): final loss {:.4}, {:.1} samples/s, data wait {:.1}%",
+            s.model,
+            s.steps,
+            s.samples_seen,
+            s.final_loss,
+            s.samples_per_s,
+            100.0 * s.mean_data_wait
+        ))
+    }
+}
+
+fn default_templates() -> Vec<String> {
+    DEFAULT_TEMPLATES.iter().map(|s| s.to_string()).collect()
+}
+fn default_eval_batch() -> usize {
+    256
+}
+fn default_device() -> String {
+    "auto".into()
+}
+
+/// The `[eval]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Weights to evaluate (safetensors, OpenCLIP names). Default: the `train` stage's model.
+    #[serde(default)]
+    pub weights: Option<String>,
+    /// The model preset of `weights` (default: the one `train` used).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Class names, in class-index order (needed with `shards`; a `folder` names its classes).
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Prompt templates, `{}` = the class name.
+    #[serde(default = "default_templates")]
+    pub templates: Vec<String>,
+    /// A labelled image folder: one sub-folder per class.
+    #[serde(default)]
+    pub folder: Option<String>,
+    /// Shards whose samples hold a `.cls` class index, for zero-shot classification.
+    #[serde(default)]
+    pub shards: Vec<String>,
+    /// Held-out shards for image-text retrieval.
+    #[serde(default)]
+    pub retrieval_shards: Vec<String>,
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
+    #[serde(default = "default_device")]
+    pub device: String,
+    #[serde(default)]
+    pub workers: Option<usize>,
+    #[serde(default)]
+    pub vocab: Option<PathBuf>,
+}
+
+/// The `eval` stage.
+pub struct EvalStage {
+    cfg: EvalConfig,
+    base: PathBuf,
+}
+
+impl EvalStage {
+    pub fn new(cfg: EvalConfig, _pipeline: &PipelineSettings, base: &Path) -> Result<EvalStage> {
+        if cfg.folder.is_none() && cfg.shards.is_empty() && cfg.retrieval_shards.is_empty() {
+            return Err(Error::Config(
+                "[eval] needs something to evaluate: `folder` (a labelled image folder), `shards` + `classes` (zero-shot on shards with .cls), or `retrieval_shards`".into(),
+            ));
+        }
+        if !cfg.shards.is_empty() && cfg.classes.is_empty() {
+            return Err(Error::Config(
+                "[eval] `shards` needs `classes = [\"name of class 0\", ...]` in class-index order"
+                    .into(),
+            ));
+        }
+        if cfg.weights.is_some() && cfg.model.is_none() {
+            return Err(Error::Config(
+                "[eval] `weights` needs `model` (its preset, e.g. \"ViT-B-32\")".into(),
+            ));
+        }
+        if let Some(m) = &cfg.model {
+            ModelConfig::preset_or_err(m)?;
+        }
+        Ok(EvalStage {
+            cfg,
+            base: base.to_path_buf(),
+        })
+    }
+}
+
+impl Stage for EvalStage {
+    fn name(&self) -> &str {
+        "eval"
+    }
+
+    fn upstream(&self) -> Vec<String> {
+        if self.cfg.weights.is_none() {
+            vec!["train".into()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn config(&self) -> Value {
+        let mut v = serde_json::to_value(&self.cfg).unwrap();
+        if let Some(o) = v.as_object_mut() {
+            for k in ["workers", "device", "vocab", "batch_size"] {
+                o.remove(k);
+            }
+        }
+        v
+    }
+
+    fn plan(&self, _ctx: &StageContext<'_>) -> Result<Vec<TaskSpec>> {
+        Ok(vec![TaskSpec::new("eval", Value::Null)])
+    }
+
+    fn max_parallel(&self, _jobs: usize) -> usize {
+        1
+    }
+
+    fn run_task(&self, ctx: &TaskContext<'_>, _task: &TaskSpec) -> Result<TaskReport> {
+        let device = crate::parse_device(&self.cfg.device)?;
+        let (weights, mcfg) = match &self.cfg.weights {
+            Some(w) => (
+                self.base.join(w),
+                ModelConfig::preset_or_err(self.cfg.model.as_deref().unwrap_or(""))?,
+            ),
+            None => {
+                let tdir = ctx.workdir.join("train");
+                let tj = tdir.join("train.json");
+                let v: Value =
+                    serde_json::from_slice(&std::fs::read(&tj).map_err(|e| Error::io(&tj, e))?)
+                        .map_err(|e| Error::Stage(format!("{}: {e}", tj.display())))?;
+                let m: ModelConfig = match &self.cfg.model {
+                    Some(p) => ModelConfig::preset_or_err(p)?,
+                    None => serde_json::from_value(v["model"].clone())
+                        .map_err(|e| Error::Stage(format!("{}: {e}", tj.display())))?,
+                };
+                (tdir.join("model.safetensors"), m)
+            }
+        };
+        let mut model = Clip::new(&mcfg, device);
+        model.load(&weights)?;
+        let tok = Arc::new(match &self.cfg.vocab {
+            Some(p) => Tokenizer::from_file(p)?,
+            None => Tokenizer::from_default()?,
+        });
+        let workers = self.cfg.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
+        let mut report = EvalReport {
+            model: mcfg.name.clone(),
+            weights: weights.display().to_string(),
+            ..Default::default()
+        };
+        if let Some(folder) = &self.cfg.folder {
+            let (names, samples) = read_image_folder(&self.base.join(folder))?;
+            let classes = if self.cfg.classes.is_empty() {
+                names
+            } else {
+                self.cfg.classes.clone()
+            };
+            report.zero_shot = Some(zero_shot_samples(
+                &model,
+                &tok,
+                &classes,
+                &self.cfg.templates,
+                &samples,
+                self.cfg.batch_size,
+            )?);
+        } else if !self.cfg.shards.is_empty() {
+            let shards = resolve_shards(&self.cfg.shards, &self.base)?;
+            report.zero_shot = Some(zero_shot_shards(
+                &model,
+                tok.clone(),
+                &self.cfg.classes,
+                &self.cfg.templates,
+                shards,
+                self.cfg.batch_size,
+                workers,
+            )?);
+        }
+        if !self.cfg.retrieval_shards.is_empty() {
+            let shards = resolve_shards(&self.cfg.retrieval_shards, &self.base)?;
+            report.retrieval = Some(retrieval_shards(
+                &model,
+                tok,
+                shards,
+                self.cfg.batch_size,
+                workers,
+            )?);
+        }
+        let mut f = ctx.create_output("results.json")?;
+        serde_json::to_writer_pretty(&mut f, &report).map_err(|e| Error::Stage(e.to_string()))?;
+        drop(f);
+        let table = report.table();
+        let tp = ctx.output_path("results.txt")?;
+        std::fs::write(&tp, &table).map_err(|e| Error::io(&tp, e))?;
+        let n = report.zero_shot.as_ref().map(|z| z.images).unwrap_or(0)
+            + report.retrieval.as_ref().map(|r| r.pairs).unwrap_or(0);
+        Ok(TaskReport {
+            items_in: n,
+            items_out: n,
+            extra: serde_json::to_value(&report).unwrap(),
+            ..Default::default()
+        })
+    }
+
+    fn summary(
+        &self,
+        _ctx: &StageContext<'_>,
+        tasks: &[openwit_core::TaskRecord],
+    ) -> Option<String> {
+        let r: EvalReport = serde_json::from_value(tasks.first()?.extra.clone()).ok()?;
+        Some(r.table())
+    }
+}

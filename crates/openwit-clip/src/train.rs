@@ -371,8 +371,7 @@ pub fn train(
         None => Tokenizer::from_default()?,
     });
 
-    tch::manual_seed(seed as i64);
-    let mut model = Clip::new(&mcfg, device);
+    let mut model = Clip::new_seeded(&mcfg, device, seed);
     if let Some(w) = &cfg.init_weights {
         model.load(w)?;
     }

@@ -1,0 +1,102 @@
+//! Training throughput of the CLIP trainer: `synthetic` (random tensors already on the device:
+//! model + loss + optimizer only) or `shards` (the whole trainer, data pipeline included, on
+//! generated JPEG shards). Prints one JSON line per mode. Used by `scripts/gpu-bench.sh`.
+//!
+//!   cargo run --release -p openwit-clip --example bench -- MODEL BATCH STEPS DEVICE PRECISION MODE [SHARD_DIR]
+
+use std::time::Instant;
+
+use openwit_clip::loss::{clamp_logit_scale, clip_loss};
+use openwit_clip::optim::{AdamW, AdamWConfig};
+use openwit_clip::train::{Hooks, TrainConfig, synthetic_batch, train};
+use openwit_clip::{Clip, Fwd, ModelConfig, Precision, parse_device};
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    if a.len() < 7 {
+        eprintln!("usage: bench MODEL BATCH STEPS DEVICE PRECISION synthetic|shards [SHARD_DIR]");
+        std::process::exit(2);
+    }
+    let (model, batch, steps, device, precision, mode) = (
+        a[1].as_str(),
+        a[2].parse::<i64>().unwrap(),
+        a[3].parse::<u64>().unwrap(),
+        a[4].as_str(),
+        a[5].as_str(),
+        a[6].as_str(),
+    );
+    let dev = parse_device(device).unwrap();
+    let mcfg = ModelConfig::preset(model).expect("unknown model");
+    let warm = 5u64.min(steps / 2);
+    match mode {
+        "synthetic" => {
+            tch::manual_seed(0);
+            let m = Clip::new(&mcfg, dev);
+            let mut opt = AdamW::new(m.named_parameters(), AdamWConfig::default());
+            let prec = if precision == "bf16" {
+                Precision::Bf16
+            } else {
+                Precision::Fp32
+            };
+            let f = Fwd {
+                precision: prec,
+                train: true,
+            };
+            let size = mcfg.vision.image_size();
+            let (images, tokens) = synthetic_batch(batch, size, mcfg.text.context_length, dev);
+            let images = openwit_clip::data::normalize_images(&images, dev);
+            let mut t0 = Instant::now();
+            for s in 0..steps {
+                if s == warm {
+                    if let tch::Device::Cuda(i) = dev {
+                        tch::Cuda::synchronize(i as i64);
+                    }
+                    t0 = Instant::now();
+                }
+                let (i, t, sc) = m.forward(&images, &tokens, f);
+                let loss = clip_loss(&i, &t, &sc);
+                loss.backward();
+                opt.step(1e-4, 1.0, 1.0);
+                clamp_logit_scale(&m.logit_scale);
+                opt.zero_grad();
+            }
+            if let tch::Device::Cuda(i) = dev {
+                tch::Cuda::synchronize(i as i64);
+            }
+            let dt = t0.elapsed().as_secs_f64();
+            let sps = ((steps - warm) as f64 * batch as f64) / dt;
+            println!(
+                "{}",
+                serde_json::json!({"impl": "openwit-clip", "mode": "synthetic", "model": model, "batch": batch,
+                    "precision": precision, "device": device, "samples_per_s": sps, "step_ms": 1000.0 * dt / (steps - warm) as f64})
+            );
+        }
+        "shards" => {
+            let dir = std::path::PathBuf::from(a.get(7).expect("shards mode needs SHARD_DIR"));
+            let out = tempfile_dir();
+            let cfg: TrainConfig = serde_json::from_value(serde_json::json!({
+                "model": model, "steps": steps, "batch_size": batch, "device": device,
+                "precision": precision, "checkpoint_every": steps + 1, "shards": [dir.display().to_string()],
+                "warmup": 1,
+            }))
+            .unwrap();
+            let shards =
+                openwit_clip::data::resolve_shards(&cfg.shards, std::path::Path::new(".")).unwrap();
+            let s = train(&cfg, shards, &out, 0, &Hooks::default()).unwrap();
+            println!(
+                "{}",
+                serde_json::json!({"impl": "openwit-clip", "mode": "shards", "model": model, "batch": batch,
+                    "precision": precision, "device": device, "samples_per_s": s.samples_per_s,
+                    "data_wait": s.mean_data_wait, "note": "includes the final checkpoint write"})
+            );
+            let _ = std::fs::remove_dir_all(&out);
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("openwit-clip-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}

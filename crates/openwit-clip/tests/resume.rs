@@ -1,0 +1,219 @@
+//! `kill -9` during training and a rerun continue from the last checkpoint, with the loss curve
+//! continuing (no step missing or repeated, the same losses as an uninterrupted run); and the
+//! `train` and `eval` stages run through the executor.
+
+use std::path::Path;
+use std::process::Command;
+
+use openwit_clip::stage::{EvalConfig, EvalStage, TrainStage};
+use openwit_clip::synth::{class_names, write_shards};
+use openwit_clip::tokenizer::Tokenizer;
+use openwit_clip::train::{Hooks, TrainConfig, read_metrics, train};
+use openwit_core::{Executor, PipelineSettings, RunOptions, StageOutcome};
+
+const STEPS: u64 = 40;
+
+fn config() -> TrainConfig {
+    serde_json::from_value(serde_json::json!({
+        "model": "tiny-vit",
+        "steps": STEPS,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "warmup": 5,
+        "checkpoint_every": 10,
+        "device": "cpu",
+        "workers": 2,
+        "shuffle_buffer": 64,
+        "threads": 1,
+    }))
+    .unwrap()
+}
+
+fn shards(dir: &Path) -> Vec<std::path::PathBuf> {
+    write_shards(dir, 2, 150, 40, 5).unwrap()
+}
+
+fn have_vocab() -> bool {
+    let ok = Tokenizer::default_vocab_path().is_ok();
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "CI must have the vocabulary"
+    );
+    ok
+}
+
+/// The training process the parent kills (runs only when the parent sets the variable).
+#[test]
+fn child_training_process() {
+    let Some(out) = std::env::var_os("OPENWIT_CLIP_CHILD_OUT") else {
+        return;
+    };
+    let out = Path::new(&out);
+    let _ = train(
+        &config(),
+        shards(&out.join("shards")),
+        &out.join("run"),
+        3,
+        &Hooks::default(),
+    );
+}
+
+#[test]
+fn kill_9_then_rerun_continues_the_curve() {
+    if !have_vocab() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Uninterrupted reference run.
+    let reference = dir.path().join("reference");
+    train(
+        &config(),
+        shards(&dir.path().join("shards")),
+        &reference,
+        3,
+        &Hooks::default(),
+    )
+    .unwrap();
+    let want = read_metrics(&reference.join("metrics.jsonl")).unwrap();
+
+    // A child process trains; once it has written the checkpoint of step 20, kill -9 it.
+    let child_dir = dir.path().join("child");
+    std::fs::create_dir_all(&child_dir).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_training_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("OPENWIT_CLIP_CHILD_OUT", &child_dir)
+        .spawn()
+        .unwrap();
+    let ckpt = child_dir.join("run/checkpoints/step-00000020/state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    while !ckpt.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the training child exited early: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after 900 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = read_metrics(&child_dir.join("run/metrics.jsonl")).unwrap();
+    assert!(
+        before.len() >= 20 && (before.len() as u64) < STEPS,
+        "{} steps before the kill",
+        before.len()
+    );
+
+    // Rerun in this process: resumes from the newest checkpoint and finishes.
+    let s = train(
+        &config(),
+        shards(&child_dir.join("shards")),
+        &child_dir.join("run"),
+        3,
+        &Hooks::default(),
+    )
+    .unwrap();
+    let resumed = s.resumed_from.expect("the rerun must resume");
+    assert!(resumed >= 20, "resumed from {resumed}");
+    let got = read_metrics(&child_dir.join("run/metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = got.iter().map(|m| m.step).collect();
+    assert_eq!(
+        steps,
+        (0..STEPS).collect::<Vec<_>>(),
+        "every step exactly once"
+    );
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g.loss - w.loss).abs() < 1e-3 * w.loss.abs().max(1.0),
+            "step {}: loss {} after resume, {} uninterrupted",
+            g.step,
+            g.loss,
+            w.loss
+        );
+    }
+    assert!(
+        !child_dir
+            .join("run/checkpoints")
+            .read_dir()
+            .unwrap()
+            .any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".partial")
+            })
+    );
+}
+
+#[test]
+fn train_and_eval_stages_run_in_the_executor() {
+    if !have_vocab() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_shards(&dir.path().join("shards"), 2, 100, 40, 11).unwrap();
+    write_shards(&dir.path().join("heldout"), 1, 60, 40, 12).unwrap();
+    let mut cfg = config();
+    cfg.steps = 8;
+    cfg.shards = vec!["shards/{00000..00001}.tar".into()];
+    let settings = PipelineSettings::default();
+    let train_stage = TrainStage::new(cfg, &settings, dir.path()).unwrap();
+    let eval_cfg: EvalConfig = serde_json::from_value(serde_json::json!({
+        "classes": class_names(),
+        "shards": ["heldout"],
+        "retrieval_shards": ["heldout/00000.tar"],
+        "device": "cpu",
+        "workers": 2,
+    }))
+    .unwrap();
+    let eval_stage = EvalStage::new(eval_cfg, &settings, dir.path()).unwrap();
+    let work = dir.path().join("work");
+    let mut ex = Executor::new(
+        &work,
+        RunOptions {
+            jobs: 1,
+            max_attempts: 1,
+        },
+        &openwit_core::NoProgress,
+    )
+    .unwrap();
+    assert!(matches!(
+        ex.run_stage(&train_stage).unwrap(),
+        StageOutcome::Ran { .. }
+    ));
+    assert!(work.join("train/model.safetensors").exists());
+    assert!(work.join("train/curves.svg").exists());
+    assert_eq!(
+        read_metrics(&work.join("train/metrics.jsonl"))
+            .unwrap()
+            .len(),
+        8
+    );
+    assert!(matches!(
+        ex.run_stage(&eval_stage).unwrap(),
+        StageOutcome::Ran { .. }
+    ));
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("eval/results.json")).unwrap()).unwrap();
+    assert_eq!(results["zero_shot"]["images"], 60);
+    assert_eq!(results["retrieval"]["pairs"], 60);
+    let table = std::fs::read_to_string(work.join("eval/results.txt")).unwrap();
+    assert!(table.contains("top-1") && table.contains("R@10"), "{table}");
+    assert_eq!(ex.run_stage(&train_stage).unwrap(), StageOutcome::UpToDate);
+
+    // A bad table is a configuration error naming the fix.
+    let bad: EvalConfig =
+        serde_json::from_value(serde_json::json!({"shards": ["heldout"]})).unwrap();
+    let err = EvalStage::new(bad, &settings, dir.path()).err().unwrap();
+    assert!(
+        err.is_usage() && err.to_string().contains("classes"),
+        "{err}"
+    );
+}
