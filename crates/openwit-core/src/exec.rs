@@ -550,10 +550,10 @@ fn commit_outputs(workdir: &Path, ctx: &TaskContext<'_>) -> Result<Vec<String>> 
             remove_any(fin)?;
         }
         std::fs::rename(temp, fin).at(fin)?;
-        if let Some(p) = fin.parent() {
-            if !parents.iter().any(|q: &PathBuf| q == p) {
-                parents.push(p.to_path_buf());
-            }
+        if let Some(p) = fin.parent()
+            && !parents.iter().any(|q: &PathBuf| q == p)
+        {
+            parents.push(p.to_path_buf());
         }
         let rel = fin.strip_prefix(workdir).unwrap_or(fin);
         rels.push(rel.to_string_lossy().into_owned());
