@@ -42,7 +42,7 @@ impl Run {
 pub type Killed = bool;
 
 /// The `openwit` binary of this workspace, built (once per test process) with `cargo build`.
-/// Set `OPENWIT_BIN` to use another binary; `OPENWIT_TEST_FEATURES` adds cargo features.
+/// Set `OPENWIT_BIN` to use another binary; `OPENWIT_TEST_FEATURES` (or `OPENWIT_FEATURES`) adds cargo features.
 pub fn openwit_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -60,10 +60,12 @@ pub fn openwit_bin() -> PathBuf {
             "openwit",
             "--message-format=json",
         ]);
-        if let Ok(f) = std::env::var("OPENWIT_TEST_FEATURES") {
-            if !f.is_empty() {
-                cmd.args(["--features", &f]);
-            }
+        // The same features as the test suite's build (scripts/test.sh exports OPENWIT_FEATURES).
+        let features = std::env::var("OPENWIT_TEST_FEATURES")
+            .or_else(|_| std::env::var("OPENWIT_FEATURES"))
+            .unwrap_or_default();
+        if !features.is_empty() {
+            cmd.args(["--features", &features]);
         }
         let out = cmd
             .stderr(Stdio::inherit())
@@ -72,12 +74,12 @@ pub fn openwit_bin() -> PathBuf {
         assert!(out.status.success(), "cargo build of openwit failed");
         let text = String::from_utf8_lossy(&out.stdout);
         for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if v["reason"] == "compiler-artifact" && v["target"]["name"] == "openwit" {
-                    if let Some(exe) = v["executable"].as_str() {
-                        return PathBuf::from(exe);
-                    }
-                }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && v["reason"] == "compiler-artifact"
+                && v["target"]["name"] == "openwit"
+                && let Some(exe) = v["executable"].as_str()
+            {
+                return PathBuf::from(exe);
             }
         }
         panic!("cargo build did not report the openwit executable");
