@@ -290,12 +290,12 @@ pub fn collect(workdir: &Path) -> ReportData {
     }
 
     // Index.
-    if workdir.join(crate::INDEX_DIR).is_dir() {
-        if let Ok(set) = crate::IndexSet::open(workdir) {
-            d.indexed = Some((set.num_docs(), set.shards().len()));
-            for (p, e) in &set.skipped {
-                d.problems.push((p.clone(), e.clone()));
-            }
+    if workdir.join(crate::INDEX_DIR).is_dir()
+        && let Ok(set) = crate::IndexSet::open(workdir)
+    {
+        d.indexed = Some((set.num_docs(), set.shards().len()));
+        for (p, e) in &set.skipped {
+            d.problems.push((p.clone(), e.clone()));
         }
     }
 
