@@ -12,7 +12,12 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Exit codes: 0 success, 1 the run failed, 2 bad usage or configuration.
 #[derive(Debug, Parser)]
-#[command(name = "openwit", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "openwit",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -24,6 +29,10 @@ pub enum Command {
     Run(StageArgs),
     /// Show, per stage, its state, tasks done/total, items in/out, drops by reason and elapsed time.
     Status(StatusArgs),
+    /// Search the caption index of a workdir: ranked matches with shard, key, caption and url.
+    Search(SearchArgs),
+    /// Serve a local web UI over a workdir: search, thumbnails, sample details, the report.
+    Serve(ServeArgs),
     /// One stage of the pipeline (listed below).
     #[command(external_subcommand)]
     Stage(Vec<OsString>),
@@ -59,4 +68,39 @@ pub struct StatusArgs {
     /// Print JSON for scripts instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `openwit search`.
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
+    /// The workdir of a run (with an `index/` folder made by `openwit index`).
+    pub workdir: PathBuf,
+    /// The query: words (all must match, stemmed), "quoted phrases", field:value filters
+    /// (entry:"golden retriever", domain:example.org, language:en, width:[256 TO *]), OR, -word.
+    pub query: String,
+    /// Results to show.
+    #[arg(long, short = 'n', default_value_t = 20, value_name = "N")]
+    pub limit: usize,
+    /// Skip the first N results (paging).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub offset: usize,
+    /// Only samples whose caption matched this query entry.
+    #[arg(long, value_name = "ENTRY")]
+    pub entry: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `openwit serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The workdir of a run.
+    pub workdir: PathBuf,
+    /// The port to listen on.
+    #[arg(long, short = 'p', default_value_t = 8765)]
+    pub port: u16,
+    /// The address to listen on (only 127.0.0.1 by default: the UI has no authentication).
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub host: std::net::IpAddr,
 }

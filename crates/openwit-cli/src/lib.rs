@@ -30,9 +30,9 @@ pub fn main_with(extra: Vec<StageEntry>) -> ExitCode {
 
     let mut cmd = Cli::command();
     for e in &registry {
-        cmd = cmd.subcommand(
-            <StageArgs as clap::Args>::augment_args(clap::Command::new(e.name).about(e.about)),
-        );
+        cmd = cmd.subcommand(<StageArgs as clap::Args>::augment_args(
+            clap::Command::new(e.name).about(e.about),
+        ));
     }
     let matches = match cmd.try_get_matches() {
         Ok(m) => m,
@@ -44,6 +44,10 @@ pub fn main_with(extra: Vec<StageEntry>) -> ExitCode {
     let result = match matches.subcommand() {
         Some((name, sub)) if registry.iter().any(|e| e.name == name) => {
             match <StageArgs as FromArgMatches>::from_arg_matches(sub) {
+                // `openwit report WORKDIR` writes the report of any workdir.
+                Ok(a) if name == "report" && a.pipeline.is_dir() => {
+                    commands::explore::report(&a.pipeline)
+                }
                 Ok(a) => commands::run::run(&a, &registry, Some(name)),
                 Err(e) => {
                     let _ = e.print();
@@ -55,6 +59,8 @@ pub fn main_with(extra: Vec<StageEntry>) -> ExitCode {
             Ok(cli) => match cli.command {
                 Command::Run(a) => commands::run::run(&a, &registry, None),
                 Command::Status(a) => commands::status::status(&a),
+                Command::Search(a) => commands::explore::search(&a),
+                Command::Serve(a) => commands::explore::serve(&a),
                 Command::Stage(argv) => {
                     let name = argv
                         .first()
@@ -62,7 +68,11 @@ pub fn main_with(extra: Vec<StageEntry>) -> ExitCode {
                         .unwrap_or_default();
                     eprintln!(
                         "error: unknown command `{name}`; commands: run, status, {}\n\nFor more information, try '--help'.",
-                        registry.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+                        registry
+                            .iter()
+                            .map(|e| e.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                     return ExitCode::from(EXIT_USAGE);
                 }

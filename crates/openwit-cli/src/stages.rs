@@ -67,5 +67,36 @@ pub fn registry() -> Vec<StageEntry> {
                 Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
             },
         },
+        StageEntry {
+            name: "index",
+            about: "Build the tantivy caption index over the shards (one index per shard; search it with `openwit search WORKDIR QUERY`)",
+            build: |doc| {
+                let Some(cfg) = doc.section::<openwit_index::IndexConfig>("index")? else {
+                    return Ok(None);
+                };
+                let stage = openwit_index::IndexStage::new(cfg, &doc.base_dir());
+                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+            },
+        },
+        StageEntry {
+            name: "report",
+            about: "Write the HTML report of a run (`openwit report WORKDIR` also works on any workdir)",
+            build: |doc| {
+                let Some(cfg) = doc.section::<openwit_index::ReportConfig>("report")? else {
+                    return Ok(None);
+                };
+                // After every other stage of the file, so a rerun of any of them rewrites it.
+                let after = [
+                    "queries", "crawl", "warc", "import", "curate", "download", "index", "train",
+                    "eval",
+                ]
+                .iter()
+                .filter(|n| doc.has(n))
+                .map(|n| n.to_string())
+                .collect();
+                let stage = openwit_index::ReportStage::new(cfg, after);
+                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+            },
+        },
     ]
 }

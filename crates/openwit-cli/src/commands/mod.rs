@@ -1,2 +1,3 @@
+pub mod explore;
 pub mod run;
 pub mod status;
