@@ -48,7 +48,7 @@ fn generate(dir: &Path, n: usize, seed: u64) {
             jpg.truncate(jpg.len() / 2);
         }
         let name = format!("{i:06}.jpg");
-        if roll >= 0.02 && roll < 0.04 {
+        if (0.02..0.04).contains(&roll) {
             // Missing: listed but not written.
             writeln!(urls, "/img/missing-{name}").unwrap();
             continue;

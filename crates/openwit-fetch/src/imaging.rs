@@ -111,6 +111,8 @@ pub struct ImageOptions {
     pub max_dimension: u32,
     /// Use DCT-domain scaled JPEG decoding (on by default; off only for comparisons).
     pub jpeg_dct_scaling: bool,
+    /// Decode JPEGs with `image` (zune-jpeg, full size) instead; for comparisons only.
+    pub jpeg_zune: bool,
 }
 
 impl ImageOptions {
@@ -127,6 +129,7 @@ impl ImageOptions {
             max_pixels: c.max_pixels,
             max_dimension: c.max_dimension,
             jpeg_dct_scaling: true,
+            jpeg_zune: false,
         }
     }
 }
@@ -386,6 +389,7 @@ fn decode_jpeg(b: &[u8], o: &ImageOptions) -> Result<Decoded, ImageFail> {
 
 fn decode_other(b: &[u8], kind: Sniffed, o: &ImageOptions) -> Result<Decoded, ImageFail> {
     let fmt = match kind {
+        Sniffed::Jpeg => image::ImageFormat::Jpeg,
         Sniffed::Png => image::ImageFormat::Png,
         Sniffed::Gif => image::ImageFormat::Gif,
         Sniffed::Webp => image::ImageFormat::WebP,
@@ -577,7 +581,7 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
     }
     let kind = sniff(bytes);
     let dec = match kind {
-        Sniffed::Jpeg => decode_jpeg(bytes, o)?,
+        Sniffed::Jpeg if !o.jpeg_zune => decode_jpeg(bytes, o)?,
         Sniffed::Html => {
             return Err(fail(
                 "html_body",
