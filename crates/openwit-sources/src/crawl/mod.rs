@@ -438,6 +438,8 @@ struct Crawler {
 const ROBOTS_OK: i64 = 200;
 const ROBOTS_ALLOW_ALL: i64 = 404;
 const ROBOTS_DISALLOW_ALL: i64 = 503;
+/// The host resolves only to forbidden addresses.
+const ROBOTS_FORBIDDEN: i64 = 451;
 
 impl Crawler {
     fn new(stage: &CrawlStage, http: &HttpOptions, seeds: &[String]) -> Result<Self, SourcesError> {
@@ -716,6 +718,7 @@ fn robots_from(status: i64, body: &str, agent: &str) -> Robots {
     match status {
         ROBOTS_OK => Robots::parse(body, agent),
         ROBOTS_ALLOW_ALL => Robots::allow_all(),
+        ROBOTS_FORBIDDEN => Robots::forbidden(),
         _ => Robots::disallow_all(),
     }
 }
@@ -728,10 +731,13 @@ async fn fetch_robots(client: &reqwest::Client, page: &str, allow_private: bool)
     let mut url = page.join("/robots.txt").unwrap();
     for _ in 0..=MAX_REDIRECTS {
         if forbidden_literal(&url, allow_private) {
-            return (ROBOTS_DISALLOW_ALL, String::new());
+            return (ROBOTS_FORBIDDEN, String::new());
         }
         let resp = match client.get(url.clone()).send().await {
             Ok(r) => r,
+            Err(e) if failure_reason(&e) == "forbidden_address" => {
+                return (ROBOTS_FORBIDDEN, String::new());
+            }
             Err(_) => return (ROBOTS_DISALLOW_ALL, String::new()),
         };
         let s = resp.status();
@@ -807,6 +813,9 @@ impl FetchJob {
             // every hop: scope, robots, address rules
             if !self.scope.allows(&url) {
                 return Outcome::Skip("out_of_scope", vec![]);
+            }
+            if self.robots.forbidden || forbidden_literal(&url, self.cfg.allow_private_networks) {
+                return Outcome::Skip("forbidden_address", vec![]);
             }
             if !self.robots.allowed(&path_and_query(&url)) {
                 return Outcome::Skip("robots_disallowed", vec![]);

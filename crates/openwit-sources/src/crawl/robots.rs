@@ -13,6 +13,8 @@ pub struct Robots {
     pub sitemaps: Vec<String>,
     /// Everything disallowed (the file was unreachable).
     pub disallow_all: bool,
+    /// The host's address is forbidden by the address rules (nothing is fetched from it).
+    pub forbidden: bool,
 }
 
 /// Longest robots.txt read (RFC 9309 asks crawlers to parse at least 500 KiB).
@@ -27,6 +29,15 @@ impl Robots {
     pub fn disallow_all() -> Self {
         Robots {
             disallow_all: true,
+            ..Default::default()
+        }
+    }
+
+    /// Nothing fetched: the host's addresses are forbidden.
+    pub fn forbidden() -> Self {
+        Robots {
+            disallow_all: true,
+            forbidden: true,
             ..Default::default()
         }
     }
@@ -95,6 +106,7 @@ impl Robots {
             crawl_delay,
             sitemaps,
             disallow_all: false,
+            forbidden: false,
         }
     }
 

@@ -213,9 +213,9 @@ fn refuses_loopback_unless_allowed() {
     let (rows, rec) = run(d.path(), c);
     assert!(rows.is_empty());
     assert_eq!(srv.requests().len(), 0);
-    // robots.txt unreachable -> disallow all (RFC 9309), or the page itself refused
-    assert!(
-        rec.drops.contains_key("robots_disallowed") || rec.drops.contains_key("forbidden_address"),
+    assert_eq!(
+        rec.drops.get("forbidden_address"),
+        Some(&1),
         "{:?}",
         rec.drops
     );
@@ -223,9 +223,15 @@ fn refuses_loopback_unless_allowed() {
     let d2 = tempfile::tempdir().unwrap();
     let mut c = cfg(format!("http://localhost:{}/", srv.addr().port()));
     c.allow_private_networks = false;
-    let (rows, _) = run(d2.path(), c);
+    let (rows, rec) = run(d2.path(), c);
     assert!(rows.is_empty());
     assert_eq!(srv.requests().len(), 0);
+    assert_eq!(
+        rec.drops.get("forbidden_address"),
+        Some(&1),
+        "{:?}",
+        rec.drops
+    );
 }
 
 #[test]

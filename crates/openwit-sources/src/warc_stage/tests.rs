@@ -156,3 +156,71 @@ fn stage_with_listing_and_resume() {
         openwit_core::StageOutcome::UpToDate
     );
 }
+
+#[test]
+fn remote_files_and_listings_over_http_with_address_rules() {
+    use openwit_testkit::server::{Response, TestServer};
+    let srv = TestServer::start();
+    let mut wat = Vec::new();
+    crate::fixtures::write_wat(&mut wat, 4, 8, 3).unwrap();
+    srv.route(
+        "/data/seg/a.wat.gz",
+        Response::bytes("application/octet-stream", wat),
+    );
+    srv.route(
+        "/redirect.wat.gz",
+        Response::redirect(302, "/data/seg/a.wat.gz"),
+    );
+    srv.route("/wat.paths", Response::text("seg/a.wat.gz\n"));
+    let d = tempfile::tempdir().unwrap();
+    let cfg = |allow: bool, inputs: Vec<String>| WarcConfig {
+        inputs,
+        listing_prefix: srv.url("/data/"),
+        max_files: None,
+        allow_private_networks: allow,
+        user_agent: "openwit-test".into(),
+        timeout_secs: 5,
+    };
+    // a listing fetched over http, its entries joined to the prefix; a redirect followed
+    let stage = WarcStage::new(
+        cfg(
+            true,
+            vec![srv.url("/wat.paths"), srv.url("/redirect.wat.gz")],
+        ),
+        d.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        stage.files().unwrap(),
+        [srv.url("/data/seg/a.wat.gz"), srv.url("/redirect.wat.gz")]
+    );
+    let work = d.path().join("w1");
+    let mut ex =
+        openwit_core::Executor::new(&work, Default::default(), &openwit_core::NoProgress).unwrap();
+    ex.run_stage(&stage).unwrap();
+    let a = read_candidates(&work.join("warc/00000-a.wat.gz.parquet")).unwrap();
+    let b = read_candidates(&work.join("warc/00001-redirect.wat.gz.parquet")).unwrap();
+    assert!(!a.is_empty());
+    assert_eq!(a.len(), b.len());
+    assert!(
+        srv.requests()
+            .iter()
+            .all(|r| r.header("user-agent") == Some("openwit-test"))
+    );
+    // without allow_private_networks, loopback is refused before any request
+    let before = srv.requests().len();
+    let stage = WarcStage::new(cfg(false, vec![srv.url("/data/seg/a.wat.gz")]), d.path()).unwrap();
+    let work = d.path().join("w2");
+    let mut ex = openwit_core::Executor::new(
+        &work,
+        openwit_core::RunOptions {
+            jobs: 1,
+            max_attempts: 1,
+        },
+        &openwit_core::NoProgress,
+    )
+    .unwrap();
+    let err = ex.run_stage(&stage).unwrap_err();
+    assert!(err.to_string().contains("allow_private_networks"), "{err}");
+    assert_eq!(srv.requests().len(), before);
+}
