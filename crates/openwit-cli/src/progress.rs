@@ -76,7 +76,7 @@ impl Reporter for Bars {
             .entry(stage.to_string())
             .or_default() += n;
         // Refresh the message every 64 reports, not on every item.
-        if self.last.fetch_add(1, Ordering::Relaxed) % 64 == 0 {
+        if self.last.fetch_add(1, Ordering::Relaxed).is_multiple_of(64) {
             self.refresh(stage);
         }
     }

@@ -30,28 +30,25 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
             stages.push(stage);
         }
     }
-    if let Some(name) = only {
-        if !stages.iter().any(|s| s.name() == name) {
-            return Err(openwit_core::Error::Config(format!(
-                "{}: has no [{name}] table; add one to run `openwit {name}` (see pipelines/README.md)",
-                args.pipeline.display()
-            ))
-            .into());
-        }
+    if let Some(name) = only
+        && !stages.iter().any(|s| s.name() == name)
+    {
+        return Err(openwit_core::Error::Config(format!(
+            "{}: has no [{name}] table; add one to run `openwit {name}` (see pipelines/README.md)",
+            args.pipeline.display()
+        ))
+        .into());
     }
-    if let Some(r) = &args.restart {
-        if !stages.iter().any(|s| s.name() == r) {
-            return Err(openwit_core::Error::Config(format!(
-                "--restart {r}: the pipeline {} has no stage `{r}`; its stages: {}",
-                args.pipeline.display(),
-                stages
-                    .iter()
-                    .map(|s| s.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .into());
-        }
+    if let Some(r) = &args.restart
+        && !stages.iter().any(|s| s.name() == r)
+    {
+        let names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
+        return Err(openwit_core::Error::Config(format!(
+            "--restart {r}: the pipeline {} has no stage `{r}`; its stages: {}",
+            args.pipeline.display(),
+            names.join(", ")
+        ))
+        .into());
     }
     if stages.is_empty() {
         return Err(openwit_core::Error::Config(format!(
