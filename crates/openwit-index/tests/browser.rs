@@ -130,12 +130,14 @@ fn headless_chromium_searches_opens_a_result_and_sees_the_image_and_caption() {
         "{caption}"
     );
 
-    // Screenshots as test artifacts (and for the docs).
+    // Screenshots as test artifacts (and for the docs); the report with every section filled.
+    common::add_curation_and_training(dir.path());
+    openwit_index::write_report(dir.path(), None).unwrap();
     let out = artifacts();
-    for (name, url) in [
-        ("search.png", format!("{base}/?q=car")),
-        ("detail.png", detail_url.clone()),
-        ("report.png", format!("{base}/report")),
+    for (name, url, size) in [
+        ("search.png", format!("{base}/?q=car"), "1280,720"),
+        ("detail.png", detail_url.clone(), "1280,900"),
+        ("report.png", format!("{base}/report"), "1280,4200"),
     ] {
         let shot = out.join(name);
         let _ = std::fs::remove_file(&shot);
@@ -145,7 +147,7 @@ fn headless_chromium_searches_opens_a_result_and_sees_the_image_and_caption() {
             &url,
             &[
                 &format!("--screenshot={}", shot.display()),
-                "--window-size=1280,900",
+                &format!("--window-size={size}"),
                 "--hide-scrollbars",
             ],
         );

@@ -2,42 +2,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
 use openwit_index::{ReportStage, write_report};
-
-fn write_entry_counts(path: &std::path::Path) {
-    // 300 entries with a long tail; balancing caps matches at 50.
-    let n = 300usize;
-    let entries: Vec<String> = (0..n).map(|i| format!("entry {i}")).collect();
-    let matches: Vec<i64> = (0..n).map(|i| (20_000 / (i + 1)) as i64).collect();
-    let kept: Vec<i64> = matches.iter().map(|&m| m.min(50)).collect();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("entry", DataType::Utf8, false),
-        Field::new("id", DataType::Int32, false),
-        Field::new("matches", DataType::Int64, false),
-        Field::new("expected_kept", DataType::Float64, false),
-        Field::new("kept", DataType::Int64, false),
-    ]));
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(entries)),
-        Arc::new(Int32Array::from_iter_values(0..n as i32)),
-        Arc::new(Int64Array::from(matches.clone())),
-        Arc::new(Float64Array::from_iter_values(
-            kept.iter().map(|&k| k as f64),
-        )),
-        Arc::new(Int64Array::from(kept)),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None)
-            .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-}
 
 #[test]
 fn the_report_shows_every_part_and_needs_no_network() {
@@ -49,23 +14,7 @@ fn the_report_shows_every_part_and_needs_no_network() {
     assert!(html.contains("No <code>train/metrics.jsonl</code>"));
     assert!(html.contains("No <code>eval/*.json</code>"));
 
-    write_entry_counts(&w.join("curate/entry_counts.parquet"));
-    std::fs::create_dir_all(w.join("train")).unwrap();
-    let metrics: String = (0..50)
-        .map(|s| {
-            format!(
-                "{{\"step\":{s},\"loss\":{},\"lr\":0.001}}\n",
-                5.0 / (1.0 + s as f64)
-            )
-        })
-        .collect();
-    std::fs::write(w.join("train/metrics.jsonl"), metrics + "not json\n").unwrap();
-    std::fs::create_dir_all(w.join("eval")).unwrap();
-    std::fs::write(
-        w.join("eval/zeroshot.json"),
-        r#"{"dataset":"cifar10","top1":0.4321,"top5":0.81}"#,
-    )
-    .unwrap();
+    common::add_curation_and_training(w);
     std::fs::write(w.join("eval/broken.json"), "{").unwrap();
 
     let path = write_report(w, None).unwrap();
