@@ -18,10 +18,12 @@ I2D=${I2D:-img2dataset}
 THREADS=${THREADS:-32}
 
 cd "$ROOT"
-cargo build --release --quiet -p openwit-cli --bin openwit
-cargo build --release --quiet -p openwit-fetch --example bench_fixture
-BIN="$ROOT/target/release/openwit"
-FIX="$ROOT/target/release/examples/bench_fixture"
+# The stage runs through the executor exactly as in `openwit download`; the example avoids
+# building the whole CLI (tantivy, the trainer) just for this.
+cargo build --release --quiet -p openwit-fetch --example bench_fixture --example bench_download
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN="$TARGET/release/examples/bench_download"
+FIX="$TARGET/release/examples/bench_fixture"
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -55,25 +57,7 @@ report() { # tool cores successes timefile
 run_openwit() { # cores cpu-list
   local d="$WORK/openwit-$1"
   rm -rf "$d"; mkdir -p "$d"
-  cat > "$d/pipeline.toml" <<EOF
-[pipeline]
-workdir = "work"
-jobs = $1
-allow_private_networks = true
-
-[download]
-input = "$WORK/urls.csv"
-shard_size = 1000
-image_size = 256
-resize_mode = "border"
-encode_format = "jpg"
-encode_quality = 95
-retries = 0
-timeout = 10.0
-concurrency = 64
-per_host_concurrency = 64
-EOF
-  (cd "$d" && /usr/bin/time -f "%e %M" -o "$d/time" taskset -c "$2" "$BIN" download pipeline.toml > "$d/log" 2>&1)
+  (cd "$d" && /usr/bin/time -f "%e %M" -o "$d/time" taskset -c "$2" "$BIN" "$d/work" "$WORK/urls.csv" "$1" > "$d/log" 2>&1)
   local ok
   ok=$(python3 -c "import json,sys; print(sum(json.load(open(sys.argv[1])).values()))" "$d/work/download/sizes.json")
   report openwit "$1" "$ok" "$d/time"
