@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{QueriesError, Result};
 
-/// A small fast hasher (FxHash's multiply-rotate) for in-memory counting.
+/// A small fast hasher (FxHash's multiply-rotate, with a final mix) for in-memory counting.
 #[derive(Default, Clone, Copy)]
 pub struct FxHasher(u64);
 
@@ -60,9 +60,15 @@ impl Hasher for FxHasher {
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64);
     }
+    /// A splitmix64 finalizer: the multiply-rotate state alone has low bits that depend only on
+    /// the low bits of the input, and hashbrown picks buckets by the low bits (bigram keys
+    /// `a << 32 | b` would all collide per second word).
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 

@@ -1,0 +1,97 @@
+"""Python reference for the queries bench: counts the same tokens as `openwit queries` on a
+multistream dump with mwparserfromhell (wikitext -> text) and MetaCLIP's spacing rule.
+
+usage: bench_queries_ref.py DUMP.xml.bz2 MAX_PAGES
+prints one JSON line: seconds, pages, tokens, bigrams, bytes_in (compressed bytes read)."""
+import bz2
+import collections
+import json
+import re
+import sys
+import time
+
+import mwparserfromhell
+
+SPACED = ",.;:?!`"
+STRIP = "()[]{}<>\"'\u201c\u201d\u2018\u2019\u00ab\u00bb"
+PAGE = re.compile(rb"<page>.*?</page>", re.S)
+TEXT = re.compile(rb"<text[^>]*>(.*?)</text>", re.S)
+NS = re.compile(rb"<ns>(-?\d+)</ns>")
+
+
+def unescape(b):
+    s = b.decode("utf-8")
+    return s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
+
+
+def spaced(t):
+    out = [" "]
+    for c in t:
+        if c in "\t\r\n":
+            out.append(" ")
+        elif c in SPACED:
+            out.append(" " + c + " ")
+        else:
+            out.append(c)
+    out.append(" ")
+    return "".join(out)
+
+
+def main():
+    path, max_pages = sys.argv[1], int(sys.argv[2])
+    uni = collections.Counter()
+    bi = collections.Counter()
+    pages = tokens = 0
+    t0 = time.time()
+    raw = open(path, "rb")
+    dec = bz2.BZ2Decompressor()
+    buf = b""
+    done = False
+    while not done:
+        chunk = raw.read(1 << 20)
+        if not chunk:
+            break
+        while chunk:
+            if dec.eof:
+                rest = dec.unused_data
+                dec = bz2.BZ2Decompressor()
+                chunk = rest + chunk if rest else chunk
+            buf += dec.decompress(chunk)
+            chunk = dec.unused_data if dec.eof else b""
+            if dec.eof:
+                dec = bz2.BZ2Decompressor()
+        last = 0
+        for m in PAGE.finditer(buf):
+            last = m.end()
+            page = m.group(0)
+            if b"<redirect" in page or NS.search(page).group(1) != b"0":
+                pages += 1
+                continue
+            t = TEXT.search(page)
+            text = mwparserfromhell.parse(unescape(t.group(1))).strip_code() if t else ""
+            for line in text.splitlines():
+                prev = None
+                for tok in spaced(line).split(" "):
+                    tok = tok.strip(STRIP)
+                    if not tok:
+                        continue
+                    uni[tok] += 1
+                    tokens += 1
+                    if len(tok) == 1 and tok in SPACED:
+                        prev = None
+                        continue
+                    if prev is not None:
+                        bi[(prev, tok)] += 1
+                    prev = tok
+            pages += 1
+            if pages >= max_pages:
+                done = True
+                break
+        buf = buf[last:]
+    secs = time.time() - t0
+    print(json.dumps({"seconds": round(secs, 2), "pages": pages, "tokens": tokens,
+                      "unigram_types": len(uni), "bigram_types": len(bi), "bytes_in": raw.tell()}))
+
+
+if __name__ == "__main__":
+    main()
