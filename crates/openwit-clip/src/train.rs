@@ -119,9 +119,13 @@ impl TrainConfig {
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<ModelConfig> {
         let m = ModelConfig::preset_or_err(&self.model)?;
-        if self.steps == 0 || self.batch_size < 2 || self.accum_steps == 0 {
+        if self.steps == 0
+            || self.batch_size < 2
+            || self.accum_steps == 0
+            || self.checkpoint_every == 0
+        {
             return Err(ClipError::Config(
-                "[train] needs steps >= 1, batch_size >= 2 (a contrastive batch needs negatives) and accum_steps >= 1"
+                "[train] needs steps >= 1, batch_size >= 2 (a contrastive batch needs negatives), accum_steps >= 1 and checkpoint_every >= 1"
                     .into(),
             ));
         }
@@ -505,7 +509,7 @@ pub fn train(
         (hooks.progress)(n_samples);
         step += 1;
         ran += 1;
-        if step % cfg.checkpoint_every == 0 || step == cfg.steps {
+        if step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps {
             metrics.sync_all().at(&metrics_path)?;
             let state = CheckpointState {
                 step,
