@@ -371,7 +371,39 @@ fn main() {
         hits += r.total;
     }
     lat.sort_by(f64::total_cmp);
+
+    // The web UI: a result page (60 thumbnails' links) and the images it shows, over HTTP.
+    let app = openwit_index::router(workdir).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut page_ms = Vec::new();
+    let mut image_ms = Vec::new();
+    for (q, _) in queries.iter().take(200) {
+        let t = Instant::now();
+        let page = http_get(addr, &format!("/?q={}", url_enc(q)));
+        page_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if let Some(rest) = page.split("src=\"/image/").nth(1) {
+            let link: String = rest.chars().take_while(|&c| c != '"').collect();
+            let t = Instant::now();
+            let img = http_get(addr, &format!("/image/{link}"));
+            image_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(!img.is_empty());
+        }
+    }
+    page_ms.sort_by(f64::total_cmp);
+    image_ms.sort_by(f64::total_cmp);
+    let r2 = |v: f64| (v * 100.0).round() / 100.0;
     let out = json!({
+        "ui_search_page_ms": { "p50": r2(pct(&page_ms, 0.5)), "p99": r2(pct(&page_ms, 0.99)) },
+        "ui_image_ms": { "p50": r2(pct(&image_ms, 0.5)), "p99": r2(pct(&image_ms, 0.99)) },
         "samples": samples,
         "shards": samples.div_ceil(SHARD),
         "jobs": jobs,
@@ -407,4 +439,35 @@ fn walk_size(p: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+fn url_enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// GET over plain HTTP/1.1 (Connection: close); returns the body as (lossy) text.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    assert!(
+        buf.starts_with(b"HTTP/1.1 200"),
+        "{path}: {}",
+        String::from_utf8_lossy(&buf[..buf.len().min(200)])
+    );
+    String::from_utf8_lossy(&buf).into_owned()
 }
