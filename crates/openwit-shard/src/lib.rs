@@ -228,6 +228,10 @@ impl SampleMeta {
         self.original_width = Some(ow.into());
         self.original_height = Some(oh.into());
         self.sha256 = Some(sha256);
+        if self.exif.is_none() {
+            // img2dataset writes an empty EXIF object for images without tags.
+            self.exif = Some("{}".into());
+        }
     }
 
     /// The row, failed while downloading with `message`.
@@ -285,7 +289,7 @@ pub struct ShardStats {
     /// Unix seconds.
     pub start_time: f64,
     pub end_time: f64,
-    /// Error message -> count (img2dataset's).
+    /// Error message -> count, and `success` -> successes (img2dataset's).
     pub status_dict: BTreeMap<String, u64>,
     /// Failure reason (a short stable token like `http_404`, `timeout`, `bomb`) -> count.
     #[serde(default)]

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::builder::{Int32Builder, Int64Builder, ListBuilder, StringBuilder};
+use arrow_array::builder::{Int32Builder, ListBuilder, StringBuilder};
 use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, ListArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -27,8 +27,9 @@ pub fn schema(extra: &[String]) -> Schema {
             n != "url" && n != "key" && n != "status",
         ));
     }
+    // int32, as img2dataset (pyarrow) writes them.
     for n in INTS {
-        fields.push(Field::new(n, DataType::Int64, true));
+        fields.push(Field::new(n, DataType::Int32, true));
     }
     fields.push(Field::new("exif", DataType::Utf8, true));
     fields.push(Field::new("sha256", DataType::Utf8, true));
@@ -69,9 +70,9 @@ pub fn write_parquet(path: &Path, rows: &[SampleMeta], extra: &[String]) -> Resu
     cols.push(s(&|r| Some(r.status.as_str().to_string())));
     cols.push(s(&|r| r.error_message.clone()));
     let i = |f: &dyn Fn(&SampleMeta) -> Option<i64>| -> ArrayRef {
-        let mut b = Int64Builder::new();
+        let mut b = Int32Builder::new();
         for r in rows {
-            b.append_option(f(r));
+            b.append_option(f(r).map(|v| v.clamp(0, i32::MAX as i64) as i32));
         }
         Arc::new(b.finish())
     };
@@ -135,8 +136,24 @@ fn opt_str(a: &StringArray, i: usize) -> Option<String> {
     (!a.is_null(i)).then(|| a.value(i).to_string())
 }
 
-fn opt_int(a: &Int64Array, i: usize) -> Option<i64> {
-    (!a.is_null(i)).then(|| a.value(i))
+fn opt_int(a: &dyn Array, i: usize) -> Option<i64> {
+    if a.is_null(i) {
+        return None;
+    }
+    if let Some(a) = a.as_any().downcast_ref::<Int32Array>() {
+        return Some(a.value(i) as i64);
+    }
+    a.as_any().downcast_ref::<Int64Array>().map(|a| a.value(i))
+}
+
+fn int_col<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a dyn Array> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_ref())
+        .filter(|c| matches!(c.data_type(), DataType::Int32 | DataType::Int64))
+        .ok_or_else(|| {
+            ShardError::format(path, format!("column `{name}` missing or not an integer"))
+        })
 }
 
 /// Reads every row of a shard parquet.
@@ -160,10 +177,10 @@ pub fn read_parquet(path: &Path) -> Result<Vec<SampleMeta>> {
         let key = col::<StringArray>(&batch, "key", path)?;
         let status = col::<StringArray>(&batch, "status", path)?;
         let err = col::<StringArray>(&batch, "error_message", path)?;
-        let w = col::<Int64Array>(&batch, "width", path)?;
-        let h = col::<Int64Array>(&batch, "height", path)?;
-        let ow = col::<Int64Array>(&batch, "original_width", path)?;
-        let oh = col::<Int64Array>(&batch, "original_height", path)?;
+        let w = int_col(&batch, "width", path)?;
+        let h = int_col(&batch, "height", path)?;
+        let ow = int_col(&batch, "original_width", path)?;
+        let oh = int_col(&batch, "original_height", path)?;
         let exif = col::<StringArray>(&batch, "exif", path)?;
         let sha = col::<StringArray>(&batch, "sha256", path)?;
         let phash = col::<StringArray>(&batch, "phash", path)?;

@@ -101,7 +101,10 @@ impl ShardWriter {
         stats.status_dict.clear();
         for r in &rows {
             match r.status {
-                Status::Success => stats.successes += 1,
+                Status::Success => {
+                    stats.successes += 1;
+                    *stats.status_dict.entry("success".into()).or_default() += 1;
+                }
                 Status::FailedToDownload => stats.failed_to_download += 1,
                 Status::FailedToResize => stats.failed_to_resize += 1,
             }
