@@ -108,6 +108,25 @@ impl ForbiddenAddress {
     }
 }
 
+static OVERRIDES: std::sync::RwLock<Vec<(String, SocketAddr)>> = std::sync::RwLock::new(Vec::new());
+
+/// Makes every [`GuardedResolver`] in this process resolve `host` to `addr` (its port is used
+/// when a URL names none). The CLI uses it to serve the demo's web site on 127.0.0.1 under a
+/// stable name for the whole run, so that recorded URLs do not depend on the port. The address
+/// rules still apply to `addr`.
+pub fn override_host(host: &str, addr: SocketAddr) {
+    let mut o = OVERRIDES.write().unwrap_or_else(|e| e.into_inner());
+    o.retain(|(h, _)| !h.eq_ignore_ascii_case(host));
+    o.push((host.to_ascii_lowercase(), addr));
+}
+
+fn overridden(host: &str) -> Option<SocketAddr> {
+    let o = OVERRIDES.read().unwrap_or_else(|e| e.into_inner());
+    o.iter()
+        .find(|(h, _)| h.eq_ignore_ascii_case(host))
+        .map(|(_, a)| *a)
+}
+
 /// A `reqwest` resolver (system resolver via tokio) that refuses forbidden addresses unless
 /// `allow_private` is set.
 #[derive(Debug, Clone, Copy, Default)]
@@ -116,9 +135,13 @@ pub struct GuardedResolver {
 }
 
 impl GuardedResolver {
-    /// Resolves `host` and keeps the allowed addresses (port 0).
+    /// Resolves `host` (a [`override_host`] entry first, then the system resolver) and keeps the
+    /// allowed addresses (port 0, unless an override names one).
     pub async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, std::io::Error> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+        let addrs: Vec<SocketAddr> = match overridden(host) {
+            Some(addr) => vec![addr],
+            None => tokio::net::lookup_host((host, 0)).await?.collect(),
+        };
         if self.allow_private {
             return Ok(addrs);
         }
@@ -151,7 +174,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
         Box::pin(async move {
             let addrs = this.lookup(name.as_str()).await.map_err(|e| {
                 // hand the typed refusal to reqwest so callers can find it in the error chain
-                match e.get_ref().and_then(|i| i.downcast_ref::<ForbiddenAddress>()) {
+                match e
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<ForbiddenAddress>())
+                {
                     Some(f) => Box::new(f.clone()) as Box<dyn std::error::Error + Send + Sync>,
                     None => Box::new(e),
                 }
@@ -263,5 +289,33 @@ mod tests {
             )
             .unwrap();
         assert!(ok.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn overrides_win_and_still_obey_the_rules() {
+        let addr: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+        override_host("Demo.Override.Test", addr);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let allowed = rt
+            .block_on(
+                GuardedResolver {
+                    allow_private: true,
+                }
+                .lookup("demo.override.test"),
+            )
+            .unwrap();
+        assert_eq!(allowed, vec![addr]);
+        let refused = rt
+            .block_on(
+                GuardedResolver {
+                    allow_private: false,
+                }
+                .lookup("demo.override.test"),
+            )
+            .unwrap_err();
+        assert!(ForbiddenAddress::is_in(&refused), "{refused}");
     }
 }
