@@ -4,7 +4,7 @@
 # back to back on the same machine, with 1 and 2 cores.
 #
 #   scripts/bench-download.sh            # N=2000 images
-#   N=4000 I2D=/path/to/venv/bin/img2dataset scripts/bench-download.sh
+#   N=4000 ROUNDS=1 I2D=/path/to/venv/bin/img2dataset scripts/bench-download.sh
 #
 # Needs: img2dataset 1.47 (`pip install img2dataset==1.47.0`, in a venv: I2D=venv/bin/img2dataset),
 # /usr/bin/time, taskset. Prints one line per run: tool, cores, successes, seconds, images/s, peak RSS
@@ -99,7 +99,7 @@ with_tree_peak() { # label cmd...
   echo "#   $label: peak RSS of the whole process tree ${peak} MiB"
 }
 
-for round in 1 2; do
+for round in $(seq "${ROUNDS:-2}"); do
   echo "# round $round"
   with_tree_peak "openwit 2 cores" run_openwit 2 0,1
   with_tree_peak "img2dataset 2 cores" run_i2d 2 0,1
