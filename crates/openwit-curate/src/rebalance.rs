@@ -134,7 +134,7 @@ impl Stage for BalanceStage {
             .with_batch_size(8192)
             .build()
             .pq(&path)?;
-        let out = ctx.output_path(&format!("map/{}.parquet", task.id))?;
+        let out = ctx.output_path(&format!("map/{}.pq", task.id))?;
         let mut w = table::writer(&out, map_schema(), false)?;
         let mut report = TaskReport::default();
         let mut drops = Drops::default();

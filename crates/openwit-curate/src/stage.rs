@@ -2,14 +2,15 @@
 //!
 //! Map tasks (one per run of row groups of a candidate file, resumable one by one): clean each
 //! caption, drop it by quality, language or no match, and write the survivors to
-//! `curate/map/TASK.bNNN.parquet`, hash-partitioned by URL (so that every copy of a URL lands in
+//! `curate/map/TASK.bNNN.pq` (parquet files; another extension so that readers of
+//! `curate/*.parquet` never mistake them for the curated table), hash-partitioned by URL (so that every copy of a URL lands in
 //! the same partition). The reduce step (once all tasks are done) runs two streaming passes over
 //! the partitions: pass 1 removes duplicates (the first occurrence in input order wins) and
 //! counts matches per entry; pass 2 repeats the same dedup, draws the balance and writes
 //! `curate/part-NNNNN.parquet` (the curated table), then `entry_counts.parquet`, `stats.json`
 //! and `matches_per_entry.svg`.
 //!
-//! Downstream stages read `curate/part-*.parquet` (the `map/` files are intermediate).
+//! Downstream stages read `curate/part-*.parquet` (the `map/*.pq` files are intermediate).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -218,6 +219,9 @@ impl Stage for CurateStage {
             "dedup": self.cfg.dedup,
             "balance": self.cfg.balance,
             "partitions": self.cfg.partitions,
+            // The outputs do not depend on it, but the task split does: a change in the middle
+            // of a run would mix two splits.
+            "rows_per_task": self.cfg.rows_per_task,
         })
     }
 
@@ -329,7 +333,7 @@ impl Stage for CurateStage {
                 let w = match &mut writers[b] {
                     Some(w) => w,
                     None => {
-                        let p = ctx.output_path(&format!("map/{}.b{b:03}.parquet", task.id))?;
+                        let p = ctx.output_path(&format!("map/{}.b{b:03}.pq", task.id))?;
                         writers[b].insert(table::writer(&p, table::map_schema(), false)?)
                     }
                 };
@@ -351,7 +355,7 @@ impl Stage for CurateStage {
         let mut files: Vec<(String, PathBuf)> = tasks
             .iter()
             .flat_map(|t| t.outputs.iter())
-            .filter(|o| o.contains("/map/") && o.ends_with(".parquet"))
+            .filter(|o| o.contains("/map/") && o.ends_with(".pq"))
             .map(|o| {
                 let name = Path::new(o)
                     .file_name()
@@ -363,7 +367,7 @@ impl Stage for CurateStage {
         files.sort();
         let mut groups: Vec<Group> = Vec::with_capacity(parts);
         for b in 0..parts {
-            let suffix = format!(".b{b:03}.parquet");
+            let suffix = format!(".b{b:03}.pq");
             groups.push(Group {
                 output: ctx.output_path(&format!("part-{b:05}.parquet"))?,
                 files: files

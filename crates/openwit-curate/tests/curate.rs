@@ -225,6 +225,20 @@ fn run(workdir: &Path, cfg: CurateConfig, seed: u64) -> (Vec<Row>, serde_json::V
         StageOutcome::Ran { .. }
     ));
     assert_eq!(ex.run_stage(&stage).unwrap(), StageOutcome::UpToDate);
+    // What a downstream stage sees: every committed `.parquet` output except entry_counts is a
+    // part of the curated table (the intermediate files have another extension).
+    let outs: Vec<String> = ex
+        .state()
+        .tasks("curate")
+        .unwrap()
+        .into_iter()
+        .flat_map(|t| t.outputs)
+        .filter(|o| o.ends_with(".parquet") && !o.ends_with("entry_counts.parquet"))
+        .collect();
+    assert!(!outs.is_empty());
+    for o in &outs {
+        assert!(o.starts_with("curate/part-"), "{o}");
+    }
     let stats: serde_json::Value =
         serde_json::from_slice(&std::fs::read(workdir.join("curate/stats.json")).unwrap()).unwrap();
     let mut rows = read_rows(&parts(workdir, "curate"));
