@@ -53,6 +53,62 @@ pub fn registry() -> Vec<StageEntry> {
             },
         },
         StageEntry {
+            name: "crawl",
+            about: "Crawl the web politely from seed URLs (robots.txt, per-host delays) into candidate pairs",
+            build: |doc| {
+                let Some(cfg) = doc.section::<openwit_sources::CrawlConfig>("crawl")? else {
+                    return Ok(None);
+                };
+                let stage = openwit_sources::CrawlStage::new(cfg, doc.base_dir())?
+                    .allow_private_networks(doc.pipeline().allow_private_networks);
+                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+            },
+        },
+        StageEntry {
+            name: "warc",
+            about: "Extract candidate pairs from Common Crawl WARC/WAT files, URLs or *.paths.gz listings",
+            build: |doc| {
+                let Some(cfg) = doc.section::<openwit_sources::WarcConfig>("warc")? else {
+                    return Ok(None);
+                };
+                let stage = openwit_sources::WarcStage::new(cfg, doc.base_dir())?
+                    .allow_private_networks(doc.pipeline().allow_private_networks);
+                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+            },
+        },
+        StageEntry {
+            name: "import",
+            about: "Import URL lists (parquet, csv, tsv, jsonl, json; optionally .gz) as candidate pairs",
+            build: |doc| {
+                let Some(cfg) = doc.section::<openwit_sources::ImportConfig>("import")? else {
+                    return Ok(None);
+                };
+                let stage = openwit_sources::ImportStage::new(cfg, doc.base_dir())?;
+                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+            },
+        },
+        StageEntry {
+            name: "curate",
+            about: "Keep clean English captions that match a query entry, dedup, balance to at most t pairs per entry",
+            build: |doc| {
+                let Some(cfg) = doc.section::<openwit_curate::CurateConfig>("curate")? else {
+                    return Ok(None);
+                };
+                let present: Vec<&str> = openwit_curate::stage::SOURCE_STAGES
+                    .iter()
+                    .copied()
+                    .filter(|n| doc.has(n))
+                    .collect();
+                let stage = openwit_curate::CurateStage::new(
+                    cfg,
+                    doc.pipeline().seed,
+                    &doc.base_dir(),
+                    &present,
+                )?;
+                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+            },
+        },
+        StageEntry {
             name: "download",
             about: "Download, validate and resize the images into webdataset + parquet shards (img2dataset layout)",
             build: |doc| {
@@ -64,6 +120,18 @@ pub fn registry() -> Vec<StageEntry> {
                     &doc.base_dir(),
                     doc.pipeline().allow_private_networks,
                 )?;
+                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+            },
+        },
+        StageEntry {
+            name: "balance",
+            about: "Balance again on the downloaded samples (MetaCLIP balances last): balance/NNNNN.parquet with a kept flag per sample",
+            build: |doc| {
+                let Some(cfg) = doc.section::<openwit_curate::RebalanceConfig>("balance")? else {
+                    return Ok(None);
+                };
+                let stage =
+                    openwit_curate::BalanceStage::new(cfg, doc.pipeline().seed, &doc.base_dir())?;
                 Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
             },
         },

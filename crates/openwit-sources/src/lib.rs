@@ -13,7 +13,10 @@ pub mod warc_stage;
 pub mod wat;
 
 pub use candidate::{Candidate, CandidateWriter, CaptionSource};
+pub use crawl::{CrawlConfig, CrawlStage};
 pub use error::SourcesError;
+pub use import::{ImportConfig, ImportStage};
+pub use warc_stage::{WarcConfig, WarcStage};
 
 /// One line for people: rows written and drops by reason over all tasks.
 pub(crate) fn summary_line(stage: &str, tasks: &[openwit_core::TaskRecord]) -> String {

@@ -91,6 +91,12 @@ impl WarcStage {
         })
     }
 
+    /// Honour the pipeline-wide `allow_private_networks` too.
+    pub fn allow_private_networks(mut self, allow: bool) -> Self {
+        self.cfg.allow_private_networks |= allow;
+        self
+    }
+
     fn local(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
