@@ -955,3 +955,94 @@ pub fn excluded_from_decay(name: &str, ndim: usize) -> bool {
         || name.contains("logit_scale")
         || name.contains("embedding")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(m: &Clip) -> (Tensor, Tensor) {
+        let s = m.image_size();
+        let images = Tensor::randn([4, 3, s, s], (Kind::Float, tch::Device::Cpu));
+        let tokens = Tensor::randint(1000, [4, 8], (Kind::Int64, tch::Device::Cpu));
+        let _ = tokens.select(1, 7).fill_(49407);
+        (images, tokens)
+    }
+
+    #[test]
+    fn bf16_features_follow_fp32_and_train_both_towers() {
+        for name in ["tiny-vit", "tiny-rn"] {
+            let m = Clip::new_seeded(&ModelConfig::preset(name).unwrap(), tch::Device::Cpu, 0);
+            let (images, tokens) = inputs(&m);
+            let f32 = Fwd {
+                precision: Precision::Fp32,
+                train: false,
+            };
+            let bf = Fwd {
+                precision: Precision::Bf16,
+                train: false,
+            };
+            let (i32_, t32, _) = tch::no_grad(|| m.forward(&images, &tokens, f32));
+            let (ib, tb, _) = tch::no_grad(|| m.forward(&images, &tokens, bf));
+            assert_eq!(ib.kind(), Kind::Float);
+            let ci = (&i32_ * &ib)
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+                .min()
+                .double_value(&[]);
+            let ct = (&t32 * &tb)
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+                .min()
+                .double_value(&[]);
+            assert!(
+                ci > 0.98 && ct > 0.98,
+                "{name}: cosine fp32/bf16 image {ci} text {ct}"
+            );
+
+            // One training step in bf16 reaches every parameter.
+            let (i, t, s) = m.forward(
+                &images,
+                &tokens,
+                Fwd {
+                    precision: Precision::Bf16,
+                    train: true,
+                },
+            );
+            crate::loss::clip_loss(&i, &t, &s).backward();
+            for (n, p) in m.named_parameters() {
+                let g = p.grad();
+                assert!(g.defined(), "{name}: no gradient for {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn presets_have_openai_shapes() {
+        let rn = ModelConfig::preset("RN50x4-quickgelu").unwrap();
+        assert_eq!(rn.activation, Activation::QuickGelu);
+        assert_eq!(rn.vision.image_size(), 288);
+        assert_eq!(rn.text.width, 640);
+        let l = ModelConfig::preset("ViT-L-14-336").unwrap();
+        assert!(matches!(
+            l.vision,
+            VisionConfig::Vit {
+                patch_size: 14,
+                width: 1024,
+                layers: 24,
+                heads: 16,
+                ..
+            }
+        ));
+        assert!(
+            ModelConfig::preset_or_err("ViT-X")
+                .unwrap_err()
+                .to_string()
+                .contains("ViT-B-32")
+        );
+        assert!(excluded_from_decay(
+            "visual.transformer.resblocks.0.ln_1.weight",
+            1
+        ));
+        assert!(!excluded_from_decay("visual.proj", 2));
+        assert!(excluded_from_decay("token_embedding.weight", 2));
+        assert!(excluded_from_decay("visual.layer1.0.bn1.weight", 1));
+    }
+}
