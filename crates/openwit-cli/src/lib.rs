@@ -30,9 +30,10 @@ pub fn main_with(extra: Vec<StageEntry>) -> ExitCode {
 
     let mut cmd = Cli::command();
     for e in &registry {
-        cmd = cmd.subcommand(<StageArgs as clap::Args>::augment_args(
-            clap::Command::new(e.name).about(e.about),
-        ));
+        // The about text goes last: augment_args sets StageArgs' own doc comment.
+        cmd = cmd.subcommand(
+            <StageArgs as clap::Args>::augment_args(clap::Command::new(e.name)).about(e.about),
+        );
     }
     let matches = match cmd.try_get_matches() {
         Ok(m) => m,
