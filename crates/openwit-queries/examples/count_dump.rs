@@ -22,12 +22,21 @@ fn main() {
         ..Default::default()
     };
     let stage = QueriesStage::new(cfg, Path::new(".")).unwrap();
-    let mut ex = Executor::new(work, RunOptions { jobs, max_attempts: 1 }, &NoProgress).unwrap();
+    let mut ex = Executor::new(
+        work,
+        RunOptions {
+            jobs,
+            max_attempts: 1,
+        },
+        &NoProgress,
+    )
+    .unwrap();
     let t0 = Instant::now();
     ex.run_stage(&stage).unwrap();
     let secs = t0.elapsed().as_secs_f64();
     let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(work.join("queries/summary.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(work.join("queries/summary.json")).unwrap())
+            .unwrap();
     let d = &s["wikipedia"]["dump"];
     let spills: u64 = ex
         .state()
@@ -38,6 +47,11 @@ fn main() {
         .sum();
     println!(
         "{{\"seconds\": {secs:.2}, \"bytes_in\": {}, \"bytes_xml\": {}, \"tokens\": {}, \"pages\": {}, \"unigram_types\": {}, \"bigram_types\": {}, \"spills\": {spills}}}",
-        d["bytes_in"], d["bytes_xml"], s["tokens"], d["pages"], s["wikipedia"]["unigram_types"], s["wikipedia"]["bigram_types"]
+        d["bytes_in"],
+        d["bytes_xml"],
+        s["tokens"],
+        d["pages"],
+        s["wikipedia"]["unigram_types"],
+        s["wikipedia"]["bigram_types"]
     );
 }

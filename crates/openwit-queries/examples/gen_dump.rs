@@ -10,12 +10,20 @@ use openwit_queries::testdata::{ArticleGen, HEADER, PageSpec, index_path, page_x
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let out = PathBuf::from(args.get(1).expect("usage: gen_dump OUT.xml.bz2 MB [VOCAB] [SEED]"));
+    let out = PathBuf::from(
+        args.get(1)
+            .expect("usage: gen_dump OUT.xml.bz2 MB [VOCAB] [SEED]"),
+    );
     let mb: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100);
-    let vocab: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
+    let vocab: usize = args
+        .get(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
     let seed: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1);
     let target = mb << 20;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     // Each chunk: 100 streams of 100 pages, compressed on its own thread.
     let chunk_pages = 100 * 100;
     let mut f = std::io::BufWriter::new(std::fs::File::create(&out)?);
@@ -70,13 +78,22 @@ fn main() -> std::io::Result<()> {
         }
         next_id += (threads * chunk_pages) as u64;
         round += 1;
-        eprintln!("{} MiB of XML, {} MiB compressed", xml_bytes >> 20, offset >> 20);
+        eprintln!(
+            "{} MiB of XML, {} MiB compressed",
+            xml_bytes >> 20,
+            offset >> 20
+        );
     }
     let tail = compress(b"</mediawiki>\n");
     f.write_all(&tail)?;
     f.flush()?;
     idx.finish()?.flush()?;
-    println!("{} {} {}", out.display(), offset + tail.len() as u64, xml_bytes);
+    println!(
+        "{} {} {}",
+        out.display(),
+        offset + tail.len() as u64,
+        xml_bytes
+    );
     Ok(())
 }
 

@@ -25,7 +25,11 @@ fn main() {
             Ok(k) => n += k as u64,
         }
     }
-    println!("decode: {:.2}s ({} MB xml)", t.elapsed().as_secs_f64(), n >> 20);
+    println!(
+        "decode: {:.2}s ({} MB xml)",
+        t.elapsed().as_secs_f64(),
+        n >> 20
+    );
     let mut drops = Drops::default();
     let t = Instant::now();
     let mut texts = Vec::new();
@@ -35,9 +39,16 @@ fn main() {
         }
         Ok(())
     });
-    println!("decode+split+parse: {:.2}s ({} pages)", t.elapsed().as_secs_f64(), texts.len());
+    println!(
+        "decode+split+parse: {:.2}s ({} pages)",
+        t.elapsed().as_secs_f64(),
+        texts.len()
+    );
     let t = Instant::now();
-    let clean: Vec<String> = texts.iter().map(|t| openwit_queries::wikitext::clean(t)).collect();
+    let clean: Vec<String> = texts
+        .iter()
+        .map(|t| openwit_queries::wikitext::clean(t))
+        .collect();
     println!("clean: {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let mut toks = 0;
@@ -47,7 +58,10 @@ fn main() {
             toks += openwit_core::text::tokens(&s).count();
         }
     }
-    println!("space+tokenize: {:.2}s ({toks} tokens)", t.elapsed().as_secs_f64());
+    println!(
+        "space+tokenize: {:.2}s ({toks} tokens)",
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let dir = tempfile_dir();
     let mut c = Counter::new(8 << 30, &dir);
