@@ -12,7 +12,8 @@ use crate::stages::StageEntry;
 
 /// Runs the stages of the pipeline file (all of them, or only `only`).
 pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Result<()> {
-    let names: Vec<&str> = registry.iter().map(|e| e.name).collect();
+    let mut names: Vec<&str> = registry.iter().map(|e| e.name).collect();
+    names.push("demo_site");
     let mut doc = PipelineDoc::load(&args.pipeline, &names)?;
     if let Some(w) = &args.workdir {
         doc.pipeline_mut().workdir = w.clone();
@@ -75,6 +76,7 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
         max_attempts: settings.max_attempts.max(1),
     };
     let mut ex = Executor::new(&workdir, opts, progress.as_ref())?;
+    let _demo_site = start_demo_site(&doc)?;
     tracing::info!(workdir = %workdir.display(), jobs, "run started");
     if let Some(r) = &args.restart {
         let reset = ex.restart(&stages, r)?;
@@ -124,4 +126,38 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
         println!("finished; see `openwit status {}`", workdir.display());
     }
     Ok(())
+}
+
+/// A `[demo_site]` table: generate the demo's web site (if missing) and serve it on 127.0.0.1 for
+/// the whole run under the stable name `demo.openwit.test`, so the crawl and the download stages
+/// reach the same URLs in every run, whatever the port.
+fn start_demo_site(
+    doc: &PipelineDoc,
+) -> Result<
+    Option<(
+        openwit_sources::demo_site::DemoServer,
+        tokio::runtime::Runtime,
+    )>,
+> {
+    let Some(cfg) = doc.section::<openwit_sources::crawl::DemoSite>("demo_site")? else {
+        return Ok(None);
+    };
+    let dir = if cfg.dir.is_absolute() {
+        cfg.dir.clone()
+    } else {
+        doc.base_dir().join(&cfg.dir)
+    };
+    if !dir.join(".openwit-demo-site").exists() {
+        openwit_sources::demo_site::generate(&dir, cfg.pages)
+            .map_err(|e| anyhow::anyhow!("demo site {}: {e}", dir.display()))?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let server = openwit_sources::demo_site::serve(&rt, &dir)
+        .map_err(|e| anyhow::anyhow!("demo site {}: {e}", dir.display()))?;
+    openwit_core::net::override_host(openwit_sources::demo_site::DEMO_HOST, server.addr);
+    tracing::info!(addr = %server.addr, host = openwit_sources::demo_site::DEMO_HOST, "serving the demo site");
+    Ok(Some((server, rt)))
 }
