@@ -34,9 +34,20 @@ pub fn status(args: &StatusArgs) -> Result<()> {
             .collect();
         let mut drops = BTreeMap::new();
         let (mut items_in, mut items_out) = (0, 0);
+        // Items in: what the tasks read; items out: what the reduce step kept when the stage has
+        // one, else what the tasks wrote. Drops from both.
+        let reduce = tasks
+            .iter()
+            .find(|t| t.task == openwit_core::REDUCE_TASK && t.status == Status::Done);
         for t in tasks.iter().filter(|t| t.status == Status::Done) {
-            items_in += t.items_in;
-            items_out += t.items_out;
+            if t.task != openwit_core::REDUCE_TASK {
+                items_in += t.items_in;
+                if reduce.is_none() {
+                    items_out += t.items_out;
+                }
+            } else {
+                items_out += t.items_out;
+            }
             for (k, v) in &t.drops {
                 *drops.entry(k.clone()).or_insert(0) += v;
             }
