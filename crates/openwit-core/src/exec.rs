@@ -516,7 +516,7 @@ impl<'r> Executor<'r> {
 }
 
 /// Runs `f`, turning errors and panics into messages.
-fn catch<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, String> {
+pub(crate) fn catch<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, String> {
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),

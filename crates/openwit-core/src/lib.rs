@@ -37,6 +37,7 @@
 
 pub mod atomic;
 pub mod config;
+pub mod dist;
 pub mod error;
 pub mod exec;
 pub mod lock;
@@ -45,6 +46,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod stage;
 pub mod state;
+pub mod store;
 pub mod text;
 
 pub use error::{Error, IoContext, Result};

@@ -244,6 +244,12 @@ pub trait Stage: Send + Sync {
         jobs
     }
 
+    /// Whether the stage reads the run state (`openwit.sqlite`) of the workdir, as the report
+    /// does. The distributed executor then builds one from the committed manifests for it.
+    fn reads_run_state(&self) -> bool {
+        false
+    }
+
     /// A short summary for people, printed when the stage finishes (e.g. entries per source).
     fn summary(&self, _ctx: &StageContext<'_>, _tasks: &[TaskRecord]) -> Option<String> {
         None

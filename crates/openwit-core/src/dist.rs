@@ -1,0 +1,967 @@
+//! The distributed executor: the same [`Stage`]s, run task by task by independent processes
+//! (Slurm array elements, or threads of one `openwit run`) over a [`Store`], with a commit
+//! protocol that needs nothing but put-if-absent.
+//!
+//! Layout of a workdir (keys relative to the store's root):
+//!
+//! ```text
+//! _openwit/plans/<stage>.json               the stage's plan (config, fingerprint, tasks); put-if-absent
+//! _openwit/tasks/<stage>/<task>.json        a task's commit manifest; put-if-absent: the winner
+//! _openwit/stages/<stage>.json              the stage's completion (reduce output, summary, every
+//!                                           task's manifest); put-if-absent
+//! <stage>/_attempts/<task>/<attempt>/<rel>  data of one attempt; only what a manifest names counts
+//! ```
+//!
+//! A task attempt runs in a node-local folder (the *mirror*) that holds the committed outputs of
+//! the upstream stages at their usual relative paths (downloaded once per node into a cache:
+//! committed data keys never change), so stage code reads and writes plain files exactly as
+//! under the local executor. Its outputs go up under attempt-unique keys; then the attempt
+//! creates the task's manifest with put-if-absent. A task is done when its manifest exists. A
+//! losing duplicate (a requeued task whose orphan also finished) gets "already exists", removes
+//! its own uploads and exits successfully, never touching the winner's data. Readers follow
+//! manifests only. [`gc`] removes what losers and dead attempts left behind.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::atomic::remove_any;
+use crate::config::{changed_keys, fingerprint};
+use crate::error::{Error, IoContext, Result};
+use crate::exec::{RunOptions, StageOutcome, catch};
+use crate::progress::Reporter;
+use crate::stage::{REDUCE_TASK, Stage, StageContext, TaskContext, TaskReport, TaskSpec, sanitize};
+use crate::state::{RunState, Status, TaskRecord, now};
+use crate::store::Store;
+
+/// The prefix of the protocol's own objects.
+pub const META: &str = "_openwit";
+
+fn plan_key(stage: &str) -> String {
+    format!("{META}/plans/{stage}.json")
+}
+fn task_prefix(stage: &str) -> String {
+    format!("{META}/tasks/{stage}/")
+}
+fn task_key(stage: &str, task: &str) -> String {
+    format!("{META}/tasks/{stage}/{}.json", sanitize(task))
+}
+fn stage_key(stage: &str) -> String {
+    format!("{META}/stages/{stage}.json")
+}
+fn attempt_prefix(stage: &str, task: &str, attempt: &str) -> String {
+    format!("{stage}/_attempts/{}/{attempt}", sanitize(task))
+}
+
+/// A stage's plan, fixed by whoever planned it first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub stage: String,
+    pub fingerprint: String,
+    pub config: Value,
+    pub tasks: Vec<TaskSpec>,
+    pub created_at: f64,
+}
+
+/// One committed file: where stage code sees it (relative to the workdir) and where it lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputFile {
+    pub path: String,
+    pub key: String,
+    pub size: u64,
+}
+
+/// A task's commit manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub stage: String,
+    pub task: String,
+    /// The task's position in the plan (`None` for the reduce step).
+    pub index: Option<usize>,
+    /// The task's payload, as planned.
+    #[serde(default)]
+    pub payload: Value,
+    pub attempt: String,
+    pub fingerprint: String,
+    /// The outputs as the task declared them (files or folders), relative to the workdir.
+    pub outputs: Vec<String>,
+    /// Every committed file.
+    pub files: Vec<OutputFile>,
+    pub report: TaskReport,
+    pub host: String,
+    /// `SLURM_JOB_ID`/`SLURM_ARRAY_JOB_ID_SLURM_ARRAY_TASK_ID` when run by Slurm.
+    pub job: Option<String>,
+    pub elapsed_s: f64,
+    pub finished_at: f64,
+}
+
+/// A stage's completion record, written once after its reduce step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageManifest {
+    pub stage: String,
+    pub fingerprint: String,
+    pub config: Value,
+    pub tasks_total: usize,
+    /// Every task's manifest in plan order, then the reduce step's if it wrote outputs.
+    pub tasks: Vec<Manifest>,
+    pub summary: Option<String>,
+    pub elapsed_s: f64,
+    pub finished_at: f64,
+}
+
+/// What one task attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// This attempt committed the task.
+    Committed,
+    /// The task was already committed before this attempt started; nothing ran.
+    AlreadyCommitted,
+    /// Another attempt committed first; this one's uploads were removed.
+    LostRace,
+}
+
+/// Where a stage stands, read from the committed manifests.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageProgress {
+    pub stage: String,
+    pub planned: bool,
+    pub tasks_total: usize,
+    pub committed: usize,
+    /// (plan index, task id) of the tasks with no manifest.
+    pub missing: Vec<(usize, String)>,
+    pub done: bool,
+    pub items_in: u64,
+    pub items_out: u64,
+    pub drops: BTreeMap<String, u64>,
+    pub elapsed_s: f64,
+    pub summary: Option<String>,
+}
+
+/// Runs stages over a [`Store`] with the put-if-absent commit protocol.
+pub struct DistExecutor<'r> {
+    store: Store,
+    local: PathBuf,
+    opts: RunOptions,
+    reporter: &'r dyn Reporter,
+    cancel: Arc<AtomicBool>,
+    runtime: OnceLock<tokio::runtime::Runtime>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// An id no other attempt anywhere has: host, pid, time and a counter, hashed.
+fn attempt_id() -> String {
+    let mut h = Sha256::new();
+    h.update(hostname().as_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(now().to_le_bytes());
+    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.update(t.as_nanos().to_le_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+fn slurm_job() -> Option<String> {
+    let get = |k: &str| std::env::var(k).ok();
+    match (get("SLURM_ARRAY_JOB_ID"), get("SLURM_ARRAY_TASK_ID")) {
+        (Some(j), Some(t)) => Some(format!("{j}_{t}")),
+        _ => get("SLURM_JOB_ID"),
+    }
+}
+
+/// The default node-local folder: `$OPENWIT_LOCAL`, else `$TMPDIR/openwit-local`.
+pub fn default_local_dir() -> PathBuf {
+    std::env::var_os("OPENWIT_LOCAL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("openwit-local"))
+}
+
+impl<'r> DistExecutor<'r> {
+    /// An executor over `store`, staging files under the node-local folder `local`.
+    pub fn new(store: Store, local: PathBuf, opts: RunOptions, reporter: &'r dyn Reporter) -> Self {
+        DistExecutor {
+            store,
+            local,
+            opts,
+            reporter,
+            cancel: Arc::new(AtomicBool::new(false)),
+            runtime: OnceLock::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The flag that asks running tasks to stop.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>> {
+        match self.store.get(key)? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+                Error::Stage(format!(
+                    "{}/{key}: not a valid openwit record ({e}); was it written by another tool?",
+                    self.store.url()
+                ))
+            }),
+        }
+    }
+
+    /// The stage's plan, if one was made.
+    pub fn read_plan(&self, stage: &str) -> Result<Option<Plan>> {
+        self.get_json(&plan_key(stage))
+    }
+
+    /// The stage's completion record, if it is done.
+    pub fn read_stage(&self, stage: &str) -> Result<Option<StageManifest>> {
+        self.get_json(&stage_key(stage))
+    }
+
+    fn check_fingerprint(&self, stage: &dyn Stage, fp: &str, old_config: &Value) -> Result<()> {
+        let config = stage.config();
+        if fingerprint(&config) != fp {
+            let keys = changed_keys(old_config, &config);
+            return Err(Error::Stage(format!(
+                "the configuration of stage `{}` changed since it was planned in {} (changed keys: {}); \
+                 restore the old values or use a new workdir prefix",
+                stage.name(),
+                self.store.url(),
+                if keys.is_empty() {
+                    "(unknown)".into()
+                } else {
+                    keys.join(", ")
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    /// The committed records of the stage's upstream stages, which must all be done.
+    fn upstream(&self, stage: &dyn Stage) -> Result<HashMap<String, Vec<Manifest>>> {
+        let mut map = HashMap::new();
+        for u in stage.upstream() {
+            let Some(done) = self.read_stage(&u)? else {
+                return Err(Error::Stage(format!(
+                    "stage `{}` reads the outputs of `{u}`, which has not finished in {}; \
+                     run `openwit task {u} ...` for its missing tasks and its reduce step first \
+                     (`openwit status {}` lists them)",
+                    stage.name(),
+                    self.store.url(),
+                    self.store.url()
+                )));
+            };
+            map.insert(u, done.tasks);
+        }
+        Ok(map)
+    }
+
+    /// The plan of `stage`: read it, or make it (its upstream stages must be done) and store it
+    /// with put-if-absent, so every process uses the first one made.
+    pub fn plan(&self, stage: &dyn Stage) -> Result<Plan> {
+        if let Some(p) = self.read_plan(stage.name())? {
+            self.check_fingerprint(stage, &p.fingerprint, &p.config)?;
+            return Ok(p);
+        }
+        let upstream = self.upstream(stage)?;
+        let mirror = self.mirror(stage, &upstream, &[])?;
+        let records = records_of(&upstream);
+        let tasks = {
+            let ctx = StageContext {
+                workdir: &mirror,
+                stage: stage.name(),
+                jobs: self.opts.jobs,
+                upstream: &records,
+            };
+            stage.plan(&ctx)
+        };
+        let _ = remove_any(&mirror);
+        let tasks = tasks?;
+        let mut seen = HashSet::new();
+        for t in &tasks {
+            if !seen.insert(sanitize(&t.id)) || t.id == REDUCE_TASK {
+                return Err(Error::Stage(format!(
+                    "stage `{}` planned task id `{}` twice (a bug in the stage)",
+                    stage.name(),
+                    t.id
+                )));
+            }
+        }
+        let config = stage.config();
+        let plan = Plan {
+            stage: stage.name().to_string(),
+            fingerprint: fingerprint(&config),
+            config,
+            tasks,
+            created_at: now(),
+        };
+        let bytes = serde_json::to_vec_pretty(&plan).expect("plan serializes");
+        if !self.store.put_if_absent(&plan_key(stage.name()), bytes)? {
+            let p = self.read_plan(stage.name())?.ok_or_else(|| {
+                Error::Stage(format!("the plan of `{}` vanished", stage.name()))
+            })?;
+            self.check_fingerprint(stage, &p.fingerprint, &p.config)?;
+            return Ok(p);
+        }
+        tracing::info!(stage = stage.name(), tasks = plan.tasks.len(), "planned");
+        Ok(plan)
+    }
+
+    /// The committed manifests of a stage's tasks (one read per task).
+    fn task_manifests(&self, stage: &str) -> Result<Vec<Manifest>> {
+        let mut out = Vec::new();
+        for e in self.store.list(&task_prefix(stage))? {
+            if let Some(m) = self.get_json::<Manifest>(&e.key)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Committed task ids of a stage (a listing, no reads).
+    fn committed_ids(&self, stage: &str) -> Result<HashSet<String>> {
+        let prefix = task_prefix(stage);
+        Ok(self
+            .store
+            .list(&prefix)?
+            .into_iter()
+            .filter_map(|e| {
+                e.key
+                    .strip_prefix(&prefix)
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .map(str::to_string)
+            })
+            .collect())
+    }
+
+    /// Where the stage stands: planned, committed and missing tasks, done.
+    pub fn progress(&self, stage: &str) -> Result<StageProgress> {
+        let mut p = StageProgress {
+            stage: stage.to_string(),
+            planned: false,
+            tasks_total: 0,
+            committed: 0,
+            missing: Vec::new(),
+            done: false,
+            items_in: 0,
+            items_out: 0,
+            drops: BTreeMap::new(),
+            elapsed_s: 0.0,
+            summary: None,
+        };
+        if let Some(done) = self.read_stage(stage)? {
+            p.planned = true;
+            p.done = true;
+            p.tasks_total = done.tasks_total;
+            p.committed = done.tasks.iter().filter(|m| m.index.is_some()).count();
+            for m in &done.tasks {
+                p.items_in += m.report.items_in;
+                p.items_out += m.report.items_out;
+                for (k, v) in &m.report.drops.0 {
+                    *p.drops.entry(k.clone()).or_default() += v;
+                }
+            }
+            p.elapsed_s = done.elapsed_s;
+            p.summary = done.summary;
+            return Ok(p);
+        }
+        let Some(plan) = self.read_plan(stage)? else {
+            return Ok(p);
+        };
+        p.planned = true;
+        p.tasks_total = plan.tasks.len();
+        let ids = self.committed_ids(stage)?;
+        for (i, t) in plan.tasks.iter().enumerate() {
+            if ids.contains(&sanitize(&t.id)) {
+                p.committed += 1;
+            } else {
+                p.missing.push((i, t.id.clone()));
+            }
+        }
+        Ok(p)
+    }
+
+    /// Runs task `index` of the stage's plan (planning first if needed) and commits it.
+    pub fn run_task(&self, stage: &dyn Stage, index: usize) -> Result<TaskOutcome> {
+        let plan = self.plan(stage)?;
+        let Some(task) = plan.tasks.get(index) else {
+            return Err(Error::Config(format!(
+                "stage `{}` has {} task(s) (indices 0..{}); there is no task {index}",
+                stage.name(),
+                plan.tasks.len(),
+                plan.tasks.len().saturating_sub(1)
+            )));
+        };
+        self.run_one(stage, &plan, index, task)
+    }
+
+    fn run_one(
+        &self,
+        stage: &dyn Stage,
+        plan: &Plan,
+        index: usize,
+        task: &TaskSpec,
+    ) -> Result<TaskOutcome> {
+        let name = stage.name();
+        let key = task_key(name, &task.id);
+        if self.store.get(&key)?.is_some() {
+            tracing::info!(stage = name, task = %task.id, "already committed");
+            return Ok(TaskOutcome::AlreadyCommitted);
+        }
+        let upstream = self.upstream(stage)?;
+        let records = records_of(&upstream);
+        let mut last = String::new();
+        for attempt in 1..=self.opts.max_attempts {
+            let t0 = Instant::now();
+            let aid = attempt_id();
+            let mirror = self.mirror(stage, &upstream, &[])?;
+            let ctx = self.context(&mirror, name, &task.id, attempt, &records);
+            let res = catch(|| stage.run_task(&ctx, task));
+            let res = res.and_then(|report| {
+                self.upload(&ctx, &mirror, name, &task.id, &aid)
+                    .map(|(outputs, files)| (report, outputs, files))
+                    .map_err(|e| e.to_string())
+            });
+            let _ = remove_any(&mirror);
+            match res {
+                Ok((report, outputs, files)) => {
+                    let m = Manifest {
+                        stage: name.to_string(),
+                        task: task.id.clone(),
+                        index: Some(index),
+                        payload: task.payload.clone(),
+                        attempt: aid.clone(),
+                        fingerprint: plan.fingerprint.clone(),
+                        outputs,
+                        files,
+                        report,
+                        host: hostname(),
+                        job: slurm_job(),
+                        elapsed_s: t0.elapsed().as_secs_f64(),
+                        finished_at: now(),
+                    };
+                    let bytes = serde_json::to_vec_pretty(&m).expect("manifest serializes");
+                    if self.store.put_if_absent(&key, bytes)? {
+                        tracing::info!(stage = name, task = %task.id, attempt = %aid, items_out = m.report.items_out, "task committed");
+                        self.reporter.task_finished(name, &task.id, m.report.items_out);
+                        return Ok(TaskOutcome::Committed);
+                    }
+                    tracing::warn!(stage = name, task = %task.id, attempt = %aid, "another attempt committed this task first; removing this attempt's uploads");
+                    self.remove_attempt(name, &task.id, &aid)?;
+                    return Ok(TaskOutcome::LostRace);
+                }
+                Err(e) => {
+                    tracing::warn!(stage = name, task = %task.id, attempt, error = %e, "task attempt failed");
+                    let _ = self.remove_attempt(name, &task.id, &aid);
+                    last = e;
+                }
+            }
+        }
+        Err(Error::TasksFailed {
+            stage: name.to_string(),
+            failed: 1,
+            attempts: self.opts.max_attempts,
+            task: task.id.clone(),
+            error: last,
+            hint: "fix the cause and run the task again (`openwit submit --resume` reruns only the missing ones)".into(),
+        })
+    }
+
+    /// Finishes a stage once every task is committed: the reduce step, the summary and the
+    /// stage's completion record. Returns the summary.
+    pub fn finish(&self, stage: &dyn Stage) -> Result<Option<String>> {
+        let name = stage.name();
+        if let Some(done) = self.read_stage(name)? {
+            self.check_fingerprint(stage, &done.fingerprint, &done.config)?;
+            return Ok(done.summary);
+        }
+        let plan = self.plan(stage)?;
+        let mut by_id: HashMap<String, Manifest> = self
+            .task_manifests(name)?
+            .into_iter()
+            .map(|m| (m.task.clone(), m))
+            .collect();
+        let missing: Vec<String> = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !by_id.contains_key(&t.id))
+            .map(|(i, t)| format!("{i} ({})", t.id))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Stage(format!(
+                "stage `{name}`: {} of {} task(s) not committed: {}; run them first \
+                 (`openwit submit --resume` submits only the missing ones)",
+                missing.len(),
+                plan.tasks.len(),
+                abbreviate(&missing)
+            )));
+        }
+        let mut tasks: Vec<Manifest> = plan
+            .tasks
+            .iter()
+            .filter_map(|t| by_id.remove(&t.id))
+            .collect();
+        let upstream = self.upstream(stage)?;
+        let mut records = records_of(&upstream);
+        let own: Vec<TaskRecord> = tasks.iter().map(|m| record_of(m, &plan)).collect();
+        let t0 = Instant::now();
+        let aid = attempt_id();
+        let mirror = self.mirror(stage, &upstream, &tasks)?;
+        let mut reduced = None;
+        let mut last = None;
+        for attempt in 1..=self.opts.max_attempts {
+            let ctx = self.context(&mirror, name, REDUCE_TASK, attempt, &records);
+            match catch(|| stage.reduce(&ctx, &own)) {
+                Ok(None) => {
+                    last = None;
+                    break;
+                }
+                Ok(Some(report)) => {
+                    let (outputs, files) = self.upload(&ctx, &mirror, name, REDUCE_TASK, &aid)?;
+                    reduced = Some(Manifest {
+                        stage: name.to_string(),
+                        task: REDUCE_TASK.into(),
+                        index: None,
+                        payload: Value::Null,
+                        attempt: aid.clone(),
+                        fingerprint: plan.fingerprint.clone(),
+                        outputs,
+                        files,
+                        report,
+                        host: hostname(),
+                        job: slurm_job(),
+                        elapsed_s: t0.elapsed().as_secs_f64(),
+                        finished_at: now(),
+                    });
+                    last = None;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(stage = name, attempt, error = %e, "reduce failed");
+                    last = Some(e);
+                }
+            }
+        }
+        if let Some(e) = last {
+            let _ = remove_any(&mirror);
+            return Err(Error::TasksFailed {
+                stage: name.to_string(),
+                failed: 1,
+                attempts: self.opts.max_attempts,
+                task: REDUCE_TASK.into(),
+                error: e,
+                hint: "the stage's tasks are kept; fix the cause and run its reduce step again"
+                    .into(),
+            });
+        }
+        if let Some(r) = &reduced {
+            tasks.push(r.clone());
+        }
+        let all: Vec<TaskRecord> = tasks.iter().map(|m| record_of(m, &plan)).collect();
+        // The summary sees the stage's own outputs where they are in the mirror.
+        records.insert(name.to_string(), all.clone());
+        let summary = {
+            let ctx = StageContext {
+                workdir: &mirror,
+                stage: name,
+                jobs: self.opts.jobs,
+                upstream: &records,
+            };
+            stage.summary(&ctx, &all)
+        };
+        let _ = remove_any(&mirror);
+        let done = StageManifest {
+            stage: name.to_string(),
+            fingerprint: plan.fingerprint.clone(),
+            config: plan.config.clone(),
+            tasks_total: plan.tasks.len(),
+            elapsed_s: tasks.iter().map(|m| m.elapsed_s).sum(),
+            tasks,
+            summary,
+            finished_at: now(),
+        };
+        let bytes = serde_json::to_vec_pretty(&done).expect("stage manifest serializes");
+        if !self.store.put_if_absent(&stage_key(name), bytes)? {
+            if reduced.is_some() {
+                self.remove_attempt(name, REDUCE_TASK, &aid)?;
+            }
+            let other = self.read_stage(name)?;
+            return Ok(other.and_then(|d| d.summary));
+        }
+        tracing::info!(stage = name, "stage committed");
+        Ok(done.summary)
+    }
+
+    /// Runs a whole stage in this process: plan, the uncommitted tasks in parallel, finish.
+    pub fn run_stage(&self, stage: &dyn Stage) -> Result<StageOutcome> {
+        let name = stage.name();
+        if let Some(done) = self.read_stage(name)? {
+            self.check_fingerprint(stage, &done.fingerprint, &done.config)?;
+            return Ok(StageOutcome::UpToDate);
+        }
+        let plan = self.plan(stage)?;
+        let ids = self.committed_ids(name)?;
+        let pending: Vec<(usize, &TaskSpec)> = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !ids.contains(&sanitize(&t.id)))
+            .collect();
+        self.reporter.stage_started(
+            name,
+            plan.tasks.len() as u64,
+            (plan.tasks.len() - pending.len()) as u64,
+        );
+        let threads = stage
+            .max_parallel(self.opts.jobs)
+            .clamp(1, pending.len().max(1));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("openwit-task-{i}"))
+            .build()
+            .map_err(|e| Error::Stage(format!("cannot start the worker pool: {e}")))?;
+        let errors: Mutex<Vec<Error>> = Mutex::new(Vec::new());
+        pool.scope(|s| {
+            for (i, t) in &pending {
+                let errors = &errors;
+                let plan = &plan;
+                s.spawn(move |_| {
+                    if let Err(e) = self.run_one(stage, plan, *i, t) {
+                        errors.lock().unwrap().push(e);
+                    }
+                });
+            }
+        });
+        let mut errors = errors.into_inner().unwrap();
+        if !errors.is_empty() {
+            self.reporter.stage_finished(name, false);
+            return Err(errors.swap_remove(0));
+        }
+        let summary = self.finish(stage);
+        self.reporter.stage_finished(name, summary.is_ok());
+        let reduced = self.read_stage(name)?.is_some_and(|d| {
+            d.tasks
+                .last()
+                .is_some_and(|m| m.task == REDUCE_TASK && m.index.is_none())
+        });
+        Ok(StageOutcome::Ran {
+            ran: pending.len(),
+            total: plan.tasks.len(),
+            reduced,
+            summary: summary?,
+        })
+    }
+
+    fn context<'a>(
+        &'a self,
+        mirror: &'a Path,
+        stage: &'a str,
+        task: &'a str,
+        attempt: u32,
+        records: &'a HashMap<String, Vec<TaskRecord>>,
+    ) -> TaskContext<'a> {
+        TaskContext {
+            workdir: mirror,
+            stage,
+            task,
+            attempt,
+            upstream: records,
+            outputs: Mutex::new(Vec::new()),
+            reporter: self.reporter,
+            runtime: &self.runtime,
+            cancel: &self.cancel,
+            jobs: self.opts.jobs,
+        }
+    }
+
+    /// A fresh node-local workdir holding the committed outputs of `upstream` and `own` at their
+    /// relative paths (hard links into the node's cache), plus a run state built from the
+    /// manifests for stages that read it.
+    fn mirror(
+        &self,
+        stage: &dyn Stage,
+        upstream: &HashMap<String, Vec<Manifest>>,
+        own: &[Manifest],
+    ) -> Result<PathBuf> {
+        let dir = self.local.join("work").join(format!(
+            "{}-{}",
+            sanitize(stage.name()),
+            attempt_id()
+        ));
+        remove_any(&dir)?;
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let cache = self.local.join("cache").join(&hex::encode(
+            &Sha256::digest(self.store.url().as_bytes())[..8],
+        ));
+        for m in upstream.values().flatten().chain(own.iter()) {
+            for f in &m.files {
+                let cached = cache.join(&f.key);
+                let fresh = std::fs::metadata(&cached).is_ok_and(|md| md.len() == f.size);
+                if !fresh {
+                    self.store.download(&f.key, &cached)?;
+                }
+                let dest = dir.join(&f.path);
+                if let Some(p) = dest.parent() {
+                    std::fs::create_dir_all(p).at(p)?;
+                }
+                if std::fs::hard_link(&cached, &dest).is_err() {
+                    std::fs::copy(&cached, &dest).at(&dest)?;
+                }
+            }
+        }
+        if stage.reads_run_state() {
+            self.write_run_state(&dir)?;
+        }
+        Ok(dir)
+    }
+
+    /// A run state in `dir` that says what the manifests say (for stages that read it, such as
+    /// the report).
+    fn write_run_state(&self, dir: &Path) -> Result<()> {
+        let mut st = RunState::open(dir)?;
+        let mut done: Vec<StageManifest> = Vec::new();
+        for e in self.store.list(&format!("{META}/stages/"))? {
+            if let Some(d) = self.get_json::<StageManifest>(&e.key)? {
+                done.push(d);
+            }
+        }
+        done.sort_by(|a, b| a.finished_at.total_cmp(&b.finished_at));
+        for d in done {
+            let Some(plan) = self.read_plan(&d.stage)? else {
+                continue;
+            };
+            st.begin_stage(&d.stage, &d.fingerprint, &d.config, &plan.tasks)?;
+            for m in &d.tasks {
+                st.task_started(&d.stage, &m.task)?;
+                st.task_done(&d.stage, &m.task, &m.outputs, &m.report, m.elapsed_s)?;
+            }
+            st.finish_stage(
+                &d.stage,
+                Status::Done,
+                d.elapsed_s,
+                None,
+                d.summary.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Uploads a finished attempt's declared outputs under its attempt-unique prefix.
+    fn upload(
+        &self,
+        ctx: &TaskContext<'_>,
+        mirror: &Path,
+        stage: &str,
+        task: &str,
+        aid: &str,
+    ) -> Result<(Vec<String>, Vec<OutputFile>)> {
+        let outs = std::mem::take(&mut *ctx.outputs.lock().unwrap());
+        let stage_dir = mirror.join(stage);
+        let prefix = attempt_prefix(stage, task, aid);
+        let mut outputs = Vec::new();
+        let mut files = Vec::new();
+        for (temp, fin) in &outs {
+            if !temp.exists() {
+                return Err(Error::Stage(format!(
+                    "task declared output {} but did not write it",
+                    fin.display()
+                )));
+            }
+            let rel = rel_str(fin.strip_prefix(&stage_dir).unwrap_or(fin));
+            outputs.push(format!("{stage}/{rel}"));
+            let mut walk = vec![(temp.clone(), rel)];
+            while let Some((p, r)) = walk.pop() {
+                if p.is_dir() {
+                    let mut kids: Vec<_> = std::fs::read_dir(&p)
+                        .at(&p)?
+                        .filter_map(|e| e.ok())
+                        .collect();
+                    kids.sort_by_key(|e| e.file_name());
+                    for k in kids.into_iter().rev() {
+                        let n = k.file_name().to_string_lossy().into_owned();
+                        walk.push((k.path(), format!("{r}/{n}")));
+                    }
+                } else {
+                    let key = format!("{prefix}/{r}");
+                    let size = self.store.upload(&p, &key)?;
+                    files.push(OutputFile {
+                        path: format!("{stage}/{r}"),
+                        key,
+                        size,
+                    });
+                }
+            }
+            // In place in the mirror too, for what runs after (the summary).
+            remove_any(fin)?;
+            std::fs::rename(temp, fin).at(fin)?;
+        }
+        Ok((outputs, files))
+    }
+
+    fn remove_attempt(&self, stage: &str, task: &str, aid: &str) -> Result<()> {
+        for e in self
+            .store
+            .list(&format!("{}/", attempt_prefix(stage, task, aid)))?
+        {
+            self.store.delete(&e.key)?;
+        }
+        Ok(())
+    }
+}
+
+fn rel_str(p: &Path) -> String {
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn abbreviate(items: &[String]) -> String {
+    if items.len() <= 10 {
+        items.join(", ")
+    } else {
+        format!("{}, ... and {} more", items[..10].join(", "), items.len() - 10)
+    }
+}
+
+fn record_of(m: &Manifest, plan: &Plan) -> TaskRecord {
+    let ord = m.index.map(|i| i as i64).unwrap_or(plan.tasks.len() as i64);
+    let payload = m.payload.clone();
+    TaskRecord {
+        stage: m.stage.clone(),
+        task: m.task.clone(),
+        ord,
+        payload,
+        status: Status::Done,
+        attempts: 1,
+        outputs: m.outputs.clone(),
+        items_in: m.report.items_in,
+        items_out: m.report.items_out,
+        drops: m.report.drops.0.clone(),
+        extra: m.report.extra.clone(),
+        last_error: None,
+        elapsed_s: m.elapsed_s,
+    }
+}
+
+fn records_of(upstream: &HashMap<String, Vec<Manifest>>) -> HashMap<String, Vec<TaskRecord>> {
+    upstream
+        .iter()
+        .map(|(k, ms)| {
+            // Plan order: tasks by index, the reduce step last.
+            let n = ms.len() as i64;
+            let recs = ms
+                .iter()
+                .map(|m| TaskRecord {
+                    stage: m.stage.clone(),
+                    task: m.task.clone(),
+                    ord: m.index.map(|i| i as i64).unwrap_or(n),
+                    payload: m.payload.clone(),
+                    status: Status::Done,
+                    attempts: 1,
+                    outputs: m.outputs.clone(),
+                    items_in: m.report.items_in,
+                    items_out: m.report.items_out,
+                    drops: m.report.drops.0.clone(),
+                    extra: m.report.extra.clone(),
+                    last_error: None,
+                    elapsed_s: m.elapsed_s,
+                })
+                .collect();
+            (k.clone(), recs)
+        })
+        .collect()
+}
+
+/// What [`gc`] found and removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GcReport {
+    /// Objects of attempts that lost to a committed winner (always safe to remove).
+    pub losers: usize,
+    /// Objects of uncommitted tasks older than the grace period.
+    pub stale: usize,
+    pub bytes: u64,
+    /// Objects kept: committed, or of an uncommitted task that may still be running.
+    pub kept: usize,
+}
+
+/// Removes attempt data no manifest names: always the data of attempts whose task was committed
+/// by another attempt; the data of uncommitted tasks only when older than `grace_s` seconds (an
+/// attempt may still be uploading). With `dry_run` only counts.
+pub fn gc(store: &Store, grace_s: i64, dry_run: bool) -> Result<GcReport> {
+    let mut rep = GcReport::default();
+    let plans = store.list(&format!("{META}/plans/"))?;
+    let now_s = now() as i64;
+    for p in plans {
+        let Some(stage) = p
+            .key
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        // Winners: attempt per task (sanitized), from the task manifests.
+        let mut winners: HashMap<String, String> = HashMap::new();
+        for e in store.list(&task_prefix(stage))? {
+            if let Some(b) = store.get(&e.key)?
+                && let Ok(m) = serde_json::from_slice::<Manifest>(&b)
+            {
+                winners.insert(sanitize(&m.task), m.attempt);
+            }
+        }
+        if let Some(b) = store.get(&stage_key(stage))?
+            && let Ok(d) = serde_json::from_slice::<StageManifest>(&b)
+        {
+            for m in d.tasks.iter().filter(|m| m.index.is_none()) {
+                winners.insert(sanitize(&m.task), m.attempt.clone());
+            }
+        }
+        let reduce_done = store.get(&stage_key(stage))?.is_some();
+        let prefix = format!("{stage}/_attempts/");
+        for e in store.list(&prefix)? {
+            let rest = &e.key[prefix.len()..];
+            let mut parts = rest.splitn(3, '/');
+            let (Some(task), Some(aid)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let committed = winners.get(task);
+            let remove = match committed {
+                Some(w) => w != aid,
+                // The reduce step commits with the stage record.
+                None if task == REDUCE_TASK && reduce_done => true,
+                None => now_s - e.modified > grace_s,
+            };
+            if !remove {
+                rep.kept += 1;
+                continue;
+            }
+            if committed.is_some() || (task == REDUCE_TASK && reduce_done) {
+                rep.losers += 1;
+            } else {
+                rep.stale += 1;
+            }
+            rep.bytes += e.size;
+            if !dry_run {
+                store.delete(&e.key)?;
+            }
+        }
+    }
+    Ok(rep)
+}
