@@ -44,6 +44,7 @@ pub mod lock;
 pub mod net;
 pub mod pipeline;
 pub mod progress;
+pub mod robots;
 pub mod stage;
 pub mod state;
 pub mod store;

@@ -12,16 +12,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use openwit_core::net::{ForbiddenAddress, GuardedResolver, is_forbidden};
+use openwit_core::robots::{MAX_ROBOTS_BYTES, Robots};
 use tokio::sync::{OnceCell, Semaphore};
 use url::Url;
 
 use crate::config::Config;
-use crate::robots::Robots;
 
 /// Most redirects followed.
 pub const MAX_REDIRECTS: usize = 5;
 const DNS_TTL: Duration = Duration::from_secs(300);
-const ROBOTS_MAX_BYTES: usize = 512 << 10;
 
 /// A downloaded body.
 #[derive(Debug, Clone)]
@@ -225,8 +224,8 @@ impl Fetcher {
                 match chunk {
                     Ok(c) => {
                         body.extend_from_slice(&c);
-                        if body.len() >= ROBOTS_MAX_BYTES {
-                            body.truncate(ROBOTS_MAX_BYTES);
+                        if body.len() >= MAX_ROBOTS_BYTES {
+                            body.truncate(MAX_ROBOTS_BYTES);
                             break;
                         }
                     }

@@ -3,12 +3,13 @@
 //! Seeds (a list and/or a file, optionally sitemaps) go into a SQLite frontier
 //! ([`frontier::Frontier`]) with normalized, deduplicated URLs; scope rules (same site,
 //! allow/deny hosts, max depth, max pages) decide what enters. Each host's robots.txt is fetched
-//! once, cached in the frontier and obeyed, Crawl-delay included; at most `per_host` requests
-//! are in flight per host with at least `min_delay_ms` between their starts, and at most
-//! `concurrency` overall. Responses are capped at `max_page_bytes`, must be HTML (by
-//! Content-Type, else sniffed), are decoded by their charset, and go through the shared
-//! extractor. Redirects (at most 5) are followed by hand, each hop re-checked against the scope,
-//! robots.txt and the address rules. A killed crawl resumes from the frontier.
+//! once, cached in the frontier and obeyed (parsed by `openwit_core::robots`), Crawl-delay
+//! included; at most `per_host` requests are in flight per host with at least `min_delay_ms`
+//! between their starts, and at most `concurrency` overall. Responses are capped at
+//! `max_page_bytes`, must be HTML (by Content-Type, else sniffed), are decoded by their charset,
+//! and go through the shared extractor. Redirects (at most 5) are followed by hand, each hop
+//! re-checked against the scope, robots.txt and the address rules. A killed crawl resumes from
+//! the frontier.
 //!
 //! ```toml
 //! [crawl]
@@ -20,7 +21,6 @@
 //! ```
 
 pub mod frontier;
-pub mod robots;
 pub mod urlnorm;
 
 use std::collections::HashMap;
@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use openwit_core::robots::{MAX_ROBOTS_BYTES, Robots};
 use openwit_core::{Drops, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -38,7 +39,6 @@ use crate::error::SourcesError;
 use crate::extract::{PageInfo, extract_with_links, to_candidates};
 use crate::http::{HttpOptions, MAX_REDIRECTS, failure_reason, forbidden_literal};
 use frontier::{DONE, FAILED, Frontier, KIND_PAGE, KIND_SITEMAP, NewUrl, SKIPPED};
-use robots::Robots;
 
 /// The demo site option: generate a small site into `dir` and crawl it from a local server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -422,8 +422,15 @@ enum Outcome {
 struct HostState {
     in_flight: usize,
     next_start: Instant,
-    robots: Option<Arc<Robots>>,
+    robots: Option<Arc<HostRules>>,
     robots_pending: bool,
+}
+
+/// What a host's robots.txt fetch decided: its rules, and whether the host's addresses are
+/// forbidden by the address rules (then nothing is fetched from it: `forbidden_address`).
+struct HostRules {
+    rules: Robots,
+    forbidden: bool,
 }
 
 struct Crawler {
@@ -548,7 +555,7 @@ impl Crawler {
                     let delay = hs
                         .robots
                         .as_ref()
-                        .and_then(|r| r.crawl_delay)
+                        .and_then(|r| r.rules.crawl_delay)
                         .map(Duration::from_secs_f64)
                         .unwrap_or_default()
                         .max(min_delay);
@@ -638,6 +645,7 @@ impl Crawler {
                         if self.cfg.sitemaps && status == ROBOTS_OK {
                             let base = Url::parse(&e.url).ok();
                             let sm: Vec<NewUrl> = r
+                                .rules
                                 .sitemaps
                                 .iter()
                                 .filter_map(|s| {
@@ -714,12 +722,15 @@ impl Crawler {
     }
 }
 
-fn robots_from(status: i64, body: &str, agent: &str) -> Robots {
-    match status {
+fn robots_from(status: i64, body: &str, agent: &str) -> HostRules {
+    let rules = match status {
         ROBOTS_OK => Robots::parse(body, agent),
         ROBOTS_ALLOW_ALL => Robots::allow_all(),
-        ROBOTS_FORBIDDEN => Robots::forbidden(),
         _ => Robots::disallow_all(),
+    };
+    HostRules {
+        rules,
+        forbidden: status == ROBOTS_FORBIDDEN,
     }
 }
 
@@ -756,7 +767,7 @@ async fn fetch_robots(client: &reqwest::Client, page: &str, allow_private: bool)
             }
         }
         if s.is_success() {
-            let body = read_capped(resp, robots::MAX_ROBOTS_BYTES as u64).await;
+            let body = read_capped(resp, MAX_ROBOTS_BYTES as u64).await;
             return match body {
                 Ok((b, _)) => (ROBOTS_OK, String::from_utf8_lossy(&b).into_owned()),
                 Err(_) => (ROBOTS_DISALLOW_ALL, String::new()),
@@ -790,7 +801,7 @@ async fn read_capped(
 
 struct FetchJob {
     client: reqwest::Client,
-    robots: Arc<Robots>,
+    robots: Arc<HostRules>,
     scope: Arc<Scope>,
     cfg: CrawlConfig,
     sitemap_hosts_done: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -817,11 +828,8 @@ impl FetchJob {
             if self.robots.forbidden || forbidden_literal(&url, self.cfg.allow_private_networks) {
                 return Outcome::Skip("forbidden_address", vec![]);
             }
-            if !self.robots.allowed(&path_and_query(&url)) {
+            if !self.robots.rules.allowed(&path_and_query(&url)) {
                 return Outcome::Skip("robots_disallowed", vec![]);
-            }
-            if forbidden_literal(&url, self.cfg.allow_private_networks) {
-                return Outcome::Skip("forbidden_address", vec![]);
             }
             let resp = match self
                 .client
