@@ -7,7 +7,7 @@
 //! with invalid UTF-8 is one counted drop and the next page is read normally.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::counts::Counter;
 use crate::error::{QueriesError, Result};
+use crate::lines::Lines;
 
 /// Drop reasons (keys of [`Drops`]).
 pub mod reason {
@@ -385,36 +386,14 @@ pub fn index_for(dump: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Reads a multistream index (`offset:page_id:title` lines, bzip2 or plain).
+/// Reads a multistream index (`offset:page_id:title` lines, bzip2, gzip or plain).
 pub fn read_index(path: &Path) -> Result<StreamIndex> {
-    let f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
-    let r: Box<dyn Read> = if sniff(path).ok() == Some(DumpKind::Bzip2) {
-        Box::new(bzip2::read::MultiBzDecoder::new(BufReader::with_capacity(
-            1 << 16,
-            f,
-        )))
-    } else {
-        Box::new(f)
-    };
-    let mut r = BufReader::with_capacity(1 << 20, r);
+    let mut lines = Lines::open(path, "download the index file again")?;
     let mut idx = StreamIndex::default();
-    let mut line = Vec::new();
     let mut n = 0usize;
-    loop {
-        line.clear();
-        let k = r
-            .read_until(b'\n', &mut line)
-            .map_err(|e| QueriesError::Broken {
-                path: path.to_path_buf(),
-                offset: 0,
-                msg: format!("after line {n}: {e}"),
-                fix: "download the index file again".into(),
-            })?;
-        if k == 0 {
-            break;
-        }
+    while let Some(line) = lines.next_line()? {
         n += 1;
-        let colon = memchr::memchr(b':', &line);
+        let colon = memchr::memchr(b':', line);
         let off = colon
             .and_then(|c| std::str::from_utf8(&line[..c]).ok())
             .and_then(|s| s.parse::<u64>().ok())

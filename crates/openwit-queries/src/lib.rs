@@ -49,6 +49,7 @@ pub mod counts;
 pub mod download;
 pub mod dump;
 pub mod error;
+pub mod lines;
 pub mod pageviews;
 pub mod select;
 pub mod stage;

@@ -5,60 +5,30 @@
 //! hourly minimum (50) skipped, the rest summed per title.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use openwit_core::Drops;
 
-use crate::error::{QueriesError, Result};
+use crate::error::Result;
+use crate::lines::Lines;
 
 pub const BAD_LINE: &str = "pageview_bad_line";
 pub const INVALID_UTF8: &str = "pageview_invalid_utf8";
 
-/// Sums the `en` views of one pageview file (plain or gzip) per title, keeping hourly counts of at
-/// least `min_hourly`. Returns the sums (sorted by title) and the number of lines read.
+/// Sums the `en` views of one pageview file (plain, gzip or bzip2) per title, keeping hourly
+/// counts of at least `min_hourly`. Returns the sums (sorted by title) and the number of lines read.
 pub fn read_file(
     path: &Path,
     min_hourly: u64,
     drops: &mut Drops,
 ) -> Result<(BTreeMap<String, u64>, u64)> {
-    let f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
-    let mut head = [0u8; 2];
-    let gz = {
-        let mut g = File::open(path).map_err(|e| QueriesError::io(path, e))?;
-        g.read_exact(&mut head).is_ok() && head == [0x1f, 0x8b]
-    };
-    let r: Box<dyn Read> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-            1 << 16,
-            f,
-        )))
-    } else {
-        Box::new(f)
-    };
-    let mut r = BufReader::with_capacity(1 << 20, r);
+    let mut lines = Lines::open(path, "the file is damaged or truncated: download it again")?;
     let mut sums = BTreeMap::new();
-    let mut line = Vec::new();
-    let mut n = 0u64;
-    loop {
-        line.clear();
-        let k = r
-            .read_until(b'\n', &mut line)
-            .map_err(|e| QueriesError::Broken {
-                path: path.to_path_buf(),
-                offset: 0,
-                msg: format!("after line {n}: {e}"),
-                fix: "the file is damaged or truncated: download it again".into(),
-            })?;
-        if k == 0 {
-            break;
-        }
-        n += 1;
+    while let Some(line) = lines.next_line()? {
         if !line.starts_with(b"en ") {
             continue;
         }
-        let Ok(text) = std::str::from_utf8(&line) else {
+        let Ok(text) = std::str::from_utf8(line) else {
             drops.inc(INVALID_UTF8);
             continue;
         };
@@ -77,12 +47,13 @@ pub fn read_file(
         }
         *sums.entry(title).or_insert(0) += count;
     }
-    Ok((sums, n))
+    Ok((sums, lines.lines_read()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     #[test]

@@ -15,7 +15,7 @@
 //! `build_metadata.py` does (`dog.n.01` -> `dog`, `st._john's_wort` -> `st`).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use crate::error::QueriesError;
@@ -154,18 +154,10 @@ fn lmf_pos_rank(p: char) -> u8 {
     }
 }
 
-/// Reads Open English WordNet's WN-LMF XML (plain or gzip).
+/// Reads Open English WordNet's WN-LMF XML (plain, gzip or bzip2, by its first bytes).
 pub fn read_lmf(path: &Path) -> Result<Vec<Synset>, QueriesError> {
     use quick_xml::events::Event;
-    let io = |e: std::io::Error| QueriesError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let f = std::fs::File::open(path).map_err(io)?;
-    let mut raw: Box<dyn Read> = Box::new(f);
-    if path.extension().is_some_and(|e| e == "gz") {
-        raw = Box::new(flate2::read::MultiGzDecoder::new(raw));
-    }
+    let raw = crate::lines::open(path)?;
     let mut reader = quick_xml::Reader::from_reader(BufReader::with_capacity(1 << 16, raw));
     let mut buf = Vec::new();
     // entry id -> written form; synset id -> (pos, members, first sense entry); synset order.
