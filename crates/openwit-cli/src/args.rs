@@ -33,6 +33,13 @@ pub enum Command {
     Search(SearchArgs),
     /// Serve a local web UI over a workdir: search, thumbnails, sample details, the report.
     Serve(ServeArgs),
+    /// Submit PIPELINE to a cluster: each stage as a Slurm job array of its tasks (see docs/SCALING.md).
+    Submit(SubmitArgs),
+    /// Run one task (or the finishing reduce step) of a stage over a shared workdir; what a
+    /// cluster job runs.
+    Task(TaskArgs),
+    /// Remove the data of task attempts that no commit names (losers of a race, dead attempts).
+    Gc(GcArgs),
     /// One stage of the pipeline (listed below).
     #[command(external_subcommand)]
     Stage(Vec<OsString>),
@@ -103,4 +110,89 @@ pub struct ServeArgs {
     /// The address to listen on (only 127.0.0.1 by default: the UI has no authentication).
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
     pub host: std::net::IpAddr,
+}
+
+/// Options of `openwit submit`.
+#[derive(Debug, Clone, Args)]
+pub struct SubmitArgs {
+    /// The pipeline file (TOML). Its `[pipeline] workdir` (or --workdir) should be an S3 prefix
+    /// (`s3://bucket/prefix`) or a folder every node sees.
+    pub pipeline: PathBuf,
+    /// Submit with Slurm's `sbatch`: one job array per stage, chained with afterok dependencies.
+    #[arg(long, required_unless_present = "k8s")]
+    pub slurm: bool,
+    /// Print a Kubernetes Indexed Job manifest per planned stage instead of submitting.
+    #[arg(long, conflicts_with = "slurm")]
+    pub k8s: bool,
+    /// Resubmit only the tasks that have no commit (after cancelled or failed jobs).
+    #[arg(long)]
+    pub resume: bool,
+    /// The shared workdir (overrides `[pipeline] workdir`).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub workdir: Option<String>,
+    /// Where the jobs' stdout/stderr go (default ./openwit-slurm-logs; ignored when the sbatch
+    /// options name --output).
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// The container image of the Kubernetes manifests (with --k8s).
+    #[arg(long, value_name = "IMAGE", default_value = "openwit:latest")]
+    pub image: String,
+    /// No progress output; only warnings on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// More logs on stderr (-v: debug, -vv: trace).
+    #[arg(long, short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Options passed to every `sbatch` as they are (e.g. --partition=cpu --time=4:00:00
+    /// --cpus-per-task=8); put them last.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "SBATCH OPTIONS"
+    )]
+    pub sbatch: Vec<String>,
+}
+
+/// Options of `openwit task`.
+#[derive(Debug, Clone, Args)]
+pub struct TaskArgs {
+    /// The stage.
+    pub stage: String,
+    /// The pipeline file (TOML).
+    pub pipeline: PathBuf,
+    /// The task's position in the stage's plan (Slurm: $SLURM_ARRAY_TASK_ID).
+    #[arg(long, required_unless_present = "finish", conflicts_with = "finish")]
+    pub index: Option<usize>,
+    /// Run the stage's reduce step and record it as done (every task must be committed).
+    #[arg(long)]
+    pub finish: bool,
+    /// After --finish, submit the next stage of the pipeline (used by `openwit submit`'s jobs).
+    #[arg(long, value_name = "SUBMISSION", requires = "finish")]
+    pub chain: Option<String>,
+    /// The shared workdir (overrides `[pipeline] workdir`).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub workdir: Option<String>,
+    /// Threads for the task's own parallel work (default: the allocated or available cores).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Only warnings on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// More logs on stderr (-v: debug, -vv: trace).
+    #[arg(long, short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Options of `openwit gc`.
+#[derive(Debug, Clone, Args)]
+pub struct GcArgs {
+    /// The workdir (a folder or s3://bucket/prefix).
+    pub workdir: String,
+    /// Also remove data of uncommitted tasks older than this (an attempt younger than this may
+    /// still be running).
+    #[arg(long, value_name = "SECONDS", default_value_t = 86400)]
+    pub grace: i64,
+    /// Only count what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
 }

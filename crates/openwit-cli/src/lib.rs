@@ -8,6 +8,7 @@ pub mod commands;
 pub mod logging;
 pub mod pipeline;
 pub mod progress;
+pub mod slurm;
 pub mod stages;
 
 use std::process::ExitCode;
@@ -62,13 +63,16 @@ pub fn main_with(extra: Vec<StageEntry>) -> ExitCode {
                 Command::Status(a) => commands::status::status(&a),
                 Command::Search(a) => commands::explore::search(&a),
                 Command::Serve(a) => commands::explore::serve(&a),
+                Command::Submit(a) => commands::cluster::submit(&a, &registry),
+                Command::Task(a) => commands::cluster::task(&a, &registry),
+                Command::Gc(a) => commands::cluster::gc(&a),
                 Command::Stage(argv) => {
                     let name = argv
                         .first()
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_default();
                     eprintln!(
-                        "error: unknown command `{name}`; commands: run, status, {}\n\nFor more information, try '--help'.",
+                        "error: unknown command `{name}`; commands: run, status, search, serve, submit, task, gc, {}\n\nFor more information, try '--help'.",
                         registry
                             .iter()
                             .map(|e| e.name)

@@ -280,7 +280,7 @@ impl<'r> DistExecutor<'r> {
         }
         let upstream = self.upstream(stage)?;
         let mirror = self.mirror(stage, &upstream, &[])?;
-        let records = records_of(&upstream);
+        let records = records_of(&upstream, &mirror);
         let tasks = {
             let ctx = StageContext {
                 workdir: &mirror,
@@ -291,7 +291,13 @@ impl<'r> DistExecutor<'r> {
             stage.plan(&ctx)
         };
         let _ = remove_any(&mirror);
-        let tasks = tasks?;
+        let tasks: Vec<TaskSpec> = tasks?
+            .into_iter()
+            .map(|t| TaskSpec {
+                payload: relativize(&t.payload, &mirror),
+                id: t.id,
+            })
+            .collect();
         let mut seen = HashSet::new();
         for t in &tasks {
             if !seen.insert(sanitize(&t.id)) || t.id == REDUCE_TASK {
@@ -312,9 +318,9 @@ impl<'r> DistExecutor<'r> {
         };
         let bytes = serde_json::to_vec_pretty(&plan).expect("plan serializes");
         if !self.store.put_if_absent(&plan_key(stage.name()), bytes)? {
-            let p = self.read_plan(stage.name())?.ok_or_else(|| {
-                Error::Stage(format!("the plan of `{}` vanished", stage.name()))
-            })?;
+            let p = self
+                .read_plan(stage.name())?
+                .ok_or_else(|| Error::Stage(format!("the plan of `{}` vanished", stage.name())))?;
             self.check_fingerprint(stage, &p.fingerprint, &p.config)?;
             return Ok(p);
         }
@@ -369,9 +375,18 @@ impl<'r> DistExecutor<'r> {
             p.done = true;
             p.tasks_total = done.tasks_total;
             p.committed = done.tasks.iter().filter(|m| m.index.is_some()).count();
+            // Items in: what the tasks read; items out: what the reduce step kept when the
+            // stage has one, else what the tasks wrote (as `openwit status` counts locally).
+            let reduce = done.tasks.iter().find(|m| m.index.is_none());
             for m in &done.tasks {
-                p.items_in += m.report.items_in;
-                p.items_out += m.report.items_out;
+                match (m.index, reduce) {
+                    (Some(_), None) => {
+                        p.items_in += m.report.items_in;
+                        p.items_out += m.report.items_out;
+                    }
+                    (Some(_), Some(_)) => p.items_in += m.report.items_in,
+                    (None, _) => p.items_out += m.report.items_out,
+                }
                 for (k, v) in &m.report.drops.0 {
                     *p.drops.entry(k.clone()).or_default() += v;
                 }
@@ -424,14 +439,22 @@ impl<'r> DistExecutor<'r> {
             return Ok(TaskOutcome::AlreadyCommitted);
         }
         let upstream = self.upstream(stage)?;
-        let records = records_of(&upstream);
         let mut last = String::new();
         for attempt in 1..=self.opts.max_attempts {
             let t0 = Instant::now();
             let aid = attempt_id();
             let mirror = self.mirror(stage, &upstream, &[])?;
+            let records = records_of(&upstream, &mirror);
+            let here = TaskSpec {
+                id: task.id.clone(),
+                payload: absolutize(&task.payload, &mirror),
+            };
             let ctx = self.context(&mirror, name, &task.id, attempt, &records);
-            let res = catch(|| stage.run_task(&ctx, task));
+            let res = catch(|| stage.run_task(&ctx, &here));
+            let res = res.map(|mut r| {
+                r.extra = relativize(&r.extra, &mirror);
+                r
+            });
             let res = res.and_then(|report| {
                 self.upload(&ctx, &mirror, name, &task.id, &aid)
                     .map(|(outputs, files)| (report, outputs, files))
@@ -458,7 +481,8 @@ impl<'r> DistExecutor<'r> {
                     let bytes = serde_json::to_vec_pretty(&m).expect("manifest serializes");
                     if self.store.put_if_absent(&key, bytes)? {
                         tracing::info!(stage = name, task = %task.id, attempt = %aid, items_out = m.report.items_out, "task committed");
-                        self.reporter.task_finished(name, &task.id, m.report.items_out);
+                        self.reporter
+                            .task_finished(name, &task.id, m.report.items_out);
                         return Ok(TaskOutcome::Committed);
                     }
                     tracing::warn!(stage = name, task = %task.id, attempt = %aid, "another attempt committed this task first; removing this attempt's uploads");
@@ -518,11 +542,11 @@ impl<'r> DistExecutor<'r> {
             .filter_map(|t| by_id.remove(&t.id))
             .collect();
         let upstream = self.upstream(stage)?;
-        let mut records = records_of(&upstream);
-        let own: Vec<TaskRecord> = tasks.iter().map(|m| record_of(m, &plan)).collect();
         let t0 = Instant::now();
         let aid = attempt_id();
         let mirror = self.mirror(stage, &upstream, &tasks)?;
+        let mut records = records_of(&upstream, &mirror);
+        let own: Vec<TaskRecord> = tasks.iter().map(|m| record_of(m, &plan, &mirror)).collect();
         let mut reduced = None;
         let mut last = None;
         for attempt in 1..=self.opts.max_attempts {
@@ -532,7 +556,8 @@ impl<'r> DistExecutor<'r> {
                     last = None;
                     break;
                 }
-                Ok(Some(report)) => {
+                Ok(Some(mut report)) => {
+                    report.extra = relativize(&report.extra, &mirror);
                     let (outputs, files) = self.upload(&ctx, &mirror, name, REDUCE_TASK, &aid)?;
                     reduced = Some(Manifest {
                         stage: name.to_string(),
@@ -573,7 +598,7 @@ impl<'r> DistExecutor<'r> {
         if let Some(r) = &reduced {
             tasks.push(r.clone());
         }
-        let all: Vec<TaskRecord> = tasks.iter().map(|m| record_of(m, &plan)).collect();
+        let all: Vec<TaskRecord> = tasks.iter().map(|m| record_of(m, &plan, &mirror)).collect();
         // The summary sees the stage's own outputs where they are in the mirror.
         records.insert(name.to_string(), all.clone());
         let summary = {
@@ -585,6 +610,8 @@ impl<'r> DistExecutor<'r> {
             };
             stage.summary(&ctx, &all)
         };
+        // Paths in the summary name the store, not this node's mirror.
+        let summary = summary.map(|s| s.replace(&*mirror.to_string_lossy(), self.store.url()));
         let _ = remove_any(&mirror);
         let done = StageManifest {
             stage: name.to_string(),
@@ -699,14 +726,13 @@ impl<'r> DistExecutor<'r> {
         upstream: &HashMap<String, Vec<Manifest>>,
         own: &[Manifest],
     ) -> Result<PathBuf> {
-        let dir = self.local.join("work").join(format!(
-            "{}-{}",
-            sanitize(stage.name()),
-            attempt_id()
-        ));
+        let dir =
+            self.local
+                .join("work")
+                .join(format!("{}-{}", sanitize(stage.name()), attempt_id()));
         remove_any(&dir)?;
         std::fs::create_dir_all(&dir).at(&dir)?;
-        let cache = self.local.join("cache").join(&hex::encode(
+        let cache = self.local.join("cache").join(hex::encode(
             &Sha256::digest(self.store.url().as_bytes())[..8],
         ));
         for m in upstream.values().flatten().chain(own.iter()) {
@@ -825,6 +851,42 @@ impl<'r> DistExecutor<'r> {
     }
 }
 
+/// Stands for the mirror's path in stored payloads and reports: stage code may put absolute
+/// paths of upstream outputs into a task's payload (as it does under the local executor), and
+/// each attempt runs in a mirror of its own, on any node.
+const WORKDIR_TOKEN: &str = "${OPENWIT_WORKDIR}";
+
+/// Replaces the mirror's path at the start of every string in `v` with [`WORKDIR_TOKEN`].
+fn relativize(v: &Value, mirror: &Path) -> Value {
+    let m = mirror.to_string_lossy();
+    map_strings(v, &|s| match s.strip_prefix(m.as_ref()) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{WORKDIR_TOKEN}{rest}"),
+        _ => s.to_string(),
+    })
+}
+
+/// The inverse of [`relativize`] for the mirror at `mirror`.
+fn absolutize(v: &Value, mirror: &Path) -> Value {
+    let m = mirror.to_string_lossy();
+    map_strings(v, &|s| match s.strip_prefix(WORKDIR_TOKEN) {
+        Some(rest) => format!("{m}{rest}"),
+        None => s.to_string(),
+    })
+}
+
+fn map_strings(v: &Value, f: &dyn Fn(&str) -> String) -> Value {
+    match v {
+        Value::String(s) => Value::String(f(s)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| map_strings(x, f)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), map_strings(x, f)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 fn rel_str(p: &Path) -> String {
     p.components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -836,13 +898,17 @@ fn abbreviate(items: &[String]) -> String {
     if items.len() <= 10 {
         items.join(", ")
     } else {
-        format!("{}, ... and {} more", items[..10].join(", "), items.len() - 10)
+        format!(
+            "{}, ... and {} more",
+            items[..10].join(", "),
+            items.len() - 10
+        )
     }
 }
 
-fn record_of(m: &Manifest, plan: &Plan) -> TaskRecord {
+fn record_of(m: &Manifest, plan: &Plan, mirror: &Path) -> TaskRecord {
     let ord = m.index.map(|i| i as i64).unwrap_or(plan.tasks.len() as i64);
-    let payload = m.payload.clone();
+    let payload = absolutize(&m.payload, mirror);
     TaskRecord {
         stage: m.stage.clone(),
         task: m.task.clone(),
@@ -854,13 +920,16 @@ fn record_of(m: &Manifest, plan: &Plan) -> TaskRecord {
         items_in: m.report.items_in,
         items_out: m.report.items_out,
         drops: m.report.drops.0.clone(),
-        extra: m.report.extra.clone(),
+        extra: absolutize(&m.report.extra, mirror),
         last_error: None,
         elapsed_s: m.elapsed_s,
     }
 }
 
-fn records_of(upstream: &HashMap<String, Vec<Manifest>>) -> HashMap<String, Vec<TaskRecord>> {
+fn records_of(
+    upstream: &HashMap<String, Vec<Manifest>>,
+    mirror: &Path,
+) -> HashMap<String, Vec<TaskRecord>> {
     upstream
         .iter()
         .map(|(k, ms)| {
@@ -872,14 +941,14 @@ fn records_of(upstream: &HashMap<String, Vec<Manifest>>) -> HashMap<String, Vec<
                     stage: m.stage.clone(),
                     task: m.task.clone(),
                     ord: m.index.map(|i| i as i64).unwrap_or(n),
-                    payload: m.payload.clone(),
+                    payload: absolutize(&m.payload, mirror),
                     status: Status::Done,
                     attempts: 1,
                     outputs: m.outputs.clone(),
                     items_in: m.report.items_in,
                     items_out: m.report.items_out,
                     drops: m.report.drops.0.clone(),
-                    extra: m.report.extra.clone(),
+                    extra: absolutize(&m.report.extra, mirror),
                     last_error: None,
                     elapsed_s: m.elapsed_s,
                 })

@@ -101,20 +101,29 @@ impl Stage for Doubler {
             .filter(|p| p.extension().is_some_and(|e| e == "txt"))
             .filter(|p| !p.ends_with("total.txt"))
             .map(|p| {
+                // An absolute path in the payload, as real stages do: the plan's workdir and
+                // each task's are different folders under the distributed executor.
                 let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-                TaskSpec::new(name.clone(), json!(name))
+                TaskSpec::new(name.clone(), json!({"name": name, "path": p}))
             })
             .collect())
     }
     fn run_task(&self, ctx: &TaskContext<'_>, t: &TaskSpec) -> Result<TaskReport> {
-        let name = t.payload.as_str().unwrap();
-        let src = ctx.workdir.join("numbers").join(format!("{name}.txt"));
+        let name = t.payload["name"].as_str().unwrap();
+        let src = Path::new(t.payload["path"].as_str().unwrap());
+        assert!(
+            src.starts_with(ctx.workdir),
+            "payload paths point into this workdir"
+        );
         let total = ctx.workdir.join("numbers/total.txt");
         let total = std::fs::read_to_string(&total).at(&total)?;
-        let blob = ctx.workdir.join("numbers").join(name.replace("part", "dir"));
+        let blob = ctx
+            .workdir
+            .join("numbers")
+            .join(name.replace("part", "dir"));
         let b = std::fs::read_to_string(blob.join("sub/b.txt")).at(&blob)?;
         let mut f = ctx.create_output(&format!("{name}.txt"))?;
-        for l in std::fs::read_to_string(&src).at(&src)?.lines() {
+        for l in std::fs::read_to_string(src).at(src)?.lines() {
             writeln!(f, "{}", l.parse::<u64>().unwrap() * 2).unwrap();
         }
         writeln!(f, "{} {}", total.trim(), b).unwrap();
@@ -142,8 +151,7 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
             let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            if rel.starts_with("openwit.sqlite") || rel.starts_with(".openwit") || rel == "logs"
-            {
+            if rel.starts_with("openwit.sqlite") || rel.starts_with(".openwit") || rel == "logs" {
                 continue;
             }
             if p.is_dir() {
@@ -171,7 +179,10 @@ fn committed(store: &Store, stages: &[&str]) -> BTreeMap<String, Vec<u8>> {
             for f in m.files {
                 let b = store.get(&f.key).unwrap().expect("committed data exists");
                 assert_eq!(b.len() as u64, f.size);
-                assert!(out.insert(f.path, b.to_vec()).is_none(), "one file per path");
+                assert!(
+                    out.insert(f.path, b.to_vec()).is_none(),
+                    "one file per path"
+                );
             }
         }
     }
@@ -224,7 +235,10 @@ fn distributed_outputs_equal_the_local_executors() {
         Some("6 records, total 10225"),
         "the summary sees the stage's reduce output"
     );
-    assert_eq!(committed(&store, &["numbers", "doubler"]), files(local.path()));
+    assert_eq!(
+        committed(&store, &["numbers", "doubler"]),
+        files(local.path())
+    );
     // A second run does nothing.
     for s in &stages {
         assert_eq!(ex.run_stage(s.as_ref()).unwrap(), StageOutcome::UpToDate);
@@ -235,7 +249,10 @@ fn distributed_outputs_equal_the_local_executors() {
     );
     let p = ex.progress("numbers").unwrap();
     assert!(p.done);
-    assert_eq!((p.tasks_total, p.committed, p.items_out), (5, 5, 51));
+    assert_eq!(
+        (p.tasks_total, p.committed, p.items_in, p.items_out),
+        (5, 5, 50, 1)
+    );
     assert_eq!(p.drops.get("odd"), Some(&2));
     // The node-local mirrors are gone; the cache holds what was read.
     assert_eq!(
@@ -289,9 +306,13 @@ fn racing_attempts_commit_exactly_once_and_the_loser_cleans_up() {
         .map(|e| e.key.split('/').nth(3).unwrap())
         .collect();
     assert_eq!(attempts.len(), 1);
-    let m: dist::Manifest =
-        serde_json::from_slice(&store.get("_openwit/tasks/numbers/part-1.json").unwrap().unwrap())
-            .unwrap();
+    let m: dist::Manifest = serde_json::from_slice(
+        &store
+            .get("_openwit/tasks/numbers/part-1.json")
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(attempts.into_iter().next().unwrap(), m.attempt);
     assert_eq!(m.files.len(), 3);
     for f in &m.files {
@@ -324,7 +345,10 @@ fn finishing_names_the_missing_tasks_and_resumes() {
         vec![(1, "part-1".to_string()), (3, "part-3".to_string())]
     );
     let e = ex.finish(&stage).unwrap_err().to_string();
-    assert!(e.contains("2 of 4 task(s) not committed: 1 (part-1), 3 (part-3)"), "{e}");
+    assert!(
+        e.contains("2 of 4 task(s) not committed: 1 (part-1), 3 (part-3)"),
+        "{e}"
+    );
     // The downstream stage refuses to plan before its upstream is done.
     let e = ex.plan(&Doubler).unwrap_err().to_string();
     assert!(e.contains("has not finished"), "{e}");
@@ -358,7 +382,10 @@ fn a_changed_configuration_is_refused() {
         barrier: None,
     };
     let e = ex.run_task(&b, 1).unwrap_err().to_string();
-    assert!(e.contains("changed since it was planned") && e.contains("salt"), "{e}");
+    assert!(
+        e.contains("changed since it was planned") && e.contains("salt"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -378,7 +405,10 @@ fn gc_removes_losers_always_and_stale_attempts_after_the_grace_period() {
     let store = ex.store();
     // An orphan of the committed task 0 and a dead attempt of the uncommitted task 1.
     store
-        .put("numbers/_attempts/part-0/deadbeef/part-0.txt", b"x".to_vec())
+        .put(
+            "numbers/_attempts/part-0/deadbeef/part-0.txt",
+            b"x".to_vec(),
+        )
         .unwrap();
     store
         .put("numbers/_attempts/part-1/cafe/part-1.txt", b"yy".to_vec())

@@ -706,6 +706,9 @@ impl Stage for ReportStage {
     fn config(&self) -> Value {
         json!({ "version": 1, "after": self.upstream })
     }
+    fn reads_run_state(&self) -> bool {
+        true
+    }
     fn plan(&self, _ctx: &StageContext<'_>) -> openwit_core::Result<Vec<TaskSpec>> {
         Ok(vec![TaskSpec::new("report", Value::Null)])
     }

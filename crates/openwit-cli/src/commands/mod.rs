@@ -1,3 +1,4 @@
+pub mod cluster;
 pub mod explore;
 pub mod run;
 pub mod status;

@@ -10,27 +10,50 @@ use crate::args::StageArgs;
 use crate::pipeline::PipelineDoc;
 use crate::stages::StageEntry;
 
-/// Runs the stages of the pipeline file (all of them, or only `only`).
-pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Result<()> {
+/// Loads a pipeline file and builds every stage present in it (so configuration errors show
+/// before anything runs), with `workdir`/`jobs` overriding the `[pipeline]` table.
+pub(crate) fn load(
+    pipeline: &std::path::Path,
+    workdir: Option<&str>,
+    jobs: Option<usize>,
+    registry: &[StageEntry],
+) -> Result<(PipelineDoc, Vec<Arc<dyn Stage>>)> {
     let mut names: Vec<&str> = registry.iter().map(|e| e.name).collect();
     names.push("demo_site");
-    let mut doc = PipelineDoc::load(&args.pipeline, &names)?;
-    if let Some(w) = &args.workdir {
-        doc.pipeline_mut().workdir = w.clone();
+    let mut doc = PipelineDoc::load(pipeline, &names)?;
+    if let Some(w) = workdir {
+        doc.pipeline_mut().workdir = w.into();
     }
-    if let Some(j) = args.jobs {
+    if let Some(j) = jobs {
         doc.pipeline_mut().jobs = j;
     }
-    let settings = doc.pipeline().clone();
-    let workdir = settings.workdir.clone();
-
-    // Build every stage present in the file (so config errors show before anything runs).
     let mut stages: Vec<Arc<dyn Stage>> = Vec::new();
     for entry in registry {
         if let Some(stage) = (entry.build)(&doc)? {
             stages.push(stage);
         }
     }
+    if stages.is_empty() {
+        return Err(openwit_core::Error::Config(format!(
+            "{}: no stage tables; add at least one (see pipelines/README.md)",
+            pipeline.display()
+        ))
+        .into());
+    }
+    Ok((doc, stages))
+}
+
+/// Runs the stages of the pipeline file (all of them, or only `only`).
+pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Result<()> {
+    let (doc, stages) = load(
+        &args.pipeline,
+        args.workdir.as_ref().and_then(|w| w.to_str()),
+        args.jobs,
+        registry,
+    )?;
+    let settings = doc.pipeline().clone();
+    let workdir = settings.workdir.clone();
+
     if let Some(name) = only
         && !stages.iter().any(|s| s.name() == name)
     {
@@ -51,16 +74,14 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
         ))
         .into());
     }
-    if stages.is_empty() {
-        return Err(openwit_core::Error::Config(format!(
-            "{}: no stage tables; add at least one (see pipelines/README.md)",
-            args.pipeline.display()
-        ))
-        .into());
-    }
-
     let bars = !args.quiet && std::io::stderr().is_terminal();
-    crate::logging::init(Some(&workdir), args.quiet, args.verbose, bars);
+    let remote = openwit_core::store::is_remote(&workdir.to_string_lossy());
+    crate::logging::init(
+        (!remote).then_some(workdir.as_path()),
+        args.quiet,
+        args.verbose,
+        bars,
+    );
     let progress: Box<dyn Reporter> = if bars {
         Box::new(crate::progress::Bars::new())
     } else {
@@ -75,6 +96,16 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
         jobs,
         max_attempts: settings.max_attempts.max(1),
     };
+    if openwit_core::store::is_remote(&workdir.to_string_lossy()) {
+        return crate::commands::cluster::run_remote(
+            &doc,
+            &stages,
+            only,
+            args.restart.is_some(),
+            opts,
+            progress.as_ref(),
+        );
+    }
     let mut ex = Executor::new(&workdir, opts, progress.as_ref())?;
     let _demo_site = start_demo_site(&doc)?;
     tracing::info!(workdir = %workdir.display(), jobs, "run started");
@@ -131,7 +162,7 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
 /// A `[demo_site]` table: generate the demo's web site (if missing) and serve it on 127.0.0.1 for
 /// the whole run under the stable name `demo.openwit.test`, so the crawl and the download stages
 /// reach the same URLs in every run, whatever the port.
-fn start_demo_site(
+pub(crate) fn start_demo_site(
     doc: &PipelineDoc,
 ) -> Result<
     Option<(

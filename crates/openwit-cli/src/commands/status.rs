@@ -23,6 +23,10 @@ struct StageStatus {
 }
 
 pub fn status(args: &StatusArgs) -> Result<()> {
+    let w = args.workdir.to_string_lossy();
+    if crate::commands::cluster::is_shared(&w) {
+        return crate::commands::cluster::status(&w, args.json);
+    }
     let st = RunState::open_readonly(&args.workdir)?;
     let holder = lock::holder(&args.workdir);
     let mut rows = Vec::new();
