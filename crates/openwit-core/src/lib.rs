@@ -36,6 +36,7 @@
 //! ```
 
 pub mod atomic;
+pub mod clock;
 pub mod config;
 pub mod dist;
 pub mod error;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use futures::StreamExt;
 use openwit_core::{Error, Result, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
@@ -254,7 +254,7 @@ impl Stage for DownloadStage {
         let layout = self.layout(&t);
         let name = layout.shard_name(t.shard);
         let start = Instant::now();
-        let start_time = unix_now();
+        let start_time = openwit_core::clock::output_time_s();
 
         let mut rows: Vec<InputRow> = Vec::new();
         for seg in &t.segments {
@@ -304,7 +304,7 @@ impl Stage for DownloadStage {
         let base = ShardStats {
             duration: start.elapsed().as_secs_f64(),
             start_time,
-            end_time: unix_now(),
+            end_time: openwit_core::clock::output_time_s(),
             failures_by_reason: reasons.clone(),
             bytes_downloaded,
             ..Default::default()
@@ -535,11 +535,4 @@ fn failed(
         },
         reason,
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }

@@ -911,24 +911,9 @@ impl FetchJob {
             if e.kind == KIND_SITEMAP {
                 return self.sitemap(e, &url, resp).await;
             }
-            if let Some(ct) = &ctype {
-                let mime = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                if !mime.is_empty()
-                    && !matches!(
-                        mime.as_str(),
-                        "text/html"
-                            | "application/xhtml+xml"
-                            | "application/octet-stream"
-                            | "text/plain"
-                    )
-                {
-                    return Outcome::Skip("not_html", vec![]);
-                }
+            // a type that is not HTML is refused before the body is read
+            if ctype.as_deref().and_then(crate::html::html_by_type) == Some(false) {
+                return Outcome::Skip("not_html", vec![]);
             }
             let (body, cut) = match read_capped(resp, self.cfg.max_page_bytes).await {
                 Ok(b) => b,
@@ -937,7 +922,7 @@ impl FetchJob {
             if !crate::html::is_html(ctype.as_deref(), &body) {
                 return Outcome::Skip("not_html", vec![]);
             }
-            let fetched_at = now_ms();
+            let fetched_at = openwit_core::clock::output_time_ms();
             let text = crate::html::decode_html(&body, ctype.as_deref());
             let page_url = url.to_string();
             let refs: Vec<&str> = robots_tags.iter().map(String::as_str).collect();
