@@ -131,16 +131,8 @@ pub fn page_url(i: usize) -> String {
     format!("https://site{}.example.org/articles/p{i}.html", i % 50)
 }
 
-/// Writes a WARC file of `pages` pages (warcinfo, then request + response per page, every 7th
-/// page opting out via `X-Robots-Tag`), one gzip member per record. Returns the number of
-/// images with a caption that are not opted out... (callers check outputs themselves).
-pub fn write_warc(
-    out: &mut impl Write,
-    seed: u64,
-    pages: usize,
-    imgs_per_page: usize,
-) -> std::io::Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+/// Writes the `warcinfo` record that opens a generated WARC or WAT file (record number 0).
+fn warcinfo(out: &mut impl Write) -> std::io::Result<()> {
     let info = b"software: openwit-gen\r\nformat: WARC File Format 1.0\r\n";
     gz_member(
         out,
@@ -152,15 +144,33 @@ pub fn write_warc(
             info,
             0,
         ),
-    )?;
+    )
+}
+
+/// The capture date of generated page `i`: one second apart from midnight, 2024-03-01.
+fn page_date(i: usize) -> String {
+    format!(
+        "2024-03-01T{:02}:{:02}:{:02}Z",
+        (i / 3600) % 24,
+        (i / 60) % 60,
+        i % 60
+    )
+}
+
+/// Writes a WARC file of `pages` pages (warcinfo, then request + response per page, every 7th
+/// page opting out via `X-Robots-Tag`), one gzip member per record. Callers check what the
+/// stages make of it themselves.
+pub fn write_warc(
+    out: &mut impl Write,
+    seed: u64,
+    pages: usize,
+    imgs_per_page: usize,
+) -> std::io::Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    warcinfo(out)?;
     for i in 0..pages {
         let url = page_url(i);
-        let date = format!(
-            "2024-03-01T{:02}:{:02}:{:02}Z",
-            (i / 3600) % 24,
-            (i / 60) % 60,
-            i % 60
-        );
+        let date = page_date(i);
         let req = format!(
             "GET /articles/p{i}.html HTTP/1.1\r\nHost: site{}.example.org\r\nUser-Agent: gen\r\n\r\n",
             i % 50
@@ -212,26 +222,10 @@ pub fn write_wat(
     imgs_per_page: usize,
 ) -> std::io::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let info = b"software: openwit-gen\r\nformat: WARC File Format 1.0\r\n";
-    gz_member(
-        out,
-        &record(
-            "warcinfo",
-            "",
-            "2024-03-01T00:00:00Z",
-            "application/warc-fields",
-            info,
-            0,
-        ),
-    )?;
+    warcinfo(out)?;
     for i in 0..pages {
         let url = page_url(i);
-        let date = format!(
-            "2024-03-01T{:02}:{:02}:{:02}Z",
-            (i / 3600) % 24,
-            (i / 60) % 60,
-            i % 60
-        );
+        let date = page_date(i);
         let mut links = vec![
             serde_json::json!({"path": "A@/href", "url": "/", "text": "home"}),
             serde_json::json!({"path": "LINK@/href", "url": "/style.css", "rel": "stylesheet"}),

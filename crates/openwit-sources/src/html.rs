@@ -6,22 +6,25 @@ use encoding_rs::{Encoding, UTF_8, WINDOWS_1252};
 /// Whether a response is HTML: by its Content-Type when it names a type, else by sniffing
 /// the first bytes for an HTML tag (as the WHATWG sniffing rules do).
 pub fn is_html(content_type: Option<&str>, body: &[u8]) -> bool {
-    if let Some(ct) = content_type {
-        let mime = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if !mime.is_empty()
-            && mime != "application/octet-stream"
-            && mime != "text/plain"
-            && mime != "unknown/unknown"
-        {
-            return mime == "text/html" || mime == "application/xhtml+xml";
-        }
+    content_type
+        .and_then(html_by_type)
+        .unwrap_or_else(|| sniff_html(body))
+}
+
+/// What a Content-Type says alone: `Some(true)` for HTML, `Some(false)` for another type,
+/// `None` when the body must be sniffed (no type, `text/plain`, `application/octet-stream`,
+/// `unknown/unknown`). Lets a crawler refuse a body before reading it.
+pub fn html_by_type(content_type: &str) -> Option<bool> {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "" | "application/octet-stream" | "text/plain" | "unknown/unknown" => None,
+        m => Some(m == "text/html" || m == "application/xhtml+xml"),
     }
-    sniff_html(body)
 }
 
 /// The WHATWG "text/html" sniff: after whitespace, one of the HTML tag openers.
@@ -143,6 +146,11 @@ mod tests {
         assert!(is_html(Some("application/octet-stream"), b"<html lang=en>"));
         assert!(!is_html(None, b"\x89PNG\r\n"));
         assert!(!is_html(Some("text/plain"), b"hello"));
+        assert!(is_html(Some("unknown/unknown"), b"<html>"));
+        assert_eq!(html_by_type(" Text/HTML ; charset=x"), Some(true));
+        assert_eq!(html_by_type("image/png"), Some(false));
+        assert_eq!(html_by_type("text/plain; charset=utf-8"), None);
+        assert_eq!(html_by_type(""), None);
     }
 
     #[test]

@@ -410,6 +410,17 @@ fn json_value(a: &ArrayRef, fmt: &ArrayFormatter<'_>, i: usize) -> Value {
     }
 }
 
+/// Where column `name` is among `names`; else a config error at `at` (the file, or its header
+/// line) naming the columns there are and the `[import]` key that chooses the column.
+fn column_index(names: &[String], name: &str, key: &str, at: &str) -> Result<usize, SourcesError> {
+    names.iter().position(|x| x == name).ok_or_else(|| {
+        SourcesError::Config(format!(
+            "{at}: no column `{name}` (columns: {}); fix: set [import] {key}",
+            names.join(", ")
+        ))
+    })
+}
+
 fn read_parquet(
     path: &Path,
     cols: &Columns,
@@ -426,23 +437,9 @@ fn read_parquet(
     })?;
     let schema = builder.schema().clone();
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let find = |n: &str| names.iter().position(|x| x == n);
-    let url_i = find(&cols.url).ok_or_else(|| {
-        SourcesError::Config(format!(
-            "{}: no column `{}` (columns: {}); fix: set [import] url_col",
-            path.display(),
-            cols.url,
-            names.join(", ")
-        ))
-    })?;
-    let cap_i = find(&cols.caption).ok_or_else(|| {
-        SourcesError::Config(format!(
-            "{}: no column `{}` (columns: {}); fix: set [import] caption_col",
-            path.display(),
-            cols.caption,
-            names.join(", ")
-        ))
-    })?;
+    let at = path.display().to_string();
+    let url_i = column_index(&names, &cols.url, "url_col", &at)?;
+    let cap_i = column_index(&names, &cols.caption, "caption_col", &at)?;
     // Only top-level leaf columns are projected; nested extras are carried as their text form.
     let mut keep: Vec<usize> = vec![url_i, cap_i];
     keep.extend((0..names.len()).filter(|&i| cols.carries(&names[i])));
@@ -526,23 +523,10 @@ fn read_csv(
         .iter()
         .map(|h| String::from_utf8_lossy(h).trim().to_string())
         .collect();
-    let find = |n: &str| names.iter().position(|x| x == n);
-    let url_i = find(&cols.url).ok_or_else(|| {
-        SourcesError::Config(format!(
-            "{}:1: no column `{}` in the header ({}); fix: set [import] url_col",
-            path.display(),
-            cols.url,
-            names.join(", ")
-        ))
-    })?;
-    let cap_i = find(&cols.caption).ok_or_else(|| {
-        SourcesError::Config(format!(
-            "{}:1: no column `{}` in the header ({}); fix: set [import] caption_col",
-            path.display(),
-            cols.caption,
-            names.join(", ")
-        ))
-    })?;
+    // the header is line 1
+    let at = format!("{}:1", path.display());
+    let url_i = column_index(&names, &cols.url, "url_col", &at)?;
+    let cap_i = column_index(&names, &cols.caption, "caption_col", &at)?;
     let extra_i: Vec<usize> = (0..names.len())
         .filter(|&i| cols.carries(&names[i]))
         .collect();

@@ -69,6 +69,25 @@ fn csv_tsv_with_quotes_bad_rows_and_extras() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].caption, "A \"quoted\" red bus");
     assert_eq!(rows[0].extra.as_deref(), Some(r#"{"extra1":"7"}"#));
+
+    // a missing column names the header line, the columns there are and the key to set
+    c.caption_col = "text".into();
+    let err = read_file(
+        &t,
+        Format::Tsv,
+        true,
+        &Columns::new(&c),
+        "s",
+        &mut Stats::default(),
+        &mut |_| Ok(()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("b.tsv.gz:1: no column `text` (columns: caption, url, extra1)")
+            && err.ends_with("fix: set [import] caption_col"),
+        "{err}"
+    );
 }
 
 #[test]
