@@ -117,25 +117,24 @@ mod tests {
         ]
     }
 
+    /// One gzip member per part, concatenated.
     fn gzip(parts: &[&[u8]]) -> Vec<u8> {
-        // one gzip member per part, concatenated
-        let mut out = Vec::new();
-        for p in parts {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), Default::default());
-            gz.write_all(p).unwrap();
-            out.extend(gz.finish().unwrap());
-        }
-        out
+        let member = |p: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+            e.write_all(p).unwrap();
+            e.finish().unwrap()
+        };
+        parts.iter().flat_map(|p| member(p)).collect()
     }
 
+    /// One bzip2 stream per part, concatenated.
     fn bzip2(parts: &[&[u8]]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for p in parts {
-            let mut bz = bzip2::write::BzEncoder::new(Vec::new(), Default::default());
-            bz.write_all(p).unwrap();
-            out.extend(bz.finish().unwrap());
-        }
-        out
+        let stream = |p: &[u8]| {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), Default::default());
+            e.write_all(p).unwrap();
+            e.finish().unwrap()
+        };
+        parts.iter().flat_map(|p| stream(p)).collect()
     }
 
     #[test]

@@ -168,41 +168,56 @@ fn at_line_start(s: &[u8], i: usize) -> bool {
     true
 }
 
-/// The end (exclusive) of the template starting at `start` (`{{`), or `None` if unclosed.
-fn template_end(s: &[u8], start: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut i = start;
-    while i + 1 < s.len() {
-        if s[i] == b'{' && s[i + 1] == b'{' {
-            depth += 1;
-            i += 2;
-        } else if s[i] == b'}' && s[i + 1] == b'}' {
-            depth -= 1;
-            i += 2;
-            if depth == 0 {
-                return Some(i);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    None
+/// A bracketing construct: two-byte opener and closer, nested ones counted.
+struct Brackets {
+    open: [u8; 2],
+    close: [u8; 2],
+    /// Opener and closer count only at the start of a line (after spaces, tabs and colons).
+    at_line_start: bool,
+    /// An empty line (paragraph break) before the closer means it is not closed.
+    within_paragraph: bool,
 }
 
-/// The end (exclusive) of the table starting at `start` (`{|` at a line start), or `None`.
-fn table_end(s: &[u8], start: usize) -> Option<usize> {
+/// `{{...}}`.
+const TEMPLATE: Brackets = Brackets {
+    open: *b"{{",
+    close: *b"}}",
+    at_line_start: false,
+    within_paragraph: false,
+};
+/// `{|` ... `|}` at line starts.
+const TABLE: Brackets = Brackets {
+    open: *b"{|",
+    close: *b"|}",
+    at_line_start: true,
+    within_paragraph: false,
+};
+/// `[[...]]`: links never span paragraphs.
+const LINK: Brackets = Brackets {
+    open: *b"[[",
+    close: *b"]]",
+    at_line_start: false,
+    within_paragraph: true,
+};
+
+/// The end (exclusive) of the construct whose opener is at `start`, or `None` if unclosed.
+fn bracket_end(s: &[u8], start: usize, k: &Brackets) -> Option<usize> {
     let mut depth = 0usize;
     let mut i = start;
     while i + 1 < s.len() {
-        if s[i] == b'{' && s[i + 1] == b'|' && at_line_start(s, i) {
+        let two = [s[i], s[i + 1]];
+        let placed = || !k.at_line_start || at_line_start(s, i);
+        if two == k.open && placed() {
             depth += 1;
             i += 2;
-        } else if s[i] == b'|' && s[i + 1] == b'}' && at_line_start(s, i) {
+        } else if two == k.close && placed() {
             depth -= 1;
             i += 2;
             if depth == 0 {
                 return Some(i);
             }
+        } else if k.within_paragraph && two == *b"\n\n" {
+            return None;
         } else {
             i += 1;
         }
@@ -223,8 +238,8 @@ fn strip_templates_and_tables(s: &str) -> String {
             break;
         }
         let end = match b[p + 1] {
-            b'{' => template_end(b, p),
-            b'|' if at_line_start(b, p) => table_end(b, p),
+            b'{' => bracket_end(b, p, &TEMPLATE),
+            b'|' if at_line_start(b, p) => bracket_end(b, p, &TABLE),
             _ => None,
         };
         if let Some(e) = end {
@@ -235,29 +250,6 @@ fn strip_templates_and_tables(s: &str) -> String {
     }
     out.push_str(&s[copied..]);
     out
-}
-
-/// The end (exclusive) of the `[[...]]` link at `start`, counting nested `[[`/`]]`.
-fn link_end(s: &[u8], start: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut i = start;
-    while i + 1 < s.len() {
-        if s[i] == b'[' && s[i + 1] == b'[' {
-            depth += 1;
-            i += 2;
-        } else if s[i] == b']' && s[i + 1] == b']' {
-            depth -= 1;
-            i += 2;
-            if depth == 0 {
-                return Some(i);
-            }
-        } else if s[i] == b'\n' && s.get(i + 1) == Some(&b'\n') {
-            return None; // links never span paragraphs
-        } else {
-            i += 1;
-        }
-    }
-    None
 }
 
 fn is_language_prefix(p: &str) -> bool {
@@ -320,7 +312,7 @@ fn strip_links(s: &str) -> String {
         i = p + 1;
         match b[p] {
             b'[' if b.get(p + 1) == Some(&b'[') => {
-                if let Some(e) = link_end(b, p) {
+                if let Some(e) = bracket_end(b, p, &LINK) {
                     out.push_str(&s[copied..p]);
                     if let Some(label) = link_label(&s[p + 2..e - 2]) {
                         out.push_str(&label);
@@ -525,6 +517,18 @@ mod tests {
         assert_eq!(clean("[[de:Hund]]"), "");
         assert_eq!(clean("[[:Category:Dogs|dog list]]"), "dog list\n");
         assert_eq!(clean("[[Paris (band)|]]"), "Paris\n");
+    }
+
+    #[test]
+    fn bracket_rules() {
+        // links end at a paragraph break, templates do not
+        assert_eq!(bracket_end(b"[[a\n\nb]]", 0, &LINK), None);
+        assert_eq!(bracket_end(b"[[a\nb]] c", 0, &LINK), Some(7));
+        assert_eq!(bracket_end(b"{{a\n\nb}} c", 0, &TEMPLATE), Some(8));
+        // table brackets count only at a line start
+        assert_eq!(bracket_end(b"{|\n x |}\n|}", 0, &TABLE), Some(11));
+        assert_eq!(bracket_end(b"{|\n x {| y\n|}", 0, &TABLE), Some(13));
+        assert_eq!(bracket_end(b"{{a}", 0, &TEMPLATE), None);
     }
 
     #[test]
