@@ -3,6 +3,10 @@
 //! generated JPEG shards). Prints one JSON line per mode. Used by `scripts/gpu-bench.sh`.
 //!
 //!   cargo run --release -p openwit-clip --example bench -- MODEL BATCH STEPS DEVICE PRECISION MODE [SHARD_DIR]
+//!
+//! `GRAD_CKPT=1` turns on activation checkpointing of the transformer blocks. The JSON line has
+//! the process's peak resident memory (`max_rss_gib`, VmHWM: host memory, so the activations on
+//! a CPU run).
 
 use std::time::Instant;
 
@@ -28,6 +32,7 @@ fn main() {
     let dev = parse_device(device).unwrap();
     let mcfg = ModelConfig::preset(model).expect("unknown model");
     let warm = 5u64.min(steps / 2);
+    let ckpt = std::env::var("GRAD_CKPT").is_ok_and(|v| v == "1");
     match mode {
         "synthetic" => {
             tch::manual_seed(0);
@@ -53,9 +58,14 @@ fn main() {
                     }
                     t0 = Instant::now();
                 }
-                let (i, t, sc) = m.forward(&images, &tokens, f);
-                let loss = clip_loss(&i, &t, &sc);
-                loss.backward();
+                if ckpt {
+                    let (i, t, sc, recompute) = m.forward_checkpointed(&images, &tokens, f);
+                    clip_loss(&i, &t, &sc).backward();
+                    recompute.backward();
+                } else {
+                    let (i, t, sc) = m.forward(&images, &tokens, f);
+                    clip_loss(&i, &t, &sc).backward();
+                }
                 opt.step(1e-4, 1.0, 1.0);
                 clamp_logit_scale(&m.logit_scale);
                 opt.zero_grad();
@@ -68,7 +78,8 @@ fn main() {
             println!(
                 "{}",
                 serde_json::json!({"impl": "openwit-clip", "mode": "synthetic", "model": model, "batch": batch,
-                    "precision": precision, "device": device, "samples_per_s": sps, "step_ms": 1000.0 * dt / (steps - warm) as f64})
+                    "precision": precision, "device": device, "samples_per_s": sps, "step_ms": 1000.0 * dt / (steps - warm) as f64,
+                    "grad_checkpointing": ckpt, "max_rss_gib": max_rss_gib()})
             );
         }
         "shards" => {
@@ -77,7 +88,7 @@ fn main() {
             let cfg: TrainConfig = serde_json::from_value(serde_json::json!({
                 "model": model, "steps": steps, "batch_size": batch, "device": device,
                 "precision": precision, "checkpoint_every": steps + 1, "shards": [dir.display().to_string()],
-                "warmup": 1,
+                "warmup": 1, "grad_checkpointing": ckpt,
             }))
             .unwrap();
             let shards =
@@ -87,12 +98,27 @@ fn main() {
                 "{}",
                 serde_json::json!({"impl": "openwit-clip", "mode": "shards", "model": model, "batch": batch,
                     "precision": precision, "device": device, "samples_per_s": s.samples_per_s,
-                    "data_wait": s.mean_data_wait, "note": "includes the final checkpoint write"})
+                    "data_wait": s.mean_data_wait, "note": "includes the final checkpoint write",
+                    "grad_checkpointing": ckpt, "max_rss_gib": max_rss_gib()})
             );
             let _ = std::fs::remove_dir_all(&out);
         }
         other => panic!("unknown mode {other}"),
     }
+}
+
+/// Peak resident memory of this process (VmHWM), GiB.
+fn max_rss_gib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / (1024.0 * 1024.0))
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

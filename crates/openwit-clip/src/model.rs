@@ -403,6 +403,102 @@ impl Transformer {
         }
         x
     }
+
+    /// The plain pass, or with a tape the checkpointed one.
+    fn run<'m>(
+        &'m self,
+        x: &Tensor,
+        causal: bool,
+        f: Fwd,
+        tape: Option<&mut Vec<Segment<'m>>>,
+    ) -> Tensor {
+        match tape {
+            None => self.forward(x, causal, f),
+            Some(t) => self.forward_checkpointed(x, causal, f, t),
+        }
+    }
+
+    /// The blocks without autograd, keeping only each block's input; the output is a fresh
+    /// leaf that collects its gradient from the rest of the model. `x` keeps its graph: it is
+    /// where [`Recompute::backward`] sends the gradient last.
+    fn forward_checkpointed<'m>(
+        &'m self,
+        x: &Tensor,
+        causal: bool,
+        f: Fwd,
+        tape: &mut Vec<Segment<'m>>,
+    ) -> Tensor {
+        let mut inputs = Vec::with_capacity(self.blocks.len());
+        let out = tch::no_grad(|| {
+            let mut h = x.detach();
+            for b in &self.blocks {
+                let next = b.forward(&h, causal, f);
+                inputs.push(h);
+                h = next;
+            }
+            h
+        });
+        let exit = out.detach().set_requires_grad(true);
+        tape.push(Segment {
+            transformer: self,
+            causal,
+            f,
+            inputs,
+            entry: x.shallow_clone(),
+            exit: exit.shallow_clone(),
+        });
+        exit
+    }
+}
+
+/// One checkpointed transformer: the inputs of its blocks, the tensor that fed it (with its
+/// graph) and the leaf standing for its output.
+struct Segment<'m> {
+    transformer: &'m Transformer,
+    causal: bool,
+    f: Fwd,
+    inputs: Vec<Tensor>,
+    entry: Tensor,
+    exit: Tensor,
+}
+
+/// What a checkpointed forward pass ([`Clip::forward_checkpointed`]) kept of its transformer
+/// blocks: only each block's input, not the activations inside the blocks (attention, MLP).
+///
+/// Activation checkpointing by hand, because tch has no `torch.utils.checkpoint` and no custom
+/// autograd functions: the blocks ran under `no_grad`; their output entered the rest of the graph
+/// as a leaf, so `loss.backward()` stops there and leaves the gradient in that leaf's `grad`.
+/// [`Recompute::backward`] then walks the blocks from the last: it runs each block again with
+/// autograd on a leaf copy of its saved input and back-propagates the incoming gradient `g`
+/// through it as `sum(block(x) * g)` (whose gradient with respect to the block's output is
+/// exactly `g`), which adds the block's parameter gradients and leaves the gradient of its
+/// input for the block before. The first block's input gradient finally goes into the graph
+/// that produced it (embeddings, `ln_pre`). Only one block's activations are alive at a time.
+pub struct Recompute<'m> {
+    segments: Vec<Segment<'m>>,
+}
+
+impl Recompute<'_> {
+    /// The backward pass through the checkpointed blocks; call it right after
+    /// `loss.backward()` on the loss of the same forward pass. Parameter gradients accumulate
+    /// as with the plain pass.
+    pub fn backward(self) {
+        for seg in self.segments.into_iter().rev() {
+            let mut g = seg.exit.grad();
+            if !g.defined() {
+                continue; // the output took no part in the loss
+            }
+            for (block, x) in seg.transformer.blocks.iter().zip(&seg.inputs).rev() {
+                let x = x.detach().set_requires_grad(true);
+                let y = block.forward(&x, seg.causal, seg.f);
+                (y * &g).sum(Kind::Float).backward();
+                g = x.grad();
+            }
+            if seg.entry.requires_grad() {
+                (&seg.entry * &g).sum(Kind::Float).backward();
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -418,7 +514,7 @@ struct VisionTransformer {
 }
 
 impl VisionTransformer {
-    fn forward(&self, x: &Tensor, f: Fwd) -> Tensor {
+    fn forward<'m>(&'m self, x: &Tensor, f: Fwd, tape: Option<&mut Vec<Segment<'m>>>) -> Tensor {
         let pr = f.precision;
         let x = pr
             .mm(x)
@@ -439,7 +535,7 @@ impl VisionTransformer {
             .expand([n, 1, c], true);
         let x = Tensor::cat(&[cls, x], 1) + &self.positional_embedding;
         let x = self.ln_pre.forward(&x);
-        let x = self.transformer.forward(&x, false, f);
+        let x = self.transformer.run(&x, false, f, tape);
         let x = self.ln_post.forward(&x.select(1, 0));
         pr.mm(&x).matmul(&pr.mm(&self.proj)).to_kind(Kind::Float)
     }
@@ -835,18 +931,37 @@ impl Clip {
 
     /// Image features (not normalized), `images` is `(N, 3, S, S)` float, normalized with CLIP's mean/std.
     pub fn encode_image(&self, images: &Tensor, f: Fwd) -> Tensor {
+        self.encode_image_with(images, f, None)
+    }
+
+    fn encode_image_with<'m>(
+        &'m self,
+        images: &Tensor,
+        f: Fwd,
+        tape: Option<&mut Vec<Segment<'m>>>,
+    ) -> Tensor {
         match &self.visual {
-            Visual::Vit(v) => v.forward(images, f),
+            Visual::Vit(v) => v.forward(images, f, tape),
+            // No transformer blocks in the ResNet tower (its attention pool is one layer).
             Visual::ResNet(r) => r.forward(images, f),
         }
     }
 
     /// Text features (not normalized), `tokens` is `(N, L)` int64 with the end-of-text token the largest id.
     pub fn encode_text(&self, tokens: &Tensor, f: Fwd) -> Tensor {
+        self.encode_text_with(tokens, f, None)
+    }
+
+    fn encode_text_with<'m>(
+        &'m self,
+        tokens: &Tensor,
+        f: Fwd,
+        tape: Option<&mut Vec<Segment<'m>>>,
+    ) -> Tensor {
         let l = tokens.size()[1];
         let x = Tensor::embedding(&self.token_embedding, tokens, -1, false, false)
             + self.positional_embedding.narrow(0, 0, l);
-        let x = self.transformer.forward(&x, true, f);
+        let x = self.transformer.run(&x, true, f, tape);
         let x = self.ln_final.forward(&x);
         let eot = tokens.argmax(-1, false);
         let n = tokens.size()[0];
@@ -863,6 +978,22 @@ impl Clip {
         let i = normalize(&self.encode_image(images, f));
         let t = normalize(&self.encode_text(tokens, f));
         (i, t, self.logit_scale.exp())
+    }
+
+    /// [`Clip::forward`] with activation checkpointing of the transformer blocks (the ViT
+    /// image tower's and the text tower's): the blocks keep only their inputs, and the returned
+    /// [`Recompute`] runs them again during the backward pass. Train with
+    /// `loss.backward(); recompute.backward();` — the gradients are those of the plain pass.
+    pub fn forward_checkpointed(
+        &self,
+        images: &Tensor,
+        tokens: &Tensor,
+        f: Fwd,
+    ) -> (Tensor, Tensor, Tensor, Recompute<'_>) {
+        let mut segments = Vec::new();
+        let i = normalize(&self.encode_image_with(images, f, Some(&mut segments)));
+        let t = normalize(&self.encode_text_with(tokens, f, Some(&mut segments)));
+        (i, t, self.logit_scale.exp(), Recompute { segments })
     }
 
     /// Saves every parameter and buffer under OpenCLIP's names as safetensors.
@@ -1011,6 +1142,122 @@ mod tests {
                 let g = p.grad();
                 assert!(g.defined(), "{name}: no gradient for {n}");
             }
+        }
+    }
+
+    /// Parameter gradients and loss of one step, plain or with checkpointed blocks; with
+    /// `skip_recompute` the checkpointed pass stops after `loss.backward()`.
+    fn step_grads(
+        m: &Clip,
+        images: &Tensor,
+        tokens: &Tensor,
+        f: Fwd,
+        checkpointed: bool,
+        skip_recompute: bool,
+    ) -> (f64, Vec<(String, Tensor)>) {
+        for (_, mut p) in m.named_parameters() {
+            p.zero_grad();
+        }
+        let loss = if checkpointed {
+            let (i, t, s, recompute) = m.forward_checkpointed(images, tokens, f);
+            let loss = crate::loss::clip_loss(&i, &t, &s);
+            loss.backward();
+            if !skip_recompute {
+                recompute.backward();
+            }
+            loss
+        } else {
+            let (i, t, s) = m.forward(images, tokens, f);
+            let loss = crate::loss::clip_loss(&i, &t, &s);
+            loss.backward();
+            loss
+        };
+        let grads = m
+            .named_parameters()
+            .into_iter()
+            .map(|(n, p)| {
+                let g = p.grad();
+                let g = if g.defined() {
+                    g.copy()
+                } else {
+                    p.zeros_like()
+                };
+                (n, g)
+            })
+            .collect();
+        (loss.double_value(&[]), grads)
+    }
+
+    #[test]
+    fn checkpointed_blocks_give_the_plain_gradients() {
+        for name in ["tiny-vit", "tiny-rn"] {
+            let m = Clip::new_seeded(&ModelConfig::preset(name).unwrap(), tch::Device::Cpu, 3);
+            let (images, tokens) = inputs(&m);
+            let f = Fwd {
+                precision: Precision::Fp32,
+                train: true,
+            };
+            // The parameters of the checkpointed blocks and of the layers before them.
+            let mut upstream = vec![
+                "transformer.resblocks.",
+                "token_embedding.",
+                "positional_embedding",
+            ];
+            if name == "tiny-vit" {
+                upstream.extend([
+                    "visual.transformer.",
+                    "visual.conv1.",
+                    "visual.class_embedding",
+                    "visual.positional_embedding",
+                    "visual.ln_pre.",
+                ]);
+            }
+            let is_upstream = |n: &str| upstream.iter().any(|p| n.starts_with(p));
+            let (l0, plain) = step_grads(&m, &images, &tokens, f, false, false);
+            let (l1, ckpt) = step_grads(&m, &images, &tokens, f, true, false);
+            assert!((l0 - l1).abs() < 1e-6, "{name}: loss {l0} vs {l1}");
+            assert_eq!(plain.len(), ckpt.len());
+            for ((n, a), (_, b)) in plain.iter().zip(&ckpt) {
+                let scale = a.abs().max().double_value(&[]);
+                // (Some ResNet batch norms get none: the zero-initialized gain after them.)
+                assert!(
+                    scale > 0.0 || !is_upstream(n),
+                    "{name}: {n} has no gradient at all"
+                );
+                let diff = (a - b).abs().max().double_value(&[]);
+                assert!(
+                    diff <= 1e-5,
+                    "{name}: {n}: checkpointed gradient differs by {diff} (max |g| {scale})"
+                );
+            }
+            // The recompute is what reaches the blocks and everything before them: without
+            // it they get nothing, while the layers after the blocks do.
+            let (_, partial) = step_grads(&m, &images, &tokens, f, true, true);
+            for ((n, g), (_, full)) in partial.iter().zip(&ckpt) {
+                let zero = g.abs().max().double_value(&[]) == 0.0;
+                let full_zero = full.abs().max().double_value(&[]) == 0.0;
+                assert_eq!(is_upstream(n) || full_zero, zero, "{name}: {n}");
+            }
+        }
+        // bf16: the recomputed blocks run the same kernels on the same inputs.
+        let m = Clip::new_seeded(
+            &ModelConfig::preset("tiny-vit").unwrap(),
+            tch::Device::Cpu,
+            4,
+        );
+        let (images, tokens) = inputs(&m);
+        let f = Fwd {
+            precision: Precision::Bf16,
+            train: true,
+        };
+        let (_, plain) = step_grads(&m, &images, &tokens, f, false, false);
+        let (_, ckpt) = step_grads(&m, &images, &tokens, f, true, false);
+        for ((n, a), (_, b)) in plain.iter().zip(&ckpt) {
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(
+                diff <= 1e-5,
+                "bf16 {n}: checkpointed gradient differs by {diff}"
+            );
         }
     }
 

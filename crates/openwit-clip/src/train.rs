@@ -113,6 +113,11 @@ pub struct TrainConfig {
     /// Start from these weights (safetensors with OpenCLIP names) instead of CLIP's init.
     #[serde(default)]
     pub init_weights: Option<PathBuf>,
+    /// Activation checkpointing of the transformer blocks (ViT image tower and text tower):
+    /// keep only each block's input and run the block again during the backward pass. Less
+    /// memory for one more forward pass of the blocks; the gradients are the same.
+    #[serde(default)]
+    pub grad_checkpointing: bool,
 }
 
 impl TrainConfig {
@@ -476,9 +481,18 @@ pub fn train(
             let images = normalize_images(&batch.images, device);
             let tokens = batch.tokens.to_device(device);
             n_samples += batch.texts.len() as u64;
-            let (i, t, s) = model.forward(&images, &tokens, fwd);
-            let loss = clip_loss(&i, &t, &s);
-            loss.backward();
+            let loss = if cfg.grad_checkpointing {
+                let (i, t, s, recompute) = model.forward_checkpointed(&images, &tokens, fwd);
+                let loss = clip_loss(&i, &t, &s);
+                loss.backward();
+                recompute.backward();
+                loss
+            } else {
+                let (i, t, s) = model.forward(&images, &tokens, fwd);
+                let loss = clip_loss(&i, &t, &s);
+                loss.backward();
+                loss
+            };
             loss_sum += loss.double_value(&[]);
         }
         let grad_norm = opt.step(lr, cfg.grad_clip, 1.0 / cfg.accum_steps as f64);
