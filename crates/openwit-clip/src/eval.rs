@@ -54,6 +54,68 @@ pub struct ZeroShot {
     pub top5: f64,
     /// Chance level (1 / classes).
     pub chance: f64,
+    /// Samples left out because their caption named no class or several
+    /// ([`Labels::Caption`]).
+    #[serde(default)]
+    pub left_out: u64,
+}
+
+/// Where the class of a zero-shot sample in shards comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Labels {
+    /// The sample's `.cls` entry (a class index).
+    #[default]
+    Cls,
+    /// The one class its caption names ([`class_in_caption`]); captions naming none or several
+    /// are left out (counted).
+    Caption,
+}
+
+impl Labels {
+    pub fn is_cls(&self) -> bool {
+        *self == Labels::Cls
+    }
+}
+
+/// The class whose name `caption` contains, as whole words and ignoring case, when exactly one
+/// does. A name found only inside the match of a longer name does not count ("car" in "a red
+/// car" when "red car" is a class too); two classes named side by side make it ambiguous (None).
+pub fn class_in_caption(caption: &str, classes: &[String]) -> Option<usize> {
+    let text = caption.to_lowercase();
+    let word_char_before = |i: usize| {
+        text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric)
+    };
+    let word_char_after = |i: usize| text[i..].chars().next().is_some_and(char::is_alphanumeric);
+    // (start, end, class) of every whole-word occurrence.
+    let mut hits: Vec<(usize, usize, usize)> = Vec::new();
+    for (ci, class) in classes.iter().enumerate() {
+        let name = class.trim().to_lowercase();
+        if name.is_empty() {
+            continue;
+        }
+        for (start, _) in text.match_indices(&name) {
+            let end = start + name.len();
+            if !word_char_before(start) && !word_char_after(end) {
+                hits.push((start, end, ci));
+            }
+        }
+    }
+    // Leave out occurrences inside a longer occurrence of another class.
+    let outer: Vec<usize> = hits
+        .iter()
+        .filter(|&&(s, e, c)| {
+            !hits
+                .iter()
+                .any(|&(s2, e2, c2)| c2 != c && s2 <= s && e <= e2 && e2 - s2 > e - s)
+        })
+        .map(|&(_, _, c)| c)
+        .collect();
+    let first = *outer.first()?;
+    outer.iter().all(|&c| c == first).then_some(first)
 }
 
 /// Recall at 1, 5, 10 for image->text and text->image.
@@ -83,6 +145,7 @@ pub fn zero_shot_accuracy(image_features: &Tensor, labels: &[i64], class_emb: &T
         top1,
         top5,
         chance: 1.0 / c as f64,
+        left_out: 0,
     }
 }
 
@@ -230,26 +293,73 @@ pub fn zero_shot_shards(
     batch_size: usize,
     workers: usize,
 ) -> Result<ZeroShot> {
+    zero_shot_shards_labelled(
+        model,
+        tok,
+        classes,
+        templates,
+        shards,
+        batch_size,
+        workers,
+        Labels::Cls,
+    )
+}
+
+/// Zero-shot accuracy on shards, the classes taken from `.cls` entries or from the captions.
+pub fn zero_shot_shards_labelled(
+    model: &Clip,
+    tok: Arc<Tokenizer>,
+    classes: &[String],
+    templates: &[String],
+    shards: Vec<PathBuf>,
+    batch_size: usize,
+    workers: usize,
+    source: Labels,
+) -> Result<ZeroShot> {
     let emb = class_embeddings(model, &tok, classes, templates);
     let mut loader = eval_loader(model, tok, shards, batch_size, workers);
     let (mut feats, mut labels) = (Vec::new(), Vec::new());
+    let mut left_out = 0u64;
     while let Some(b) = loader.next_batch() {
         if b.texts.is_empty() {
             continue;
         }
-        feats.push(encode_images(model, &b.images));
-        for c in &b.classes {
-            labels.push(c.ok_or_else(|| {
-                ClipError::Data("a sample has no `.cls` entry; zero-shot on shards needs a class index per sample".into())
-            })?);
+        let mut keep: Vec<i64> = Vec::with_capacity(b.texts.len());
+        for (row, (c, text)) in b.classes.iter().zip(&b.texts).enumerate() {
+            let label = match source {
+                Labels::Cls => Some(c.ok_or_else(|| {
+                    ClipError::Data("a sample has no `.cls` entry; zero-shot on shards needs a class index per sample (or `labels = \"caption\"`)".into())
+                })?),
+                Labels::Caption => class_in_caption(text, classes).map(|c| c as i64),
+            };
+            match label {
+                Some(l) => {
+                    labels.push(l);
+                    keep.push(row as i64);
+                }
+                None => left_out += 1,
+            }
         }
+        if keep.is_empty() {
+            continue;
+        }
+        let f = encode_images(model, &b.images);
+        feats.push(if keep.len() == b.texts.len() {
+            f
+        } else {
+            f.index_select(0, &Tensor::from_slice(&keep).to_device(f.device()))
+        });
     }
     if feats.is_empty() {
-        return Err(ClipError::Data(
-            "the evaluation shards hold no usable sample".into(),
-        ));
+        return Err(ClipError::Data(if left_out > 0 {
+            format!("none of the {left_out} samples' captions names exactly one of the classes")
+        } else {
+            "the evaluation shards hold no usable sample".into()
+        }));
     }
-    Ok(zero_shot_accuracy(&Tensor::cat(&feats, 0), &labels, &emb))
+    let mut z = zero_shot_accuracy(&Tensor::cat(&feats, 0), &labels, &emb);
+    z.left_out = left_out;
+    Ok(z)
 }
 
 /// Image-text retrieval on held-out shards (each sample's image against its caption).
@@ -302,6 +412,12 @@ impl EvalReport {
                 100.0 * z.top5,
                 100.0 * z.chance
             ));
+            if z.left_out > 0 {
+                s.push_str(&format!(
+                    "           ({} left out: their caption names no class or several)\n",
+                    z.left_out
+                ));
+            }
         }
         if let Some(r) = &self.retrieval {
             s.push_str(&format!(
@@ -337,5 +453,23 @@ mod tests {
         let rev = eye.flip([0]);
         let r = retrieval(&eye, &rev);
         assert_eq!(r.image_to_text[0], 0.0);
+    }
+
+    #[test]
+    fn the_class_a_caption_names() {
+        let classes: Vec<String> = ["car", "red car", "cat", "cup of coffee", "Apple pie"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let c = |t: &str| class_in_caption(t, &classes);
+        assert_eq!(c("a photo of a cat in the garden"), Some(2));
+        assert_eq!(c("A big RED CAR on the street"), Some(1)); // not "car": inside "red car"
+        assert_eq!(c("my car, on a table"), Some(0));
+        assert_eq!(c("a small cup of coffee at the beach"), Some(3));
+        assert_eq!(c("apple pie."), Some(4));
+        assert_eq!(c("a category of cats"), None); // whole words only
+        assert_eq!(c("a cat next to a car"), None); // two classes: ambiguous
+        assert_eq!(c("a cat and another cat"), Some(2));
+        assert_eq!(c("a dog"), None);
     }
 }

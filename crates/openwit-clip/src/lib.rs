@@ -32,7 +32,16 @@ pub use tokenizer::Tokenizer;
 pub fn parse_device(s: &str) -> Result<tch::Device> {
     match s {
         "cpu" => Ok(tch::Device::Cpu),
-        "auto" => Ok(tch::Device::cuda_if_available()),
+        "auto" => {
+            let d = tch::Device::cuda_if_available();
+            if d == tch::Device::Cpu && std::path::Path::new("/proc/driver/nvidia/version").exists()
+            {
+                tracing::warn!(
+                    "an NVIDIA driver is loaded but libtorch sees no CUDA device: running on the CPU; a binary for GPUs is built with OPENWIT_CLIP_CUDA=1 (links libtorch_cuda, see crates/openwit-clip/README.md)"
+                );
+            }
+            Ok(d)
+        }
         "cuda" => {
             if tch::Cuda::is_available() {
                 Ok(tch::Device::Cuda(0))

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::data::resolve_shards;
 use crate::eval::{
-    DEFAULT_TEMPLATES, EvalReport, read_image_folder, retrieval_shards, zero_shot_samples,
-    zero_shot_shards,
+    DEFAULT_TEMPLATES, EvalReport, Labels, read_image_folder, retrieval_shards, zero_shot_samples,
+    zero_shot_shards_labelled,
 };
 use crate::model::{Clip, ModelConfig};
 use crate::tokenizer::Tokenizer;
@@ -43,16 +43,22 @@ impl TrainStage {
     }
 }
 
-fn shard_list(patterns: &[String], base: &Path, upstream: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+/// The shards of `patterns`, or when there are none the `download` stage's (`upstream`).
+fn shard_list(
+    table: &str,
+    patterns: &[String],
+    base: &Path,
+    upstream: Vec<PathBuf>,
+) -> Result<Vec<PathBuf>> {
     if patterns.is_empty() {
         let tars: Vec<PathBuf> = upstream
             .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "tar"))
             .collect();
         if tars.is_empty() {
-            return Err(Error::Config(
-                "[train] has no `shards` and the `download` stage has no shards; run `openwit download` first or set `shards = [\"path/{00000..00009}.tar\"]`".into(),
-            ));
+            return Err(Error::Config(format!(
+                "[{table}] has no `shards` and the `download` stage has no shards; run `openwit download` first or set `shards = [\"path/{{00000..00009}}.tar\"]`"
+            )));
         }
         return Ok(tars);
     }
@@ -75,8 +81,15 @@ impl Stage for TrainStage {
     fn config(&self) -> Value {
         let mut v = serde_json::to_value(&self.cfg).unwrap();
         if let Some(o) = v.as_object_mut() {
-            // Speed settings do not change what is trained.
-            for k in ["workers", "prefetch", "threads", "device", "vocab"] {
+            // Speed and memory settings do not change what is trained.
+            for k in [
+                "workers",
+                "prefetch",
+                "threads",
+                "device",
+                "vocab",
+                "grad_checkpointing",
+            ] {
                 o.remove(k);
             }
             o.insert("seed".into(), json!(self.seed));
@@ -94,6 +107,7 @@ impl Stage for TrainStage {
 
     fn run_task(&self, ctx: &TaskContext<'_>, _task: &TaskSpec) -> Result<TaskReport> {
         let shards = shard_list(
+            "train",
             &self.cfg.shards,
             &self.base,
             ctx.upstream_outputs("download"),
@@ -179,9 +193,14 @@ pub struct EvalConfig {
     /// A labelled image folder: one sub-folder per class.
     #[serde(default)]
     pub folder: Option<String>,
-    /// Shards whose samples hold a `.cls` class index, for zero-shot classification.
+    /// Shards for zero-shot classification. Left out with `classes` given (and no `folder`):
+    /// the `download` stage's shards.
     #[serde(default)]
     pub shards: Vec<String>,
+    /// The class of a sample in `shards`: `"cls"` (its `.cls` entry) or `"caption"` (the one
+    /// class its caption names; captions naming none or several are left out and counted).
+    #[serde(default, skip_serializing_if = "Labels::is_cls")]
+    pub labels: Labels,
     /// Held-out shards for image-text retrieval.
     #[serde(default)]
     pub retrieval_shards: Vec<String>,
@@ -203,9 +222,13 @@ pub struct EvalStage {
 
 impl EvalStage {
     pub fn new(cfg: EvalConfig, _pipeline: &PipelineSettings, base: &Path) -> Result<EvalStage> {
-        if cfg.folder.is_none() && cfg.shards.is_empty() && cfg.retrieval_shards.is_empty() {
+        if cfg.folder.is_none()
+            && cfg.shards.is_empty()
+            && cfg.classes.is_empty()
+            && cfg.retrieval_shards.is_empty()
+        {
             return Err(Error::Config(
-                "[eval] needs something to evaluate: `folder` (a labelled image folder), `shards` + `classes` (zero-shot on shards with .cls), or `retrieval_shards`".into(),
+                "[eval] needs something to evaluate: `folder` (a labelled image folder), `classes` (zero-shot on `shards`, default the download stage's, labelled by `.cls` or by `labels = \"caption\"`), or `retrieval_shards`".into(),
             ));
         }
         if !cfg.shards.is_empty() && cfg.classes.is_empty() {
@@ -227,6 +250,11 @@ impl EvalStage {
             base: base.to_path_buf(),
         })
     }
+
+    /// Whether zero-shot runs on the `download` stage's shards.
+    fn on_download_shards(&self) -> bool {
+        self.cfg.folder.is_none() && self.cfg.shards.is_empty() && !self.cfg.classes.is_empty()
+    }
 }
 
 impl Stage for EvalStage {
@@ -235,11 +263,14 @@ impl Stage for EvalStage {
     }
 
     fn upstream(&self) -> Vec<String> {
+        let mut up = Vec::new();
         if self.cfg.weights.is_none() {
-            vec!["train".into()]
-        } else {
-            Vec::new()
+            up.push("train".into());
         }
+        if self.on_download_shards() {
+            up.push("download".into());
+        }
+        up
     }
 
     fn config(&self) -> Value {
@@ -312,9 +343,14 @@ impl Stage for EvalStage {
                 &samples,
                 self.cfg.batch_size,
             )?);
-        } else if !self.cfg.shards.is_empty() {
-            let shards = resolve_shards(&self.cfg.shards, &self.base)?;
-            report.zero_shot = Some(zero_shot_shards(
+        } else if !self.cfg.classes.is_empty() {
+            let shards = shard_list(
+                "eval",
+                &self.cfg.shards,
+                &self.base,
+                ctx.upstream_outputs("download"),
+            )?;
+            report.zero_shot = Some(zero_shot_shards_labelled(
                 &model,
                 tok.clone(),
                 &self.cfg.classes,
@@ -322,6 +358,7 @@ impl Stage for EvalStage {
                 shards,
                 self.cfg.batch_size,
                 workers,
+                self.cfg.labels,
             )?);
         }
         if !self.cfg.retrieval_shards.is_empty() {
@@ -342,11 +379,16 @@ impl Stage for EvalStage {
         std::fs::write(&tp, &table).map_err(|e| Error::io(&tp, e))?;
         let n = report.zero_shot.as_ref().map(|z| z.images).unwrap_or(0)
             + report.retrieval.as_ref().map(|r| r.pairs).unwrap_or(0);
+        let mut drops = openwit_core::Drops::default();
+        let left_out = report.zero_shot.as_ref().map(|z| z.left_out).unwrap_or(0);
+        if left_out > 0 {
+            drops.add("no_single_class_in_caption", left_out);
+        }
         Ok(TaskReport {
-            items_in: n,
+            items_in: n + left_out,
             items_out: n,
+            drops,
             extra: serde_json::to_value(&report).unwrap(),
-            ..Default::default()
         })
     }
 

@@ -208,6 +208,57 @@ fn train_and_eval_stages_run_in_the_executor() {
     assert!(table.contains("top-1") && table.contains("R@10"), "{table}");
     assert_eq!(ex.run_stage(&train_stage).unwrap(), StageOutcome::UpToDate);
 
+    // Labels from the captions, with given weights (no upstream stage) in another workdir: 4 of
+    // the 6 caption templates name the class ("a red circle on the left"); the other 2 ("a
+    // drawing of a circle coloured red", "the circle is red") name colour and shape apart, so
+    // those samples are left out and counted.
+    let mut expect_left_out = 0;
+    openwit_clip::data::read_tar(
+        &dir.path().join("heldout/00000.tar"),
+        &mut openwit_core::Drops::default(),
+        |s| {
+            if s.text.starts_with("a drawing of") || s.text.starts_with("the ") {
+                expect_left_out += 1;
+            }
+            true
+        },
+    );
+    assert!(expect_left_out > 0);
+    let caption_cfg: EvalConfig = serde_json::from_value(serde_json::json!({
+        "classes": class_names(),
+        "shards": ["heldout"],
+        "labels": "caption",
+        "weights": "work/train/model.safetensors",
+        "model": "tiny-vit",
+        "device": "cpu",
+        "workers": 2,
+    }))
+    .unwrap();
+    let caption_stage = EvalStage::new(caption_cfg, &settings, dir.path()).unwrap();
+    let mut ex2 = Executor::new(
+        &dir.path().join("work2"),
+        RunOptions {
+            jobs: 1,
+            max_attempts: 1,
+        },
+        &openwit_core::NoProgress,
+    )
+    .unwrap();
+    assert!(matches!(
+        ex2.run_stage(&caption_stage).unwrap(),
+        StageOutcome::Ran { .. }
+    ));
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("work2/eval/results.json")).unwrap())
+            .unwrap();
+    assert_eq!(results["zero_shot"]["left_out"], expect_left_out);
+    assert_eq!(results["zero_shot"]["images"], 60 - expect_left_out);
+    let table = std::fs::read_to_string(dir.path().join("work2/eval/results.txt")).unwrap();
+    assert!(
+        table.contains(&format!("({expect_left_out} left out")),
+        "{table}"
+    );
+
     // A bad table is a configuration error naming the fix.
     let bad: EvalConfig =
         serde_json::from_value(serde_json::json!({"shards": ["heldout"]})).unwrap();
