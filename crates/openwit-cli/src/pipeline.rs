@@ -101,6 +101,16 @@ impl PipelineDoc {
         self.tables.contains(name)
     }
 
+    /// The error for a table whose stage this binary was built without (cargo feature
+    /// `feature`), located at the table's header.
+    pub fn needs_feature(&self, table: &str, feature: &str) -> Error {
+        let (line, col) = find_key(&self.text, table);
+        Error::Config(format!(
+            "{}:{line}:{col}: `[{table}]` needs the cargo feature `{feature}`, and this openwit binary was built without it\n  fix: rebuild with it (libtorch 2.11 is needed): `source scripts/libtorch-env.sh && cargo build --release -p openwit-cli --features {feature}` (scripts/demo.sh and scripts/test.sh do so by default), or remove the table",
+            self.path.display()
+        ))
+    }
+
     /// The table `name` as `T` (None when absent), with located errors.
     pub fn section<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
         if !self.has(name) {
@@ -251,5 +261,16 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.starts_with("p.toml:2:1: unknown field `workdr`"), "{e}");
+    }
+
+    #[test]
+    fn a_table_of_a_missing_feature_is_located_and_says_how_to_build() {
+        let d = doc("[pipeline]\nworkdir = \"w\"\n\n[toy]\ntasks = 1\n").unwrap();
+        let e = d.needs_feature("toy", "train").to_string();
+        assert!(
+            e.starts_with("p.toml:4:1: `[toy]` needs the cargo feature `train`"),
+            "{e}"
+        );
+        assert!(e.contains("--features train"), "{e}");
     }
 }

@@ -36,6 +36,32 @@ pub struct StageEntry {
     pub build: BuildFn,
 }
 
+/// The cargo feature that compiles the `train` and `eval` stages (crate openwit-clip, libtorch).
+pub const TRAIN_FEATURE: &str = "train";
+
+#[cfg(feature = "train")]
+const TRAIN_ABOUT: &str = "Train a CLIP model on the shards (tch/libtorch): checkpoints, metrics.jsonl, curves.svg, model.safetensors";
+#[cfg(not(feature = "train"))]
+const TRAIN_ABOUT: &str =
+    "Train a CLIP model on the shards (not in this build: rebuild with `--features train`)";
+#[cfg(feature = "train")]
+const EVAL_ABOUT: &str =
+    "Evaluate the trained model: zero-shot top-1/top-5 and image-text retrieval R@1/5/10";
+#[cfg(not(feature = "train"))]
+const EVAL_ABOUT: &str =
+    "Evaluate the trained model zero-shot (not in this build: rebuild with `--features train`)";
+
+/// The `train` and `eval` stages of a binary built without the `train` feature: absent tables
+/// are skipped as usual; a present one is a configuration error that says how to get the stage.
+#[cfg(not(feature = "train"))]
+fn without_train_feature(doc: &PipelineDoc, table: &str) -> Result<Option<Arc<dyn Stage>>> {
+    if doc.has(table) {
+        Err(doc.needs_feature(table, TRAIN_FEATURE))
+    } else {
+        Ok(None)
+    }
+}
+
 /// The stages of the `openwit` binary, in pipeline order.
 pub fn registry() -> Vec<StageEntry> {
     vec![
@@ -144,6 +170,41 @@ pub fn registry() -> Vec<StageEntry> {
                 };
                 let stage = openwit_index::IndexStage::new(cfg, &doc.base_dir());
                 Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+            },
+        },
+        StageEntry {
+            name: "train",
+            about: TRAIN_ABOUT,
+            build: |doc| {
+                #[cfg(feature = "train")]
+                {
+                    let Some(cfg) = doc.section::<openwit_clip::train::TrainConfig>("train")?
+                    else {
+                        return Ok(None);
+                    };
+                    let stage =
+                        openwit_clip::stage::TrainStage::new(cfg, doc.pipeline(), &doc.base_dir())?;
+                    Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+                }
+                #[cfg(not(feature = "train"))]
+                without_train_feature(doc, "train")
+            },
+        },
+        StageEntry {
+            name: "eval",
+            about: EVAL_ABOUT,
+            build: |doc| {
+                #[cfg(feature = "train")]
+                {
+                    let Some(cfg) = doc.section::<openwit_clip::stage::EvalConfig>("eval")? else {
+                        return Ok(None);
+                    };
+                    let stage =
+                        openwit_clip::stage::EvalStage::new(cfg, doc.pipeline(), &doc.base_dir())?;
+                    Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+                }
+                #[cfg(not(feature = "train"))]
+                without_train_feature(doc, "eval")
             },
         },
         StageEntry {
