@@ -4,8 +4,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 if [ -f scripts/libtorch-env.sh ]; then source scripts/libtorch-env.sh; fi
+# Cargo features of the openwit binary: `train` (the CLIP trainer, libtorch) unless
+# OPENWIT_FEATURES says otherwise (OPENWIT_FEATURES= builds without). Exported: the test
+# harness (openwit-testkit's openwit_bin) builds the binary with the same features.
+export OPENWIT_FEATURES="${OPENWIT_FEATURES-train}"
 features=()
-if [ -n "${OPENWIT_FEATURES:-}" ]; then features=(--features "$OPENWIT_FEATURES"); fi
+if [ -n "$OPENWIT_FEATURES" ]; then features=(--features "$OPENWIT_FEATURES"); fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets "${features[@]}" -- -D warnings
 log=$(mktemp)

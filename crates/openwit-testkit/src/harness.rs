@@ -60,7 +60,8 @@ pub fn openwit_bin() -> PathBuf {
             "openwit",
             "--message-format=json",
         ]);
-        // The same features as the test suite's build (scripts/test.sh exports OPENWIT_FEATURES).
+        // The same features as the test suite's build: scripts/test.sh exports
+        // OPENWIT_FEATURES (default `train`, the CLIP trainer, which needs libtorch).
         let features = std::env::var("OPENWIT_TEST_FEATURES")
             .or_else(|_| std::env::var("OPENWIT_FEATURES"))
             .unwrap_or_default();
@@ -71,7 +72,10 @@ pub fn openwit_bin() -> PathBuf {
             .stderr(Stdio::inherit())
             .output()
             .expect("run cargo build for the openwit binary");
-        assert!(out.status.success(), "cargo build of openwit failed");
+        assert!(
+            out.status.success(),
+            "cargo build of openwit failed (features: `{features}`; `train` needs libtorch: `source scripts/libtorch-env.sh`, or set OPENWIT_FEATURES= to build without)"
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         for line in text.lines() {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
