@@ -6,7 +6,9 @@
 //!
 //! `GRAD_CKPT=1` turns on activation checkpointing of the transformer blocks. The JSON line has
 //! the process's peak resident memory (`max_rss_gib`, VmHWM: host memory, so the activations on
-//! a CPU run).
+//! a CPU run); `synthetic` also the resident memory before the first step (model, optimizer
+//! state, batch) and the peak up to the end of the first backward pass, before the optimizer's
+//! flat buffers: their difference is what the forward and backward passes held.
 
 use std::time::Instant;
 
@@ -50,6 +52,8 @@ fn main() {
             let size = mcfg.vision.image_size();
             let (images, tokens) = synthetic_batch(batch, size, mcfg.text.context_length, dev);
             let images = openwit_clip::data::normalize_images(&images, dev);
+            let start_rss = rss_gib("VmRSS:");
+            let mut first_backward_peak = None;
             let mut t0 = Instant::now();
             for s in 0..steps {
                 if s == warm {
@@ -66,6 +70,10 @@ fn main() {
                     let (i, t, sc) = m.forward(&images, &tokens, f);
                     clip_loss(&i, &t, &sc).backward();
                 }
+                if s == 0 {
+                    // Before the optimizer's flat buffers: the activations' peak.
+                    first_backward_peak = rss_gib("VmHWM:");
+                }
                 opt.step(1e-4, 1.0, 1.0);
                 clamp_logit_scale(&m.logit_scale);
                 opt.zero_grad();
@@ -79,7 +87,8 @@ fn main() {
                 "{}",
                 serde_json::json!({"impl": "openwit-clip", "mode": "synthetic", "model": model, "batch": batch,
                     "precision": precision, "device": device, "samples_per_s": sps, "step_ms": 1000.0 * dt / (steps - warm) as f64,
-                    "grad_checkpointing": ckpt, "max_rss_gib": max_rss_gib()})
+                    "grad_checkpointing": ckpt, "max_rss_gib": rss_gib("VmHWM:"),
+                    "start_rss_gib": start_rss, "first_backward_peak_gib": first_backward_peak})
             );
         }
         "shards" => {
@@ -99,7 +108,7 @@ fn main() {
                 serde_json::json!({"impl": "openwit-clip", "mode": "shards", "model": model, "batch": batch,
                     "precision": precision, "device": device, "samples_per_s": s.samples_per_s,
                     "data_wait": s.mean_data_wait, "note": "includes the final checkpoint write",
-                    "grad_checkpointing": ckpt, "max_rss_gib": max_rss_gib()})
+                    "grad_checkpointing": ckpt, "max_rss_gib": rss_gib("VmHWM:")})
             );
             let _ = std::fs::remove_dir_all(&out);
         }
@@ -107,12 +116,12 @@ fn main() {
     }
 }
 
-/// Peak resident memory of this process (VmHWM), GiB.
-fn max_rss_gib() -> Option<f64> {
+/// A memory line of /proc/self/status (`VmHWM:` peak resident, `VmRSS:` resident now), GiB.
+fn rss_gib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
