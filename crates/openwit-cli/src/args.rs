@@ -40,6 +40,8 @@ pub enum Command {
     Task(TaskArgs),
     /// Remove the data of task attempts that no commit names (losers of a race, dead attempts).
     Gc(GcArgs),
+    /// Copy the committed outputs of a shared (S3) workdir into a local folder, in the usual layout.
+    Checkout(CheckoutArgs),
     /// One stage of the pipeline (listed below).
     #[command(external_subcommand)]
     Stage(Vec<OsString>),
@@ -195,4 +197,13 @@ pub struct GcArgs {
     /// Only count what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// Options of `openwit checkout`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckoutArgs {
+    /// The shared workdir (s3://bucket/prefix or a folder written by `openwit task`).
+    pub workdir: String,
+    /// The local folder to copy into.
+    pub dest: PathBuf,
 }

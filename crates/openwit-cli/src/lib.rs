@@ -66,13 +66,14 @@ pub fn main_with(extra: Vec<StageEntry>) -> ExitCode {
                 Command::Submit(a) => commands::cluster::submit(&a, &registry),
                 Command::Task(a) => commands::cluster::task(&a, &registry),
                 Command::Gc(a) => commands::cluster::gc(&a),
+                Command::Checkout(a) => commands::cluster::checkout(&a),
                 Command::Stage(argv) => {
                     let name = argv
                         .first()
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_default();
                     eprintln!(
-                        "error: unknown command `{name}`; commands: run, status, search, serve, submit, task, gc, {}\n\nFor more information, try '--help'.",
+                        "error: unknown command `{name}`; commands: run, status, search, serve, submit, task, gc, checkout, {}\n\nFor more information, try '--help'.",
                         registry
                             .iter()
                             .map(|e| e.name)

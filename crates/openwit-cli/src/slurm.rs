@@ -113,6 +113,37 @@ pub fn array_spec(indices: &[usize]) -> String {
     parts.join(",")
 }
 
+/// Slurm's `MaxArraySize` (array indices must be below it), from `scontrol show config`;
+/// Slurm's default 1001 when it cannot be read.
+pub fn max_array_size() -> usize {
+    Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == "MaxArraySize").then(|| v.trim().parse().ok())?
+            })
+        })
+        .unwrap_or(1001)
+}
+
+/// Splits sorted task indices into blocks whose indices, minus the block's offset, are below
+/// `max`: (offset, indices - offset).
+pub fn blocks(indices: &[usize], max: usize) -> Vec<(usize, Vec<usize>)> {
+    let max = max.max(1);
+    let mut out: Vec<(usize, Vec<usize>)> = Vec::new();
+    for &i in indices {
+        let offset = i / max * max;
+        match out.last_mut() {
+            Some((o, b)) if *o == offset => b.push(i - offset),
+            _ => out.push((offset, vec![i - offset])),
+        }
+    }
+    out
+}
+
 /// Quotes `s` for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
@@ -134,6 +165,15 @@ mod tests {
         assert_eq!(array_spec(&[0, 1, 2, 3, 7, 9, 10]), "0-3,7,9-10");
         assert_eq!(array_spec(&[5]), "5");
         assert_eq!(array_spec(&[]), "");
+    }
+
+    #[test]
+    fn blocks_keep_indices_below_the_array_limit() {
+        assert_eq!(
+            blocks(&[0, 5, 999, 1000, 1001, 2500], 1000),
+            vec![(0, vec![0, 5, 999]), (1000, vec![0, 1]), (2000, vec![500])]
+        );
+        assert!(blocks(&[], 1000).is_empty());
     }
 
     #[test]

@@ -695,6 +695,25 @@ impl<'r> DistExecutor<'r> {
         })
     }
 
+    /// Copies the committed outputs of every finished stage into `dest` at their usual
+    /// relative paths (a plain local workdir layout, for `openwit search`, OpenCLIP, pandas).
+    /// Returns the number of files and bytes copied.
+    pub fn checkout(&self, dest: &Path) -> Result<(usize, u64)> {
+        let (mut n, mut bytes) = (0, 0);
+        for e in self.store.list(&format!("{META}/stages/"))? {
+            let Some(done) = self.get_json::<StageManifest>(&e.key)? else {
+                continue;
+            };
+            for m in &done.tasks {
+                for f in &m.files {
+                    bytes += self.store.download(&f.key, &dest.join(&f.path))?;
+                    n += 1;
+                }
+            }
+        }
+        Ok((n, bytes))
+    }
+
     fn context<'a>(
         &'a self,
         mirror: &'a Path,

@@ -18,7 +18,7 @@ use openwit_core::store::Store;
 use openwit_core::{NoProgress, Reporter, RunOptions, Stage, StageOutcome};
 use serde::{Deserialize, Serialize};
 
-use crate::args::{GcArgs, SubmitArgs, TaskArgs};
+use crate::args::{CheckoutArgs, GcArgs, SubmitArgs, TaskArgs};
 use crate::commands::run::{load, start_demo_site};
 use crate::pipeline::PipelineDoc;
 use crate::slurm::{self, Job, shell_quote};
@@ -192,22 +192,24 @@ fn submit_stage(ex: &DistExecutor<'_>, sub: &Submission, stage: &dyn Stage) -> R
         shell_quote(&sub.workdir)
     );
     let output = Some(format!("{}/%x-%A_%a.out", sub.log_dir));
-    let array = if indices.is_empty() {
-        None
-    } else {
-        Some(slurm::sbatch(&Job {
+    // Array indices must stay below Slurm's MaxArraySize (1001 by default): one array job per
+    // block of task indices, each element adding its block's offset.
+    let mut arrays = Vec::new();
+    for (offset, block) in slurm::blocks(&indices, slurm::max_array_size()) {
+        arrays.push(slurm::sbatch(&Job {
             name: format!("openwit-{name}"),
-            array: Some(slurm::array_spec(&indices)),
+            array: Some(slurm::array_spec(&block)),
             after_ok: vec![],
-            command: format!("{base} --index $SLURM_ARRAY_TASK_ID"),
+            command: format!("{base} --index $((SLURM_ARRAY_TASK_ID + {offset}))"),
             output: output.clone(),
             user: sub.sbatch.clone(),
-        })?)
-    };
+        })?);
+    }
+    let array = (!arrays.is_empty()).then(|| arrays.join(","));
     let finish = slurm::sbatch(&Job {
         name: format!("openwit-{name}-finish"),
         array: None,
-        after_ok: array.iter().cloned().collect(),
+        after_ok: arrays.clone(),
         command: format!("{base} --finish --chain {}", shell_quote(&sub.id)),
         output,
         user: sub.sbatch.clone(),
@@ -286,7 +288,11 @@ pub fn submit(args: &SubmitArgs, registry: &[StageEntry]) -> Result<()> {
                 && let Some(b) = store.get(&e.key)?
                 && let Ok(j) = serde_json::from_slice::<StageJobs>(&b)
             {
-                ids.extend(j.array);
+                ids.extend(
+                    j.array
+                        .iter()
+                        .flat_map(|a| a.split(',').map(str::to_string)),
+                );
                 ids.push(j.finish);
             }
         }
@@ -540,6 +546,24 @@ pub fn gc(args: &GcArgs) -> Result<()> {
         r.stale,
         r.bytes as f64 / (1 << 20) as f64,
         r.kept
+    );
+    Ok(())
+}
+
+/// `openwit checkout WORKDIR DEST`.
+pub fn checkout(args: &CheckoutArgs) -> Result<()> {
+    let store = Store::open(&args.workdir)?;
+    let ex = DistExecutor::new(
+        store,
+        dist::default_local_dir(),
+        RunOptions::default(),
+        &NoProgress,
+    );
+    let (n, bytes) = ex.checkout(&args.dest)?;
+    println!(
+        "copied {n} file(s), {:.1} MiB, into {}",
+        bytes as f64 / (1 << 20) as f64,
+        args.dest.display()
     );
     Ok(())
 }
