@@ -15,11 +15,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use openwit_core::dist::{self, DistExecutor, TaskOutcome};
 use openwit_core::store::Store;
-use openwit_core::{NoProgress, Reporter, RunOptions, Stage, StageOutcome};
+use openwit_core::{NoProgress, Reporter, RunOptions, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{CheckoutArgs, GcArgs, SubmitArgs, TaskArgs};
-use crate::commands::run::{load, start_demo_site};
+use crate::commands::run::{load, print_outcome, start_demo_site};
 use crate::pipeline::PipelineDoc;
 use crate::slurm::{self, Job, shell_quote};
 use crate::stages::StageEntry;
@@ -400,26 +400,7 @@ pub fn run_remote(
             continue;
         }
         let t0 = std::time::Instant::now();
-        match ex.run_stage(stage.as_ref())? {
-            StageOutcome::UpToDate => println!("{}: up to date, nothing to do", stage.name()),
-            StageOutcome::Ran {
-                ran,
-                total,
-                reduced,
-                summary,
-            } => {
-                ran_any = true;
-                println!(
-                    "{}: done ({ran} of {total} tasks run now{}, {:.1}s)",
-                    stage.name(),
-                    if reduced { " + reduce" } else { "" },
-                    t0.elapsed().as_secs_f64()
-                );
-                for line in summary.iter().flat_map(|s| s.lines()) {
-                    println!("  {line}");
-                }
-            }
-        }
+        ran_any |= print_outcome(stage.name(), ex.run_stage(stage.as_ref())?, t0);
     }
     if ran_any {
         println!("finished; see `openwit status {url}`");
@@ -493,15 +474,7 @@ pub fn status(workdir: &str, json: bool) -> Result<()> {
         } else {
             "incomplete"
         };
-        let drops = if r.drops.is_empty() {
-            "-".to_string()
-        } else {
-            r.drops
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let drops = crate::commands::run::fmt_drops(&r.drops);
         println!(
             "{:<10} {:<10} {:>11} {:>12} {:>12}  {drops}",
             r.stage,

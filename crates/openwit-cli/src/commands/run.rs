@@ -122,30 +122,7 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
         }
         count += 1;
         let t0 = std::time::Instant::now();
-        match ex.run_stage(stage.as_ref())? {
-            StageOutcome::UpToDate => {
-                println!("{}: up to date, nothing to do", stage.name());
-            }
-            StageOutcome::Ran {
-                ran,
-                total,
-                reduced,
-                summary,
-            } => {
-                ran_any = true;
-                println!(
-                    "{}: done ({ran} of {total} tasks run now{}, {:.1}s)",
-                    stage.name(),
-                    if reduced { " + reduce" } else { "" },
-                    t0.elapsed().as_secs_f64()
-                );
-                if let Some(s) = summary {
-                    for line in s.lines() {
-                        println!("  {line}");
-                    }
-                }
-            }
-        }
+        ran_any |= print_outcome(stage.name(), ex.run_stage(stage.as_ref())?, t0);
     }
     if !ran_any {
         println!(
@@ -157,6 +134,44 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
         println!("finished; see `openwit status {}`", workdir.display());
     }
     Ok(())
+}
+
+/// Prints what running a stage did (stdout); returns whether anything ran.
+pub(crate) fn print_outcome(stage: &str, outcome: StageOutcome, t0: std::time::Instant) -> bool {
+    match outcome {
+        StageOutcome::UpToDate => {
+            println!("{stage}: up to date, nothing to do");
+            false
+        }
+        StageOutcome::Ran {
+            ran,
+            total,
+            reduced,
+            summary,
+        } => {
+            println!(
+                "{stage}: done ({ran} of {total} tasks run now{}, {:.1}s)",
+                if reduced { " + reduce" } else { "" },
+                t0.elapsed().as_secs_f64()
+            );
+            for line in summary.iter().flat_map(|s| s.lines()) {
+                println!("  {line}");
+            }
+            true
+        }
+    }
+}
+
+/// `k=v, k=v` for drops by reason, `-` for none.
+pub(crate) fn fmt_drops(drops: &std::collections::BTreeMap<String, u64>) -> String {
+    if drops.is_empty() {
+        return "-".to_string();
+    }
+    drops
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A `[demo_site]` table: generate the demo's web site (if missing) and serve it on 127.0.0.1 for

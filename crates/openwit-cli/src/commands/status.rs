@@ -92,15 +92,7 @@ pub fn status(args: &StatusArgs) -> Result<()> {
         "stage", "state", "tasks", "items in", "items out", "elapsed"
     );
     for r in &rows {
-        let drops = if r.drops.is_empty() {
-            "-".to_string()
-        } else {
-            r.drops
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let drops = crate::commands::run::fmt_drops(&r.drops);
         println!(
             "{:<10} {:<12} {:>11} {:>12} {:>12} {:>10}  {drops}",
             r.stage,
