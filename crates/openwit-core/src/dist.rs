@@ -546,7 +546,10 @@ impl<'r> DistExecutor<'r> {
         let aid = attempt_id();
         let mirror = self.mirror(stage, &upstream, &tasks)?;
         let mut records = records_of(&upstream, &mirror);
-        let own: Vec<TaskRecord> = tasks.iter().map(|m| record_of(m, &plan, &mirror)).collect();
+        let own: Vec<TaskRecord> = tasks
+            .iter()
+            .map(|m| record_of(m, plan.tasks.len(), &mirror))
+            .collect();
         let mut reduced = None;
         let mut last = None;
         for attempt in 1..=self.opts.max_attempts {
@@ -598,7 +601,10 @@ impl<'r> DistExecutor<'r> {
         if let Some(r) = &reduced {
             tasks.push(r.clone());
         }
-        let all: Vec<TaskRecord> = tasks.iter().map(|m| record_of(m, &plan, &mirror)).collect();
+        let all: Vec<TaskRecord> = tasks
+            .iter()
+            .map(|m| record_of(m, plan.tasks.len(), &mirror))
+            .collect();
         // The summary sees the stage's own outputs where they are in the mirror.
         records.insert(name.to_string(), all.clone());
         let summary = {
@@ -925,14 +931,14 @@ fn abbreviate(items: &[String]) -> String {
     }
 }
 
-fn record_of(m: &Manifest, plan: &Plan, mirror: &Path) -> TaskRecord {
-    let ord = m.index.map(|i| i as i64).unwrap_or(plan.tasks.len() as i64);
-    let payload = absolutize(&m.payload, mirror);
+/// A done task's record as stage code sees it (payload and report paths resolved into `mirror`);
+/// the reduce step, which has no index, gets `reduce_ord` (after every task).
+fn record_of(m: &Manifest, reduce_ord: usize, mirror: &Path) -> TaskRecord {
     TaskRecord {
         stage: m.stage.clone(),
         task: m.task.clone(),
-        ord,
-        payload,
+        ord: m.index.unwrap_or(reduce_ord) as i64,
+        payload: absolutize(&m.payload, mirror),
         status: Status::Done,
         attempts: 1,
         outputs: m.outputs.clone(),
@@ -945,6 +951,7 @@ fn record_of(m: &Manifest, plan: &Plan, mirror: &Path) -> TaskRecord {
     }
 }
 
+/// The records of the upstream stages' done tasks, in plan order.
 fn records_of(
     upstream: &HashMap<String, Vec<Manifest>>,
     mirror: &Path,
@@ -952,26 +959,7 @@ fn records_of(
     upstream
         .iter()
         .map(|(k, ms)| {
-            // Plan order: tasks by index, the reduce step last.
-            let n = ms.len() as i64;
-            let recs = ms
-                .iter()
-                .map(|m| TaskRecord {
-                    stage: m.stage.clone(),
-                    task: m.task.clone(),
-                    ord: m.index.map(|i| i as i64).unwrap_or(n),
-                    payload: absolutize(&m.payload, mirror),
-                    status: Status::Done,
-                    attempts: 1,
-                    outputs: m.outputs.clone(),
-                    items_in: m.report.items_in,
-                    items_out: m.report.items_out,
-                    drops: m.report.drops.0.clone(),
-                    extra: absolutize(&m.report.extra, mirror),
-                    last_error: None,
-                    elapsed_s: m.elapsed_s,
-                })
-                .collect();
+            let recs = ms.iter().map(|m| record_of(m, ms.len(), mirror)).collect();
             (k.clone(), recs)
         })
         .collect()
