@@ -34,7 +34,7 @@ pub struct Matcher {
 #[derive(Default)]
 pub struct Scratch {
     spaced: String,
-    toks: Vec<(u32, u32, u64)>,
+    trie: TrieScratch,
 }
 
 impl Matcher {
@@ -48,6 +48,17 @@ impl Matcher {
         entries: &[S],
         engine: MatchEngine,
     ) -> Result<Self, CurateError> {
+        // Entry and node ids are 31-bit in the token trie (a node per entry token at most).
+        let tokens: usize = entries
+            .iter()
+            .map(|e| e.as_ref().bytes().filter(|&b| b == b' ').count() + 1)
+            .sum();
+        if tokens >= 1 << 31 {
+            return Err(CurateError::Automaton(format!(
+                "{} entries with {tokens} tokens: at most 2^31 - 1 tokens",
+                entries.len()
+            )));
+        }
         let inner = match engine {
             MatchEngine::AhoCorasick => Inner::Ac(
                 AhoCorasick::builder()
@@ -89,10 +100,12 @@ impl Matcher {
 
     /// The sorted, distinct ids of the entries matching `text`.
     pub fn find(&self, text: &str, scratch: &mut Scratch, out: &mut Vec<u32>) {
-        spaced_into(text, &mut scratch.spaced);
         match &self.inner {
-            Inner::Ac(ac) => find_ac(ac, &scratch.spaced, out),
-            Inner::Trie(t) => t.find_spaced(&scratch.spaced, &mut scratch.toks, out),
+            Inner::Ac(ac) => {
+                spaced_into(text, &mut scratch.spaced);
+                find_ac(ac, &scratch.spaced, out)
+            }
+            Inner::Trie(t) => t.find(text, &mut scratch.trie, out),
         }
     }
 }
@@ -136,156 +149,298 @@ pub fn spaced_into(text: &str, out: &mut String) {
     out.push(' ');
 }
 
-/// A faster engine with the same result as the automaton: a trie over space-separated tokens.
+/// The default engine: an Aho-Corasick-style automaton over *tokens* instead of bytes, with the
+/// same result as the byte automaton.
 ///
 /// Why it is exact: the spaced text `S` starts and ends with a space, so splitting it on `' '`
 /// gives tokens `t0 = "", t1, ..., tk = ""`. An occurrence of `" " + e + " "` starts at a space
 /// and ends at a space, so `e` is exactly `t_i + " " + ... + " " + t_j` for some
 /// `1 <= i <= j <= k-1`, and conversely. Entries are split on `' '` the same way (an entry with a
-/// double space or a leading space has empty tokens), so walking the trie from every inner token
-/// finds every entry the automaton finds (the tests check both against the brute force).
+/// double space or a leading space has empty tokens), so following the trie of entries from every
+/// inner token finds every entry the byte automaton finds. (A byte automaton needs failure links
+/// because a match may start anywhere; here matches start only at token boundaries, and the
+/// walks from all starts are done side by side, level by level, which is what the failure links
+/// would compute.) The tests check it against the byte automaton and a brute force.
+///
+/// The inner tokens are read straight from the text ([`for_each_token`], equal to splitting
+/// [`openwit_core::text::spaced`], tested), without building the spaced string. Layout, chosen
+/// for cache misses (the tables are tens of MiB): each distinct entry token has one 32-byte slot
+/// in an open-addressing table holding its bytes inline (up to 16, longer ones are compared with
+/// an arena), its id, which is also the id of its depth-1 node, a "has children" bit and the entry
+/// ending there; every deeper edge `(node, token id) -> node` is one 16-byte slot of a second
+/// table keyed by one `u64`. All the lookups of one level of a caption are independent, so their
+/// slots are prefetched first and probed after, overlapping the misses.
 pub struct TokenTrie {
-    /// (parent node, token hash) mixed -> node, probing on collisions. The value holds all a
-    /// lookup needs (one cache line): the node, its parent and token (to verify), its entries.
-    children: std::collections::HashMap<u64, Node, IdBuild>,
-    /// One bit per key hash (a one-hash Bloom filter, 2 MiB): most lookups are misses, and a
-    /// clear bit answers them without touching the big table.
-    bits: Vec<u64>,
-    arena: String,
+    toks: Vec<TokSlot>,
+    edges: Vec<EdgeSlot>,
+    edge_shift: u32,
+    /// Bytes 16.. of tokens longer than 16 bytes.
+    arena: Vec<u8>,
+    /// Entry ids of nodes where several (duplicate) entries end: `multi[i]` is a range of `ids`.
+    multi: Vec<(u32, u32)>,
     ids: Vec<u32>,
-    nodes: u32,
     entries: usize,
 }
 
-#[derive(Clone, Copy)]
-struct Node {
-    id: u32,
-    parent: u32,
-    tok_start: u32,
-    tok_len: u32,
-    ids_start: u32,
-    ids_len: u32,
+/// No entry ends at the node.
+const NONE: u32 = u32::MAX;
+/// In a node id: the node has children. In an output: an index into `multi`.
+const FLAG: u32 = 1 << 31;
+
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct TokSlot {
+    w0: u64,
+    w1: u64,
+    len: u32,
+    /// Node id (= token id) | FLAG if it has children; 0 = empty slot.
+    node: u32,
+    out: u32,
+    /// For tokens longer than 16 bytes, where bytes 16.. start in `arena`.
+    long: u32,
 }
 
-#[derive(Default, Clone, Copy)]
-struct IdBuild;
-impl std::hash::BuildHasher for IdBuild {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
-    }
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(16))]
+struct EdgeSlot {
+    /// `parent << 32 | token`; 0 = empty slot (parents are never the root here).
+    key: u64,
+    /// Node id | FLAG if it has children.
+    child: u32,
+    out: u32,
 }
-struct IdHasher(u64);
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
+
+/// What a token class is: part of a token, a separator, a one-byte token of its own.
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = 1;
+    t[b'\t' as usize] = 1;
+    t[b'\r' as usize] = 1;
+    t[b'\n' as usize] = 1;
+    let p = b",.;:?!`";
+    let mut i = 0;
+    while i < p.len() {
+        t[p[i] as usize] = 2;
+        i += 1;
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) ^ *b as u64;
+    t
+}
+static CLASS: [u8; 256] = classes();
+
+/// Calls `f(start, end)` for every inner token of [`openwit_core::text::spaced`]`(text)` split on
+/// `' '` (all tokens but the empty first and last), as byte ranges of `text`: the spacing puts
+/// spaces around `, . ; : ? ! `` ` and turns tab, CR and LF into spaces, so those four and the
+/// space separate tokens and each of the seven marks is a token of its own. Every byte that
+/// matters is ASCII, so scanning bytes is exact in UTF-8.
+#[inline]
+pub fn for_each_token(text: &str, mut f: impl FnMut(usize, usize)) {
+    let b = text.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match CLASS[c as usize] {
+            0 => {}
+            1 => {
+                f(start, i);
+                start = i + 1;
+            }
+            _ => {
+                f(start, i);
+                f(i, i + 1);
+                start = i + 1;
+            }
         }
     }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+    f(start, b.len());
+}
+
+#[inline]
+fn load(buf: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(buf[at..at + 8].try_into().unwrap())
+}
+
+#[inline]
+fn low_bytes(n: usize) -> u64 {
+    if n >= 8 { !0 } else { (1u64 << (8 * n)) - 1 }
+}
+
+#[inline]
+fn mum(a: u64, b: u64) -> u64 {
+    let m = (a as u128) * (b as u128);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// A token's first 16 bytes (zero padded) and its hash. `buf[s..s + n]` is the token and `buf`
+/// has at least 16 readable bytes from `s + n` on (callers pad it).
+#[inline]
+fn tok_key(buf: &[u8], s: usize, n: usize) -> (u64, u64, u64) {
+    let w0 = load(buf, s) & low_bytes(n);
+    let w1 = if n > 8 {
+        load(buf, s + 8) & low_bytes(n - 8)
+    } else {
+        0
+    };
+    let mut h = mum(
+        w0 ^ 0xa076_1d64_78bd_642f,
+        w1 ^ 0xe703_7ed1_a0b4_28db ^ n as u64,
+    );
+    let mut at = s + 16;
+    while at < s + n {
+        let w = load(buf, at) & low_bytes(s + n - at);
+        h = mum(h ^ 0x8ebc_6af0_9c88_c6e3, w ^ 0x5899_65cc_7537_4cc3);
+        at += 8;
     }
+    (w0, w1, h)
 }
 
 #[inline]
-fn token_hash(t: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(t.as_bytes())
-}
-
-const BITS: usize = 1 << 24;
-
-#[inline]
-fn bit(k: u64) -> usize {
-    (k >> 40) as usize & (BITS - 1)
+fn edge_key(parent: u32, tok: u32) -> u64 {
+    (parent as u64) << 32 | tok as u64
 }
 
 #[inline]
-fn mix(parent: u32, h: u64) -> u64 {
-    (h ^ (parent as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17)
+fn edge_index(key: u64, shift: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
+}
+
+#[inline]
+fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: a prefetch is a hint: it never faults and has no effect on memory.
+        #[allow(unsafe_code, unused_unsafe)]
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                p as *const T as *const i8,
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Reused buffers of [`TokenTrie::find`].
+#[derive(Default)]
+pub struct TrieScratch {
+    /// The text and 16 zero bytes.
+    buf: Vec<u8>,
+    /// Per inner token: start, length, first 16 bytes, hash.
+    toks: Vec<(u32, u32, u64, u64, u64)>,
+    /// Per inner token: its token id, 0 if no entry has it.
+    ids: Vec<u32>,
+    /// Walks in progress: next token position, node.
+    walks: Vec<(u32, u32)>,
+    /// Lookups of one level: token position, edge key, first slot.
+    pending: Vec<(u32, u64, u32)>,
+}
+
+fn encode_out(outs: &[u32], multi: &mut Vec<(u32, u32)>, ids: &mut Vec<u32>) -> u32 {
+    match outs {
+        [] => NONE,
+        [one] => *one,
+        many => {
+            multi.push((ids.len() as u32, many.len() as u32));
+            ids.extend_from_slice(many);
+            FLAG | (multi.len() - 1) as u32
+        }
+    }
 }
 
 impl TokenTrie {
+    /// Builds the trie. Entry ids and node ids are `u32` below `2^31`: [`Matcher::with_engine`]
+    /// checks the list's size first.
     pub fn new<S: AsRef<str>>(entries: &[S]) -> Self {
-        let mut t = TokenTrie {
-            children: std::collections::HashMap::with_capacity_and_hasher(
-                entries.len() * 2,
-                IdBuild,
-            ),
-            bits: vec![0; BITS / 64],
-            arena: String::new(),
-            ids: Vec::new(),
-            nodes: 1,
-            entries: entries.len(),
-        };
-        // Node id -> its key in `children`, and the entries ending there.
-        let mut keys: Vec<u64> = vec![0];
-        let mut per_node: Vec<Vec<u32>> = vec![Vec::new()];
+        let mut tok_ids: std::collections::HashMap<&str, u32> = Default::default();
+        let mut tok_list: Vec<&str> = Vec::new();
+        let mut edges: std::collections::HashMap<u64, u32> = Default::default();
+        // Per node (index = id; 0 is the root): has children, entries ending there.
+        let mut has_children: Vec<bool> = vec![false];
+        let mut outs: Vec<Vec<u32>> = vec![Vec::new()];
         for (id, e) in entries.iter().enumerate() {
             let mut node = 0u32;
             for tok in e.as_ref().split(' ') {
-                node = match t.child(node, tok, token_hash(tok)) {
-                    Some(n) => n.id,
+                let t = match tok_ids.get(tok) {
+                    Some(&t) => t,
                     None => {
-                        let n = t.nodes;
-                        t.nodes += 1;
-                        let mut k = mix(node, token_hash(tok));
-                        while t.children.contains_key(&k) {
-                            k = k.wrapping_add(1);
-                        }
-                        let b = bit(k);
-                        t.bits[b / 64] |= 1 << (b % 64);
-                        t.children.insert(
-                            k,
-                            Node {
-                                id: n,
-                                parent: node,
-                                tok_start: t.arena.len() as u32,
-                                tok_len: tok.len() as u32,
-                                ids_start: 0,
-                                ids_len: 0,
-                            },
-                        );
-                        t.arena.push_str(tok);
-                        keys.push(k);
-                        per_node.push(Vec::new());
-                        n
+                        let t = has_children.len() as u32;
+                        has_children.push(false);
+                        outs.push(Vec::new());
+                        tok_ids.insert(tok, t);
+                        tok_list.push(tok);
+                        t
                     }
                 };
+                has_children[node as usize] = true;
+                node = if node == 0 {
+                    t
+                } else {
+                    *edges.entry(edge_key(node, t)).or_insert_with(|| {
+                        has_children.push(false);
+                        outs.push(Vec::new());
+                        (has_children.len() - 1) as u32
+                    })
+                };
             }
-            per_node[node as usize].push(id as u32);
+            outs[node as usize].push(id as u32);
         }
-        for (n, ids) in per_node.into_iter().enumerate() {
-            if !ids.is_empty() {
-                let node = t.children.get_mut(&keys[n]).expect("node key");
-                node.ids_start = t.ids.len() as u32;
-                node.ids_len = ids.len() as u32;
-                t.ids.extend(ids);
-            }
-        }
-        t.arena.shrink_to_fit();
-        t
-    }
+        assert!(has_children.len() < FLAG as usize && entries.len() < FLAG as usize);
+        let (mut multi, mut ids) = (Vec::new(), Vec::new());
+        let node_word = |n: u32| n | if has_children[n as usize] { FLAG } else { 0 };
 
-    #[inline]
-    fn child(&self, node: u32, tok: &str, h: u64) -> Option<&Node> {
-        let mut k = mix(node, h);
-        let b = bit(k);
-        if self.bits[b / 64] & (1 << (b % 64)) == 0 {
-            return None;
-        }
-        loop {
-            let n = self.children.get(&k)?;
-            if n.parent == node
-                && n.tok_len as usize == tok.len()
-                && &self.arena.as_bytes()[n.tok_start as usize..(n.tok_start + n.tok_len) as usize]
-                    == tok.as_bytes()
-            {
-                return Some(n);
+        let tcap = (tok_list.len() * 4 / 3 + 1).next_power_of_two().max(16);
+        let mut toks = vec![TokSlot::default(); tcap];
+        let mut arena = Vec::new();
+        let mut buf = Vec::new();
+        for tok in &tok_list {
+            let t = tok_ids[tok];
+            buf.clear();
+            buf.extend_from_slice(tok.as_bytes());
+            buf.extend_from_slice(&[0; 16]);
+            let (w0, w1, h) = tok_key(&buf, 0, tok.len());
+            let mut i = h as usize & (tcap - 1);
+            while toks[i].node != 0 {
+                i = (i + 1) & (tcap - 1);
             }
-            k = k.wrapping_add(1);
+            let long = if tok.len() > 16 {
+                arena.extend_from_slice(&tok.as_bytes()[16..]);
+                (arena.len() - (tok.len() - 16)) as u32
+            } else {
+                0
+            };
+            toks[i] = TokSlot {
+                w0,
+                w1,
+                len: tok.len() as u32,
+                node: node_word(t),
+                out: encode_out(&outs[t as usize], &mut multi, &mut ids),
+                long,
+            };
+        }
+
+        let ecap = (edges.len() * 4 / 3 + 1).next_power_of_two().max(16);
+        let edge_shift = 64 - ecap.trailing_zeros();
+        let mut table = vec![EdgeSlot::default(); ecap];
+        let mut sorted: Vec<(u64, u32)> = edges.into_iter().collect();
+        sorted.sort_unstable();
+        for (key, child) in sorted {
+            let mut i = edge_index(key, edge_shift);
+            while table[i].key != 0 {
+                i = (i + 1) & (ecap - 1);
+            }
+            table[i] = EdgeSlot {
+                key,
+                child: node_word(child),
+                out: encode_out(&outs[child as usize], &mut multi, &mut ids),
+            };
+        }
+        arena.extend_from_slice(&[0; 16]);
+        TokenTrie {
+            toks,
+            edges: table,
+            edge_shift,
+            arena,
+            multi,
+            ids,
+            entries: entries.len(),
         }
     }
 
@@ -299,43 +454,117 @@ impl TokenTrie {
         self.entries == 0
     }
 
-    /// Approximate heap size in bytes.
+    /// Heap size in bytes.
     pub fn memory_usage(&self) -> usize {
-        self.children.capacity() * (std::mem::size_of::<(u64, Node)>() + 1)
-            + self.ids.capacity() * 4
-            + self.bits.len() * 8
+        self.toks.len() * std::mem::size_of::<TokSlot>()
+            + self.edges.len() * std::mem::size_of::<EdgeSlot>()
             + self.arena.capacity()
+            + self.multi.capacity() * 8
+            + self.ids.capacity() * 4
     }
 
-    /// The sorted, distinct ids of the entries matching an already spaced text.
-    pub fn find_spaced(&self, spaced: &str, toks: &mut Vec<(u32, u32, u64)>, out: &mut Vec<u32>) {
+    #[inline]
+    fn emit(&self, o: u32, out: &mut Vec<u32>) {
+        if o == NONE {
+        } else if o & FLAG == 0 {
+            out.push(o);
+        } else {
+            let (a, n) = self.multi[(o & !FLAG) as usize];
+            out.extend_from_slice(&self.ids[a as usize..(a + n) as usize]);
+        }
+    }
+
+    /// The slot of the token `buf[s..s + n]` with the given key, if an entry has that token.
+    #[inline]
+    fn token(&self, buf: &[u8], s: usize, n: usize, w0: u64, w1: u64, h: u64) -> Option<&TokSlot> {
+        let mask = self.toks.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            let t = &self.toks[i];
+            if t.node == 0 {
+                return None;
+            }
+            if t.w0 == w0
+                && t.w1 == w1
+                && t.len as usize == n
+                && (n <= 16
+                    || self.arena[t.long as usize..t.long as usize + n - 16] == buf[s + 16..s + n])
+            {
+                return Some(t);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn edge(&self, key: u64, i: usize) -> Option<&EdgeSlot> {
+        let mask = self.edges.len() - 1;
+        let mut i = i;
+        loop {
+            let e = &self.edges[i];
+            if e.key == key {
+                return Some(e);
+            }
+            if e.key == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The sorted, distinct ids of the entries matching `text` (not spaced: the spacing is
+    /// implied by [`for_each_token`]).
+    pub fn find(&self, text: &str, s: &mut TrieScratch, out: &mut Vec<u32>) {
         out.clear();
-        toks.clear();
-        let mut start = 0usize;
-        for i in memchr::memchr_iter(b' ', spaced.as_bytes()) {
-            toks.push((start as u32, i as u32, 0));
-            start = i + 1;
+        s.buf.clear();
+        s.buf.extend_from_slice(text.as_bytes());
+        s.buf.extend_from_slice(&[0; 16]);
+        s.toks.clear();
+        let tmask = self.toks.len() - 1;
+        {
+            let (buf, toks) = (&s.buf, &mut s.toks);
+            for_each_token(text, |a, b| {
+                let (w0, w1, h) = tok_key(buf, a, b - a);
+                prefetch(&self.toks[h as usize & tmask]);
+                toks.push((a as u32, (b - a) as u32, w0, w1, h));
+            });
         }
-        toks.push((start as u32, spaced.len() as u32, 0));
-        let k = toks.len();
-        if k < 3 {
-            return;
-        }
-        for t in &mut toks[1..k - 1] {
-            t.2 = token_hash(&spaced[t.0 as usize..t.1 as usize]);
-        }
-        for i in 1..k - 1 {
-            let mut node = 0u32;
-            for &(s, e, h) in &toks[i..k - 1] {
-                match self.child(node, &spaced[s as usize..e as usize], h) {
-                    Some(n) => {
-                        node = n.id;
-                        if n.ids_len > 0 {
-                            let a = n.ids_start as usize;
-                            out.extend_from_slice(&self.ids[a..a + n.ids_len as usize]);
-                        }
+        // Depth 1: every token on its own.
+        s.ids.clear();
+        s.walks.clear();
+        for (p, &(a, n, w0, w1, h)) in s.toks.iter().enumerate() {
+            match self.token(&s.buf, a as usize, n as usize, w0, w1, h) {
+                Some(t) => {
+                    self.emit(t.out, out);
+                    s.ids.push(t.node & !FLAG);
+                    if t.node & FLAG != 0 {
+                        s.walks.push((p as u32 + 1, t.node & !FLAG));
                     }
-                    None => break,
+                }
+                None => s.ids.push(0),
+            }
+        }
+        // Deeper levels: each walk goes one token further; the lookups of a level are
+        // independent, so all their slots are prefetched before the first is probed.
+        let k = s.ids.len();
+        while !s.walks.is_empty() {
+            s.pending.clear();
+            for &(p, node) in &s.walks {
+                let p = p as usize;
+                if p < k && s.ids[p] != 0 {
+                    let key = edge_key(node, s.ids[p]);
+                    let i = edge_index(key, self.edge_shift);
+                    prefetch(&self.edges[i]);
+                    s.pending.push((p as u32, key, i as u32));
+                }
+            }
+            s.walks.clear();
+            for &(p, key, i) in &s.pending {
+                if let Some(e) = self.edge(key, i as usize) {
+                    self.emit(e.out, out);
+                    if e.child & FLAG != 0 {
+                        s.walks.push((p + 1, e.child & !FLAG));
+                    }
                 }
             }
         }
@@ -379,6 +608,68 @@ mod tests {
         }
     }
 
+    /// The tokens read from the text are the inner tokens of the spaced text split on spaces.
+    #[test]
+    fn tokens_equal_core_spacing() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let alphabet: Vec<char> = "ab ,.;:?!`\t\r\nÉé漢-'\"".chars().collect();
+        let check = |s: &str| {
+            let spaced = openwit_core::text::spaced(s);
+            let all: Vec<&str> = spaced.split(' ').collect();
+            let mut got = Vec::new();
+            for_each_token(s, |a, b| got.push(&s[a..b]));
+            assert_eq!(got, all[1..all.len() - 1], "{s:?}");
+        };
+        for s in [
+            "", " ", "a", ",", "a,b", "a, b", "..", "\t\t", "a \r\nb", "x.y ", "漢,漢",
+        ] {
+            check(s);
+        }
+        for _ in 0..5000 {
+            let n = rng.random_range(0..24);
+            let s: String = (0..n)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            check(&s);
+        }
+    }
+
+    /// Tokens around the 8- and 16-byte limits of the inline key and longer ones (compared in
+    /// the arena), differing only in their last byte.
+    #[test]
+    fn long_and_boundary_tokens() {
+        let mut words: Vec<String> = Vec::new();
+        for n in [1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 40] {
+            let base: String = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"[..n].into();
+            let mut other = base.clone();
+            other.pop();
+            other.push('Z');
+            words.push(base);
+            words.push(other);
+        }
+        // Entries: every even word, and pairs of them; the odd words (one byte off) must not match.
+        let mut entries: Vec<String> = words.iter().step_by(2).cloned().collect();
+        for w in words.iter().step_by(2) {
+            entries.push(format!("{w} {}", words[0]));
+        }
+        entries.push("ééééééééééé漢字".into());
+        let trie = Matcher::with_engine(&entries, MatchEngine::TokenTrie).unwrap();
+        let (mut buf, mut out) = (Scratch::default(), Vec::new());
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..2000 {
+            let n = rng.random_range(1..6);
+            let mut text: Vec<&str> = (0..n)
+                .map(|_| words[rng.random_range(0..words.len())].as_str())
+                .collect();
+            if rng.random_bool(0.1) {
+                text.push("ééééééééééé漢字");
+            }
+            let text = text.join(if rng.random_bool(0.5) { " " } else { ", " });
+            trie.find(&text, &mut buf, &mut out);
+            assert_eq!(out, brute_force(&entries, &text), "{text:?}");
+        }
+    }
+
     #[test]
     fn metaclip_semantics() {
         let entries = [
@@ -410,10 +701,23 @@ mod tests {
     fn automaton_equals_brute_force() {
         let mut rng = ChaCha8Rng::seed_from_u64(42);
         let words = [
-            "dog", "cat", "the", "The", "hot", "New", "York", "a", "é", "東京", "x.y",
+            "dog",
+            "cat",
+            "the",
+            "The",
+            "hot",
+            "New",
+            "York",
+            "a",
+            "é",
+            "東京",
+            "x.y",
+            "a_rather_long_token_of_30_bytes",
+            "a_rather_long_token_of_30_byteZ",
         ];
         let seps = [
-            " ", "  ", ", ", ". ", "\t", "!", "?", ":", ";", "`", "\n", "-",
+            " ", "  ", ", ", ". ", "\t", "!", "?", ":", ";", "`", "\n", "-", "\r\n", "?! ", ",,",
+            " . ",
         ];
         let mut entries: Vec<String> = Vec::new();
         for _ in 0..400 {
@@ -431,6 +735,12 @@ mod tests {
         entries.push(" ".into());
         entries.push("a\tb".into());
         entries.push("dog".into());
+        entries.push("dog dog dog".into());
+        entries.push("dog dog dog".into());
+        entries.push("New York".into());
+        entries.push(". .".into());
+        entries.push("? !".into());
+        entries.push("!".into());
         let ac = Matcher::with_engine(&entries, MatchEngine::AhoCorasick).unwrap();
         let trie = Matcher::with_engine(&entries, MatchEngine::TokenTrie).unwrap();
         let (mut buf, mut out, mut out2) = (Scratch::default(), Vec::new(), Vec::new());
