@@ -72,7 +72,8 @@ def main():
     cpu = time.process_time() - c
     print(json.dumps({"impl": "python-warcio-selectolax", "file": path, "mb": round(size / 1e6, 1), "records": records,
                       "pairs": pairs, "secs": round(secs, 3), "cpu_secs": round(cpu, 3),
-                      "mb_per_s": round(size / 1e6 / secs, 2), "pairs_per_s": round(pairs / secs)}))
+                      "mb_per_s": round(size / 1e6 / secs, 2), "pairs_per_s": round(pairs / secs),
+                      "mb_per_cpu_s": round(size / 1e6 / cpu, 2), "pairs_per_cpu_s": round(pairs / cpu)}))
 
 
 if __name__ == "__main__":

@@ -49,12 +49,14 @@ fn main() {
             let secs = t.elapsed().as_secs_f64();
             let cpu = cpu_secs() - c0;
             println!(
-                "{{\"impl\":\"openwit\",\"file\":\"{path}\",\"mb\":{:.1},\"records\":{},\"pages\":{},\"pairs\":{pairs},\"secs\":{secs:.3},\"cpu_secs\":{cpu:.3},\"mb_per_s\":{:.2},\"pairs_per_s\":{:.0}}}",
+                "{{\"impl\":\"openwit\",\"file\":\"{path}\",\"mb\":{:.1},\"records\":{},\"pages\":{},\"pairs\":{pairs},\"secs\":{secs:.3},\"cpu_secs\":{cpu:.3},\"mb_per_s\":{:.2},\"pairs_per_s\":{:.0},\"mb_per_cpu_s\":{:.2},\"pairs_per_cpu_s\":{:.0}}}",
                 size / 1e6,
                 st.records,
                 st.pages,
                 size / 1e6 / secs,
-                pairs as f64 / secs
+                pairs as f64 / secs,
+                size / 1e6 / cpu.max(1e-9),
+                pairs as f64 / cpu.max(1e-9)
             );
         }
         Some("crawl") => {

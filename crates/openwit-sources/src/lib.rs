@@ -11,6 +11,8 @@ pub mod import;
 pub mod warc;
 pub mod warc_stage;
 pub mod wat;
+#[doc(hidden)]
+pub mod wat_reference;
 
 pub use candidate::{Candidate, CandidateWriter, CaptionSource};
 pub use crawl::{CrawlConfig, CrawlStage};
