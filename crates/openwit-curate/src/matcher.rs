@@ -110,6 +110,34 @@ impl Matcher {
     }
 }
 
+impl Matcher {
+    /// [`Matcher::find`] for many texts: `out` gets each text's sorted, distinct ids one after
+    /// the other and `ends[i]` is where text `i`'s end in `out`. Same result as `find` per text;
+    /// faster with the token trie, which overlaps the cache misses of many texts.
+    pub fn find_many<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        scratch: &mut Scratch,
+        out: &mut Vec<u32>,
+        ends: &mut Vec<usize>,
+    ) {
+        match &self.inner {
+            Inner::Trie(t) => t.find_many(texts, &mut scratch.trie, out, ends),
+            Inner::Ac(ac) => {
+                out.clear();
+                ends.clear();
+                let mut ids = Vec::new();
+                for t in texts {
+                    spaced_into(t.as_ref(), &mut scratch.spaced);
+                    find_ac(ac, &scratch.spaced, &mut ids);
+                    out.extend_from_slice(&ids);
+                    ends.push(out.len());
+                }
+            }
+        }
+    }
+}
+
 fn find_ac(ac: &AhoCorasick, spaced: &str, out: &mut Vec<u32>) {
     out.clear();
     for m in ac.find_overlapping_iter(spaced) {
@@ -318,20 +346,56 @@ fn prefetch<T>(p: &T) {
     let _ = p;
 }
 
-/// Reused buffers of [`TokenTrie::find`].
+/// A vector of `n` default values whose memory the kernel is asked to back with huge pages
+/// (Linux, transparent huge pages in "madvise" mode): the tables are read at random, and with
+/// 4 KiB pages nearly every lookup would also miss the TLB.
+fn huge_vec<T: Default + Clone>(n: usize) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = n * std::mem::size_of::<T>();
+        let start = v.as_ptr() as usize;
+        let (a, b) = (start.next_multiple_of(HUGE), (start + bytes) / HUGE * HUGE);
+        if bytes >= HUGE && a < b {
+            #[allow(unsafe_code)]
+            // SAFETY: `madvise` only gives the kernel a hint about pages of this vector's own
+            // allocation (nothing is read or written yet); a failure is harmless and ignored.
+            unsafe {
+                unsafe extern "C" {
+                    fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+                }
+                const MADV_HUGEPAGE: i32 = 14;
+                madvise(a as *mut std::ffi::c_void, b - a, MADV_HUGEPAGE);
+            }
+        }
+    }
+    v.resize(n, T::default());
+    v
+}
+
+/// Reused buffers of [`TokenTrie::find`] and [`TokenTrie::find_many`].
 #[derive(Default)]
 pub struct TrieScratch {
-    /// The text and 16 zero bytes.
+    /// The texts of a group one after the other, and 16 zero bytes.
     buf: Vec<u8>,
-    /// Per inner token: start, length, first 16 bytes, hash.
+    /// Per inner token: start in `buf`, length, first 16 bytes, hash.
     toks: Vec<(u32, u32, u64, u64, u64)>,
+    /// Per text: one past its last token.
+    tok_ends: Vec<u32>,
     /// Per inner token: its token id, 0 if no entry has it.
     ids: Vec<u32>,
-    /// Walks in progress: next token position, node.
-    walks: Vec<(u32, u32)>,
-    /// Lookups of one level: token position, edge key, first slot.
-    pending: Vec<(u32, u64, u32)>,
+    /// Walks in progress: next token position, end of the text's tokens, node, text.
+    walks: Vec<(u32, u32, u32, u32)>,
+    /// Lookups of one level: token position, end of the text's tokens, text, first slot, key.
+    pending: Vec<(u32, u32, u32, u32, u64)>,
+    /// Matches: text << 32 | entry id.
+    hits: Vec<u64>,
 }
+
+/// Texts matched together by [`TokenTrie::find_many`]: enough lookups to overlap many cache
+/// misses, few enough that the prefetched slots are still in the L1/L2 cache when probed.
+const GROUP: usize = 64;
 
 fn encode_out(outs: &[u32], multi: &mut Vec<(u32, u32)>, ids: &mut Vec<u32>) -> u32 {
     match outs {
@@ -386,8 +450,8 @@ impl TokenTrie {
         let (mut multi, mut ids) = (Vec::new(), Vec::new());
         let node_word = |n: u32| n | if has_children[n as usize] { FLAG } else { 0 };
 
-        let tcap = (tok_list.len() * 4 / 3 + 1).next_power_of_two().max(16);
-        let mut toks = vec![TokSlot::default(); tcap];
+        let tcap = (tok_list.len() * 2).next_power_of_two().max(16);
+        let mut toks: Vec<TokSlot> = huge_vec(tcap);
         let mut arena = Vec::new();
         let mut buf = Vec::new();
         for tok in &tok_list {
@@ -418,7 +482,7 @@ impl TokenTrie {
 
         let ecap = (edges.len() * 4 / 3 + 1).next_power_of_two().max(16);
         let edge_shift = 64 - ecap.trailing_zeros();
-        let mut table = vec![EdgeSlot::default(); ecap];
+        let mut table: Vec<EdgeSlot> = huge_vec(ecap);
         let mut sorted: Vec<(u64, u32)> = edges.into_iter().collect();
         sorted.sort_unstable();
         for (key, child) in sorted {
@@ -464,13 +528,16 @@ impl TokenTrie {
     }
 
     #[inline]
-    fn emit(&self, o: u32, out: &mut Vec<u32>) {
+    fn emit(&self, text: u32, o: u32, hits: &mut Vec<u64>) {
+        let t = (text as u64) << 32;
         if o == NONE {
         } else if o & FLAG == 0 {
-            out.push(o);
+            hits.push(t | o as u64);
         } else {
             let (a, n) = self.multi[(o & !FLAG) as usize];
-            out.extend_from_slice(&self.ids[a as usize..(a + n) as usize]);
+            for &id in &self.ids[a as usize..(a + n) as usize] {
+                hits.push(t | id as u64);
+            }
         }
     }
 
@@ -515,30 +582,77 @@ impl TokenTrie {
     /// The sorted, distinct ids of the entries matching `text` (not spaced: the spacing is
     /// implied by [`for_each_token`]).
     pub fn find(&self, text: &str, s: &mut TrieScratch, out: &mut Vec<u32>) {
+        self.find_group(&[text], s);
         out.clear();
+        out.extend(s.hits.iter().map(|&h| h as u32));
+    }
+
+    /// [`TokenTrie::find`] for many texts: `out` gets each text's ids one after the other and
+    /// `ends[i]` is where text `i`'s end. The texts are matched in groups whose lookups overlap.
+    pub fn find_many<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        s: &mut TrieScratch,
+        out: &mut Vec<u32>,
+        ends: &mut Vec<usize>,
+    ) {
+        out.clear();
+        ends.clear();
+        for group in texts.chunks(GROUP) {
+            self.find_group(group, s);
+            let mut hits = s.hits.iter().peekable();
+            for t in 0..group.len() as u64 {
+                while let Some(&&h) = hits.peek() {
+                    if h >> 32 != t {
+                        break;
+                    }
+                    out.push(h as u32);
+                    hits.next();
+                }
+                ends.push(out.len());
+            }
+        }
+    }
+
+    /// Matches a group of texts into `s.hits`, sorted and distinct.
+    fn find_group<S: AsRef<str>>(&self, texts: &[S], s: &mut TrieScratch) {
         s.buf.clear();
-        s.buf.extend_from_slice(text.as_bytes());
+        for t in texts {
+            s.buf.extend_from_slice(t.as_ref().as_bytes());
+        }
         s.buf.extend_from_slice(&[0; 16]);
         s.toks.clear();
+        s.tok_ends.clear();
         let tmask = self.toks.len() - 1;
-        {
+        let mut base = 0;
+        for t in texts {
+            let text = t.as_ref();
             let (buf, toks) = (&s.buf, &mut s.toks);
             for_each_token(text, |a, b| {
-                let (w0, w1, h) = tok_key(buf, a, b - a);
+                let (w0, w1, h) = tok_key(buf, base + a, b - a);
                 prefetch(&self.toks[h as usize & tmask]);
-                toks.push((a as u32, (b - a) as u32, w0, w1, h));
+                toks.push(((base + a) as u32, (b - a) as u32, w0, w1, h));
             });
+            base += text.len();
+            s.tok_ends.push(s.toks.len() as u32);
         }
-        // Depth 1: every token on its own.
+        // Depth 1: every token on its own (every text has at least one token).
         s.ids.clear();
         s.walks.clear();
+        s.hits.clear();
+        let mut text = 0usize;
         for (p, &(a, n, w0, w1, h)) in s.toks.iter().enumerate() {
+            while p as u32 >= s.tok_ends[text] {
+                text += 1;
+            }
             match self.token(&s.buf, a as usize, n as usize, w0, w1, h) {
                 Some(t) => {
-                    self.emit(t.out, out);
+                    self.emit(text as u32, t.out, &mut s.hits);
                     s.ids.push(t.node & !FLAG);
                     if t.node & FLAG != 0 {
-                        s.walks.push((p as u32 + 1, t.node & !FLAG));
+                        let end = s.tok_ends[text];
+                        s.walks
+                            .push((p as u32 + 1, end, t.node & !FLAG, text as u32));
                     }
                 }
                 None => s.ids.push(0),
@@ -546,31 +660,29 @@ impl TokenTrie {
         }
         // Deeper levels: each walk goes one token further; the lookups of a level are
         // independent, so all their slots are prefetched before the first is probed.
-        let k = s.ids.len();
         while !s.walks.is_empty() {
             s.pending.clear();
-            for &(p, node) in &s.walks {
-                let p = p as usize;
-                if p < k && s.ids[p] != 0 {
-                    let key = edge_key(node, s.ids[p]);
+            for &(p, end, node, text) in &s.walks {
+                if p < end && s.ids[p as usize] != 0 {
+                    let key = edge_key(node, s.ids[p as usize]);
                     let i = edge_index(key, self.edge_shift);
                     prefetch(&self.edges[i]);
-                    s.pending.push((p as u32, key, i as u32));
+                    s.pending.push((p, end, text, i as u32, key));
                 }
             }
             s.walks.clear();
-            for &(p, key, i) in &s.pending {
+            for &(p, end, text, i, key) in &s.pending {
                 if let Some(e) = self.edge(key, i as usize) {
-                    self.emit(e.out, out);
+                    self.emit(text, e.out, &mut s.hits);
                     if e.child & FLAG != 0 {
-                        s.walks.push((p + 1, e.child & !FLAG));
+                        s.walks.push((p + 1, end, e.child & !FLAG, text));
                     }
                 }
             }
         }
-        if out.len() > 1 {
-            out.sort_unstable();
-            out.dedup();
+        if s.hits.len() > 1 {
+            s.hits.sort_unstable();
+            s.hits.dedup();
         }
     }
 }
@@ -745,6 +857,7 @@ mod tests {
         let trie = Matcher::with_engine(&entries, MatchEngine::TokenTrie).unwrap();
         let (mut buf, mut out, mut out2) = (Scratch::default(), Vec::new(), Vec::new());
         let mut total = 0;
+        let (mut texts, mut expected) = (Vec::new(), Vec::new());
         for _ in 0..3000 {
             let n = rng.random_range(0..12);
             let mut text = String::new();
@@ -760,6 +873,21 @@ mod tests {
             assert_eq!(out, expect, "{text:?}");
             assert_eq!(out2, expect, "{text:?}");
             total += out.len();
+            texts.push(text);
+            expected.push(expect);
+        }
+        // Many texts at once (groups of 64 and a partial one) give the same sets.
+        for m in [&ac, &trie] {
+            let mut ends = Vec::new();
+            for n in [texts.len(), 1, 65] {
+                m.find_many(&texts[..n], &mut buf, &mut out, &mut ends);
+                assert_eq!(ends.len(), n);
+                let mut start = 0;
+                for (i, &end) in ends.iter().enumerate() {
+                    assert_eq!(out[start..end], expected[i], "{:?}", texts[i]);
+                    start = end;
+                }
+            }
         }
         assert!(total > 10_000, "too few matches to test anything: {total}");
     }

@@ -274,7 +274,8 @@ impl Stage for CurateStage {
         let mut report = TaskReport::default();
         let mut drops = Drops::default();
         let mut row = chunk.first_row;
-        let (mut buf, mut ids) = (crate::matcher::Scratch::default(), Vec::new());
+        let (mut buf, mut ids, mut ends) =
+            (crate::matcher::Scratch::default(), Vec::new(), Vec::new());
         let engine = self.cfg.language.engine;
         let keep_langs = &self.cfg.language.keep;
         for batch in reader {
@@ -285,8 +286,11 @@ impl Stage for CurateStage {
             let urls = table::str_col(&batch, "url", path)?;
             let caps = table::str_col(&batch, "caption", path)?;
             let n = batch.num_rows();
-            // Survivors per partition: row index, cleaned caption, language, confidence, ids, seq.
-            let mut by_part: Vec<Survivors> = (0..parts).map(|_| Survivors::default()).collect();
+            // The rows that pass the filters (row index, seq, cleaned caption, language,
+            // confidence), then matched all together: the matcher overlaps the lookups of many
+            // captions (`Matcher::find_many`).
+            let mut rows: Vec<(usize, u64, &'static str, f32)> = Vec::new();
+            let mut captions: Vec<String> = Vec::new();
             for i in 0..n {
                 let seq = (chunk.file << 40) | row;
                 row += 1;
@@ -308,8 +312,20 @@ impl Stage for CurateStage {
                     drops.inc(LANGUAGE);
                     continue;
                 }
-                q.matcher.find(&caption, &mut buf, &mut ids);
-                if ids.is_empty() {
+                rows.push((i, seq, code, conf));
+                captions.push(caption);
+            }
+            q.matcher
+                .find_many(&captions, &mut buf, &mut ids, &mut ends);
+            // Survivors per partition: row index, cleaned caption, language, confidence, ids, seq.
+            let mut by_part: Vec<Survivors> = (0..parts).map(|_| Survivors::default()).collect();
+            let mut start = 0;
+            for ((&(i, seq, code, conf), caption), &end) in
+                rows.iter().zip(captions).zip(ends.iter())
+            {
+                let matched = &ids[start..end];
+                start = end;
+                if matched.is_empty() {
                     drops.inc(NO_MATCH);
                     continue;
                 }
@@ -320,7 +336,7 @@ impl Stage for CurateStage {
                 s.captions.push(caption);
                 s.langs.push(code);
                 s.confs.push(conf);
-                s.ids.push(ids.iter().map(|&e| e as i32).collect());
+                s.ids.push(matched.iter().map(|&e| e as i32).collect());
                 s.seqs.push(seq);
             }
             report.items_in += n as u64;
