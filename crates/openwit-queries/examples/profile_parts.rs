@@ -53,10 +53,7 @@ fn main() {
     let t = Instant::now();
     let mut toks = 0;
     for c in &clean {
-        for l in c.lines() {
-            let s = openwit_core::text::spaced(l);
-            toks += openwit_core::text::tokens(&s).count();
-        }
+        openwit_queries::counts::for_each_token(c, |t, _| toks += usize::from(!t.is_empty()));
     }
     println!(
         "space+tokenize: {:.2}s ({toks} tokens)",
@@ -66,9 +63,7 @@ fn main() {
     let dir = tempfile_dir();
     let mut c = Counter::new(8 << 30, &dir);
     for s in &clean {
-        for l in s.lines() {
-            c.count_line(l).unwrap();
-        }
+        c.count_text(s).unwrap();
     }
     println!("count (incl. tokenize): {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();

@@ -2,17 +2,17 @@
 //! in a hash map that is spilled to sorted run files when over budget; sorted count files and
 //! their k-way merge.
 //!
-//! A count file (`.cnt`) is a sorted list of `(key, count)` records: `u32` key length (LE), the
-//! key bytes (UTF-8), `u64` count (LE); it ends with the record `u32::MAX` followed by the
-//! number of records and the sum of counts (`u64` LE each), so a truncated file is detected.
-//! Bigram keys are the two tokens joined by one space (tokens never contain spaces), which is
-//! also the query entry.
+//! A count file (`.cnt`) is a sorted list of `(key, count)` records, front-coded: each record is
+//! the number of bytes its key shares with the previous key, the length of the rest, the rest
+//! (UTF-8) and the count (LEB128 varints); the file starts with `OWCNT2\n` and ends with the
+//! marker varint `u32::MAX` followed by the number of records and the sum of counts (`u64` LE
+//! each), so a truncated file is detected. Bigram keys are the two tokens joined by one space
+//! (tokens never contain spaces), which is also the query entry.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{QueriesError, Result};
@@ -81,18 +81,143 @@ pub fn is_break(token: &str) -> bool {
     token.len() == 1 && openwit_core::text::SPACED_PUNCT.contains(&(token.as_bytes()[0] as char))
 }
 
-/// Bytes a bigram map entry costs (key, value, control byte, load-factor slack).
-const BIGRAM_ENTRY_BYTES: usize = 24;
-/// Bytes a vocabulary entry costs beyond its text.
-const VOCAB_ENTRY_BYTES: usize = 56;
+const OTHER: u8 = 0;
+const SPACE: u8 = 1;
+const PUNCT: u8 = 2;
+const NEWLINE: u8 = 3;
+
+/// Byte classes of the tokenizer: the separators of `openwit_core::text::spaced` (tab, CR, LF
+/// and space), its isolated punctuation (`SPACED_PUNCT`) and line ends.
+const fn classes() -> [u8; 256] {
+    let mut t = [OTHER; 256];
+    t[b' ' as usize] = SPACE;
+    t[b'\t' as usize] = SPACE;
+    t[b'\r' as usize] = SPACE;
+    t[b'\n' as usize] = NEWLINE;
+    let p = b",.;:?!`";
+    let mut i = 0;
+    while i < p.len() {
+        t[p[i] as usize] = PUNCT;
+        i += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 256] = classes();
+
+/// The ASCII characters of `openwit_core::text::STRIP`.
+#[inline]
+fn is_strip_ascii(b: u8) -> bool {
+    matches!(
+        b,
+        b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b'"' | b'\''
+    )
+}
+
+/// The second byte of `«` / `»` (`C2 AB`, `C2 BB`).
+#[inline]
+fn is_guillemet_tail(b: u8) -> bool {
+    matches!(b, 0xAB | 0xBB)
+}
+
+/// The third byte of `‘ ’ “ ”` (`E2 80 98/99/9C/9D`).
+#[inline]
+fn is_quote_tail(b: u8) -> bool {
+    matches!(b, 0x98 | 0x99 | 0x9C | 0x9D)
+}
+
+/// `trim_matches(STRIP)` on the byte range `s..e` of `b` (UTF-8; cuts only around whole
+/// characters).
+#[inline]
+fn trim_strip(b: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
+    while s < e {
+        let c = b[s];
+        if is_strip_ascii(c) {
+            s += 1;
+        } else if c == 0xC2 && s + 1 < e && is_guillemet_tail(b[s + 1]) {
+            s += 2;
+        } else if c == 0xE2 && s + 2 < e && b[s + 1] == 0x80 && is_quote_tail(b[s + 2]) {
+            s += 3;
+        } else {
+            break;
+        }
+    }
+    while e > s {
+        let c = b[e - 1];
+        if is_strip_ascii(c) {
+            e -= 1;
+        } else if e - s >= 2 && b[e - 2] == 0xC2 && is_guillemet_tail(c) {
+            e -= 2;
+        } else if e - s >= 3 && b[e - 3] == 0xE2 && b[e - 2] == 0x80 && is_quote_tail(c) {
+            e -= 3;
+        } else {
+            break;
+        }
+    }
+    (s, e)
+}
+
+/// Calls `f(token, is_break)` for each token of `text`: for each of `text.lines()`, the tokens of
+/// `openwit_core::text::tokens(&spaced(line))` in order, without building the spaced text. A
+/// line end is reported as `f("", true)` (it ends a bigram chain but is no token).
+#[inline]
+pub fn for_each_token(text: &str, mut f: impl FnMut(&str, bool)) {
+    let b = text.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let k = CLASS[c as usize];
+        if k == OTHER {
+            continue;
+        }
+        if start < i {
+            let (s, e) = trim_strip(b, start, i);
+            if s < e {
+                f(&text[s..e], false);
+            }
+        }
+        match k {
+            PUNCT => f(&text[i..i + 1], true),
+            NEWLINE => f("", true),
+            _ => {}
+        }
+        start = i + 1;
+    }
+    if start < b.len() {
+        let (s, e) = trim_strip(b, start, b.len());
+        if s < e {
+            f(&text[s..e], false);
+        }
+    }
+}
+
+/// Bytes a pending bigram costs (its key, and the radix sort's scratch copy).
+const PENDING_BYTES: usize = 16;
+/// Bytes a counted bigram costs (key and count, sorted).
+const AGG_BYTES: usize = 16;
+/// Bytes a vocabulary entry costs beyond its text (maps, count, the ranks when writing).
+const VOCAB_ENTRY_BYTES: usize = 72;
+/// No id: the start of a bigram chain.
+const NO_ID: u32 = u32::MAX;
+/// Pending bigrams are sorted and added to the counted ones in batches of at least this many.
+const MIN_BATCH: usize = 1 << 22;
 
 /// Counts the unigrams and bigrams of one task, spilling bigrams to sorted runs in `spill_dir`
 /// when the estimated memory goes over `budget` bytes.
+///
+/// Tokens are interned to ids (those of up to 7 bytes packed into a `u64` key, longer ones by
+/// their text). Bigrams are appended as `id_a << 32 | id_b` to a pending batch, which is
+/// radix-sorted, collapsed and merged into the sorted `(key, count)` list of counted bigrams:
+/// sequential memory traffic instead of a hash-table miss per token.
 pub struct Counter {
-    vocab: FxMap<Box<str>, u32>,
+    short: FxMap<u64, u32>,
+    long: FxMap<Box<str>, u32>,
     words: Vec<Box<str>>,
     unigram: Vec<u64>,
-    bigram: FxMap<u64, u64>,
+    pending: Vec<u64>,
+    scratch: Vec<u64>,
+    agg: Vec<(u64, u64)>,
+    /// Pending bigrams are added in batches of at least this many.
+    batch: usize,
     vocab_bytes: usize,
     budget: usize,
     spill_dir: PathBuf,
@@ -103,13 +228,196 @@ pub struct Counter {
     pub bigrams: u64,
 }
 
+/// The packed key of a token of up to 7 bytes (its bytes and its length), `None` if longer.
+#[inline]
+fn short_key(t: &[u8]) -> Option<u64> {
+    if t.len() > 7 {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b[..t.len()].copy_from_slice(t);
+    b[7] = t.len() as u8;
+    Some(u64::from_le_bytes(b))
+}
+
+/// Sorts `v` by its low `bits` bits (LSD radix, 11 bits a pass), using `scratch`.
+fn radix_sort(v: &mut Vec<u64>, scratch: &mut Vec<u64>, bits: u32) {
+    const D: u32 = 11;
+    let n = v.len();
+    if n < 256 {
+        v.sort_unstable();
+        return;
+    }
+    scratch.clear();
+    scratch.resize(n, 0);
+    let mut shift = 0;
+    while shift < bits {
+        let mut count = vec![0usize; 1 << D];
+        for &x in v.iter() {
+            count[((x >> shift) & ((1 << D) - 1)) as usize] += 1;
+        }
+        let mut sum = 0;
+        for c in count.iter_mut() {
+            let k = *c;
+            *c = sum;
+            sum += k;
+        }
+        for &x in v.iter() {
+            let d = ((x >> shift) & ((1 << D) - 1)) as usize;
+            scratch[count[d]] = x;
+            count[d] += 1;
+        }
+        std::mem::swap(v, scratch);
+        shift += D;
+    }
+}
+
+/// The orders of a task's vocabulary that sort its bigram keys `a + " " + b` by bytes: the first
+/// word by `a + " "` (which differs from the order of `a` only when a word continues another
+/// with a byte below the space), the second by `b`.
+struct Ranks {
+    /// Ids in the order of the first word (`w + " "`).
+    by1: Vec<u32>,
+    /// Rank of each id in that order.
+    rank1: Vec<u32>,
+    /// Ids in byte order.
+    by2: Vec<u32>,
+    /// Rank of each id in byte order.
+    rank2: Vec<u32>,
+}
+
+/// The first eight bytes, big-endian, zero-padded: a prefix that orders like the bytes.
+#[inline]
+fn prefix8(w: &[u8], then_space: bool) -> u64 {
+    let mut p = [0u8; 8];
+    let n = w.len().min(8);
+    p[..n].copy_from_slice(&w[..n]);
+    if then_space && n < 8 {
+        p[n] = b' ';
+    }
+    u64::from_be_bytes(p)
+}
+
+/// Compares `a + " "` with `b + " "` (neither contains a space).
+fn cmp_first(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    let n = a.len().min(b.len());
+    match a[..n].cmp(&b[..n]) {
+        Equal => {}
+        o => return o,
+    }
+    match a.len().cmp(&b.len()) {
+        Equal => Equal,
+        Less => b' '.cmp(&b[n]),
+        Greater => a[n].cmp(&b' '),
+    }
+}
+
+fn invert(by: &[u32]) -> Vec<u32> {
+    let mut r = vec![0u32; by.len()];
+    for (i, &id) in by.iter().enumerate() {
+        r[id as usize] = i as u32;
+    }
+    r
+}
+
+impl Ranks {
+    fn new(words: &[Box<str>]) -> Self {
+        let mut v: Vec<(u64, u32)> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (prefix8(w.as_bytes(), false), i as u32))
+            .collect();
+        v.sort_unstable_by(|x, y| {
+            x.0.cmp(&y.0).then_with(|| {
+                words[x.1 as usize]
+                    .as_bytes()
+                    .cmp(words[y.1 as usize].as_bytes())
+            })
+        });
+        let by2: Vec<u32> = v.iter().map(|x| x.1).collect();
+        let by1 = if words.iter().any(|w| w.bytes().any(|c| c < b' ')) {
+            for x in v.iter_mut() {
+                x.0 = prefix8(words[x.1 as usize].as_bytes(), true);
+            }
+            v.sort_unstable_by(|x, y| {
+                x.0.cmp(&y.0).then_with(|| {
+                    cmp_first(
+                        words[x.1 as usize].as_bytes(),
+                        words[y.1 as usize].as_bytes(),
+                    )
+                })
+            });
+            v.iter().map(|x| x.1).collect()
+        } else {
+            by2.clone()
+        };
+        Ranks {
+            rank1: invert(&by1),
+            rank2: invert(&by2),
+            by1,
+            by2,
+        }
+    }
+}
+
+/// Bigrams of a task in key order, as `(rank1 << 32 | rank2, count)`.
+struct SortedBigrams<'a> {
+    v: &'a [(u64, u64)],
+    i: usize,
+    words: &'a [Box<str>],
+    ranks: &'a Ranks,
+    key: Vec<u8>,
+    count: u64,
+}
+
+impl<'a> SortedBigrams<'a> {
+    fn new(v: &'a [(u64, u64)], words: &'a [Box<str>], ranks: &'a Ranks) -> Self {
+        SortedBigrams {
+            v,
+            i: 0,
+            words,
+            ranks,
+            key: Vec::with_capacity(64),
+            count: 0,
+        }
+    }
+}
+
+impl SortedCounts for SortedBigrams<'_> {
+    fn advance(&mut self) -> Result<bool> {
+        let Some(&(k, c)) = self.v.get(self.i) else {
+            return Ok(false);
+        };
+        self.i += 1;
+        let a = &self.words[self.ranks.by1[(k >> 32) as usize] as usize];
+        let b = &self.words[self.ranks.by2[(k & 0xffff_ffff) as usize] as usize];
+        self.key.clear();
+        self.key.extend_from_slice(a.as_bytes());
+        self.key.push(b' ');
+        self.key.extend_from_slice(b.as_bytes());
+        self.count = c;
+        Ok(true)
+    }
+    fn key(&self) -> &[u8] {
+        &self.key
+    }
+    fn count(&self) -> u64 {
+        self.count
+    }
+}
+
 impl Counter {
     pub fn new(budget: usize, spill_dir: &Path) -> Self {
         Counter {
-            vocab: FxMap::default(),
+            short: FxMap::default(),
+            long: FxMap::default(),
             words: Vec::new(),
             unigram: Vec::new(),
-            bigram: FxMap::default(),
+            pending: Vec::new(),
+            scratch: Vec::new(),
+            agg: Vec::new(),
+            batch: MIN_BATCH,
             vocab_bytes: 0,
             budget,
             spill_dir: spill_dir.to_path_buf(),
@@ -120,39 +428,56 @@ impl Counter {
     }
 
     #[inline]
-    fn id(&mut self, t: &str) -> u32 {
-        if let Some(&id) = self.vocab.get(t) {
-            return id;
-        }
+    fn new_word(&mut self, t: &str) -> u32 {
         let id = self.words.len() as u32;
-        let b: Box<str> = t.into();
         self.vocab_bytes += t.len() * 2 + VOCAB_ENTRY_BYTES;
-        self.words.push(b.clone());
-        self.vocab.insert(b, id);
+        self.words.push(t.into());
         self.unigram.push(0);
         id
     }
 
-    /// Counts one line of plain text (spaced with MetaCLIP's rule, split into tokens).
-    pub fn count_line(&mut self, line: &str) -> Result<()> {
-        let spaced = openwit_core::text::spaced(line);
-        let mut prev: Option<u32> = None;
-        for t in openwit_core::text::tokens(&spaced) {
+    #[inline]
+    fn id(&mut self, t: &str) -> u32 {
+        if let Some(k) = short_key(t.as_bytes()) {
+            if let Some(&id) = self.short.get(&k) {
+                return id;
+            }
+            let id = self.new_word(t);
+            self.short.insert(k, id);
+            return id;
+        }
+        if let Some(&id) = self.long.get(t) {
+            return id;
+        }
+        let id = self.new_word(t);
+        self.long.insert(t.into(), id);
+        id
+    }
+
+    /// Counts a plain text: each of its lines spaced with MetaCLIP's rule and split into tokens;
+    /// bigrams do not cross line ends or isolated punctuation.
+    pub fn count_text(&mut self, text: &str) -> Result<()> {
+        let mut prev = NO_ID;
+        for_each_token(text, |t, brk| {
+            if t.is_empty() {
+                prev = NO_ID;
+                return;
+            }
             let id = self.id(t);
             self.unigram[id as usize] += 1;
             self.tokens += 1;
-            if is_break(t) {
-                prev = None;
-                continue;
+            if brk {
+                prev = NO_ID;
+                return;
             }
-            if let Some(p) = prev {
-                *self
-                    .bigram
-                    .entry((u64::from(p) << 32) | u64::from(id))
-                    .or_insert(0) += 1;
+            if prev != NO_ID {
+                self.pending.push((u64::from(prev) << 32) | u64::from(id));
                 self.bigrams += 1;
             }
-            prev = Some(id);
+            prev = id;
+        });
+        if self.pending.len() >= self.batch.max(self.agg.len() / 2) {
+            self.add_pending();
         }
         if self.memory() > self.budget {
             self.spill()?;
@@ -160,9 +485,65 @@ impl Counter {
         Ok(())
     }
 
+    /// Sorts the pending bigrams and adds them to the counted ones.
+    fn add_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // Sort on a compact key `a << nb | b` (same order as `a << 32 | b`).
+        let nb = 32 - (self.words.len() as u32).leading_zeros();
+        for x in self.pending.iter_mut() {
+            *x = ((*x >> 32) << nb) | (*x & 0xffff_ffff);
+        }
+        radix_sort(&mut self.pending, &mut self.scratch, 2 * nb);
+        self.scratch = Vec::new();
+        let mask = (1u64 << nb) - 1;
+        // Collapse equal keys into a sorted run of (key, count).
+        let mut run: Vec<(u64, u64)> = Vec::new();
+        let mut i = 0;
+        let p = &self.pending;
+        while i < p.len() {
+            let k = p[i];
+            let mut j = i + 1;
+            while j < p.len() && p[j] == k {
+                j += 1;
+            }
+            run.push((((k >> nb) << 32) | (k & mask), (j - i) as u64));
+            i = j;
+        }
+        self.pending.clear();
+        // Merge the run into the counted bigrams, from the back, in place.
+        let m = self.agg.len();
+        let r = run.len();
+        self.agg.reserve_exact(r);
+        self.agg.resize(m + r, (0, 0));
+        let (mut a, mut b, mut w) = (m, r, m + r);
+        while b > 0 {
+            if a > 0 && self.agg[a - 1].0 > run[b - 1].0 {
+                w -= 1;
+                self.agg[w] = self.agg[a - 1];
+                a -= 1;
+            } else if a > 0 && self.agg[a - 1].0 == run[b - 1].0 {
+                w -= 1;
+                self.agg[w] = (run[b - 1].0, self.agg[a - 1].1 + run[b - 1].1);
+                a -= 1;
+                b -= 1;
+            } else {
+                w -= 1;
+                self.agg[w] = run[b - 1];
+                b -= 1;
+            }
+        }
+        // The old entries left are in place at the front; close the gap that shared keys left.
+        if w > a {
+            self.agg.copy_within(w.., a);
+            self.agg.truncate(a + m + r - w);
+        }
+    }
+
     /// Estimated bytes in use.
     pub fn memory(&self) -> usize {
-        self.vocab_bytes + self.bigram.capacity() * BIGRAM_ENTRY_BYTES
+        self.vocab_bytes + self.pending.capacity() * PENDING_BYTES + self.agg.capacity() * AGG_BYTES
     }
 
     /// Number of bigram runs spilled so far.
@@ -170,28 +551,23 @@ impl Counter {
         self.runs.len()
     }
 
-    fn sorted_bigrams(&mut self) -> Vec<(String, u64)> {
-        let mut v: Vec<(String, u64)> = self
-            .bigram
-            .drain()
-            .map(|(k, c)| {
-                let a = &self.words[(k >> 32) as usize];
-                let b = &self.words[(k & 0xffff_ffff) as usize];
-                let mut s = String::with_capacity(a.len() + b.len() + 1);
-                s.push_str(a);
-                s.push(' ');
-                s.push_str(b);
-                (s, c)
-            })
-            .collect();
-        self.bigram.shrink_to(0);
-        v.sort_unstable_by(|x, y| x.0.as_bytes().cmp(y.0.as_bytes()));
+    /// Takes the counted bigrams as `(rank1 << 32 | rank2, count)` sorted by key.
+    fn sorted_bigrams(&mut self, ranks: &Ranks) -> Vec<(u64, u64)> {
+        self.add_pending();
+        self.pending = Vec::new();
+        let mut v = std::mem::take(&mut self.agg);
+        for x in v.iter_mut() {
+            let a = ranks.rank1[(x.0 >> 32) as usize];
+            let b = ranks.rank2[(x.0 & 0xffff_ffff) as usize];
+            x.0 = (u64::from(a) << 32) | u64::from(b);
+        }
+        v.sort_unstable_by_key(|x| x.0);
         v
     }
 
     /// Writes the in-memory bigrams to a sorted run file and frees them.
     pub fn spill(&mut self) -> Result<()> {
-        if self.bigram.is_empty() {
+        if self.agg.is_empty() && self.pending.is_empty() {
             return Ok(());
         }
         std::fs::create_dir_all(&self.spill_dir)
@@ -199,10 +575,12 @@ impl Counter {
         let path = self
             .spill_dir
             .join(format!("run-{:05}.cnt", self.runs.len()));
-        let v = self.sorted_bigrams();
+        let ranks = Ranks::new(&self.words);
+        let v = self.sorted_bigrams(&ranks);
         let mut w = CountWriter::create(&path)?;
-        for (k, c) in &v {
-            w.push(k, *c)?;
+        let mut src = SortedBigrams::new(&v, &self.words, &ranks);
+        while src.advance()? {
+            w.push_bytes(src.key(), src.count())?;
         }
         w.finish()?;
         tracing::debug!(run = %path.display(), records = v.len(), "spilled bigram counts");
@@ -212,33 +590,29 @@ impl Counter {
 
     /// Writes the sorted unigram and bigram count files. Consumes the counter.
     pub fn finish(mut self, unigram_out: &Path, bigram_out: &Path) -> Result<(u64, u64)> {
-        let mut u: Vec<(&str, u64)> = self
-            .words
-            .iter()
-            .zip(&self.unigram)
-            .map(|(w, c)| (&**w, *c))
-            .collect();
-        u.sort_unstable_by(|x, y| x.0.as_bytes().cmp(y.0.as_bytes()));
+        let ranks = Ranks::new(&self.words);
         let mut w = CountWriter::create(unigram_out)?;
-        for (k, c) in &u {
-            w.push(k, *c)?;
+        for &id in &ranks.by2 {
+            w.push(&self.words[id as usize], self.unigram[id as usize])?;
         }
         let n_uni = w.finish()?;
-        drop(u);
-        let last = self.sorted_bigrams();
+        drop(std::mem::take(&mut self.short));
+        drop(std::mem::take(&mut self.long));
+        let last = self.sorted_bigrams(&ranks);
         let mut w = CountWriter::create(bigram_out)?;
+        let mut src = SortedBigrams::new(&last, &self.words, &ranks);
         let n_bi = if self.runs.is_empty() {
-            for (k, c) in &last {
-                w.push(k, *c)?;
+            while src.advance()? {
+                w.push_bytes(src.key(), src.count())?;
             }
             w.finish()?
         } else {
-            let mut sources: Vec<Box<dyn CountSource>> = Vec::new();
+            let mut sources: Vec<Box<dyn SortedCounts + '_>> = Vec::new();
             for r in &self.runs {
                 sources.push(Box::new(CountReader::open(r)?));
             }
-            sources.push(Box::new(last.into_iter().map(Ok)));
-            merge(sources, |k, c| w.push(k, c))?;
+            sources.push(Box::new(src));
+            merge(sources, |k, c| w.push_bytes(k, c))?;
             w.finish()?
         };
         for r in &self.runs {
@@ -248,9 +622,38 @@ impl Counter {
     }
 }
 
+const MAGIC: &[u8; 7] = b"OWCNT2\n";
+/// The varint that ends the records.
+const END: u64 = u32::MAX as u64;
+const WRITE_BUF: usize = 1 << 20;
+
+#[inline]
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// Decodes a varint at the start of `b`: `(value, bytes)`, or `None` if `b` ends inside it.
+#[inline]
+fn get_varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &x) in b.iter().enumerate().take(10) {
+        v |= u64::from(x & 0x7f) << (7 * i);
+        if x < 0x80 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
 /// Writes a count file (keys must come sorted and unique).
 pub struct CountWriter {
-    w: BufWriter<File>,
+    f: File,
+    buf: Vec<u8>,
+    prev: Vec<u8>,
     path: PathBuf,
     records: u64,
     sum: u64,
@@ -259,11 +662,12 @@ pub struct CountWriter {
 impl CountWriter {
     pub fn create(path: &Path) -> Result<Self> {
         let f = File::create(path).map_err(|e| QueriesError::io(path, e))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        w.write_all(b"OWCNT1\n")
-            .map_err(|e| QueriesError::io(path, e))?;
+        let mut buf = Vec::with_capacity(WRITE_BUF + 4096);
+        buf.extend_from_slice(MAGIC);
         Ok(CountWriter {
-            w,
+            f,
+            buf,
+            prev: Vec::new(),
             path: path.to_path_buf(),
             records: 0,
             sum: 0,
@@ -271,44 +675,94 @@ impl CountWriter {
     }
 
     pub fn push(&mut self, key: &str, count: u64) -> Result<()> {
-        let io = |e| QueriesError::io(&self.path, e);
-        self.w
-            .write_all(&(key.len() as u32).to_le_bytes())
-            .map_err(io)?;
-        self.w.write_all(key.as_bytes()).map_err(io)?;
-        self.w.write_all(&count.to_le_bytes()).map_err(io)?;
+        self.push_bytes(key.as_bytes(), count)
+    }
+
+    /// Adds a record whose key is UTF-8 (the bytes of a `&str`).
+    #[inline]
+    pub fn push_bytes(&mut self, key: &[u8], count: u64) -> Result<()> {
+        debug_assert!(self.records == 0 || self.prev.as_slice() < key);
+        let shared = self
+            .prev
+            .iter()
+            .zip(key)
+            .take_while(|(a, b)| a == b)
+            .count();
+        put_varint(&mut self.buf, shared as u64);
+        put_varint(&mut self.buf, (key.len() - shared) as u64);
+        self.buf.extend_from_slice(&key[shared..]);
+        put_varint(&mut self.buf, count);
+        self.prev.truncate(shared);
+        self.prev.extend_from_slice(&key[shared..]);
         self.records += 1;
-        self.sum += count;
+        self.sum = self.sum.wrapping_add(count);
+        if self.buf.len() >= WRITE_BUF {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.f
+            .write_all(&self.buf)
+            .map_err(|e| QueriesError::io(&self.path, e))?;
+        self.buf.clear();
         Ok(())
     }
 
     /// Writes the trailer and flushes; returns the number of records.
     pub fn finish(mut self) -> Result<u64> {
-        let io = |e| QueriesError::io(&self.path, e);
-        self.w.write_all(&u32::MAX.to_le_bytes()).map_err(io)?;
-        self.w.write_all(&self.records.to_le_bytes()).map_err(io)?;
-        self.w.write_all(&self.sum.to_le_bytes()).map_err(io)?;
-        self.w.flush().map_err(io)?;
+        put_varint(&mut self.buf, END);
+        self.buf.extend_from_slice(&self.records.to_le_bytes());
+        self.buf.extend_from_slice(&self.sum.to_le_bytes());
+        self.flush()?;
         Ok(self.records)
     }
 }
 
+/// A sorted stream of `(key, count)` records, read one at a time.
+pub trait SortedCounts {
+    /// Moves to the next record; `false` at the end.
+    fn advance(&mut self) -> Result<bool>;
+    /// The current record's key (UTF-8).
+    fn key(&self) -> &[u8];
+    /// The current record's count.
+    fn count(&self) -> u64;
+}
+
 /// Reads a count file in order.
 pub struct CountReader {
-    r: BufReader<File>,
+    f: File,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    eof: bool,
     path: PathBuf,
+    key: Vec<u8>,
+    count: u64,
     records: u64,
+    sum: u64,
     done: bool,
 }
 
 impl CountReader {
     pub fn open(path: &Path) -> Result<Self> {
         let f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
-        let mut r = BufReader::with_capacity(1 << 20, f);
-        let mut magic = [0u8; 7];
-        r.read_exact(&mut magic)
-            .map_err(|e| QueriesError::io(path, e))?;
-        if &magic != b"OWCNT1\n" {
+        let mut r = CountReader {
+            f,
+            buf: vec![0u8; 1 << 20],
+            pos: 0,
+            end: 0,
+            eof: false,
+            path: path.to_path_buf(),
+            key: Vec::new(),
+            count: 0,
+            records: 0,
+            sum: 0,
+            done: false,
+        };
+        r.fill(MAGIC.len())?;
+        if r.end < MAGIC.len() || &r.buf[..MAGIC.len()] != MAGIC {
             return Err(QueriesError::Broken {
                 path: path.to_path_buf(),
                 offset: 0,
@@ -316,12 +770,8 @@ impl CountReader {
                 fix: "rerun with --restart queries".into(),
             });
         }
-        Ok(CountReader {
-            r,
-            path: path.to_path_buf(),
-            records: 0,
-            done: false,
-        })
+        r.pos = MAGIC.len();
+        Ok(r)
     }
 
     fn broken(&self, msg: &str) -> QueriesError {
@@ -333,83 +783,213 @@ impl CountReader {
         }
     }
 
-    fn read_next(&mut self) -> Result<Option<(String, u64)>> {
-        if self.done {
-            return Ok(None);
+    /// Makes at least `n` bytes available from `pos` unless the file ends first.
+    fn fill(&mut self, n: usize) -> Result<()> {
+        if self.end - self.pos >= n || self.eof {
+            return Ok(());
         }
-        let mut b4 = [0u8; 4];
-        self.r
-            .read_exact(&mut b4)
-            .map_err(|_| self.broken("truncated"))?;
-        let len = u32::from_le_bytes(b4);
-        let mut b8 = [0u8; 8];
-        if len == u32::MAX {
-            self.r
-                .read_exact(&mut b8)
-                .map_err(|_| self.broken("truncated trailer"))?;
-            if u64::from_le_bytes(b8) != self.records {
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
+        self.pos = 0;
+        if self.buf.len() < n {
+            self.buf.resize(n.next_power_of_two(), 0);
+        }
+        while self.end < n {
+            let k = self
+                .f
+                .read(&mut self.buf[self.end..])
+                .map_err(|e| QueriesError::io(&self.path, e))?;
+            if k == 0 {
+                self.eof = true;
+                break;
+            }
+            self.end += k;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn varint(&mut self) -> Result<u64> {
+        self.fill(10)?;
+        let (v, k) =
+            get_varint(&self.buf[self.pos..self.end]).ok_or_else(|| self.broken("truncated"))?;
+        self.pos += k;
+        Ok(v)
+    }
+
+    fn read_next(&mut self) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        let shared = self.varint()?;
+        if shared == END {
+            self.fill(16)?;
+            if self.end - self.pos < 16 {
+                return Err(self.broken("truncated trailer"));
+            }
+            let b = &self.buf[self.pos..self.pos + 16];
+            let records = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+            let sum = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+            if records != self.records || sum != self.sum {
                 return Err(self.broken("record count mismatch"));
             }
             self.done = true;
-            return Ok(None);
+            return Ok(false);
         }
-        let mut key = vec![0u8; len as usize];
-        self.r
-            .read_exact(&mut key)
-            .map_err(|_| self.broken("truncated"))?;
-        self.r
-            .read_exact(&mut b8)
-            .map_err(|_| self.broken("truncated"))?;
-        let key = String::from_utf8(key).map_err(|_| self.broken("key not UTF-8"))?;
+        let len = self.varint()?;
+        if shared > self.key.len() as u64 || len > u64::from(u32::MAX) {
+            return Err(self.broken("bad record"));
+        }
+        let len = len as usize;
+        self.fill(len)?;
+        if self.end - self.pos < len {
+            return Err(self.broken("truncated"));
+        }
+        self.key.truncate(shared as usize);
+        self.key
+            .extend_from_slice(&self.buf[self.pos..self.pos + len]);
+        self.pos += len;
+        self.count = self.varint()?;
         self.records += 1;
-        Ok(Some((key, u64::from_le_bytes(b8))))
+        self.sum = self.sum.wrapping_add(self.count);
+        Ok(true)
+    }
+
+    /// The current key as text.
+    pub fn key_str(&self) -> Result<&str> {
+        std::str::from_utf8(&self.key).map_err(|_| self.broken("key not UTF-8"))
     }
 }
 
-impl Iterator for CountReader {
-    type Item = Result<(String, u64)>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.read_next().transpose()
+impl SortedCounts for CountReader {
+    fn advance(&mut self) -> Result<bool> {
+        self.read_next()
+    }
+    fn key(&self) -> &[u8] {
+        &self.key
+    }
+    fn count(&self) -> u64 {
+        self.count
     }
 }
 
-/// A sorted stream of `(key, count)`.
-pub trait CountSource: Iterator<Item = Result<(String, u64)>> {}
-impl<T: Iterator<Item = Result<(String, u64)>>> CountSource for T {}
+/// Sorted `(key, count)` records from memory (tests and small inputs).
+pub struct VecCounts {
+    v: std::vec::IntoIter<(String, u64)>,
+    cur: (String, u64),
+}
+
+impl VecCounts {
+    pub fn new(v: Vec<(String, u64)>) -> Self {
+        VecCounts {
+            v: v.into_iter(),
+            cur: (String::new(), 0),
+        }
+    }
+}
+
+impl SortedCounts for VecCounts {
+    fn advance(&mut self) -> Result<bool> {
+        match self.v.next() {
+            Some(x) => {
+                self.cur = x;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+    fn key(&self) -> &[u8] {
+        self.cur.0.as_bytes()
+    }
+    fn count(&self) -> u64 {
+        self.cur.1
+    }
+}
+
+/// Whether source `a` comes before source `b` (by key, then by index, so that the merge is
+/// deterministic).
+#[inline]
+fn before(sources: &[Box<dyn SortedCounts + '_>], a: usize, b: usize) -> bool {
+    match sources[a].key().cmp(sources[b].key()) {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Greater => false,
+        std::cmp::Ordering::Equal => a < b,
+    }
+}
+
+fn sift_down(heap: &mut [usize], sources: &[Box<dyn SortedCounts + '_>], mut i: usize) {
+    loop {
+        let l = 2 * i + 1;
+        if l >= heap.len() {
+            return;
+        }
+        let r = l + 1;
+        let c = if r < heap.len() && before(sources, heap[r], heap[l]) {
+            r
+        } else {
+            l
+        };
+        if before(sources, heap[c], heap[i]) {
+            heap.swap(c, i);
+            i = c;
+        } else {
+            return;
+        }
+    }
+}
 
 /// k-way merge of sorted sources, summing the counts of equal keys; calls `sink` once per key in
 /// byte order.
-pub fn merge(
-    mut sources: Vec<Box<dyn CountSource>>,
-    mut sink: impl FnMut(&str, u64) -> Result<()>,
+pub fn merge<'a>(
+    mut sources: Vec<Box<dyn SortedCounts + 'a>>,
+    mut sink: impl FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<()> {
-    let mut heap: BinaryHeap<Reverse<(Vec<u8>, usize, u64)>> = BinaryHeap::new();
+    let mut heap: Vec<usize> = Vec::with_capacity(sources.len());
     for (i, s) in sources.iter_mut().enumerate() {
-        if let Some(r) = s.next() {
-            let (k, c) = r?;
-            heap.push(Reverse((k.into_bytes(), i, c)));
+        if s.advance()? {
+            heap.push(i);
         }
     }
-    let mut cur: Option<(Vec<u8>, u64)> = None;
-    while let Some(Reverse((k, i, c))) = heap.pop() {
-        if let Some(r) = sources[i].next() {
-            let (nk, nc) = r?;
-            heap.push(Reverse((nk.into_bytes(), i, nc)));
-        }
-        match &mut cur {
-            Some((ck, cc)) if *ck == k => *cc += c,
-            _ => {
-                if let Some((ck, cc)) = cur.take() {
-                    sink(std::str::from_utf8(&ck).unwrap_or_default(), cc)?;
-                }
-                cur = Some((k, c));
+    for i in (0..heap.len() / 2).rev() {
+        sift_down(&mut heap, &sources, i);
+    }
+    let mut cur: Vec<u8> = Vec::with_capacity(64);
+    let mut cur_count = 0u64;
+    let mut have = false;
+    while let Some(&top) = heap.first() {
+        let s = &sources[top];
+        if have && s.key() == cur.as_slice() {
+            cur_count += s.count();
+        } else {
+            if have {
+                sink(&cur, cur_count)?;
             }
+            cur.clear();
+            cur.extend_from_slice(s.key());
+            cur_count = s.count();
+            have = true;
+        }
+        if sources[top].advance()? {
+            sift_down(&mut heap, &sources, 0);
+        } else {
+            heap.swap_remove(0);
+            sift_down(&mut heap, &sources, 0);
         }
     }
-    if let Some((ck, cc)) = cur {
-        sink(std::str::from_utf8(&ck).unwrap_or_default(), cc)?;
+    if have {
+        sink(&cur, cur_count)?;
     }
     Ok(())
+}
+
+/// A merged key as text (count files hold UTF-8 keys; anything else is a damaged file).
+pub fn key_str<'k>(key: &'k [u8], what: &Path) -> Result<&'k str> {
+    std::str::from_utf8(key).map_err(|_| QueriesError::Broken {
+        path: what.to_path_buf(),
+        offset: 0,
+        msg: "a count key is not UTF-8".into(),
+        fix: "the count files are damaged; rerun with --restart queries".into(),
+    })
 }
 
 #[cfg(test)]
@@ -417,18 +997,86 @@ mod tests {
     use super::*;
 
     fn read_all(p: &Path) -> Vec<(String, u64)> {
-        CountReader::open(p).unwrap().map(|r| r.unwrap()).collect()
+        let mut r = CountReader::open(p).unwrap();
+        let mut out = Vec::new();
+        while r.advance().unwrap() {
+            out.push((r.key_str().unwrap().to_string(), r.count()));
+        }
+        out
+    }
+
+    /// The reference: `openwit_core::text` spacing and tokens, line by line.
+    fn reference_tokens(text: &str) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let s = openwit_core::text::spaced(line);
+            for t in openwit_core::text::tokens(&s) {
+                out.push((t.to_string(), is_break(t)));
+            }
+            out.push((String::new(), true));
+        }
+        out
+    }
+
+    fn fast_tokens(text: &str) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        for_each_token(text, |t, b| out.push((t.to_string(), b)));
+        if !text.is_empty() && !text.ends_with('\n') {
+            out.push((String::new(), true));
+        }
+        out
+    }
+
+    #[test]
+    fn tokenizer_matches_core_spacing_and_tokens() {
+        let fixed = [
+            "The (dog) said \"hi\", [ok].",
+            "a dog, running.\r\nnext line\ttab",
+            "«quoted» “curly” ‘single’ (((x))) '' \"\" ()",
+            "“” « » ‘’ a.b,c;d:e?f!g`h",
+            "x\u{201c}y\u{201d} \u{201c}\u{201c}z\u{2019}\u{2019}",
+            "   leading and trailing   \n\n\nblank lines\n",
+            "émoji 🐕 and ü, ß. ‚low‘ „low“",
+            "ctrl\u{1}chars\u{b}\u{c}here",
+            "",
+            "\n",
+            "\r",
+            "a\rb",
+        ];
+        for t in fixed {
+            assert_eq!(fast_tokens(t), reference_tokens(t), "{t:?}");
+        }
+        // Pseudo-random strings over an alphabet full of separators and strip characters.
+        let alphabet: Vec<char> = "ab (){}[]<>\"',.;:?!`\t\r\n«»“”‘’é\u{1}x".chars().collect();
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 24) as usize;
+            let mut s = String::new();
+            let mut x = state;
+            for _ in 0..len {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                s.push(alphabet[(x >> 33) as usize % alphabet.len()]);
+            }
+            assert_eq!(fast_tokens(&s), reference_tokens(&s), "{s:?}");
+        }
     }
 
     #[test]
     fn counts_lines_with_breaks_and_spills() {
         let dir = tempfile::tempdir().unwrap();
-        // A tiny budget forces a spill after every line.
+        // A tiny budget forces a spill after every text.
         let mut c = Counter::new(0, &dir.path().join("spill"));
-        c.count_line("the dog, the (dog).").unwrap();
-        c.count_line("the dog").unwrap();
+        c.count_text("the dog, the (dog).").unwrap();
+        c.count_text("the dog").unwrap();
         assert!(c.spills() >= 1);
-        assert_eq!(c.tokens, 8);
+        // A line end ends the chain: no `dog the` bigram.
+        c.count_text("the dog\nthe cat").unwrap();
+        assert_eq!(c.tokens, 12);
         let (u, b) = (dir.path().join("u.cnt"), dir.path().join("b.cnt"));
         c.finish(&u, &b).unwrap();
         assert_eq!(
@@ -436,28 +1084,179 @@ mod tests {
             vec![
                 (",".into(), 1),
                 (".".into(), 1),
-                ("dog".into(), 3),
-                ("the".into(), 3)
+                ("cat".into(), 1),
+                ("dog".into(), 4),
+                ("the".into(), 5)
             ]
         );
         // `dog ,` and `, the` are not bigrams: punctuation ends the chain.
-        assert_eq!(read_all(&b), vec![("the dog".into(), 3)]);
+        assert_eq!(
+            read_all(&b),
+            vec![("the cat".into(), 1), ("the dog".into(), 4)]
+        );
+    }
+
+    #[test]
+    fn batched_counts_equal_a_plain_count() {
+        let words = [
+            "the",
+            "a",
+            "dog",
+            "Cat",
+            "ran",
+            "(x)",
+            "é",
+            "longer-than-seven",
+            "z",
+        ];
+        let mut state = 7u64;
+        let mut texts = Vec::new();
+        let mut want_u: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut want_b: std::collections::BTreeMap<String, u64> = Default::default();
+        for _ in 0..400 {
+            let mut t = String::new();
+            for _ in 0..(state % 40) {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let w = words[(state >> 40) as usize % words.len()];
+                t.push_str(w);
+                t.push(if (state >> 20).is_multiple_of(9) {
+                    '\n'
+                } else {
+                    ' '
+                });
+            }
+            state ^= state >> 17;
+            for line in t.lines() {
+                let s = openwit_core::text::spaced(line);
+                let mut prev: Option<&str> = None;
+                for tok in openwit_core::text::tokens(&s) {
+                    *want_u.entry(tok.to_string()).or_insert(0) += 1;
+                    if let Some(p) = prev {
+                        *want_b.entry(format!("{p} {tok}")).or_insert(0) += 1;
+                    }
+                    prev = Some(tok);
+                }
+            }
+            texts.push(t);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for (batch, budget) in [
+            (1, usize::MAX),
+            (5, usize::MAX),
+            (64, usize::MAX),
+            (5, 3000),
+        ] {
+            let mut c = Counter::new(budget, &dir.path().join("spill"));
+            c.batch = batch;
+            for t in &texts {
+                c.count_text(t).unwrap();
+            }
+            if budget < usize::MAX {
+                assert!(c.spills() > 1);
+            }
+            assert_eq!(c.bigrams, want_b.values().sum::<u64>());
+            let (u, b) = (dir.path().join("u.cnt"), dir.path().join("b.cnt"));
+            c.finish(&u, &b).unwrap();
+            assert_eq!(read_all(&u), want_u.clone().into_iter().collect::<Vec<_>>());
+            assert_eq!(
+                read_all(&b),
+                want_b.clone().into_iter().collect::<Vec<_>>(),
+                "{batch}"
+            );
+        }
+    }
+
+    #[test]
+    fn radix_sort_sorts() {
+        for (n, bits) in [(10_000usize, 40u32), (5000, 11), (3000, 64), (300, 23)] {
+            let mut x = 99u64;
+            let mut v: Vec<u64> = (0..n)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    if bits == 64 { x } else { x & ((1 << bits) - 1) }
+                })
+                .collect();
+            let mut want = v.clone();
+            want.sort_unstable();
+            radix_sort(&mut v, &mut Vec::new(), bits);
+            assert_eq!(v, want, "{n} {bits}");
+        }
+    }
+
+    #[test]
+    fn bigram_files_are_in_byte_order_of_the_joined_key() {
+        // `a\u{1} b` sorts before `a c` (0x01 < 0x20) although `a` < `a\u{1}`.
+        let words = ["a", "a\u{1}", "ab", "b", "a\u{1f}x", "Z", "é"];
+        let mut text = String::new();
+        for x in words {
+            for y in words {
+                text.push_str(&format!("{x} {y}\n"));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for budget in [usize::MAX, 0] {
+            let mut c = Counter::new(budget, &dir.path().join("spill"));
+            for line in text.lines() {
+                c.count_text(line).unwrap();
+            }
+            let (u, b) = (dir.path().join("u.cnt"), dir.path().join("b.cnt"));
+            c.finish(&u, &b).unwrap();
+            let got = read_all(&b);
+            let mut want: Vec<(String, u64)> = words
+                .iter()
+                .flat_map(|x| words.iter().map(move |y| (format!("{x} {y}"), 1)))
+                .collect();
+            want.sort_by(|x, y| x.0.as_bytes().cmp(y.0.as_bytes()));
+            assert_eq!(got, want, "budget {budget}");
+            let mut uw: Vec<(String, u64)> = words.iter().map(|w| (w.to_string(), 14)).collect();
+            uw.sort();
+            assert_eq!(read_all(&u), uw);
+        }
     }
 
     #[test]
     fn merge_sums_equal_keys() {
-        let a: Vec<Result<(String, u64)>> = vec![Ok(("a".into(), 1)), Ok(("c".into(), 2))];
-        let b: Vec<Result<(String, u64)>> = vec![Ok(("a".into(), 5)), Ok(("b".into(), 1))];
+        let a = VecCounts::new(vec![("a".into(), 1), ("c".into(), 2)]);
+        let b = VecCounts::new(vec![("a".into(), 5), ("b".into(), 1)]);
+        let c = VecCounts::new(vec![]);
+        let d = VecCounts::new(vec![("c".into(), 7)]);
         let mut out = Vec::new();
         merge(
-            vec![Box::new(a.into_iter()), Box::new(b.into_iter())],
+            vec![Box::new(a), Box::new(b), Box::new(c), Box::new(d)],
             |k, c| {
-                out.push((k.to_string(), c));
+                out.push((String::from_utf8(k.to_vec()).unwrap(), c));
                 Ok(())
             },
         )
         .unwrap();
-        assert_eq!(out, vec![("a".into(), 6), ("b".into(), 1), ("c".into(), 2)]);
+        assert_eq!(out, vec![("a".into(), 6), ("b".into(), 1), ("c".into(), 9)]);
+    }
+
+    #[test]
+    fn count_files_round_trip_with_long_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.cnt");
+        let long = "k".repeat(3 << 20);
+        let mut keys: Vec<String> = (0..5000).map(|i| format!("key{i:06}")).collect();
+        keys.push(long.clone());
+        keys.push(format!("{long}z"));
+        keys.sort();
+        let mut w = CountWriter::create(&p).unwrap();
+        for (i, k) in keys.iter().enumerate() {
+            w.push(k, i as u64 * 1_000_003).unwrap();
+        }
+        assert_eq!(w.finish().unwrap(), keys.len() as u64);
+        let got = read_all(&p);
+        let want: Vec<(String, u64)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u64 * 1_000_003))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]
@@ -469,8 +1268,17 @@ mod tests {
         w.push("b", 2).unwrap();
         w.finish().unwrap();
         let bytes = std::fs::read(&p).unwrap();
-        std::fs::write(&p, &bytes[..bytes.len() - 10]).unwrap();
-        let r: Result<Vec<_>> = CountReader::open(&p).unwrap().collect();
-        assert!(r.unwrap_err().to_string().contains("truncated"));
+        for cut in 1..bytes.len() - MAGIC.len() {
+            std::fs::write(&p, &bytes[..bytes.len() - cut]).unwrap();
+            let mut r = CountReader::open(&p).unwrap();
+            let err = loop {
+                match r.advance() {
+                    Ok(true) => {}
+                    Ok(false) => panic!("cut {cut}: read to the end"),
+                    Err(e) => break e,
+                }
+            };
+            assert!(err.to_string().contains("truncated"), "cut {cut}: {err}");
+        }
     }
 }

@@ -300,9 +300,7 @@ impl PageCounter<'_> {
                     stats.articles += 1;
                     let text = crate::wikitext::clean(&p.text);
                     stats.bytes_text += text.len() as u64;
-                    for line in text.lines() {
-                        counter.count_line(line)?;
-                    }
+                    counter.count_text(&text)?;
                 }
             }
             since += 1;

@@ -145,6 +145,36 @@ impl BigramPicker {
         }
     }
 
+    /// Offers a bigram by its parts; its entry is copied only if it is kept for now.
+    pub fn offer_parts(&mut self, entry: &str, count: u64, pmi: f64) {
+        match self.mode {
+            BigramMode::Threshold => {
+                if pmi < self.min_pmi {
+                    return;
+                }
+            }
+            BigramMode::TopK => {
+                if self.k == 0 {
+                    return;
+                }
+                if self.heap.len() >= self.k
+                    && let Some(min) = self.heap.peek()
+                    && pmi
+                        .total_cmp(&min.0.pmi)
+                        .then_with(|| min.0.entry.as_bytes().cmp(entry.as_bytes()))
+                        != Ordering::Greater
+                {
+                    return;
+                }
+            }
+        }
+        self.offer(Bigram {
+            entry: entry.to_string(),
+            count,
+            pmi,
+        });
+    }
+
     /// The chosen bigrams, best first.
     pub fn finish(self) -> Vec<Bigram> {
         let mut v = match self.mode {

@@ -22,10 +22,10 @@ use serde_json::{Value, json};
 use sha2_free::{short_hash, short_hash_bytes};
 
 use crate::config::QueriesConfig;
-use crate::counts::{CountReader, CountSource, CountWriter, Counter, merge};
+use crate::counts::{CountReader, CountWriter, Counter, FxMap, SortedCounts, key_str, merge};
 use crate::dump::{self, DumpKind, DumpStats, PageCounter};
 use crate::error::{QueriesError, Result};
-use crate::select::{self, Bigram, BigramPicker, Entry, Source};
+use crate::select::{self, BigramPicker, Entry, Source};
 use crate::tables::{self, CountTableWriter};
 
 /// Bumped when cleaning or tokenizing changes what is counted (invalidates cached tables).
@@ -388,6 +388,7 @@ impl QueriesStage {
         ctx: &TaskContext<'_>,
         tasks: &[TaskRecord],
         key: &str,
+        scorer: &mut WikiScorer<'_>,
     ) -> Result<(PathBuf, PathBuf, Value)> {
         let cache = Self::cache_dir(ctx.workdir, key);
         let complete = cache.join("complete.json");
@@ -398,6 +399,14 @@ impl QueriesStage {
                 std::fs::read_to_string(&complete).map_err(|e| QueriesError::io(&complete, e))?;
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             tracing::info!(cache = %cache.display(), "reusing the count tables of an earlier run");
+            tables::read_counts(&uni, |k, c| {
+                scorer.unigram(k, c);
+                Ok(())
+            })?;
+            tables::read_counts(&bi, |k, c| {
+                scorer.bigram(k, c);
+                Ok(())
+            })?;
             return Ok((uni, bi, v));
         }
         std::fs::create_dir_all(&cache).map_err(|e| QueriesError::io(&cache, e))?;
@@ -419,8 +428,13 @@ impl QueriesStage {
             }
         }
         let mut tokens = 0u64;
-        let n_uni = write_merged(&uni_files, &uni, "token", |_, c| tokens += c)?;
-        let n_bi = write_merged(&bi_files, &bi, "bigram", |_, _| {})?;
+        // The unigrams first (N and the frequent words), then the bigrams, scored as they are
+        // merged (no second read of the table).
+        let n_uni = write_merged(&uni_files, &uni, "token", |k, c| {
+            tokens += c;
+            scorer.unigram(k, c);
+        })?;
+        let n_bi = write_merged(&bi_files, &bi, "bigram", |k, c| scorer.bigram(k, c))?;
         let v =
             json!({"dump": total, "tokens": tokens, "unigram_types": n_uni, "bigram_types": n_bi});
         let mut f = openwit_core::atomic::AtomicFile::create(&complete)?;
@@ -454,7 +468,8 @@ impl QueriesStage {
         });
         let (mut unigrams, mut bigrams) = (Vec::new(), Vec::new());
         if let Some(key) = key {
-            let (uni, bi, stats) = self.count_tables(ctx, tasks, &key)?;
+            let mut scorer = WikiScorer::new(cfg);
+            let (uni, bi, stats) = self.count_tables(ctx, tasks, &key, &mut scorer)?;
             if let Some(d) = stats.get("dump")
                 && let Ok(s) = serde_json::from_value::<DumpStats>(d.clone())
             {
@@ -463,18 +478,13 @@ impl QueriesStage {
             summary["wikipedia"] = stats;
             link_or_copy(&uni, &ctx.output_path("unigram.parquet")?)?;
             link_or_copy(&bi, &ctx.output_path("bigram.parquet")?)?;
-            // Pass 1: N and the words that can be entries or bigram parts.
-            let word_min = cfg.bigram_word_min();
-            let keep_min = word_min.min(cfg.unigram_min_count);
-            let mut n = 0u64;
-            let mut words: crate::counts::FxMap<Box<str>, u64> = Default::default();
-            tables::read_counts(&uni, |k, c| {
-                n += c;
-                if c >= keep_min {
-                    words.insert(k.into(), c);
-                }
-                Ok(())
-            })?;
+            let WikiScorer {
+                n,
+                words,
+                picker,
+                scored,
+                ..
+            } = scorer;
             for (k, &c) in &words {
                 if c >= cfg.unigram_min_count {
                     let mut e = Entry::new(k.to_string(), Source::WikiUnigram);
@@ -488,30 +498,6 @@ impl QueriesStage {
                     .cmp(&a.count)
                     .then_with(|| a.entry.as_bytes().cmp(b.entry.as_bytes()))
             });
-            // Pass 2: PMI over bigrams whose words are both frequent enough.
-            let mut picker = BigramPicker::new(cfg);
-            let mut scored = 0u64;
-            tables::read_counts(&bi, |k, c| {
-                if c < cfg.bigram_min_count {
-                    return Ok(());
-                }
-                let Some((a, b)) = k.split_once(' ') else {
-                    return Ok(());
-                };
-                let (Some(&na), Some(&nb)) = (words.get(a), words.get(b)) else {
-                    return Ok(());
-                };
-                if na < word_min || nb < word_min {
-                    return Ok(());
-                }
-                scored += 1;
-                picker.offer(Bigram {
-                    entry: k.to_string(),
-                    count: c,
-                    pmi: select::pmi(c, na, nb, n),
-                });
-                Ok(())
-            })?;
             summary["bigrams_scored"] = json!(scored);
             summary["tokens"] = json!(n);
             bigrams = picker
@@ -534,12 +520,13 @@ impl QueriesStage {
             .collect();
         let mut titles = Vec::new();
         if !view_files.is_empty() {
-            let sources: Vec<Box<dyn CountSource>> = view_files
+            let sources: Vec<Box<dyn SortedCounts>> = view_files
                 .iter()
-                .map(|p| CountReader::open(p).map(|r| Box::new(r) as Box<dyn CountSource>))
+                .map(|p| CountReader::open(p).map(|r| Box::new(r) as Box<dyn SortedCounts>))
                 .collect::<Result<_>>()?;
             let mut counted = 0u64;
             merge(sources, |t, c| {
+                let t = key_str(t, &view_files[0])?;
                 counted += 1;
                 if c >= cfg.title_min_views {
                     let mut e = Entry::new(t, Source::WikiTitle);
@@ -617,11 +604,13 @@ fn write_merged(
 ) -> Result<u64> {
     let tmp = openwit_core::atomic::temp_path_for(out);
     let mut w = CountTableWriter::create(&tmp, key)?;
-    let sources: Vec<Box<dyn CountSource>> = files
+    let sources: Vec<Box<dyn SortedCounts>> = files
         .iter()
-        .map(|p| CountReader::open(p).map(|r| Box::new(r) as Box<dyn CountSource>))
+        .map(|p| CountReader::open(p).map(|r| Box::new(r) as Box<dyn SortedCounts>))
         .collect::<Result<_>>()?;
+    let what = files.first().map(PathBuf::as_path).unwrap_or(out);
     merge(sources, |k, c| {
+        let k = key_str(k, what)?;
         each(k, c);
         w.push(k, c)
     })?;
@@ -734,4 +723,72 @@ pub fn format_summary(v: &Value, dir: &Path) -> String {
         dir.display()
     ));
     s
+}
+
+/// What the reduce keeps of the Wikipedia counts as they stream by: N, the words that can be
+/// entries or bigram parts, and the bigrams picked by PMI.
+struct WikiScorer<'c> {
+    cfg: &'c QueriesConfig,
+    word_min: u64,
+    keep_min: u64,
+    n: u64,
+    words: FxMap<Box<str>, u64>,
+    picker: BigramPicker,
+    scored: u64,
+    /// The first word of the last bigram and its count (bigrams come sorted, so the first word
+    /// repeats).
+    last_a: String,
+    last_na: Option<u64>,
+}
+
+impl<'c> WikiScorer<'c> {
+    fn new(cfg: &'c QueriesConfig) -> Self {
+        let word_min = cfg.bigram_word_min();
+        WikiScorer {
+            cfg,
+            word_min,
+            keep_min: word_min.min(cfg.unigram_min_count),
+            n: 0,
+            words: FxMap::default(),
+            picker: BigramPicker::new(cfg),
+            scored: 0,
+            last_a: String::new(),
+            last_na: None,
+        }
+    }
+
+    /// One unigram row (all of them come before the bigrams).
+    fn unigram(&mut self, k: &str, c: u64) {
+        self.n += c;
+        if c >= self.keep_min {
+            self.words.insert(k.into(), c);
+        }
+    }
+
+    /// One bigram row: scored when both words are frequent enough.
+    fn bigram(&mut self, k: &str, c: u64) {
+        if c < self.cfg.bigram_min_count {
+            return;
+        }
+        let Some((a, b)) = k.split_once(' ') else {
+            return;
+        };
+        if a != self.last_a {
+            self.last_a.clear();
+            self.last_a.push_str(a);
+            self.last_na = self.words.get(a).copied().filter(|&na| na >= self.word_min);
+        }
+        let Some(na) = self.last_na else {
+            return;
+        };
+        let Some(&nb) = self.words.get(b) else {
+            return;
+        };
+        if nb < self.word_min {
+            return;
+        }
+        self.scored += 1;
+        self.picker
+            .offer_parts(k, c, select::pmi(c, na, nb, self.n));
+    }
 }

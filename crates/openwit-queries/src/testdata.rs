@@ -251,38 +251,53 @@ impl ArticleGen {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn word(&mut self) -> &str {
-        // Zipf-like: the square of a uniform draw favours small ranks.
+    fn word_index(&mut self) -> usize {
+        // Zipf-like: the cube of a uniform draw favours small ranks.
         let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
         let r = ((u * u * u) * self.vocab.len() as f64) as usize;
-        &self.vocab[r.min(self.vocab.len() - 1)]
+        r.min(self.vocab.len() - 1)
+    }
+
+    fn word(&mut self) -> &str {
+        let i = self.word_index();
+        &self.vocab[i]
     }
 
     /// An article of about `words` words with an infobox, links, refs, a table and a category.
     pub fn article(&mut self, title: &str, words: usize) -> String {
-        let mut s = format!(
+        use std::fmt::Write as _;
+        let mut s = String::with_capacity(words * 12 + 256);
+        let first = self.word_index();
+        let _ = write!(
+            s,
             "{{{{Infobox thing\n| name = {title}\n| image = {title}.jpg\n| caption = A {{{{lang|la|{}}}}}\n}}}}\n'''{title}''' is a ",
-            self.word()
+            self.vocab[first]
         );
         let mut n = 0;
         while n < words {
             let k = self.next() % 20;
-            let w = self.word().to_string();
-            match k {
-                0 => s.push_str(&format!("[[{w}]] ")),
-                1 => s.push_str(&format!("[[{w} (thing)|{w}]] ")),
-                2 => s.push_str(&format!("{w}.<ref name=\"r{n}\">{{{{cite web|url=http://example.org/{w}|title={w}}}}}</ref> ")),
-                3 => s.push_str(&format!("{w}, ")),
-                4 => s.push_str(&format!("{w}.\n\n")),
-                5 if n % 97 == 0 => s.push_str(&format!("\n== {w} ==\n")),
-                6 if n % 89 == 0 => s.push_str(&format!(
+            let wi = self.word_index();
+            let w = self.vocab[wi].as_str();
+            let _ = match k {
+                0 => write!(s, "[[{w}]] "),
+                1 => write!(s, "[[{w} (thing)|{w}]] "),
+                2 => write!(
+                    s,
+                    "{w}.<ref name=\"r{n}\">{{{{cite web|url=http://example.org/{w}|title={w}}}}}</ref> "
+                ),
+                3 => write!(s, "{w}, "),
+                4 => write!(s, "{w}.\n\n"),
+                5 if n % 97 == 0 => write!(s, "\n== {w} ==\n"),
+                6 if n % 89 == 0 => write!(
+                    s,
                     "\n{{| class=\"wikitable\"\n|-\n! {w} !! value\n|-\n| {w} || 12\n|}}\n"
-                )),
+                ),
                 _ => {
-                    s.push_str(&w);
+                    s.push_str(w);
                     s.push(' ');
+                    Ok(())
                 }
-            }
+            };
             n += 1;
         }
         s.push_str(&format!(
