@@ -2,6 +2,8 @@
 //!
 //! - `bench_sources gen DIR PAGES`: writes DIR/bench.warc.gz and DIR/bench.wat.gz.
 //! - `bench_sources extract FILE`: one thread; prints JSON with MB/s (compressed input) and pairs/s.
+//! - `bench_sources split FILE`: CPU seconds of gunzip alone, + WARC parsing, + HTML parsing,
+//!   the full extraction, and with parquet writing (where the time of `extract` goes).
 //! - `bench_sources crawl DIR PAGES`: generates a site of PAGES pages, serves it on 127.0.0.1 and
 //!   crawls it with politeness off; prints pages/s and CPU ms per page.
 
@@ -58,6 +60,66 @@ fn main() {
                 size / 1e6 / cpu.max(1e-9),
                 pairs as f64 / cpu.max(1e-9)
             );
+        }
+        Some("split") => {
+            // Where the CPU time of `extract FILE` goes: each pass adds one step to the last.
+            let path = &args[2];
+            let size = std::fs::metadata(path).unwrap().len() as f64;
+            let open = || std::io::BufReader::new(std::fs::File::open(path).unwrap());
+            let report = |step: &str, f: &mut dyn FnMut() -> u64| {
+                let c0 = cpu_secs();
+                let n = f();
+                let cpu = cpu_secs() - c0;
+                println!(
+                    "{{\"step\":\"{step}\",\"file\":\"{path}\",\"n\":{n},\"cpu_secs\":{cpu:.3},\"mb_per_cpu_s\":{:.1}}}",
+                    size / 1e6 / cpu.max(1e-9)
+                );
+            };
+            report("gunzip (flate2 MultiGzDecoder)", &mut || {
+                let mut d = flate2::read::MultiGzDecoder::new(open());
+                std::io::copy(&mut d, &mut std::io::sink()).unwrap()
+            });
+            report("+ WARC records (WarcReader)", &mut || {
+                openwit_sources::warc::WarcReader::new(open(), true).count() as u64
+            });
+            report("+ decode and parse the HTML (scraper)", &mut || {
+                let mut n = 0u64;
+                for ev in openwit_sources::warc::WarcReader::new(open(), true) {
+                    if let openwit_sources::warc::Event::Record(r) = ev
+                        && r.warc_type() == "response"
+                        && let Some(p) = memchr::memmem::find(&r.body, b"\r\n\r\n")
+                    {
+                        let body = &r.body[p + 4..];
+                        if openwit_sources::extract::has_img_tag(body) {
+                            let text = openwit_sources::html::decode_html(body, Some("text/html"));
+                            n += scraper::Html::parse_document(&text).tree.nodes().count() as u64;
+                        }
+                    }
+                }
+                n
+            });
+            report("full extraction (process_file)", &mut || {
+                let mut pairs = 0u64;
+                openwit_sources::warc_stage::process_file(
+                    Box::new(std::fs::File::open(path).unwrap()),
+                    path,
+                    &mut |_| pairs += 1,
+                    &|_| false,
+                )
+                .unwrap();
+                pairs
+            });
+            report("+ parquet writing (CandidateWriter)", &mut || {
+                let mut w = openwit_sources::CandidateWriter::new(std::io::sink()).unwrap();
+                openwit_sources::warc_stage::process_file(
+                    Box::new(std::fs::File::open(path).unwrap()),
+                    path,
+                    &mut |c| w.push(c).unwrap(),
+                    &|_| false,
+                )
+                .unwrap();
+                w.finish().unwrap().0
+            });
         }
         Some("crawl") => {
             let dir = std::path::PathBuf::from(&args[2]);

@@ -186,23 +186,71 @@ fn is_data_uri(s: &str) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case("data:"))
 }
 
+/// The attributes of an `<img>` the extractor reads, gathered in one pass over the element's
+/// attributes: each is what `Element::attr` returns (the attribute without prefix or
+/// namespace of that name; the parser keeps one per name) without building and interning a
+/// name per lookup (the `data-*` names are not static atoms: a lock and a hash each time).
+#[derive(Default)]
+struct ImgAttrs<'a> {
+    src: Option<&'a str>,
+    srcset: Option<&'a str>,
+    lazy: [Option<&'a str>; LAZY_ATTRS.len()],
+    lazy_srcset: [Option<&'a str>; LAZY_SRCSET_ATTRS.len()],
+    alt: Option<&'a str>,
+    title: Option<&'a str>,
+    width: Option<&'a str>,
+    height: Option<&'a str>,
+}
+
+impl<'a> ImgAttrs<'a> {
+    fn of(img: &'a scraper::node::Element) -> Self {
+        let mut a = ImgAttrs::default();
+        for (name, value) in img.attrs.iter() {
+            if name.prefix.is_some() || !name.ns.is_empty() {
+                continue;
+            }
+            let slot = match &*name.local {
+                "src" => &mut a.src,
+                "srcset" => &mut a.srcset,
+                "alt" => &mut a.alt,
+                "title" => &mut a.title,
+                "width" => &mut a.width,
+                "height" => &mut a.height,
+                other => {
+                    if let Some(k) = LAZY_ATTRS.iter().position(|l| *l == other) {
+                        &mut a.lazy[k]
+                    } else if let Some(k) = LAZY_SRCSET_ATTRS.iter().position(|l| *l == other) {
+                        &mut a.lazy_srcset[k]
+                    } else {
+                        continue;
+                    }
+                }
+            };
+            if slot.is_none() {
+                *slot = Some(&**value);
+            }
+        }
+        a
+    }
+}
+
 /// The raw URL text of an image: largest srcset, else a lazy-load attribute, else `src`.
-fn image_url_text(img: &scraper::node::Element) -> Option<&str> {
+fn image_url_text<'a>(img: &ImgAttrs<'a>) -> Option<&'a str> {
     let usable = |s: &&str| !s.trim().is_empty() && !is_data_uri(s);
-    if let Some(u) = img.attr("srcset").and_then(largest_srcset).filter(usable) {
+    if let Some(u) = img.srcset.and_then(largest_srcset).filter(usable) {
         return Some(u);
     }
-    for a in LAZY_SRCSET_ATTRS {
-        if let Some(u) = img.attr(a).and_then(largest_srcset).filter(usable) {
+    for a in img.lazy_srcset {
+        if let Some(u) = a.and_then(largest_srcset).filter(usable) {
             return Some(u);
         }
     }
-    for a in LAZY_ATTRS {
-        if let Some(u) = img.attr(a).filter(usable) {
+    for a in img.lazy {
+        if let Some(u) = a.filter(usable) {
             return Some(u);
         }
     }
-    img.attr("src").filter(|s| !s.trim().is_empty())
+    img.src.filter(|s| !s.trim().is_empty())
 }
 
 fn figcaption_of(img: &ElementRef<'_>) -> Option<String> {
@@ -345,13 +393,13 @@ fn extract_inner(
         .and_then(|t| clean_text(&t.text().collect::<String>()));
     let mut seen = HashSet::new();
     for img in doc.select(&IMG) {
-        let el = img.value();
-        let Some(raw) = image_url_text(el) else {
+        let el = ImgAttrs::of(img.value());
+        let Some(raw) = image_url_text(&el) else {
             ex.drops.inc("no_image_url");
             continue;
         };
-        let width = parse_dim(el.attr("width"));
-        let height = parse_dim(el.attr("height"));
+        let width = parse_dim(el.width);
+        let height = parse_dim(el.height);
         if !is_data_uri(raw) && matches!((width, height), (Some(w), Some(h)) if w <= 1 && h <= 1) {
             ex.drops.inc("tracking_pixel");
             continue;
@@ -359,8 +407,8 @@ fn extract_inner(
         let Some(url) = resolve_image_url(&base, raw, &mut ex.drops) else {
             continue;
         };
-        let alt = el.attr("alt").and_then(clean_text);
-        let title = el.attr("title").and_then(clean_text);
+        let alt = el.alt.and_then(clean_text);
+        let title = el.title.and_then(clean_text);
         let figcaption = figcaption_of(&img);
         let key = (url.clone(), alt.clone(), title.clone(), figcaption.clone());
         if !seen.insert(key) {
