@@ -8,7 +8,9 @@
 #
 # Needs: img2dataset 1.47 (`pip install img2dataset==1.47.0`, in a venv: I2D=venv/bin/img2dataset),
 # /usr/bin/time, taskset. Prints one line per run: tool, cores, successes, seconds, images/s, peak RSS
-# of the largest process (/usr/bin/time), then the peak RSS of the whole process tree (sampled).
+# of the largest process (/usr/bin/time), CPU seconds (user+sys of the tool and the children it
+# waited for) and successes per CPU second, the load average, then the peak RSS of the whole
+# process tree (sampled).
 set -euo pipefail
 
 N=${N:-2000}
@@ -47,17 +49,18 @@ echo "# server ceiling (plain reqwest, no decoding, 64 in flight):"
 "$FIX" fetch "$WORK/urls.csv" 64
 
 report() { # tool cores successes timefile
-  local secs rss
+  local secs rss cpu
   secs=$(awk '{print $1}' "$4")
   rss=$(awk '{print $2}' "$4")
-  awk -v t="$1" -v c="$2" -v s="$3" -v e="$secs" -v r="$rss" \
-    'BEGIN {printf "%-11s cores=%d successes=%d seconds=%.2f images/s=%.1f peak_rss_MiB=%.0f\n", t, c, s, e, s/e, r/1024}'
+  cpu=$(awk '{print $3 + $4}' "$4")
+  awk -v t="$1" -v c="$2" -v s="$3" -v e="$secs" -v r="$rss" -v u="$cpu" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" \
+    'BEGIN {printf "%-11s cores=%d successes=%d seconds=%.2f images/s=%.1f peak_rss_MiB=%.0f cpu_s=%.2f images_per_cpu_s=%.1f load=%s\n", t, c, s, e, s/e, r/1024, u, s/u, l}'
 }
 
 run_openwit() { # cores cpu-list
   local d="$WORK/openwit-$1"
   rm -rf "$d"; mkdir -p "$d"
-  (cd "$d" && /usr/bin/time -f "%e %M" -o "$d/time" taskset -c "$2" "$BIN" "$d/work" "$WORK/urls.csv" "$1" > "$d/log" 2>&1)
+  (cd "$d" && /usr/bin/time -f "%e %M %U %S" -o "$d/time" taskset -c "$2" "$BIN" "$d/work" "$WORK/urls.csv" "$1" > "$d/log" 2>&1)
   local ok
   ok=$(python3 -c "import json,sys; print(sum(json.load(open(sys.argv[1])).values()))" "$d/work/download/sizes.json")
   report openwit "$1" "$ok" "$d/time"
@@ -66,7 +69,7 @@ run_openwit() { # cores cpu-list
 run_i2d() { # cores cpu-list
   local d="$WORK/img2dataset-$1"
   rm -rf "$d"; mkdir -p "$d"
-  (cd "$d" && /usr/bin/time -f "%e %M" -o "$d/time" taskset -c "$2" "$I2D" \
+  (cd "$d" && /usr/bin/time -f "%e %M %U %S" -o "$d/time" taskset -c "$2" "$I2D" \
       --url_list "$WORK/urls.csv" --input_format csv --url_col url --caption_col caption \
       --output_format webdataset --output_folder "$d/out" \
       --processes_count "$1" --thread_count "$THREADS" --number_sample_per_shard 1000 \

@@ -3,9 +3,12 @@
 //! - The format is sniffed from the bytes (never trusted from the URL or Content-Type).
 //! - Dimensions come from the header and are checked against the bomb limits before any pixel is
 //!   decoded.
-//! - JPEGs are decoded with DCT-domain scaling (`jpeg-decoder`'s `scale`, like libjpeg's
-//!   `scale_denom`) when the target is at most half the source: decoding at 1/2, 1/4 or 1/8 size
-//!   skips most of the inverse DCT and colour conversion work. Other formats use `image`.
+//! - JPEGs are decoded by libjpeg-turbo (SIMD IDCT and colour conversion) scaled in the DCT
+//!   domain (libjpeg's `scale_num/scale_denom`) to the smallest m/8 of the stored size that still
+//!   covers the resize target, which skips most of the inverse DCT and colour conversion work.
+//!   Streams libjpeg-turbo declines (CMYK, lossless, corrupt data it only warns about) fall back
+//!   to `jpeg-decoder` (scaling by 1/2, 1/4 or 1/8), which keeps the drop reasons as before.
+//!   Other formats use `image`. JPEG output is encoded by libjpeg-turbo (4:2:0).
 //! - EXIF orientation is applied; grayscale, CMYK, palette and 16-bit images become RGB8; alpha is
 //!   composited on white.
 //! - Resizing uses `fast_image_resize` (SIMD): box (area) filter when shrinking, as img2dataset's
@@ -113,6 +116,9 @@ pub struct ImageOptions {
     pub jpeg_dct_scaling: bool,
     /// Decode JPEGs with `image` (zune-jpeg, full size) instead; for comparisons only.
     pub jpeg_zune: bool,
+    /// Decode and encode JPEGs with libjpeg-turbo (SIMD, scaled decoding at any m/8); off:
+    /// `jpeg-decoder` (1/2, 1/4, 1/8 only) and `jpeg-encoder`, for comparisons only.
+    pub jpeg_turbo: bool,
 }
 
 impl ImageOptions {
@@ -130,6 +136,7 @@ impl ImageOptions {
             max_dimension: c.max_dimension,
             jpeg_dct_scaling: true,
             jpeg_zune: false,
+            jpeg_turbo: true,
         }
     }
 }
@@ -387,6 +394,126 @@ fn decode_jpeg(b: &[u8], o: &ImageOptions) -> Result<Decoded, ImageFail> {
     })
 }
 
+/// Reads the EXIF orientation from a JPEG's APP1 segment (markers before the first scan).
+fn jpeg_exif_orientation(b: &[u8]) -> Option<u8> {
+    let mut i = 2;
+    while i + 4 <= b.len() {
+        if b[i] != 0xFF {
+            return None;
+        }
+        let m = b[i + 1];
+        if m == 0xFF {
+            i += 1;
+            continue;
+        }
+        if m == 0xDA || m == 0xD9 {
+            return None;
+        }
+        if (0xD0..=0xD7).contains(&m) || m == 0x01 {
+            i += 2;
+            continue;
+        }
+        let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+        let seg = b.get(i + 4..i + 2 + len.max(2))?;
+        if m == 0xE1 && seg.starts_with(b"Exif\0\0") {
+            return exif_orientation(seg);
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+thread_local! {
+    static TJ_DECOMPRESSOR: std::cell::RefCell<Option<turbojpeg::Decompressor>> =
+        const { std::cell::RefCell::new(None) };
+    /// One resizer per thread keeps its buffers between images.
+    static RESIZER: std::cell::RefCell<fr::Resizer> = std::cell::RefCell::new(fr::Resizer::new());
+    static TJ_COMPRESSOR: std::cell::RefCell<Option<(turbojpeg::Compressor, i32)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decodes a JPEG with libjpeg-turbo, scaled in the DCT domain to the smallest m/8 of the stored
+/// size that still covers the resize target. `Ok(None)`: libjpeg-turbo declined (CMYK, a corrupt
+/// stream it only warns about, ...) and the caller falls back to `jpeg-decoder`, which gives the
+/// drop reason or the image as before.
+fn decode_jpeg_turbo(b: &[u8], o: &ImageOptions) -> Result<Option<Decoded>, ImageFail> {
+    if jpeg_is_truncated(b) {
+        return Err(fail(
+            "truncated_image",
+            "JPEG data ends before its end marker",
+        ));
+    }
+    TJ_DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = turbojpeg::Decompressor::new().ok();
+        }
+        let Some(d) = slot.as_mut() else {
+            return Ok(None);
+        };
+        let Ok(header) = d.read_header(b) else {
+            return Ok(None);
+        };
+        if !matches!(
+            header.colorspace,
+            turbojpeg::Colorspace::YCbCr | turbojpeg::Colorspace::Gray | turbojpeg::Colorspace::RGB
+        ) || header.is_lossless
+        {
+            return Ok(None);
+        }
+        let (w, h) = (header.width as u32, header.height as u32);
+        check_bomb(w, h, o)?;
+        let orientation = jpeg_exif_orientation(b)
+            .and_then(Orientation::from_exif)
+            .unwrap_or(Orientation::NoTransforms);
+        let (ow, oh) = if rotates(orientation) { (h, w) } else { (w, h) };
+        let mut scale = turbojpeg::ScalingFactor::ONE;
+        if o.jpeg_dct_scaling
+            && let Some((rw, rh)) = plan(ow, oh, o).resize
+        {
+            let (rw, rh) = if rotates(orientation) {
+                (rh, rw)
+            } else {
+                (rw, rh)
+            };
+            // The smallest eighth whose scaled size still covers the target in both directions.
+            for num in 1..8usize {
+                let f = turbojpeg::ScalingFactor::new(num, 8);
+                if f.scale(w as usize) >= rw as usize && f.scale(h as usize) >= rh as usize {
+                    scale = f;
+                    break;
+                }
+            }
+        }
+        if d.set_scaling_factor(scale).is_err() {
+            return Ok(None);
+        }
+        let (dw, dh) = (scale.scale(w as usize), scale.scale(h as usize));
+        let mut px = vec![0u8; dw * dh * 3];
+        let img = turbojpeg::Image {
+            pixels: px.as_mut_slice(),
+            width: dw,
+            pitch: dw * 3,
+            height: dh,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        if d.decompress(b, img).is_err() {
+            return Ok(None);
+        }
+        let rgb = RgbImage::from_raw(dw as u32, dh as u32, px).ok_or_else(|| {
+            fail(
+                "corrupt_image",
+                "JPEG decoded to the wrong number of pixels",
+            )
+        })?;
+        Ok(Some(Decoded {
+            rgb,
+            original: (ow, oh),
+            orientation,
+        }))
+    })
+}
+
 fn decode_other(b: &[u8], kind: Sniffed, o: &ImageOptions) -> Result<Decoded, ImageFail> {
     let fmt = match kind {
         Sniffed::Jpeg => image::ImageFormat::Jpeg,
@@ -468,17 +595,17 @@ fn resize(
     if let Some((x, y, w, h)) = crop {
         opts = opts.crop(x, y, w, h);
     }
-    let mut r = fr::Resizer::new();
-    r.resize(&s, &mut dst, &opts)
+    RESIZER
+        .with(|r| r.borrow_mut().resize(&s, &mut dst, &opts))
         .map_err(|e| fail("resize_error", e.to_string()))?;
     Ok(RgbImage::from_raw(to.0, to.1, dst.into_vec()).expect("sizes match"))
 }
 
 /// Pads `img` centred on a white `w` x `h` canvas.
-fn pad_white(img: &RgbImage, w: u32, h: u32) -> RgbImage {
+fn pad_white(img: RgbImage, w: u32, h: u32) -> RgbImage {
     let (iw, ih) = img.dimensions();
     if (iw, ih) == (w, h) {
-        return img.clone();
+        return img;
     }
     let mut out = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
     let x0 = (w.saturating_sub(iw)) / 2;
@@ -494,9 +621,52 @@ fn pad_white(img: &RgbImage, w: u32, h: u32) -> RgbImage {
 
 /// Encodes RGB8 as the configured format.
 pub fn encode(img: &RgbImage, f: EncodeFormat, quality: u8) -> Result<Vec<u8>, ImageFail> {
+    encode_with(img, f, quality, true)
+}
+
+/// Encodes RGB8 as JPEG (4:2:0) with libjpeg-turbo, reusing one compressor per thread.
+fn encode_turbo(img: &RgbImage, quality: u8) -> Result<Vec<u8>, ImageFail> {
+    let (w, h) = img.dimensions();
+    TJ_COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let q = i32::from(quality.clamp(1, 100));
+        if slot.as_ref().is_none_or(|(_, sq)| *sq != q) {
+            let mut c =
+                turbojpeg::Compressor::new().map_err(|e| fail("encode_error", e.to_string()))?;
+            c.set_quality(q)
+                .and_then(|_| c.set_subsamp(turbojpeg::Subsamp::Sub2x2))
+                .map_err(|e| fail("encode_error", e.to_string()))?;
+            *slot = Some((c, q));
+        }
+        let (c, _) = slot.as_mut().expect("compressor set above");
+        let image = turbojpeg::Image {
+            pixels: img.as_raw().as_slice(),
+            width: w as usize,
+            pitch: w as usize * 3,
+            height: h as usize,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        c.compress_to_vec(image)
+            .map_err(|e| fail("encode_error", e.to_string()))
+    })
+}
+
+/// [`encode`], choosing the JPEG encoder: libjpeg-turbo (`turbo`) or `jpeg-encoder`.
+pub fn encode_with(
+    img: &RgbImage,
+    f: EncodeFormat,
+    quality: u8,
+    turbo: bool,
+) -> Result<Vec<u8>, ImageFail> {
     let (w, h) = img.dimensions();
     let mut out = Vec::with_capacity((w * h) as usize / 2);
     match f {
+        EncodeFormat::Jpg if turbo => {
+            if w > 65535 || h > 65535 {
+                return Err(fail("encode_error", "too large for JPEG"));
+            }
+            return encode_turbo(img, quality);
+        }
         EncodeFormat::Jpg => {
             if w > 65535 || h > 65535 {
                 return Err(fail("encode_error", "too large for JPEG"));
@@ -524,28 +694,39 @@ pub fn encode(img: &RgbImage, f: EncodeFormat, quality: u8) -> Result<Vec<u8>, I
 }
 
 /// imagehash's `phash`: 32x32 grayscale, 2-D DCT-II, the 8x8 lowest frequencies compared with
-/// their median; bit 63 is the top-left coefficient.
+/// their median; bit 63 is the top-left coefficient. `process` hashes the whole picture at the
+/// smaller of its decoded and resized sizes (before any border or crop).
 pub fn phash(img: &RgbImage) -> u64 {
     let (w, h) = img.dimensions();
-    let gray: Vec<u8> = img
-        .pixels()
-        .map(|p| ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114 + 500) / 1000) as u8)
-        .collect();
-    let src = fr::images::ImageRef::new(w, h, &gray, fr::PixelType::U8).expect("sizes match");
-    let mut dst = fr::images::Image::new(32, 32, fr::PixelType::U8);
-    let mut r = fr::Resizer::new();
+    // Resample the colour image to 32x32 first, then take luma of 1,024 pixels: the same as
+    // luma-then-resample up to rounding (both are linear), without a full-size grayscale copy.
+    let src =
+        fr::images::ImageRef::new(w, h, img.as_raw(), fr::PixelType::U8x3).expect("sizes match");
+    let mut dst = fr::images::Image::new(32, 32, fr::PixelType::U8x3);
     let alg =
         fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
-    r.resize(&src, &mut dst, &alg).expect("resize to 32x32");
-    let px: Vec<f64> = dst.buffer().iter().map(|&v| v as f64).collect();
+    RESIZER.with(|r| {
+        r.borrow_mut()
+            .resize(&src, &mut dst, &alg)
+            .expect("resize to 32x32")
+    });
+    let px: Vec<f64> = dst
+        .buffer()
+        .chunks_exact(3)
+        .map(|p| ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114 + 500) / 1000) as f64)
+        .collect();
     // DCT-II (unnormalised, as scipy.fftpack.dct type 2) along columns then rows; only the
     // first 8 outputs of each are needed.
-    let mut cos = [[0f64; 32]; 8];
-    for (k, row) in cos.iter_mut().enumerate() {
-        for (n, c) in row.iter_mut().enumerate() {
-            *c = (std::f64::consts::PI * k as f64 * (2 * n + 1) as f64 / 64.0).cos();
+    static COS: std::sync::OnceLock<[[f64; 32]; 8]> = std::sync::OnceLock::new();
+    let cos = COS.get_or_init(|| {
+        let mut cos = [[0f64; 32]; 8];
+        for (k, row) in cos.iter_mut().enumerate() {
+            for (n, c) in row.iter_mut().enumerate() {
+                *c = (std::f64::consts::PI * k as f64 * (2 * n + 1) as f64 / 64.0).cos();
+            }
         }
-    }
+        cos
+    });
     // along axis 0 (down each column): tmp[k][x] for k < 8
     let mut tmp = [[0f64; 32]; 8];
     for k in 0..8 {
@@ -581,6 +762,10 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
     }
     let kind = sniff(bytes);
     let dec = match kind {
+        Sniffed::Jpeg if o.jpeg_turbo && !o.jpeg_zune => match decode_jpeg_turbo(bytes, o)? {
+            Some(d) => d,
+            None => decode_jpeg(bytes, o)?,
+        },
         Sniffed::Jpeg if !o.jpeg_zune => decode_jpeg(bytes, o)?,
         Sniffed::Html => {
             return Err(fail(
@@ -618,7 +803,6 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
     let mut img = DynamicImage::ImageRgb8(dec.rgb);
     img.apply_orientation(dec.orientation);
     let img = img.into_rgb8();
-    let phash = phash(&img);
     let p = plan(ow, oh, o);
     let orientation =
         (dec.orientation != Orientation::NoTransforms).then(|| orientation_code(dec.orientation));
@@ -634,6 +818,7 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
         && orientation.is_none()
         && img.dimensions() == (ow, oh);
     if o.skip_reencode && same_format && untouched {
+        let phash = phash(&img);
         return Ok(Processed {
             bytes: bytes.to_vec(),
             ext: o.encode_format.ext(),
@@ -646,8 +831,10 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
         });
     }
 
+    let mut hash = None;
     let out = match (o.resize_mode, p.resize, p.canvas) {
         (ResizeMode::CenterCrop, Some((rw, rh)), Some((cw, ch))) => {
+            hash = Some(phash(&img));
             // Crop the source region that maps onto the centred canvas, then resample it.
             let (iw, ih) = img.dimensions();
             let fx = iw as f64 / rw as f64;
@@ -662,6 +849,7 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
             )?
         }
         (ResizeMode::CenterCrop, None, Some((cw, ch))) => {
+            hash = Some(phash(&img));
             let (iw, ih) = img.dimensions();
             let (w2, h2) = (cw.min(iw), ch.min(ih));
             image::imageops::crop_imm(&img, (iw - w2) / 2, (ih - h2) / 2, w2, h2).to_image()
@@ -670,18 +858,30 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
             let (iw, ih) = img.dimensions();
             let target = resize_to.unwrap_or((ow, oh));
             let r = if target != (iw, ih) {
-                resize(&img, target, None)?
+                let r = resize(&img, target, None)?;
+                // The whole picture is in both: hash the smaller (the resized one when
+                // shrinking: 1/10 of the pixels for a 1 MP photo and a 256 target).
+                hash = Some(if target.0 * target.1 < iw * ih {
+                    phash(&r)
+                } else {
+                    phash(&img)
+                });
+                r
             } else {
                 img
             };
+            if hash.is_none() {
+                hash = Some(phash(&r));
+            }
             match canvas {
-                Some((cw, ch)) if o.resize_mode == ResizeMode::Border => pad_white(&r, cw, ch),
+                Some((cw, ch)) if o.resize_mode == ResizeMode::Border => pad_white(r, cw, ch),
                 _ => r,
             }
         }
     };
+    let phash = hash.unwrap_or_else(|| phash(&out));
     let (width, height) = out.dimensions();
-    let bytes = encode(&out, o.encode_format, o.encode_quality)?;
+    let bytes = encode_with(&out, o.encode_format, o.encode_quality, o.jpeg_turbo)?;
     Ok(Processed {
         bytes,
         ext: o.encode_format.ext(),

@@ -275,3 +275,65 @@ fn phash_is_stable_under_recompression_and_differs_between_images() {
     assert!((ha ^ ha2).count_ones() <= 4, "{ha:016x} vs {ha2:016x}");
     assert!((ha ^ hb).count_ones() > 10, "{ha:016x} vs {hb:016x}");
 }
+
+fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .sum::<f64>()
+        / a.as_raw().len() as f64
+}
+
+#[test]
+fn libjpeg_turbo_matches_the_pure_rust_path_at_every_scale() {
+    // 700x500 -> 256x183 decodes at 3/8 (not a power of two); 1600x1200 at 2/8; 2600x1000 at
+    // 1/8; 300x200 at 7/8; 270x180 at full size (7/8 of it is under the target).
+    for (w, h) in [
+        (700, 500),
+        (1600, 1200),
+        (2600, 1000),
+        (300, 200),
+        (270, 180),
+    ] {
+        let src = jpeg(&gradient(w, h));
+        let mut o = opts(ResizeMode::Border);
+        // Lossless output: the comparison sees the decoders and the resize only.
+        o.encode_format = EncodeFormat::Png;
+        let turbo = process(&src, &o).unwrap();
+        o.jpeg_turbo = false;
+        o.jpeg_dct_scaling = false;
+        let reference = process(&src, &o).unwrap();
+        assert_eq!(
+            (turbo.width, turbo.height, turbo.original_width),
+            (reference.width, reference.height, reference.original_width)
+        );
+        let diff = mean_abs_diff(&decode(&turbo.bytes), &decode(&reference.bytes));
+        assert!(diff < 3.0, "{w}x{h}: mean abs difference {diff}");
+    }
+}
+
+#[test]
+fn the_phash_of_the_resized_image_is_the_phash_of_the_picture() {
+    // `process` hashes the 256-pixel image, not the decoded one: the hash must be the same
+    // picture's hash (a smooth gradient is avoided: its hash bits sit on the median).
+    for (w, h) in [(1600, 1200), (900, 1400), (640, 480)] {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            let v: u32 = if ((x * 8 / w) + (y * 6 / h) * 3) % 5 < 2 {
+                230
+            } else {
+                25
+            };
+            Rgb([v as u8, (v + x * 20 / w) as u8, (255 - v) as u8])
+        });
+        let src = jpeg(&img);
+        let p = process(&src, &opts(ResizeMode::Border)).unwrap();
+        let full = phash(&decode(&src));
+        assert!(
+            (p.phash ^ full).count_ones() <= 3,
+            "{w}x{h}: {:016x} vs {full:016x}",
+            p.phash
+        );
+    }
+}
