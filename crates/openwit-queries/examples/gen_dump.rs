@@ -1,8 +1,8 @@
 //! Generates a large multistream dump (and its index) of article-like wikitext for benchmarks
 //! and the memory-bound check: `gen_dump OUT.xml.bz2 MEGABYTES_OF_XML [VOCAB] [SEED] [LEVEL]`.
 //! Written in parallel chunks of streams (bzip2 level LEVEL, default 9 as Wikimedia; 100 pages
-//! per stream as Wikimedia does). Level 1 (100 kB blocks) compresses about twice as fast, for
-//! multi-GB dumps.
+//! per stream as Wikimedia does). Level 1 (100 kB blocks) is about 20% faster to write. About
+//! 9 MiB of XML per CPU second at level 9 (2.2 GiB: 245 CPU seconds on 2026-11-27).
 
 use std::io::Write;
 use std::path::PathBuf;
