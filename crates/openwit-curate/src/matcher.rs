@@ -204,6 +204,11 @@ pub struct TokenTrie {
     toks: Vec<TokSlot>,
     edges: Vec<EdgeSlot>,
     edge_shift: u32,
+    /// One bit per hash of an edge key, set for every edge: most `(node, next token)` pairs of a
+    /// caption are not edges, and this 8-bits-per-edge filter (small enough for the L2 cache)
+    /// answers them without touching the edge table.
+    filter: Vec<u64>,
+    filter_mask: usize,
     /// Bytes 16.. of tokens longer than 16 bytes.
     arena: Vec<u8>,
     /// Entry ids of nodes where several (duplicate) entries end: `multi[i]` is a range of `ids`.
@@ -330,6 +335,11 @@ fn edge_key(parent: u32, tok: u32) -> u64 {
 #[inline]
 fn edge_index(key: u64, shift: u32) -> usize {
     (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
+}
+
+#[inline]
+fn filter_bit(key: u64, mask: usize) -> usize {
+    mum(key ^ 0x2d35_8dcc_aa6c_78a5, 0x9fb2_1c65_1e98_df25) as usize & mask
 }
 
 #[inline]
@@ -485,9 +495,14 @@ impl TokenTrie {
         let ecap = (edges.len() * 4 / 3 + 1).next_power_of_two().max(16);
         let edge_shift = 64 - ecap.trailing_zeros();
         let mut table: Vec<EdgeSlot> = huge_vec(ecap);
+        let fbits = (edges.len() * 8).next_power_of_two().max(64);
+        let filter_mask = fbits - 1;
+        let mut filter = vec![0u64; fbits / 64];
         let mut sorted: Vec<(u64, u32)> = edges.into_iter().collect();
         sorted.sort_unstable();
         for (key, child) in sorted {
+            let b = filter_bit(key, filter_mask);
+            filter[b >> 6] |= 1 << (b & 63);
             let mut i = edge_index(key, edge_shift);
             while table[i].key != 0 {
                 i = (i + 1) & (ecap - 1);
@@ -503,6 +518,8 @@ impl TokenTrie {
             toks,
             edges: table,
             edge_shift,
+            filter,
+            filter_mask,
             arena,
             multi,
             ids,
@@ -524,6 +541,7 @@ impl TokenTrie {
     pub fn memory_usage(&self) -> usize {
         self.toks.len() * std::mem::size_of::<TokSlot>()
             + self.edges.len() * std::mem::size_of::<EdgeSlot>()
+            + self.filter.len() * 8
             + self.arena.capacity()
             + self.multi.capacity() * 8
             + self.ids.capacity() * 4
@@ -667,6 +685,10 @@ impl TokenTrie {
             for &(p, end, node, text) in &s.walks {
                 if p < end && s.ids[p as usize] != 0 {
                     let key = edge_key(node, s.ids[p as usize]);
+                    let b = filter_bit(key, self.filter_mask);
+                    if self.filter[b >> 6] >> (b & 63) & 1 == 0 {
+                        continue;
+                    }
                     let i = edge_index(key, self.edge_shift);
                     prefetch(&self.edges[i]);
                     s.pending.push((p, end, text, i as u32, key));
