@@ -520,15 +520,16 @@ pub(crate) fn catch<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, 
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(format!("task panicked: {msg}"))
-        }
+        Err(p) => Err(format!("task panicked: {}", panic_message(p.as_ref()))),
     }
+}
+
+/// The text of a caught panic's payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// fsyncs and renames a task's declared outputs into place. Returns them relative to the workdir.

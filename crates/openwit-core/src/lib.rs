@@ -52,7 +52,7 @@ pub mod store;
 pub mod text;
 
 pub use error::{Error, IoContext, Result};
-pub use exec::{Executor, RunOptions, StageOutcome};
+pub use exec::{Executor, RunOptions, StageOutcome, panic_message};
 pub use pipeline::PipelineSettings;
 pub use progress::{NoProgress, Reporter};
 pub use stage::{

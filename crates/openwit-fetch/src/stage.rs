@@ -434,7 +434,7 @@ impl DownloadStage {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 process_row(meta, fetched.bytes, &opts, &cfg, &dedup)
             }));
-            let _ = tx.send(out.map_err(|p| panic_message(p.as_ref())));
+            let _ = tx.send(out.map_err(|p| openwit_core::panic_message(p.as_ref())));
         });
         let res = match rx.await {
             Ok(r) => r,
@@ -452,17 +452,6 @@ impl DownloadStage {
                 nbytes,
             ),
         }
-    }
-}
-
-/// The text of a caught panic's payload.
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".to_string()
     }
 }
 

@@ -108,12 +108,10 @@ impl Bm25StatisticsProvider for Global<'_> {
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    let m = p
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown".into());
-    format!("damaged index data ({m})")
+    format!(
+        "damaged index data ({})",
+        openwit_core::panic_message(p.as_ref())
+    )
 }
 
 fn is_shard_name(name: &str) -> bool {

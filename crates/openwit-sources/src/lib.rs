@@ -11,6 +11,7 @@ pub mod import;
 pub mod warc;
 pub mod warc_stage;
 pub mod wat;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod wat_reference;
 

@@ -8,8 +8,9 @@
 //! are not copied); everything else is skipped. It accepts and rejects exactly what a parse
 //! into `serde_json::Value` would: where the previous parser read a `Value` this one walks the
 //! value with `Skip` (same depth limit, same UTF-8 and number checks), and a repeated key
-//! means the last value, as in a JSON map. [`crate::wat_reference`] keeps that previous parser
-//! as the oracle of the tests and the `wat_parse` fuzz target.
+//! means the last value, as in a JSON map. `wat_reference` keeps that previous parser as the
+//! oracle of the tests and the `wat_parse` fuzz target (compiled only for tests and with the
+//! `fuzzing` feature).
 //!
 //! ```
 //! let json = br#"{"Envelope":{"WARC-Header-Metadata":{"WARC-Type":"response","WARC-Target-URI":"http://e.com/a/"},

@@ -1,6 +1,7 @@
 //! The previous WAT parser (JSON into `serde_json::Value`), kept as the oracle that
 //! [`crate::wat::parse_wat`] is checked against (unit tests and the `wat_parse` fuzz target):
-//! both must give the same result on every input. Not for production use.
+//! both must give the same result on every input. Compiled only for tests and with the
+//! `fuzzing` feature (the fuzz crate turns it on): it is not part of the product.
 
 use serde::Deserialize;
 use serde_json::Value;
