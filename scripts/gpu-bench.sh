@@ -7,12 +7,15 @@
 #
 # Two steps, because the GPU machine has no network:
 #   1. here (network, Rust, libtorch cache):   scripts/gpu-bench.sh --prepare
-#      builds target/release/examples/{bench,make_shards} with libtorch_cuda linked
-#      (OPENWIT_CLIP_CUDA=1) and puts the wheels OpenCLIP needs into target/gpu-bench-wheels/
+#      builds the examples bench and make_shards with libtorch_cuda linked (OPENWIT_CLIP_CUDA=1),
+#      strips them into target/gpu-bench-bin/ and puts the wheels OpenCLIP needs into
+#      target/gpu-bench-wheels/
 #   2. on the GPU machine (PyTorch 2.11 + CUDA 13 in its Python): scripts/gpu-bench.sh
-#      (carry target/release/examples/bench, target/release/examples/make_shards and
-#      target/gpu-bench-wheels along). Env: STEPS (default 40), BATCH (256), MODEL (ViT-B-32),
-#      PY (python3). Results also go to $OUT/gpu-bench.json when OUT is set.
+#      (carry target/gpu-bench-bin and target/gpu-bench-wheels along). Env: STEPS (default 40),
+#      BATCH (256), MODEL (ViT-B-32), PY (python3), BENCH_BIN_DIR (target/gpu-bench-bin),
+#      GRAD_CKPT_RUN (1: also the synthetic run with activation checkpointing).
+#      Results also go to $OUT/gpu-bench.jsonl (+ $OUT/gpumem.jsonl, peak GPU memory per run
+#      from nvidia-smi) when OUT is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-python3}"
@@ -21,7 +24,7 @@ BATCH="${BATCH:-256}"
 STEPS="${STEPS:-40}"
 DEVICE="${DEVICE:-cuda}"          # DEVICE=cpu PRECISION=fp32 runs the same comparison on CPU
 PRECISION="${PRECISION:-bf16}"
-BENCH_BIN_DIR="${BENCH_BIN_DIR:-target/release/examples}"
+BENCH_BIN_DIR="${BENCH_BIN_DIR:-target/gpu-bench-bin}"
 wheels=target/gpu-bench-wheels
 
 if [ "${1:-}" = "--prepare" ]; then
@@ -37,7 +40,11 @@ if [ "${1:-}" = "--prepare" ]; then
       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d "$wheels" regex safetensors || true
   done
   cp "$(scripts/setup-libtorch.sh --quiet | sed -n 's/^export OPENWIT_CLIP_VOCAB=//p')" "$wheels/"
-  ls -la target/release/examples/bench target/release/examples/make_shards "$wheels"
+  # Stripped copies to carry (the release examples keep debug info: ~130 MB each).
+  mkdir -p target/gpu-bench-bin
+  strip -o target/gpu-bench-bin/bench target/release/examples/bench
+  strip -o target/gpu-bench-bin/make_shards target/release/examples/make_shards
+  ls -la target/gpu-bench-bin "$wheels"
   exit 0
 fi
 
@@ -51,12 +58,34 @@ export LD_LIBRARY_PATH="$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
 
 # OpenCLIP: use the installed one, else install the carried wheels into a temporary folder.
+# The GPU images hold torch, torchvision, timm, regex, safetensors and huggingface_hub already, so
+# try OpenCLIP's own small set first, and the whole carried set only if that does not import.
 if ! "$PY" -c 'import open_clip' 2>/dev/null; then
-  "$PY" -m pip install --quiet --no-index --no-deps --find-links "$wheels" --target "$tmp/site" \
-    open_clip_torch ftfy wcwidth tqdm huggingface_hub timm regex safetensors torchvision \
-    filelock fsspec packaging pyyaml typing_extensions 2>&1 | tail -3 || true
   export PYTHONPATH="$tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+  "$PY" -m pip install --quiet --no-index --no-deps --find-links "$wheels" --target "$tmp/site" \
+    open_clip_torch ftfy wcwidth 2>&1 | tail -3 || true
+  if ! "$PY" -c 'import open_clip' 2>/dev/null; then
+    "$PY" -m pip install --quiet --no-index --no-deps --find-links "$wheels" --target "$tmp/site" \
+      open_clip_torch ftfy wcwidth tqdm huggingface_hub timm regex safetensors torchvision \
+      filelock fsspec packaging pyyaml typing_extensions 2>&1 | tail -3 || true
+  fi
 fi
+
+# Peak GPU memory of each run (all processes, MiB) from nvidia-smi, sampled every 100 ms.
+gpu_mem_start() {
+  if command -v nvidia-smi >/dev/null && [ "$DEVICE" = cuda ]; then
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$tmp/gpumem" 2>/dev/null &
+    gpu_mem_pid=$!
+  fi
+}
+gpu_mem_stop() { # LABEL
+  if [ -n "${gpu_mem_pid:-}" ]; then
+    kill "$gpu_mem_pid" 2>/dev/null || true
+    wait "$gpu_mem_pid" 2>/dev/null || true
+    gpu_mem_pid=
+    echo "{\"gpu_mem_peak_mib\": $(sort -n "$tmp/gpumem" | tail -1), \"run\": \"$1\"}" | tee -a "$tmp/gpumem.jsonl"
+  fi
+}
 vocab="$(ls "$wheels"/bpe_simple_vocab_16e6.txt.gz 2>/dev/null || true)"
 if [ -z "$vocab" ]; then
   vocab="$("$PY" -c 'import open_clip, os; print(os.path.join(os.path.dirname(open_clip.__file__), "bpe_simple_vocab_16e6.txt.gz"))')"
@@ -67,6 +96,7 @@ bench="$BENCH_BIN_DIR/bench"
 results="$tmp/results.jsonl"
 
 echo "== OpenCLIP $MODEL batch $BATCH $PRECISION on $DEVICE, synthetic tensors"
+gpu_mem_start
 "$PY" - "$MODEL" "$BATCH" "$STEPS" "$DEVICE" "$PRECISION" <<'PYEOF' | tee -a "$results"
 import json, math, sys, time
 import torch, open_clip
@@ -109,13 +139,25 @@ print(json.dumps({"impl": "open_clip", "mode": "synthetic", "model": name, "batc
                   "samples_per_s": (steps - warm) * B / dt, "step_ms": 1000 * dt / (steps - warm),
                   "max_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if dev == "cuda" else None}))
 PYEOF
+gpu_mem_stop open_clip-synthetic
 
 echo "== openwit-clip $MODEL batch $BATCH $PRECISION on $DEVICE, synthetic tensors"
+gpu_mem_start
 "$bench" "$MODEL" "$BATCH" "$STEPS" "$DEVICE" "$PRECISION" synthetic | tee -a "$results"
+gpu_mem_stop openwit-clip-synthetic
+
+if [ "${GRAD_CKPT_RUN:-1}" = 1 ]; then
+  echo "== openwit-clip $MODEL batch $BATCH $PRECISION on $DEVICE, synthetic tensors, activation checkpointing"
+  gpu_mem_start
+  GRAD_CKPT=1 "$bench" "$MODEL" "$BATCH" "$STEPS" "$DEVICE" "$PRECISION" synthetic | tee -a "$results"
+  gpu_mem_stop openwit-clip-synthetic-grad-ckpt
+fi
 
 echo "== openwit-clip $MODEL batch $BATCH $PRECISION on $DEVICE, generated JPEG shards through the data pipeline"
 "$BENCH_BIN_DIR/make_shards" "$tmp/shards" 8 $(( (BATCH * STEPS / 8) + 1 )) 256 >/dev/null
+gpu_mem_start
 "$bench" "$MODEL" "$BATCH" "$STEPS" "$DEVICE" "$PRECISION" shards "$tmp/shards" | tee -a "$results"
+gpu_mem_stop openwit-clip-shards
 
 "$PY" - "$results" <<'PYEOF'
 import json, sys
@@ -123,6 +165,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 ref = next((r for r in rows if r["impl"] == "open_clip"), None)
 for r in rows:
     ratio = r["samples_per_s"] / ref["samples_per_s"] if ref else float("nan")
-    print(f'{r["impl"]:13s} {r["mode"]:9s} {r["samples_per_s"]:9.1f} samples/s  ratio vs OpenCLIP {ratio:.3f}')
+    ck = " (activation checkpointing)" if r.get("grad_checkpointing") else ""
+    print(f'{r["impl"]:13s} {r["mode"]:9s} {r["samples_per_s"]:9.1f} samples/s  ratio vs OpenCLIP {ratio:.3f}{ck}')
 PYEOF
-if [ -n "${OUT:-}" ]; then cp "$results" "$OUT/gpu-bench.jsonl"; fi
+if [ -n "${OUT:-}" ]; then cp "$results" "$OUT/gpu-bench.jsonl"; cp "$tmp/gpumem.jsonl" "$OUT/" 2>/dev/null || true; fi

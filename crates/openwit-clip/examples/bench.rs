@@ -74,7 +74,7 @@ fn main() {
                     // Before the optimizer's flat buffers: the activations' peak.
                     first_backward_peak = rss_gib("VmHWM:");
                 }
-                opt.step(1e-4, 1.0, 1.0);
+                let _ = opt.step(1e-4, 1.0, 1.0);
                 clamp_logit_scale(&m.logit_scale);
                 opt.zero_grad();
             }
@@ -103,11 +103,27 @@ fn main() {
             let shards =
                 openwit_clip::data::resolve_shards(&cfg.shards, std::path::Path::new(".")).unwrap();
             let s = train(&cfg, shards, &out, 0, &Hooks::default()).unwrap();
+            // Steady state, as the synthetic mode and OpenCLIP's step are timed: the steps after
+            // the first `warm` ones, from the trainer's own per-step log (the whole run's figure
+            // also holds the first step's CUDA set-up, the shuffle buffer's fill and the final
+            // checkpoint write).
+            let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+            let (mut n, mut secs, mut wait) = (0.0, 0.0, 0.0);
+            for line in log.lines() {
+                let m: openwit_clip::train::StepMetrics = serde_json::from_str(line).unwrap();
+                if m.step >= warm {
+                    let dt = batch as f64 / m.samples_per_s;
+                    n += batch as f64;
+                    secs += dt;
+                    wait += m.data_wait * dt;
+                }
+            }
             println!(
                 "{}",
                 serde_json::json!({"impl": "openwit-clip", "mode": "shards", "model": model, "batch": batch,
-                    "precision": precision, "device": device, "samples_per_s": s.samples_per_s,
-                    "data_wait": s.mean_data_wait, "note": "includes the final checkpoint write",
+                    "precision": precision, "device": device, "samples_per_s": n / secs,
+                    "data_wait": wait / secs, "whole_run_samples_per_s": s.samples_per_s,
+                    "whole_run_data_wait": s.mean_data_wait,
                     "grad_checkpointing": ckpt, "max_rss_gib": rss_gib("VmHWM:")})
             );
             let _ = std::fs::remove_dir_all(&out);

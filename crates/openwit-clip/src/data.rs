@@ -212,6 +212,9 @@ pub struct LoaderConfig {
     /// Training augmentation (random resized crop) and per-epoch shuffling; off for evaluation
     /// (resize + center crop, shards in order, one pass).
     pub train: bool,
+    /// Put each batch's images in page-locked host memory for this (CUDA) device, on the
+    /// worker thread, so the trainer's copy to the GPU runs at full speed without a staging copy.
+    pub pin_memory: Option<tch::Device>,
 }
 
 /// A batch ready for the model: uint8 images `(N, 3, S, S)` and tokens `(N, L)`.
@@ -533,7 +536,16 @@ fn make_batch(cfg: &LoaderConfig, tok: &Tokenizer, job: Job, drops: &Mutex<Drops
         drops.lock().unwrap().add("image_undecodable", bad);
     }
     let n = texts.len() as i64;
-    let images = Tensor::from_slice(&pixels).reshape([n, 3, s as i64, s as i64]);
+    let mut images = Tensor::from_slice(&pixels).reshape([n, 3, s as i64, s as i64]);
+    if let Some(device) = cfg.pin_memory {
+        // `_pin_memory` directly: `pin_memory(device)` is the same operation but warns, on every
+        // call, that its device argument is deprecated, and tch 0.24 always passes one.
+        // Pageable memory still works (a slower copy), so a failure here is only logged.
+        match images.f_internal_pin_memory(device) {
+            Ok(pinned) => images = pinned,
+            Err(e) => tracing::debug!("pinning a batch failed: {e}"),
+        }
+    }
     let tokens = tok.tokenize_batch(&texts, cfg.context_length);
     Batch {
         images,
@@ -546,16 +558,37 @@ fn make_batch(cfg: &LoaderConfig, tok: &Tokenizer, job: Job, drops: &Mutex<Drops
 
 /// uint8 `(N, 3, S, S)` -> float normalized with CLIP's mean and std, on `device`.
 pub fn normalize_images(images: &Tensor, device: tch::Device) -> Tensor {
-    let x = images.to_device(device).to_kind(Kind::Float) / 255.0;
-    let mean = Tensor::from_slice(&MEAN)
-        .to_kind(Kind::Float)
-        .to_device(device)
-        .reshape([1, 3, 1, 1]);
-    let std = Tensor::from_slice(&STD)
-        .to_kind(Kind::Float)
-        .to_device(device)
-        .reshape([1, 3, 1, 1]);
-    (x - mean) / std
+    Normalizer::new(device).apply(images)
+}
+
+/// CLIP's mean/std normalization with its constants already on the device: a training loop makes
+/// one, so no step copies them again (each small host-to-device copy waits for the device).
+pub struct Normalizer {
+    device: tch::Device,
+    mean: Tensor,
+    std: Tensor,
+}
+
+impl Normalizer {
+    pub fn new(device: tch::Device) -> Self {
+        let on = |v: &[f64; 3]| {
+            Tensor::from_slice(v)
+                .to_kind(Kind::Float)
+                .to_device(device)
+                .reshape([1, 3, 1, 1])
+        };
+        Normalizer {
+            device,
+            mean: on(&MEAN),
+            std: on(&STD),
+        }
+    }
+
+    /// uint8 `(N, 3, S, S)` (pinned host memory is copied without waiting) -> normalized float.
+    pub fn apply(&self, images: &Tensor) -> Tensor {
+        let x = images.to_device_(self.device, Kind::Uint8, true, false);
+        (x.to_kind(Kind::Float) / 255.0 - &self.mean) / &self.std
+    }
 }
 
 #[cfg(test)]

@@ -277,6 +277,7 @@ fn eval_loader(
             shuffle_buffer: 0,
             seed: 0,
             train: false,
+            pin_memory: model.device().is_cuda().then_some(model.device()),
         },
         tok,
         Position::default(),

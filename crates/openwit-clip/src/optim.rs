@@ -108,19 +108,20 @@ impl AdamW {
 
     /// One update at learning rate `lr`, clipping the global gradient norm to `clip` (if > 0)
     /// after scaling gradients by `grad_scale` (1 / accumulation steps). Returns the norm
-    /// before clipping.
-    pub fn step(&mut self, lr: f64, clip: f64, grad_scale: f64) -> f64 {
+    /// before clipping as a 0-dim tensor on the parameters' device: nothing here waits for the
+    /// device, so read it (a synchronization) together with the step's other figures.
+    pub fn step(&mut self, lr: f64, clip: f64, grad_scale: f64) -> Tensor {
         tch::no_grad(|| {
             let mut g = self.flat_grad();
             if grad_scale != 1.0 {
                 g *= grad_scale;
             }
-            let norm = g.norm().double_value(&[]);
+            // Clipped on the device, as torch's clip_grad_norm_: reading the norm here would stall
+            // the host until the backward pass has finished, once per step.
+            let norm = g.norm();
             if clip > 0.0 {
-                let coef = (clip / (norm + 1e-6)).min(1.0);
-                if coef < 1.0 {
-                    g *= coef;
-                }
+                let coef = (clip / (&norm + 1e-6)).clamp_max(1.0);
+                g *= coef;
             }
             self.step += 1;
             let c = &self.cfg;
@@ -232,7 +233,7 @@ mod tests {
             let loss =
                 (&p * Tensor::from_slice(&[0.5f32, -1.0, 2.0]).reshape([3, 1])).sum(Kind::Float);
             loss.backward();
-            opt.step(0.1, 0.0, 1.0);
+            let _ = opt.step(0.1, 0.0, 1.0);
         }
         // The same three steps written out.
         let (b1, b2, eps, wd, lr) = (0.9f64, 0.98f64, 1e-6, 0.2, 0.1);

@@ -22,7 +22,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{Loader, LoaderConfig, Position, normalize_images};
+use crate::data::{Loader, LoaderConfig, Normalizer, Position};
 use crate::error::{ClipError, IoAt, Result};
 use crate::loss::{clamp_logit_scale, clip_loss};
 use crate::model::{Clip, Fwd, ModelConfig, Precision};
@@ -430,9 +430,16 @@ pub fn train(
         .at(&metrics_path)?;
 
     let workers = cfg.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
+        let cores = std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(2)
+            .unwrap_or(2);
+        // On a GPU this thread only launches kernels, but it must never wait for a core, or
+        // the GPU idles: leave it one. On the CPU it is the one computing, next to the workers.
+        if device.is_cuda() {
+            cores.saturating_sub(1).max(1)
+        } else {
+            cores
+        }
     });
     let mut loader = Loader::start(
         LoaderConfig {
@@ -445,10 +452,12 @@ pub fn train(
             shuffle_buffer: cfg.shuffle_buffer,
             seed,
             train: true,
+            pin_memory: device.is_cuda().then_some(device),
         },
         tokenizer,
         position,
     );
+    let normalizer = Normalizer::new(device);
     let fwd = Fwd {
         precision,
         train: true,
@@ -469,7 +478,7 @@ pub fn train(
         let t0 = Instant::now();
         let lr = cosine_lr(cfg.lr, warmup, cfg.steps, step);
         let mut wait = 0.0;
-        let mut loss_sum = 0.0;
+        let mut loss_sum: Option<Tensor> = None;
         let mut n_samples = 0u64;
         for _ in 0..cfg.accum_steps {
             let tw = Instant::now();
@@ -478,7 +487,7 @@ pub fn train(
             })?;
             wait += tw.elapsed().as_secs_f64();
             position = batch.position;
-            let images = normalize_images(&batch.images, device);
+            let images = normalizer.apply(&batch.images);
             let tokens = batch.tokens.to_device(device);
             n_samples += batch.texts.len() as u64;
             let loss = if cfg.grad_checkpointing {
@@ -493,22 +502,37 @@ pub fn train(
                 loss.backward();
                 loss
             };
-            loss_sum += loss.double_value(&[]);
+            let loss = loss.detach().to_kind(Kind::Float);
+            loss_sum = Some(match loss_sum {
+                Some(sum) => sum + loss,
+                None => loss,
+            });
         }
         let grad_norm = opt.step(lr, cfg.grad_clip, 1.0 / cfg.accum_steps as f64);
         clamp_logit_scale(&model.logit_scale);
         opt.zero_grad();
+        // The step's one wait for the device: loss, gradient norm and temperature read together.
+        let figures = Tensor::stack(
+            &[
+                loss_sum.expect("accum_steps >= 1"),
+                grad_norm,
+                tch::no_grad(|| model.logit_scale.exp()).to_kind(Kind::Float),
+            ],
+            0,
+        );
+        let figures = Vec::<f64>::try_from(figures.to_kind(Kind::Double).to_device(Device::Cpu))
+            .map_err(|e| ClipError::Data(format!("reading the step's loss: {e}")))?;
         let dt = t0.elapsed().as_secs_f64();
         wait_total += wait;
         samples_seen += n_samples;
-        last_loss = loss_sum / cfg.accum_steps as f64;
+        last_loss = figures[0] / cfg.accum_steps as f64;
         let m = StepMetrics {
             step,
             epoch: position.epoch,
             loss: last_loss,
             lr,
-            logit_scale: model.logit_scale.exp().double_value(&[]),
-            grad_norm,
+            logit_scale: figures[2],
+            grad_norm: figures[1],
             samples_per_s: n_samples as f64 / dt.max(1e-9),
             data_wait: wait / dt.max(1e-9),
             rss_bytes: rss_bytes(),
