@@ -13,7 +13,7 @@ fn main() {
     let max: u64 = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(20) << 20;
     let open = || {
         let f = std::fs::File::open(&a[1]).unwrap();
-        bzip2::read::MultiBzDecoder::new(std::io::BufReader::new(f.take(max)))
+        openwit_queries::bz2::Decoder::new(f.take(max))
     };
     let t = Instant::now();
     let mut buf = vec![0u8; 1 << 20];

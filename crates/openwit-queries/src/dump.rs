@@ -422,21 +422,35 @@ pub fn read_index(path: &Path) -> Result<StreamIndex> {
 
 /// Counts the streams `[first, last)` of a multistream dump (bytes `offsets[i]..offsets[i+1]`,
 /// the final one to `end`). A corrupt stream is skipped and counted with the pages it held.
+///
+/// One decoder runs through consecutive streams (it decodes several blocks at once, across
+/// stream boundaries, see [`crate::bz2`]); it is restarted at the index's offset after a corrupt
+/// stream, or where a stream does not end where the index says the next one starts.
 pub fn count_streams(
     path: &Path,
     streams: &[(u64, u64)],
     end: u64,
     pc: &mut PageCounter<'_>,
 ) -> Result<()> {
-    let mut f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
-    for (i, &(off, pages)) in streams.iter().enumerate() {
-        let next = streams.get(i + 1).map(|s| s.0).unwrap_or(end);
+    let open_at = |off: u64| -> Result<crate::bz2::Decoder<std::io::Take<File>>> {
+        let mut f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
         f.seek(SeekFrom::Start(off))
             .map_err(|e| QueriesError::io(path, e))?;
-        let part = (&mut f).take(next - off);
-        let dec = bzip2::read::BzDecoder::new(BufReader::with_capacity(1 << 16, part));
+        Ok(crate::bz2::Decoder::new(f.take(end.saturating_sub(off))))
+    };
+    // The decoder and the file offset it started at.
+    let mut dec: Option<(u64, crate::bz2::Decoder<std::io::Take<File>>)> = None;
+    for (i, &(off, pages)) in streams.iter().enumerate() {
+        let next = streams.get(i + 1).map(|s| s.0).unwrap_or(end);
+        let at = dec
+            .as_ref()
+            .map(|(base, d)| base + d.last_stream_end().unwrap_or(0));
+        let d = match &mut dec {
+            Some((_, d)) if at == Some(off) => d,
+            _ => &mut dec.insert((off, open_at(off)?)).1,
+        };
         let before = pc.stats.pages;
-        let res = pc.run(dec);
+        let res = pc.run(crate::bz2::Stream(d));
         pc.stats.bytes_in += next - off;
         match res {
             Ok(_) => {}
@@ -447,6 +461,7 @@ pub fn count_streams(
                 return Err(inner.map(|b| *b).unwrap_or(QueriesError::Interrupted));
             }
             Err(e) => {
+                dec = None;
                 let seen = pc.stats.pages - before;
                 tracing::warn!(file = %path.display(), offset = off, error = %e, "skipping a corrupt bzip2 stream");
                 pc.stats.drops.inc(reason::CORRUPT_STREAM);
@@ -463,10 +478,10 @@ pub fn count_streams(
 /// A decoding error is an error naming the file and the compressed byte offset.
 pub fn count_file(path: &Path, kind: DumpKind, pc: &mut PageCounter<'_>) -> Result<()> {
     let f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
-    let (raw, read) = Counting::new(BufReader::with_capacity(1 << 16, f));
+    let (raw, read) = Counting::new(f);
     let res = match kind {
-        DumpKind::Bzip2 => pc.run(bzip2::read::MultiBzDecoder::new(raw)),
-        DumpKind::Xml => pc.run(raw),
+        DumpKind::Bzip2 => pc.run(crate::bz2::Decoder::new(raw)),
+        DumpKind::Xml => pc.run(BufReader::with_capacity(1 << 16, raw)),
     };
     let at = read.load(Ordering::Relaxed);
     pc.stats.bytes_in += at;
