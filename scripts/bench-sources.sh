@@ -23,6 +23,14 @@ for f in "$DIR/bench.warc.gz" "$DIR/bench.wat.gz"; do
     taskset -c 0 "$BIN" extract "$f"
     taskset -c 0 python3 scripts/bench_sources_ref.py "$f"
   done
+  if [[ $f == *.warc.gz ]]; then
+    # The parsers alone (pages read into memory first): scraper/html5ever vs selectolax/lexbor,
+    # right after the full runs above, to compare with the reference's total CPU time.
+    for _ in $(seq "${ROUNDS:-3}"); do
+      taskset -c 0 "$BIN" parse-only "$f"
+      taskset -c 0 python3 scripts/bench_sources_ref.py --parse-only "$f"
+    done
+  fi
   taskset -c 0 "$BIN" split "$f"
 done
 echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -4,6 +4,10 @@
 //! - `bench_sources extract FILE`: one thread; prints JSON with MB/s (compressed input) and pairs/s.
 //! - `bench_sources split FILE`: CPU seconds of gunzip alone, + WARC parsing, + HTML parsing,
 //!   the full extraction, and with parquet writing (where the time of `extract` goes).
+//! - `bench_sources parse-only FILE`: the ceiling of a `scraper`-based extractor: CPU seconds of
+//!   the charset decoding alone, then of decoding + `scraper::Html::parse_document` (tree dropped
+//!   too), over the HTML pages of FILE read into memory first (gunzip and WARC parsing not
+//!   counted): the pages `extract` would parse, with their Content-Type.
 //! - `bench_sources crawl DIR PAGES`: generates a site of PAGES pages, serves it on 127.0.0.1 and
 //!   crawls it with politeness off; prints pages/s and CPU ms per page.
 
@@ -18,6 +22,45 @@ fn cpu_secs() -> f64 {
     let ut: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0);
     let st: f64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
     (ut + st) / tick
+}
+
+/// The HTML response bodies of a WARC file (2xx, HTML, with an `<img` tag: what
+/// `warc_stage::process_file` hands to the extractor) and their Content-Type, in memory.
+fn html_pages(path: &str) -> Vec<(Option<String>, Vec<u8>)> {
+    let f = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let mut pages = Vec::new();
+    for ev in openwit_sources::warc::WarcReader::new(f, true) {
+        let openwit_sources::warc::Event::Record(r) = ev else {
+            continue;
+        };
+        if r.warc_type() != "response" {
+            continue;
+        }
+        let Some(p) = memchr::memmem::find(&r.body, b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&r.body[..p]);
+        if !head
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|s| s.starts_with('2'))
+        {
+            continue;
+        }
+        let ct = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        });
+        let body = &r.body[p + 4..];
+        if openwit_sources::html::is_html(ct.as_deref(), body)
+            && openwit_sources::extract::has_img_tag(body)
+        {
+            pages.push((ct, body.to_vec()));
+        }
+    }
+    pages
 }
 
 fn main() {
@@ -121,6 +164,45 @@ fn main() {
                 w.finish().unwrap().0
             });
         }
+        Some("parse-only") => {
+            let path = &args[2];
+            let size = std::fs::metadata(path).unwrap().len() as f64;
+            let pages = html_pages(path);
+            let bytes: usize = pages.iter().map(|(_, b)| b.len()).sum();
+            let report = |step: &str, f: &mut dyn FnMut() -> u64| {
+                let c0 = cpu_secs();
+                let n = f();
+                let cpu = cpu_secs() - c0;
+                println!(
+                    "{{\"impl\":\"openwit\",\"step\":\"{step}\",\"file\":\"{path}\",\"pages\":{},\"html_mb\":{:.1},\"n\":{n},\"cpu_secs\":{cpu:.3},\"file_mb_per_cpu_s\":{:.1}}}",
+                    pages.len(),
+                    bytes as f64 / 1e6,
+                    size / 1e6 / cpu.max(1e-9)
+                );
+            };
+            report("decode (html::decode_html)", &mut || {
+                pages
+                    .iter()
+                    .map(|(ct, b)| {
+                        openwit_sources::html::decode_html(b, ct.as_deref()).len() as u64
+                    })
+                    .sum()
+            });
+            report(
+                "decode + parse (scraper::Html::parse_document)",
+                &mut || {
+                    pages
+                        .iter()
+                        .map(|(ct, b)| {
+                            let text = openwit_sources::html::decode_html(b, ct.as_deref());
+                            // the tree is built and dropped, as the extractor does
+                            std::hint::black_box(scraper::Html::parse_document(&text));
+                            1
+                        })
+                        .sum()
+                },
+            );
+        }
         Some("crawl") => {
             let dir = std::path::PathBuf::from(&args[2]);
             let pages: usize = args[3].parse().unwrap();
@@ -168,7 +250,9 @@ fn main() {
             );
         }
         _ => {
-            eprintln!("usage: bench_sources gen DIR PAGES | extract FILE | crawl DIR PAGES");
+            eprintln!(
+                "usage: bench_sources gen DIR PAGES | extract FILE | split FILE | parse-only FILE | crawl DIR PAGES"
+            );
             std::process::exit(2);
         }
     }

@@ -19,10 +19,11 @@
 //! ```
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::hash::BuildHasher;
 
 use openwit_core::Drops;
-use scraper::{ElementRef, Html, Selector};
+use scraper::node::Element;
+use scraper::{ElementRef, Html};
 use url::Url;
 
 use crate::candidate::{Candidate, CaptionSource};
@@ -70,19 +71,6 @@ pub struct Extraction {
     pub drops: Drops,
 }
 
-macro_rules! sel {
-    ($name:ident, $css:expr) => {
-        static $name: LazyLock<Selector> = LazyLock::new(|| Selector::parse($css).unwrap());
-    };
-}
-sel!(IMG, "img");
-sel!(BASE, "base[href]");
-sel!(HTML, "html");
-sel!(TITLE, "title");
-sel!(META, "meta[name][content]");
-sel!(FIGCAPTION, "figcaption");
-sel!(LINKS, "a[href], area[href], frame[src], iframe[src]");
-
 /// Collapses whitespace runs into one space and trims; `None` when empty.
 pub fn clean_text(s: &str) -> Option<String> {
     let mut out = String::with_capacity(s.len());
@@ -123,7 +111,7 @@ pub fn has_img_tag(html: &[u8]) -> bool {
     })
 }
 
-fn parse_dim(v: Option<&str>) -> Option<i32> {
+pub(crate) fn parse_dim(v: Option<&str>) -> Option<i32> {
     let v = v?.trim();
     let v = v.strip_suffix("px").unwrap_or(v).trim();
     let digits: &str = v.split('.').next()?;
@@ -180,7 +168,7 @@ pub fn largest_srcset(srcset: &str) -> Option<&str> {
     best.map(|(_, u)| u)
 }
 
-fn is_data_uri(s: &str) -> bool {
+pub(crate) fn is_data_uri(s: &str) -> bool {
     s.trim_start()
         .get(..5)
         .is_some_and(|p| p.eq_ignore_ascii_case("data:"))
@@ -191,19 +179,19 @@ fn is_data_uri(s: &str) -> bool {
 /// namespace of that name; the parser keeps one per name) without building and interning a
 /// name per lookup (the `data-*` names are not static atoms: a lock and a hash each time).
 #[derive(Default)]
-struct ImgAttrs<'a> {
-    src: Option<&'a str>,
-    srcset: Option<&'a str>,
-    lazy: [Option<&'a str>; LAZY_ATTRS.len()],
-    lazy_srcset: [Option<&'a str>; LAZY_SRCSET_ATTRS.len()],
-    alt: Option<&'a str>,
-    title: Option<&'a str>,
-    width: Option<&'a str>,
-    height: Option<&'a str>,
+pub(crate) struct ImgAttrs<'a> {
+    pub(crate) src: Option<&'a str>,
+    pub(crate) srcset: Option<&'a str>,
+    pub(crate) lazy: [Option<&'a str>; LAZY_ATTRS.len()],
+    pub(crate) lazy_srcset: [Option<&'a str>; LAZY_SRCSET_ATTRS.len()],
+    pub(crate) alt: Option<&'a str>,
+    pub(crate) title: Option<&'a str>,
+    pub(crate) width: Option<&'a str>,
+    pub(crate) height: Option<&'a str>,
 }
 
 impl<'a> ImgAttrs<'a> {
-    fn of(img: &'a scraper::node::Element) -> Self {
+    pub(crate) fn of(img: &'a Element) -> Self {
         let mut a = ImgAttrs::default();
         for (name, value) in img.attrs.iter() {
             if name.prefix.is_some() || !name.ns.is_empty() {
@@ -235,7 +223,7 @@ impl<'a> ImgAttrs<'a> {
 }
 
 /// The raw URL text of an image: largest srcset, else a lazy-load attribute, else `src`.
-fn image_url_text<'a>(img: &ImgAttrs<'a>) -> Option<&'a str> {
+pub(crate) fn image_url_text<'a>(img: &ImgAttrs<'a>) -> Option<&'a str> {
     let usable = |s: &&str| !s.trim().is_empty() && !is_data_uri(s);
     if let Some(u) = img.srcset.and_then(largest_srcset).filter(usable) {
         return Some(u);
@@ -253,18 +241,101 @@ fn image_url_text<'a>(img: &ImgAttrs<'a>) -> Option<&'a str> {
     img.src.filter(|s| !s.trim().is_empty())
 }
 
-fn figcaption_of(img: &ElementRef<'_>) -> Option<String> {
-    for anc in img.ancestors() {
-        if let Some(el) = ElementRef::wrap(anc)
-            && el.value().name() == "figure"
-        {
-            return el
-                .select(&FIGCAPTION)
-                .next()
-                .and_then(|fc| clean_text(&fc.text().collect::<String>()));
+/// The whitespace-collapsed text of an element's subtree (as `clean_text` of all its text nodes
+/// joined); most titles and captions are one text node, read without copying it first.
+fn element_text(el: ElementRef<'_>) -> Option<String> {
+    let mut parts = el.text();
+    let first = parts.next()?;
+    match parts.next() {
+        None => clean_text(first),
+        Some(second) => {
+            let mut all = String::with_capacity(first.len() + second.len());
+            all.push_str(first);
+            all.push_str(second);
+            all.extend(parts);
+            clean_text(&all)
         }
     }
-    None
+}
+
+/// The caption of the nearest enclosing `<figure>`: its first `<figcaption>` descendant in
+/// document order (what the `figcaption` selector found first in the figure's subtree).
+fn figcaption_of(img: ElementRef<'_>) -> Option<String> {
+    let figure = img
+        .ancestors()
+        .filter_map(ElementRef::wrap)
+        .find(|el| el.value().name() == "figure")?;
+    figure
+        .descendants()
+        .skip(1)
+        .filter_map(ElementRef::wrap)
+        .find(|el| el.value().name() == "figcaption")
+        .and_then(element_text)
+}
+
+/// The value of the attribute `name` in no namespace, as `Element::attr` returns it, without
+/// building and interning a `QualName` for the lookup.
+fn attr<'a>(el: &'a Element, name: &str) -> Option<&'a str> {
+    el.attrs
+        .iter()
+        .find(|(k, _)| k.prefix.is_none() && k.ns.is_empty() && &*k.local == name)
+        .map(|(_, v)| &**v)
+}
+
+/// Whether the element has an attribute `name` in no namespace (the CSS test `[name]`).
+fn has_attr(el: &Element, name: &str) -> bool {
+    el.attrs
+        .iter()
+        .any(|(k, _)| k.ns.is_empty() && &*k.local == name)
+}
+
+/// The elements of a page the extractor reads, gathered in one pass over the parsed document
+/// instead of one selector pass each. The pass visits the nodes `Html::select` visits, in the
+/// same order (the tree's node arena, elements that have a parent, which includes children of
+/// nodes the parser detached), so every "first" and "all" below is what the selectors
+/// `meta[name][content]`, `base[href]`, `html`, `title`, `img` and `a[href], area[href],
+/// frame[src], iframe[src]` found (checked against `extract_reference`).
+#[derive(Default)]
+struct PageScan<'a> {
+    /// `(name, content)` of every `meta` with both attributes.
+    metas: Vec<(&'a str, &'a str)>,
+    /// The first `base` with an `href`: its `href` (`None` inside when only namespaced).
+    base_href: Option<Option<&'a str>>,
+    /// The first `html` element's `lang`.
+    html_lang: Option<Option<&'a str>>,
+    title: Option<ElementRef<'a>>,
+    imgs: Vec<ElementRef<'a>>,
+    links: Vec<&'a Element>,
+}
+
+impl<'a> PageScan<'a> {
+    fn of(doc: &'a Html) -> Self {
+        let mut s = PageScan::default();
+        for node in doc.tree.nodes() {
+            let Some(el) = node.value().as_element() else {
+                continue;
+            };
+            if node.parent().is_none() {
+                continue;
+            }
+            match el.name() {
+                "img" => s.imgs.extend(ElementRef::wrap(node)),
+                "a" | "area" if has_attr(el, "href") => s.links.push(el),
+                "frame" | "iframe" if has_attr(el, "src") => s.links.push(el),
+                "meta" if has_attr(el, "name") && has_attr(el, "content") => s.metas.push((
+                    attr(el, "name").unwrap_or(""),
+                    attr(el, "content").unwrap_or(""),
+                )),
+                "base" if s.base_href.is_none() && has_attr(el, "href") => {
+                    s.base_href = Some(attr(el, "href"));
+                }
+                "html" if s.html_lang.is_none() => s.html_lang = Some(attr(el, "lang")),
+                "title" if s.title.is_none() => s.title = ElementRef::wrap(node),
+                _ => {}
+            }
+        }
+        s
+    }
 }
 
 /// Resolves an image URL against `base`; `None` (counted in `drops`) for `data:` URIs, invalid,
@@ -313,7 +384,7 @@ pub fn extract_with_links(
     extract_inner(html, page_url, x_robots_tags, true)
 }
 
-fn says_nofollow(v: &str) -> bool {
+pub(crate) fn says_nofollow(v: &str) -> bool {
     let lower = v.to_ascii_lowercase();
     lower.split([',', ';']).any(|p| {
         let d = p.rsplit(':').next().unwrap_or("").trim();
@@ -342,33 +413,32 @@ fn extract_inner(
         return (ex, links);
     }
     let doc = Html::parse_document(html);
-    for m in doc.select(&META) {
-        let name = m.value().attr("name").unwrap_or("").trim();
+    let scan = PageScan::of(&doc);
+    for (name, content) in &scan.metas {
+        let name = name.trim();
         if name.eq_ignore_ascii_case("robots") || name.eq_ignore_ascii_case("openwit") {
-            let content = m.value().attr("content").unwrap_or("");
             nofollow |= says_nofollow(content);
             if let Some(d) = opt_out_directive(content) {
                 ex.opted_out = Some(d);
             }
         }
     }
-    let base = doc
-        .select(&BASE)
-        .next()
-        .and_then(|b| b.value().attr("href"))
+    // Borrow the page URL unless `<base href>` gives another (no clone per page).
+    let base_url = scan
+        .base_href
+        .flatten()
         .and_then(|h| page_url.join(h.trim()).ok())
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .unwrap_or_else(|| page_url.clone());
+        .filter(|u| matches!(u.scheme(), "http" | "https"));
+    let base = base_url.as_ref().unwrap_or(page_url);
     if want_links && !nofollow {
-        for a in doc.select(&LINKS) {
-            let el = a.value();
-            if el.attr("rel").is_some_and(|r| {
+        for el in &scan.links {
+            if attr(el, "rel").is_some_and(|r| {
                 r.split_whitespace()
                     .any(|t| t.eq_ignore_ascii_case("nofollow"))
             }) {
                 continue;
             }
-            let Some(h) = el.attr("href").or_else(|| el.attr("src")) else {
+            let Some(h) = attr(el, "href").or_else(|| attr(el, "src")) else {
                 continue;
             };
             if let Ok(u) = base.join(h.trim())
@@ -381,18 +451,19 @@ fn extract_inner(
     if ex.opted_out.is_some() {
         return (ex, links);
     }
-    ex.lang = doc
-        .select(&HTML)
-        .next()
-        .and_then(|h| h.value().attr("lang"))
+    ex.lang = scan
+        .html_lang
+        .flatten()
         .and_then(|l| clean_text(l).map(|l| l.to_ascii_lowercase()))
         .filter(|l| l.len() <= 35);
-    ex.title = doc
-        .select(&TITLE)
-        .next()
-        .and_then(|t| clean_text(&t.text().collect::<String>()));
-    let mut seen = HashSet::new();
-    for img in doc.select(&IMG) {
+    ex.title = scan.title.and_then(element_text);
+    // Duplicates (same URL and captions) are found by a hash of the four fields, confirmed
+    // against the images kept (all of them carry distinct keys), instead of a set holding a
+    // copy of every key.
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut seen = HashSet::with_capacity(scan.imgs.len());
+    ex.images.reserve(scan.imgs.len());
+    for img in scan.imgs {
         let el = ImgAttrs::of(img.value());
         let Some(raw) = image_url_text(&el) else {
             ex.drops.inc("no_image_url");
@@ -404,14 +475,18 @@ fn extract_inner(
             ex.drops.inc("tracking_pixel");
             continue;
         }
-        let Some(url) = resolve_image_url(&base, raw, &mut ex.drops) else {
+        let Some(url) = resolve_image_url(base, raw, &mut ex.drops) else {
             continue;
         };
         let alt = el.alt.and_then(clean_text);
         let title = el.title.and_then(clean_text);
-        let figcaption = figcaption_of(&img);
-        let key = (url.clone(), alt.clone(), title.clone(), figcaption.clone());
-        if !seen.insert(key) {
+        let figcaption = figcaption_of(img);
+        let h = hasher.hash_one((&url, &alt, &title, &figcaption));
+        if !seen.insert(h)
+            && ex.images.iter().any(|i| {
+                i.url == url && i.alt == alt && i.title == title && i.figcaption == figcaption
+            })
+        {
             ex.drops.inc("duplicate_image");
             continue;
         }
@@ -706,6 +781,103 @@ mod tests {
         // a comma inside a URL token belongs to the URL (HTML spec)
         assert_eq!(largest_srcset("a.jpg,b.jpg 3x"), Some("a.jpg,b.jpg"));
         assert_eq!(largest_srcset("a.jpg, b.jpg 3x"), Some("b.jpg"));
+    }
+
+    /// Pages where the parser moves or drops nodes (foster parenting, the adoption agency, a
+    /// `<frameset>` that detaches `<body>`, a second `<html>`, foreign content, templates), or
+    /// where "the first" element matters (several `<base>`, `<title>`, robots metas).
+    const TRICKY_PAGES: [&str; 18] = [
+        r#"<table><img src=a.jpg alt=fostered><tr><td><img src=b.jpg alt=cell></td></tr><img src=c.jpg alt=after></table>"#,
+        r#"<a href=/x><p><img src=a.jpg alt=adopted></a><img src=a.jpg alt=adopted></p>"#,
+        r#"<b><i><figure><img src=f.jpg></b><figcaption>fig <em>one</em></figcaption></i></figure>"#,
+        r#"<body><meta name=robots content=noai><title>t</title><base href=/b/><frameset><frame src=f.html></frameset>"#,
+        r#"<html lang=fr><body><html lang=de data-x=1><img src=a.jpg alt=a>"#,
+        r#"<svg><title>svg title</title><image href=s.png /><a href=/svg-link>s</a></svg><title>html title</title><img src=i.png alt=i>"#,
+        r#"<math><mi><img src=m.png alt=math></mi></math><svg xmlns:xlink="http://www.w3.org/1999/xlink"><a xlink:href="/xl">x</a><meta name=robots content=noai></svg>"#,
+        r#"<template><img src=t.png alt=templated><base href="https://other.example/"></template><img src=u.png alt=u>"#,
+        r#"<base><base href="javascript:x"><base href="https://b.example/c/"><img src=a.jpg alt=a>"#,
+        r#"<meta name=robots content="index"><meta name=robots><meta content=noai><meta name=" Robots " content="noimageai, nofollow"><meta name=openwit content=noindex><img src=a.jpg alt=a><a href=b.html>b</a>"#,
+        r#"<figure><figure><img src=inner.jpg></figure><figcaption>outer</figcaption></figure><figure><figcaption>first</figcaption><figcaption>second</figcaption><img src=x.jpg><img src=x.jpg><img src=y.jpg></figure>"#,
+        r#"<img src=d.jpg alt=dup><img src=d.jpg alt=dup><img src=d.jpg#frag alt=dup><img src=d.jpg alt=dup title=t><img src=d.jpg alt=" dup ">"#,
+        r#"<title></title><title>second</title><img src=a.jpg>"#,
+        r#"<frame src=f1.html href=f2.html><iframe src=i.html rel=nofollow></iframe><area href=ar.html rel="x NOFOLLOW"><a href="  spaced.html  ">s</a><a href="">empty</a><a>none</a>"#,
+        r#"<select><img src=s.jpg alt=select><option><img src=o.jpg alt=option></select><noscript><img src=n.jpg alt=noscript></noscript>"#,
+        r#"<table><tr><td><figure><img src=t.jpg></td></tr></table><figcaption>late</figcaption>"#,
+        "<p><img src=a.jpg alt=a><html><head><title>late head</title></head><img src=b.jpg alt=b></html></html><img src=c.jpg alt=c>",
+        "",
+    ];
+
+    /// Random pages from pieces of markup, nested and left unclosed at random.
+    fn soup(rng: &mut impl rand::Rng) -> String {
+        const PIECES: [&str; 34] = [
+            "<img src=a.jpg alt=A>",
+            "<img src=/b.png title='B b'>",
+            "<img srcset='s.jpg 1x, l.jpg 2x' alt=S>",
+            "<img data-src=lazy.jpg src=data:x alt=L>",
+            "<img src=p.gif width=1 height=1 alt=P>",
+            "<img alt=none>",
+            "<figure>",
+            "</figure>",
+            "<figcaption>cap ",
+            "</figcaption>",
+            "<table>",
+            "<tr><td>",
+            "</table>",
+            "<a href=link.html>",
+            "</a>",
+            "<b>",
+            "</b>",
+            "<p>",
+            "<svg>",
+            "</svg>",
+            "<title>T ",
+            "</title>",
+            "<base href=/base/>",
+            "<base href=https://cdn.example/>",
+            "<meta name=robots content=noai>",
+            "<meta name=robots content=nofollow>",
+            "<html lang=XX>",
+            "<template>",
+            "</template>",
+            "<frameset>",
+            "<iframe src=if.html></iframe>",
+            "<select>",
+            "text ",
+            "<!-- c -->",
+        ];
+        let n = rng.random_range(0..40);
+        (0..n)
+            .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+            .collect()
+    }
+
+    #[test]
+    fn single_pass_matches_the_selector_passes() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut pages: Vec<String> = TRICKY_PAGES.iter().map(|p| p.to_string()).collect();
+        pages.extend((0..50).map(|i| crate::fixtures::html_page(&mut rng, i, 12)));
+        pages.extend((0..2000).map(|_| soup(&mut rng)));
+        let headers: [&[&str]; 3] = [&[], &["nofollow"], &["otherbot: noai"]];
+        let mut with_images = 0;
+        for (i, html) in pages.iter().enumerate() {
+            for h in headers {
+                let new = extract_with_links(html, &page(), h);
+                let old = crate::extract_reference::extract_with_links(html, &page(), h);
+                assert_eq!(new, old, "page {i} headers {h:?}: {html}");
+                assert_eq!(
+                    extract(html, &page(), h),
+                    crate::extract_reference::extract(html, &page(), h),
+                    "page {i} headers {h:?}: {html}"
+                );
+                with_images += usize::from(!new.0.images.is_empty());
+            }
+        }
+        // the comparison is not vacuous
+        assert!(with_images > 1000, "{with_images}");
+        let e = ex(TRICKY_PAGES[0]);
+        let alts: Vec<_> = e.images.iter().filter_map(|i| i.alt.as_deref()).collect();
+        assert_eq!(alts, ["fostered", "cell", "after"]);
     }
 
     #[test]

@@ -4,6 +4,9 @@ pub mod crawl;
 pub mod demo_site;
 pub mod error;
 pub mod extract;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod extract_reference;
 pub mod fixtures;
 pub mod html;
 pub mod http;

@@ -83,17 +83,49 @@ impl<R: Read> BufRead for Counting<R> {
     }
 }
 
+/// The decoder's input: the raw stream while a gzip member is decoded, nothing in between
+/// (the raw stream is then in [`State::Raw`]). Lets one decoder be reset and reused for every
+/// member instead of building a decoder and its buffer per member (one per record in Common
+/// Crawl files).
+struct Slot<R>(Option<Counting<R>>);
+
+impl<R: Read> Read for Slot<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Some(r) => r.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+impl<R: Read> BufRead for Slot<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match &mut self.0 {
+            Some(r) => r.fill_buf(),
+            None => Ok(&[]),
+        }
+    }
+    fn consume(&mut self, amt: usize) {
+        if let Some(r) = &mut self.0 {
+            r.consume(amt)
+        }
+    }
+}
+
 enum State<R: Read> {
     /// Between gzip members (or the plain stream).
     Raw(Counting<R>),
-    /// Inside a gzip member.
-    Member(BufReader<flate2::bufread::GzDecoder<Counting<R>>>, u64),
+    /// Inside a gzip member that starts at this offset; the raw stream is in the decoder.
+    Member(u64),
     Done,
 }
+
+type Decoder<R> = BufReader<flate2::bufread::GzDecoder<Slot<R>>>;
 
 /// Streams records out of a WARC or WAT file (gzip member by member when `gzip`).
 pub struct WarcReader<R: Read> {
     state: State<R>,
+    /// The gzip decoder and its 64 KiB output buffer, reset for each member.
+    dec: Decoder<R>,
     gzip: bool,
     /// Plain files: byte offset of the decoded stream.
     plain_pos: u64,
@@ -110,9 +142,21 @@ impl<R: Read> WarcReader<R> {
                 inner: BufReader::with_capacity(1 << 16, inner),
                 pos: 0,
             }),
+            dec: BufReader::with_capacity(
+                if gzip { 1 << 16 } else { 0 },
+                flate2::bufread::GzDecoder::new(Slot(None)),
+            ),
             gzip,
             plain_pos: 0,
         }
+    }
+
+    /// Takes the raw stream back from the decoder at the end of a member (or after a failure),
+    /// dropping what the decoder still buffers.
+    fn take_raw(&mut self) -> Option<Counting<R>> {
+        let buffered = self.dec.buffer().len();
+        self.dec.consume(buffered);
+        self.dec.get_mut().reset(Slot(None)).0
     }
 
     fn next_gzip(&mut self) -> Option<Event> {
@@ -131,40 +175,42 @@ impl<R: Read> WarcReader<R> {
                         }
                     }
                     let off = raw.pos;
-                    self.state = State::Member(
-                        BufReader::with_capacity(1 << 16, flate2::bufread::GzDecoder::new(raw)),
-                        off,
-                    );
+                    // `reset` clears the header parser, CRC and inflate state; the buffer
+                    // in front of the decoder is empty (the last member was read to its end).
+                    self.dec.get_mut().reset(Slot(Some(raw)));
+                    self.state = State::Member(off);
                 }
-                State::Member(mut dec, off) => {
+                State::Member(off) => {
                     // skip blank lines between records
-                    match skip_blank(&mut dec) {
+                    match skip_blank(&mut self.dec) {
                         Ok(true) => {}
                         Ok(false) => {
                             // end of member
-                            self.state = State::Raw(dec.into_inner().into_inner());
+                            self.state = self.take_raw().map_or(State::Done, State::Raw);
                             continue;
                         }
-                        Err(e) => return Some(self.member_failed(dec, off, e)),
+                        Err(e) => return Some(self.member_failed(off, e)),
                     }
-                    match read_record(&mut dec, off) {
+                    match read_record(&mut self.dec, off) {
                         Ok(Ok(rec)) => {
-                            self.state = State::Member(dec, off);
+                            self.state = State::Member(off);
                             return Some(Event::Record(rec));
                         }
                         Ok(Err(reason)) => {
                             // unparseable record: skip the rest of this member
                             let mut sink = io::sink();
-                            match io::copy(&mut dec, &mut sink) {
-                                Ok(_) => self.state = State::Raw(dec.into_inner().into_inner()),
-                                Err(e) => return Some(self.member_failed(dec, off, e)),
+                            match io::copy(&mut self.dec, &mut sink) {
+                                Ok(_) => {
+                                    self.state = self.take_raw().map_or(State::Done, State::Raw)
+                                }
+                                Err(e) => return Some(self.member_failed(off, e)),
                             }
                             return Some(Event::Bad {
                                 offset: off,
                                 reason,
                             });
                         }
-                        Err(e) => return Some(self.member_failed(dec, off, e)),
+                        Err(e) => return Some(self.member_failed(off, e)),
                     }
                 }
             }
@@ -173,16 +219,16 @@ impl<R: Read> WarcReader<R> {
 
     /// A gzip member failed to decode: truncated at the end of the file, or corrupt (then
     /// resynchronize on the next gzip magic).
-    fn member_failed(
-        &mut self,
-        dec: BufReader<flate2::bufread::GzDecoder<Counting<R>>>,
-        off: u64,
-        e: io::Error,
-    ) -> Event {
-        let mut raw = dec.into_inner().into_inner();
+    fn member_failed(&mut self, off: u64, e: io::Error) -> Event {
+        self.state = State::Done;
+        let Some(mut raw) = self.take_raw() else {
+            return Event::Truncated {
+                offset: off,
+                error: e.to_string(),
+            };
+        };
         let at_end = matches!(raw.fill_buf(), Ok([]));
         if is_eof_error(&e) || at_end {
-            self.state = State::Done;
             return Event::Truncated {
                 offset: off,
                 error: e.to_string(),
@@ -191,10 +237,7 @@ impl<R: Read> WarcReader<R> {
         // scan for the next member header 1f 8b 08
         loop {
             let buf = match raw.fill_buf() {
-                Ok([]) | Err(_) => {
-                    self.state = State::Done;
-                    break;
-                }
+                Ok([]) | Err(_) => break,
                 Ok(b) => b,
             };
             let n = buf.len();

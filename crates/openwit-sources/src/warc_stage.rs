@@ -11,6 +11,7 @@
 //! allow_private_networks = false  # default
 //! ```
 
+use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -343,8 +344,11 @@ pub fn process_file(
     Ok(stats)
 }
 
+/// An HTTP header (name, value), borrowed from the record unless it is not UTF-8.
+type HttpHeader<'a> = (Cow<'a, str>, Cow<'a, str>);
+
 /// Splits an HTTP response (status line + headers + body) as stored in a WARC response record.
-fn split_http(block: &[u8]) -> Option<(u16, Vec<(String, String)>, &[u8])> {
+fn split_http(block: &[u8]) -> Option<(u16, Vec<HttpHeader<'_>>, &[u8])> {
     let (head_end, body_start) = match memchr::memmem::find(block, b"\r\n\r\n") {
         Some(p) => (p + 2, p + 4),
         None => {
@@ -369,8 +373,8 @@ fn split_http(block: &[u8]) -> Option<(u16, Vec<(String, String)>, &[u8])> {
         }
         if let Some(c) = memchr::memchr(b':', l) {
             headers.push((
-                String::from_utf8_lossy(l[..c].trim_ascii()).into_owned(),
-                String::from_utf8_lossy(l[c + 1..].trim_ascii()).into_owned(),
+                String::from_utf8_lossy(l[..c].trim_ascii()),
+                String::from_utf8_lossy(l[c + 1..].trim_ascii()),
             ));
         }
     }
@@ -406,7 +410,7 @@ fn process_record(
             headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| v.as_ref())
         };
         if !crate::html::is_html(hv("Content-Type"), body) {
             return;
@@ -415,7 +419,7 @@ fn process_record(
         let robots: Vec<&str> = headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case("X-Robots-Tag"))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
             .collect();
         if robots.is_empty() && !has_img_tag(body) {
             return;

@@ -1,5 +1,6 @@
 //! The HTML extractor on arbitrary bytes (decoded as the crawler does), with links, and the
-//! opt-out header parser on the first line.
+//! opt-out header parser on the first line; it must agree with the previous selector-based
+//! extractor (`extract_reference`).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -11,6 +12,10 @@ fuzz_target!(|data: &[u8]| {
     let page = url::Url::parse("https://www.example.org/a/b/page.html?q=1").unwrap();
     let (ex, links) =
         openwit_sources::extract::extract_with_links(&text, &page, &[header.as_ref()]);
+    let (old_ex, old_links) =
+        openwit_sources::extract_reference::extract_with_links(&text, &page, &[header.as_ref()]);
+    assert_eq!(ex, old_ex);
+    assert_eq!(links, old_links);
     for img in &ex.images {
         let u = url::Url::parse(&img.url).expect("extracted URLs are absolute");
         assert!(matches!(u.scheme(), "http" | "https"));
