@@ -12,7 +12,14 @@ fn main() {
     let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut r: Box<dyn Read> = match a.get(2).map(String::as_str) {
         Some("crate") => Box::new(bzip2::read::MultiBzDecoder::new(std::io::BufReader::new(f))),
-        _ => Box::new(openwit_queries::bz2::Decoder::new(f)),
+        _ => {
+            // BZ2_LANES: blocks whose inverse BWT runs interleaved (default 4).
+            let lanes = std::env::var("BZ2_LANES")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(openwit_queries::bz2::LANES);
+            Box::new(openwit_queries::bz2::Decoder::with_lanes(f, lanes))
+        }
     };
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;

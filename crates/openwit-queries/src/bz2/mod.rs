@@ -26,7 +26,9 @@ use std::io::{self, Read};
 
 use bits::Bits;
 
-/// Blocks whose inverse BWT runs interleaved.
+/// Blocks whose inverse BWT runs interleaved, at most (see [`Decoder::with_lanes`]).
+pub const MAX_LANES: usize = 8;
+/// The default number of lanes.
 pub const LANES: usize = 4;
 
 const BLOCK_MAGIC: u64 = 0x3141_5926_5359;
@@ -198,6 +200,12 @@ pub struct Decoder<R> {
 
 impl<R: Read> Decoder<R> {
     pub fn new(r: R) -> Self {
+        Self::with_lanes(r, LANES)
+    }
+
+    /// A decoder that runs the inverse BWT of `lanes` (1 to [`MAX_LANES`]) blocks together.
+    pub fn with_lanes(r: R, lanes: usize) -> Self {
+        let lanes = lanes.clamp(1, MAX_LANES);
         Decoder {
             bits: Bits::new(r),
             limit: 0,
@@ -206,14 +214,14 @@ impl<R: Read> Decoder<R> {
             stream_crc: 0,
             tables: (0..MAX_GROUPS).map(|_| Table::new()).collect(),
             selectors: Vec::new(),
-            slots: (0..LANES)
+            slots: (0..lanes)
                 .map(|_| Parsed {
                     tt: Vec::new(),
                     orig: 0,
                     crc: 0,
                 })
                 .collect(),
-            scratch: (0..LANES).map(|_| Vec::new()).collect(),
+            scratch: (0..lanes).map(|_| Vec::new()).collect(),
             free: Vec::new(),
             out: VecDeque::new(),
             at: 0,
@@ -274,9 +282,10 @@ impl<R: Read> Decoder<R> {
 
     /// Parses up to `LANES` blocks, then runs their inverse BWTs together and queues the output.
     fn fill(&mut self) {
-        let mut items: Vec<Item> = Vec::with_capacity(LANES + 2);
+        let lanes = self.slots.len();
+        let mut items: Vec<Item> = Vec::with_capacity(lanes + 2);
         let mut used = 0;
-        while used < LANES {
+        while used < lanes {
             match self.parse_next(used) {
                 Ok(Some(it @ Item::Block(_))) => {
                     items.push(it);
@@ -568,7 +577,7 @@ impl<R: Read> Decoder<R> {
 
     /// Follows the BWT chains of slots `0..n` together into `scratch`.
     fn inverse_bwt(&mut self, n: usize) {
-        let mut lanes: Vec<Lane<'_>> = Vec::with_capacity(LANES);
+        let mut lanes: Vec<Lane<'_>> = Vec::with_capacity(n);
         for (p, out) in self.slots.iter().zip(self.scratch.iter_mut()).take(n) {
             out.clear();
             out.resize(p.tt.len(), 0);
@@ -606,7 +615,35 @@ impl<R: Read> Decoder<R> {
                         .unwrap_or_else(|_| unreachable!()),
                     m,
                 ),
-                _ => chase::<4>(
+                4 => chase::<4>(
+                    lanes
+                        .as_mut_slice()
+                        .try_into()
+                        .unwrap_or_else(|_| unreachable!()),
+                    m,
+                ),
+                5 => chase::<5>(
+                    lanes
+                        .as_mut_slice()
+                        .try_into()
+                        .unwrap_or_else(|_| unreachable!()),
+                    m,
+                ),
+                6 => chase::<6>(
+                    lanes
+                        .as_mut_slice()
+                        .try_into()
+                        .unwrap_or_else(|_| unreachable!()),
+                    m,
+                ),
+                7 => chase::<7>(
+                    lanes
+                        .as_mut_slice()
+                        .try_into()
+                        .unwrap_or_else(|_| unreachable!()),
+                    m,
+                ),
+                _ => chase::<8>(
                     lanes
                         .as_mut_slice()
                         .try_into()

@@ -156,6 +156,13 @@ fn concatenated_streams_and_stream_boundaries() {
     let mut slow = Vec::new();
     Decoder::new(Slow(&z)).read_to_end(&mut slow).unwrap();
     assert!(slow == want);
+    for lanes in 1..=MAX_LANES {
+        let mut got = Vec::new();
+        Decoder::with_lanes(&z[..], lanes)
+            .read_to_end(&mut got)
+            .unwrap();
+        assert!(got == want, "{lanes} lanes");
+    }
     // Stream by stream.
     let mut d = Decoder::new(&z[..]);
     for (i, p) in parts.iter().enumerate() {
