@@ -134,7 +134,8 @@ fn main() {
                     {
                         let body = &r.body[p + 4..];
                         if openwit_sources::extract::has_img_tag(body) {
-                            let text = openwit_sources::html::decode_html(body, Some("text/html"));
+                            let text =
+                                openwit_sources::html::decode_html_cow(body, Some("text/html"));
                             n += scraper::Html::parse_document(&text).tree.nodes().count() as u64;
                         }
                     }
@@ -180,11 +181,11 @@ fn main() {
                     size / 1e6 / cpu.max(1e-9)
                 );
             };
-            report("decode (html::decode_html)", &mut || {
+            report("decode (html::decode_html_cow)", &mut || {
                 pages
                     .iter()
                     .map(|(ct, b)| {
-                        openwit_sources::html::decode_html(b, ct.as_deref()).len() as u64
+                        openwit_sources::html::decode_html_cow(b, ct.as_deref()).len() as u64
                     })
                     .sum()
             });
@@ -194,7 +195,7 @@ fn main() {
                     pages
                         .iter()
                         .map(|(ct, b)| {
-                            let text = openwit_sources::html::decode_html(b, ct.as_deref());
+                            let text = openwit_sources::html::decode_html_cow(b, ct.as_deref());
                             // the tree is built and dropped, as the extractor does
                             std::hint::black_box(scraper::Html::parse_document(&text));
                             1

@@ -555,6 +555,60 @@ pub fn to_candidates(
     }
 }
 
+/// [`to_candidates`] that moves the extraction's URLs and captions into the rows instead of
+/// copying them (the WARC and WAT paths own their extractions): the same rows, in the same
+/// order, with the same drops.
+pub fn into_candidates(
+    ex: Extraction,
+    page: PageInfo<'_>,
+    drops: &mut Drops,
+    out: &mut Vec<Candidate>,
+) {
+    for img in ex.images {
+        let mut kept: [Option<(String, CaptionSource)>; 3] = Default::default();
+        let mut n = 0;
+        for (c, src) in [
+            (img.alt, CaptionSource::Alt),
+            (img.title, CaptionSource::Title),
+            (img.figcaption, CaptionSource::Figcaption),
+        ] {
+            if let Some(c) = c {
+                if c.len() > MAX_CAPTION_BYTES {
+                    drops.inc("caption_too_long");
+                } else if !kept[..n].iter().flatten().any(|(x, _)| *x == c) {
+                    kept[n] = Some((c, src));
+                    n += 1;
+                }
+            }
+        }
+        if n == 0 {
+            drops.inc("no_caption");
+            continue;
+        }
+        let mut url = Some(img.url);
+        for (i, (caption, caption_source)) in kept.into_iter().flatten().enumerate() {
+            // the last row takes the URL, the others a copy
+            let url = if i + 1 == n {
+                url.take().unwrap_or_default()
+            } else {
+                url.clone().unwrap_or_default()
+            };
+            out.push(Candidate {
+                url,
+                caption,
+                caption_source,
+                page_url: Some(page.page_url.to_string()),
+                page_lang: ex.lang.clone(),
+                width: img.width,
+                height: img.height,
+                source_id: page.source_id.to_string(),
+                fetch_time: page.fetch_time,
+                extra: None,
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -738,6 +792,32 @@ mod tests {
         assert_eq!(drops.get("no_caption"), 1);
         assert_eq!(rows[0].page_lang.as_deref(), Some("en"));
         assert_eq!(rows[0].fetch_time, Some(5));
+    }
+
+    #[test]
+    fn into_candidates_gives_the_rows_of_to_candidates() {
+        let long = "x".repeat(MAX_CAPTION_BYTES + 1);
+        let pages = [
+            r#"<html lang="en"><figure><img src="a.jpg" alt="Red car" title="Red car"><figcaption>A red car parked</figcaption></figure>
+            <img src="b.jpg"><img src="c.jpg" title="Blue boat"><figure><img src=d.jpg alt=x title=y><figcaption>x</figcaption></figure>"#.to_string(),
+            format!("<img src=e.jpg alt={long} title=t><img src=f.jpg alt={long}><figure><img src=g.jpg title=g alt=a><figcaption>c</figcaption></figure>"),
+            crate::fixtures::html_page(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3), 1, 40),
+        ];
+        let p = PageInfo {
+            page_url: "https://www.example.org/animals/index.html",
+            source_id: "seed",
+            fetch_time: Some(5),
+        };
+        for html in &pages {
+            let e = ex(html);
+            let (mut d1, mut d2) = (Drops::default(), Drops::default());
+            let (mut r1, mut r2) = (Vec::new(), Vec::new());
+            to_candidates(&e, p, &mut d1, &mut r1);
+            into_candidates(e, p, &mut d2, &mut r2);
+            assert!(!r1.is_empty());
+            assert_eq!(r1, r2);
+            assert_eq!(d1, d2);
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! HTML detection (Content-Type and sniffing) and charset decoding (BOM, the HTTP charset,
 //! `<meta charset>` prescan, then UTF-8 if valid, else windows-1252 as browsers do).
 
+use std::borrow::Cow;
+
 use encoding_rs::{Encoding, UTF_8, WINDOWS_1252};
 
 /// Whether a response is HTML: by its Content-Type when it names a type, else by sniffing
@@ -114,21 +116,24 @@ fn meta_charset(body: &[u8]) -> Option<&'static Encoding> {
 /// Decodes an HTML body to text, choosing the encoding as browsers do (malformed sequences
 /// become U+FFFD; decoding never fails).
 pub fn decode_html(body: &[u8], content_type: Option<&str>) -> String {
+    decode_html_cow(body, content_type).into_owned()
+}
+
+/// [`decode_html`] that borrows the body when it is already valid UTF-8 in the chosen
+/// encoding (most pages): the extractor parses from it without a copy of the page.
+pub fn decode_html_cow<'a>(body: &'a [u8], content_type: Option<&str>) -> Cow<'a, str> {
     if let Some((enc, bom)) = Encoding::for_bom(body) {
-        return enc.decode_without_bom_handling(&body[bom..]).0.into_owned();
+        return enc.decode_without_bom_handling(&body[bom..]).0;
     }
     let enc = content_type
         .and_then(charset_param)
         .and_then(|l| Encoding::for_label(l.as_bytes()))
         .or_else(|| meta_charset(body));
     match enc {
-        Some(e) => e.decode_without_bom_handling(body).0.into_owned(),
+        Some(e) => e.decode_without_bom_handling(body).0,
         None => match std::str::from_utf8(body) {
-            Ok(s) => s.to_string(),
-            Err(_) => WINDOWS_1252
-                .decode_without_bom_handling(body)
-                .0
-                .into_owned(),
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => WINDOWS_1252.decode_without_bom_handling(body).0,
         },
     }
 }
@@ -151,6 +156,22 @@ mod tests {
         assert_eq!(html_by_type("image/png"), Some(false));
         assert_eq!(html_by_type("text/plain; charset=utf-8"), None);
         assert_eq!(html_by_type(""), None);
+    }
+
+    #[test]
+    fn cow_decoding_borrows_valid_utf8_only() {
+        let ct = Some("text/html; charset=utf-8");
+        assert!(matches!(
+            decode_html_cow("naïve".as_bytes(), ct),
+            Cow::Borrowed("naïve")
+        ));
+        assert!(matches!(
+            decode_html_cow(b"plain", None),
+            Cow::Borrowed("plain")
+        ));
+        assert!(matches!(decode_html_cow(b"caf\xe9", None), Cow::Owned(s) if s == "café"));
+        let bom = decode_html_cow(b"\xef\xbb\xbfok", None);
+        assert_eq!(bom, "ok");
     }
 
     #[test]

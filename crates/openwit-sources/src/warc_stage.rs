@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::candidate::{Candidate, CandidateWriter};
 use crate::error::{IoAt, SourcesError};
-use crate::extract::{PageInfo, extract, has_img_tag, to_candidates};
+use crate::extract::{PageInfo, extract, has_img_tag, into_candidates};
 use crate::warc::{Event, WarcReader, parse_warc_date};
 
 /// The `[warc]` table.
@@ -424,9 +424,9 @@ fn process_record(
         if robots.is_empty() && !has_img_tag(body) {
             return;
         }
-        let text = crate::html::decode_html(body, hv("Content-Type"));
+        let text = crate::html::decode_html_cow(body, hv("Content-Type"));
         let ex = extract(&text, &page, &robots);
-        emit(&ex, page.as_str(), source_id, fetch_time, stats, out);
+        emit(ex, page.as_str(), source_id, fetch_time, stats, out);
     } else if ty == "metadata"
         && rec
             .header("Content-Type")
@@ -440,7 +440,7 @@ fn process_record(
                     .as_deref()
                     .and_then(parse_warc_date)
                     .or(fetch_time);
-                emit(&p.extraction, &p.page_url, source_id, ft, stats, out);
+                emit(p.extraction, &p.page_url, source_id, ft, stats, out);
             }
             Ok(None) => {}
             Err(e) => {
@@ -452,7 +452,7 @@ fn process_record(
 }
 
 fn emit(
-    ex: &crate::extract::Extraction,
+    ex: crate::extract::Extraction,
     page_url: &str,
     source_id: &str,
     fetch_time: Option<i64>,
@@ -464,7 +464,7 @@ fn emit(
         return;
     }
     stats.drops.merge(&ex.drops);
-    to_candidates(
+    into_candidates(
         ex,
         PageInfo {
             page_url,
