@@ -50,15 +50,17 @@ impl Matcher {
         entries: &[S],
         engine: MatchEngine,
     ) -> Result<Self, CurateError> {
-        // Entry and node ids are 31-bit in the token trie (a node per entry token at most).
+        // Entry and node ids are 31-bit in the token trie (a node per entry token at most), and
+        // token ids 27-bit (they share a `u32` with a length class in the token slots).
         let tokens: usize = entries
             .iter()
             .map(|e| e.as_ref().bytes().filter(|&b| b == b' ').count() + 1)
             .sum();
-        if tokens >= 1 << 31 {
+        if tokens >= MAX_TOKENS {
             return Err(CurateError::Automaton(format!(
-                "{} entries with {tokens} tokens: at most 2^31 - 1 tokens",
-                entries.len()
+                "{} entries with {tokens} tokens: at most {} tokens",
+                entries.len(),
+                MAX_TOKENS - 1
             )));
         }
         let inner = match engine {
@@ -194,11 +196,11 @@ pub fn spaced_into(text: &str, out: &mut String) {
 ///
 /// The inner tokens are read straight from the text ([`for_each_token`], equal to splitting
 /// [`openwit_core::text::spaced`], tested), without building the spaced string. Layout, chosen
-/// for cache misses (the tables are tens of MiB): each distinct entry token has one 32-byte slot
-/// in an open-addressing table holding its bytes inline (up to 16, longer ones are compared with
-/// an arena), its id, which is also the id of its depth-1 node, a "has children" bit and the entry
-/// ending there; every deeper edge `(node, token id) -> node` is one 16-byte slot of a second
-/// table keyed by one `u64`. All the lookups of one level of a caption are independent, so their
+/// for cache misses (the tables are tens of MiB): each distinct entry token has one 16-byte slot
+/// ([`TokSlot`], four to a cache line) in an open-addressing table holding its bytes inline (up
+/// to 8, longer ones by hash and compared with an arena), its length, its id, which is also the
+/// id of its depth-1 node, a "has children" bit and the entry ending there; every deeper edge
+/// `(node, token id) -> node` is one 16-byte slot of a second table keyed by one `u64`. All the lookups of one level of a caption are independent, so their
 /// slots are prefetched first and probed after, overlapping the misses.
 pub struct TokenTrie {
     toks: Vec<TokSlot>,
@@ -209,30 +211,45 @@ pub struct TokenTrie {
     /// answers them without touching the edge table.
     filter: Vec<u64>,
     filter_mask: usize,
-    /// Bytes 16.. of tokens longer than 16 bytes.
+    /// The bytes of the tokens longer than 8 bytes: token id `t`'s are `arena[long[t]..long[t + 1]]`
+    /// (an empty range for the others).
     arena: Vec<u8>,
+    long: Vec<u32>,
     /// Entry ids of nodes where several (duplicate) entries end: `multi[i]` is a range of `ids`.
     multi: Vec<(u32, u32)>,
     ids: Vec<u32>,
     entries: usize,
 }
 
+/// The most tokens (counted with repeats) a query list may have, so that the token trie's ids
+/// fit: 134 million, hundreds of times MetaCLIP's 500,000 entries.
+const MAX_TOKENS: usize = 1 << ID_BITS;
+
 /// No entry ends at the node.
 const NONE: u32 = u32::MAX;
 /// In a node id: the node has children. In an output: an index into `multi`.
 const FLAG: u32 = 1 << 31;
 
+/// In a token slot's node word: bits 27..31 are the token's length class (its length up to 8,
+/// [`LONG`] above), bits 0..27 its id.
+const ID_BITS: u32 = 27;
+const ID_MASK: u32 = (1 << ID_BITS) - 1;
+const CLASS_MASK: u32 = 15 << ID_BITS;
+/// The length class of tokens longer than 8 bytes.
+const LONG: u32 = 9;
+
+/// One distinct entry token, 16 bytes (four to a cache line): a token of up to 8 bytes is its
+/// bytes and length class, exact; a longer one is its 64-bit hash, checked against `arena`.
 #[derive(Clone, Copy, Default)]
-#[repr(C, align(32))]
+#[repr(C, align(16))]
 struct TokSlot {
-    w0: u64,
-    w1: u64,
-    len: u32,
-    /// Node id (= token id) | FLAG if it has children; 0 = empty slot.
+    /// The token's bytes, zero padded, or its hash if longer than 8 bytes.
+    key: u64,
+    /// Token id (= its depth-1 node id, >= 1) | length class << 27 | FLAG if it has children;
+    /// 0 = empty slot.
     node: u32,
+    /// The entry ending at the token's node.
     out: u32,
-    /// For tokens longer than 16 bytes, where bytes 16.. start in `arena`.
-    long: u32,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -271,21 +288,48 @@ static CLASS: [u8; 256] = classes();
 pub fn for_each_token(text: &str, mut f: impl FnMut(usize, usize)) {
     let b = text.as_bytes();
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        match CLASS[c as usize] {
-            0 => {}
-            1 => {
-                f(start, i);
-                start = i + 1;
-            }
-            _ => {
-                f(start, i);
-                f(i, i + 1);
-                start = i + 1;
-            }
+    let mut at = |j: usize| match CLASS[b[j] as usize] {
+        0 => {}
+        1 => {
+            f(start, j);
+            start = j + 1;
         }
+        _ => {
+            f(start, j);
+            f(j, j + 1);
+            start = j + 1;
+        }
+    };
+    // Eight bytes at a time: every separator and mark is below 0x40 or is '`' (0x60), so a mask
+    // of those bytes ([`candidates`]) leaves only them to look up in `CLASS`, not every byte.
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let mut m = candidates(u64::from_le_bytes(b[i..i + 8].try_into().unwrap()));
+        while m != 0 {
+            at(i + (m.trailing_zeros() / 8) as usize);
+            m &= m - 1;
+        }
+        i += 8;
+    }
+    for j in i..b.len() {
+        at(j);
     }
     f(start, b.len());
+}
+
+/// The high bit of each byte of `x` that is below 0x40 or equal to 0x60 (bytes of 0x80 and up
+/// never are: they are UTF-8 continuation or lead bytes).
+#[inline]
+fn candidates(x: u64) -> u64 {
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Per byte b, (b & 0x7f) + 0x40 has its high bit set iff b & 0x7f >= 0x40, and never
+    // carries into the next byte: with b's own high bit, that is b >= 0x40.
+    let below = !(((x & LOW) + 0x4040_4040_4040_4040) | x) & HIGH;
+    // The same with + 0x7f: the bytes where b ^ 0x60 is zero.
+    let y = x ^ 0x6060_6060_6060_6060;
+    let tick = !(((y & LOW) + LOW) | y) & HIGH;
+    below | tick
 }
 
 #[inline]
@@ -304,27 +348,24 @@ fn mum(a: u64, b: u64) -> u64 {
     (m as u64) ^ ((m >> 64) as u64)
 }
 
-/// A token's first 16 bytes (zero padded) and its hash. `buf[s..s + n]` is the token and `buf`
-/// has at least 16 readable bytes from `s + n` on (callers pad it).
+/// A token's slot key and hash, and its length class shifted into place (see [`TokSlot`]).
+/// `buf[s..s + n]` is the token and `buf` has at least 8 readable bytes from `s + n` on
+/// (callers pad it).
 #[inline]
-fn tok_key(buf: &[u8], s: usize, n: usize) -> (u64, u64, u64) {
+fn tok_key(buf: &[u8], s: usize, n: usize) -> (u64, u64, u32) {
     let w0 = load(buf, s) & low_bytes(n);
-    let w1 = if n > 8 {
-        load(buf, s + 8) & low_bytes(n - 8)
-    } else {
-        0
-    };
-    let mut h = mum(
-        w0 ^ 0xa076_1d64_78bd_642f,
-        w1 ^ 0xe703_7ed1_a0b4_28db ^ n as u64,
-    );
-    let mut at = s + 16;
+    if n <= 8 {
+        let h = mum(w0 ^ 0xa076_1d64_78bd_642f, 0xe703_7ed1_a0b4_28db ^ n as u64);
+        return (w0, h, (n as u32) << ID_BITS);
+    }
+    let mut h = mum(w0 ^ 0xa076_1d64_78bd_642f, 0xe703_7ed1_a0b4_28db ^ n as u64);
+    let mut at = s + 8;
     while at < s + n {
         let w = load(buf, at) & low_bytes(s + n - at);
         h = mum(h ^ 0x8ebc_6af0_9c88_c6e3, w ^ 0x5899_65cc_7537_4cc3);
         at += 8;
     }
-    (w0, w1, h)
+    (h, h, LONG << ID_BITS)
 }
 
 #[inline]
@@ -391,8 +432,8 @@ fn huge_vec<T: Default + Clone>(n: usize) -> Vec<T> {
 pub struct TrieScratch {
     /// The texts of a group one after the other, and 16 zero bytes.
     buf: Vec<u8>,
-    /// Per inner token: start in `buf`, length, first 16 bytes, hash.
-    toks: Vec<(u32, u32, u64, u64, u64)>,
+    /// Per inner token: start in `buf`, length, slot key, hash, length class ([`tok_key`]).
+    toks: Vec<(u32, u32, u64, u64, u32)>,
     /// Per text: one past its last token.
     tok_ends: Vec<u32>,
     /// Per inner token: its token id, 0 if no entry has it.
@@ -422,29 +463,29 @@ fn encode_out(outs: &[u32], multi: &mut Vec<(u32, u32)>, ids: &mut Vec<u32>) -> 
 }
 
 impl TokenTrie {
-    /// Builds the trie. Entry ids and node ids are `u32` below `2^31`: [`Matcher::with_engine`]
-    /// checks the list's size first.
+    /// Builds the trie. Entry ids and node ids are `u32` below `2^31` and token ids below
+    /// `2^27`: [`Matcher::with_engine`] checks the list's size first.
     pub fn new<S: AsRef<str>>(entries: &[S]) -> Self {
+        // Token ids first (1..=T, so that they fit the slot's 27 bits and index `long`), then
+        // the deeper nodes.
         let mut tok_ids: std::collections::HashMap<&str, u32> = Default::default();
-        let mut tok_list: Vec<&str> = Vec::new();
+        let mut tok_list: Vec<&str> = vec![""];
+        for e in entries {
+            for tok in e.as_ref().split(' ') {
+                tok_ids.entry(tok).or_insert_with(|| {
+                    tok_list.push(tok);
+                    (tok_list.len() - 1) as u32
+                });
+            }
+        }
         let mut edges: std::collections::HashMap<u64, u32> = Default::default();
         // Per node (index = id; 0 is the root): has children, entries ending there.
-        let mut has_children: Vec<bool> = vec![false];
-        let mut outs: Vec<Vec<u32>> = vec![Vec::new()];
+        let mut has_children: Vec<bool> = vec![false; tok_list.len()];
+        let mut outs: Vec<Vec<u32>> = vec![Vec::new(); tok_list.len()];
         for (id, e) in entries.iter().enumerate() {
             let mut node = 0u32;
             for tok in e.as_ref().split(' ') {
-                let t = match tok_ids.get(tok) {
-                    Some(&t) => t,
-                    None => {
-                        let t = has_children.len() as u32;
-                        has_children.push(false);
-                        outs.push(Vec::new());
-                        tok_ids.insert(tok, t);
-                        tok_list.push(tok);
-                        t
-                    }
-                };
+                let t = tok_ids[tok];
                 has_children[node as usize] = true;
                 node = if node == 0 {
                     t
@@ -458,37 +499,34 @@ impl TokenTrie {
             }
             outs[node as usize].push(id as u32);
         }
+        // Checked by `Matcher::with_engine` (`MAX_TOKENS`): a node per token at most.
         assert!(has_children.len() < FLAG as usize && entries.len() < FLAG as usize);
+        assert!(tok_list.len() <= ID_MASK as usize);
         let (mut multi, mut ids) = (Vec::new(), Vec::new());
         let node_word = |n: u32| n | if has_children[n as usize] { FLAG } else { 0 };
 
         let tcap = (tok_list.len() * 2).next_power_of_two().max(16);
         let mut toks: Vec<TokSlot> = huge_vec(tcap);
         let mut arena = Vec::new();
+        let mut long = vec![0u32];
         let mut buf = Vec::new();
-        for tok in &tok_list {
-            let t = tok_ids[tok];
+        for (t, tok) in tok_list.iter().enumerate().skip(1) {
             buf.clear();
             buf.extend_from_slice(tok.as_bytes());
-            buf.extend_from_slice(&[0; 16]);
-            let (w0, w1, h) = tok_key(&buf, 0, tok.len());
+            buf.extend_from_slice(&[0; 8]);
+            let (key, h, class) = tok_key(&buf, 0, tok.len());
             let mut i = h as usize & (tcap - 1);
             while toks[i].node != 0 {
                 i = (i + 1) & (tcap - 1);
             }
-            let long = if tok.len() > 16 {
-                arena.extend_from_slice(&tok.as_bytes()[16..]);
-                (arena.len() - (tok.len() - 16)) as u32
-            } else {
-                0
-            };
+            if tok.len() > 8 {
+                arena.extend_from_slice(tok.as_bytes());
+            }
+            long.push(arena.len() as u32);
             toks[i] = TokSlot {
-                w0,
-                w1,
-                len: tok.len() as u32,
-                node: node_word(t),
-                out: encode_out(&outs[t as usize], &mut multi, &mut ids),
-                long,
+                key,
+                node: node_word(t as u32) | class,
+                out: encode_out(&outs[t], &mut multi, &mut ids),
             };
         }
 
@@ -513,7 +551,6 @@ impl TokenTrie {
                 out: encode_out(&outs[child as usize], &mut multi, &mut ids),
             };
         }
-        arena.extend_from_slice(&[0; 16]);
         TokenTrie {
             toks,
             edges: table,
@@ -521,6 +558,7 @@ impl TokenTrie {
             filter,
             filter_mask,
             arena,
+            long,
             multi,
             ids,
             entries: entries.len(),
@@ -543,6 +581,7 @@ impl TokenTrie {
             + self.edges.len() * std::mem::size_of::<EdgeSlot>()
             + self.filter.len() * 8
             + self.arena.capacity()
+            + self.long.capacity() * 4
             + self.multi.capacity() * 8
             + self.ids.capacity() * 4
     }
@@ -561,9 +600,18 @@ impl TokenTrie {
         }
     }
 
-    /// The slot of the token `buf[s..s + n]` with the given key, if an entry has that token.
+    /// The slot of the token `buf[s..s + n]` with the given key, hash and class
+    /// ([`tok_key`]), if an entry has that token.
     #[inline]
-    fn token(&self, buf: &[u8], s: usize, n: usize, w0: u64, w1: u64, h: u64) -> Option<&TokSlot> {
+    fn token(
+        &self,
+        buf: &[u8],
+        s: usize,
+        n: usize,
+        key: u64,
+        h: u64,
+        class: u32,
+    ) -> Option<&TokSlot> {
         let mask = self.toks.len() - 1;
         let mut i = h as usize & mask;
         loop {
@@ -571,16 +619,21 @@ impl TokenTrie {
             if t.node == 0 {
                 return None;
             }
-            if t.w0 == w0
-                && t.w1 == w1
-                && t.len as usize == n
-                && (n <= 16
-                    || self.arena[t.long as usize..t.long as usize + n - 16] == buf[s + 16..s + n])
+            if t.key == key
+                && t.node & CLASS_MASK == class
+                && (class != LONG << ID_BITS || self.long_eq(t.node & ID_MASK, &buf[s..s + n]))
             {
                 return Some(t);
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// Whether token id `t`, longer than 8 bytes, is `tok`.
+    #[cold]
+    fn long_eq(&self, t: u32, tok: &[u8]) -> bool {
+        let t = t as usize;
+        self.arena[self.long[t - 1] as usize..self.long[t] as usize] == *tok
     }
 
     #[inline]
@@ -640,7 +693,7 @@ impl TokenTrie {
         for t in texts {
             s.buf.extend_from_slice(t.as_ref().as_bytes());
         }
-        s.buf.extend_from_slice(&[0; 16]);
+        s.buf.extend_from_slice(&[0; 8]);
         s.toks.clear();
         s.tok_ends.clear();
         let tmask = self.toks.len() - 1;
@@ -649,9 +702,9 @@ impl TokenTrie {
             let text = t.as_ref();
             let (buf, toks) = (&s.buf, &mut s.toks);
             for_each_token(text, |a, b| {
-                let (w0, w1, h) = tok_key(buf, base + a, b - a);
+                let (key, h, class) = tok_key(buf, base + a, b - a);
                 prefetch(&self.toks[h as usize & tmask]);
-                toks.push(((base + a) as u32, (b - a) as u32, w0, w1, h));
+                toks.push(((base + a) as u32, (b - a) as u32, key, h, class));
             });
             base += text.len();
             s.tok_ends.push(s.toks.len() as u32);
@@ -661,18 +714,18 @@ impl TokenTrie {
         s.walks.clear();
         s.hits.clear();
         let mut text = 0usize;
-        for (p, &(a, n, w0, w1, h)) in s.toks.iter().enumerate() {
+        for (p, &(a, n, key, h, class)) in s.toks.iter().enumerate() {
             while p as u32 >= s.tok_ends[text] {
                 text += 1;
             }
-            match self.token(&s.buf, a as usize, n as usize, w0, w1, h) {
+            match self.token(&s.buf, a as usize, n as usize, key, h, class) {
                 Some(t) => {
                     self.emit(text as u32, t.out, &mut s.hits);
-                    s.ids.push(t.node & !FLAG);
+                    s.ids.push(t.node & ID_MASK);
                     if t.node & FLAG != 0 {
                         let end = s.tok_ends[text];
                         s.walks
-                            .push((p as u32 + 1, end, t.node & !FLAG, text as u32));
+                            .push((p as u32 + 1, end, t.node & ID_MASK, text as u32));
                     }
                 }
                 None => s.ids.push(0),
@@ -804,6 +857,52 @@ mod tests {
             trie.find(&text, &mut buf, &mut out);
             assert_eq!(out, brute_force(&entries, &text), "{text:?}");
         }
+    }
+
+    /// Tokens that differ only in trailing NUL bytes or in their length (the 8 inline bytes are
+    /// zero padded, so the length class must tell them apart), tokens longer than 8 bytes that
+    /// share their first 8, and the empty token.
+    #[test]
+    fn inline_key_lengths_and_nul_bytes() {
+        let entries = [
+            "ab",
+            "ab\0",
+            "ab\0\0\0\0\0\0",
+            "ab\0\0\0\0\0\0\0",
+            "\0",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefghi",
+            "abcdefghij",
+            "abcdefghij ab",
+            "abcdefgh abcdefgh\0",
+            "",
+        ];
+        let words: Vec<&str> = entries[..11].to_vec();
+        let trie = Matcher::with_engine(&entries, MatchEngine::TokenTrie).unwrap();
+        let (mut buf, mut out) = (Scratch::default(), Vec::new());
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..3000 {
+            let n = rng.random_range(1..5);
+            let text: Vec<&str> = (0..n)
+                .map(|_| words[rng.random_range(0..words.len())])
+                .collect();
+            let text = text.join(if rng.random_bool(0.8) { " " } else { ", " });
+            trie.find(&text, &mut buf, &mut out);
+            assert_eq!(out, brute_force(&entries, &text), "{text:?}");
+            seen.extend(out.iter().copied());
+        }
+        // Every entry matched somewhere, so each was told apart from its neighbours.
+        assert_eq!(seen.len(), entries.len());
+    }
+
+    /// Query lists with more tokens than the trie's ids can hold are refused, not truncated.
+    #[test]
+    fn too_many_tokens_is_an_error() {
+        let entry = " ".repeat(MAX_TOKENS / 2);
+        let err = Matcher::with_engine(&[&entry, &entry], MatchEngine::TokenTrie);
+        assert!(matches!(err, Err(CurateError::Automaton(_))));
     }
 
     #[test]
