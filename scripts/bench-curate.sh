@@ -8,6 +8,7 @@
 #     must be identical, and the ratio is reported (goal >= 20x);
 #  3. the whole stage on a generated pool (POOL candidates, default 10M; POOL=0 skips it).
 # Usage: scripts/bench-curate.sh [OUT_DIR]   (needs python3 with pyahocorasick, see .ci/requirements.txt)
+# BENCH_PASSES=n also times n passes of each Rust engine over the captions (the first is the reported rate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-target/bench-curate}"
@@ -42,6 +43,8 @@ print(f"python pyahocorasick: {py:,.0f} captions per CPU second")
 for name, e in r["engines"].items():
     print(f"rust {name}: {e['captions_per_s']:,.0f} captions per CPU second = {e['captions_per_s']/py:.1f}x python "
           f"(build {e['build_seconds']:.2f} s, {e['memory_mib']:.0f} MiB)")
+    if len(e.get("pass_captions_per_s", [])) > 1:
+        print("  passes (BENCH_PASSES): " + ", ".join(f"{x:,.0f} = {x/py:.1f}x" for x in e["pass_captions_per_s"]))
 PY
 
 if [ "$POOL" != "0" ]; then
