@@ -571,4 +571,50 @@ mod tests {
         .unwrap();
         assert_eq!((got, drops.get(reason::TOO_LARGE)), (1, 1));
     }
+
+    /// One decoder runs through a task's streams; where the index skips a stream (or a stream
+    /// is corrupt) it restarts at the index's next offset, so only the listed streams count.
+    #[test]
+    fn count_streams_follows_the_index_offsets() {
+        use crate::testdata::{PageSpec, page_xml};
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.xml.bz2");
+        let mut file = Vec::new();
+        let mut offsets = Vec::new();
+        for (s, word) in ["alpha", "beta", "gamma", "delta"].iter().enumerate() {
+            offsets.push(file.len() as u64);
+            let mut xml = String::new();
+            for k in 0..3u64 {
+                let p = PageSpec::article(s as u64 * 10 + k, &format!("T{s}{k}"), word);
+                xml.push_str(&page_xml(&p));
+            }
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::new(1));
+            e.write_all(xml.as_bytes()).unwrap();
+            let mut z = e.finish().unwrap();
+            if s == 3 {
+                z[12] ^= 0x40; // the block CRC: a corrupt last stream
+            }
+            file.extend(z);
+        }
+        std::fs::write(&path, &file).unwrap();
+        let mut counter = Counter::new(1 << 24, dir.path());
+        let mut stats = DumpStats::default();
+        let mut pc = PageCounter {
+            counter: &mut counter,
+            stats: &mut stats,
+            namespaces: &[0],
+            max_page: 1 << 20,
+            cancel: &|| false,
+            progress: &|_| {},
+        };
+        // The index lists streams 0, 2 and 3 (not 1).
+        let streams = [(offsets[0], 3), (offsets[2], 3), (offsets[3], 3)];
+        count_streams(&path, &streams, file.len() as u64, &mut pc).unwrap();
+        assert_eq!(stats.articles, 6);
+        assert_eq!(stats.drops.get(reason::CORRUPT_STREAM), 1);
+        assert_eq!(stats.drops.get(reason::PAGES_IN_CORRUPT_STREAM), 3);
+        assert_eq!(stats.bytes_in, file.len() as u64 - offsets[0]);
+        assert_eq!(counter.tokens, 6);
+    }
 }
