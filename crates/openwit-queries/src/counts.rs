@@ -361,21 +361,37 @@ impl Ranks {
     }
 }
 
-/// Bigrams of a task in key order, as `(rank1 << 32 | rank2, count)`.
+/// Bigrams of a task in key order. `v` holds one contiguous group per first word (id order),
+/// each sorted by `rank2` (keys `rank1 << 32 | rank2`); the groups are visited in `by1` order
+/// through `starts`, so the whole list never needs a global sort or a scratch copy.
 struct SortedBigrams<'a> {
     v: &'a [(u64, u64)],
+    /// Start of the group of each first-word id in `v`, plus the end (`words.len() + 1` items).
+    starts: &'a [usize],
+    /// Next position in `by1`.
+    next_group: usize,
     i: usize,
+    end: usize,
     words: &'a [Box<str>],
     ranks: &'a Ranks,
     key: Vec<u8>,
     count: u64,
 }
 
+/// The counted bigrams of a task, grouped by first word (see `Counter::sorted_bigrams`).
+struct Grouped {
+    v: Vec<(u64, u64)>,
+    starts: Vec<usize>,
+}
+
 impl<'a> SortedBigrams<'a> {
-    fn new(v: &'a [(u64, u64)], words: &'a [Box<str>], ranks: &'a Ranks) -> Self {
+    fn new(g: &'a Grouped, words: &'a [Box<str>], ranks: &'a Ranks) -> Self {
         SortedBigrams {
-            v,
+            v: &g.v,
+            starts: &g.starts,
+            next_group: 0,
             i: 0,
+            end: 0,
             words,
             ranks,
             key: Vec::with_capacity(64),
@@ -386,6 +402,15 @@ impl<'a> SortedBigrams<'a> {
 
 impl SortedCounts for SortedBigrams<'_> {
     fn advance(&mut self) -> Result<bool> {
+        while self.i >= self.end {
+            let Some(&id) = self.ranks.by1.get(self.next_group) else {
+                return Ok(false);
+            };
+            self.next_group += 1;
+            let id = id as usize;
+            self.i = self.starts[id];
+            self.end = self.starts[id + 1];
+        }
         let Some(&(k, c)) = self.v.get(self.i) else {
             return Ok(false);
         };
@@ -551,18 +576,34 @@ impl Counter {
         self.runs.len()
     }
 
-    /// Takes the counted bigrams as `(rank1 << 32 | rank2, count)` sorted by key.
-    fn sorted_bigrams(&mut self, ranks: &Ranks) -> Vec<(u64, u64)> {
+    /// Takes the counted bigrams as `(rank1 << 32 | rank2, count)`, grouped by first word.
+    ///
+    /// The counted list is sorted by `id1 << 32 | id2`, so each first word's bigrams already
+    /// sit together: only each group needs sorting (by `rank2`), and the groups are then read
+    /// in `rank1` order through their starts. Cheaper than sorting the whole list, and it needs
+    /// no second copy of it.
+    fn sorted_bigrams(&mut self, ranks: &Ranks) -> Grouped {
         self.add_pending();
         self.pending = Vec::new();
         let mut v = std::mem::take(&mut self.agg);
-        for x in v.iter_mut() {
-            let a = ranks.rank1[(x.0 >> 32) as usize];
-            let b = ranks.rank2[(x.0 & 0xffff_ffff) as usize];
-            x.0 = (u64::from(a) << 32) | u64::from(b);
+        let n = self.words.len();
+        let mut starts = vec![0usize; n + 1];
+        for x in &v {
+            // Ids come from `words`; `min` only keeps a broken invariant from indexing out.
+            starts[((x.0 >> 32) as usize).min(n - 1) + 1] += 1;
         }
-        v.sort_unstable_by_key(|x| x.0);
-        v
+        for i in 0..n {
+            starts[i + 1] += starts[i];
+        }
+        for id in 0..n {
+            let g = &mut v[starts[id]..starts[id + 1]];
+            let a = u64::from(ranks.rank1[id]) << 32;
+            for x in g.iter_mut() {
+                x.0 = a | u64::from(ranks.rank2[(x.0 & 0xffff_ffff) as usize]);
+            }
+            g.sort_unstable_by_key(|x| x.0);
+        }
+        Grouped { v, starts }
     }
 
     /// Writes the in-memory bigrams to a sorted run file and frees them.
@@ -583,7 +624,7 @@ impl Counter {
             w.push_bytes(src.key(), src.count())?;
         }
         w.finish()?;
-        tracing::debug!(run = %path.display(), records = v.len(), "spilled bigram counts");
+        tracing::debug!(run = %path.display(), records = v.v.len(), "spilled bigram counts");
         self.runs.push(path);
         Ok(())
     }
