@@ -372,6 +372,9 @@ struct SortedBigrams<'a> {
     next_group: usize,
     i: usize,
     end: usize,
+    /// Start of the current group, and the length of its `a + " "` at the front of `key`.
+    group_start: usize,
+    first_len: usize,
     words: &'a [Box<str>],
     ranks: &'a Ranks,
     key: Vec<u8>,
@@ -392,6 +395,8 @@ impl<'a> SortedBigrams<'a> {
             next_group: 0,
             i: 0,
             end: 0,
+            group_start: 0,
+            first_len: 0,
             words,
             ranks,
             key: Vec::with_capacity(64),
@@ -409,17 +414,24 @@ impl SortedCounts for SortedBigrams<'_> {
             self.next_group += 1;
             let id = id as usize;
             self.i = self.starts[id];
+            self.group_start = self.i;
             self.end = self.starts[id + 1];
         }
         let Some(&(k, c)) = self.v.get(self.i) else {
             return Ok(false);
         };
         self.i += 1;
-        let a = &self.words[self.ranks.by1[(k >> 32) as usize] as usize];
         let b = &self.words[self.ranks.by2[(k & 0xffff_ffff) as usize] as usize];
-        self.key.clear();
-        self.key.extend_from_slice(a.as_bytes());
-        self.key.push(b' ');
+        if self.i == self.group_start + 1 {
+            let a = &self.words[self.ranks.by1[(k >> 32) as usize] as usize];
+            self.key.clear();
+            self.key.extend_from_slice(a.as_bytes());
+            self.key.push(b' ');
+            self.first_len = self.key.len();
+        } else {
+            // Same first word as the previous record: keep `a + " "`.
+            self.key.truncate(self.first_len);
+        }
         self.key.extend_from_slice(b.as_bytes());
         self.count = c;
         Ok(true)
@@ -690,6 +702,29 @@ fn get_varint(b: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+/// Length of the common prefix of `a` and `b`, compared eight bytes at a time (front coding
+/// runs this once per record, and sorted neighbours often share long prefixes).
+#[inline]
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let mut x = [0u8; 8];
+        let mut y = [0u8; 8];
+        x.copy_from_slice(&a[i..i + 8]);
+        y.copy_from_slice(&b[i..i + 8]);
+        let d = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+        if d != 0 {
+            return i + (d.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
 /// Writes a count file (keys must come sorted and unique).
 pub struct CountWriter {
     f: File,
@@ -723,12 +758,7 @@ impl CountWriter {
     #[inline]
     pub fn push_bytes(&mut self, key: &[u8], count: u64) -> Result<()> {
         debug_assert!(self.records == 0 || self.prev.as_slice() < key);
-        let shared = self
-            .prev
-            .iter()
-            .zip(key)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let shared = common_prefix(&self.prev, key);
         put_varint(&mut self.buf, shared as u64);
         put_varint(&mut self.buf, (key.len() - shared) as u64);
         self.buf.extend_from_slice(&key[shared..]);
