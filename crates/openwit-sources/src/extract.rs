@@ -519,45 +519,11 @@ pub fn to_candidates(
     drops: &mut Drops,
     out: &mut Vec<Candidate>,
 ) {
-    for img in &ex.images {
-        let mut captions: Vec<(&str, CaptionSource)> = Vec::with_capacity(3);
-        for (c, src) in [
-            (&img.alt, CaptionSource::Alt),
-            (&img.title, CaptionSource::Title),
-            (&img.figcaption, CaptionSource::Figcaption),
-        ] {
-            if let Some(c) = c.as_deref() {
-                if c.len() > MAX_CAPTION_BYTES {
-                    drops.inc("caption_too_long");
-                } else if !captions.iter().any(|(x, _)| *x == c) {
-                    captions.push((c, src));
-                }
-            }
-        }
-        if captions.is_empty() {
-            drops.inc("no_caption");
-            continue;
-        }
-        for (c, src) in captions {
-            out.push(Candidate {
-                url: img.url.clone(),
-                caption: c.to_string(),
-                caption_source: src,
-                page_url: Some(page.page_url.to_string()),
-                page_lang: ex.lang.clone(),
-                width: img.width,
-                height: img.height,
-                source_id: page.source_id.to_string(),
-                fetch_time: page.fetch_time,
-                extra: None,
-            });
-        }
-    }
+    into_candidates(ex.clone(), page, drops, out)
 }
 
-/// [`to_candidates`] that moves the extraction's URLs and captions into the rows instead of
-/// copying them (the WARC and WAT paths own their extractions): the same rows, in the same
-/// order, with the same drops.
+/// [`to_candidates`] for an extraction the caller owns (the WARC and WAT paths): its URLs and
+/// captions move into the rows instead of being copied.
 pub fn into_candidates(
     ex: Extraction,
     page: PageInfo<'_>,
@@ -795,29 +761,48 @@ mod tests {
     }
 
     #[test]
-    fn into_candidates_gives_the_rows_of_to_candidates() {
+    fn over_long_and_repeated_captions() {
         let long = "x".repeat(MAX_CAPTION_BYTES + 1);
-        let pages = [
-            r#"<html lang="en"><figure><img src="a.jpg" alt="Red car" title="Red car"><figcaption>A red car parked</figcaption></figure>
-            <img src="b.jpg"><img src="c.jpg" title="Blue boat"><figure><img src=d.jpg alt=x title=y><figcaption>x</figcaption></figure>"#.to_string(),
-            format!("<img src=e.jpg alt={long} title=t><img src=f.jpg alt={long}><figure><img src=g.jpg title=g alt=a><figcaption>c</figcaption></figure>"),
-            crate::fixtures::html_page(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3), 1, 40),
-        ];
+        let html = format!(
+            "<img src=e.jpg alt={long} title=t><img src=f.jpg alt={long}>\
+             <figure><img src=g.jpg title=g alt=a><figcaption>c</figcaption></figure>\
+             <figure><img src=d.jpg alt=x title=y><figcaption>x</figcaption></figure>"
+        );
         let p = PageInfo {
             page_url: "https://www.example.org/animals/index.html",
             source_id: "seed",
             fetch_time: Some(5),
         };
-        for html in &pages {
-            let e = ex(html);
-            let (mut d1, mut d2) = (Drops::default(), Drops::default());
-            let (mut r1, mut r2) = (Vec::new(), Vec::new());
-            to_candidates(&e, p, &mut d1, &mut r1);
-            into_candidates(e, p, &mut d2, &mut r2);
-            assert!(!r1.is_empty());
-            assert_eq!(r1, r2);
-            assert_eq!(d1, d2);
-        }
+        let mut drops = Drops::default();
+        let mut rows = Vec::new();
+        into_candidates(ex(&html), p, &mut drops, &mut rows);
+        let got: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.url.rsplit('/').next().unwrap(),
+                    r.caption.as_str(),
+                    r.caption_source.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("e.jpg", "t", "title"),
+                ("g.jpg", "a", "alt"),
+                ("g.jpg", "g", "title"),
+                ("g.jpg", "c", "figcaption"),
+                ("d.jpg", "x", "alt"),
+                ("d.jpg", "y", "title"),
+            ]
+        );
+        assert_eq!(drops.get("caption_too_long"), 2);
+        assert_eq!(drops.get("no_caption"), 1);
+        assert!(
+            rows.iter()
+                .all(|r| r.source_id == "seed" && r.fetch_time == Some(5))
+        );
     }
 
     #[test]
