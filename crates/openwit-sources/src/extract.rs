@@ -723,6 +723,19 @@ mod tests {
         assert_eq!(e.images.len(), 1);
     }
 
+    /// (file name, caption, caption source) of each row.
+    fn file_caption_source(rows: &[Candidate]) -> Vec<(&str, &str, &str)> {
+        rows.iter()
+            .map(|r| {
+                (
+                    r.url.rsplit('/').next().unwrap(),
+                    r.caption.as_str(),
+                    r.caption_source.as_str(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn candidates_one_row_per_distinct_caption() {
         let e = ex(
@@ -737,16 +750,7 @@ mod tests {
             fetch_time: Some(5),
         };
         to_candidates(&e, p, &mut drops, &mut rows);
-        let got: Vec<(&str, &str, &str)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.url.rsplit('/').next().unwrap(),
-                    r.caption.as_str(),
-                    r.caption_source.as_str(),
-                )
-            })
-            .collect();
+        let got = file_caption_source(&rows);
         assert_eq!(
             got,
             [
@@ -776,16 +780,7 @@ mod tests {
         let mut drops = Drops::default();
         let mut rows = Vec::new();
         into_candidates(ex(&html), p, &mut drops, &mut rows);
-        let got: Vec<(&str, &str, &str)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.url.rsplit('/').next().unwrap(),
-                    r.caption.as_str(),
-                    r.caption_source.as_str(),
-                )
-            })
-            .collect();
+        let got = file_caption_source(&rows);
         assert_eq!(
             got,
             [

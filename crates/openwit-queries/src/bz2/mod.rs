@@ -594,62 +594,14 @@ impl<R: Read> Decoder<R> {
                 break;
             };
             match lanes.len() {
-                1 => chase::<1>(
-                    lanes
-                        .as_mut_slice()
-                        .try_into()
-                        .unwrap_or_else(|_| unreachable!()),
-                    m,
-                ),
-                2 => chase::<2>(
-                    lanes
-                        .as_mut_slice()
-                        .try_into()
-                        .unwrap_or_else(|_| unreachable!()),
-                    m,
-                ),
-                3 => chase::<3>(
-                    lanes
-                        .as_mut_slice()
-                        .try_into()
-                        .unwrap_or_else(|_| unreachable!()),
-                    m,
-                ),
-                4 => chase::<4>(
-                    lanes
-                        .as_mut_slice()
-                        .try_into()
-                        .unwrap_or_else(|_| unreachable!()),
-                    m,
-                ),
-                5 => chase::<5>(
-                    lanes
-                        .as_mut_slice()
-                        .try_into()
-                        .unwrap_or_else(|_| unreachable!()),
-                    m,
-                ),
-                6 => chase::<6>(
-                    lanes
-                        .as_mut_slice()
-                        .try_into()
-                        .unwrap_or_else(|_| unreachable!()),
-                    m,
-                ),
-                7 => chase::<7>(
-                    lanes
-                        .as_mut_slice()
-                        .try_into()
-                        .unwrap_or_else(|_| unreachable!()),
-                    m,
-                ),
-                _ => chase::<8>(
-                    lanes
-                        .as_mut_slice()
-                        .try_into()
-                        .unwrap_or_else(|_| unreachable!()),
-                    m,
-                ),
+                1 => chase_slice::<1>(&mut lanes, m),
+                2 => chase_slice::<2>(&mut lanes, m),
+                3 => chase_slice::<3>(&mut lanes, m),
+                4 => chase_slice::<4>(&mut lanes, m),
+                5 => chase_slice::<5>(&mut lanes, m),
+                6 => chase_slice::<6>(&mut lanes, m),
+                7 => chase_slice::<7>(&mut lanes, m),
+                _ => chase_slice::<8>(&mut lanes, m),
             }
         }
     }
@@ -661,6 +613,12 @@ struct Lane<'a> {
     pos: u32,
     out: &'a mut [u8],
     off: usize,
+}
+
+/// [`chase`] over a slice of exactly `N` lanes (the caller matches on the length).
+fn chase_slice<const N: usize>(lanes: &mut [Lane<'_>], m: usize) {
+    let lanes: &mut [Lane<'_>; N] = lanes.try_into().unwrap_or_else(|_| unreachable!());
+    chase::<N>(lanes, m)
 }
 
 /// Follows `N` independent BWT chains for `m` steps. The loads of one step do not depend on each
