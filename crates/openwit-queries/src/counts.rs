@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{QueriesError, Result};
+use crate::vocab::{Head, Vocab};
 
 /// A small fast hasher (FxHash's multiply-rotate, with a final mix) for in-memory counting.
 #[derive(Default, Clone, Copy)]
@@ -162,7 +163,13 @@ fn trim_strip(b: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
 /// line end is reported as `f("", true)` (it ends a bigram chain but is no token).
 #[inline]
 pub fn for_each_token(text: &str, mut f: impl FnMut(&str, bool)) {
-    let b = text.as_bytes();
+    for_each_token_at(text.as_bytes(), |s, e, brk| f(&text[s..e], brk));
+}
+
+/// [`for_each_token`] by byte range: `f(start, end, is_break)`, a line end as an empty range.
+/// Ranges fall on character boundaries of the UTF-8 text `b`.
+#[inline]
+fn for_each_token_at(b: &[u8], mut f: impl FnMut(usize, usize, bool)) {
     let mut start = 0;
     for (i, &c) in b.iter().enumerate() {
         let k = CLASS[c as usize];
@@ -172,12 +179,12 @@ pub fn for_each_token(text: &str, mut f: impl FnMut(&str, bool)) {
         if start < i {
             let (s, e) = trim_strip(b, start, i);
             if s < e {
-                f(&text[s..e], false);
+                f(s, e, false);
             }
         }
         match k {
-            PUNCT => f(&text[i..i + 1], true),
-            NEWLINE => f("", true),
+            PUNCT => f(i, i + 1, true),
+            NEWLINE => f(i, i, true),
             _ => {}
         }
         start = i + 1;
@@ -185,7 +192,7 @@ pub fn for_each_token(text: &str, mut f: impl FnMut(&str, bool)) {
     if start < b.len() {
         let (s, e) = trim_strip(b, start, b.len());
         if s < e {
-            f(&text[s..e], false);
+            f(s, e, false);
         }
     }
 }
@@ -194,8 +201,6 @@ pub fn for_each_token(text: &str, mut f: impl FnMut(&str, bool)) {
 const PENDING_BYTES: usize = 16;
 /// Bytes a counted bigram costs (key and count, sorted).
 const AGG_BYTES: usize = 16;
-/// Bytes a vocabulary entry costs beyond its text (maps, count, the ranks when writing).
-const VOCAB_ENTRY_BYTES: usize = 72;
 /// No id: the start of a bigram chain.
 const NO_ID: u32 = u32::MAX;
 /// Pending bigrams are sorted and added to the counted ones in batches of at least this many.
@@ -204,21 +209,18 @@ const MIN_BATCH: usize = 1 << 22;
 /// Counts the unigrams and bigrams of one task, spilling bigrams to sorted runs in `spill_dir`
 /// when the estimated memory goes over `budget` bytes.
 ///
-/// Tokens are interned to ids (those of up to 7 bytes packed into a `u64` key, longer ones by
-/// their text). Bigrams are appended as `id_a << 32 | id_b` to a pending batch, which is
+/// Tokens are interned to dense ids ([`Vocab`]: an open-addressed table with the first 15 bytes
+/// of each token inline, the words in one arena). Bigrams are appended as `id_a << 32 | id_b` to a pending batch, which is
 /// radix-sorted, collapsed and merged into the sorted `(key, count)` list of counted bigrams:
 /// sequential memory traffic instead of a hash-table miss per token.
 pub struct Counter {
-    short: FxMap<u64, u32>,
-    long: FxMap<Box<str>, u32>,
-    words: Vec<Box<str>>,
+    vocab: Vocab,
     unigram: Vec<u64>,
     pending: Vec<u64>,
     scratch: Vec<u64>,
     agg: Vec<(u64, u64)>,
     /// Pending bigrams are added in batches of at least this many.
     batch: usize,
-    vocab_bytes: usize,
     budget: usize,
     spill_dir: PathBuf,
     runs: Vec<PathBuf>,
@@ -226,18 +228,6 @@ pub struct Counter {
     pub tokens: u64,
     /// Bigram occurrences counted.
     pub bigrams: u64,
-}
-
-/// The packed key of a token of up to 7 bytes (its bytes and its length), `None` if longer.
-#[inline]
-fn short_key(t: &[u8]) -> Option<u64> {
-    if t.len() > 7 {
-        return None;
-    }
-    let mut b = [0u8; 8];
-    b[..t.len()].copy_from_slice(t);
-    b[7] = t.len() as u8;
-    Some(u64::from_le_bytes(b))
 }
 
 /// Sorts `v` by its low `bits` bits (LSD radix, 11 bits a pass), using `scratch`.
@@ -322,32 +312,18 @@ fn invert(by: &[u32]) -> Vec<u32> {
 }
 
 impl Ranks {
-    fn new(words: &[Box<str>]) -> Self {
-        let mut v: Vec<(u64, u32)> = words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (prefix8(w.as_bytes(), false), i as u32))
+    fn new(words: &Vocab) -> Self {
+        let word = |i: u32| words.word(i as usize);
+        let mut v: Vec<(u64, u32)> = (0..words.len() as u32)
+            .map(|i| (prefix8(word(i), false), i))
             .collect();
-        v.sort_unstable_by(|x, y| {
-            x.0.cmp(&y.0).then_with(|| {
-                words[x.1 as usize]
-                    .as_bytes()
-                    .cmp(words[y.1 as usize].as_bytes())
-            })
-        });
+        v.sort_unstable_by(|x, y| x.0.cmp(&y.0).then_with(|| word(x.1).cmp(word(y.1))));
         let by2: Vec<u32> = v.iter().map(|x| x.1).collect();
-        let by1 = if words.iter().any(|w| w.bytes().any(|c| c < b' ')) {
+        let by1 = if (0..words.len() as u32).any(|i| word(i).iter().any(|&c| c < b' ')) {
             for x in v.iter_mut() {
-                x.0 = prefix8(words[x.1 as usize].as_bytes(), true);
+                x.0 = prefix8(word(x.1), true);
             }
-            v.sort_unstable_by(|x, y| {
-                x.0.cmp(&y.0).then_with(|| {
-                    cmp_first(
-                        words[x.1 as usize].as_bytes(),
-                        words[y.1 as usize].as_bytes(),
-                    )
-                })
-            });
+            v.sort_unstable_by(|x, y| x.0.cmp(&y.0).then_with(|| cmp_first(word(x.1), word(y.1))));
             v.iter().map(|x| x.1).collect()
         } else {
             by2.clone()
@@ -375,7 +351,7 @@ struct SortedBigrams<'a> {
     /// Start of the current group, and the length of its `a + " "` at the front of `key`.
     group_start: usize,
     first_len: usize,
-    words: &'a [Box<str>],
+    words: &'a Vocab,
     ranks: &'a Ranks,
     key: Vec<u8>,
     count: u64,
@@ -388,7 +364,7 @@ struct Grouped {
 }
 
 impl<'a> SortedBigrams<'a> {
-    fn new(g: &'a Grouped, words: &'a [Box<str>], ranks: &'a Ranks) -> Self {
+    fn new(g: &'a Grouped, words: &'a Vocab, ranks: &'a Ranks) -> Self {
         SortedBigrams {
             v: &g.v,
             starts: &g.starts,
@@ -421,18 +397,20 @@ impl SortedCounts for SortedBigrams<'_> {
             return Ok(false);
         };
         self.i += 1;
-        let b = &self.words[self.ranks.by2[(k & 0xffff_ffff) as usize] as usize];
+        let b = self
+            .words
+            .word(self.ranks.by2[(k & 0xffff_ffff) as usize] as usize);
         if self.i == self.group_start + 1 {
-            let a = &self.words[self.ranks.by1[(k >> 32) as usize] as usize];
+            let a = self.words.word(self.ranks.by1[(k >> 32) as usize] as usize);
             self.key.clear();
-            self.key.extend_from_slice(a.as_bytes());
+            self.key.extend_from_slice(a);
             self.key.push(b' ');
             self.first_len = self.key.len();
         } else {
             // Same first word as the previous record: keep `a + " "`.
             self.key.truncate(self.first_len);
         }
-        self.key.extend_from_slice(b.as_bytes());
+        self.key.extend_from_slice(b);
         self.count = c;
         Ok(true)
     }
@@ -447,15 +425,12 @@ impl SortedCounts for SortedBigrams<'_> {
 impl Counter {
     pub fn new(budget: usize, spill_dir: &Path) -> Self {
         Counter {
-            short: FxMap::default(),
-            long: FxMap::default(),
-            words: Vec::new(),
+            vocab: Vocab::default(),
             unigram: Vec::new(),
             pending: Vec::new(),
             scratch: Vec::new(),
             agg: Vec::new(),
             batch: MIN_BATCH,
-            vocab_bytes: 0,
             budget,
             spill_dir: spill_dir.to_path_buf(),
             runs: Vec::new(),
@@ -464,43 +439,20 @@ impl Counter {
         }
     }
 
-    #[inline]
-    fn new_word(&mut self, t: &str) -> u32 {
-        let id = self.words.len() as u32;
-        self.vocab_bytes += t.len() * 2 + VOCAB_ENTRY_BYTES;
-        self.words.push(t.into());
-        self.unigram.push(0);
-        id
-    }
-
-    #[inline]
-    fn id(&mut self, t: &str) -> u32 {
-        if let Some(k) = short_key(t.as_bytes()) {
-            if let Some(&id) = self.short.get(&k) {
-                return id;
-            }
-            let id = self.new_word(t);
-            self.short.insert(k, id);
-            return id;
-        }
-        if let Some(&id) = self.long.get(t) {
-            return id;
-        }
-        let id = self.new_word(t);
-        self.long.insert(t.into(), id);
-        id
-    }
-
     /// Counts a plain text: each of its lines spaced with MetaCLIP's rule and split into tokens;
     /// bigrams do not cross line ends or isolated punctuation.
     pub fn count_text(&mut self, text: &str) -> Result<()> {
         let mut prev = NO_ID;
-        for_each_token(text, |t, brk| {
-            if t.is_empty() {
+        let b = text.as_bytes();
+        for_each_token_at(b, |s, e, brk| {
+            if s == e {
                 prev = NO_ID;
                 return;
             }
-            let id = self.id(t);
+            let id = self.vocab.id(Head::at(b, s, e), &b[s..e]);
+            if id as usize == self.unigram.len() {
+                self.unigram.push(0);
+            }
             self.unigram[id as usize] += 1;
             self.tokens += 1;
             if brk {
@@ -528,7 +480,7 @@ impl Counter {
             return;
         }
         // Sort on a compact key `a << nb | b` (same order as `a << 32 | b`).
-        let nb = 32 - (self.words.len() as u32).leading_zeros();
+        let nb = 32 - (self.vocab.len() as u32).leading_zeros();
         for x in self.pending.iter_mut() {
             *x = ((*x >> 32) << nb) | (*x & 0xffff_ffff);
         }
@@ -580,7 +532,10 @@ impl Counter {
 
     /// Estimated bytes in use.
     pub fn memory(&self) -> usize {
-        self.vocab_bytes + self.pending.capacity() * PENDING_BYTES + self.agg.capacity() * AGG_BYTES
+        self.vocab.memory()
+            + self.unigram.capacity() * 8
+            + self.pending.capacity() * PENDING_BYTES
+            + self.agg.capacity() * AGG_BYTES
     }
 
     /// Number of bigram runs spilled so far.
@@ -598,7 +553,7 @@ impl Counter {
         self.add_pending();
         self.pending = Vec::new();
         let mut v = std::mem::take(&mut self.agg);
-        let n = self.words.len();
+        let n = self.vocab.len();
         let mut starts = vec![0usize; n + 1];
         for x in &v {
             // Ids come from `words`; `min` only keeps a broken invariant from indexing out.
@@ -628,10 +583,10 @@ impl Counter {
         let path = self
             .spill_dir
             .join(format!("run-{:05}.cnt", self.runs.len()));
-        let ranks = Ranks::new(&self.words);
+        let ranks = Ranks::new(&self.vocab);
         let v = self.sorted_bigrams(&ranks);
         let mut w = CountWriter::create(&path)?;
-        let mut src = SortedBigrams::new(&v, &self.words, &ranks);
+        let mut src = SortedBigrams::new(&v, &self.vocab, &ranks);
         while src.advance()? {
             w.push_bytes(src.key(), src.count())?;
         }
@@ -643,17 +598,16 @@ impl Counter {
 
     /// Writes the sorted unigram and bigram count files. Consumes the counter.
     pub fn finish(mut self, unigram_out: &Path, bigram_out: &Path) -> Result<(u64, u64)> {
-        let ranks = Ranks::new(&self.words);
+        let ranks = Ranks::new(&self.vocab);
         let mut w = CountWriter::create(unigram_out)?;
         for &id in &ranks.by2 {
-            w.push(&self.words[id as usize], self.unigram[id as usize])?;
+            w.push_bytes(self.vocab.word(id as usize), self.unigram[id as usize])?;
         }
         let n_uni = w.finish()?;
-        drop(std::mem::take(&mut self.short));
-        drop(std::mem::take(&mut self.long));
+        self.vocab.drop_table();
         let last = self.sorted_bigrams(&ranks);
         let mut w = CountWriter::create(bigram_out)?;
-        let mut src = SortedBigrams::new(&last, &self.words, &ranks);
+        let mut src = SortedBigrams::new(&last, &self.vocab, &ranks);
         let n_bi = if self.runs.is_empty() {
             while src.advance()? {
                 w.push_bytes(src.key(), src.count())?;

@@ -56,6 +56,7 @@ pub mod select;
 pub mod stage;
 pub mod tables;
 pub mod testdata;
+mod vocab;
 pub mod wikitext;
 pub mod wordnet;
 

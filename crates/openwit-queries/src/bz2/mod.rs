@@ -20,11 +20,13 @@
 
 mod bits;
 mod crc;
+mod huge;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
 
 use bits::Bits;
+use huge::TtBuf;
 
 /// Blocks whose inverse BWT runs interleaved, at most (see [`Decoder::with_lanes`]).
 pub const MAX_LANES: usize = 8;
@@ -159,7 +161,9 @@ impl Table {
 /// A block after its Huffman/MTF stage: `tt` holds the BWT vector (byte in the low 8 bits, the
 /// link in the high 24).
 struct Parsed {
-    tt: Vec<u32>,
+    tt: TtBuf,
+    /// Entries of `tt` in use.
+    len: usize,
     orig: u32,
     crc: u32,
 }
@@ -216,7 +220,8 @@ impl<R: Read> Decoder<R> {
             selectors: Vec::new(),
             slots: (0..lanes)
                 .map(|_| Parsed {
-                    tt: Vec::new(),
+                    tt: TtBuf::default(),
+                    len: 0,
                     orig: 0,
                     crc: 0,
                 })
@@ -485,9 +490,8 @@ impl<R: Read> Decoder<R> {
         // Huffman + RUNA/RUNB + MTF, writing the bytes into `tt`.
         let limit = self.limit;
         let p = &mut self.slots[slot];
-        p.tt.clear();
-        p.tt.resize(limit, 0);
-        let tt = &mut p.tt[..];
+        // Every entry below the block's length is written before it is read.
+        let tt = p.tt.get_mut(limit);
         let mut count = 0usize;
         let mut freq = [0u32; 256];
         let mut mtf = [0u8; 256];
@@ -569,7 +573,7 @@ impl<R: Read> Decoder<R> {
             tt[j] |= (i as u32) << 8;
             next[c] += 1;
         }
-        p.tt.truncate(count);
+        p.len = count;
         p.orig = orig;
         p.crc = crc;
         Ok(())
@@ -580,10 +584,11 @@ impl<R: Read> Decoder<R> {
         let mut lanes: Vec<Lane<'_>> = Vec::with_capacity(n);
         for (p, out) in self.slots.iter().zip(self.scratch.iter_mut()).take(n) {
             out.clear();
-            out.resize(p.tt.len(), 0);
+            let tt = p.tt.get(p.len);
+            out.resize(tt.len(), 0);
             lanes.push(Lane {
-                tt: &p.tt,
-                pos: p.tt[p.orig as usize] >> 8,
+                tt,
+                pos: tt[p.orig as usize] >> 8,
                 out,
                 off: 0,
             });
