@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{QueriesError, Result};
+use crate::pairs::PairWriter;
 use crate::vocab::{Head, Vocab};
 
 /// A small fast hasher (FxHash's multiply-rotate, with a final mix) for in-memory counting.
@@ -265,11 +266,11 @@ fn radix_sort(v: &mut Vec<u64>, scratch: &mut Vec<u64>, bits: u32) {
 /// The orders of a task's vocabulary that sort its bigram keys `a + " " + b` by bytes: the first
 /// word by `a + " "` (which differs from the order of `a` only when a word continues another
 /// with a byte below the space), the second by `b`.
-struct Ranks {
+pub(crate) struct Ranks {
     /// Ids in the order of the first word (`w + " "`).
     by1: Vec<u32>,
     /// Rank of each id in that order.
-    rank1: Vec<u32>,
+    pub(crate) rank1: Vec<u32>,
     /// Ids in byte order.
     by2: Vec<u32>,
     /// Rank of each id in byte order.
@@ -312,7 +313,7 @@ fn invert(by: &[u32]) -> Vec<u32> {
 }
 
 impl Ranks {
-    fn new(words: &Vocab) -> Self {
+    pub(crate) fn new(words: &Vocab) -> Self {
         let word = |i: u32| words.word(i as usize);
         let mut v: Vec<(u64, u32)> = (0..words.len() as u32)
             .map(|i| (prefix8(word(i), false), i))
@@ -596,7 +597,9 @@ impl Counter {
         Ok(())
     }
 
-    /// Writes the sorted unigram and bigram count files. Consumes the counter.
+    /// Writes the task's sorted unigram count file and its bigram pair file (see
+    /// [`crate::pairs`]: bigrams as indexes into the unigram file, in key order). Consumes the
+    /// counter; returns the records of each.
     pub fn finish(mut self, unigram_out: &Path, bigram_out: &Path) -> Result<(u64, u64)> {
         let ranks = Ranks::new(&self.vocab);
         let mut w = CountWriter::create(unigram_out)?;
@@ -604,24 +607,48 @@ impl Counter {
             w.push_bytes(self.vocab.word(id as usize), self.unigram[id as usize])?;
         }
         let n_uni = w.finish()?;
-        self.vocab.drop_table();
+        if self.runs.is_empty() {
+            // Only spilled keys (text) need the words' ids again.
+            self.vocab.drop_table();
+        }
         let last = self.sorted_bigrams(&ranks);
-        let mut w = CountWriter::create(bigram_out)?;
-        let mut src = SortedBigrams::new(&last, &self.vocab, &ranks);
-        let n_bi = if self.runs.is_empty() {
-            while src.advance()? {
-                w.push_bytes(src.key(), src.count())?;
+        let mut w = PairWriter::create(bigram_out)?;
+        if self.runs.is_empty() {
+            // Each first word's group, in key order; its keys' low half is the second word's
+            // byte-order rank, which is its index in the unigram file.
+            for &id in &ranks.by1 {
+                let a = ranks.rank2[id as usize];
+                let (s, e) = (last.starts[id as usize], last.starts[id as usize + 1]);
+                for &(k, c) in &last.v[s..e] {
+                    w.push(a, (k & 0xffff_ffff) as u32, c)?;
+                }
             }
-            w.finish()?
         } else {
+            // Spilled runs hold keys as text: merge them with the rest, then find the words.
             let mut sources: Vec<Box<dyn SortedCounts + '_>> = Vec::new();
             for r in &self.runs {
                 sources.push(Box::new(CountReader::open(r)?));
             }
-            sources.push(Box::new(src));
-            merge(sources, |k, c| w.push_bytes(k, c))?;
-            w.finish()?
-        };
+            sources.push(Box::new(SortedBigrams::new(&last, &self.vocab, &ranks)));
+            let vocab = &self.vocab;
+            let index = |word: &[u8]| {
+                vocab
+                    .get(word)
+                    .map(|id| ranks.rank2[id as usize])
+                    .ok_or_else(|| QueriesError::Broken {
+                        path: bigram_out.to_path_buf(),
+                        offset: 0,
+                        msg: "a spilled bigram has a word the task never counted".into(),
+                        fix: "rerun with --restart queries".into(),
+                    })
+            };
+            merge(sources, |k, c| {
+                let sp = memchr::memchr(b' ', k).unwrap_or(k.len());
+                let b = k.get(sp + 1..).unwrap_or_default();
+                w.push(index(&k[..sp])?, index(b)?, c)
+            })?;
+        }
+        let n_bi = w.finish()?;
         for r in &self.runs {
             let _ = std::fs::remove_file(r);
         }
@@ -631,11 +658,11 @@ impl Counter {
 
 const MAGIC: &[u8; 7] = b"OWCNT2\n";
 /// The varint that ends the records.
-const END: u64 = u32::MAX as u64;
-const WRITE_BUF: usize = 1 << 20;
+pub(crate) const END: u64 = u32::MAX as u64;
+pub(crate) const WRITE_BUF: usize = 1 << 20;
 
 #[inline]
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
         v >>= 7;
@@ -755,55 +782,49 @@ pub trait SortedCounts {
     fn count(&self) -> u64;
 }
 
-/// Reads a count file in order.
-pub struct CountReader {
+/// A count or pair file read through a buffer: varints, the magic and the trailer.
+pub(crate) struct BufFile {
     f: File,
     buf: Vec<u8>,
     pos: usize,
     end: usize,
     eof: bool,
     path: PathBuf,
-    key: Vec<u8>,
-    count: u64,
-    records: u64,
-    sum: u64,
-    done: bool,
 }
 
-impl CountReader {
-    pub fn open(path: &Path) -> Result<Self> {
+impl BufFile {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
         let f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
-        let mut r = CountReader {
+        Ok(BufFile {
             f,
             buf: vec![0u8; 1 << 20],
             pos: 0,
             end: 0,
             eof: false,
             path: path.to_path_buf(),
-            key: Vec::new(),
-            count: 0,
-            records: 0,
-            sum: 0,
-            done: false,
-        };
-        r.fill(MAGIC.len())?;
-        if r.end < MAGIC.len() || &r.buf[..MAGIC.len()] != MAGIC {
+        })
+    }
+
+    /// Reads the file's first bytes, which must be `magic`.
+    pub(crate) fn expect_magic(&mut self, magic: &[u8], what: &str) -> Result<()> {
+        self.fill(magic.len())?;
+        if self.end < magic.len() || &self.buf[..magic.len()] != magic {
             return Err(QueriesError::Broken {
-                path: path.to_path_buf(),
+                path: self.path.clone(),
                 offset: 0,
-                msg: "not a count file".into(),
+                msg: what.into(),
                 fix: "rerun with --restart queries".into(),
             });
         }
-        r.pos = MAGIC.len();
-        Ok(r)
+        self.pos = magic.len();
+        Ok(())
     }
 
-    fn broken(&self, msg: &str) -> QueriesError {
+    pub(crate) fn broken(&self, msg: &str) -> QueriesError {
         QueriesError::Broken {
             path: self.path.clone(),
             offset: 0,
-            msg: format!("{msg} after {} records", self.records),
+            msg: msg.into(),
             fix: "the count file is damaged; rerun with --restart queries".into(),
         }
     }
@@ -834,7 +855,7 @@ impl CountReader {
     }
 
     #[inline]
-    fn varint(&mut self) -> Result<u64> {
+    pub(crate) fn varint(&mut self) -> Result<u64> {
         self.fill(10)?;
         let (v, k) =
             get_varint(&self.buf[self.pos..self.end]).ok_or_else(|| self.broken("truncated"))?;
@@ -842,39 +863,83 @@ impl CountReader {
         Ok(v)
     }
 
+    /// The next `n` bytes.
+    fn bytes(&mut self, n: usize) -> Result<&[u8]> {
+        self.fill(n)?;
+        if self.end - self.pos < n {
+            return Err(self.broken("truncated"));
+        }
+        self.pos += n;
+        Ok(&self.buf[self.pos - n..self.pos])
+    }
+
+    /// The trailer after the end marker: `(records, sum of counts)`.
+    pub(crate) fn trailer(&mut self) -> Result<(u64, u64)> {
+        let b = self.bytes(16)?;
+        let records = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+        let sum = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+        Ok((records, sum))
+    }
+}
+
+/// Reads a count file in order.
+pub struct CountReader {
+    src: BufFile,
+    key: Vec<u8>,
+    count: u64,
+    records: u64,
+    sum: u64,
+    done: bool,
+}
+
+impl CountReader {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut src = BufFile::open(path)?;
+        src.expect_magic(MAGIC, "not a count file")?;
+        Ok(CountReader {
+            src,
+            key: Vec::new(),
+            count: 0,
+            records: 0,
+            sum: 0,
+            done: false,
+        })
+    }
+
+    /// Records read so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    fn broken(&self, msg: &str) -> QueriesError {
+        self.src
+            .broken(&format!("{msg} after {} records", self.records))
+    }
+
     fn read_next(&mut self) -> Result<bool> {
         if self.done {
             return Ok(false);
         }
-        let shared = self.varint()?;
+        let shared = self.src.varint()?;
         if shared == END {
-            self.fill(16)?;
-            if self.end - self.pos < 16 {
-                return Err(self.broken("truncated trailer"));
-            }
-            let b = &self.buf[self.pos..self.pos + 16];
-            let records = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
-            let sum = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+            let (records, sum) = self.src.trailer()?;
             if records != self.records || sum != self.sum {
                 return Err(self.broken("record count mismatch"));
             }
             self.done = true;
             return Ok(false);
         }
-        let len = self.varint()?;
+        let len = self.src.varint()?;
         if shared > self.key.len() as u64 || len > u64::from(u32::MAX) {
             return Err(self.broken("bad record"));
         }
-        let len = len as usize;
-        self.fill(len)?;
-        if self.end - self.pos < len {
-            return Err(self.broken("truncated"));
-        }
+        let rest = match self.src.bytes(len as usize) {
+            Ok(b) => b,
+            Err(_) => return Err(self.broken("truncated")),
+        };
         self.key.truncate(shared as usize);
-        self.key
-            .extend_from_slice(&self.buf[self.pos..self.pos + len]);
-        self.pos += len;
-        self.count = self.varint()?;
+        self.key.extend_from_slice(rest);
+        self.count = self.src.varint()?;
         self.records += 1;
         self.sum = self.sum.wrapping_add(self.count);
         Ok(true)
@@ -966,8 +1031,16 @@ fn sift_down(heap: &mut [usize], sources: &[Box<dyn SortedCounts + '_>], mut i: 
 /// k-way merge of sorted sources, summing the counts of equal keys; calls `sink` once per key in
 /// byte order.
 pub fn merge<'a>(
-    mut sources: Vec<Box<dyn SortedCounts + 'a>>,
+    sources: Vec<Box<dyn SortedCounts + 'a>>,
     mut sink: impl FnMut(&[u8], u64) -> Result<()>,
+) -> Result<()> {
+    merge_tracked(sources, |k, c, _| sink(k, c))
+}
+
+/// [`merge`] that also tells `sink` which sources (indexes, ascending) had the key.
+pub fn merge_tracked<'a>(
+    mut sources: Vec<Box<dyn SortedCounts + 'a>>,
+    mut sink: impl FnMut(&[u8], u64, &[usize]) -> Result<()>,
 ) -> Result<()> {
     let mut heap: Vec<usize> = Vec::with_capacity(sources.len());
     for (i, s) in sources.iter_mut().enumerate() {
@@ -980,20 +1053,21 @@ pub fn merge<'a>(
     }
     let mut cur: Vec<u8> = Vec::with_capacity(64);
     let mut cur_count = 0u64;
-    let mut have = false;
+    let mut from: Vec<usize> = Vec::new();
     while let Some(&top) = heap.first() {
         let s = &sources[top];
-        if have && s.key() == cur.as_slice() {
+        if !from.is_empty() && s.key() == cur.as_slice() {
             cur_count += s.count();
         } else {
-            if have {
-                sink(&cur, cur_count)?;
+            if !from.is_empty() {
+                sink(&cur, cur_count, &from)?;
+                from.clear();
             }
             cur.clear();
             cur.extend_from_slice(s.key());
             cur_count = s.count();
-            have = true;
         }
+        from.push(top);
         if sources[top].advance()? {
             sift_down(&mut heap, &sources, 0);
         } else {
@@ -1001,8 +1075,8 @@ pub fn merge<'a>(
             sift_down(&mut heap, &sources, 0);
         }
     }
-    if have {
-        sink(&cur, cur_count)?;
+    if !from.is_empty() {
+        sink(&cur, cur_count, &from)?;
     }
     Ok(())
 }
@@ -1026,6 +1100,18 @@ mod tests {
         let mut out = Vec::new();
         while r.advance().unwrap() {
             out.push((r.key_str().unwrap().to_string(), r.count()));
+        }
+        out
+    }
+
+    /// A task's bigram pair file, as `(a + " " + b, count)` through its unigram file.
+    fn read_bigrams(u: &Path, b: &Path) -> Vec<(String, u64)> {
+        let words = read_all(u);
+        let mut r = crate::pairs::PairReader::open(b, words.len() as u64).unwrap();
+        let mut out = Vec::new();
+        while r.advance().unwrap() {
+            let key = format!("{} {}", words[r.a as usize].0, words[r.b as usize].0);
+            out.push((key, r.count));
         }
         out
     }
@@ -1116,7 +1202,7 @@ mod tests {
         );
         // `dog ,` and `, the` are not bigrams: punctuation ends the chain.
         assert_eq!(
-            read_all(&b),
+            read_bigrams(&u, &b),
             vec![("the cat".into(), 1), ("the dog".into(), 4)]
         );
     }
@@ -1186,7 +1272,7 @@ mod tests {
             c.finish(&u, &b).unwrap();
             assert_eq!(read_all(&u), want_u.clone().into_iter().collect::<Vec<_>>());
             assert_eq!(
-                read_all(&b),
+                read_bigrams(&u, &b),
                 want_b.clone().into_iter().collect::<Vec<_>>(),
                 "{batch}"
             );
@@ -1230,7 +1316,7 @@ mod tests {
             }
             let (u, b) = (dir.path().join("u.cnt"), dir.path().join("b.cnt"));
             c.finish(&u, &b).unwrap();
-            let got = read_all(&b);
+            let got = read_bigrams(&u, &b);
             let mut want: Vec<(String, u64)> = words
                 .iter()
                 .flat_map(|x| words.iter().map(move |y| (format!("{x} {y}"), 1)))

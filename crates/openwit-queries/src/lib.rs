@@ -52,6 +52,7 @@ pub mod dump;
 pub mod error;
 pub mod lines;
 pub mod pageviews;
+pub mod pairs;
 pub mod select;
 pub mod stage;
 pub mod tables;

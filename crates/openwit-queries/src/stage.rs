@@ -22,14 +22,18 @@ use serde_json::{Value, json};
 use sha2_free::{short_hash, short_hash_bytes};
 
 use crate::config::QueriesConfig;
-use crate::counts::{CountReader, CountWriter, Counter, FxMap, SortedCounts, key_str, merge};
+use crate::counts::{
+    CountReader, CountWriter, Counter, FxMap, Ranks, SortedCounts, key_str, merge, merge_tracked,
+};
 use crate::dump::{self, DumpKind, DumpStats, PageCounter};
 use crate::error::{QueriesError, Result};
+use crate::pairs::PairReader;
 use crate::select::{self, BigramPicker, Entry, Source};
 use crate::tables::{self, CountTableWriter};
+use crate::vocab::Vocab;
 
 /// Bumped when cleaning or tokenizing changes what is counted (invalidates cached tables).
-pub const COUNT_VERSION: u32 = 1;
+pub const COUNT_VERSION: u32 = 2;
 
 const MIB: u64 = 1 << 20;
 
@@ -410,16 +414,13 @@ impl QueriesStage {
             return Ok((uni, bi, v));
         }
         std::fs::create_dir_all(&cache).map_err(|e| QueriesError::io(&cache, e))?;
-        let mut uni_files = Vec::new();
-        let mut bi_files = Vec::new();
+        // Each task's unigram file and the bigram pair file that refers to it.
+        let mut files = Vec::new();
         let mut total = DumpStats::default();
         for t in tasks.iter().filter(|t| t.task.starts_with("wiki-")) {
-            for o in &t.outputs {
-                if o.ends_with(".uni.cnt") {
-                    uni_files.push(ctx.workdir.join(o));
-                } else if o.ends_with(".bi.cnt") {
-                    bi_files.push(ctx.workdir.join(o));
-                }
+            let find = |ext: &str| t.outputs.iter().find(|o| o.ends_with(ext));
+            if let (Some(u), Some(b)) = (find(".uni.cnt"), find(".bi.cnt")) {
+                files.push((ctx.workdir.join(u), ctx.workdir.join(b)));
             }
             if let Some(d) = t.extra.get("dump")
                 && let Ok(s) = serde_json::from_value::<DumpStats>(d.clone())
@@ -427,14 +428,7 @@ impl QueriesStage {
                 add_stats(&mut total, &s);
             }
         }
-        let mut tokens = 0u64;
-        // The unigrams first (N and the frequent words), then the bigrams, scored as they are
-        // merged (no second read of the table).
-        let n_uni = write_merged(&uni_files, &uni, "token", |k, c| {
-            tokens += c;
-            scorer.unigram(k, c);
-        })?;
-        let n_bi = write_merged(&bi_files, &bi, "bigram", |k, c| scorer.bigram(k, c))?;
+        let (tokens, n_uni, n_bi) = merge_wiki_counts(&files, &uni, &bi, scorer)?;
         let v =
             json!({"dump": total, "tokens": tokens, "unigram_types": n_uni, "bigram_types": n_bi});
         let mut f = openwit_core::atomic::AtomicFile::create(&complete)?;
@@ -594,29 +588,112 @@ fn add_stats(t: &mut DumpStats, s: &DumpStats) {
     t.drops.merge(&s.drops);
 }
 
-/// Merges sorted count files into a parquet table at `out` (written under a temporary name and
-/// renamed). Returns the rows.
-fn write_merged(
-    files: &[PathBuf],
-    out: &Path,
-    key: &str,
-    mut each: impl FnMut(&str, u64),
-) -> Result<u64> {
-    let tmp = openwit_core::atomic::temp_path_for(out);
-    let mut w = CountTableWriter::create(&tmp, key)?;
+/// Merges the tasks' count files into `unigram.parquet` and `bigram.parquet` (each written
+/// under a temporary name and renamed), scoring the rows as they go by: the unigrams first (N
+/// and the words' counts), then the bigrams (no second read of either table). Returns N and the
+/// rows of each table.
+///
+/// The unigram merge records where each task's word lands in the merged list (an increasing
+/// map), so each task's bigram pairs (see [`crate::pairs`]) map to merged word indexes in the
+/// same order, and the bigram merge runs on integer keys.
+fn merge_wiki_counts(
+    files: &[(PathBuf, PathBuf)],
+    uni_out: &Path,
+    bi_out: &Path,
+    scorer: &mut WikiScorer<'_>,
+) -> Result<(u64, u64, u64)> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    let what = files.first().map(|f| f.0.as_path()).unwrap_or(uni_out);
+    let mut words = Vocab::default();
+    let mut counts: Vec<u64> = Vec::new();
+    let mut maps: Vec<Vec<u32>> = vec![Vec::new(); files.len()];
+    let tmp = openwit_core::atomic::temp_path_for(uni_out);
+    let mut w = CountTableWriter::create(&tmp, "token")?;
     let sources: Vec<Box<dyn SortedCounts>> = files
         .iter()
-        .map(|p| CountReader::open(p).map(|r| Box::new(r) as Box<dyn SortedCounts>))
+        .map(|(u, _)| CountReader::open(u).map(|r| Box::new(r) as Box<dyn SortedCounts>))
         .collect::<Result<_>>()?;
-    let what = files.first().map(PathBuf::as_path).unwrap_or(out);
-    merge(sources, |k, c| {
+    let mut tokens = 0u64;
+    merge_tracked(sources, |k, c, from| {
         let k = key_str(k, what)?;
-        each(k, c);
+        let g = counts.len() as u32;
+        for &t in from {
+            maps[t].push(g);
+        }
+        words.push(k.as_bytes());
+        counts.push(c);
+        tokens += c;
+        scorer.unigram(k, c);
         w.push(k, c)
     })?;
-    let rows = w.finish()?;
-    std::fs::rename(&tmp, out).map_err(|e| QueriesError::io(out, e))?;
-    Ok(rows)
+    let n_uni = w.finish()?;
+    std::fs::rename(&tmp, uni_out).map_err(|e| QueriesError::io(uni_out, e))?;
+
+    // Bigram keys sort by the first word's `w + " "` order, then the second word's byte order
+    // (the merged index).
+    let rank1 = Ranks::new(&words).rank1;
+    let tmp = openwit_core::atomic::temp_path_for(bi_out);
+    let mut w = CountTableWriter::create(&tmp, "bigram")?;
+    let mut readers = Vec::with_capacity(files.len());
+    for (t, (_, b)) in files.iter().enumerate() {
+        readers.push(PairReader::open(b, maps[t].len() as u64)?);
+    }
+    // The merged key of reader `t`'s record, and its first word.
+    let key = |r: &PairReader, map: &[u32]| {
+        let (a, b) = (map[r.a as usize], map[r.b as usize]);
+        (u64::from(rank1[a as usize]) << 32 | u64::from(b), a)
+    };
+    let mut heap = BinaryHeap::new();
+    for (t, r) in readers.iter_mut().enumerate() {
+        if r.advance()? {
+            heap.push(Reverse((key(r, &maps[t]).0, t)));
+        }
+    }
+    let mut text: Vec<u8> = Vec::with_capacity(64);
+    let mut cur: Option<(u64, u32, u64)> = None;
+    let mut emit = |(k, a, c): (u64, u32, u64)| -> Result<()> {
+        let b = (k & 0xffff_ffff) as usize;
+        text.clear();
+        text.extend_from_slice(words.word(a as usize));
+        text.push(b' ');
+        text.extend_from_slice(words.word(b));
+        let s = key_str(&text, what)?;
+        scorer.bigram_counts(s, c, counts[a as usize], counts[b]);
+        w.push(s, c)
+    };
+    while let Some(Reverse((k, t))) = heap.pop() {
+        let r = &mut readers[t];
+        let (_, a) = key(r, &maps[t]);
+        match &mut cur {
+            Some((ck, _, cc)) if *ck == k => *cc += r.count,
+            _ => {
+                if let Some(x) = cur.take() {
+                    emit(x)?;
+                }
+                cur = Some((k, a, r.count));
+            }
+        }
+        if r.advance()? {
+            let (next, _) = key(r, &maps[t]);
+            if next <= k {
+                return Err(QueriesError::Broken {
+                    path: files[t].1.clone(),
+                    offset: 0,
+                    msg: "bigram pairs out of order".into(),
+                    fix: "rerun with --restart queries".into(),
+                });
+            }
+            heap.push(Reverse((next, t)));
+        }
+    }
+    if let Some(x) = cur {
+        emit(x)?;
+    }
+    let n_bi = w.finish()?;
+    std::fs::rename(&tmp, bi_out).map_err(|e| QueriesError::io(bi_out, e))?;
+    Ok((tokens, n_uni, n_bi))
 }
 
 fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
@@ -765,7 +842,7 @@ impl<'c> WikiScorer<'c> {
         }
     }
 
-    /// One bigram row: scored when both words are frequent enough.
+    /// One bigram row of a cached table: its words' counts looked up, then scored.
     fn bigram(&mut self, k: &str, c: u64) {
         if c < self.cfg.bigram_min_count {
             return;
@@ -776,15 +853,18 @@ impl<'c> WikiScorer<'c> {
         if a != self.last_a {
             self.last_a.clear();
             self.last_a.push_str(a);
-            self.last_na = self.words.get(a).copied().filter(|&na| na >= self.word_min);
+            self.last_na = self.words.get(a).copied();
         }
-        let Some(na) = self.last_na else {
+        let (Some(na), Some(&nb)) = (self.last_na, self.words.get(b)) else {
             return;
         };
-        let Some(&nb) = self.words.get(b) else {
-            return;
-        };
-        if nb < self.word_min {
+        self.bigram_counts(k, c, na, nb);
+    }
+
+    /// One bigram row whose words' counts are `na` and `nb`: scored when both words are
+    /// frequent enough.
+    fn bigram_counts(&mut self, k: &str, c: u64, na: u64, nb: u64) {
+        if c < self.cfg.bigram_min_count || na < self.word_min || nb < self.word_min {
             return;
         }
         self.scored += 1;

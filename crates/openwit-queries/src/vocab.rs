@@ -121,21 +121,48 @@ impl Vocab {
             self.grow();
         }
         let x = hash(h, t);
+        match self.find(h, x, t) {
+            Ok(id) => id,
+            Err(i) => {
+                let id = self.len() as u32;
+                self.arena.extend_from_slice(t);
+                self.ends.push(self.arena.len());
+                self.slots[i] = [h.0, h.1, (x >> 32) << 32 | u64::from(id + 1)];
+                id
+            }
+        }
+    }
+
+    /// Appends a word without indexing it (a word list read back in order; [`Vocab::id`] and
+    /// [`Vocab::get`] do not see it).
+    pub(crate) fn push(&mut self, w: &[u8]) {
+        self.arena.extend_from_slice(w);
+        self.ends.push(self.arena.len());
+    }
+
+    /// The id of token `t`, if it is in the vocabulary.
+    pub(crate) fn get(&self, t: &[u8]) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let h = Head::of(t);
+        self.find(h, hash(h, t), t).ok()
+    }
+
+    /// `Ok(id)` of token `t` (head `h`, hash `x`), or `Err(slot)`: the empty slot where it goes.
+    #[inline]
+    fn find(&self, h: Head, x: u64, t: &[u8]) -> Result<u32, usize> {
         let mask = self.slots.len() - 1;
         let mut i = (x >> 32) as usize & mask;
         loop {
             let s = self.slots[i];
             if s[2] == 0 {
-                let id = self.len() as u32;
-                self.arena.extend_from_slice(t);
-                self.ends.push(self.arena.len());
-                self.slots[i] = [h.0, h.1, (x >> 32) << 32 | u64::from(id + 1)];
-                return id;
+                return Err(i);
             }
             if s[0] == h.0 && s[1] == h.1 {
                 let id = (s[2] & 0xffff_ffff) as u32 - 1;
                 if !h.is_long() || self.word(id as usize)[INLINE..] == t[INLINE..] {
-                    return id;
+                    return Ok(id);
                 }
             }
             i = (i + 1) & mask;
@@ -219,7 +246,10 @@ mod tests {
         assert_eq!(v.len(), want.len());
         for (w, &id) in &want {
             assert_eq!(v.word(id as usize), &w[..]);
+            assert_eq!(v.get(w), Some(id));
         }
+        assert_eq!(v.get(b"not a word"), None);
+        assert_eq!(v.get(b"abcdefghijklmnor"), None);
         assert!(v.memory() > 0);
     }
 }
