@@ -485,8 +485,9 @@ impl Counter {
         for x in self.pending.iter_mut() {
             *x = ((*x >> 32) << nb) | (*x & 0xffff_ffff);
         }
+        // The scratch copy stays allocated for the next batch (its pages are already mapped; the
+        // memory estimate counts it with the pending batch).
         radix_sort(&mut self.pending, &mut self.scratch, 2 * nb);
-        self.scratch = Vec::new();
         let mask = (1u64 << nb) - 1;
         // Collapse equal keys into a sorted run of (key, count).
         let mut run: Vec<(u64, u64)> = Vec::new();
@@ -553,6 +554,7 @@ impl Counter {
     fn sorted_bigrams(&mut self, ranks: &Ranks) -> Grouped {
         self.add_pending();
         self.pending = Vec::new();
+        self.scratch = Vec::new();
         let mut v = std::mem::take(&mut self.agg);
         let n = self.vocab.len();
         let mut starts = vec![0usize; n + 1];

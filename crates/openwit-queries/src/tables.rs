@@ -27,6 +27,18 @@ fn props() -> WriterProperties {
         .build()
 }
 
+/// The count tables' properties: their keys are all distinct (a dictionary only costs time)
+/// and the tables are large and rewritten by every rerun that recounts, so zstd runs at level
+/// 1 (about 1.4 CPU s less than level 3 with a dictionary on the 26M-row benchmark table, for a
+/// file 8% larger).
+fn count_props(key_name: &str) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_column_dictionary_enabled(key_name.into(), false)
+        .set_max_row_group_size(1 << 20)
+        .build()
+}
+
 fn pq(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> QueriesError + '_ {
     move |e| QueriesError::Parquet {
         path: path.to_path_buf(),
@@ -52,7 +64,8 @@ impl CountTableWriter {
             Field::new("count", DataType::UInt64, false),
         ]));
         let f = File::create(path).map_err(|e| QueriesError::io(path, e))?;
-        let w = ArrowWriter::try_new(f, schema.clone(), Some(props())).map_err(pq(path))?;
+        let w = ArrowWriter::try_new(f, schema.clone(), Some(count_props(key_name)))
+            .map_err(pq(path))?;
         Ok(CountTableWriter {
             w,
             schema,

@@ -12,6 +12,8 @@
 //! decoded. Lines stay lines (one paragraph, heading or list item per line), so that callers can
 //! keep bigrams inside a line.
 
+use std::borrow::Cow;
+
 use memchr::memmem;
 
 /// Tags removed together with their content.
@@ -62,9 +64,12 @@ pub fn clean(wikitext: &str) -> String {
 fn strip_comments(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
-    while let Some(i) = rest.find("<!--") {
+    if memmem::find(s.as_bytes(), b"<!--").is_none() {
+        return s.to_string();
+    }
+    while let Some(i) = memmem::find(rest.as_bytes(), b"<!--") {
         out.push_str(&rest[..i]);
-        match rest[i + 4..].find("-->") {
+        match memmem::find(&rest.as_bytes()[i + 4..], b"-->") {
             Some(j) => rest = &rest[i + 4 + j + 3..],
             None => return out,
         }
@@ -472,9 +477,23 @@ fn finish_lines(s: &str) -> String {
         if line.starts_with("#REDIRECT") || line.starts_with("#redirect") {
             continue;
         }
-        let line = line.replace("'''", "").replace("''", "");
-        let line = strip_magic_words(&line);
-        let line = decode_entities(&line);
+        // Each rewrite only where its marker occurs (most lines have none).
+        let has = |l: &str, m: &[u8]| memmem::find(l.as_bytes(), m).is_some();
+        let line: Cow<'_, str> = if has(line, b"''") {
+            Cow::Owned(line.replace("'''", "").replace("''", ""))
+        } else {
+            Cow::Borrowed(line)
+        };
+        let line = if has(&line, b"__") {
+            Cow::Owned(strip_magic_words(&line))
+        } else {
+            line
+        };
+        let line = if has(&line, b"&") {
+            Cow::Owned(decode_entities(&line))
+        } else {
+            line
+        };
         let mut words = line.split_whitespace().peekable();
         if words.peek().is_none() {
             continue;
