@@ -1,6 +1,7 @@
-//! Token counting with bounded memory: unigrams in memory (interned to ids), bigrams as id pairs
-//! in a hash map that is spilled to sorted run files when over budget; sorted count files and
-//! their k-way merge.
+//! Token counting with bounded memory: unigrams in memory (interned to ids, [`crate::vocab`]),
+//! bigrams as id pairs sorted in batches and spilled to sorted run files when over budget;
+//! sorted count files and their k-way merge. A task's final bigrams are written as pairs of
+//! word indexes ([`crate::pairs`]).
 //!
 //! A count file (`.cnt`) is a sorted list of `(key, count)` records, front-coded: each record is
 //! the number of bytes its key shares with the previous key, the length of the rest, the rest
@@ -198,8 +199,9 @@ fn for_each_token_at(b: &[u8], mut f: impl FnMut(usize, usize, bool)) {
     }
 }
 
-/// Bytes a pending bigram costs (its key, and the radix sort's scratch copy).
-const PENDING_BYTES: usize = 16;
+/// Bytes a pending bigram costs (its key; the radix sort's scratch copy, which also holds the
+/// batch's counts, is as long and counted on its own).
+const PENDING_BYTES: usize = 8;
 /// Bytes a counted bigram costs (key and count, sorted).
 const AGG_BYTES: usize = 16;
 /// No id: the start of a bigram chain.
@@ -486,45 +488,48 @@ impl Counter {
             *x = ((*x >> 32) << nb) | (*x & 0xffff_ffff);
         }
         // The scratch copy stays allocated for the next batch (its pages are already mapped; the
-        // memory estimate counts it with the pending batch).
+        // memory estimate counts it with the pending batch), and holds the run's counts.
         radix_sort(&mut self.pending, &mut self.scratch, 2 * nb);
         let mask = (1u64 << nb) - 1;
-        // Collapse equal keys into a sorted run of (key, count).
-        let mut run: Vec<(u64, u64)> = Vec::new();
-        let mut i = 0;
-        let p = &self.pending;
-        while i < p.len() {
+        // Collapse equal keys in place: keys at the front of `pending`, counts in `scratch`.
+        let n = self.pending.len();
+        self.scratch.resize(n, 0);
+        let (p, cnt) = (&mut self.pending, &mut self.scratch);
+        let (mut i, mut r) = (0, 0);
+        while i < n {
             let k = p[i];
             let mut j = i + 1;
-            while j < p.len() && p[j] == k {
+            while j < n && p[j] == k {
                 j += 1;
             }
-            run.push((((k >> nb) << 32) | (k & mask), (j - i) as u64));
+            p[r] = ((k >> nb) << 32) | (k & mask);
+            cnt[r] = (j - i) as u64;
+            r += 1;
             i = j;
         }
-        self.pending.clear();
         // Merge the run into the counted bigrams, from the back, in place.
+        let (run, cnt) = (&self.pending[..r], &self.scratch[..r]);
         let m = self.agg.len();
-        let r = run.len();
         self.agg.reserve_exact(r);
         self.agg.resize(m + r, (0, 0));
         let (mut a, mut b, mut w) = (m, r, m + r);
         while b > 0 {
-            if a > 0 && self.agg[a - 1].0 > run[b - 1].0 {
+            if a > 0 && self.agg[a - 1].0 > run[b - 1] {
                 w -= 1;
                 self.agg[w] = self.agg[a - 1];
                 a -= 1;
-            } else if a > 0 && self.agg[a - 1].0 == run[b - 1].0 {
+            } else if a > 0 && self.agg[a - 1].0 == run[b - 1] {
                 w -= 1;
-                self.agg[w] = (run[b - 1].0, self.agg[a - 1].1 + run[b - 1].1);
+                self.agg[w] = (run[b - 1], self.agg[a - 1].1 + cnt[b - 1]);
                 a -= 1;
                 b -= 1;
             } else {
                 w -= 1;
-                self.agg[w] = run[b - 1];
+                self.agg[w] = (run[b - 1], cnt[b - 1]);
                 b -= 1;
             }
         }
+        self.pending.clear();
         // The old entries left are in place at the front; close the gap that shared keys left.
         if w > a {
             self.agg.copy_within(w.., a);
@@ -536,7 +541,7 @@ impl Counter {
     pub fn memory(&self) -> usize {
         self.vocab.memory()
             + self.unigram.capacity() * 8
-            + self.pending.capacity() * PENDING_BYTES
+            + (self.pending.capacity() + self.scratch.capacity()) * PENDING_BYTES
             + self.agg.capacity() * AGG_BYTES
     }
 
@@ -708,52 +713,44 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     i
 }
 
-/// Writes a count file (keys must come sorted and unique).
-pub struct CountWriter {
+/// A count or pair file written through a buffer: the magic, records, and the trailer (end
+/// marker, number of records, sum of counts).
+pub(crate) struct BufOut {
     f: File,
-    buf: Vec<u8>,
-    prev: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
     path: PathBuf,
     records: u64,
     sum: u64,
 }
 
-impl CountWriter {
-    pub fn create(path: &Path) -> Result<Self> {
+impl BufOut {
+    pub(crate) fn create(path: &Path, magic: &[u8]) -> Result<Self> {
         let f = File::create(path).map_err(|e| QueriesError::io(path, e))?;
         let mut buf = Vec::with_capacity(WRITE_BUF + 4096);
-        buf.extend_from_slice(MAGIC);
-        Ok(CountWriter {
+        buf.extend_from_slice(magic);
+        Ok(BufOut {
             f,
             buf,
-            prev: Vec::new(),
             path: path.to_path_buf(),
             records: 0,
             sum: 0,
         })
     }
 
-    pub fn push(&mut self, key: &str, count: u64) -> Result<()> {
-        self.push_bytes(key.as_bytes(), count)
-    }
-
-    /// Adds a record whose key is UTF-8 (the bytes of a `&str`).
+    /// Ends a record (already in `buf`) of `count`.
     #[inline]
-    pub fn push_bytes(&mut self, key: &[u8], count: u64) -> Result<()> {
-        debug_assert!(self.records == 0 || self.prev.as_slice() < key);
-        let shared = common_prefix(&self.prev, key);
-        put_varint(&mut self.buf, shared as u64);
-        put_varint(&mut self.buf, (key.len() - shared) as u64);
-        self.buf.extend_from_slice(&key[shared..]);
+    pub(crate) fn end_record(&mut self, count: u64) -> Result<()> {
         put_varint(&mut self.buf, count);
-        self.prev.truncate(shared);
-        self.prev.extend_from_slice(&key[shared..]);
         self.records += 1;
         self.sum = self.sum.wrapping_add(count);
         if self.buf.len() >= WRITE_BUF {
             self.flush()?;
         }
         Ok(())
+    }
+
+    pub(crate) fn records(&self) -> u64 {
+        self.records
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -765,12 +762,50 @@ impl CountWriter {
     }
 
     /// Writes the trailer and flushes; returns the number of records.
-    pub fn finish(mut self) -> Result<u64> {
+    pub(crate) fn finish(mut self) -> Result<u64> {
         put_varint(&mut self.buf, END);
         self.buf.extend_from_slice(&self.records.to_le_bytes());
         self.buf.extend_from_slice(&self.sum.to_le_bytes());
         self.flush()?;
         Ok(self.records)
+    }
+}
+
+/// Writes a count file (keys must come sorted and unique).
+pub struct CountWriter {
+    out: BufOut,
+    prev: Vec<u8>,
+}
+
+impl CountWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        Ok(CountWriter {
+            out: BufOut::create(path, MAGIC)?,
+            prev: Vec::new(),
+        })
+    }
+
+    pub fn push(&mut self, key: &str, count: u64) -> Result<()> {
+        self.push_bytes(key.as_bytes(), count)
+    }
+
+    /// Adds a record whose key is UTF-8 (the bytes of a `&str`).
+    #[inline]
+    pub fn push_bytes(&mut self, key: &[u8], count: u64) -> Result<()> {
+        debug_assert!(self.out.records() == 0 || self.prev.as_slice() < key);
+        let shared = common_prefix(&self.prev, key);
+        let buf = &mut self.out.buf;
+        put_varint(buf, shared as u64);
+        put_varint(buf, (key.len() - shared) as u64);
+        buf.extend_from_slice(&key[shared..]);
+        self.prev.truncate(shared);
+        self.prev.extend_from_slice(&key[shared..]);
+        self.out.end_record(count)
+    }
+
+    /// Writes the trailer and flushes; returns the number of records.
+    pub fn finish(self) -> Result<u64> {
+        self.out.finish()
     }
 }
 

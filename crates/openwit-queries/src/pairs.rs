@@ -14,78 +14,48 @@
 //! `u32::MAX`, the number of records and the sum of counts (`u64` LE each), so that a truncated
 //! file is detected.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::counts::{BufFile, END, WRITE_BUF, put_varint};
+use crate::counts::{BufFile, BufOut, END, put_varint};
 use crate::error::{QueriesError, Result};
 
 pub(crate) const PAIR_MAGIC: &[u8; 7] = b"OWBIG1\n";
 
 /// Writes a task's bigram pairs (they must come in key order).
 pub struct PairWriter {
-    f: File,
-    buf: Vec<u8>,
-    path: PathBuf,
+    out: BufOut,
     prev: Option<(u32, u32)>,
-    records: u64,
-    sum: u64,
 }
 
 impl PairWriter {
     pub fn create(path: &Path) -> Result<Self> {
-        let f = File::create(path).map_err(|e| QueriesError::io(path, e))?;
-        let mut buf = Vec::with_capacity(WRITE_BUF + 64);
-        buf.extend_from_slice(PAIR_MAGIC);
         Ok(PairWriter {
-            f,
-            buf,
-            path: path.to_path_buf(),
+            out: BufOut::create(path, PAIR_MAGIC)?,
             prev: None,
-            records: 0,
-            sum: 0,
         })
     }
 
     /// Adds the bigram of words `a` and `b` (indexes in the task's unigram file).
     #[inline]
     pub fn push(&mut self, a: u32, b: u32, count: u64) -> Result<()> {
+        let buf = &mut self.out.buf;
         match self.prev {
             Some((pa, pb)) if pa == a && b > pb => {
-                put_varint(&mut self.buf, 0);
-                put_varint(&mut self.buf, u64::from(b - pb));
+                put_varint(buf, 0);
+                put_varint(buf, u64::from(b - pb));
             }
             _ => {
-                put_varint(&mut self.buf, u64::from(a) + 1);
-                put_varint(&mut self.buf, u64::from(b));
+                put_varint(buf, u64::from(a) + 1);
+                put_varint(buf, u64::from(b));
             }
         }
-        put_varint(&mut self.buf, count);
         self.prev = Some((a, b));
-        self.records += 1;
-        self.sum = self.sum.wrapping_add(count);
-        if self.buf.len() >= WRITE_BUF {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.f
-            .write_all(&self.buf)
-            .map_err(|e| QueriesError::io(&self.path, e))?;
-        self.buf.clear();
-        Ok(())
+        self.out.end_record(count)
     }
 
     /// Writes the trailer and flushes; returns the number of records.
-    pub fn finish(mut self) -> Result<u64> {
-        put_varint(&mut self.buf, END);
-        self.buf.extend_from_slice(&self.records.to_le_bytes());
-        self.buf.extend_from_slice(&self.sum.to_le_bytes());
-        self.flush()?;
-        Ok(self.records)
+    pub fn finish(self) -> Result<u64> {
+        self.out.finish()
     }
 }
 

@@ -3,8 +3,9 @@
 //! merges the entries and writes the outputs.
 //!
 //! Outputs in `WORKDIR/queries/`: `metadata.json`, `queries.parquet`, `unigram.parquet`,
-//! `bigram.parquet`, `summary.json`, and per task `counts/<task>.uni.cnt` / `.bi.cnt` or
-//! `views/<task>.cnt`.
+//! `bigram.parquet`, `summary.json`, and per task `counts/<task>.uni.cnt` (a sorted count file)
+//! with `counts/<task>.bi.cnt` (its bigrams as pairs of indexes into that file, see
+//! [`crate::pairs`]) or `views/<task>.cnt`.
 //!
 //! The merged count tables are also kept in `WORKDIR/.cache/queries/<key>/`, keyed by what
 //! the counts depend on (the Wikipedia files, namespaces, page size limit, the cleaning and
