@@ -30,8 +30,9 @@ use huge::TtBuf;
 
 /// Blocks whose inverse BWT runs interleaved, at most (see [`Decoder::with_lanes`]).
 pub const MAX_LANES: usize = 8;
-/// The default number of lanes.
-pub const LANES: usize = 4;
+/// The default number of lanes: on huge pages, 8 lanes decode ~11% faster than 4 (memory: ~60
+/// MB per decoder instead of ~31; 12-16 lanes gain little more).
+pub const LANES: usize = 8;
 
 const BLOCK_MAGIC: u64 = 0x3141_5926_5359;
 const END_MAGIC: u64 = 0x1772_4538_5090;
