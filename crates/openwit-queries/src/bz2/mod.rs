@@ -540,9 +540,15 @@ impl<R: Read> Decoder<R> {
                 let i = (sym - 1) as usize;
                 let v = mtf[i];
                 if i < 16 {
-                    for k in (1..=i).rev() {
-                        mtf[k] = mtf[k - 1];
-                    }
+                    // Move the first 16 entries as one 128-bit word (entry k in byte k): bytes
+                    // 0..i shift up by one, `v` goes first, the rest stays. No loop whose length
+                    // the branch predictor would have to guess.
+                    let mut head = [0u8; 16];
+                    head.copy_from_slice(&mtf[..16]);
+                    let w = u128::from_le_bytes(head);
+                    let moved = u128::MAX >> (8 * (15 - i));
+                    let w = ((w << 8) & moved) | (w & !moved) | u128::from(v);
+                    mtf[..16].copy_from_slice(&w.to_le_bytes());
                 } else {
                     mtf.copy_within(0..i, 1);
                 }
