@@ -192,6 +192,8 @@ pub struct Decoder<R> {
     stream_crc: u32,
     tables: Vec<Table>,
     selectors: Vec<u8>,
+    /// Runs (start, length) of 2 or more equal bytes in the block being parsed.
+    runs: Vec<(u32, u32)>,
     slots: Vec<Parsed>,
     scratch: Vec<Vec<u8>>,
     free: Vec<Vec<u8>>,
@@ -219,6 +221,7 @@ impl<R: Read> Decoder<R> {
             stream_crc: 0,
             tables: (0..MAX_GROUPS).map(|_| Table::new()).collect(),
             selectors: Vec::new(),
+            runs: Vec::new(),
             slots: (0..lanes)
                 .map(|_| Parsed {
                     tt: TtBuf::default(),
@@ -493,10 +496,17 @@ impl<R: Read> Decoder<R> {
         let p = &mut self.slots[slot];
         // Every entry below the block's length is written before it is read.
         let tt = p.tt.get_mut(limit);
+        self.runs.clear();
         let mut count = 0usize;
         let mut freq = [0u32; 256];
-        let mut mtf = [0u8; 256];
-        mtf[..n_used].copy_from_slice(&seq[..n_used]);
+        // The MTF list as 16 128-bit words, entry k in byte k % 16 of word k / 16: a move to
+        // the front shifts whole words (no loop whose length the branch predictor must guess).
+        let mut mtf = [0u128; 16];
+        for (k, chunk) in seq[..256].chunks_exact(16).enumerate() {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(chunk);
+            mtf[k] = u128::from_le_bytes(b);
+        }
         let eob = (n_used + 1) as u32;
         let mut run = 0usize;
         let mut run_bit = 0u32;
@@ -521,11 +531,14 @@ impl<R: Read> Decoder<R> {
                     continue;
                 }
                 if run > 0 {
-                    let v = mtf[0];
+                    let v = mtf[0] as u8;
                     if count + run > limit {
                         return Err(Bz2Error::Corrupt("block larger than its level").into());
                     }
                     tt[count..count + run].fill(u32::from(v));
+                    if run >= 2 {
+                        self.runs.push((count as u32, run as u32));
+                    }
                     freq[v as usize] += run as u32;
                     count += run;
                     run = 0;
@@ -538,21 +551,18 @@ impl<R: Read> Decoder<R> {
                     return Err(Bz2Error::Corrupt("symbol out of range").into());
                 }
                 let i = (sym - 1) as usize;
-                let v = mtf[i];
-                if i < 16 {
-                    // Move the first 16 entries as one 128-bit word (entry k in byte k): bytes
-                    // 0..i shift up by one, `v` goes first, the rest stays. No loop whose length
-                    // the branch predictor would have to guess.
-                    let mut head = [0u8; 16];
-                    head.copy_from_slice(&mtf[..16]);
-                    let w = u128::from_le_bytes(head);
-                    let moved = u128::MAX >> (8 * (15 - i));
-                    let w = ((w << 8) & moved) | (w & !moved) | u128::from(v);
-                    mtf[..16].copy_from_slice(&w.to_le_bytes());
-                } else {
-                    mtf.copy_within(0..i, 1);
+                let (q, r) = (i >> 4, i & 15);
+                let v = (mtf[q] >> (8 * r)) as u8;
+                let mut carry = u128::from(v);
+                for w in &mut mtf[..q] {
+                    let out = *w >> 120;
+                    *w = (*w << 8) | carry;
+                    carry = out;
                 }
-                mtf[0] = v;
+                // In word `q`, bytes 0..=r move up by one; the rest stays.
+                let moved = u128::MAX >> (8 * (15 - r));
+                let w = mtf[q];
+                mtf[q] = (((w << 8) | carry) & moved) | (w & !moved);
                 if count >= limit {
                     return Err(Bz2Error::Corrupt("block larger than its level").into());
                 }
@@ -574,12 +584,29 @@ impl<R: Read> Decoder<R> {
             *n = sum;
             sum += f;
         }
-        for i in 0..count {
-            let c = (tt[i] & 0xff) as usize;
+        // A run of equal bytes links to consecutive rows: its loop keeps the row in a register
+        // instead of reloading the counter the previous step just stored.
+        let link = |tt: &mut [u32], next: &mut [u32; 256], from: usize, to: usize| {
+            for i in from..to {
+                let c = (tt[i] & 0xff) as usize;
+                let j = next[c] as usize;
+                tt[j] |= (i as u32) << 8;
+                next[c] += 1;
+            }
+        };
+        let mut i = 0usize;
+        for &(s, len) in &self.runs {
+            let (s, len) = (s as usize, len as usize);
+            link(tt, &mut next, i, s);
+            let c = (tt[s] & 0xff) as usize;
             let j = next[c] as usize;
-            tt[j] |= (i as u32) << 8;
-            next[c] += 1;
+            for (k, e) in tt[j..j + len].iter_mut().enumerate() {
+                *e |= ((s + k) as u32) << 8;
+            }
+            next[c] += len as u32;
+            i = s + len;
         }
+        link(tt, &mut next, i, count);
         p.len = count;
         p.orig = orig;
         p.crc = crc;
