@@ -275,6 +275,8 @@ pub struct PageCounter<'a> {
     pub stats: &'a mut DumpStats,
     pub namespaces: &'a [i64],
     pub max_page: usize,
+    /// Blocks the bzip2 decoder chases at once (see [`crate::bz2::Decoder::with_lanes`]).
+    pub bz2_lanes: usize,
     pub cancel: &'a dyn Fn() -> bool,
     pub progress: &'a dyn Fn(u64),
 }
@@ -432,11 +434,15 @@ pub fn count_streams(
     end: u64,
     pc: &mut PageCounter<'_>,
 ) -> Result<()> {
+    let lanes = pc.bz2_lanes;
     let open_at = |off: u64| -> Result<crate::bz2::Decoder<std::io::Take<File>>> {
         let mut f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
         f.seek(SeekFrom::Start(off))
             .map_err(|e| QueriesError::io(path, e))?;
-        Ok(crate::bz2::Decoder::new(f.take(end.saturating_sub(off))))
+        Ok(crate::bz2::Decoder::with_lanes(
+            f.take(end.saturating_sub(off)),
+            lanes,
+        ))
     };
     // The decoder and the file offset it started at.
     let mut dec: Option<(u64, crate::bz2::Decoder<std::io::Take<File>>)> = None;
@@ -480,7 +486,7 @@ pub fn count_file(path: &Path, kind: DumpKind, pc: &mut PageCounter<'_>) -> Resu
     let f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
     let (raw, read) = Counting::new(f);
     let res = match kind {
-        DumpKind::Bzip2 => pc.run(crate::bz2::Decoder::new(raw)),
+        DumpKind::Bzip2 => pc.run(crate::bz2::Decoder::with_lanes(raw, pc.bz2_lanes)),
         DumpKind::Xml => pc.run(BufReader::with_capacity(1 << 16, raw)),
     };
     let at = read.load(Ordering::Relaxed);
@@ -605,6 +611,7 @@ mod tests {
             stats: &mut stats,
             namespaces: &[0],
             max_page: 1 << 20,
+            bz2_lanes: 3,
             cancel: &|| false,
             progress: &|_| {},
         };

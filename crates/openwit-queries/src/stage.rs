@@ -231,6 +231,15 @@ impl QueriesStage {
         (per * 0.75) as usize
     }
 
+    /// Blocks a task's bzip2 decoder chases at once: each costs ~5 MiB (its BWT vector on 2 MiB
+    /// pages and its output), paid from the quarter of the task's memory that
+    /// [`Self::task_budget`] leaves out; at most [`crate::bz2::LANES`], at least 2.
+    fn bz2_lanes(&self, jobs: usize) -> usize {
+        let total = self.cfg.memory_budget_mb * MIB as f64;
+        let spare = total / self.max_parallel(jobs).max(1) as f64 * 0.25;
+        ((spare / (6.0 * MIB as f64)) as usize).clamp(2, crate::bz2::LANES)
+    }
+
     fn plan_inner(&self, workdir: &Path) -> Result<Vec<TaskSpec>> {
         let mut tasks = Vec::new();
         let wiki = self.wiki_files(workdir)?;
@@ -339,6 +348,7 @@ impl QueriesStage {
             stats: &mut stats,
             namespaces: &self.cfg.namespaces,
             max_page: usize::try_from(self.cfg.max_page_mb * MIB).unwrap_or(usize::MAX),
+            bz2_lanes: self.bz2_lanes(ctx.jobs()),
             cancel: &cancel,
             progress: &progress,
         };
