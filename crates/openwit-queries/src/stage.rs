@@ -617,8 +617,11 @@ fn merge_wiki_counts(
     use std::collections::BinaryHeap;
 
     let what = files.first().map(|f| f.0.as_path()).unwrap_or(uni_out);
+    // The merged words twice: as bytes for their order (`Ranks`), and as one validated text
+    // with each word's end and count side by side (one cache line per word for the bigram rows).
     let mut words = Vocab::default();
-    let mut counts: Vec<u64> = Vec::new();
+    let mut text_all = String::new();
+    let mut info: Vec<(usize, u64)> = Vec::new();
     let mut maps: Vec<Vec<u32>> = vec![Vec::new(); files.len()];
     let tmp = openwit_core::atomic::temp_path_for(uni_out);
     let mut w = CountTableWriter::create(&tmp, "token")?;
@@ -629,12 +632,13 @@ fn merge_wiki_counts(
     let mut tokens = 0u64;
     merge_tracked(sources, |k, c, from| {
         let k = key_str(k, what)?;
-        let g = counts.len() as u32;
+        let g = info.len() as u32;
         for &t in from {
             maps[t].push(g);
         }
         words.push(k.as_bytes());
-        counts.push(c);
+        text_all.push_str(k);
+        info.push((text_all.len(), c));
         tokens += c;
         scorer.unigram(k, c);
         w.push(k, c)
@@ -662,19 +666,23 @@ fn merge_wiki_counts(
             heap.push(Reverse((key(r, &maps[t]).0, t)));
         }
     }
-    let mut text: Vec<u8> = Vec::with_capacity(64);
+    let word = |g: usize| {
+        let start = if g == 0 { 0 } else { info[g - 1].0 };
+        (&text_all[start..info[g].0], info[g].1)
+    };
+    let mut text = String::with_capacity(64);
     let mut cur: Option<(u64, u32, u64)> = None;
     let mut emit = |(k, a, c): (u64, u32, u64)| -> Result<()> {
-        let b = (k & 0xffff_ffff) as usize;
+        let (wa, na) = word(a as usize);
+        let (wb, nb) = word((k & 0xffff_ffff) as usize);
         text.clear();
-        text.extend_from_slice(words.word(a as usize));
-        text.push(b' ');
-        text.extend_from_slice(words.word(b));
-        let s = key_str(&text, what)?;
-        scorer.bigram_counts(s, c, counts[a as usize], counts[b]);
-        w.push(s, c)
+        text.push_str(wa);
+        text.push(' ');
+        text.push_str(wb);
+        scorer.bigram_counts(&text, c, na, nb);
+        w.push(&text, c)
     };
-    while let Some(Reverse((k, t))) = heap.pop() {
+    while let Some(&Reverse((k, t))) = heap.peek() {
         let r = &mut readers[t];
         let (_, a) = key(r, &maps[t]);
         match &mut cur {
@@ -696,7 +704,12 @@ fn merge_wiki_counts(
                     fix: "rerun with --restart queries".into(),
                 });
             }
-            heap.push(Reverse((next, t)));
+            // Replace the top: one sift instead of a pop and a push.
+            if let Some(mut top) = heap.peek_mut() {
+                *top = Reverse((next, t));
+            }
+        } else {
+            heap.pop();
         }
     }
     if let Some(x) = cur {
