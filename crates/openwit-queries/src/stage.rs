@@ -896,3 +896,95 @@ impl<'c> WikiScorer<'c> {
             .offer_parts(k, c, select::pmi(c, na, nb, self.n));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// Tasks with overlapping vocabularies (words that sort differently as `w` and `w + " "`
+    /// among them, one task spilled): the merged tables equal a count of all texts together.
+    #[test]
+    fn merged_tables_equal_one_count_of_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let words = ["a", "a\u{1}", "ab", "b", "a\u{1f}x", "Z", "é", "dog", "do"];
+        let mut state = 7u64;
+        let mut text = |n: usize| -> String {
+            let mut s = String::new();
+            for i in 0..n {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                s.push_str(words[state as usize % words.len()]);
+                s.push(if i % 9 == 8 { '\n' } else { ' ' });
+            }
+            s
+        };
+        let texts: Vec<String> = (0..3).map(|i| text(200 + 150 * i)).collect();
+        let mut files = Vec::new();
+        for (t, s) in texts.iter().enumerate() {
+            // The second task spills on every text.
+            let budget = if t == 1 { 0 } else { usize::MAX };
+            let mut c = Counter::new(budget, &dir.path().join(format!("spill{t}")));
+            for line in s.split_inclusive('\n') {
+                c.count_text(line).unwrap();
+            }
+            let (u, b) = (
+                dir.path().join(format!("{t}.uni.cnt")),
+                dir.path().join(format!("{t}.bi.cnt")),
+            );
+            c.finish(&u, &b).unwrap();
+            files.push((u, b));
+        }
+        let mut all = Counter::new(usize::MAX, &dir.path().join("spill-all"));
+        for s in &texts {
+            for line in s.split_inclusive('\n') {
+                all.count_text(line).unwrap();
+            }
+        }
+        let (u, b) = (
+            dir.path().join("all.uni.cnt"),
+            dir.path().join("all.bi.cnt"),
+        );
+        all.finish(&u, &b).unwrap();
+        let cfg = QueriesConfig::default();
+        let (uo, bo) = (dir.path().join("u.parquet"), dir.path().join("b.parquet"));
+        let mut scorer = WikiScorer::new(&cfg);
+        let (n, _, n_bi) = merge_wiki_counts(&files, &uo, &bo, &mut scorer).unwrap();
+        let (ua, ba) = (dir.path().join("ua.parquet"), dir.path().join("ba.parquet"));
+        let mut scorer = WikiScorer::new(&cfg);
+        let (n_all, _, _) = merge_wiki_counts(&[(u, b)], &ua, &ba, &mut scorer).unwrap();
+        assert_eq!(n, n_all);
+        let read = |p: &Path| {
+            let mut v: Vec<(String, u64)> = Vec::new();
+            tables::read_counts(p, |k, c| {
+                v.push((k.to_string(), c));
+                Ok(())
+            })
+            .unwrap();
+            v
+        };
+        assert_eq!(read(&uo), read(&ua));
+        let got = read(&bo);
+        assert_eq!(got, read(&ba));
+        assert_eq!(got.len() as u64, n_bi);
+        // The reference: bigrams within lines, keys in byte order.
+        let mut want: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for s in &texts {
+            for line in s.lines() {
+                let w: Vec<&str> = line.split(' ').filter(|x| !x.is_empty()).collect();
+                for p in w.windows(2) {
+                    *want
+                        .entry(format!("{} {}", p[0], p[1]).into_bytes())
+                        .or_default() += 1;
+                }
+            }
+        }
+        let want: Vec<(String, u64)> = want
+            .into_iter()
+            .map(|(k, c)| (String::from_utf8(k).unwrap(), c))
+            .collect();
+        assert_eq!(got, want);
+    }
+}
