@@ -617,6 +617,9 @@ impl Counter {
         if self.runs.is_empty() {
             // Only spilled keys (text) need the words' ids again.
             self.vocab.drop_table();
+        } else {
+            // Spill the rest too, so that its memory is free before the merge needs the table.
+            self.spill()?;
         }
         let last = self.sorted_bigrams(&ranks);
         let mut w = PairWriter::create(bigram_out)?;
@@ -631,12 +634,11 @@ impl Counter {
                 }
             }
         } else {
-            // Spilled runs hold keys as text: merge them with the rest, then find the words.
+            // Spilled runs hold keys as text: merge them, then find the words.
             let mut sources: Vec<Box<dyn SortedCounts + '_>> = Vec::new();
             for r in &self.runs {
                 sources.push(Box::new(CountReader::open(r)?));
             }
-            sources.push(Box::new(SortedBigrams::new(&last, &self.vocab, &ranks)));
             let vocab = &self.vocab;
             let index = |word: &[u8]| {
                 vocab
