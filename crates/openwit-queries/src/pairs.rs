@@ -89,7 +89,7 @@ impl PairReader {
         })
     }
 
-    fn broken(&self, msg: &str) -> QueriesError {
+    pub(crate) fn broken(&self, msg: &str) -> QueriesError {
         self.src
             .broken(&format!("{msg} after {} records", self.records))
     }

@@ -651,59 +651,34 @@ fn merge_wiki_counts(
     let rank1 = Ranks::new(&words).rank1;
     let tmp = openwit_core::atomic::temp_path_for(bi_out);
     let mut w = CountTableWriter::create(&tmp, "bigram")?;
-    let mut readers = Vec::with_capacity(files.len());
+    let mut feeds = Vec::with_capacity(files.len());
     for (t, (_, b)) in files.iter().enumerate() {
-        readers.push(PairReader::open(b, maps[t].len() as u64)?);
+        feeds.push(PairFeed::open(b, &maps[t], &rank1)?);
     }
-    // The merged key of reader `t`'s record, and its first word.
-    let key = |r: &PairReader, map: &[u32]| {
-        let (a, b) = (map[r.a as usize], map[r.b as usize]);
-        (u64::from(rank1[a as usize]) << 32 | u64::from(b), a)
-    };
     let mut heap = BinaryHeap::new();
-    for (t, r) in readers.iter_mut().enumerate() {
-        if r.advance()? {
-            heap.push(Reverse((key(r, &maps[t]).0, t)));
+    for (t, f) in feeds.iter_mut().enumerate() {
+        if let Some(&(k, ..)) = f.head()? {
+            heap.push(Reverse((k, t)));
         }
     }
-    let word = |g: usize| {
-        let start = if g == 0 { 0 } else { info[g - 1].0 };
-        (&text_all[start..info[g].0], info[g].1)
-    };
-    let mut text = String::with_capacity(64);
+    let mut rows = RowBatch::new(&text_all, &info);
     let mut cur: Option<(u64, u32, u64)> = None;
-    let mut emit = |(k, a, c): (u64, u32, u64)| -> Result<()> {
-        let (wa, na) = word(a as usize);
-        let (wb, nb) = word((k & 0xffff_ffff) as usize);
-        text.clear();
-        text.push_str(wa);
-        text.push(' ');
-        text.push_str(wb);
-        scorer.bigram_counts(&text, c, na, nb);
-        w.push(&text, c)
-    };
     while let Some(&Reverse((k, t))) = heap.peek() {
-        let r = &mut readers[t];
-        let (_, a) = key(r, &maps[t]);
+        let f = &mut feeds[t];
+        let Some(&(_, a, c)) = f.head()? else {
+            unreachable!("a feed in the heap has a record")
+        };
         match &mut cur {
-            Some((ck, _, cc)) if *ck == k => *cc += r.count,
+            Some((ck, _, cc)) if *ck == k => *cc += c,
             _ => {
                 if let Some(x) = cur.take() {
-                    emit(x)?;
+                    rows.push(x, &mut w, scorer)?;
                 }
-                cur = Some((k, a, r.count));
+                cur = Some((k, a, c));
             }
         }
-        if r.advance()? {
-            let (next, _) = key(r, &maps[t]);
-            if next <= k {
-                return Err(QueriesError::Broken {
-                    path: files[t].1.clone(),
-                    offset: 0,
-                    msg: "bigram pairs out of order".into(),
-                    fix: "rerun with --restart queries".into(),
-                });
-            }
+        f.pos += 1;
+        if let Some(&(next, ..)) = f.head()? {
             // Replace the top: one sift instead of a pop and a push.
             if let Some(mut top) = heap.peek_mut() {
                 *top = Reverse((next, t));
@@ -713,11 +688,143 @@ fn merge_wiki_counts(
         }
     }
     if let Some(x) = cur {
-        emit(x)?;
+        rows.push(x, &mut w, scorer)?;
     }
+    rows.flush(&mut w, scorer)?;
     let n_bi = w.finish()?;
     std::fs::rename(&tmp, bi_out).map_err(|e| QueriesError::io(bi_out, e))?;
     Ok((tokens, n_uni, n_bi))
+}
+
+/// Records a [`PairFeed`] reads and maps at a time.
+const FEED_CHUNK: usize = 1024;
+
+/// One task's bigram pairs, read a chunk at a time and mapped to merged keys (`rank1` of the
+/// first word's merged index `<< 32 |` the second's) in one loop: the chunk's map lookups do not
+/// depend on each other, so their cache misses overlap instead of stalling the merge one by one.
+struct PairFeed<'a> {
+    r: PairReader,
+    map: &'a [u32],
+    rank1: &'a [u32],
+    raw: Vec<(u32, u32, u64)>,
+    /// `(key, first word's merged index, count)`, in key order.
+    keys: Vec<(u64, u32, u64)>,
+    pos: usize,
+    last: Option<u64>,
+    done: bool,
+}
+
+impl<'a> PairFeed<'a> {
+    fn open(path: &Path, map: &'a [u32], rank1: &'a [u32]) -> Result<Self> {
+        Ok(PairFeed {
+            r: PairReader::open(path, map.len() as u64)?,
+            map,
+            rank1,
+            raw: Vec::with_capacity(FEED_CHUNK),
+            keys: Vec::with_capacity(FEED_CHUNK),
+            pos: 0,
+            last: None,
+            done: false,
+        })
+    }
+
+    /// The current record; `None` at the end.
+    #[inline]
+    fn head(&mut self) -> Result<Option<&(u64, u32, u64)>> {
+        if self.pos == self.keys.len() && !self.done {
+            self.refill()?;
+        }
+        Ok(self.keys.get(self.pos))
+    }
+
+    fn refill(&mut self) -> Result<()> {
+        self.raw.clear();
+        while self.raw.len() < FEED_CHUNK {
+            if !self.r.advance()? {
+                self.done = true;
+                break;
+            }
+            self.raw.push((self.r.a, self.r.b, self.r.count));
+        }
+        let (map, rank1) = (self.map, self.rank1);
+        self.keys.clear();
+        self.keys.extend(self.raw.iter().map(|&(a, b, c)| {
+            let (a, b) = (map[a as usize], map[b as usize]);
+            (u64::from(rank1[a as usize]) << 32 | u64::from(b), a, c)
+        }));
+        self.pos = 0;
+        for &(k, ..) in &self.keys {
+            if self.last.is_some_and(|l| k <= l) {
+                return Err(self.r.broken("bigram pairs out of order"));
+            }
+            self.last = Some(k);
+        }
+        Ok(())
+    }
+}
+
+/// Merged bigram rows `(key, first word, count)` waiting for their text: looked up a batch at
+/// a time (the words' spans first, in a loop of independent loads, then the text), scored and
+/// written.
+struct RowBatch<'a> {
+    text: &'a str,
+    /// Each merged word's end in `text` and its count.
+    info: &'a [(usize, u64)],
+    rows: Vec<(u64, u32, u64)>,
+    spans: Vec<[(usize, usize, u64); 2]>,
+    key: String,
+}
+
+const ROW_BATCH: usize = 4096;
+
+impl<'a> RowBatch<'a> {
+    fn new(text: &'a str, info: &'a [(usize, u64)]) -> Self {
+        RowBatch {
+            text,
+            info,
+            rows: Vec::with_capacity(ROW_BATCH),
+            spans: Vec::with_capacity(ROW_BATCH),
+            key: String::with_capacity(64),
+        }
+    }
+
+    #[inline]
+    fn push(
+        &mut self,
+        row: (u64, u32, u64),
+        w: &mut CountTableWriter,
+        scorer: &mut WikiScorer<'_>,
+    ) -> Result<()> {
+        self.rows.push(row);
+        if self.rows.len() == ROW_BATCH {
+            self.flush(w, scorer)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, w: &mut CountTableWriter, scorer: &mut WikiScorer<'_>) -> Result<()> {
+        let info = self.info;
+        let span = |g: usize| {
+            let start = if g == 0 { 0 } else { info[g - 1].0 };
+            (start, info[g].0, info[g].1)
+        };
+        self.spans.clear();
+        self.spans.extend(
+            self.rows
+                .iter()
+                .map(|&(k, a, _)| [span(a as usize), span((k & 0xffff_ffff) as usize)]),
+        );
+        for (&(_, _, c), [(sa, ea, na), (sb, eb, nb)]) in self.rows.iter().zip(&self.spans) {
+            self.key.clear();
+            self.key.push_str(&self.text[*sa..*ea]);
+            self.key.push(' ');
+            self.key.push_str(&self.text[*sb..*eb]);
+            scorer.bigram_counts(&self.key, c, *na, *nb);
+            w.push(&self.key, c)?;
+        }
+        self.rows.clear();
+        Ok(())
+    }
 }
 
 fn link_or_copy(from: &Path, to: &Path) -> Result<()> {

@@ -12,8 +12,8 @@ use arrow_array::{Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::error::{QueriesError, Result};
 use crate::select::Entry;
@@ -27,14 +27,19 @@ fn props() -> WriterProperties {
         .build()
 }
 
-/// The count tables' properties: their keys are all distinct (a dictionary only costs time)
-/// and the tables are large and rewritten by every rerun that recounts, so zstd runs at level
-/// 1 (about 1.4 CPU s less than level 3 with a dictionary on the 26M-row benchmark table, for a
-/// file 8% larger).
+/// The count tables' properties. Their keys are all distinct (a dictionary only costs time)
+/// and sorted, so they are written as `DELTA_BYTE_ARRAY` (each key stores the length of the
+/// prefix it shares with the one before and the rest): a bigram repeats its first word, and
+/// zstd (level 1: the tables are large and rewritten by every rerun that recounts) gets a
+/// third of the bytes. No min/max statistics on the key column: they cost a byte comparison
+/// per row. On the 26M-row benchmark table: 2.7 -> 1.9 CPU s, 134 -> 81 MB.
 fn count_props(key_name: &str) -> WriterProperties {
+    let key = parquet::schema::types::ColumnPath::from(key_name);
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        .set_column_dictionary_enabled(key_name.into(), false)
+        .set_column_dictionary_enabled(key.clone(), false)
+        .set_column_encoding(key.clone(), Encoding::DELTA_BYTE_ARRAY)
+        .set_column_statistics_enabled(key, EnabledStatistics::None)
         .set_max_row_group_size(1 << 20)
         .build()
 }
