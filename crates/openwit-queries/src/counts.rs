@@ -218,7 +218,6 @@ const MIN_BATCH: usize = 1 << 22;
 /// sequential memory traffic instead of a hash-table miss per token.
 pub struct Counter {
     vocab: Vocab,
-    unigram: Vec<u64>,
     pending: Vec<u64>,
     scratch: Vec<u64>,
     agg: Vec<(u64, u64)>,
@@ -429,7 +428,6 @@ impl Counter {
     pub fn new(budget: usize, spill_dir: &Path) -> Self {
         Counter {
             vocab: Vocab::default(),
-            unigram: Vec::new(),
             pending: Vec::new(),
             scratch: Vec::new(),
             agg: Vec::new(),
@@ -452,11 +450,7 @@ impl Counter {
                 prev = NO_ID;
                 return;
             }
-            let id = self.vocab.id(Head::at(b, s, e), &b[s..e]);
-            if id as usize == self.unigram.len() {
-                self.unigram.push(0);
-            }
-            self.unigram[id as usize] += 1;
+            let id = self.vocab.count(Head::at(b, s, e), &b[s..e]);
             self.tokens += 1;
             if brk {
                 prev = NO_ID;
@@ -540,7 +534,6 @@ impl Counter {
     /// Estimated bytes in use.
     pub fn memory(&self) -> usize {
         self.vocab.memory()
-            + self.unigram.capacity() * 8
             + (self.pending.capacity() + self.scratch.capacity()) * PENDING_BYTES
             + self.agg.capacity() * AGG_BYTES
     }
@@ -609,10 +602,12 @@ impl Counter {
     /// counter; returns the records of each.
     pub fn finish(mut self, unigram_out: &Path, bigram_out: &Path) -> Result<(u64, u64)> {
         let ranks = Ranks::new(&self.vocab);
+        let counts = self.vocab.counts();
         let mut w = CountWriter::create(unigram_out)?;
         for &id in &ranks.by2 {
-            w.push_bytes(self.vocab.word(id as usize), self.unigram[id as usize])?;
+            w.push_bytes(self.vocab.word(id as usize), counts[id as usize])?;
         }
+        drop(counts);
         let n_uni = w.finish()?;
         if self.runs.is_empty() {
             // Only spilled keys (text) need the words' ids again.

@@ -1,10 +1,11 @@
-//! A task's vocabulary: token -> dense id, the tokens' bytes in one arena.
+//! A task's vocabulary: token -> dense id and count, the tokens' bytes in one arena.
 //!
 //! Counting interns every token of the dump, so the lookup is the counter's inner loop. The
-//! table is open-addressed (linear probing) with 24-byte slots that hold a token's first 15
-//! bytes and its length inline, so a lookup of a token of up to 15 bytes (nearly all of them)
-//! touches one slot and nothing else: no key behind a pointer, no `memcmp` call. Longer tokens
-//! compare their remaining bytes with the arena. The words themselves live in one byte arena
+//! table is open-addressed (linear probing) with 32-byte slots (two to a cache line, never
+//! across one) that hold a token's first 15 bytes, its length and its count inline, so counting
+//! a token of up to 15 bytes (nearly all of them) touches one slot and nothing else: no key
+//! behind a pointer, no `memcmp` call, no count array indexed by id. Longer tokens compare
+//! their remaining bytes with the arena. The words themselves live in one byte arena
 //! (no allocation per word, and nothing to free one by one when the task ends).
 
 /// The inline part of a token: bytes 0-7, bytes 8-14 and the length (capped at 255) in the top
@@ -81,10 +82,16 @@ fn hash(h: Head, t: &[u8]) -> u64 {
     x ^ (x >> 32)
 }
 
-/// Slot: head words, then `hash32 << 32 | (id + 1)`; 0 in the last word is an empty slot.
-type Slot = [u64; 3];
+/// Slot: head words, `hash32 << 32 | (id + 1)` (0: an empty slot), the token's count.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Slot {
+    head: [u64; 2],
+    tag: u64,
+    count: u64,
+}
 
-/// Token -> id (ids dense from 0 in order of first sight), with the tokens' bytes.
+/// Token -> id (ids dense from 0 in order of first sight) and count, with the tokens' bytes.
 #[derive(Default)]
 pub(crate) struct Vocab {
     slots: Vec<Slot>,
@@ -114,26 +121,44 @@ impl Vocab {
             + self.ends.capacity() * std::mem::size_of::<usize>()
     }
 
-    /// The id of token `t` (with head `h`, see [`Head::at`]), added if new.
+    /// Counts one occurrence of token `t` (with head `h`, see [`Head::at`]), added if new;
+    /// returns its id.
     #[inline]
-    pub(crate) fn id(&mut self, h: Head, t: &[u8]) -> u32 {
+    pub(crate) fn count(&mut self, h: Head, t: &[u8]) -> u32 {
         if self.len() * 8 >= self.slots.len() * 5 {
             self.grow();
         }
         let x = hash(h, t);
         match self.find(h, x, t) {
-            Ok(id) => id,
+            Ok(i) => {
+                let s = &mut self.slots[i];
+                s.count += 1;
+                (s.tag & 0xffff_ffff) as u32 - 1
+            }
             Err(i) => {
                 let id = self.len() as u32;
                 self.arena.extend_from_slice(t);
                 self.ends.push(self.arena.len());
-                self.slots[i] = [h.0, h.1, (x >> 32) << 32 | u64::from(id + 1)];
+                self.slots[i] = Slot {
+                    head: [h.0, h.1],
+                    tag: (x >> 32) << 32 | u64::from(id + 1),
+                    count: 1,
+                };
                 id
             }
         }
     }
 
-    /// Appends a word without indexing it (a word list read back in order; [`Vocab::id`] and
+    /// Every counted word's count, by id (words added by [`Vocab::push`] have none).
+    pub(crate) fn counts(&self) -> Vec<u64> {
+        let mut c = vec![0u64; self.len()];
+        for s in self.slots.iter().filter(|s| s.tag != 0) {
+            c[(s.tag & 0xffff_ffff) as usize - 1] = s.count;
+        }
+        c
+    }
+
+    /// Appends a word without indexing it (a word list read back in order; [`Vocab::count`] and
     /// [`Vocab::get`] do not see it).
     pub(crate) fn push(&mut self, w: &[u8]) {
         self.arena.extend_from_slice(w);
@@ -146,23 +171,25 @@ impl Vocab {
             return None;
         }
         let h = Head::of(t);
-        self.find(h, hash(h, t), t).ok()
+        let i = self.find(h, hash(h, t), t).ok()?;
+        Some((self.slots[i].tag & 0xffff_ffff) as u32 - 1)
     }
 
-    /// `Ok(id)` of token `t` (head `h`, hash `x`), or `Err(slot)`: the empty slot where it goes.
+    /// `Ok(slot)` of token `t` (head `h`, hash `x`), or `Err(slot)`: the empty slot where it
+    /// goes.
     #[inline]
-    fn find(&self, h: Head, x: u64, t: &[u8]) -> Result<u32, usize> {
+    fn find(&self, h: Head, x: u64, t: &[u8]) -> Result<usize, usize> {
         let mask = self.slots.len() - 1;
         let mut i = (x >> 32) as usize & mask;
         loop {
-            let s = self.slots[i];
-            if s[2] == 0 {
+            let s = &self.slots[i];
+            if s.tag == 0 {
                 return Err(i);
             }
-            if s[0] == h.0 && s[1] == h.1 {
-                let id = (s[2] & 0xffff_ffff) as u32 - 1;
-                if !h.is_long() || self.word(id as usize)[INLINE..] == t[INLINE..] {
-                    return Ok(id);
+            if s.head == [h.0, h.1] {
+                let id = (s.tag & 0xffff_ffff) as usize - 1;
+                if !h.is_long() || self.word(id)[INLINE..] == t[INLINE..] {
+                    return Ok(i);
                 }
             }
             i = (i + 1) & mask;
@@ -173,11 +200,11 @@ impl Vocab {
     #[cold]
     fn grow(&mut self) {
         let n = (self.slots.len() * 2).max(1024);
-        let mut slots = vec![[0u64; 3]; n];
+        let mut slots = vec![Slot::default(); n];
         let mask = n - 1;
-        for s in self.slots.iter().filter(|s| s[2] != 0) {
-            let mut i = (s[2] >> 32) as usize & mask;
-            while slots[i][2] != 0 {
+        for s in self.slots.iter().filter(|s| s.tag != 0) {
+            let mut i = (s.tag >> 32) as usize & mask;
+            while slots[i].tag != 0 {
                 i = (i + 1) & mask;
             }
             slots[i] = *s;
@@ -185,7 +212,7 @@ impl Vocab {
         self.slots = slots;
     }
 
-    /// Frees the lookup table (the words stay readable).
+    /// Frees the lookup table and the counts (the words stay readable).
     pub(crate) fn drop_table(&mut self) {
         self.slots = Vec::new();
     }
@@ -198,7 +225,8 @@ mod tests {
     use super::*;
 
     /// Tokens of every length around the inline limit, with NUL and high bytes, looked up in
-    /// texts where 16 bytes follow the token and where they do not: ids equal a plain map's.
+    /// texts where 16 bytes follow the token and where they do not: ids and counts equal a
+    /// plain map's.
     #[test]
     fn ids_equal_a_hash_map() {
         let mut state = 0x1234_5678_9abc_def0u64;
@@ -226,7 +254,7 @@ mod tests {
         words.push(b"abcdefg".to_vec());
         words.push(b"abcdefg\0".to_vec());
         let mut v = Vocab::default();
-        let mut want: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut want: HashMap<Vec<u8>, (u32, u64)> = HashMap::new();
         for round in 0..3 {
             for (i, w) in words.iter().enumerate() {
                 // The token inside a text: padded after it (fast head) or at the very end.
@@ -239,14 +267,17 @@ mod tests {
                 let h = Head::at(&text, s, e);
                 assert_eq!(h, Head::of(w), "{w:?}");
                 let n = want.len() as u32;
-                let id = *want.entry(w.clone()).or_insert(n);
-                assert_eq!(v.id(h, &text[s..e]), id, "{w:?}");
+                let id = want.entry(w.clone()).or_insert((n, 0));
+                id.1 += 1;
+                assert_eq!(v.count(h, &text[s..e]), id.0, "{w:?}");
             }
         }
         assert_eq!(v.len(), want.len());
-        for (w, &id) in &want {
+        let counts = v.counts();
+        for (w, &(id, n)) in &want {
             assert_eq!(v.word(id as usize), &w[..]);
             assert_eq!(v.get(w), Some(id));
+            assert_eq!(counts[id as usize], n, "{w:?}");
         }
         assert_eq!(v.get(b"not a word"), None);
         assert_eq!(v.get(b"abcdefghijklmnor"), None);
