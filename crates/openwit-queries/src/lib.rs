@@ -50,6 +50,7 @@ pub mod counts;
 pub mod download;
 pub mod dump;
 pub mod error;
+mod huge;
 pub mod lines;
 pub mod pageviews;
 pub mod pairs;

@@ -8,6 +8,8 @@
 //! their remaining bytes with the arena. The words themselves live in one byte arena
 //! (no allocation per word, and nothing to free one by one when the task ends).
 
+use crate::huge::HugeVec;
+
 /// The inline part of a token: bytes 0-7, bytes 8-14 and the length (capped at 255) in the top
 /// byte of the second word. Two tokens with equal heads are equal when both are shorter than 16
 /// bytes; otherwise their bytes from 15 on decide.
@@ -66,7 +68,7 @@ impl Head {
 
 /// The table's hash of a token: its head, then (long tokens) the rest 8 bytes at a time.
 #[inline]
-fn hash(h: Head, t: &[u8]) -> u64 {
+pub(crate) fn hash(h: Head, t: &[u8]) -> u64 {
     const K0: u64 = 0x9e37_79b9_7f4a_7c15;
     const K1: u64 = 0xc2b2_ae3d_27d4_eb4f;
     let mut x = h.0.wrapping_mul(K0) ^ h.1.rotate_left(29).wrapping_mul(K1);
@@ -82,6 +84,21 @@ fn hash(h: Head, t: &[u8]) -> u64 {
     x ^ (x >> 32)
 }
 
+/// A prefetch hint for the cache line of `p`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch<T>(p: &T) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has; a prefetch does not read
+    // or write memory as the program sees it (any address is allowed, and this one is valid).
+    unsafe { _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast()) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn prefetch<T>(_p: &T) {}
+
 /// Slot: head words, `hash32 << 32 | (id + 1)` (0: an empty slot), the token's count.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(32))]
@@ -94,7 +111,9 @@ struct Slot {
 /// Token -> id (ids dense from 0 in order of first sight) and count, with the tokens' bytes.
 #[derive(Default)]
 pub(crate) struct Vocab {
-    slots: Vec<Slot>,
+    /// On huge pages: the table is read at random, and at a few million words spans far
+    /// more 4 KiB pages than the TLB holds.
+    slots: HugeVec<Slot>,
     arena: Vec<u8>,
     /// Word `i` is `arena[ends[i - 1]..ends[i]]` (`ends[-1]` = 0).
     ends: Vec<usize>,
@@ -116,19 +135,28 @@ impl Vocab {
 
     /// Bytes held (capacities).
     pub(crate) fn memory(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        self.slots.memory()
             + self.arena.capacity()
             + self.ends.capacity() * std::mem::size_of::<usize>()
     }
 
-    /// Counts one occurrence of token `t` (with head `h`, see [`Head::at`]), added if new;
-    /// returns its id.
+    /// Asks the CPU to bring in the slot where a token of hash `x` starts its probe, ahead of
+    /// [`Vocab::count_hashed`] (a hint: no effect on results).
     #[inline]
-    pub(crate) fn count(&mut self, h: Head, t: &[u8]) -> u32 {
+    pub(crate) fn prefetch(&self, x: u64) {
+        if !self.slots.is_empty() {
+            let i = (x >> 32) as usize & (self.slots.len() - 1);
+            prefetch(&self.slots[i]);
+        }
+    }
+
+    /// Counts one occurrence of token `t` (with head `h`, see [`Head::at`], and [`hash`] `x`),
+    /// added if new; returns its id.
+    #[inline]
+    pub(crate) fn count_hashed(&mut self, h: Head, x: u64, t: &[u8]) -> u32 {
         if self.len() * 8 >= self.slots.len() * 5 {
             self.grow();
         }
-        let x = hash(h, t);
         match self.find(h, x, t) {
             Ok(i) => {
                 let s = &mut self.slots[i];
@@ -158,7 +186,7 @@ impl Vocab {
         c
     }
 
-    /// Appends a word without indexing it (a word list read back in order; [`Vocab::count`] and
+    /// Appends a word without indexing it (a word list read back in order; [`Vocab::count_hashed`] and
     /// [`Vocab::get`] do not see it).
     pub(crate) fn push(&mut self, w: &[u8]) {
         self.arena.extend_from_slice(w);
@@ -200,7 +228,8 @@ impl Vocab {
     #[cold]
     fn grow(&mut self) {
         let n = (self.slots.len() * 2).max(1024);
-        let mut slots = vec![Slot::default(); n];
+        let mut table = HugeVec::<Slot>::new(n);
+        let slots = &mut table[..];
         let mask = n - 1;
         for s in self.slots.iter().filter(|s| s.tag != 0) {
             let mut i = (s.tag >> 32) as usize & mask;
@@ -209,12 +238,12 @@ impl Vocab {
             }
             slots[i] = *s;
         }
-        self.slots = slots;
+        self.slots = table;
     }
 
     /// Frees the lookup table and the counts (the words stay readable).
     pub(crate) fn drop_table(&mut self) {
-        self.slots = Vec::new();
+        self.slots = HugeVec::default();
     }
 }
 
@@ -269,7 +298,11 @@ mod tests {
                 let n = want.len() as u32;
                 let id = want.entry(w.clone()).or_insert((n, 0));
                 id.1 += 1;
-                assert_eq!(v.count(h, &text[s..e]), id.0, "{w:?}");
+                assert_eq!(
+                    v.count_hashed(h, hash(h, &text[s..e]), &text[s..e]),
+                    id.0,
+                    "{w:?}"
+                );
             }
         }
         assert_eq!(v.len(), want.len());

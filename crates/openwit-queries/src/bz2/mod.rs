@@ -20,13 +20,12 @@
 
 mod bits;
 mod crc;
-mod huge;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
 
+use crate::huge::TtBuf;
 use bits::Bits;
-use huge::TtBuf;
 
 /// Blocks whose inverse BWT runs interleaved, at most (see [`Decoder::with_lanes`]).
 pub const MAX_LANES: usize = 8;
