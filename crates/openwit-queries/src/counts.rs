@@ -215,8 +215,8 @@ const MIN_BATCH: usize = 1 << 22;
 /// Counts the unigrams and bigrams of one task, spilling bigrams to sorted runs in `spill_dir`
 /// when the estimated memory goes over `budget` bytes.
 ///
-/// Tokens are interned to dense ids ([`Vocab`]: an open-addressed table with the first 15 bytes
-/// of each token inline, the words in one arena). Bigrams are appended as `id_a << 32 | id_b` to a pending batch, which is
+/// Tokens are interned to dense ids and counted ([`Vocab`]: an open-addressed table with the
+/// first 15 bytes and the count of each token inline, the words in one arena). Bigrams are appended as `id_a << 32 | id_b` to a pending batch, which is
 /// radix-sorted, collapsed and merged into the sorted `(key, count)` list of counted bigrams:
 /// sequential memory traffic instead of a hash-table miss per token.
 pub struct Counter {
