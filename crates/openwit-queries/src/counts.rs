@@ -607,15 +607,23 @@ impl Counter {
         if self.agg.is_empty() && self.pending.is_empty() {
             return Ok(());
         }
+        let ranks = Ranks::new(&self.vocab);
+        self.spill_ranked(&ranks)
+    }
+
+    /// [`Counter::spill`] with the vocabulary's current ranks.
+    fn spill_ranked(&mut self, ranks: &Ranks) -> Result<()> {
+        if self.agg.is_empty() && self.pending.is_empty() {
+            return Ok(());
+        }
         std::fs::create_dir_all(&self.spill_dir)
             .map_err(|e| QueriesError::io(&self.spill_dir, e))?;
         let path = self
             .spill_dir
             .join(format!("run-{:05}.cnt", self.runs.len()));
-        let ranks = Ranks::new(&self.vocab);
-        let v = self.sorted_bigrams(&ranks);
+        let v = self.sorted_bigrams(ranks);
         let mut w = CountWriter::create(&path)?;
-        let mut src = SortedBigrams::new(&v, &self.vocab, &ranks);
+        let mut src = SortedBigrams::new(&v, &self.vocab, ranks);
         while src.advance()? {
             w.push_bytes(src.key(), src.count())?;
         }
@@ -642,7 +650,7 @@ impl Counter {
             self.vocab.drop_table();
         } else {
             // Spill the rest too, so that its memory is free before the merge needs the table.
-            self.spill()?;
+            self.spill_ranked(&ranks)?;
         }
         let last = self.sorted_bigrams(&ranks);
         let mut w = PairWriter::create(bigram_out)?;

@@ -666,7 +666,9 @@ fn merge_wiki_counts(
     while let Some(&Reverse((k, t))) = heap.peek() {
         let f = &mut feeds[t];
         let Some(&(_, a, c)) = f.head()? else {
-            unreachable!("a feed in the heap has a record")
+            // (Not reached: a feed is in the heap only while it has a record.)
+            heap.pop();
+            continue;
         };
         match &mut cur {
             Some((ck, _, cc)) if *ck == k => *cc += c,
