@@ -652,9 +652,9 @@ impl Counter {
             // Spill the rest too, so that its memory is free before the merge needs the table.
             self.spill_ranked(&ranks)?;
         }
-        let last = self.sorted_bigrams(&ranks);
         let mut w = PairWriter::create(bigram_out)?;
         if self.runs.is_empty() {
+            let last = self.sorted_bigrams(&ranks);
             // Each first word's group, in key order; its keys' low half is the second word's
             // byte-order rank, which is its index in the unigram file.
             for &id in &ranks.by1 {
