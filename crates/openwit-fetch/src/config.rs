@@ -83,6 +83,9 @@ fn d_max_pixels() -> u64 {
 fn d_max_dim() -> u32 {
     32_768
 }
+fn d_image_budget() -> u64 {
+    1024
+}
 fn d_body() -> u64 {
     32 << 20
 }
@@ -185,6 +188,12 @@ pub struct Config {
     /// Decompression-bomb guard: largest width or height. Default 32,768.
     #[serde(default = "d_max_dim")]
     pub max_dimension: u32,
+    /// Memory the image threads may decode into at once, in MiB, all threads together: each image
+    /// is admitted against it with its cost from the header (width x height x channels x bytes per
+    /// sample at the decode size, plus working copies), in arrival order; one larger than the
+    /// whole budget is decoded alone. Independent of the core count. Default 1024.
+    #[serde(default = "d_image_budget")]
+    pub image_memory_budget_mb: u64,
 
     /// Drop exact duplicates (same sha256 of the downloaded bytes) across the run. Default true.
     #[serde(default = "t")]

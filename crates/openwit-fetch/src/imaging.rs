@@ -8,7 +8,13 @@
 //!   covers the resize target, which skips most of the inverse DCT and colour conversion work.
 //!   Streams libjpeg-turbo declines (CMYK, lossless, corrupt data it only warns about) fall back
 //!   to `jpeg-decoder` (scaling by 1/2, 1/4 or 1/8), which keeps the drop reasons as before.
-//!   Other formats use `image`. JPEG output is encoded by libjpeg-turbo (4:2:0).
+//!   Large non-interlaced PNGs are decoded row by row (`png`) and reduced on the fly by the
+//!   largest integer box factor that still covers the resize target, so a 9,400 x 9,400 16-bit
+//!   PNG never exists whole in memory. Other formats use `image`. JPEG output is encoded by
+//!   libjpeg-turbo (4:2:0).
+//! - [`probe`] reads format, size, channels and sample size from the header alone;
+//!   [`decode_cost`] turns that into the memory a decode will take, which the stage admits
+//!   against its budget (`crate::budget`).
 //! - EXIF orientation is applied; grayscale, CMYK, palette and 16-bit images become RGB8; alpha is
 //!   composited on white.
 //! - Resizing uses `fast_image_resize` (SIMD): box (area) filter when shrinking, as img2dataset's
@@ -85,6 +91,322 @@ pub fn sniff(b: &[u8]) -> Sniffed {
     Sniffed::Unknown
 }
 
+/// What an image's header says, read from its first bytes without decoding any pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub format: Sniffed,
+    /// Stored size (before any EXIF orientation); GIF: the logical screen or the first frame's
+    /// extent if larger, WebP: the canvas.
+    pub width: u32,
+    pub height: u32,
+    /// Channels of the pixels the decoder hands back: JPEG its components (1, 3, 4), PNG 1 to 4
+    /// (a palette expands to RGB, a tRNS chunk adds alpha), GIF 4 (RGBA), WebP 3 or 4, BMP 3 or
+    /// 4, TIFF its samples per pixel.
+    pub channels: u8,
+    /// Bytes per sample of those pixels: 2 for 16-bit PNG, TIFF and 12/16-bit JPEG, else 1.
+    pub bytes_per_sample: u8,
+}
+
+impl Header {
+    /// Bytes of the decoder's output at full size: width x height x channels x bytes per sample.
+    pub fn decoded_bytes(&self) -> u64 {
+        self.width as u64 * self.height as u64 * self.channels as u64 * self.bytes_per_sample as u64
+    }
+}
+
+fn be16(b: &[u8], i: usize) -> Option<u32> {
+    b.get(i..i + 2)
+        .map(|s| u16::from_be_bytes([s[0], s[1]]) as u32)
+}
+
+fn le16(b: &[u8], i: usize) -> Option<u32> {
+    b.get(i..i + 2)
+        .map(|s| u16::from_le_bytes([s[0], s[1]]) as u32)
+}
+
+fn be32(b: &[u8], i: usize) -> Option<u32> {
+    b.get(i..i + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn le32(b: &[u8], i: usize) -> Option<u32> {
+    b.get(i..i + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn le24(b: &[u8], i: usize) -> Option<u32> {
+    b.get(i..i + 3)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], 0]))
+}
+
+/// The JPEG frame header (SOFn): walks the marker segments before the first scan, skipping fill
+/// bytes and, as libjpeg does, junk between segments.
+fn jpeg_header(b: &[u8]) -> Option<Header> {
+    let mut i = 2;
+    loop {
+        // Find the next marker: 0xFF followed by a byte that is not 0xFF or 0x00.
+        while *b.get(i)? != 0xFF {
+            i += 1;
+        }
+        while *b.get(i + 1)? == 0xFF {
+            i += 1;
+        }
+        let m = *b.get(i + 1)?;
+        match m {
+            0x00 | 0x01 | 0xD0..=0xD8 => {
+                i += 2;
+                continue;
+            }
+            0xD9 | 0xDA => return None,
+            _ => {}
+        }
+        let len = be16(b, i + 2)? as usize;
+        if len < 2 {
+            return None;
+        }
+        if matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC) {
+            let p = *b.get(i + 4)?;
+            let height = be16(b, i + 5)?;
+            let width = be16(b, i + 7)?;
+            let comps = *b.get(i + 9)?;
+            return Some(Header {
+                format: Sniffed::Jpeg,
+                width,
+                height,
+                channels: comps,
+                bytes_per_sample: if p > 8 { 2 } else { 1 },
+            });
+        }
+        i += 2 + len;
+    }
+}
+
+fn png_header(b: &[u8]) -> Option<Header> {
+    if b.get(12..16)? != b"IHDR" {
+        return None;
+    }
+    let (width, height) = (be32(b, 16)?, be32(b, 20)?);
+    let depth = *b.get(24)?;
+    // The chunks up to the first IDAT belong to the header: a tRNS among them adds alpha.
+    let mut i = 33;
+    let mut trns = false;
+    loop {
+        let len = be32(b, i)? as usize;
+        match b.get(i + 4..i + 8)? {
+            b"IDAT" => break,
+            b"tRNS" => trns = true,
+            b"IEND" => return None,
+            _ => {}
+        }
+        i = i.checked_add(12)?.checked_add(len)?;
+    }
+    let channels = match *b.get(25)? {
+        0 => 1,
+        2 | 3 => 3, // palette: expanded to RGB
+        4 => 2,
+        6 => 4,
+        _ => return None,
+    } + u8::from(trns);
+    Some(Header {
+        format: Sniffed::Png,
+        width,
+        height,
+        channels,
+        bytes_per_sample: if depth == 16 { 2 } else { 1 },
+    })
+}
+
+/// The logical screen, grown to the first frame's extent when that frame lies outside it (as
+/// Pillow does): a tiny screen may announce a gigapixel frame.
+fn gif_header(b: &[u8]) -> Option<Header> {
+    let (sw, sh) = (le16(b, 6)?, le16(b, 8)?);
+    let flags = *b.get(10)?;
+    let mut i = 13;
+    if flags & 0x80 != 0 {
+        i += 3 << ((flags & 7) + 1);
+    }
+    // Extensions (0x21, label, sub-blocks ending with a 0 length) up to the first image
+    // descriptor (0x2C: left, top, width, height).
+    loop {
+        match *b.get(i)? {
+            0x21 => {
+                i += 2;
+                loop {
+                    let n = *b.get(i)? as usize;
+                    i += 1 + n;
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            0x2C => break,
+            _ => return None,
+        }
+    }
+    let (left, top) = (le16(b, i + 1)?, le16(b, i + 3)?);
+    let (fw, fh) = (le16(b, i + 5)?, le16(b, i + 7)?);
+    Some(Header {
+        format: Sniffed::Gif,
+        width: sw.max(left + fw),
+        height: sh.max(top + fh),
+        channels: 4,
+        bytes_per_sample: 1,
+    })
+}
+
+fn webp_header(b: &[u8]) -> Option<Header> {
+    let (width, height, alpha) = match b.get(12..16)? {
+        b"VP8 " => {
+            // Frame tag (3 bytes), start code 9D 01 2A, then 14-bit width and height.
+            if b.get(23..26)? != [0x9D, 0x01, 0x2A] {
+                return None;
+            }
+            (le16(b, 26)? & 0x3FFF, le16(b, 28)? & 0x3FFF, false)
+        }
+        b"VP8L" => {
+            if *b.get(20)? != 0x2F {
+                return None;
+            }
+            let v = le32(b, 21)?;
+            (
+                (v & 0x3FFF) + 1,
+                ((v >> 14) & 0x3FFF) + 1,
+                (v >> 28) & 1 == 1,
+            )
+        }
+        b"VP8X" => (le24(b, 24)? + 1, le24(b, 27)? + 1, *b.get(20)? & 0x10 != 0),
+        _ => return None,
+    };
+    Some(Header {
+        format: Sniffed::Webp,
+        width,
+        height,
+        channels: if alpha { 4 } else { 3 },
+        bytes_per_sample: 1,
+    })
+}
+
+fn bmp_header(b: &[u8]) -> Option<Header> {
+    let (width, height, bpp) = if le32(b, 14)? == 12 {
+        (le16(b, 18)?, le16(b, 20)?, le16(b, 24)?)
+    } else {
+        let w = le32(b, 18)? as i32;
+        let h = le32(b, 22)? as i32;
+        (w.unsigned_abs(), h.unsigned_abs(), le16(b, 28)?)
+    };
+    Some(Header {
+        format: Sniffed::Bmp,
+        width,
+        height,
+        channels: if bpp == 32 { 4 } else { 3 },
+        bytes_per_sample: 1,
+    })
+}
+
+fn tiff_header(b: &[u8]) -> Option<Header> {
+    let le = b.starts_with(b"II");
+    let u16_at = |i| if le { le16(b, i) } else { be16(b, i) };
+    let u32_at = |i| if le { le32(b, i) } else { be32(b, i) };
+    let ifd = u32_at(4)? as usize;
+    let n = u16_at(ifd)? as usize;
+    let (mut w, mut h, mut bits, mut spp) = (None, None, 8, 1);
+    for k in 0..n.min(1024) {
+        let e = ifd + 2 + k * 12;
+        let (tag, kind) = (u16_at(e)?, u16_at(e + 2)?);
+        // A SHORT value sits in the first two bytes of the value field, a LONG in all four.
+        let value = match kind {
+            3 => u16_at(e + 8)?,
+            4 => u32_at(e + 8)?,
+            _ => continue,
+        };
+        match tag {
+            256 => w = Some(value),
+            257 => h = Some(value),
+            // BitsPerSample with several samples points elsewhere; 8 or 16 bits is what matters.
+            258 if u32_at(e + 4)? == 1 => bits = value,
+            258 => bits = u16_at(value as usize).unwrap_or(8),
+            277 => spp = value,
+            _ => {}
+        }
+    }
+    Some(Header {
+        format: Sniffed::Tiff,
+        width: w?,
+        height: h?,
+        channels: spp.clamp(1, 8) as u8,
+        bytes_per_sample: if bits > 8 { 2 } else { 1 },
+    })
+}
+
+/// Reads the format and size of an image from its first bytes (the whole header must be there:
+/// a JPEG's frame header may follow large EXIF or ICC segments, a PNG's header runs up to its
+/// first IDAT chunk, a GIF's up to its first image descriptor). `None` for anything that is
+/// not a recognised image or whose header is cut short or malformed.
+pub fn probe(b: &[u8]) -> Option<Header> {
+    match sniff(b) {
+        Sniffed::Jpeg => jpeg_header(b),
+        Sniffed::Png => png_header(b),
+        Sniffed::Gif => gif_header(b),
+        Sniffed::Webp => webp_header(b),
+        Sniffed::Bmp => bmp_header(b),
+        Sniffed::Tiff => tiff_header(b),
+        Sniffed::Html | Sniffed::Unknown => None,
+    }
+}
+
+/// Bytes of memory [`process`] is expected to hold at its peak for these image bytes, from the
+/// header alone: the decoder's output at the size it will decode to (JPEGs are decoded scaled
+/// in the DCT, to the smallest eighth covering the resize target) plus the RGB8 working copies
+/// (conversion, then orientation or resizing: 2 x 3 bytes a pixel). Images over the bomb limits
+/// or without a readable header cost nothing: they fail before any pixel is decoded, or the
+/// decoder finds them corrupt.
+pub fn decode_cost(b: &[u8], o: &ImageOptions) -> u64 {
+    let Some(h) = probe(b) else { return 0 };
+    if check_bomb(h.width, h.height, o).is_err() {
+        return 0;
+    }
+    let (mut w, mut ht) = (h.width as u64, h.height as u64);
+    if h.format == Sniffed::Jpeg && o.jpeg_dct_scaling && !o.jpeg_zune {
+        // The orientation is not known from the frame header: take the larger of the two.
+        let (a, b2) = (
+            jpeg_scale(h.width, h.height, false, o),
+            jpeg_scale(h.width, h.height, true, o),
+        );
+        let num = a.max(b2) as u64;
+        w = (w * num).div_ceil(8);
+        ht = (ht * num).div_ceil(8);
+    }
+    // IHDR's interlace method is its last byte (offset 28): 0 none, 1 Adam7.
+    if h.format == Sniffed::Png && o.png_box_scaling && b.get(28) == Some(&0) {
+        let k = png_factor(h.width, h.height, false, o).min(png_factor(h.width, h.height, true, o));
+        if k >= 2 {
+            // Row by row: one row of 16-bit RGBA, the column-to-cell map, and the reduced RGB8
+            // image with its two working copies.
+            let row = w * 8;
+            let px = (w / k as u64) * (ht / k as u64);
+            return row + w * 4 + px * 9;
+        }
+    }
+    let px = w * ht;
+    px * h.channels as u64 * h.bytes_per_sample as u64 + px * 6
+}
+
+/// The eighths (1 to 8) a JPEG of stored size `w` x `h` is decoded at: the smallest whose scaled
+/// size still covers the resize target in both directions (`rotated`: EXIF swaps the sides).
+fn jpeg_scale(w: u32, h: u32, rotated: bool, o: &ImageOptions) -> usize {
+    let (ow, oh) = if rotated { (h, w) } else { (w, h) };
+    let Some((rw, rh)) = plan(ow, oh, o).resize else {
+        return 8;
+    };
+    let (rw, rh) = if rotated { (rh, rw) } else { (rw, rh) };
+    (1..8usize)
+        .find(|&num| {
+            let f = turbojpeg::ScalingFactor::new(num, 8);
+            f.scale(w as usize) >= rw as usize && f.scale(h as usize) >= rh as usize
+        })
+        .unwrap_or(8)
+}
+
 /// Why an image was dropped: a stable reason token and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageFail {
@@ -116,6 +438,9 @@ pub struct ImageOptions {
     pub jpeg_dct_scaling: bool,
     /// Decode JPEGs with `image` (zune-jpeg, full size) instead; for comparisons only.
     pub jpeg_zune: bool,
+    /// Decode large non-interlaced PNGs row by row, reduced by an integer box factor that still
+    /// covers the resize target (on by default; off only for comparisons).
+    pub png_box_scaling: bool,
     /// Decode and encode JPEGs with libjpeg-turbo (SIMD, scaled decoding at any m/8); off:
     /// `jpeg-decoder` (1/2, 1/4, 1/8 only) and `jpeg-encoder`, for comparisons only.
     pub jpeg_turbo: bool,
@@ -135,6 +460,7 @@ impl ImageOptions {
             max_pixels: c.max_pixels,
             max_dimension: c.max_dimension,
             jpeg_dct_scaling: true,
+            png_box_scaling: true,
             jpeg_zune: false,
             jpeg_turbo: true,
         }
@@ -467,24 +793,11 @@ fn decode_jpeg_turbo(b: &[u8], o: &ImageOptions) -> Result<Option<Decoded>, Imag
             .and_then(Orientation::from_exif)
             .unwrap_or(Orientation::NoTransforms);
         let (ow, oh) = if rotates(orientation) { (h, w) } else { (w, h) };
-        let mut scale = turbojpeg::ScalingFactor::ONE;
-        if o.jpeg_dct_scaling
-            && let Some((rw, rh)) = plan(ow, oh, o).resize
-        {
-            let (rw, rh) = if rotates(orientation) {
-                (rh, rw)
-            } else {
-                (rw, rh)
-            };
-            // The smallest eighth whose scaled size still covers the target in both directions.
-            for num in 1..8usize {
-                let f = turbojpeg::ScalingFactor::new(num, 8);
-                if f.scale(w as usize) >= rw as usize && f.scale(h as usize) >= rh as usize {
-                    scale = f;
-                    break;
-                }
-            }
-        }
+        let scale = if o.jpeg_dct_scaling {
+            turbojpeg::ScalingFactor::new(jpeg_scale(w, h, rotates(orientation), o), 8)
+        } else {
+            turbojpeg::ScalingFactor::ONE
+        };
         if d.set_scaling_factor(scale).is_err() {
             return Ok(None);
         }
@@ -512,6 +825,211 @@ fn decode_jpeg_turbo(b: &[u8], o: &ImageOptions) -> Result<Option<Decoded>, Imag
             orientation,
         }))
     })
+}
+
+/// The integer box factor a PNG of stored size `w` x `h` is reduced by while it is decoded: the
+/// largest that still leaves at least twice the resize target in both directions (`rotated`: EXIF
+/// swaps the sides). 1: no reduction.
+fn png_factor(w: u32, h: u32, rotated: bool, o: &ImageOptions) -> u32 {
+    let (ow, oh) = if rotated { (h, w) } else { (w, h) };
+    let Some((rw, rh)) = plan(ow, oh, o).resize else {
+        return 1;
+    };
+    let (rw, rh) = if rotated { (rh, rw) } else { (rw, rh) };
+    // Leave at least twice the target, so that the final box resample still averages.
+    ((w / rw.max(1)).min(h / rh.max(1)) / 2).max(1)
+}
+
+/// A PNG's orientation from its text metadata, for files without an eXIf chunk: ImageMagick's
+/// hex "Raw profile type exif" (tEXt), else XMP's `tiff:Orientation` (iTXt `XML:com.adobe.xmp`,
+/// uncompressed), as Pillow reads them.
+fn png_text_orientation(b: &[u8]) -> Option<u8> {
+    let mut i = 8;
+    let mut xmp = None;
+    while let Some(len) = be32(b, i) {
+        let kind = b.get(i + 4..i + 8)?;
+        let data = b.get(i + 8..(i + 8).checked_add(len as usize)?)?;
+        match kind {
+            b"tEXt" if data.starts_with(b"Raw profile type exif\0") => {
+                // "\nexif\n<length>\n<hex digits, in lines>"
+                let text = &data[22..];
+                let mut lines = text.split(|&c| c == b'\n').filter(|l| !l.is_empty());
+                let (_, _) = (lines.next()?, lines.next()?);
+                let hex: Vec<u8> = lines
+                    .flatten()
+                    .copied()
+                    .filter(|c| c.is_ascii_hexdigit())
+                    .collect();
+                let exif: Vec<u8> = hex
+                    .chunks_exact(2)
+                    .map(|p| {
+                        let d = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                        d(p[0]) << 4 | d(p[1])
+                    })
+                    .collect();
+                if let Some(o) = exif_orientation(&exif) {
+                    return Some(o);
+                }
+            }
+            b"iTXt" if data.starts_with(b"XML:com.adobe.xmp\0\0") => xmp = Some(data),
+            b"IEND" => break,
+            _ => {}
+        }
+        i += 12 + len as usize;
+    }
+    let xmp = xmp?;
+    for key in [&b"tiff:Orientation=\""[..], b"<tiff:Orientation>"] {
+        if let Some(at) = xmp.windows(key.len()).position(|w| w == key) {
+            let v = *xmp.get(at + key.len())?;
+            return (b'1'..=b'8').contains(&v).then_some(v - b'0');
+        }
+    }
+    None
+}
+
+/// A WebP's orientation from its `EXIF` chunk (RIFF chunks after the 12-byte file header).
+fn webp_exif_orientation(b: &[u8]) -> Option<u8> {
+    let mut i = 12;
+    while let Some(len) = le32(b, i + 4) {
+        let data = b.get(i + 8..(i + 8).checked_add(len as usize)?)?;
+        if b.get(i..i + 4)? == b"EXIF" {
+            return exif_orientation(data);
+        }
+        i += 8 + len as usize + (len as usize & 1);
+    }
+    None
+}
+
+fn png_fail(e: png::DecodingError) -> ImageFail {
+    match e {
+        png::DecodingError::LimitsExceeded => fail("bomb", "PNG: over the memory limit"),
+        png::DecodingError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            fail("truncated_image", format!("PNG: {io}"))
+        }
+        other => {
+            let m = format!("PNG: {other}");
+            let l = m.to_lowercase();
+            if l.contains("eof") || l.contains("end of") {
+                fail("truncated_image", m)
+            } else {
+                fail("corrupt_image", m)
+            }
+        }
+    }
+}
+
+/// Decodes a large non-interlaced PNG row by row, averaging boxes of about `k` x `k` pixels
+/// (alpha composited on white first, 16-bit samples taken as their high byte, as libpng's strip
+/// does) into an RGB8 image `k` times smaller: the whole image is never in memory, only one row and the
+/// reduced result. `None`: not worth it (no reduction) or interlaced; decode it whole.
+fn decode_png_scaled(b: &[u8], o: &ImageOptions) -> Result<Option<Decoded>, ImageFail> {
+    let Some(head) = png_header(b) else {
+        return Ok(None);
+    };
+    let (w, h) = (head.width, head.height);
+    if w == 0 || h == 0 || png_factor(w, h, false, o).max(png_factor(w, h, true, o)) < 2 {
+        return Ok(None);
+    }
+    let limit = usize::try_from(o.max_pixels.saturating_mul(8).max(64 << 20)).unwrap_or(usize::MAX);
+    let mut d = png::Decoder::new_with_limits(Cursor::new(b), png::Limits { bytes: limit });
+    d.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let info = d.read_header_info().map_err(png_fail)?;
+    let (w, h) = (info.width, info.height);
+    check_bomb(w, h, o)?;
+    if info.interlaced {
+        return Ok(None);
+    }
+    let mut reader = d.read_info().map_err(png_fail)?;
+    let orientation = reader
+        .info()
+        .exif_metadata
+        .as_deref()
+        .and_then(exif_orientation)
+        .or_else(|| png_text_orientation(b))
+        .and_then(Orientation::from_exif)
+        .unwrap_or(Orientation::NoTransforms);
+    let k = png_factor(w, h, rotates(orientation), o);
+    if k < 2 {
+        return Ok(None);
+    }
+    let (color, depth) = reader.output_color_type();
+    if depth != png::BitDepth::Eight {
+        return Ok(None);
+    }
+    let channels = color.samples();
+    // `w / k` x `h / k` cells of k or k + 1 source pixels spread evenly over the whole picture
+    // (cell of column x: x * dw / w), so the reduced image covers exactly what the source does.
+    let (dw, dh) = ((w / k) as usize, (h / k) as usize);
+    let cell_of = |x: usize| x * dw / w as usize;
+    let cols: Vec<u32> = (0..w as usize).map(|x| cell_of(x) as u32).collect();
+    let mut widths = vec![0u32; dw];
+    for &c in &cols {
+        widths[c as usize] += 1;
+    }
+    let mut sums = vec![0u32; dw * 3];
+    let mut out = Vec::with_capacity(dw * dh * 3);
+    let mut rows_in_band = 0u32;
+    let flush = |sums: &mut [u32], rows: u32, out: &mut Vec<u8>| {
+        for (px, &cw) in sums.chunks_exact_mut(3).zip(&widths) {
+            let n = cw * rows;
+            for v in px.iter_mut() {
+                out.push(((*v + n / 2) / n) as u8);
+                *v = 0;
+            }
+        }
+    };
+    let row_cell = |y: u32| y as usize * dh / h as usize;
+    let mut y = 0u32;
+    while let Some(row) = reader.next_row().map_err(png_fail)? {
+        let data = row.data();
+        if data.len() < w as usize * channels {
+            return Err(fail("corrupt_image", "PNG row shorter than its width"));
+        }
+        for (p, &c) in data.chunks_exact(channels).zip(&cols) {
+            let (r, g, bl, a) = match channels {
+                1 => (p[0], p[0], p[0], 255),
+                2 => (p[0], p[0], p[0], p[1]),
+                3 => (p[0], p[1], p[2], 255),
+                _ => (p[0], p[1], p[2], p[3]),
+            };
+            let c = c as usize * 3;
+            let s = &mut sums[c..c + 3];
+            if a == 255 {
+                s[0] += r as u32;
+                s[1] += g as u32;
+                s[2] += bl as u32;
+            } else {
+                let a = a as u32;
+                let on_white = |v: u8| (v as u32 * a + 255 * (255 - a) + 127) / 255;
+                s[0] += on_white(r);
+                s[1] += on_white(g);
+                s[2] += on_white(bl);
+            }
+        }
+        rows_in_band += 1;
+        y += 1;
+        if y == h || row_cell(y) != row_cell(y - 1) {
+            flush(&mut sums, rows_in_band, &mut out);
+            rows_in_band = 0;
+        }
+        if y == h {
+            break;
+        }
+    }
+    if y < h {
+        return Err(fail(
+            "truncated_image",
+            format!("PNG: image data ends after {y} of {h} rows"),
+        ));
+    }
+    let rgb = RgbImage::from_raw(dw as u32, dh as u32, out)
+        .ok_or_else(|| fail("corrupt_image", "PNG decoded to the wrong number of pixels"))?;
+    let (ow, oh) = if rotates(orientation) { (h, w) } else { (w, h) };
+    Ok(Some(Decoded {
+        rgb,
+        original: (ow, oh),
+        orientation,
+    }))
 }
 
 fn decode_other(b: &[u8], kind: Sniffed, o: &ImageOptions) -> Result<Decoded, ImageFail> {
@@ -551,7 +1069,18 @@ fn decode_other(b: &[u8], kind: Sniffed, o: &ImageOptions) -> Result<Decoded, Im
     let mut dec = reader.into_decoder().map_err(classify)?;
     let (w, h) = dec.dimensions();
     check_bomb(w, h, o)?;
-    let orientation = dec.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut orientation = dec.orientation().unwrap_or(Orientation::NoTransforms);
+    // `image` reads neither of these: ImageMagick's and XMP's PNG orientations, WebP's EXIF.
+    let extra = match kind {
+        Sniffed::Png => png_text_orientation(b),
+        Sniffed::Webp => webp_exif_orientation(b),
+        _ => None,
+    };
+    if orientation == Orientation::NoTransforms
+        && let Some(t) = extra.and_then(Orientation::from_exif)
+    {
+        orientation = t;
+    }
     let img = DynamicImage::from_decoder(dec).map_err(classify)?;
     let rgb = if img.color().has_alpha() {
         let rgba = img.into_rgba8();
@@ -761,6 +1290,11 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
         return Err(fail("empty_body", "zero-byte body"));
     }
     let kind = sniff(bytes);
+    // The bomb limits on the header's own numbers first (a GIF's frame may be far larger than
+    // its screen, which is all its decoder reports up front).
+    if let Some(h) = probe(bytes) {
+        check_bomb(h.width, h.height, o)?;
+    }
     let dec = match kind {
         Sniffed::Jpeg if o.jpeg_turbo && !o.jpeg_zune => match decode_jpeg_turbo(bytes, o)? {
             Some(d) => d,
@@ -779,6 +1313,10 @@ pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {
                 "the bytes are not a known image format",
             ));
         }
+        Sniffed::Png if o.png_box_scaling => match decode_png_scaled(bytes, o)? {
+            Some(d) => d,
+            None => decode_other(bytes, Sniffed::Png, o)?,
+        },
         other => decode_other(bytes, other, o)?,
     };
     let (ow, oh) = dec.original;

@@ -18,6 +18,7 @@
 //! assert_eq!((out.original_width, out.original_height), (640, 320));
 //! ```
 
+pub mod budget;
 pub mod config;
 pub mod fetch;
 pub mod imaging;

@@ -14,9 +14,10 @@ use openwit_shard::{SampleMeta, ShardLayout, ShardStats, ShardWriter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::budget::MemoryBudget;
 use crate::config::Config;
 use crate::fetch::Fetcher;
-use crate::imaging::{ImageOptions, process};
+use crate::imaging::{ImageOptions, decode_cost, process};
 use crate::input::{InputFile, InputRow, Segment, list_url_files, plan_segments, read_segment};
 
 /// What a shard task carries.
@@ -88,6 +89,8 @@ pub struct DownloadStage {
     /// side to hand it the next image (a semaphore + `spawn_blocking` needed three thread
     /// wake-ups per image and left ~20% of two cores idle).
     pool: Arc<rayon::ThreadPool>,
+    /// What the image threads may decode into at once (`image_memory_budget_mb`).
+    budget: Arc<MemoryBudget>,
 }
 
 impl DownloadStage {
@@ -98,7 +101,11 @@ impl DownloadStage {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
+        let budget = Arc::new(MemoryBudget::new(
+            cfg.image_memory_budget_mb.saturating_mul(1 << 20),
+        ));
         Ok(DownloadStage {
+            budget,
             cfg: Arc::new(cfg),
             base_dir: base_dir.to_path_buf(),
             allow_private,
@@ -428,11 +435,12 @@ impl DownloadStage {
         let nbytes = fetched.bytes.len() as u64;
         let dedup = self.dedup.clone();
         let cfg = self.cfg.clone();
+        let budget = self.budget.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pool.spawn(move || {
             // A panic must not reach rayon (it aborts the process): it becomes this row's drop.
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                process_row(meta, fetched.bytes, &opts, &cfg, &dedup)
+                process_row(meta, fetched.bytes, &opts, &cfg, &dedup, &budget)
             }));
             let _ = tx.send(out.map_err(|p| openwit_core::panic_message(p.as_ref())));
         });
@@ -461,6 +469,7 @@ fn process_row(
     opts: &ImageOptions,
     cfg: &Config,
     dedup: &Mutex<Dedup>,
+    budget: &MemoryBudget,
 ) -> RowOutcome {
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
     if cfg.dedup_sha256
@@ -473,7 +482,12 @@ fn process_row(
             false,
         );
     }
-    let p = match process(&bytes, opts) {
+    // Decode only once the image's memory (from its header) fits in the budget.
+    let processed = {
+        let _share = budget.admit(decode_cost(&bytes, opts));
+        process(&bytes, opts)
+    };
+    let p = match processed {
         Ok(p) => p,
         Err(f) => {
             meta.sha256 = Some(hex::encode(sha));
