@@ -372,7 +372,11 @@ pub fn decode_cost(b: &[u8], o: &ImageOptions) -> u64 {
             jpeg_scale(h.width, h.height, false, o),
             jpeg_scale(h.width, h.height, true, o),
         );
-        let num = a.max(b2) as u64;
+        let mut num = a.max(b2) as u64;
+        if h.channels == 4 || h.bytes_per_sample == 2 {
+            // CMYK and 12/16-bit JPEGs go to jpeg-decoder, which scales by 1/8, 1/4 or 1/2 only.
+            num = num.next_power_of_two();
+        }
         w = (w * num).div_ceil(8);
         ht = (ht * num).div_ceil(8);
     }
@@ -962,14 +966,15 @@ fn decode_png_scaled(b: &[u8], o: &ImageOptions) -> Result<Option<Decoded>, Imag
     let (dw, dh) = ((w / k) as usize, (h / k) as usize);
     let cell_of = |x: usize| x * dw / w as usize;
     let cols: Vec<u32> = (0..w as usize).map(|x| cell_of(x) as u32).collect();
-    let mut widths = vec![0u32; dw];
+    let mut widths = vec![0u64; dw];
     for &c in &cols {
         widths[c as usize] += 1;
     }
-    let mut sums = vec![0u32; dw * 3];
+    // u64: a cell of a huge image reduced to a tiny target may sum billions of samples.
+    let mut sums = vec![0u64; dw * 3];
     let mut out = Vec::with_capacity(dw * dh * 3);
-    let mut rows_in_band = 0u32;
-    let flush = |sums: &mut [u32], rows: u32, out: &mut Vec<u8>| {
+    let mut rows_in_band = 0u64;
+    let flush = |sums: &mut [u64], rows: u64, out: &mut Vec<u8>| {
         for (px, &cw) in sums.chunks_exact_mut(3).zip(&widths) {
             let n = cw * rows;
             for v in px.iter_mut() {
@@ -995,12 +1000,12 @@ fn decode_png_scaled(b: &[u8], o: &ImageOptions) -> Result<Option<Decoded>, Imag
             let c = c as usize * 3;
             let s = &mut sums[c..c + 3];
             if a == 255 {
-                s[0] += r as u32;
-                s[1] += g as u32;
-                s[2] += bl as u32;
+                s[0] += r as u64;
+                s[1] += g as u64;
+                s[2] += bl as u64;
             } else {
                 let a = a as u32;
-                let on_white = |v: u8| (v as u32 * a + 255 * (255 - a) + 127) / 255;
+                let on_white = |v: u8| ((v as u32 * a + 255 * (255 - a) + 127) / 255) as u64;
                 s[0] += on_white(r);
                 s[1] += on_white(g);
                 s[2] += on_white(bl);

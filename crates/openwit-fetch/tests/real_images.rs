@@ -419,3 +419,63 @@ fn large_pngs_decoded_row_by_row_match_the_whole_decode() {
         assert!(imaging::decode_cost(&bytes, &o) * 4 < row_cost, "{f}");
     }
 }
+
+#[test]
+fn cut_and_corrupted_real_images_are_drops_never_panics() {
+    // A small deterministic stand-in for the fuzz target (`fuzz/`) on every real file: cut at
+    // many lengths and with bytes flipped, sniffing, the header cost and the whole processing
+    // must return (a sample or a reason), and a prefix never gives a different header.
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    let o = imaging::ImageOptions {
+        image_size: 48,
+        max_pixels: 4_000_000,
+        max_dimension: 8_192,
+        ..Default::default()
+    };
+    let mut reasons: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let (mut tried, mut ok) = (0, 0);
+    for f in corpus() {
+        let bytes = std::fs::read(data_dir().join(&f)).unwrap();
+        let full = imaging::probe(&bytes);
+        let mut variants: Vec<Vec<u8>> = (1..12)
+            .map(|i| bytes[..bytes.len() * i / 12].to_vec())
+            .collect();
+        for _ in 0..8 {
+            let mut v = bytes.clone();
+            for _ in 0..rng.random_range(1..6) {
+                let i = rng.random_range(0..v.len());
+                v[i] = rng.random();
+            }
+            variants.push(v);
+        }
+        for (n, v) in variants.iter().enumerate() {
+            let got = std::panic::catch_unwind(|| {
+                let h = imaging::probe(v);
+                let _ = imaging::decode_cost(v, &o);
+                (h, imaging::process(v, &o))
+            });
+            let (h, res) = got.unwrap_or_else(|_| panic!("{f}, variant {n}: panicked"));
+            if n < 11
+                && let Some(h) = h
+            {
+                assert_eq!(Some(h), full, "{f}: a prefix of {} bytes", v.len());
+            }
+            match res {
+                Ok(p) => {
+                    assert!(p.width > 0 && p.height > 0 && !p.bytes.is_empty(), "{f}");
+                    ok += 1;
+                }
+                Err(e) => *reasons.entry(e.reason).or_insert(0) += 1,
+            }
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 56 * 19);
+    // Cut files are mostly dropped as truncated; some decode (a flipped byte in a comment).
+    assert!(
+        reasons.get("truncated_image").copied().unwrap_or(0) > 100,
+        "{reasons:?}"
+    );
+    assert!(ok > 50, "{ok} {reasons:?}");
+}
