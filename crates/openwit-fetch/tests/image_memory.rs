@@ -7,7 +7,7 @@
 //! generator's or the server's) and reports its `VmHWM` from `/proc/self/status`.
 //!
 //! `harness = false` (Cargo.toml): `main` is the parent or the child. Knobs for measuring
-//! (`docs/BENCHMARKS.md`): `OPENWIT_RSS_IMAGES` (default 4), `OPENWIT_RSS_SIDE` (9400),
+//! (`docs/BENCHMARKS.md`): `OPENWIT_RSS_IMAGES` (default 3), `OPENWIT_RSS_SIDE` (9400),
 //! `OPENWIT_RSS_BUDGET_MB` (1024, the default budget).
 
 use std::io::Write;
@@ -111,18 +111,22 @@ fn child(dir: &Path, budget_mb: u64, resize_mode: &str) {
     )
     .unwrap();
     ex.run_stage(&stage).unwrap();
+    println!("VmHWM_KIB={}", vm_hwm_kib());
+}
+
+/// This process's peak RSS (`VmHWM`), KiB.
+fn vm_hwm_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let hwm = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().strip_suffix("kB"))
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .expect("VmHWM in /proc/self/status");
-    println!("VmHWM_KIB={hwm}");
+        .expect("VmHWM in /proc/self/status")
 }
 
 fn parent(resize_mode: &str) {
-    let images = env_u64("OPENWIT_RSS_IMAGES", 4) as usize;
+    let images = env_u64("OPENWIT_RSS_IMAGES", 3) as usize;
     let side = env_u64("OPENWIT_RSS_SIDE", 9400) as u32;
     let budget_mb = env_u64("OPENWIT_RSS_BUDGET_MB", 1024);
 
@@ -194,9 +198,10 @@ fn parent(resize_mode: &str) {
     println!(
         "image_memory: resize_mode {resize_mode}, {images} PNGs of {side}x{side} 16-bit RGB ({body_mib:.1} MiB of bodies), \
          {} MiB of decoding each by their headers, budget {budget_mb} MiB, {} cores: \
-         peak RSS of the download stage {hwm_mib} MiB (bound {bound} MiB)",
+         peak RSS of the download stage {hwm_mib} MiB (bound {bound} MiB; this parent: {} MiB)",
         cost >> 20,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
+        vm_hwm_kib() / 1024,
     );
     assert!(
         hwm_mib <= bound,
