@@ -9,6 +9,8 @@
 //! - [`atomic`]: temp-file + fsync + rename writes; [`lock`]: one process per workdir.
 //! - [`config`]: strict TOML parsing with `file:line:column` errors, fingerprints.
 //! - [`text`]: MetaCLIP's spacing and matching rule.
+//! - [`robots`]: robots.txt (RFC 9309, Google's leniencies); [`optout`]: `X-Robots-Tag` and
+//!   robots `<meta>` opt-outs as Google reads them.
 //!
 //! ```
 //! use openwit_core::{Stage, StageContext, TaskContext, TaskReport, TaskSpec, Result};
@@ -43,6 +45,7 @@ pub mod error;
 pub mod exec;
 pub mod lock;
 pub mod net;
+pub mod optout;
 pub mod pipeline;
 pub mod progress;
 pub mod robots;

@@ -1,9 +1,18 @@
 //! robots.txt parsing and matching (RFC 9309), shared by the crawler and the downloader.
 //!
-//! - Groups by user agent: the groups naming our product token (case-insensitive, a version such
-//!   as `OpenWIT/1.0` ignored) are combined if there are any, else the `*` groups.
+//! - Groups by user agent: a user-agent value is its product token, the prefix of `[a-zA-Z_-]`
+//!   compared case-insensitively (`FOO BAR` and `Foo/2.0` are `foo`); the groups naming our
+//!   token are combined if there are any, else the `*` groups. Runs of user-agent lines share a
+//!   group; a rule (or a `Crawl-delay`) ends the run; blank lines and other records do not.
 //! - `Allow` / `Disallow` with `*` (any run) and a trailing `$` (end of path); the longest matching
 //!   pattern wins, `Allow` on ties; no match allows; an empty `Disallow:` allows everything.
+//!   Patterns and the request path are compared in one normal form (RFC 9309 section 2.2.2):
+//!   non-ASCII bytes percent-encoded, encoded unreserved characters decoded, hex digits upper
+//!   case, so `Disallow: /café` blocks `/caf%C3%A9`.
+//! - Google's leniencies: a missing colon (`disallow /x`), the misspellings `disalow`,
+//!   `dissallow`, `dissalow`, `diasllow`, `disallaw`, `useragent`, `user agent`, `site-map`;
+//!   `Allow: /d/index.html` also allows `/d/`; `User-agent: * x` is `*`; a UTF-8 BOM, whole or
+//!   cut, is skipped; lines are cut at [`MAX_LINE_BYTES`]; `\n`, `\r` and `\r\n` end lines.
 //! - `Crawl-delay` of the chosen groups (the first one given, capped at 60 s) and every `Sitemap`
 //!   line, wherever it is.
 //! - Unparseable lines are ignored, as the standard says. Only the first [`MAX_ROBOTS_BYTES`] are
@@ -64,57 +73,74 @@ impl Robots {
 
     /// Parses `text` for the product token `token` (e.g. `openwit`, case-insensitive).
     pub fn parse(text: &str, token: &str) -> Self {
-        let token = token.to_ascii_lowercase();
-        let text = &text[..text.floor_char_boundary(MAX_ROBOTS_BYTES)];
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        Self::parse_bytes(text.as_bytes(), token)
+    }
+
+    /// Parses a robots.txt body as fetched (any bytes: a UTF-8 BOM, whole or cut, is skipped;
+    /// bytes that are not UTF-8 are percent-encoded in patterns as they are).
+    pub fn parse_bytes(body: &[u8], token: &str) -> Self {
+        let token = crate::optout::product_token(token);
+        let body = body.get(..MAX_ROBOTS_BYTES).unwrap_or(body);
+        let body = [&b"\xEF\xBB\xBF"[..], b"\xEF\xBB", b"\xEF"]
+            .iter()
+            .find_map(|bom| body.strip_prefix(*bom))
+            .unwrap_or(body);
         let mut groups: Vec<Group> = Vec::new();
         let mut sitemaps = Vec::new();
-        // Whether the last record was a user-agent line (the next one joins the same group).
+        // Whether the last group record was a user-agent line (the next one joins the group).
         let mut in_agents = false;
-        for raw in text.split(['\n', '\r']) {
-            let line = raw.split('#').next().unwrap_or("").trim();
-            let Some((k, v)) = line.split_once(':') else {
+        for raw in body.split(|&b| b == b'\n' || b == b'\r') {
+            let line = raw.get(..MAX_LINE_BYTES).unwrap_or(raw);
+            let Some((key, value)) = key_value(line) else {
                 continue;
             };
-            let k = k.trim().to_ascii_lowercase();
-            let v = v.trim();
-            match k.as_str() {
-                "user-agent" => {
+            match key_kind(key) {
+                Key::UserAgent => {
                     if !in_agents {
                         groups.push(Group::default());
                         in_agents = true;
                     }
                     if let Some(g) = groups.last_mut() {
-                        g.agents.push(v.to_ascii_lowercase());
+                        g.agents.push(agent_of(value));
                     }
                 }
-                "allow" | "disallow" => {
+                Key::Allow | Key::Disallow => {
+                    let allow = key_kind(key) == Key::Allow;
                     in_agents = false;
                     // Rules before any user-agent line belong to no group.
                     if let Some(g) = groups.last_mut()
-                        && !v.is_empty()
+                        && !value.is_empty()
                     {
-                        g.rules.push((k == "allow", v.to_string()));
+                        let pat = normalize(value);
+                        if allow && let Some(dir) = index_html_dir(&pat) {
+                            g.rules.push((true, dir));
+                        }
+                        g.rules.push((allow, pat));
                     }
                 }
-                "crawl-delay" => {
+                Key::CrawlDelay => {
+                    // A member of the group, as for the engines that honour it: it ends the
+                    // run of user-agent lines, as a rule does.
                     in_agents = false;
-                    if let (Some(g), Ok(d)) = (groups.last_mut(), v.parse::<f64>())
+                    let d = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.parse::<f64>().ok());
+                    if let (Some(g), Some(d)) = (groups.last_mut(), d)
                         && d.is_finite()
                         && d >= 0.0
+                        && g.delay.is_none()
                     {
                         g.delay = Some(d.min(MAX_CRAWL_DELAY));
                     }
                 }
-                "sitemap" if !v.is_empty() => sitemaps.push(v.to_string()),
+                Key::Sitemap if !value.is_empty() => {
+                    sitemaps.push(String::from_utf8_lossy(value).into_owned());
+                }
                 // Unknown keys are ignored and do not end a group.
                 _ => {}
             }
         }
-        let names_token = |a: &String| {
-            let a = a.split('/').next().unwrap_or("").trim();
-            !a.is_empty() && a != "*" && token.starts_with(a)
-        };
+        let names_token = |a: &String| !token.is_empty() && *a == token;
         let mut chosen: Vec<&Group> = groups
             .iter()
             .filter(|g| g.agents.iter().any(names_token))
@@ -139,17 +165,24 @@ impl Robots {
         }
     }
 
-    /// Whether `path` (path and query of a URL, starting with `/`) may be fetched.
+    /// Whether `path` (path and query of a URL, starting with `/`; percent-encoded or not) may
+    /// be fetched. Both the path and the patterns are compared in the same normal form (RFC 9309
+    /// section 2.2.2).
     pub fn allowed(&self, path: &str) -> bool {
         if self.disallow_all {
             return false;
         }
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else {
+            normalize(path.as_bytes())
+        };
         if path == "/robots.txt" {
             return true;
         }
         let mut best: Option<(usize, bool)> = None;
         for (allow, pat) in &self.rules {
-            if pattern_matches(pat, path) {
+            if pattern_matches(pat.as_bytes(), path.as_bytes()) {
                 let len = pat.len();
                 best = match best {
                     Some((l, a)) if l > len || (l == len && a) => Some((l, a)),
@@ -161,28 +194,156 @@ impl Robots {
     }
 }
 
-/// Whether robots pattern `pat` (`*` any run, trailing `$` end) matches the start of `path`.
-fn pattern_matches(pat: &str, path: &str) -> bool {
-    let (pat, anchored) = match pat.strip_suffix('$') {
+/// Longest line read, in bytes; the rest of a longer line is ignored (Google's limit of
+/// 8 x 2083 bytes, the end of line included).
+pub const MAX_LINE_BYTES: usize = 2083 * 8 - 1;
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Key {
+    UserAgent,
+    Allow,
+    Disallow,
+    CrawlDelay,
+    Sitemap,
+    Other,
+}
+
+/// The record a key names, case-insensitive, with the misspellings Google's crawler accepts.
+fn key_kind(key: &[u8]) -> Key {
+    let is = |names: &[&str]| names.iter().any(|n| key.eq_ignore_ascii_case(n.as_bytes()));
+    if is(&["user-agent", "useragent", "user agent"]) {
+        Key::UserAgent
+    } else if is(&["allow"]) {
+        Key::Allow
+    } else if is(&[
+        "disallow",
+        "dissallow",
+        "dissalow",
+        "disalow",
+        "diasllow",
+        "disallaw",
+    ]) {
+        Key::Disallow
+    } else if is(&["crawl-delay"]) {
+        Key::CrawlDelay
+    } else if is(&["sitemap", "site-map"]) {
+        Key::Sitemap
+    } else {
+        Key::Other
+    }
+}
+
+/// `key: value` of one line, comments and surrounding whitespace removed. Without a colon, a
+/// line of exactly two words separated by whitespace is read as key and value (Google reads
+/// `disallow /` so).
+fn key_value(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let line = match memchr_byte(b'#', line) {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    let line = line.trim_ascii();
+    let (key, value) = match memchr_byte(b':', line) {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => {
+            let i = line.iter().position(|b| matches!(b, b' ' | b'\t'))?;
+            let value = line[i..].trim_ascii_start();
+            if value.iter().any(|b| matches!(b, b' ' | b'\t')) {
+                return None;
+            }
+            (&line[..i], value)
+        }
+    };
+    let key = key.trim_ascii();
+    (!key.is_empty()).then_some((key, value.trim_ascii()))
+}
+
+fn memchr_byte(b: u8, s: &[u8]) -> Option<usize> {
+    s.iter().position(|&c| c == b)
+}
+
+/// A user-agent line's value: `*` (also `* ...`) for every agent, else its product token.
+fn agent_of(value: &[u8]) -> String {
+    match value {
+        [b'*'] => "*".into(),
+        [b'*', next, ..] if next.is_ascii_whitespace() => "*".into(),
+        _ => crate::optout::product_token(&String::from_utf8_lossy(value)),
+    }
+}
+
+/// Google's leniency: `Allow: /dir/index.html` (or `.htm`) also allows `/dir/` itself.
+fn index_html_dir(pat: &str) -> Option<String> {
+    let slash = pat.rfind('/')?;
+    pat.get(slash + 1..)?
+        .starts_with("index.htm")
+        .then(|| format!("{}$", &pat[..=slash]))
+}
+
+/// The normal form paths and patterns are compared in: bytes outside ASCII, controls, space and
+/// `"<>`{}` percent-encoded; a percent-encoded unreserved character (`A-Za-z0-9-._~`) decoded;
+/// other percent-escapes with upper-case hex digits.
+fn normalize(s: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b == b'%'
+            && let (Some(h), Some(l)) = (
+                s.get(i + 1).copied().and_then(hex),
+                s.get(i + 2).copied().and_then(hex),
+            )
+        {
+            let v = (h * 16 + l) as u8;
+            if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(v));
+            } else {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(v >> 4)]));
+                out.push(char::from(HEX[usize::from(v & 15)]));
+            }
+            i += 3;
+            continue;
+        }
+        if b >= 0x7f || b <= b' ' || matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}') {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push(char::from(b));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Whether robots pattern `pat` (`*` any run, a final `$` the end) matches the start of `path`.
+fn pattern_matches(pat: &[u8], path: &[u8]) -> bool {
+    let (pat, anchored) = match pat.strip_suffix(b"$") {
         Some(p) => (p, true),
         None => (pat, false),
     };
-    let parts: Vec<&str> = pat.split('*').collect();
+    let mut parts = pat.split(|&b| b == b'*');
+    let first = parts.next().unwrap_or(b"");
     // The first part must be a prefix.
-    let Some(rest) = path.strip_prefix(parts[0]) else {
+    let Some(rest) = path.strip_prefix(first) else {
         return false;
     };
-    if parts.len() == 1 {
+    let parts: Vec<&[u8]> = parts.collect();
+    if parts.is_empty() {
         return !anchored || rest.is_empty();
     }
     // Leftmost matching of the middle parts; an anchored last part must end the path.
     let mut pos = 0usize;
     let last = parts.len() - 1;
-    for (i, part) in parts.iter().enumerate().skip(1) {
+    for (i, part) in parts.iter().enumerate() {
+        let Some(hay) = rest.get(pos..) else {
+            return false;
+        };
         if i == last && anchored {
-            return rest.len() >= pos + part.len() && rest[pos..].ends_with(part);
+            return hay.ends_with(part);
         }
-        match rest[pos..].find(part) {
+        match find(hay, part) {
             Some(j) => pos += j + part.len(),
             None => return false,
         }
@@ -190,9 +351,20 @@ fn pattern_matches(pat: &str, path: &str) -> bool {
     true
 }
 
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pm(pat: &str, path: &str) -> bool {
+        pattern_matches(pat.as_bytes(), path.as_bytes())
+    }
 
     #[test]
     fn groups_longest_match_and_wildcards() {
@@ -324,13 +496,13 @@ mod tests {
 
     #[test]
     fn anchored_and_middle_wildcards() {
-        assert!(pattern_matches("/a*b*c", "/a1b2c3"));
-        assert!(!pattern_matches("/a*b*c$", "/a1b2c3"));
-        assert!(pattern_matches("/a*b*c$", "/a1b2c"));
-        assert!(pattern_matches("/*.jpg$", "/x/y.jpg"));
-        assert!(!pattern_matches("/*.jpg$", "/x/y.jpg.html"));
-        assert!(pattern_matches("/*", "/"));
-        assert!(pattern_matches("/a$", "/a") && !pattern_matches("/a$", "/ab"));
-        assert!(!pattern_matches("/x*y$", "/xy/z") && pattern_matches("/x*y$", "/xzy"));
+        assert!(pm("/a*b*c", "/a1b2c3"));
+        assert!(!pm("/a*b*c$", "/a1b2c3"));
+        assert!(pm("/a*b*c$", "/a1b2c"));
+        assert!(pm("/*.jpg$", "/x/y.jpg"));
+        assert!(!pm("/*.jpg$", "/x/y.jpg.html"));
+        assert!(pm("/*", "/"));
+        assert!(pm("/a$", "/a") && !pm("/a$", "/ab"));
+        assert!(!pm("/x*y$", "/xy/z") && pm("/x*y$", "/xzy"));
     }
 }
