@@ -112,6 +112,10 @@ pub struct ServeArgs {
     /// The address to listen on (only 127.0.0.1 by default: the UI has no authentication).
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
     pub host: std::net::IpAddr,
+    /// Also accept requests naming this host (repeatable). Only the bound address and
+    /// `localhost` are accepted otherwise: other names get 403 (DNS-rebinding protection).
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_host: Vec<String>,
 }
 
 /// Options of `openwit submit`.

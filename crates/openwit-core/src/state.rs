@@ -114,6 +114,54 @@ pub struct TaskRecord {
     pub elapsed_s: f64,
 }
 
+/// One stage's totals over its task rows, each item counted once: `items_in` is what the tasks
+/// read, `items_out` what the reduce step kept when the stage has a done one (it sees every item
+/// the tasks wrote), else what the tasks wrote; drops come from both. `openwit status` and the
+/// HTML report both show these numbers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StageTotals {
+    /// Done tasks, the reduce step not counted.
+    pub tasks_done: u64,
+    /// Failed tasks, the reduce step not counted.
+    pub tasks_failed: u64,
+    pub items_in: u64,
+    pub items_out: u64,
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl StageTotals {
+    /// The totals of a stage's task rows (as [`RunState::tasks`] returns them).
+    pub fn of(tasks: &[TaskRecord]) -> StageTotals {
+        let reduce = crate::stage::REDUCE_TASK;
+        let reduced = tasks
+            .iter()
+            .any(|t| t.task == reduce && t.status == Status::Done);
+        let mut s = StageTotals::default();
+        for t in tasks {
+            let is_reduce = t.task == reduce;
+            match t.status {
+                Status::Failed if !is_reduce => s.tasks_failed += 1,
+                Status::Done => {
+                    if is_reduce {
+                        s.items_out += t.items_out;
+                    } else {
+                        s.tasks_done += 1;
+                        s.items_in += t.items_in;
+                        if !reduced {
+                            s.items_out += t.items_out;
+                        }
+                    }
+                    for (k, v) in &t.drops {
+                        *s.drops.entry(k.clone()).or_insert(0) += v;
+                    }
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> f64 {
     SystemTime::now()

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, Int32Array, Int64Array, StringArray};
+use openwit_core::state::StageTotals;
 use openwit_core::{RunState, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -175,28 +176,28 @@ pub fn collect(workdir: &Path) -> ReportData {
         Ok(st) => match st.stages() {
             Ok(stages) => {
                 for s in stages.into_iter().filter(|s| s.name != REPORT_DIR) {
-                    let tasks = st.tasks(&s.name).unwrap_or_default();
-                    let mut row = FunnelRow {
+                    // The totals `openwit status` shows: a stage with a reduce step counts its
+                    // items once (in: what the tasks read; out: what the reduce kept).
+                    let totals = match st.tasks(&s.name) {
+                        Ok(tasks) => StageTotals::of(&tasks),
+                        Err(e) => {
+                            d.problems.push((
+                                workdir.join(openwit_core::state::STATE_FILE),
+                                e.to_string(),
+                            ));
+                            StageTotals::default()
+                        }
+                    };
+                    d.funnel.push(FunnelRow {
                         stage: s.name.clone(),
                         state: s.state.as_str().into(),
+                        tasks_done: totals.tasks_done,
                         tasks_total: s.tasks_total,
+                        items_in: totals.items_in,
+                        items_out: totals.items_out,
+                        drops: totals.drops,
                         elapsed_s: s.elapsed_s,
-                        ..Default::default()
-                    };
-                    for t in tasks
-                        .iter()
-                        .filter(|t| t.status == openwit_core::Status::Done)
-                    {
-                        if t.task != openwit_core::REDUCE_TASK {
-                            row.tasks_done += 1;
-                        }
-                        row.items_in += t.items_in;
-                        row.items_out += t.items_out;
-                        for (k, v) in &t.drops {
-                            *row.drops.entry(k.clone()).or_default() += v;
-                        }
-                    }
-                    d.funnel.push(row);
+                    });
                 }
             }
             Err(e) => d.funnel_note = Some(e.to_string()),
@@ -424,15 +425,15 @@ pub fn render(d: &ReportData) -> String {
         for r in &d.funnel {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}s</td></tr>",
-                esc(&r.stage),
+                "<tr class=\"stage\" data-stage=\"{s}\"><td>{s}</td><td>{}</td><td class=\"tasks\">{}/{}</td><td class=\"in\">{}</td><td class=\"out\">{}</td><td class=\"dropped\">{}</td><td>{:.1}s</td></tr>",
                 esc(&r.state),
                 r.tasks_done,
                 r.tasks_total,
                 r.items_in,
                 r.items_out,
                 r.drops.values().sum::<u64>(),
-                r.elapsed_s
+                r.elapsed_s,
+                s = esc(&r.stage)
             );
         }
         h.push_str("</table>\n");

@@ -225,9 +225,20 @@ impl IndexSet {
         };
         let searchers: Vec<Searcher> = self.parts.iter().map(|p| p.reader.searcher()).collect();
         let global = Global(&searchers);
-        let want = opts.offset + opts.limit;
+        // The best `offset + limit` of each shard, but never more than a shard holds: what a
+        // search allocates is bounded by the index, whatever offset it is asked for.
+        let largest = searchers
+            .iter()
+            .map(|s| usize::try_from(s.num_docs()).unwrap_or(usize::MAX))
+            .max()
+            .unwrap_or(0);
+        let want = opts.offset.saturating_add(opts.limit).min(largest);
         let collector = (Count, TopDocs::with_limit(want.max(1)).order_by_score());
         let mut all: Vec<(f32, usize, DocAddress)> = Vec::new();
+        // Best first; ties in shard then document order, so results are deterministic.
+        let order = |a: &(f32, usize, DocAddress), b: &(f32, usize, DocAddress)| {
+            b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+        };
         for (i, s) in searchers.iter().enumerate() {
             let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 s.search_with_statistics_provider(query.as_ref(), &collector, &global)
@@ -238,6 +249,11 @@ impl IndexSet {
                 Ok((count, top)) => {
                     res.total += count as u64;
                     all.extend(top.into_iter().map(|(score, a)| (score, i, a)));
+                    // Keep the best `want` over the shards so far (memory: about 2 x want).
+                    if all.len() > want.saturating_mul(2).max(1024) {
+                        all.sort_by(order);
+                        all.truncate(want);
+                    }
                 }
                 Err(e) => {
                     let p = &self.parts[i].path;
@@ -246,8 +262,7 @@ impl IndexSet {
                 }
             }
         }
-        // Best first; ties in shard then document order, so results are deterministic.
-        all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        all.sort_by(order);
         for (score, i, addr) in all.into_iter().skip(opts.offset).take(opts.limit) {
             let part = &self.parts[i];
             let doc = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -398,15 +413,20 @@ pub fn format_results(r: &SearchResults) -> String {
     }
     let _ = writeln!(
         s,
-        "{} match(es) for `{}`{}; showing {}-{}",
+        "{} match(es) for `{}`{}; {}",
         r.total,
         r.query,
         r.entry
             .as_ref()
             .map(|e| format!(" in entry `{e}`"))
             .unwrap_or_default(),
-        if r.hits.is_empty() { 0 } else { r.offset + 1 },
-        r.offset + r.hits.len()
+        if !r.hits.is_empty() {
+            format!("showing {}-{}", r.offset + 1, r.offset + r.hits.len())
+        } else if r.total > 0 {
+            format!("none shown: offset {} is past the last match", r.offset)
+        } else {
+            "none shown".to_string()
+        }
     );
     for (i, h) in r.hits.iter().enumerate() {
         let _ = writeln!(

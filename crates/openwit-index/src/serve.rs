@@ -6,41 +6,118 @@
 //! - `/sample/{shard}/{key}`: detail view (image, caption, url, matched entries, json);
 //! - `/report`: the HTML report (the written one, or made on the fly);
 //! - `/api/search?q=...`: the results as JSON;
-//! - `/files/{path}`: a file of the workdir; paths that lead outside it are refused (403).
+//! - `/files/{path}`: a file of the workdir; paths that lead outside it, and the run state
+//!   (`openwit.sqlite`, the lock, `logs/`, dot files), are refused (403).
+//!
+//! Hardening (the UI has no login, so it must not be usable by another site nor knocked over):
+//! every request's `Host` must be the bound address, `localhost` or a name given with
+//! `--allow-host` (else 403: a DNS-rebinding page cannot read the workdir); every response carries
+//! a Content-Security-Policy (the one inline script and the style block are allowed by hash),
+//! `X-Content-Type-Options: nosniff` and `frame-ancestors 'none'`; paging reaches the first
+//! [`MAX_RESULT_WINDOW`] results (deeper pages get a 400), queries are at most
+//! [`MAX_QUERY_BYTES`] bytes and [`MAX_QUERY_DEPTH`] parentheses deep; blocking work runs a few
+//! jobs at a time; a member or file over [`MAX_BODY_BYTES`] is refused, not read; connections are
+//! capped, and a client that does not send its request headers in time is cut off.
 
 // Handlers return ready responses as their errors; their size does not matter here.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashSet;
 use std::fmt::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use crate::error::{IndexError, Result};
 use crate::search::{Hit, IndexSet, SearchOptions};
 use crate::svg::esc;
 use crate::{REPORT_DIR, REPORT_FILE};
 
-const PAGE_SIZE: usize = 60;
+/// Results per page of the UI.
+pub const PAGE_SIZE: usize = 60;
+/// The deepest result paging reaches: a page or offset past it gets a 400. This bounds what one
+/// search collects and holds, whatever the request asks.
+pub const MAX_RESULT_WINDOW: usize = 10_000;
+/// The most results one `/api/search` call returns (a larger `limit` is lowered to it).
+pub const MAX_API_LIMIT: usize = 1000;
+const DEFAULT_API_LIMIT: usize = 20;
+/// The longest query text accepted (bytes); the entry filter's limit is [`MAX_ENTRY_BYTES`].
+pub const MAX_QUERY_BYTES: usize = 1024;
+pub const MAX_ENTRY_BYTES: usize = 256;
+/// The deepest nesting of parentheses in a query (the query parser recurses on each level).
+pub const MAX_QUERY_DEPTH: usize = 16;
+/// The largest image, json member or file served: a bigger one is refused, never read whole.
+pub const MAX_BODY_BYTES: u64 = 64 << 20;
+/// Blocking jobs (searches, reads, report renders) running at once; more requests wait.
+const MAX_JOBS: usize = 8;
+/// Connections held at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 512;
+/// Time a client has to send a request's headers (it also bounds an idle keep-alive).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest a connection lives (a client that never reads its response cannot hold it).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+/// The largest request head (request line and headers), bytes.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Options of [`serve()`] and [`serve_on`].
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Host names (or addresses) accepted in requests' `Host` header besides `localhost` and the
+    /// bound address (`openwit serve --allow-host NAME`), e.g. the machine's name on a LAN.
+    pub allow_hosts: Vec<String>,
+}
 
 struct App {
     workdir: PathBuf,
     set: Option<IndexSet>,
     /// Why there is no index, when there is none.
     no_index: Option<String>,
+    /// Accepted `Host` names, normalised by [`host_name`].
+    hosts: HashSet<String>,
+    /// Slots for blocking jobs.
+    jobs: Arc<Semaphore>,
 }
 
 type Shared = Arc<App>;
 
-/// The web UI's routes over `workdir` (opens its index once).
+/// The web UI's routes over `workdir` (opens its index once). Requests must name a loopback
+/// host (`localhost`, `127.0.0.1`, `[::1]`); [`serve_on`] accepts the bound address instead.
 pub fn router(workdir: &Path) -> Result<Router> {
+    router_for(workdir, None, &ServeOptions::default())
+}
+
+/// The routes, accepting `bound` (the listening address; `None`: the loopback addresses),
+/// `localhost` and `opts.allow_hosts` as `Host`.
+fn router_for(workdir: &Path, bound: Option<IpAddr>, opts: &ServeOptions) -> Result<Router> {
+    let mut hosts: HashSet<String> = HashSet::from(["localhost".to_string()]);
+    match bound {
+        Some(ip) => {
+            hosts.insert(ip.to_string());
+        }
+        None => {
+            hosts.insert("127.0.0.1".into());
+            hosts.insert("::1".into());
+        }
+    }
+    for h in &opts.allow_hosts {
+        let name = host_name(h).ok_or_else(|| {
+            IndexError::Other(format!(
+                "--allow-host {h:?}: not a host name or address (letters, digits, `.`, `-`; an optional :port)"
+            ))
+        })?;
+        hosts.insert(name);
+    }
     let workdir = workdir
         .canonicalize()
         .map_err(|e| IndexError::io(workdir, e))?;
@@ -56,6 +133,8 @@ pub fn router(workdir: &Path) -> Result<Router> {
         workdir,
         set,
         no_index,
+        hosts,
+        jobs: Arc::new(Semaphore::new(MAX_JOBS)),
     });
     Ok(Router::new()
         .route("/", get(page_search))
@@ -65,12 +144,12 @@ pub fn router(workdir: &Path) -> Result<Router> {
         .route("/report", get(report))
         .route("/files/{*path}", get(files))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app))
 }
 
 /// Serves the UI of `workdir` on `addr` until the process is stopped. Prints the address.
-pub fn serve(workdir: &Path, addr: SocketAddr) -> Result<()> {
-    let app = router(workdir)?;
+pub fn serve(workdir: &Path, addr: SocketAddr, opts: &ServeOptions) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -83,14 +162,197 @@ pub fn serve(workdir: &Path, addr: SocketAddr) -> Result<()> {
         let local = listener
             .local_addr()
             .map_err(|e| IndexError::Other(e.to_string()))?;
+        let app = router_for(workdir, Some(local.ip()), opts)?;
         println!(
             "serving {} at http://{local}/ (Ctrl-C stops)",
             workdir.display()
         );
-        axum::serve(listener, app)
-            .await
-            .map_err(|e| IndexError::Other(format!("web server: {e}")))
+        if local.ip().is_unspecified() {
+            println!(
+                "listening on every address: requests must name this machine as given with \
+                 --allow-host NAME (others get 403)"
+            );
+        }
+        run_listener(listener, app).await
     })
+}
+
+/// Serves the UI of `workdir` on `listener` (accepting its address, `localhost` and
+/// `opts.allow_hosts` as `Host`) with the server's limits, until the task is dropped.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    workdir: &Path,
+    opts: &ServeOptions,
+) -> Result<()> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| IndexError::Other(e.to_string()))?;
+    let app = router_for(workdir, Some(local.ip()), opts)?;
+    run_listener(listener, app).await
+}
+
+/// The connection loop: at most [`MAX_CONNECTIONS`] at once, HTTP/1.1 with a header read
+/// timeout, a bounded request head and a bounded connection life.
+async fn run_listener(listener: tokio::net::TcpListener, app: Router) -> Result<()> {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait for connections to end.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .max_headers(64);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                Ok(Err(e)) => tracing::debug!(error = %e, "connection ended"),
+                Err(_) => tracing::debug!("connection closed: lived too long"),
+                Ok(Ok(())) => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// The host name of a `Host` header or authority (`name`, `name:port`, `1.2.3.4:80`, `[::1]:80`,
+/// or a bare address), lowercased, without a trailing dot; `None` when it is not one.
+fn host_name(h: &str) -> Option<String> {
+    let h = h.trim();
+    if let Ok(ip) = h.parse::<IpAddr>() {
+        return Some(ip.to_string());
+    }
+    let is_port = |p: &str| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = h.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return ip
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| ip.to_string());
+    }
+    let name = match h.rsplit_once(':') {
+        Some((n, p)) if is_port(p) => n,
+        Some(_) => return None,
+        None => h,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
+    ok.then(|| name.to_ascii_lowercase())
+}
+
+/// Base64 (standard alphabet, padded) of `b`, for CSP hashes.
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= c.len() {
+                out.push(A[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `'sha256-...'`: a CSP source allowing the inline block `text`.
+fn csp_hash(text: &str) -> String {
+    format!("'sha256-{}'", base64(&Sha256::digest(text.as_bytes())))
+}
+
+/// The policy of the UI's pages: images from here, the style block and the detail view's script
+/// by hash, forms to here; nothing else, and no framing.
+static PAGE_CSP: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "default-src 'none'; img-src 'self'; style-src {}; script-src {}; form-action 'self'; \
+         base-uri 'none'; frame-ancestors 'none'",
+        csp_hash(STYLE),
+        csp_hash(DETAIL_SCRIPT)
+    )
+});
+/// The report's policy: its inline styles and SVG; no script at all.
+const REPORT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+                          base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// Everything else (images, files, JSON, errors): nothing runs, even when opened directly.
+const OTHER_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+                         sandbox; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Refuses requests that do not name this server (DNS rebinding), and sets the security headers
+/// on every response.
+async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    // The authority of an absolute-form target wins over the Host header (RFC 9112 3.2.2).
+    let hosts: Vec<&HeaderValue> = req.headers().get_all(header::HOST).iter().collect();
+    let named: Option<String> = match req.uri().authority() {
+        Some(a) if !a.as_str().contains('@') => Some(a.as_str().to_string()),
+        Some(_) => None,
+        None if hosts.len() == 1 => hosts[0].to_str().ok().map(str::to_string),
+        None => None,
+    };
+    let allowed = named
+        .as_deref()
+        .and_then(host_name)
+        .is_some_and(|n| app.hosts.contains(&n));
+    let mut resp = if allowed {
+        next.run(req).await
+    } else {
+        tracing::warn!(host = ?named, "refused a request for another host name (DNS rebinding?)");
+        (
+            StatusCode::FORBIDDEN,
+            "refused: the request's Host is not this server's address nor localhost; \
+             start `openwit serve` with --allow-host NAME to accept another name\n",
+        )
+            .into_response()
+    };
+    let h = resp.headers_mut();
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(OTHER_CSP));
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    resp
+}
+
+/// An HTML page of the UI, with its policy.
+fn html(status: StatusCode, page: String) -> Response {
+    let mut r = (status, Html(page)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&PAGE_CSP) {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    r
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -99,10 +361,79 @@ struct SearchParams {
     q: String,
     #[serde(default)]
     entry: String,
+    /// Paging numbers are read by hand so a bad one gets a clear 400.
     #[serde(default)]
-    page: usize,
+    page: Option<String>,
     #[serde(default)]
-    limit: Option<usize>,
+    offset: Option<String>,
+    #[serde(default)]
+    limit: Option<String>,
+}
+
+/// `s` cut to at most `n` characters (for echoing outside input in messages).
+fn shorten(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// A whole number from the query string: `None` when absent or empty; an error (for a 400) when
+/// it is not a whole number or exceeds `max`.
+fn number(name: &str, v: Option<&str>, max: usize) -> std::result::Result<Option<usize>, String> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{name} must be a whole number, not `{}`",
+            shorten(v, 40)
+        ));
+    }
+    match v.parse::<usize>() {
+        Ok(n) if n <= max => Ok(Some(n)),
+        _ => Err(format!(
+            "{name}={} is too large: paging reaches the first {MAX_RESULT_WINDOW} results \
+             (at most {name}={max} here); narrow the query or filter by entry",
+            shorten(v, 40)
+        )),
+    }
+}
+
+/// Checks a query's size before parsing it: its length and the nesting of its parentheses (the
+/// parser recurses on each level, so a deep one would overflow the stack).
+fn check_query(q: &str, entry: &str) -> std::result::Result<(), String> {
+    if q.len() > MAX_QUERY_BYTES {
+        return Err(format!(
+            "the query is too long ({} bytes; at most {MAX_QUERY_BYTES})",
+            q.len()
+        ));
+    }
+    if entry.len() > MAX_ENTRY_BYTES {
+        return Err(format!(
+            "the entry is too long ({} bytes; at most {MAX_ENTRY_BYTES})",
+            entry.len()
+        ));
+    }
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    for c in q.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            '(' | '[' | '{' if !quoted => {
+                depth += 1;
+                if depth > MAX_QUERY_DEPTH {
+                    return Err(format!(
+                        "the query nests parentheses too deep (at most {MAX_QUERY_DEPTH} levels)"
+                    ));
+                }
+            }
+            ')' | ']' | '}' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn enc(s: &str) -> String {
@@ -125,7 +456,14 @@ input,button{font-size:1em;padding:.3em .5em}main{padding:1em}
 .card img{width:100%;height:160px;object-fit:cover;display:block;background:#eee}.card .cap{padding:.4em;font-size:.85em;max-height:4.2em;overflow:hidden}
 .error{background:#fde8e8;border:1px solid #e99;padding:.6em;white-space:pre-wrap}.muted{color:#777}
 .detail{display:flex;gap:2em;flex-wrap:wrap}.detail img{max-width:512px;max-height:512px;border:1px solid #ddd}
-pre{background:#f4f4f4;padding:.6em;overflow:auto;max-width:100%}td{padding:2px 8px;vertical-align:top}.entry{display:inline-block;background:#e6eefb;border-radius:4px;padding:1px 6px;margin:2px}";
+pre{background:#f4f4f4;padding:.6em;overflow:auto;max-width:100%}td{padding:2px 8px;vertical-align:top}.entry{display:inline-block;background:#e6eefb;border-radius:4px;padding:1px 6px;margin:2px}
+#caption{font-size:1.3em}";
+
+/// The detail view's one script (allowed by its hash in [`PAGE_CSP`]): marks the page with
+/// whether the image decoded, for people and for the browser test.
+const DETAIL_SCRIPT: &str = "(function(){var i=document.getElementById('image');function m(){document.body.setAttribute('data-image',\
+i.naturalWidth>0?'loaded '+i.naturalWidth+'x'+i.naturalHeight:'broken');}\
+if(i.complete){m();}else{i.addEventListener('load',m);i.addEventListener('error',m);}})();";
 
 fn layout(title: &str, q: &str, entry: &str, body: &str) -> String {
     format!(
@@ -141,16 +479,15 @@ fn layout(title: &str, q: &str, entry: &str, body: &str) -> String {
 }
 
 fn error_page(status: StatusCode, title: &str, msg: &str) -> Response {
-    (
+    html(
         status,
-        Html(layout(
+        layout(
             title,
             "",
             "",
             &format!("<div class=\"error\">{}</div>", esc(msg)),
-        )),
+        ),
     )
-        .into_response()
 }
 
 async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -> Response {
@@ -162,8 +499,19 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
             &format!("No index to search: {msg}"),
         );
     };
+    let max_page = MAX_RESULT_WINDOW / PAGE_SIZE;
+    let page = match number("page", p.page.as_deref(), max_page) {
+        Ok(n) => n.unwrap_or(0),
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, "bad page", &e),
+    };
+    if let Err(e) = check_query(&p.q, &p.entry) {
+        return error_page(StatusCode::BAD_REQUEST, "bad query", &e);
+    }
+    let Ok(_job) = app.jobs.clone().acquire_owned().await else {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, "error", "shutting down");
+    };
     let app2 = app.clone();
-    let (q, entry, page) = (p.q.clone(), p.entry.clone(), p.page);
+    let (q, entry) = (p.q.clone(), p.entry.clone());
     let res = tokio::task::spawn_blocking(move || {
         let t0 = std::time::Instant::now();
         let opts = SearchOptions {
@@ -189,9 +537,17 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
             esc(why)
         );
     }
+    // The pages this query has (within the paging window).
+    let total = usize::try_from(r.total).unwrap_or(usize::MAX);
+    let last_page = (total.saturating_sub(1) / PAGE_SIZE).min(max_page);
+    let shown = if r.hits.is_empty() {
+        String::new()
+    } else {
+        format!("; {}-{}", r.offset + 1, r.offset + r.hits.len())
+    };
     let _ = writeln!(
         b,
-        "<p class=\"muted\" id=\"count\">{} match(es){} in {:.1} ms{}</p>",
+        "<p class=\"muted\" id=\"count\">{} match(es){} in {:.1} ms{shown}</p>",
         r.total,
         if p.entry.trim().is_empty() {
             String::new()
@@ -199,12 +555,18 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
             format!(" in entry <b>{}</b>", esc(&p.entry))
         },
         took.as_secs_f64() * 1e3,
-        if r.total > 0 {
-            format!("; {}-{}", r.offset + 1, r.offset + r.hits.len())
-        } else {
-            String::new()
-        }
     );
+    let link = |pg: usize| format!("/?q={}&entry={}&page={pg}", enc(&p.q), enc(&p.entry));
+    if r.hits.is_empty() && total > 0 {
+        let _ = writeln!(
+            b,
+            "<p class=\"error\" id=\"past-end\">Page {} is past the last page of results ({} \
+             page(s)): <a href=\"{}\" id=\"last\">go to the last page</a>.</p>",
+            page + 1,
+            last_page + 1,
+            esc(&link(last_page))
+        );
+    }
     b.push_str("<div class=\"grid\" id=\"results\">\n");
     for h in &r.hits {
         let _ = writeln!(
@@ -216,19 +578,25 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
         );
     }
     b.push_str("</div>\n<p>");
-    let link = |pg: usize| format!("/?q={}&entry={}&page={pg}", enc(&p.q), enc(&p.entry));
     if page > 0 {
         let _ = write!(
             b,
             "<a href=\"{}\" id=\"prev\">previous</a> ",
-            esc(&link(page - 1))
+            esc(&link((page - 1).min(last_page)))
         );
     }
-    if (r.offset + r.hits.len()) < r.total as usize {
+    let end = r.offset + r.hits.len();
+    if end < total && page < max_page {
         let _ = write!(
             b,
             "<a href=\"{}\" id=\"next\">next</a>",
             esc(&link(page + 1))
+        );
+    } else if end < total {
+        let _ = write!(
+            b,
+            "<span class=\"muted\" id=\"window\">paging stops after the first {MAX_RESULT_WINDOW} \
+             results: narrow the query or filter by entry</span>"
         );
     }
     b.push_str("</p>");
@@ -237,19 +605,56 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
     } else {
         p.q.clone()
     };
-    Html(layout(&title, &p.q, &p.entry, &b)).into_response()
+    html(StatusCode::OK, layout(&title, &p.q, &p.entry, &b))
 }
 
 async fn api_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -> Response {
+    let bad = |msg: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": msg })),
+        )
+            .into_response()
+    };
+    // A larger limit is lowered to the maximum; a page or offset past the window is refused.
+    let limit = match number("limit", p.limit.as_deref(), usize::MAX) {
+        Ok(n) => n.unwrap_or(DEFAULT_API_LIMIT).min(MAX_API_LIMIT),
+        Err(e) => return bad(e),
+    };
+    let offset = match (
+        number("page", p.page.as_deref(), usize::MAX),
+        number("offset", p.offset.as_deref(), MAX_RESULT_WINDOW),
+    ) {
+        (Err(e), _) | (_, Err(e)) => return bad(e),
+        (Ok(Some(_)), Ok(Some(_))) => return bad("give page or offset, not both".into()),
+        (Ok(Some(page)), Ok(None)) => match page.checked_mul(limit.max(1)) {
+            Some(o) if o <= MAX_RESULT_WINDOW => o,
+            _ => {
+                return bad(format!(
+                    "page={page} is too large: paging reaches the first {MAX_RESULT_WINDOW} \
+                     results (at most page={} with limit={limit}); narrow the query or filter by entry",
+                    MAX_RESULT_WINDOW / limit.max(1)
+                ));
+            }
+        },
+        (Ok(None), Ok(o)) => o.unwrap_or(0),
+    };
+    if let Err(e) = check_query(&p.q, &p.entry) {
+        return bad(e);
+    }
+    let Ok(job) = app.jobs.clone().acquire_owned().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    };
     let res = tokio::task::spawn_blocking(move || {
+        let _job = job;
         let Some(set) = &app.set else {
             return Err(IndexError::NoIndex(
                 app.no_index.clone().unwrap_or_default(),
             ));
         };
         let opts = SearchOptions {
-            limit: p.limit.unwrap_or(20).min(1000),
-            offset: p.page * p.limit.unwrap_or(20),
+            limit,
+            offset,
             entry: (!p.entry.trim().is_empty()).then(|| p.entry.clone()),
         };
         set.search(&p.q, &opts)
@@ -257,11 +662,7 @@ async fn api_search(State(app): State<Shared>, Query(p): Query<SearchParams>) ->
     .await;
     match res {
         Ok(Ok(r)) => axum::Json(r).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(serde_json::json!({ "error": e.to_string() })),
-        )
-            .into_response(),
+        Ok(Err(e)) => bad(e.to_string()),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
@@ -297,55 +698,87 @@ fn content_type(ext: &str) -> &'static str {
     }
 }
 
+/// Reads a member from its tar, refusing (not reading) one the index says is over
+/// [`MAX_BODY_BYTES`]: a damaged index cannot make the server allocate its claim.
+fn read_member(tar: &Path, m: &crate::search::MemberRef) -> std::result::Result<Vec<u8>, Response> {
+    if m.size > MAX_BODY_BYTES {
+        tracing::warn!(path = %tar.display(), offset = m.offset, size = m.size, "a member too large to serve (damaged index?)");
+        return Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "the index gives this member {} bytes (at most {MAX_BODY_BYTES} are served); \
+                 rebuild the index with `openwit index` if it is damaged",
+                m.size
+            ),
+        )
+            .into_response());
+    }
+    openwit_shard::ShardReader::read_at(tar, m.offset, m.size).map_err(|e| {
+        tracing::warn!(path = %tar.display(), error = %e, "cannot read a member from a shard");
+        (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+    })
+}
+
+/// Runs `f` on the blocking pool once a job slot is free.
+async fn blocking(app: &Shared, f: impl FnOnce() -> Response + Send + 'static) -> Response {
+    let Ok(job) = app.jobs.clone().acquire_owned().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    };
+    tokio::task::spawn_blocking(move || {
+        let _job = job;
+        f()
+    })
+    .await
+    .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+}
+
 async fn image(
     State(app): State<Shared>,
     UrlPath((shard, key)): UrlPath<(String, String)>,
 ) -> Response {
-    let res = tokio::task::spawn_blocking(move || {
-        let h = lookup(&app, &shard, &key)?;
-        let Some(m) = h.image else {
-            return Err((StatusCode::NOT_FOUND, "sample has no image").into_response());
-        };
-        let bytes = openwit_shard::ShardReader::read_at(&h.tar, m.offset, m.size).map_err(|e| {
-            tracing::warn!(path = %h.tar.display(), error = %e, "cannot read an image from a shard");
-            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
-        })?;
-        Ok((
-            [
-                (header::CONTENT_TYPE, content_type(&m.ext)),
-                (header::CACHE_CONTROL, "public, max-age=86400"),
-            ],
-            bytes,
-        )
-            .into_response())
+    let app2 = app.clone();
+    blocking(&app, move || {
+        image_of(&app2, &shard, &key).unwrap_or_else(|r| r)
     })
-    .await;
-    match res {
-        Ok(Ok(r)) | Ok(Err(r)) => r,
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    .await
+}
+
+fn image_of(app: &App, shard: &str, key: &str) -> std::result::Result<Response, Response> {
+    let h = lookup(app, shard, key)?;
+    let Some(m) = h.image else {
+        return Err((StatusCode::NOT_FOUND, "sample has no image").into_response());
+    };
+    let bytes = read_member(&h.tar, &m)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type(&m.ext)),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn sample(
     State(app): State<Shared>,
     UrlPath((shard, key)): UrlPath<(String, String)>,
 ) -> Response {
-    let res = tokio::task::spawn_blocking(move || {
-        let h = lookup(&app, &shard, &key)?;
+    let app2 = app.clone();
+    blocking(&app, move || {
+        let h = match lookup(&app2, &shard, &key) {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
         let json = h
             .json
             .as_ref()
-            .and_then(|m| openwit_shard::ShardReader::read_at(&h.tar, m.offset, m.size).ok())
+            .and_then(|m| read_member(&h.tar, m).ok())
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
             .unwrap_or_else(|| "(no json member)".into());
-        Ok(detail_page(&h, &json))
+        detail_page(&h, &json)
     })
-    .await;
-    match res {
-        Ok(Ok(r)) | Ok(Err(r)) => r,
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    .await
 }
 
 fn detail_page(h: &Hit, json: &str) -> Response {
@@ -372,15 +805,12 @@ fn detail_page(h: &Hit, json: &str) -> Response {
     let _ = write!(
         b,
         "<div class=\"detail\"><div><img id=\"image\" src=\"/image/{s}/{k}\" alt=\"{c}\"></div><div>\
-         <p id=\"caption\" style=\"font-size:1.3em\">{c}</p><table>\
+         <p id=\"caption\">{c}</p><table>\
          <tr><td>url</td><td><a id=\"url\" href=\"{u}\" rel=\"noreferrer\">{u}</a></td></tr>\
          <tr><td>entries</td><td id=\"entries\">{entries}</td></tr>\
          <tr><td>shard / key</td><td>{s} / {k}</td></tr><tr><td>domain</td><td>{d}</td></tr>\
          <tr><td>size</td><td>{size}</td></tr><tr><td>language</td><td>{l}</td></tr></table>\
-         <h3>json</h3><pre id=\"json\">{j}</pre></div></div>\n\
-         <script>(function(){{var i=document.getElementById('image');function m(){{document.body.setAttribute('data-image',\
-         i.naturalWidth>0?'loaded '+i.naturalWidth+'x'+i.naturalHeight:'broken');}}\
-         if(i.complete){{m();}}else{{i.addEventListener('load',m);i.addEventListener('error',m);}}}})();</script>",
+         <h3>json</h3><pre id=\"json\">{j}</pre></div></div>\n<script>{DETAIL_SCRIPT}</script>",
         s = esc(&h.shard),
         k = esc(&h.key),
         c = esc(&h.caption),
@@ -389,20 +819,33 @@ fn detail_page(h: &Hit, json: &str) -> Response {
         l = esc(&h.language),
         j = esc(json)
     );
-    Html(layout(&h.caption, "", "", &b)).into_response()
+    html(StatusCode::OK, layout(&h.caption, "", "", &b))
 }
 
 async fn report(State(app): State<Shared>) -> Response {
-    let res = tokio::task::spawn_blocking(move || {
-        let written = app.workdir.join(REPORT_DIR).join(REPORT_FILE);
-        std::fs::read_to_string(&written)
-            .unwrap_or_else(|_| crate::report::render_report(&app.workdir))
+    let app2 = app.clone();
+    blocking(&app, move || {
+        let written = app2.workdir.join(REPORT_DIR).join(REPORT_FILE);
+        let small = std::fs::metadata(&written).is_ok_and(|m| m.len() <= MAX_BODY_BYTES);
+        let page = small
+            .then(|| std::fs::read_to_string(&written).ok())
+            .flatten()
+            .unwrap_or_else(|| crate::report::render_report(&app2.workdir));
+        ([(header::CONTENT_SECURITY_POLICY, REPORT_CSP)], Html(page)).into_response()
     })
-    .await;
-    match res {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    .await
+}
+
+/// Whether `rel` (relative to the workdir) is part of the run state or its logs, which are never
+/// served: `openwit.sqlite` (and its journals), `logs/`, and dot files (the lock, temporaries).
+fn is_private(rel: &Path) -> bool {
+    let mut comps = rel.components().map(|c| c.as_os_str().to_string_lossy());
+    let first_is_logs = comps.next().is_some_and(|c| c == "logs");
+    first_is_logs
+        || rel.components().any(|c| {
+            let c = c.as_os_str().to_string_lossy();
+            c.starts_with('.') || c.starts_with(openwit_core::state::STATE_FILE)
+        })
 }
 
 /// Resolves a request path inside `root`; `None` when it leads outside (`..`, absolute paths,
@@ -420,7 +863,9 @@ pub fn resolve_inside(root: &Path, rel: &str) -> Option<PathBuf> {
 }
 
 async fn files(State(app): State<Shared>, UrlPath(rel): UrlPath<String>) -> Response {
-    let res = tokio::task::spawn_blocking(move || {
+    let app2 = app.clone();
+    blocking(&app, move || {
+        let app = app2;
         let Some(p) = resolve_inside(&app.workdir, &rel) else {
             return (
                 StatusCode::FORBIDDEN,
@@ -428,8 +873,29 @@ async fn files(State(app): State<Shared>, UrlPath(rel): UrlPath<String>) -> Resp
             )
                 .into_response();
         };
-        if !p.is_file() {
+        // By the name asked for and by where it leads (a link to the run state is refused too).
+        if is_private(Path::new(&rel)) || p.strip_prefix(&app.workdir).is_ok_and(is_private) {
+            return (
+                StatusCode::FORBIDDEN,
+                "refused: the run state and logs are not served",
+            )
+                .into_response();
+        }
+        let Ok(meta) = std::fs::metadata(&p) else {
             return (StatusCode::NOT_FOUND, "not a file").into_response();
+        };
+        if !meta.is_file() {
+            return (StatusCode::NOT_FOUND, "not a file").into_response();
+        }
+        if meta.len() > MAX_BODY_BYTES {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "refused: the file has {} bytes; at most {MAX_BODY_BYTES} are served (open it on disk)",
+                    meta.len()
+                ),
+            )
+                .into_response();
         }
         match std::fs::read(&p) {
             Ok(bytes) => {
@@ -442,6 +908,62 @@ async fn files(State(app): State<Shared>, UrlPath(rel): UrlPath<String>) -> Resp
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         }
     })
-    .await;
-    res.unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), enc, "{plain}");
+        }
+    }
+
+    #[test]
+    fn host_names_are_normalised_and_junk_is_refused() {
+        assert_eq!(host_name("LocalHost:8765").as_deref(), Some("localhost"));
+        assert_eq!(host_name("openwit.test.").as_deref(), Some("openwit.test"));
+        assert_eq!(host_name("127.0.0.1:80").as_deref(), Some("127.0.0.1"));
+        assert_eq!(host_name("[::1]:8765").as_deref(), Some("::1"));
+        assert_eq!(host_name("::1").as_deref(), Some("::1"));
+        for bad in [
+            "",
+            ":80",
+            "a@b",
+            "[::1",
+            "[::1]x",
+            "host:port",
+            "évil.example",
+            "a/b",
+        ] {
+            assert_eq!(host_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_queries_are_checked_without_slicing_inside_a_character() {
+        assert_eq!(number("page", Some("12"), 100), Ok(Some(12)));
+        assert_eq!(number("page", Some(""), 100), Ok(None));
+        assert!(number("page", Some("101"), 100).is_err());
+        assert!(number("page", Some("99999999999999999999999"), 100).is_err());
+        // A long non-number made of multi-byte characters is cut at a character boundary.
+        let e = number("page", Some(&"é".repeat(100)), 100).unwrap_err();
+        assert!(e.contains(&"é".repeat(40)) && e.ends_with("...`"), "{e}");
+        assert_eq!(shorten("日本語テキスト", 3), "日本語...");
+        assert!(check_query("(a (b \"((((\" c))", "").is_ok());
+        assert!(check_query(&"(".repeat(MAX_QUERY_DEPTH + 1), "").is_err());
+        assert!(check_query("\\(\\(\\(", "").is_ok());
+        assert!(check_query(&"é".repeat(MAX_QUERY_BYTES), "").is_err());
+    }
 }

@@ -41,7 +41,10 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
         ))
         .into());
     }
-    openwit_index::serve(&a.workdir, std::net::SocketAddr::new(a.host, a.port))
+    let opts = openwit_index::ServeOptions {
+        allow_hosts: a.allow_host.clone(),
+    };
+    openwit_index::serve(&a.workdir, std::net::SocketAddr::new(a.host, a.port), &opts)
         .map_err(openwit_core::Error::from)?;
     Ok(())
 }

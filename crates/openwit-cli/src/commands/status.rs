@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use openwit_core::state::StageTotals;
 use openwit_core::{RunState, Status, lock};
 use serde::Serialize;
 
@@ -31,31 +32,8 @@ pub fn status(args: &StatusArgs) -> Result<()> {
     let holder = lock::holder(&args.workdir);
     let mut rows = Vec::new();
     for s in st.stages()? {
-        let tasks = st.tasks(&s.name)?;
-        let map: Vec<_> = tasks
-            .iter()
-            .filter(|t| t.task != openwit_core::REDUCE_TASK)
-            .collect();
-        let mut drops = BTreeMap::new();
-        let (mut items_in, mut items_out) = (0, 0);
-        // Items in: what the tasks read; items out: what the reduce step kept when the stage has
-        // one, else what the tasks wrote. Drops from both.
-        let reduce = tasks
-            .iter()
-            .find(|t| t.task == openwit_core::REDUCE_TASK && t.status == Status::Done);
-        for t in tasks.iter().filter(|t| t.status == Status::Done) {
-            if t.task != openwit_core::REDUCE_TASK {
-                items_in += t.items_in;
-                if reduce.is_none() {
-                    items_out += t.items_out;
-                }
-            } else {
-                items_out += t.items_out;
-            }
-            for (k, v) in &t.drops {
-                *drops.entry(k.clone()).or_insert(0) += v;
-            }
-        }
+        // The same totals as the HTML report's funnel: each item counted once.
+        let totals = StageTotals::of(&st.tasks(&s.name)?);
         // A stage recorded as running without a live holder was interrupted.
         let state = match (s.state, &holder) {
             (Status::Running, None) => "interrupted".to_string(),
@@ -64,12 +42,12 @@ pub fn status(args: &StatusArgs) -> Result<()> {
         rows.push(StageStatus {
             stage: s.name.clone(),
             state,
-            tasks_done: map.iter().filter(|t| t.status == Status::Done).count() as u64,
+            tasks_done: totals.tasks_done,
             tasks_total: s.tasks_total,
-            tasks_failed: map.iter().filter(|t| t.status == Status::Failed).count() as u64,
-            items_in,
-            items_out,
-            drops,
+            tasks_failed: totals.tasks_failed,
+            items_in: totals.items_in,
+            items_out: totals.items_out,
+            drops: totals.drops,
             elapsed_s: s.elapsed_s,
             error: s.error.clone(),
         });
