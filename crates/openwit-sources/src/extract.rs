@@ -304,6 +304,8 @@ struct PageScan<'a> {
     /// The first `html` element's `lang`.
     html_lang: Option<Option<&'a str>>,
     title: Option<ElementRef<'a>>,
+    /// Every `img`, and every `noscript` (whose markup is raw text to a parser with scripting
+    /// on, as a browser is: its images are parsed from that text), in visiting order.
     imgs: Vec<ElementRef<'a>>,
     links: Vec<&'a Element>,
 }
@@ -319,7 +321,7 @@ impl<'a> PageScan<'a> {
                 continue;
             }
             match el.name() {
-                "img" => s.imgs.extend(ElementRef::wrap(node)),
+                "img" | "noscript" => s.imgs.extend(ElementRef::wrap(node)),
                 "a" | "area" if has_attr(el, "href") => s.links.push(el),
                 "frame" | "iframe" if has_attr(el, "src") => s.links.push(el),
                 "meta" if has_attr(el, "name") && has_attr(el, "content") => s.metas.push((
@@ -336,6 +338,12 @@ impl<'a> PageScan<'a> {
         }
         s
     }
+}
+
+/// The markup inside a `<noscript>` parsed as a body fragment, when it has an `<img` at all.
+pub(crate) fn noscript_fragment(noscript: ElementRef<'_>) -> Option<Html> {
+    let text: String = noscript.text().collect();
+    has_img_tag(text.as_bytes()).then(|| Html::parse_fragment(&text))
 }
 
 /// Resolves an image URL against `base`; `None` (counted in `drops`) for `data:` URIs, invalid,
@@ -463,24 +471,24 @@ fn extract_inner(
     let hasher = std::collections::hash_map::RandomState::new();
     let mut seen = HashSet::with_capacity(scan.imgs.len());
     ex.images.reserve(scan.imgs.len());
-    for img in scan.imgs {
+    let mut one = |img: ElementRef<'_>, outer: Option<ElementRef<'_>>, ex: &mut Extraction| {
         let el = ImgAttrs::of(img.value());
         let Some(raw) = image_url_text(&el) else {
             ex.drops.inc("no_image_url");
-            continue;
+            return;
         };
         let width = parse_dim(el.width);
         let height = parse_dim(el.height);
         if !is_data_uri(raw) && matches!((width, height), (Some(w), Some(h)) if w <= 1 && h <= 1) {
             ex.drops.inc("tracking_pixel");
-            continue;
+            return;
         }
         let Some(url) = resolve_image_url(base, raw, &mut ex.drops) else {
-            continue;
+            return;
         };
         let alt = el.alt.and_then(clean_text);
         let title = el.title.and_then(clean_text);
-        let figcaption = figcaption_of(img);
+        let figcaption = figcaption_of(img).or_else(|| outer.and_then(figcaption_of));
         let h = hasher.hash_one((&url, &alt, &title, &figcaption));
         if !seen.insert(h)
             && ex.images.iter().any(|i| {
@@ -488,7 +496,7 @@ fn extract_inner(
             })
         {
             ex.drops.inc("duplicate_image");
-            continue;
+            return;
         }
         ex.images.push(FoundImage {
             url,
@@ -498,6 +506,23 @@ fn extract_inner(
             width,
             height,
         });
+    };
+    for img in scan.imgs {
+        if img.value().name() == "noscript" {
+            // the real image of a lazy-loading page; a figure around the noscript captions it
+            if let Some(frag) = noscript_fragment(img) {
+                for node in frag.tree.nodes() {
+                    if node.parent().is_some()
+                        && let Some(i) = ElementRef::wrap(node)
+                        && i.value().name() == "img"
+                    {
+                        one(i, Some(img), &mut ex);
+                    }
+                }
+            }
+        } else {
+            one(img, None, &mut ex);
+        }
     }
     (ex, links)
 }
@@ -869,7 +894,9 @@ mod tests {
 
     /// Random pages from pieces of markup, nested and left unclosed at random.
     fn soup(rng: &mut impl rand::Rng) -> String {
-        const PIECES: [&str; 34] = [
+        const PIECES: [&str; 36] = [
+            "<noscript><img src=ns.jpg alt=N></noscript>",
+            "<figure><noscript><img src=nf.jpg>",
             "<img src=a.jpg alt=A>",
             "<img src=/b.png title='B b'>",
             "<img srcset='s.jpg 1x, l.jpg 2x' alt=S>",
@@ -938,6 +965,45 @@ mod tests {
         let e = ex(TRICKY_PAGES[0]);
         let alts: Vec<_> = e.images.iter().filter_map(|i| i.alt.as_deref()).collect();
         assert_eq!(alts, ["fostered", "cell", "after"]);
+    }
+
+    #[test]
+    fn noscript_images_of_lazy_pages() {
+        let e = ex(
+            r#"<head><noscript><img src="/head.jpg" alt="in head"></noscript></head><body>
+            <img class="lazy" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="A red car">
+            <noscript><img src="/real/car.jpg" alt="A red car" width="640" height="480"></noscript>
+            <img src="/p.gif" data-src="/real/bus.jpg" alt="Bus">
+            <noscript><img src="/real/bus.jpg" alt="Bus"></noscript>
+            <figure><noscript><IMG SRC='/real/boat.jpg'></noscript><figcaption>A boat, à voile</figcaption></figure>
+            <noscript><p>no images here</p></noscript></body>"#,
+        );
+        let got: Vec<(&str, Option<&str>, Option<&str>)> = e
+            .images
+            .iter()
+            .map(|i| (i.url.as_str(), i.alt.as_deref(), i.figcaption.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("https://www.example.org/head.jpg", Some("in head"), None),
+                (
+                    "https://www.example.org/real/car.jpg",
+                    Some("A red car"),
+                    None
+                ),
+                ("https://www.example.org/real/bus.jpg", Some("Bus"), None),
+                (
+                    "https://www.example.org/real/boat.jpg",
+                    None,
+                    Some("A boat, à voile")
+                ),
+            ]
+        );
+        assert_eq!(e.images[1].width, Some(640));
+        assert_eq!(e.drops.get("data_uri"), 1);
+        // the lazy <img> and its <noscript> copy are one image
+        assert_eq!(e.drops.get("duplicate_image"), 1);
     }
 
     #[test]

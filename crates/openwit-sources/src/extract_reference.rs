@@ -21,6 +21,7 @@ macro_rules! sel {
     };
 }
 sel!(IMG, "img");
+sel!(IMG_OR_NOSCRIPT, "img, noscript");
 sel!(BASE, "base[href]");
 sel!(HTML, "html");
 sel!(TITLE, "title");
@@ -127,28 +128,28 @@ fn extract_inner(
         .next()
         .and_then(|t| clean_text(&t.text().collect::<String>()));
     let mut seen = HashSet::new();
-    for img in doc.select(&IMG) {
+    let mut one = |img: ElementRef<'_>, outer: Option<ElementRef<'_>>, ex: &mut Extraction| {
         let el = ImgAttrs::of(img.value());
         let Some(raw) = image_url_text(&el) else {
             ex.drops.inc("no_image_url");
-            continue;
+            return;
         };
         let width = parse_dim(el.width);
         let height = parse_dim(el.height);
         if !is_data_uri(raw) && matches!((width, height), (Some(w), Some(h)) if w <= 1 && h <= 1) {
             ex.drops.inc("tracking_pixel");
-            continue;
+            return;
         }
         let Some(url) = resolve_image_url(&base, raw, &mut ex.drops) else {
-            continue;
+            return;
         };
         let alt = el.alt.and_then(clean_text);
         let title = el.title.and_then(clean_text);
-        let figcaption = figcaption_of(&img);
+        let figcaption = figcaption_of(&img).or_else(|| outer.and_then(|o| figcaption_of(&o)));
         let key = (url.clone(), alt.clone(), title.clone(), figcaption.clone());
         if !seen.insert(key) {
             ex.drops.inc("duplicate_image");
-            continue;
+            return;
         }
         ex.images.push(FoundImage {
             url,
@@ -158,6 +159,15 @@ fn extract_inner(
             width,
             height,
         });
+    };
+    for el in doc.select(&IMG_OR_NOSCRIPT) {
+        if el.value().name() == "img" {
+            one(el, None, &mut ex);
+        } else if let Some(frag) = crate::extract::noscript_fragment(el) {
+            for img in frag.select(&IMG) {
+                one(img, Some(el), &mut ex);
+            }
+        }
     }
     (ex, links)
 }

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod extract_reference;
 pub mod fixtures;
 pub mod html;
+pub mod http_body;
 pub mod http;
 pub mod import;
 pub mod warc;

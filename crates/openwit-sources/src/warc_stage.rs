@@ -412,7 +412,27 @@ fn process_record(
                 .find(|(k, _)| k.eq_ignore_ascii_case(n))
                 .map(|(_, v)| v.as_ref())
         };
-        if !crate::html::is_html(hv("Content-Type"), body) {
+        let by_type = hv("Content-Type").and_then(crate::html::html_by_type);
+        if by_type == Some(false) {
+            return;
+        }
+        // the payload as the server meant it: de-chunked and decompressed (warcio's
+        // content_stream); a broken one is dropped, never parsed with framing bytes inside
+        let body = match crate::http_body::decode_payload(
+            hv("Transfer-Encoding"),
+            hv("Content-Encoding"),
+            body,
+            rec.body_truncated,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(source_id, offset = rec.offset, page = %page, error = %e, "undecodable HTTP body");
+                stats.drops.inc("undecodable_body");
+                return;
+            }
+        };
+        let body = &body[..];
+        if by_type.is_none() && !crate::html::sniff_html(body) {
             return;
         }
         stats.pages += 1;
