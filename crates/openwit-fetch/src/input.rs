@@ -23,6 +23,8 @@ pub struct InputRow {
     pub url: String,
     pub caption: Option<String>,
     pub entry_ids: Option<Vec<i32>>,
+    /// The caption's language (the curated table's `language`; `None` for URL lists).
+    pub language: Option<String>,
     pub extra: BTreeMap<String, Value>,
 }
 
@@ -353,6 +355,11 @@ fn to_row(get: &dyn Fn(&str) -> Option<Value>, cfg: &Config, curated: bool) -> O
             .and_then(|c| get(c).as_ref().and_then(text_of))
     };
     let entry_ids = get("entry_ids").as_ref().and_then(entry_ids_of);
+    let language = if curated {
+        get("language").as_ref().and_then(text_of)
+    } else {
+        None
+    };
     let mut extra = BTreeMap::new();
     for c in &cfg.save_additional_columns {
         extra.insert(c.clone(), get(c).unwrap_or(Value::Null));
@@ -361,6 +368,7 @@ fn to_row(get: &dyn Fn(&str) -> Option<Value>, cfg: &Config, curated: bool) -> O
         url,
         caption,
         entry_ids,
+        language,
         extra,
     })
 }
@@ -374,6 +382,7 @@ pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputE
         url: String::new(),
         caption: None,
         entry_ids: None,
+        language: None,
         extra: cfg
             .save_additional_columns
             .iter()
@@ -386,7 +395,7 @@ pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputE
             let b = ParquetRecordBatchReaderBuilder::try_new(file)
                 .map_err(|e| ie(&f.path, format!("not a readable parquet file: {e}")))?;
             let mut names: Vec<&str> = if f.curated {
-                vec!["url", "caption", "entry_ids", "kept"]
+                vec!["url", "caption", "entry_ids", "language", "kept"]
             } else {
                 let mut v = vec![cfg.url_col.as_str()];
                 if let Some(c) = &cfg.caption_col {

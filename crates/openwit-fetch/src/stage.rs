@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use openwit_core::{Error, Result, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
-use openwit_shard::{SampleMeta, ShardLayout, ShardStats, ShardWriter};
+use openwit_shard::{SampleMeta, ShardLayout, ShardStats, ShardWriter, Status};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -28,45 +28,46 @@ struct ShardTask {
     segments: Vec<Segment>,
 }
 
-/// Run-wide duplicate detection: sha256 of the downloaded bytes and perceptual hashes, each
-/// mapped to the key that owns it (so a retried shard does not see its own images as copies).
-#[derive(Default)]
-struct Dedup {
-    sha: HashMap<[u8; 32], String>,
-    /// (phash, key), with four 16-bit band indexes: two hashes within Hamming distance 3 share
-    /// at least one band exactly.
-    phashes: Vec<(u64, String)>,
+/// Perceptual hashes with ids added in increasing order; finds the lowest id within a
+/// Hamming distance. Four 16-bit band indexes: two hashes within distance 3 share at least one
+/// band exactly, and each band's list is in id order, so its first hit is its lowest.
+struct Near {
+    max: u32,
+    hashes: Vec<(u64, usize)>,
     bands: [HashMap<u16, Vec<u32>>; 4],
 }
 
-impl Dedup {
-    fn sha_owner(&self, sha: &[u8; 32], key: &str) -> Option<String> {
-        self.sha.get(sha).filter(|k| k.as_str() != key).cloned()
-    }
-
-    fn near(&self, h: u64, key: &str, max: u32) -> Option<String> {
-        let hit = |i: usize| {
-            let (p, k) = &self.phashes[i];
-            ((p ^ h).count_ones() <= max && k != key).then(|| k.clone())
-        };
-        if max <= 3 {
-            for b in 0..4 {
-                let band = (h >> (b * 16)) as u16;
-                if let Some(ix) = self.bands[b].get(&band)
-                    && let Some(k) = ix.iter().find_map(|&i| hit(i as usize))
-                {
-                    return Some(k);
-                }
-            }
-            None
-        } else {
-            (0..self.phashes.len()).find_map(hit)
+impl Near {
+    fn new(max: u32) -> Self {
+        Near {
+            max,
+            hashes: Vec::new(),
+            bands: Default::default(),
         }
     }
 
-    fn add_phash(&mut self, h: u64, key: String) {
-        let i = self.phashes.len() as u32;
-        self.phashes.push((h, key));
+    /// The lowest id whose hash is within `max` bits of `h`.
+    fn lowest(&self, h: u64) -> Option<usize> {
+        let within = |i: &u32| {
+            let (p, id) = self.hashes[*i as usize];
+            ((p ^ h).count_ones() <= self.max).then_some(id)
+        };
+        if self.max <= 3 {
+            (0..4)
+                .filter_map(|b| {
+                    self.bands[b]
+                        .get(&((h >> (b * 16)) as u16))
+                        .and_then(|ix| ix.iter().find_map(within))
+                })
+                .min()
+        } else {
+            (0..self.hashes.len() as u32).find_map(|i| within(&i))
+        }
+    }
+
+    fn add(&mut self, h: u64, id: usize) {
+        let i = self.hashes.len() as u32;
+        self.hashes.push((h, id));
         for b in 0..4 {
             self.bands[b]
                 .entry((h >> (b * 16)) as u16)
@@ -76,14 +77,16 @@ impl Dedup {
     }
 }
 
+/// A task's sha256 claims: the lowest row index that processed each content successfully
+/// (rows with a lower claimant are skipped without decoding; the end of the task decides).
+type Claims = Mutex<HashMap<[u8; 32], usize>>;
+
 /// The download stage.
 pub struct DownloadStage {
     cfg: Arc<Config>,
     base_dir: PathBuf,
     allow_private: bool,
     fetcher: OnceLock<Result<Arc<Fetcher>, String>>,
-    dedup: Arc<Mutex<Dedup>>,
-    seeded: OnceLock<()>,
     /// The image work (decode, resize, encode, hashes): one thread per core, fed by a queue the
     /// fetches push into as soon as a body is complete, so a core never waits for the network
     /// side to hand it the next image (a semaphore + `spawn_blocking` needed three thread
@@ -110,8 +113,6 @@ impl DownloadStage {
             base_dir: base_dir.to_path_buf(),
             allow_private,
             fetcher: OnceLock::new(),
-            dedup: Default::default(),
-            seeded: OnceLock::new(),
             pool: Arc::new(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(cores)
@@ -139,51 +140,6 @@ impl DownloadStage {
             .map_err(Error::Stage)
     }
 
-    /// Loads the hashes of shards committed by earlier runs, once per process.
-    fn seed_dedup(&self, stage_dir: &Path) {
-        self.seeded.get_or_init(|| {
-            if !self.cfg.dedup_sha256 && self.cfg.near_dup_distance.is_none() {
-                return;
-            }
-            let Ok(rd) = std::fs::read_dir(stage_dir) else {
-                return;
-            };
-            let mut files: Vec<PathBuf> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .and_then(|n| n.strip_suffix(".parquet"))
-                        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                })
-                .collect();
-            files.sort();
-            let mut d = self.dedup.lock().unwrap();
-            for f in files {
-                let Ok(rows) =
-                    openwit_shard::read_parquet_columns(&f, &["key", "status", "sha256", "phash"])
-                else {
-                    continue;
-                };
-                for r in rows {
-                    if r[1].as_deref() != Some("success") {
-                        continue;
-                    }
-                    let Some(key) = r[0].clone() else { continue };
-                    if let Some(Ok(sha)) = r[2].as_deref().map(hex::decode)
-                        && let Ok(sha) = <[u8; 32]>::try_from(sha.as_slice())
-                    {
-                        d.sha.entry(sha).or_insert_with(|| key.clone());
-                    }
-                    if let Some(Ok(h)) = r[3].as_deref().map(|h| u64::from_str_radix(h, 16)) {
-                        d.add_phash(h, key);
-                    }
-                }
-            }
-        });
-    }
-
     fn extra_columns(&self) -> Vec<String> {
         self.cfg.save_additional_columns.clone()
     }
@@ -195,10 +151,31 @@ enum RowOutcome {
         meta: SampleMeta,
         ext: &'static str,
         bytes: Vec<u8>,
+        sha: [u8; 32],
+        phash: u64,
+    },
+    /// The same bytes as a lower row of the shard that processed successfully (not decoded).
+    SameAs { meta: SampleMeta, sha: [u8; 32] },
+    /// `error_message` starts with the reason token.
+    Failed { meta: SampleMeta },
+}
+
+/// A finished row waiting for the shard's dedup decisions; a processed image waits in the
+/// spool file at `at`.
+enum Slot {
+    Processed {
+        meta: SampleMeta,
+        ext: &'static str,
+        at: (u64, usize),
+        sha: [u8; 32],
+        phash: u64,
+    },
+    SameAs {
+        meta: SampleMeta,
+        sha: [u8; 32],
     },
     Failed {
         meta: SampleMeta,
-        reason: &'static str,
     },
 }
 
@@ -238,7 +215,7 @@ impl Stage for DownloadStage {
             let input = self.base_dir.join(&self.cfg.input);
             list_url_files(&input, &self.cfg).map_err(|e| Error::Config(e.to_string()))?
         };
-        let shards = plan_segments(&files, self.cfg.shard_size)
+        let shards = plan_segments(&files, self.cfg.shard_size, &self.cfg)
             .map_err(|e| Error::Stage(format!("reading the input to plan shards: {e}")))?;
         let layout = ShardLayout::new(self.cfg.shard_size).with_shard_count(shards.len() as u64);
         Ok(shards
@@ -277,37 +254,66 @@ impl Stage for DownloadStage {
             rows.extend(read_segment(seg, &self.cfg).map_err(|e| Error::Stage(e.to_string()))?);
         }
         let fetcher = self.fetcher()?;
-        self.seed_dedup(&ctx.stage_dir());
 
         let tar_path = ctx.output_path(&format!("{name}.tar"))?;
         let parquet_path = ctx.output_path(&format!("{name}.parquet"))?;
         let stats_path = ctx.output_path(&format!("{name}_stats.json"))?;
         let mut writer = ShardWriter::create(&tar_path, self.extra_columns())?;
 
+        // Processed images wait in a spool file until the shard's rows are all done: the tar is
+        // written in key order and duplicates are decided by row order, not by finishing order.
+        let spool_path = ctx.scratch_dir()?.join("images.spool");
+        let mut spool = std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&spool_path)
+                .map_err(|e| Error::io(&spool_path, e))?,
+        );
+        let mut spooled = 0u64;
+        let claims: Arc<Claims> = Arc::default();
+
         let opts = Arc::new(ImageOptions::from_config(&self.cfg));
-        let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
         let mut bytes_downloaded = 0u64;
-        let n_rows = rows.len() as u64;
+        let n_rows = rows.len();
+        let mut slots: Vec<Option<Slot>> = (0..n_rows).map(|_| None).collect();
         let in_flight = self.cfg.concurrency.max(1);
 
         let outcome: Result<()> = ctx.runtime().block_on(async {
             let mut stream = futures::stream::iter(rows.into_iter().enumerate())
                 .map(|(i, row)| {
                     let key = layout.key(t.shard, i as u64);
-                    self.one(fetcher.clone(), opts.clone(), row, key)
+                    let fut = self.one(fetcher.clone(), opts.clone(), claims.clone(), row, i, key);
+                    async move { (i, fut.await) }
                 })
                 .buffer_unordered(in_flight);
-            while let Some((outcome, nbytes)) = stream.next().await {
+            while let Some((i, (outcome, nbytes))) = stream.next().await {
                 bytes_downloaded += nbytes;
-                match outcome {
-                    RowOutcome::Ok { meta, ext, bytes } => {
-                        writer.add_success(meta, ext, &bytes)?;
+                slots[i] = Some(match outcome {
+                    RowOutcome::Ok {
+                        meta,
+                        ext,
+                        bytes,
+                        sha,
+                        phash,
+                    } => {
+                        std::io::Write::write_all(&mut spool, &bytes)
+                            .map_err(|e| Error::io(&spool_path, e))?;
+                        let at = (spooled, bytes.len());
+                        spooled += bytes.len() as u64;
+                        Slot::Processed {
+                            meta,
+                            ext,
+                            at,
+                            sha,
+                            phash,
+                        }
                     }
-                    RowOutcome::Failed { meta, reason } => {
-                        *reasons.entry(reason.to_string()).or_default() += 1;
-                        writer.add_failure(meta);
-                    }
-                }
+                    RowOutcome::SameAs { meta, sha } => Slot::SameAs { meta, sha },
+                    RowOutcome::Failed { meta } => Slot::Failed { meta },
+                });
                 ctx.progress(1);
                 if ctx.cancelled() {
                     return Err(Error::Interrupted);
@@ -316,11 +322,80 @@ impl Stage for DownloadStage {
             Ok(())
         });
         outcome?;
+        let spool = spool
+            .into_inner()
+            .map_err(|e| Error::io(&spool_path, e.into_error()))?;
 
+        // The shard's dedup, in row order: a row is a duplicate when a lower row of the shard
+        // has the same bytes, a near-duplicate when a lower row's perceptual hash is within the
+        // distance. Lower shards are the reduce step's (`resolve_across_shards`).
+        let mut first: HashMap<[u8; 32], usize> = HashMap::new();
+        let mut near = self.cfg.near_dup_distance.map(Near::new);
+        let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+        for (i, slot) in slots.into_iter().enumerate() {
+            let slot =
+                slot.ok_or_else(|| Error::Stage(format!("row {i} of {name} has no outcome")))?;
+            let meta = match slot {
+                Slot::Processed {
+                    mut meta,
+                    ext,
+                    at,
+                    sha,
+                    phash,
+                } => {
+                    let verdict = if let Some(&j) =
+                        first.get(&sha).filter(|_| self.cfg.dedup_sha256)
+                    {
+                        Some(dup_message(&layout.key(t.shard, j as u64)))
+                    } else {
+                        near.as_ref().and_then(|n| n.lowest(phash)).map(|j| {
+                            near_message(&layout.key(t.shard, j as u64), self.cfg.near_dup_distance)
+                        })
+                    };
+                    first.entry(sha).or_insert(i);
+                    if let Some(n) = near.as_mut() {
+                        n.add(phash, i);
+                    }
+                    match verdict {
+                        Some((st, msg)) => demoted(meta, st, msg),
+                        None => {
+                            let mut img = vec![0u8; at.1];
+                            std::os::unix::fs::FileExt::read_exact_at(&spool, &mut img, at.0)
+                                .map_err(|e| Error::io(&spool_path, e))?;
+                            meta.status = openwit_shard::Status::Success;
+                            writer.add_success(meta, ext, &img)?;
+                            continue;
+                        }
+                    }
+                }
+                Slot::SameAs { meta, sha } => {
+                    let j = first.get(&sha).copied().unwrap_or(i);
+                    let (st, msg) = dup_message(&layout.key(t.shard, j as u64));
+                    demoted(meta, st, msg)
+                }
+                Slot::Failed { meta } => meta,
+            };
+            let reason = meta
+                .error_message
+                .as_deref()
+                .map(openwit_shard::reason_of)
+                .unwrap_or("unknown");
+            *reasons.entry(reason.to_string()).or_default() += 1;
+            writer.add_failure(meta);
+        }
+        drop(spool);
+        let _ = std::fs::remove_file(&spool_path);
+
+        let end_time = openwit_core::clock::output_time_s();
         let base = ShardStats {
-            duration: start.elapsed().as_secs_f64(),
+            // With SOURCE_DATE_EPOCH the times are fixed, and so is the duration (0).
+            duration: if fixed_clock() {
+                end_time - start_time
+            } else {
+                start.elapsed().as_secs_f64()
+            },
             start_time,
-            end_time: openwit_core::clock::output_time_s(),
+            end_time,
             failures_by_reason: reasons.clone(),
             bytes_downloaded,
             ..Default::default()
@@ -332,13 +407,13 @@ impl Stage for DownloadStage {
         }
         tracing::info!(
             shard = %name,
-            rows = n_rows,
+            rows = n_rows as u64,
             successes = stats.successes,
             seconds = stats.duration,
             "shard written"
         );
         Ok(TaskReport {
-            items_in: n_rows,
+            items_in: n_rows as u64,
             items_out: stats.successes,
             drops,
             extra: serde_json::json!({
@@ -354,22 +429,20 @@ impl Stage for DownloadStage {
         ctx: &TaskContext<'_>,
         tasks: &[openwit_core::TaskRecord],
     ) -> Result<Option<TaskReport>> {
-        let mut sizes = BTreeMap::new();
-        let mut total = 0;
-        for t in tasks {
-            if let (Some(tar), Some(n)) = (
-                t.extra.get("tar").and_then(|v| v.as_str()),
-                t.extra.get("successes").and_then(|v| v.as_u64()),
-            ) {
-                sizes.insert(tar.to_string(), n);
-                total += n;
-            }
-        }
+        let names: Vec<String> = tasks
+            .iter()
+            .filter_map(|t| t.extra.get("tar").and_then(|v| v.as_str()))
+            .filter_map(|t| t.strip_suffix(".tar"))
+            .map(str::to_string)
+            .collect();
+        let (sizes, drops) = self.resolve_across_shards(&ctx.stage_dir(), &names)?;
+        let total = sizes.values().sum();
         let p = ctx.output_path("sizes.json")?;
         openwit_shard::write_sizes(&p, &sizes)?;
         Ok(Some(TaskReport {
             items_in: tasks.len() as u64,
             items_out: total,
+            drops,
             ..Default::default()
         }))
     }
@@ -381,9 +454,15 @@ impl Stage for DownloadStage {
     ) -> Option<String> {
         let (mut rows, mut ok) = (0u64, 0u64);
         let mut drops: BTreeMap<String, u64> = BTreeMap::new();
-        for t in tasks.iter().filter(|t| t.task != openwit_core::REDUCE_TASK) {
-            rows += t.items_in;
-            ok += t.items_out;
+        for t in tasks {
+            // The reduce step's drops are the duplicates across shards, which were successes
+            // in their task's count.
+            if t.task == openwit_core::REDUCE_TASK {
+                ok = ok.saturating_sub(t.drops.values().sum());
+            } else {
+                rows += t.items_in;
+                ok += t.items_out;
+            }
             for (k, v) in &t.drops {
                 *drops.entry(k.clone()).or_default() += v;
             }
@@ -417,11 +496,14 @@ impl DownloadStage {
         &self,
         fetcher: Arc<Fetcher>,
         opts: Arc<ImageOptions>,
+        claims: Arc<Claims>,
         row: InputRow,
+        index: usize,
         key: String,
     ) -> (RowOutcome, u64) {
         let mut meta = SampleMeta::new(row.url.clone(), row.caption.clone(), key.clone());
         meta.entry_ids = row.entry_ids;
+        meta.language = row.language;
         meta.extra = row.extra;
         if row.url.is_empty() {
             return (failed(meta, "bad_url", "no URL in the input row", false), 0);
@@ -433,14 +515,14 @@ impl DownloadStage {
             }
         };
         let nbytes = fetched.bytes.len() as u64;
-        let dedup = self.dedup.clone();
         let cfg = self.cfg.clone();
+        let fallback = meta.clone();
         let budget = self.budget.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pool.spawn(move || {
             // A panic must not reach rayon (it aborts the process): it becomes this row's drop.
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                process_row(meta, fetched.bytes, &opts, &cfg, &dedup, &budget)
+                process_row(meta, fetched.bytes, &opts, &cfg, &claims, index, &budget)
             }));
             let _ = tx.send(out.map_err(|p| openwit_core::panic_message(p.as_ref())));
         });
@@ -452,7 +534,7 @@ impl DownloadStage {
             Ok(o) => (o, nbytes),
             Err(e) => (
                 failed(
-                    SampleMeta::new(row.url, row.caption, key),
+                    fallback,
                     "decode_panic",
                     format!("image processing panicked: {e}"),
                     true,
@@ -468,19 +550,14 @@ fn process_row(
     bytes: Vec<u8>,
     opts: &ImageOptions,
     cfg: &Config,
-    dedup: &Mutex<Dedup>,
+    claims: &Claims,
+    index: usize,
     budget: &MemoryBudget,
 ) -> RowOutcome {
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
-    if cfg.dedup_sha256
-        && let Some(owner) = dedup.lock().unwrap().sha_owner(&sha, &meta.key)
-    {
-        return failed(
-            meta,
-            "duplicate",
-            format!("duplicate of {owner} (same sha256)"),
-            false,
-        );
+    meta.sha256 = Some(hex::encode(sha));
+    if cfg.dedup_sha256 && claims.lock().unwrap().get(&sha).is_some_and(|&j| j < index) {
+        return RowOutcome::SameAs { meta, sha };
     }
     // Decode only once the image's memory (from its header) fits in the budget.
     let processed = {
@@ -490,41 +567,14 @@ fn process_row(
     let p = match processed {
         Ok(p) => p,
         Err(f) => {
-            meta.sha256 = Some(hex::encode(sha));
             let resize = !matches!(f.reason, "empty_body" | "html_body");
             return failed(meta, f.reason, f.message, resize);
         }
     };
-    let phash = format!("{:016x}", p.phash);
-    {
-        let mut d = dedup.lock().unwrap();
-        if cfg.dedup_sha256
-            && let Some(owner) = d.sha_owner(&sha, &meta.key)
-        {
-            return failed(
-                meta,
-                "duplicate",
-                format!("duplicate of {owner} (same sha256)"),
-                false,
-            );
-        }
-        if let Some(max) = cfg.near_dup_distance
-            && let Some(owner) = d.near(p.phash, &meta.key, max)
-        {
-            meta.phash = Some(phash);
-            return failed(
-                meta,
-                "near_duplicate",
-                format!("near-duplicate of {owner} (perceptual hash within {max} bits)"),
-                true,
-            );
-        }
-        if cfg.dedup_sha256 {
-            d.sha.insert(sha, meta.key.clone());
-        }
-        if cfg.near_dup_distance.is_some() {
-            d.add_phash(p.phash, meta.key.clone());
-        }
+    if cfg.dedup_sha256 {
+        let mut c = claims.lock().unwrap();
+        let j = c.entry(sha).or_insert(index);
+        *j = (*j).min(index);
     }
     meta.set_success(
         p.width,
@@ -533,7 +583,7 @@ fn process_row(
         p.original_height,
         hex::encode(sha),
     );
-    meta.phash = Some(phash);
+    meta.phash = Some(format!("{:016x}", p.phash));
     if let Some(o) = p.orientation {
         meta.exif = Some(serde_json::json!({ "Image Orientation": o }).to_string());
     }
@@ -541,6 +591,177 @@ fn process_row(
         meta,
         ext: p.ext,
         bytes: p.bytes,
+        sha,
+        phash: p.phash,
+    }
+}
+
+/// Whether output times are fixed by `SOURCE_DATE_EPOCH` (see `openwit_core::clock`).
+fn fixed_clock() -> bool {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .is_some_and(|s| s.trim().parse::<i64>().is_ok())
+}
+
+/// The status and message of a row whose bytes equal those of the row `owner`.
+fn dup_message(owner: &str) -> (Status, String) {
+    (
+        Status::FailedToDownload,
+        format!("duplicate: duplicate of {owner} (same sha256)"),
+    )
+}
+
+/// The status and message of a row whose perceptual hash is near that of the row `owner`.
+fn near_message(owner: &str, max: Option<u32>) -> (Status, String) {
+    (
+        Status::FailedToResize,
+        format!(
+            "near_duplicate: near-duplicate of {owner} (perceptual hash within {} bits)",
+            max.unwrap_or(0)
+        ),
+    )
+}
+
+/// The key a duplicate's message names (`... duplicate of KEY ...`).
+fn owner_of(message: &str) -> Option<&str> {
+    let rest = message.split_once("duplicate of ")?.1;
+    let end = rest
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest.get(..end).filter(|k| !k.is_empty())
+}
+
+/// A processed row turned into a drop by the dedup: sizes and EXIF go, hashes stay (the reduce
+/// step reads them).
+fn demoted(mut meta: SampleMeta, status: Status, message: String) -> SampleMeta {
+    meta.status = status;
+    meta.error_message = Some(message);
+    meta.width = None;
+    meta.height = None;
+    meta.original_width = None;
+    meta.original_height = None;
+    meta.exif = None;
+    meta
+}
+
+impl DownloadStage {
+    /// The run-wide dedup across shards, once every shard is written: every row that processed
+    /// (a success, or a drop as a duplicate or near-duplicate; their hashes are in the parquet)
+    /// is evidence, in key order (= input row order). A success whose bytes equal a lower row's,
+    /// or whose perceptual hash is near a lower row's, is demoted in its shard
+    /// ([`openwit_shard::demote_rows`]). A task's own decisions only looked at lower rows of its
+    /// shard, so the decisions here only add drops, never undo one; running it again after a
+    /// kill finds the same answers. Returns `sizes.json` and the drops across shards (counted
+    /// from the final state: drops whose owner is in another shard).
+    fn resolve_across_shards(
+        &self,
+        dir: &Path,
+        names: &[String],
+    ) -> Result<(BTreeMap<String, u64>, openwit_core::Drops)> {
+        struct Cand {
+            shard: usize,
+            key: String,
+            sha: Option<[u8; 32]>,
+            phash: Option<u64>,
+            /// A success, or a drop made by an earlier reduce (its owner is in another shard).
+            open: bool,
+            success: bool,
+        }
+        let dedup = self.cfg.dedup_sha256 || self.cfg.near_dup_distance.is_some();
+        let mut sizes = BTreeMap::new();
+        let mut drops = openwit_core::Drops::default();
+        let mut cands: Vec<Cand> = Vec::new();
+        let mut successes = vec![0u64; names.len()];
+        for (si, name) in names.iter().enumerate() {
+            let pq = dir.join(format!("{name}.parquet"));
+            let rows = openwit_shard::read_parquet_columns(
+                &pq,
+                &["key", "status", "error_message", "sha256", "phash"],
+            )?;
+            let keys: std::collections::HashSet<&str> =
+                rows.iter().filter_map(|r| r[0].as_deref()).collect();
+            for r in &rows {
+                let success = r[1].as_deref() == Some("success");
+                successes[si] += success as u64;
+                if !dedup {
+                    continue;
+                }
+                let msg = r[2].as_deref().unwrap_or("");
+                let reason = openwit_shard::reason_of(msg);
+                let is_dup = !success && matches!(reason, "duplicate" | "near_duplicate");
+                if !(success || is_dup) {
+                    continue;
+                }
+                let foreign = is_dup && owner_of(msg).is_some_and(|o| !keys.contains(o));
+                let sha = r[3]
+                    .as_deref()
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok());
+                let phash = r[4]
+                    .as_deref()
+                    .and_then(|h| u64::from_str_radix(h, 16).ok());
+                cands.push(Cand {
+                    shard: si,
+                    key: r[0].clone().unwrap_or_default(),
+                    sha,
+                    phash,
+                    open: success || foreign,
+                    success,
+                });
+            }
+        }
+        cands.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut first: HashMap<[u8; 32], usize> = HashMap::new();
+        let mut near = self.cfg.near_dup_distance.map(Near::new);
+        let mut demote: Vec<BTreeMap<String, (Status, String)>> =
+            vec![BTreeMap::new(); names.len()];
+        for (i, c) in cands.iter().enumerate() {
+            if c.open {
+                let by_sha = c
+                    .sha
+                    .as_ref()
+                    .and_then(|s| first.get(s))
+                    .filter(|_| self.cfg.dedup_sha256);
+                let verdict = if let Some(&j) = by_sha {
+                    Some(dup_message(&cands[j].key))
+                } else {
+                    match (near.as_ref(), c.phash) {
+                        (Some(n), Some(h)) => n
+                            .lowest(h)
+                            .map(|j| near_message(&cands[j].key, self.cfg.near_dup_distance)),
+                        _ => None,
+                    }
+                };
+                if let Some((st, msg)) = verdict {
+                    drops.inc(openwit_shard::reason_of(&msg));
+                    if c.success {
+                        successes[c.shard] -= 1;
+                        demote[c.shard].insert(c.key.clone(), (st, msg));
+                    }
+                }
+            }
+            if let Some(s) = c.sha {
+                first.entry(s).or_insert(i);
+            }
+            if let (Some(n), Some(h)) = (near.as_mut(), c.phash) {
+                n.add(h, i);
+            }
+        }
+        for (si, name) in names.iter().enumerate() {
+            if !demote[si].is_empty() {
+                tracing::info!(shard = %name, rows = demote[si].len(), "duplicates of lower shards removed");
+                openwit_shard::demote_rows(
+                    &dir.join(format!("{name}.tar")),
+                    &dir.join(format!("{name}.parquet")),
+                    &dir.join(format!("{name}_stats.json")),
+                    &self.extra_columns(),
+                    &demote[si],
+                )?;
+            }
+            sizes.insert(format!("{name}.tar"), successes[si]);
+        }
+        Ok((sizes, drops))
     }
 }
 
@@ -558,6 +779,5 @@ fn failed(
         } else {
             meta.failed_to_download(msg)
         },
-        reason,
     }
 }

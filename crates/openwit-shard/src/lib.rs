@@ -5,7 +5,7 @@
 //!   caption) and `KEY.json` (the sample's metadata); webdataset and OpenCLIP read it unchanged;
 //! - `NNNNN.parquet`: one row per *input* row, failures included (`url, caption, key, status,
 //!   error_message, width, height, original_width, original_height, exif, sha256`, then ours:
-//!   `phash, entry_ids`, then the carried columns);
+//!   `phash, entry_ids, language`, then the carried columns);
 //! - `NNNNN_stats.json`: counts, duration, failures by message (`status_dict`) and by reason.
 //!
 //! A folder of shards also has `sizes.json` (`{"00000.tar": count, ...}`), which OpenCLIP reads
@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use parquet_io::{read_parquet, read_parquet_columns, write_parquet};
 pub use reader::{Member, Sample, Samples, ShardReader};
-pub use writer::ShardWriter;
+pub use writer::{ShardWriter, demote_rows, reason_of};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +194,8 @@ pub struct SampleMeta {
     pub phash: Option<String>,
     /// Query entries the caption matched (from curation).
     pub entry_ids: Option<Vec<i32>>,
+    /// The caption's language (from curation's language id), e.g. `en`.
+    pub language: Option<String>,
     /// Carried input columns (name -> value), written as top-level json fields and parquet columns.
     pub extra: BTreeMap<String, serde_json::Value>,
 }
@@ -215,6 +217,7 @@ impl SampleMeta {
             sha256: None,
             phash: None,
             entry_ids: None,
+            language: None,
             extra: BTreeMap::new(),
         }
     }
@@ -272,6 +275,10 @@ impl SampleMeta {
         ];
         for (k, v) in fields {
             m.insert(k.to_string(), v);
+        }
+        // A carried `language` column stands in when curation's is absent.
+        if self.language.is_some() || !m.contains_key("language") {
+            m.insert("language".into(), json!(self.language));
         }
         Value::Object(m)
     }

@@ -39,10 +39,35 @@ pub fn schema(extra: &[String]) -> Schema {
         DataType::List(Arc::new(Field::new("item", DataType::Int32, true))),
         true,
     ));
-    for e in extra {
+    fields.push(Field::new("language", DataType::Utf8, true));
+    for e in carried(extra) {
         fields.push(Field::new(e, DataType::Utf8, true));
     }
     Schema::new(fields)
+}
+
+/// The fixed columns, in order.
+const FIXED: [&str; 14] = [
+    "caption",
+    "url",
+    "key",
+    "status",
+    "error_message",
+    "width",
+    "height",
+    "original_width",
+    "original_height",
+    "exif",
+    "sha256",
+    "phash",
+    "entry_ids",
+    "language",
+];
+
+/// The carried columns that do not shadow a fixed one (a carried `language` would duplicate
+/// the column curation fills).
+fn carried(extra: &[String]) -> impl Iterator<Item = &String> {
+    extra.iter().filter(|e| !FIXED.contains(&e.as_str()))
 }
 
 fn extra_text(v: Option<&serde_json::Value>) -> Option<String> {
@@ -104,7 +129,12 @@ pub fn write_parquet(path: &Path, rows: &[SampleMeta], extra: &[String]) -> Resu
         list.nulls().cloned(),
     );
     cols.push(Arc::new(list));
-    for e in extra {
+    cols.push(s(&|r| {
+        r.language
+            .clone()
+            .or_else(|| extra_text(r.extra.get("language")))
+    }));
+    for e in carried(extra) {
         cols.push(s(&|r| extra_text(r.extra.get(e))));
     }
     let batch =
@@ -163,12 +193,7 @@ pub fn read_parquet(path: &Path) -> Result<Vec<SampleMeta>> {
         .map_err(|e| ShardError::parquet(path, e))?
         .build()
         .map_err(|e| ShardError::parquet(path, e))?;
-    let fixed: Vec<&str> = STRINGS
-        .iter()
-        .chain(INTS.iter())
-        .copied()
-        .chain(["exif", "sha256", "phash", "entry_ids"])
-        .collect();
+    let fixed = FIXED;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| ShardError::parquet(path, e))?;
@@ -185,6 +210,10 @@ pub fn read_parquet(path: &Path) -> Result<Vec<SampleMeta>> {
         let sha = col::<StringArray>(&batch, "sha256", path)?;
         let phash = col::<StringArray>(&batch, "phash", path)?;
         let ids = col::<ListArray>(&batch, "entry_ids", path)?;
+        // Shards written before the column existed have no `language`.
+        let language = batch
+            .column_by_name("language")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
         let schema = batch.schema();
         let extras: Vec<(String, &StringArray)> = schema
             .fields()
@@ -221,6 +250,7 @@ pub fn read_parquet(path: &Path) -> Result<Vec<SampleMeta>> {
             m.sha256 = opt_str(sha, i);
             m.phash = opt_str(phash, i);
             m.entry_ids = entry_ids;
+            m.language = language.and_then(|a| opt_str(a, i));
             for (name, a) in &extras {
                 if let Some(v) = opt_str(a, i) {
                     m.extra.insert(name.clone(), serde_json::Value::String(v));

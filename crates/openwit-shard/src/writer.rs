@@ -1,6 +1,7 @@
 //! The shard writer: streams successful samples into the tar, keeps the (small) rows for the
 //! parquet and the stats, writes both at `finish`.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -93,29 +94,142 @@ impl ShardWriter {
         rows.sort_by(|a, b| a.key.cmp(&b.key));
         write_parquet_rows(parquet_path, &rows, &extra_columns)?;
 
-        let mut stats = base;
-        stats.count = rows.len() as u64;
-        stats.successes = 0;
-        stats.failed_to_download = 0;
-        stats.failed_to_resize = 0;
-        stats.status_dict.clear();
-        for r in &rows {
-            match r.status {
-                Status::Success => {
-                    stats.successes += 1;
-                    *stats.status_dict.entry("success".into()).or_default() += 1;
-                }
-                Status::FailedToDownload => stats.failed_to_download += 1,
-                Status::FailedToResize => stats.failed_to_resize += 1,
-            }
-            if let Some(m) = &r.error_message {
-                *stats.status_dict.entry(m.clone()).or_default() += 1;
-            }
-        }
+        let stats = counted(&rows, base);
         let text = serde_json::to_string_pretty(&stats).expect("stats serialize");
         std::fs::write(stats_path, text).map_err(|e| ShardError::io(stats_path, e))?;
         Ok(stats)
     }
+}
+
+/// `base` with the counts and `status_dict` of `rows`.
+fn counted(rows: &[SampleMeta], base: ShardStats) -> ShardStats {
+    let mut stats = base;
+    stats.count = rows.len() as u64;
+    stats.successes = 0;
+    stats.failed_to_download = 0;
+    stats.failed_to_resize = 0;
+    stats.status_dict.clear();
+    for r in rows {
+        match r.status {
+            Status::Success => {
+                stats.successes += 1;
+                *stats.status_dict.entry("success".into()).or_default() += 1;
+            }
+            Status::FailedToDownload => stats.failed_to_download += 1,
+            Status::FailedToResize => stats.failed_to_resize += 1,
+        }
+        if let Some(m) = &r.error_message {
+            *stats.status_dict.entry(m.clone()).or_default() += 1;
+        }
+    }
+    stats
+}
+
+/// The reason token of an error message written as `reason: details` (`http_404: HTTP 404`);
+/// the whole message when it has no such token.
+pub fn reason_of(message: &str) -> &str {
+    match message.split_once(": ") {
+        Some((r, _))
+            if !r.is_empty()
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+        {
+            r
+        }
+        _ => message,
+    }
+}
+
+/// Turns successful rows of a committed shard into failures after the fact (the download
+/// stage's run-wide dedup, which can only decide once every shard is written): `demote` maps a
+/// key to its new status and `reason: details` message. The samples leave the tar (the other
+/// members are copied unchanged, in order); the parquet rows take the status and message, keep
+/// `sha256` and `phash` and lose their sizes and EXIF; `_stats.json` is recounted, its
+/// `failures_by_reason` from the rows' messages, its times kept. Keys in `demote` that are not
+/// successes are left alone, so running it twice changes nothing the second time. Each file is
+/// replaced atomically, the tar first and the parquet last. Returns the new stats.
+pub fn demote_rows(
+    tar_path: &Path,
+    parquet_path: &Path,
+    stats_path: &Path,
+    extra_columns: &[String],
+    demote: &BTreeMap<String, (Status, String)>,
+) -> Result<ShardStats> {
+    let core = |e: openwit_core::Error| ShardError::format(tar_path, e.to_string());
+    let mut rows = crate::read_parquet(parquet_path)?;
+    for r in rows.iter_mut() {
+        if r.status != Status::Success {
+            continue;
+        }
+        if let Some((st, msg)) = demote.get(&r.key) {
+            r.status = *st;
+            r.error_message = Some(msg.clone());
+            r.width = None;
+            r.height = None;
+            r.original_width = None;
+            r.original_height = None;
+            r.exif = None;
+        }
+    }
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+
+    // The tar, without the demoted samples.
+    {
+        let f = File::open(tar_path).map_err(|e| ShardError::io(tar_path, e))?;
+        let mut archive = tar::Archive::new(std::io::BufReader::new(f));
+        let out = openwit_core::atomic::AtomicFile::create(tar_path).map_err(core)?;
+        let mut b = tar::Builder::new(out);
+        b.mode(tar::HeaderMode::Deterministic);
+        let entries = archive.entries().map_err(|e| ShardError::io(tar_path, e))?;
+        for e in entries {
+            let mut e = e.map_err(|e| ShardError::io(tar_path, e))?;
+            let name = e
+                .path()
+                .map_err(|e| ShardError::io(tar_path, e))?
+                .to_string_lossy()
+                .into_owned();
+            let key = name.split('.').next().unwrap_or("");
+            if demote.contains_key(key) {
+                continue;
+            }
+            let header = e.header().clone();
+            let mut data = Vec::with_capacity(e.size() as usize);
+            std::io::Read::read_to_end(&mut e, &mut data)
+                .map_err(|e| ShardError::io(tar_path, e))?;
+            b.append(&header, data.as_slice())
+                .map_err(|e| ShardError::io(tar_path, e))?;
+        }
+        let out = b.into_inner().map_err(|e| ShardError::io(tar_path, e))?;
+        out.commit().map_err(core)?;
+    }
+
+    let old = crate::read_stats(stats_path)?;
+    let mut stats = counted(&rows, old);
+    stats.failures_by_reason.clear();
+    for r in rows.iter().filter(|r| r.status != Status::Success) {
+        let reason = r
+            .error_message
+            .as_deref()
+            .map(reason_of)
+            .unwrap_or("unknown");
+        *stats
+            .failures_by_reason
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+    let text = serde_json::to_string_pretty(&stats).expect("stats serialize");
+    openwit_core::atomic::write_atomic(stats_path, text.as_bytes()).map_err(core)?;
+
+    let tmp = openwit_core::atomic::temp_path_for(parquet_path);
+    crate::parquet_io::write_parquet(&tmp, &rows, extra_columns)?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ShardError::io(&tmp, e))?;
+    std::fs::rename(&tmp, parquet_path).map_err(|e| ShardError::io(parquet_path, e))?;
+    if let Some(dir) = parquet_path.parent() {
+        openwit_core::atomic::sync_dir(dir).map_err(core)?;
+    }
+    Ok(stats)
 }
 
 fn write_parquet_rows(path: &Path, rows: &[SampleMeta], extra: &[String]) -> Result<()> {
