@@ -114,3 +114,112 @@ with open(sys.argv[1], 'wb') as out:
     );
     assert!(rows[0].fetch_time.is_some());
 }
+
+/// warcio's `capture_http` records what a loopback server sends: the same page chunked,
+/// gzip, deflate (zlib and raw), br and gzip+chunked, plus a corrupt gzip body. Every decodable
+/// page gives its real caption; the corrupt one is an `undecodable_body` drop.
+#[test]
+fn warcio_capture_http_of_each_encoding() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("cap.warc.gz");
+    let out = python(
+        r#"
+import sys, gzip, zlib, brotli, threading, http.client, json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from warcio.capture_http import capture_http
+
+def page(name):
+    return ('<html lang="fr"><body><p>' + 'texte ' * 400 + '</p><img src="/img/' + name +
+            '.jpg" alt="Une voiture rouge garée, codage ' + name + '"></body></html>').encode('utf-8')
+
+def raw_deflate(b):
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return c.compress(b) + c.flush()
+
+ENC = {
+    'chunked': (None, lambda b: b),
+    'gzip': ('gzip', gzip.compress),
+    'deflate': ('deflate', zlib.compress),
+    'deflate-raw': ('deflate', raw_deflate),
+    'br': ('br', brotli.compress),
+    'gzip-chunked': ('gzip', gzip.compress),
+    'broken-gzip': ('gzip', lambda b: gzip.compress(b)[:12] + b'\x00' * 40),
+}
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        name = self.path.strip('/')
+        ce, f = ENC[name]
+        body = f(page(name))
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/html; charset=utf-8')
+        if ce:
+            self.send_header('Content-Encoding', ce)
+        if name.endswith('chunked'):
+            self.send_header('Transfer-Encoding', 'chunked')
+            self.end_headers()
+            # chunks of 7 bytes: a caption is cut across many of them
+            for i in range(0, len(body), 7):
+                part = body[i:i + 7]
+                self.wfile.write(b'%x\r\n' % len(part) + part + b'\r\n')
+            self.wfile.write(b'0\r\n\r\n')
+        else:
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+srv = ThreadingHTTPServer(('127.0.0.1', 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+port = srv.server_address[1]
+with capture_http(sys.argv[1]):
+    for name in ENC:
+        c = http.client.HTTPConnection('127.0.0.1', port)
+        c.request('GET', '/' + name)
+        c.getresponse().read()
+        c.close()
+srv.shutdown()
+print(json.dumps({n: 'http://127.0.0.1:%d/' % port for n in ENC}))
+"#,
+        &[p.to_str().unwrap()],
+    );
+    let bases: std::collections::BTreeMap<String, String> = serde_json::from_str(&out).unwrap();
+    let mut rows = Vec::new();
+    let st = openwit_sources::warc_stage::process_file(
+        Box::new(std::fs::File::open(&p).unwrap()),
+        "cap",
+        &mut |c| rows.push(c),
+        &|_| false,
+    )
+    .unwrap();
+    // a request and a response record per URL
+    assert_eq!(st.records, 2 * bases.len() as u64);
+    assert_eq!(st.drops.get("undecodable_body"), 1);
+    assert_eq!(st.pages, bases.len() as u64 - 1);
+    let mut got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.page_url.clone().unwrap(),
+                r.url.clone(),
+                r.caption.clone(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, String, String)> = bases
+        .iter()
+        .filter(|(n, _)| *n != "broken-gzip")
+        .map(|(n, base)| {
+            (
+                format!("{base}{n}"),
+                format!("{base}img/{n}.jpg"),
+                format!("Une voiture rouge garée, codage {n}"),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
