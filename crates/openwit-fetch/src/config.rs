@@ -243,7 +243,8 @@ pub struct Config {
     /// Default `openwit`.
     #[serde(default = "d_token")]
     pub user_agent_token: String,
-    /// `X-Robots-Tag` directives that drop a sample. Default noai, noimageai, noindex, noimageindex.
+    /// `X-Robots-Tag` directives that drop a sample. Default noai, noimageai, noindex, noimageindex
+    /// (with `noindex` in the list, `none` and a past `unavailable_after: <date>` drop it too).
     #[serde(default = "d_directives")]
     pub disallowed_header_directives: Vec<String>,
 }

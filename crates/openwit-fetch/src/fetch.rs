@@ -232,7 +232,7 @@ impl Fetcher {
                     Err(_) => return Ok(Robots::disallow_all()),
                 }
             }
-            Ok(Robots::parse(&String::from_utf8_lossy(&body), &self.cfg.user_agent_token))
+            Ok(Robots::parse_bytes(&body, &self.cfg.user_agent_token))
         })
         .await
         .clone()
@@ -341,13 +341,13 @@ impl Fetcher {
             });
         }
         for v in resp.headers().get_all("x-robots-tag") {
-            if let Ok(v) = v.to_str()
-                && opted_out(
-                    v,
-                    &self.cfg.user_agent_token,
-                    &self.cfg.disallowed_header_directives,
-                )
-            {
+            // bytes outside visible ASCII must not hide an opt-out
+            let v = String::from_utf8_lossy(v.as_bytes());
+            if opted_out(
+                &v,
+                &self.cfg.user_agent_token,
+                &self.cfg.disallowed_header_directives,
+            ) {
                 return Err(Attempt::Final(ff(
                     "opted_out",
                     format!("X-Robots-Tag: {v}"),
@@ -486,22 +486,15 @@ fn wrong_content_type(mime: &str) -> bool {
         )
 }
 
-/// img2dataset's X-Robots-Tag rule: `[token:] d1, d2`; a value without a token applies to all
-/// agents; tokens and directives compare lower-cased.
+/// Whether one `X-Robots-Tag` value opts out for the product token `token`, read by
+/// [`openwit_core::optout`] as Google documents it: comma-separated rules; rules after `agent:`
+/// only for our token or `*`; `none` as `noindex, nofollow`; `unavailable_after: <date>` past the
+/// clock's now ([`openwit_core::clock::output_time_s`]) as `noindex`. `disallowed` is the set
+/// honoured (case-insensitive).
 pub fn opted_out(value: &str, token: &str, disallowed: &[String]) -> bool {
-    let (ua, directives) = match value.split_once(':') {
-        Some((ua, d)) => (Some(ua.trim().to_ascii_lowercase()), d),
-        None => (None, value),
-    };
-    if let Some(ua) = &ua
-        && *ua != token.to_ascii_lowercase()
-    {
-        return false;
-    }
-    directives.split(',').any(|d| {
-        let d = d.trim().to_ascii_lowercase();
-        disallowed.iter().any(|x| x.eq_ignore_ascii_case(&d))
-    })
+    openwit_core::optout::Directives::from_header(value, token)
+        .opt_out(disallowed, openwit_core::clock::output_time_s())
+        .is_some()
 }
 
 /// `Retry-After`: delay-seconds or an IMF-fixdate.
@@ -558,6 +551,25 @@ mod tests {
         assert!(opted_out("nofollow, NoImageIndex", "openwit", &d));
         assert!(opted_out("OpenWIT: noindex", "openwit", &d));
         assert!(!opted_out("otherbot: noindex", "openwit", &d));
+        // the header: `unavailable_after` is a date, not an agent
+        assert!(opted_out(
+            "noindex, unavailable_after: 25 Jun 2010 15:00:00 PST",
+            "openwit",
+            &d
+        ));
+        assert!(opted_out(
+            "unavailable_after: 25 Jun 2010 15:00:00 PST",
+            "openwit",
+            &d
+        ));
+        assert!(!opted_out(
+            "unavailable_after: 25 Jun 9999 15:00:00 PST",
+            "openwit",
+            &d
+        ));
+        assert!(opted_out("none", "openwit", &d), "none means noindex");
+        assert!(opted_out("*: noai", "OpenWIT/1.0", &d));
+        assert!(!opted_out("otherbot: noai, nofollow", "openwit", &d));
         assert!(!opted_out("nofollow", "openwit", &d));
     }
 

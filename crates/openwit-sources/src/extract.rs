@@ -5,8 +5,9 @@
 //! `title`, the `<figcaption>` of an enclosing `<figure>`, and declared `width`/`height`.
 //! `data:` URIs, 1x1 tracking pixels and non-http(s) URLs are skipped and counted. The page's
 //! `<html lang>` and `<title>` are kept. A page that opts out (a `<meta name="robots">` or an
-//! `X-Robots-Tag` header with `noai`, `noimageai`, `noindex` or `noimageindex`, optionally
-//! prefixed by a user agent as in `otherbot: noindex`) contributes nothing.
+//! `X-Robots-Tag` header with `noai`, `noimageai`, `noindex`, `noimageindex`, `none` or a past
+//! `unavailable_after: <date>`, read by `openwit_core::optout`: rules after a user-agent prefix
+//! count only for `openwit:` or `*:`, not for `otherbot:`) contributes nothing.
 //!
 //! ```
 //! use openwit_sources::extract::extract;
@@ -29,7 +30,7 @@ use url::Url;
 use crate::candidate::{Candidate, CaptionSource};
 
 /// Directives that make a page contribute nothing.
-pub const OPT_OUT_DIRECTIVES: [&str; 5] = ["noai", "noimageai", "noindex", "noimageindex", "none"];
+pub use openwit_core::optout::OPT_OUT_DIRECTIVES;
 
 /// Captions longer than this (in bytes) are dropped as junk.
 pub const MAX_CAPTION_BYTES: usize = 4096;
@@ -84,23 +85,12 @@ pub fn clean_text(s: &str) -> Option<String> {
 }
 
 /// Whether an `X-Robots-Tag` or robots `<meta>` value opts out; returns the directive.
-/// Accepts `noai, noimageai`, `otherbot: noindex`, `noai; ...` forms; case-insensitive.
+/// Read by [`openwit_core::optout`] as Google documents it: comma-separated rules, rules after
+/// `agent:` only for `openwit` or `*`, `unavailable_after: <date>` past the clock's now
+/// ([`openwit_core::clock::output_time_s`]).
 pub fn opt_out_directive(value: &str) -> Option<String> {
-    let lower = value.to_ascii_lowercase();
-    for part in lower.split([',', ';']) {
-        let mut d = part.trim();
-        // "useragent: directive" -> directive (a user-agent prefix applies it to that agent;
-        // we honour it whatever the agent, the conservative reading).
-        if let Some((_, rest)) = d.split_once(':') {
-            d = rest.trim();
-        }
-        for tok in d.split_whitespace() {
-            if OPT_OUT_DIRECTIVES.contains(&tok) {
-                return Some(tok.to_string());
-            }
-        }
-    }
-    None
+    openwit_core::optout::Directives::from_header(value, openwit_core::optout::DEFAULT_TOKEN)
+        .opt_out(&OPT_OUT_DIRECTIVES, openwit_core::clock::output_time_s())
 }
 
 /// Whether the page has an `<img` tag at all (a fast pre-check that spares the HTML parse).
@@ -393,11 +383,7 @@ pub fn extract_with_links(
 }
 
 pub(crate) fn says_nofollow(v: &str) -> bool {
-    let lower = v.to_ascii_lowercase();
-    lower.split([',', ';']).any(|p| {
-        let d = p.rsplit(':').next().unwrap_or("").trim();
-        d == "nofollow" || d == "none"
-    })
+    openwit_core::optout::Directives::from_header(v, openwit_core::optout::DEFAULT_TOKEN).nofollow()
 }
 
 fn extract_inner(
@@ -713,13 +699,25 @@ mod tests {
         assert_eq!(e.images.len(), 1);
         for h in [
             "noai",
-            "googlebot: noindex",
-            "otherbot: noimageindex, nofollow",
+            "openwit: noindex",
+            "*: noimageindex, nofollow",
             "NoImageAI",
             "all; noai",
+            "noindex, unavailable_after: 25 Jun 2010 15:00:00 PST",
+            "unavailable_after: 25 Jun 2010 15:00:00 PST",
         ] {
             let e = extract("<img src=a.jpg alt=a>", &page(), &[h]);
             assert!(e.opted_out.is_some(), "{h}");
+        }
+        // rules scoped to another agent, or a date still to come, leave the page in
+        for h in [
+            "googlebot: noindex",
+            "otherbot: noimageindex, nofollow",
+            "unavailable_after: 25 Jun 9999 15:00:00 PST",
+        ] {
+            let e = extract("<img src=a.jpg alt=a>", &page(), &[h]);
+            assert_eq!(e.opted_out, None, "{h}");
+            assert_eq!(e.images.len(), 1, "{h}");
         }
         assert!(
             extract(
@@ -852,8 +850,12 @@ mod tests {
         );
         assert!(e.opted_out.is_some() && e.images.is_empty());
         assert_eq!(links.len(), 3);
-        let (_, links) = extract_with_links(html, &page(), &["otherbot: none"]);
+        let (_, links) = extract_with_links(html, &page(), &["openwit: none"]);
         assert!(links.is_empty());
+        // rules for another agent are not ours
+        let (e, links) = extract_with_links(html, &page(), &["otherbot: none"]);
+        assert!(e.opted_out.is_none());
+        assert_eq!(links.len(), 3);
     }
 
     #[test]

@@ -485,7 +485,7 @@ mod tests {
         let j = wat(
             r#"{"path":"IMG@/src","url":"a.jpg","alt":"a"}"#,
             "",
-            r#","X-Robots-Tag":"otherbot: noai""#,
+            r#","X-Robots-Tag":"openwit: noai""#,
         );
         assert_eq!(
             parse_wat(&j)
@@ -496,6 +496,27 @@ mod tests {
                 .as_deref(),
             Some("noai")
         );
+        // another agent's rules, and the issue's header (a date, not an agent)
+        for (h, want) in [
+            ("otherbot: noai", None),
+            (
+                "noindex, unavailable_after: 25 Jun 2010 15:00:00 PST",
+                Some("noindex"),
+            ),
+            (
+                "unavailable_after: 25 Jun 2010 15:00:00 PST",
+                Some("unavailable_after"),
+            ),
+        ] {
+            let j = wat(
+                r#"{"path":"IMG@/src","url":"a.jpg","alt":"a"}"#,
+                "",
+                &format!(r#","X-Robots-Tag":"{h}""#),
+            );
+            let ex = parse_wat(&j).unwrap().unwrap().extraction;
+            assert_eq!(ex.opted_out.as_deref(), want, "{h}");
+            assert_eq!(ex.images.len(), usize::from(want.is_none()), "{h}");
+        }
         let j = br#"{"Envelope":{"WARC-Header-Metadata":{"WARC-Type":"response","WARC-Target-URI":"http://e.com/"},
             "Payload-Metadata":{"HTTP-Response-Metadata":{"HTML-Metadata":{"Head":{"Metas":[{"name":"ROBOTS","content":"noimageindex"}]},
             "Links":[{"path":"IMG@/src","url":"a.jpg","alt":"a"}]}}}}}"#;

@@ -906,7 +906,8 @@ impl FetchJob {
                 .headers()
                 .get_all("x-robots-tag")
                 .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                // every header, bytes outside visible ASCII included (`to_str` would drop it)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .collect();
             if e.kind == KIND_SITEMAP {
                 return self.sitemap(e, &url, resp).await;

@@ -67,7 +67,8 @@ fn site2() -> (TestServer, TestServer) {
         }
         let resp = Response::html(&page_html(i).replace("SLOW", &slow_url));
         if i % 10 == 3 {
-            resp.header("X-Robots-Tag", "otherbot: noai")
+            // scoped to us (an `otherbot:` prefix would not be)
+            resp.header("X-Robots-Tag", "OpenWIT: noai")
         } else {
             resp
         }
