@@ -349,8 +349,22 @@ pub fn sniff(path: &Path) -> Result<DumpKind> {
     }
     let h = &head[..n];
     if h.starts_with(b"BZh") {
+        // The XML inside must be UTF-8 too: look at the first bytes of the first stream.
+        let mut inner = [0u8; 64];
+        let mut m = 0;
+        if let Ok(f) = File::open(path) {
+            let mut d = bzip2::read::BzDecoder::new(std::io::BufReader::new(f));
+            while m < inner.len() {
+                match d.read(&mut inner[m..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => m += k,
+                }
+            }
+        }
+        check_not_utf16(path, &inner[..m])?;
         return Ok(DumpKind::Bzip2);
     }
+    check_not_utf16(path, h)?;
     let t = h.strip_prefix(b"\xef\xbb\xbf").unwrap_or(h);
     if t.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'<') {
         return Ok(DumpKind::Xml);
@@ -363,6 +377,24 @@ pub fn sniff(path: &Path) -> Result<DumpKind> {
             "give an English Wikipedia pages-articles dump: .xml, .xml.bz2 or -multistream.xml.bz2"
                 .into(),
     })
+}
+
+/// Wikimedia publishes dumps in UTF-8; a dump saved as UTF-16 (a byte-order mark, or every other
+/// byte NUL) would be counted as garbage: refuse it and say how to convert it.
+fn check_not_utf16(path: &Path, head: &[u8]) -> Result<()> {
+    let bom = head.starts_with(b"\xff\xfe") || head.starts_with(b"\xfe\xff");
+    let nuls = head.len() >= 8 && head.iter().filter(|&&b| b == 0).count() * 3 >= head.len();
+    if bom || nuls {
+        return Err(QueriesError::Input {
+            path: path.to_path_buf(),
+            line: 1,
+            msg: "the XML is UTF-16; Wikipedia dumps are UTF-8".into(),
+            fix: "convert it: `bzcat DUMP | iconv -f UTF-16 -t UTF-8 | bzip2 > DUMP-utf8.xml.bz2` \
+                  (or use the dump as Wikimedia publishes it)"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// The streams of a multistream dump: byte offset and number of pages, in file order.

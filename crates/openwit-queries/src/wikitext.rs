@@ -298,9 +298,12 @@ fn link_label(inner: &str) -> Option<String> {
 
 fn is_url_start(s: &str) -> bool {
     const SCHEMES: &[&str] = &["http://", "https://", "ftp://", "//", "mailto:", "irc://"];
-    SCHEMES
-        .iter()
-        .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
+    SCHEMES.iter().any(|p| {
+        // Bytes, not `&s[..n]`: the n-th byte may fall inside a multi-byte character.
+        s.as_bytes()
+            .get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+    })
 }
 
 /// Replaces wiki links by their labels, external links by their labels, removes bare URLs.
@@ -391,7 +394,8 @@ fn decode_entities(line: &str) -> String {
     while let Some(i) = rest.find('&') {
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
-        let semi = tail[..tail.len().min(12)].find(';');
+        // Bytes, not `&tail[..12]`: the 12th byte may fall inside a multi-byte character.
+        let semi = memchr::memchr(b';', &tail.as_bytes()[..tail.len().min(12)]);
         let decoded = semi.and_then(|j| {
             let name = &tail[1..j];
             let c = match name {
@@ -513,6 +517,57 @@ fn finish_lines(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The two panics a real dump hit (issue 17): `is_url_start` sliced `s[..7]` inside the IPA of
+    /// *Alphabet*, `decode_entities` sliced `tail[..12]` inside the `ō` of `&nbsp;– dō&nbsp;`.
+    #[test]
+    fn real_multibyte_text_at_slice_points() {
+        // From *Alphabet* (enwiki): `[` followed by IPA, whose 7th byte is inside `ɛ`.
+        assert!(!is_url_start("ɑjbubɛn]"));
+        assert_eq!(
+            clean("Arabic ''alifbāʾ'', Hebrew ''alefbet'' [ɑjbubɛn] and so on"),
+            "Arabic alifbāʾ, Hebrew alefbet [ɑjbubɛn] and so on\n"
+        );
+        // From a romanization line: the 12th byte after `&` falls inside `ō`.
+        assert_eq!(decode_entities("&nbsp;– dō&nbsp;x"), " – dō x");
+        assert_eq!(decode_entities("&amp–dō"), "&amp–dō");
+        assert_eq!(clean("Kanji&nbsp;– dō&nbsp;(way)"), "Kanji – dō (way)\n");
+    }
+
+    /// Every marker the cleaner looks for, with a multi-byte character put at every position of it
+    /// and around it: no byte offset the cleaner computes may fall inside a character.
+    #[test]
+    fn multibyte_characters_at_every_position_of_every_marker() {
+        let markers = [
+            "[http://a.example/x y]",
+            "[//a.example z]",
+            "[mailto:a@b c]",
+            "https://a.example/p q",
+            "&nbsp;&#x263A;&#9731;&amp;&bogus;&",
+            "<ref name=a>r</ref>",
+            "<ref>unclosed",
+            "<br/>",
+            "</ref>",
+            "<!-- c -->",
+            "{{t|a={{b}}}}",
+            "{|\n|a\n|}",
+            "[[a|b]]",
+            "[[File:x.jpg|thumb|c]]",
+            "[[de:x]]",
+            "__NOTOC__",
+            "'''b''' ''i''",
+            "== h ==",
+            "* l\n# m\n; n : o",
+        ];
+        for m in markers {
+            for filler in ["ō", "ɛ", "日本", "😀", "\u{5d0}"] {
+                for (i, _) in m.char_indices() {
+                    let _ = clean(&format!("x{}{filler}{} y", &m[..i], &m[i..]));
+                    let _ = clean(&format!("{}{filler}", &m[..i]));
+                }
+            }
+        }
+    }
 
     #[test]
     fn templates_nested_and_unclosed() {
