@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, BooleanArray, RecordBatch};
@@ -26,6 +25,9 @@ pub struct InputRow {
     /// The caption's language (the curated table's `language`; `None` for URL lists).
     pub language: Option<String>,
     pub extra: BTreeMap<String, Value>,
+    /// A URL-list row the reader dropped (not UTF-8, malformed CSV/JSON, no URL, ...): its
+    /// reason and message. The row keeps its place (and key) and is recorded as a failure.
+    pub dropped: Option<(&'static str, String)>,
 }
 
 /// An input file and how to read it.
@@ -47,6 +49,9 @@ pub struct Segment {
     pub take: u64,
     #[serde(default)]
     pub byte_offset: Option<u64>,
+    /// The line row `skip` starts on (text files), for messages.
+    #[serde(default)]
+    pub line: u64,
 }
 
 /// An input error, with the file (and row when known) and what to do.
@@ -103,134 +108,124 @@ pub fn file_format(
     Ok((f, gzip))
 }
 
-/// The URL-list files at `input` (a file, or a folder read in sorted order, hidden files skipped).
+/// The `[download]` keys, named in the URL-list reader's messages.
+pub const KEYS: openwit_urllist::Keys = openwit_urllist::Keys {
+    table: "[download]",
+    format: "input_format",
+    url: "url_col",
+    caption: "caption_col",
+};
+
+fn forced_format(cfg: &Config) -> Option<openwit_urllist::Format> {
+    use openwit_urllist::Format as F;
+    match cfg.input_format {
+        InputFormat::Auto => None,
+        InputFormat::Parquet => Some(F::Parquet),
+        InputFormat::Csv => Some(F::Csv),
+        InputFormat::Tsv => Some(F::Tsv),
+        InputFormat::Jsonl => Some(F::Jsonl),
+    }
+}
+
+/// The URL-list files at `input` (a file, or a folder read in sorted order; hidden files and
+/// files whose format the name does not tell are skipped).
 pub fn list_url_files(input: &Path, cfg: &Config) -> Result<Vec<InputFile>, InputError> {
-    let mut paths = Vec::new();
-    if input.is_dir() {
-        let rd = std::fs::read_dir(input).map_err(|e| ie(input, e.to_string()))?;
-        for e in rd {
-            let e = e.map_err(|e| ie(input, e.to_string()))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') && e.path().is_file() {
-                paths.push(e.path());
-            }
-        }
-        paths.sort();
-    } else if input.is_file() {
-        paths.push(input.to_path_buf());
-    } else {
+    if !input.exists() {
         return Err(ie(
             input,
             "no such file or folder; fix [download] input (a URL-list file or folder, relative to the pipeline file, or \"curate\")",
         ));
     }
-    paths
+    let files = openwit_urllist::list(input, forced_format(cfg), &KEYS)
+        .map_err(|e| ie(input, e.to_string()))?;
+    Ok(files
         .into_iter()
-        .map(|p| {
-            let (format, gzip) = file_format(&p, cfg.input_format)?;
-            Ok(InputFile {
-                path: p,
-                format,
-                gzip,
-                curated: false,
-            })
+        .map(|f| InputFile {
+            path: f.path,
+            format: match f.format {
+                openwit_urllist::Format::Parquet => InputFormat::Parquet,
+                openwit_urllist::Format::Csv => InputFormat::Csv,
+                openwit_urllist::Format::Tsv => InputFormat::Tsv,
+                openwit_urllist::Format::Jsonl | openwit_urllist::Format::Json => {
+                    InputFormat::Jsonl
+                }
+            },
+            gzip: f.gzip,
+            curated: false,
         })
-        .collect()
+        .collect())
 }
 
-fn open_text(f: &InputFile) -> Result<Box<dyn BufRead>, InputError> {
-    let file = File::open(&f.path).map_err(|e| ie(&f.path, e.to_string()))?;
-    Ok(if f.gzip {
-        Box::new(BufReader::with_capacity(
-            1 << 16,
-            flate2::read::MultiGzDecoder::new(BufReader::new(file)),
-        ))
-    } else {
-        Box::new(BufReader::with_capacity(1 << 16, file))
-    })
-}
-
-fn delimiter(f: &InputFile) -> u8 {
-    if f.format == InputFormat::Tsv {
-        b'\t'
-    } else {
-        b','
+/// How the shared reader reads `f`: a `.json` file read with `input_format = "auto"` may be an
+/// array of objects or JSON Lines.
+fn list_file(f: &InputFile, cfg: &Config) -> openwit_urllist::ListFile {
+    use openwit_urllist::Format as F;
+    let format = match (cfg.input_format, f.format) {
+        (InputFormat::Auto, _) => F::from_path(&f.path).map_or(F::Jsonl, |(x, _)| x),
+        (_, InputFormat::Parquet) => F::Parquet,
+        (_, InputFormat::Csv) => F::Csv,
+        (_, InputFormat::Tsv) => F::Tsv,
+        _ => F::Jsonl,
+    };
+    openwit_urllist::ListFile {
+        path: f.path.clone(),
+        format,
+        gzip: f.gzip,
     }
 }
 
-/// Calls `on_row(byte_offset)` for every (kept) row of `f`, in order. Offsets are `None` for
-/// parquet and gzipped files.
-pub fn scan_rows(f: &InputFile, mut on_row: impl FnMut(Option<u64>)) -> Result<u64, InputError> {
+fn reader_columns(cfg: &Config) -> openwit_urllist::Columns {
+    openwit_urllist::Columns {
+        url: cfg.url_col.clone(),
+        caption: cfg.caption_col.clone(),
+        caption_required: false,
+        extra: openwit_urllist::Extra::Named(cfg.save_additional_columns.clone()),
+        keys: KEYS,
+    }
+}
+
+/// Calls `on_row(position)` for every (kept) row of `f`, in order: for a URL list, every row
+/// the shared reader gives, dropped ones included (they keep their place and key). Offsets are
+/// `None` for parquet and gzipped files.
+pub fn scan_rows(
+    f: &InputFile,
+    cfg: &Config,
+    mut on_row: impl FnMut(openwit_urllist::Position),
+) -> Result<u64, InputError> {
     let mut n = 0u64;
-    match f.format {
-        InputFormat::Parquet => {
-            let file = File::open(&f.path).map_err(|e| ie(&f.path, e.to_string()))?;
-            let b = ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| ie(&f.path, format!("not a readable parquet file: {e}")))?;
-            if !f.curated {
-                let rows = b.metadata().file_metadata().num_rows().max(0) as u64;
-                for _ in 0..rows {
-                    on_row(None);
-                }
-                return Ok(rows);
-            }
-            let mask = projection(&b, &["kept"]);
-            let r = b
-                .with_projection(mask)
-                .build()
-                .map_err(|e| ie(&f.path, e.to_string()))?;
-            for batch in r {
-                let batch = batch.map_err(|e| ie(&f.path, e.to_string()))?;
-                let kept = kept_column(&batch, &f.path)?;
-                for i in 0..batch.num_rows() {
-                    if kept.is_valid(i) && kept.value(i) {
-                        on_row(None);
-                        n += 1;
-                    }
-                }
+    if !f.curated {
+        let mut r = openwit_urllist::Reader::open(&list_file(f, cfg), &reader_columns(cfg))
+            .map_err(|e| ie(&f.path, e.to_string()))?;
+        while let Some(p) = r.next_position() {
+            on_row(p);
+            n += 1;
+        }
+        if let Some(why) = r.empty() {
+            tracing::warn!(file = %f.path.display(), "{why}: it adds no rows");
+        }
+        return Ok(n);
+    }
+    let file = File::open(&f.path).map_err(|e| ie(&f.path, e.to_string()))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| ie(&f.path, format!("not a readable parquet file: {e}")))?;
+    let mask = projection(&b, &["kept"]);
+    let r = b
+        .with_projection(mask)
+        .build()
+        .map_err(|e| ie(&f.path, e.to_string()))?;
+    for batch in r {
+        let batch = batch.map_err(|e| ie(&f.path, e.to_string()))?;
+        let kept = kept_column(&batch, &f.path)?;
+        for i in 0..batch.num_rows() {
+            if kept.is_valid(i) && kept.value(i) {
+                on_row(openwit_urllist::Position {
+                    index: n,
+                    line: 0,
+                    offset: None,
+                });
+                n += 1;
             }
         }
-        InputFormat::Csv | InputFormat::Tsv => {
-            let rd = open_text(f)?;
-            let mut r = csv::ReaderBuilder::new()
-                .delimiter(delimiter(f))
-                .flexible(true)
-                .from_reader(rd);
-            r.byte_headers()
-                .map_err(|e| ie(&f.path, format!("line 1 (header): {e}")))?;
-            let mut rec = csv::ByteRecord::new();
-            loop {
-                let pos = r.position().byte();
-                match r.read_byte_record(&mut rec) {
-                    Ok(true) => {
-                        on_row((!f.gzip).then_some(pos));
-                        n += 1;
-                    }
-                    Ok(false) => break,
-                    Err(e) => return Err(ie(&f.path, format!("row {}: {e}", n + 2))),
-                }
-            }
-        }
-        InputFormat::Jsonl => {
-            let mut rd = open_text(f)?;
-            let mut pos = 0u64;
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                let got = rd
-                    .read_until(b'\n', &mut line)
-                    .map_err(|e| ie(&f.path, e.to_string()))?;
-                if got == 0 {
-                    break;
-                }
-                if line.iter().any(|b| !b.is_ascii_whitespace()) {
-                    on_row((!f.gzip).then_some(pos));
-                    n += 1;
-                }
-                pos += got as u64;
-            }
-        }
-        InputFormat::Auto => unreachable!("formats are resolved when listing"),
     }
     Ok(n)
 }
@@ -259,12 +254,13 @@ fn kept_column<'a>(batch: &'a RecordBatch, path: &Path) -> Result<&'a BooleanArr
 pub fn plan_segments(
     files: &[InputFile],
     shard_size: u64,
+    cfg: &Config,
 ) -> Result<Vec<Vec<Segment>>, InputError> {
     let mut shards: Vec<Vec<Segment>> = Vec::new();
     let mut in_shard = 0u64;
     for f in files {
         let mut local = 0u64;
-        scan_rows(f, |off| {
+        scan_rows(f, cfg, |pos| {
             if in_shard == 0 {
                 shards.push(Vec::new());
             }
@@ -275,7 +271,8 @@ pub fn plan_segments(
                     file: f.clone(),
                     skip: local,
                     take: 1,
-                    byte_offset: off,
+                    byte_offset: pos.offset,
+                    line: pos.line,
                 }),
             }
             local += 1;
@@ -370,13 +367,67 @@ fn to_row(get: &dyn Fn(&str) -> Option<Value>, cfg: &Config, curated: bool) -> O
         entry_ids,
         language,
         extra,
+        dropped: None,
     })
+}
+
+/// A URL list's slice, through the shared reader: a dropped row stays in place with an empty
+/// URL and its reason.
+fn read_list_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputError> {
+    let f = &seg.file;
+    let at = openwit_urllist::Position {
+        index: seg.skip,
+        line: seg.line,
+        offset: seg.byte_offset,
+    };
+    let r = openwit_urllist::Reader::open_at(&list_file(f, cfg), &reader_columns(cfg), at)
+        .map_err(|e| ie(&f.path, e.to_string()))?;
+    let rows: Vec<InputRow> = r
+        .take(seg.take as usize)
+        .map(|e| match e.row {
+            Ok(row) => InputRow {
+                url: row.url,
+                caption: row.caption,
+                entry_ids: None,
+                language: None,
+                extra: row.extra,
+                dropped: None,
+            },
+            Err(d) => InputRow {
+                url: String::new(),
+                caption: None,
+                entry_ids: None,
+                language: None,
+                extra: cfg
+                    .save_additional_columns
+                    .iter()
+                    .map(|c| (c.clone(), Value::Null))
+                    .collect(),
+                dropped: Some((d.reason.reason(), d.message)),
+            },
+        })
+        .collect();
+    if (rows.len() as u64) < seg.take {
+        return Err(ie(
+            &f.path,
+            format!(
+                "{} rows from row {} were planned but only {} are there now; the file changed since planning (fix: restore it, or start a fresh workdir)",
+                seg.take,
+                seg.skip + 1,
+                rows.len()
+            ),
+        ));
+    }
+    Ok(rows)
 }
 
 /// Reads a segment's rows. A row without a URL is kept as an empty URL (it fails as `bad_url`),
 /// so keys stay aligned with input rows.
 pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputError> {
     let f = &seg.file;
+    if !f.curated {
+        return read_list_segment(seg, cfg);
+    }
     let mut rows = Vec::with_capacity(seg.take as usize);
     let empty = |cfg: &Config| InputRow {
         url: String::new(),
@@ -388,6 +439,7 @@ pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputE
             .iter()
             .map(|c| (c.clone(), Value::Null))
             .collect(),
+        dropped: None,
     };
     match f.format {
         InputFormat::Parquet => {
@@ -457,109 +509,9 @@ pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputE
                 }
             }
         }
-        InputFormat::Csv | InputFormat::Tsv => {
-            let header = {
-                let mut r = csv::ReaderBuilder::new()
-                    .delimiter(delimiter(f))
-                    .flexible(true)
-                    .from_reader(open_text(f)?);
-                r.headers()
-                    .map_err(|e| ie(&f.path, format!("header: {e}")))?
-                    .clone()
-            };
-            let col = |name: &str| header.iter().position(|h| h == name);
-            if col(&cfg.url_col).is_none() {
-                return Err(ie(
-                    &f.path,
-                    format!(
-                        "line 1: no column `{}` in the header ({}); set [download] url_col",
-                        cfg.url_col,
-                        header.iter().collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-            }
-            let (rd, skip): (Box<dyn Read>, u64) = match seg.byte_offset {
-                Some(off) => {
-                    let mut file = File::open(&f.path).map_err(|e| ie(&f.path, e.to_string()))?;
-                    file.seek(SeekFrom::Start(off))
-                        .map_err(|e| ie(&f.path, e.to_string()))?;
-                    (Box::new(BufReader::with_capacity(1 << 16, file)), 0)
-                }
-                None => {
-                    let mut t = open_text(f)?;
-                    // Skip the header line through the csv reader below instead.
-                    let mut first = Vec::new();
-                    let _ = t.read_until(b'\n', &mut first);
-                    (Box::new(t), seg.skip)
-                }
-            };
-            let mut r = csv::ReaderBuilder::new()
-                .delimiter(delimiter(f))
-                .flexible(true)
-                .has_headers(false)
-                .from_reader(rd);
-            let mut rec = csv::StringRecord::new();
-            let mut i = 0u64;
-            while (rows.len() as u64) < seg.take {
-                match r.read_record(&mut rec) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        return Err(ie(&f.path, format!("row {}: {e}", seg.skip + i + 2)));
-                    }
-                }
-                i += 1;
-                if i <= skip {
-                    continue;
-                }
-                let get = |name: &str| {
-                    col(name)
-                        .and_then(|c| rec.get(c))
-                        .map(|s| Value::String(s.to_string()))
-                };
-                rows.push(to_row(&get, cfg, false).unwrap_or_else(|| empty(cfg)));
-            }
+        _ => {
+            return Err(ie(&f.path, "the curated table is read as parquet only"));
         }
-        InputFormat::Jsonl => {
-            let (mut rd, skip): (Box<dyn BufRead>, u64) = match seg.byte_offset {
-                Some(off) => {
-                    let mut file = File::open(&f.path).map_err(|e| ie(&f.path, e.to_string()))?;
-                    file.seek(SeekFrom::Start(off))
-                        .map_err(|e| ie(&f.path, e.to_string()))?;
-                    (Box::new(BufReader::with_capacity(1 << 16, file)), 0)
-                }
-                None => (open_text(f)?, seg.skip),
-            };
-            let mut line = String::new();
-            let mut i = 0u64;
-            while (rows.len() as u64) < seg.take {
-                line.clear();
-                let got = rd
-                    .read_line(&mut line)
-                    .map_err(|e| ie(&f.path, e.to_string()))?;
-                if got == 0 {
-                    break;
-                }
-                if line.trim().is_empty() {
-                    continue;
-                }
-                i += 1;
-                if i <= skip {
-                    continue;
-                }
-                let v: Value = match serde_json::from_str(&line) {
-                    Ok(v) => v,
-                    Err(_) => {
-                        // A broken line is a row that fails as bad_url (counted), not a crash.
-                        rows.push(empty(cfg));
-                        continue;
-                    }
-                };
-                let get = |name: &str| v.get(name).cloned();
-                rows.push(to_row(&get, cfg, false).unwrap_or_else(|| empty(cfg)));
-            }
-        }
-        InputFormat::Auto => unreachable!("formats are resolved when listing"),
     }
     Ok(rows)
 }

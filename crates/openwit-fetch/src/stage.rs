@@ -505,6 +505,10 @@ impl DownloadStage {
         meta.entry_ids = row.entry_ids;
         meta.language = row.language;
         meta.extra = row.extra;
+        if let Some((reason, message)) = row.dropped {
+            // The URL-list reader dropped this row (not UTF-8, malformed CSV/JSON, no URL).
+            return (failed(meta, reason, message, false), 0);
+        }
         if row.url.is_empty() {
             return (failed(meta, "bad_url", "no URL in the input row", false), 0);
         }

@@ -23,7 +23,7 @@ fn cfg(toml_text: &str) -> Config {
 }
 
 fn all_rows(files: &[InputFile], c: &Config) -> Vec<(String, Option<String>, serde_json::Value)> {
-    let shards = plan_segments(files, c.shard_size).unwrap();
+    let shards = plan_segments(files, c.shard_size, c).unwrap();
     let mut out = Vec::new();
     for (i, segs) in shards.iter().enumerate() {
         let mut n = 0;
@@ -182,7 +182,7 @@ fn curated_table_gives_only_kept_rows_with_entry_ids() {
         curated: true,
     }];
     check(&all_rows(&files, &c));
-    let shards = plan_segments(&files, 5).unwrap();
+    let shards = plan_segments(&files, 5, &c).unwrap();
     let first = read_segment(&shards[1][0], &c).unwrap();
     assert_eq!(first[0].entry_ids, Some(vec![5, 7]));
 }
@@ -205,10 +205,10 @@ fn bad_inputs_name_the_file_and_the_fix() {
     );
     std::fs::write(dir.path().join("u.csv"), "link,caption\nhttp://a/1.jpg,x\n").unwrap();
     let files = list_url_files(&dir.path().join("u.csv"), &c).unwrap();
-    let shards = plan_segments(&files, 10).unwrap();
-    let e = read_segment(&shards[0][0], &c).unwrap_err().to_string();
+    // the missing column is found when planning, naming the header line and the key
+    let e = plan_segments(&files, 10, &c).unwrap_err().to_string();
     assert!(
-        e.contains("u.csv") && e.contains("url_col") && e.contains("line 1"),
+        e.contains("u.csv:1: no column `url`") && e.contains("[download] url_col"),
         "{e}"
     );
 }

@@ -11,22 +11,15 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use openwit_core::{Drops, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::candidate::{Candidate, CandidateWriter, CaptionSource};
-use crate::error::{IoAt, SourcesError};
+use crate::error::SourcesError;
 
 /// The `[import]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,47 +51,16 @@ fn default_format() -> String {
     "auto".into()
 }
 
-/// An input format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Parquet,
-    Csv,
-    Tsv,
-    Jsonl,
-    Json,
-}
+/// An input format (the shared URL-list reader's).
+pub use openwit_urllist::Format;
 
-impl Format {
-    /// The format of `path` from its extension (a trailing `.gz` is looked through).
-    pub fn from_path(path: &Path) -> Option<(Format, bool)> {
-        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
-        let (name, gz) = match name.strip_suffix(".gz") {
-            Some(n) => (n.to_string(), true),
-            None => (name, false),
-        };
-        let ext = name.rsplit('.').next()?;
-        let f = match ext {
-            "parquet" => Format::Parquet,
-            "csv" => Format::Csv,
-            "tsv" | "tab" => Format::Tsv,
-            "jsonl" | "ndjson" => Format::Jsonl,
-            "json" => Format::Json,
-            _ => return None,
-        };
-        Some((f, gz))
-    }
-    fn parse(s: &str) -> Option<Format> {
-        Some(match s {
-            "parquet" => Format::Parquet,
-            "csv" => Format::Csv,
-            "tsv" => Format::Tsv,
-            "jsonl" => Format::Jsonl,
-            "json" => Format::Json,
-            _ => return None,
-        })
-    }
-}
+/// The `[import]` keys, named in the reader's messages.
+pub const KEYS: openwit_urllist::Keys = openwit_urllist::Keys {
+    table: "[import]",
+    format: "format",
+    url: "url_col",
+    caption: "caption_col",
+};
 
 /// The import stage.
 pub struct ImportStage {
@@ -135,39 +97,16 @@ impl ImportStage {
             } else {
                 self.base.join(inp)
             };
-            let meta = std::fs::metadata(&p).map_err(|e| {
+            std::fs::metadata(&p).map_err(|e| {
                 SourcesError::Config(format!(
                     "[import] input {}: {e}; fix: give an existing file or folder (relative to the pipeline file)",
                     p.display()
                 ))
             })?;
-            let mut add = |f: PathBuf, explicit: bool| -> Result<(), SourcesError> {
-                let gz = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
-                match (forced, Format::from_path(&f)) {
-                    (Some(fmt), _) => out.push((f, fmt, gz)),
-                    (None, Some((fmt, gz))) => out.push((f, fmt, gz)),
-                    (None, None) if explicit => {
-                        return Err(SourcesError::Config(format!(
-                            "[import] cannot tell the format of {}; fix: name it *.parquet, *.csv, *.tsv, *.jsonl or *.json (optionally .gz) or set format",
-                            f.display()
-                        )));
-                    }
-                    _ => {}
-                }
-                Ok(())
-            };
-            if meta.is_dir() {
-                let mut entries: Vec<PathBuf> = std::fs::read_dir(&p)
-                    .at(p.display())?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|e| e.is_file())
-                    .collect();
-                entries.sort();
-                for e in entries {
-                    add(e, false)?;
-                }
-            } else {
-                add(p, true)?;
+            for f in openwit_urllist::list(&p, forced, &KEYS)
+                .map_err(|e| SourcesError::Config(e.to_string()))?
+            {
+                out.push((f.path, f.format, f.gzip));
             }
         }
         Ok(out)
@@ -237,7 +176,7 @@ impl Stage for ImportStage {
             items_in: stats.rows,
             items_out: n,
             drops: stats.drops,
-            extra: json!({"source": source_id, "error": stats.error}),
+            extra: json!({"source": source_id, "error": stats.error, "empty": stats.empty}),
         })
     }
 
@@ -271,30 +210,34 @@ impl Columns {
             extra,
         }
     }
-    fn carries(&self, name: &str) -> bool {
-        name != self.url
-            && name != self.caption
-            && self.extra.as_ref().is_none_or(|s| s.contains(name))
+
+    fn reader_columns(&self) -> openwit_urllist::Columns {
+        openwit_urllist::Columns {
+            url: self.url.clone(),
+            caption: Some(self.caption.clone()),
+            caption_required: true,
+            extra: match &self.extra {
+                None => openwit_urllist::Extra::All,
+                Some(s) => openwit_urllist::Extra::Named(s.iter().cloned().collect()),
+            },
+            keys: KEYS,
+        }
     }
 }
 
-/// Rows read, drops, and the error that stopped a file early (a truncated or malformed file).
+/// Rows read, drops, the error that stopped a file early (a truncated or malformed file), and
+/// why a file gave no rows at all.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub rows: u64,
     pub drops: Drops,
     pub error: Option<String>,
+    pub empty: Option<String>,
 }
 
-fn check_row(
-    url: Option<&str>,
-    caption: Option<&str>,
-    stats: &mut Stats,
-) -> Option<(String, String)> {
-    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
-        stats.drops.inc("missing_url");
-        return None;
-    };
+/// The import stage's own checks on a row the reader gave: an http(s) URL with a host, a
+/// caption that is not empty once cleaned.
+fn check_row(url: &str, caption: Option<&str>, stats: &mut Stats) -> Option<(String, String)> {
     let Some(caption) = caption.and_then(crate::extract::clean_text) else {
         stats.drops.inc("missing_caption");
         return None;
@@ -329,22 +272,10 @@ fn row(url: String, caption: String, source_id: &str, extra: Option<String>) -> 
     }
 }
 
-fn open_text(path: &Path, gz: bool) -> Result<Box<dyn BufRead>, SourcesError> {
-    let f = File::open(path).at(path.display())?;
-    let r: Box<dyn Read> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-            1 << 16,
-            f,
-        )))
-    } else {
-        Box::new(f)
-    };
-    Ok(Box::new(BufReader::with_capacity(1 << 16, r)))
-}
-
-/// Reads one input file, calling `sink` for each good row and counting the bad ones.
-/// A file that breaks midway (truncated gzip, malformed JSON) keeps the rows before the break
-/// and records the error in `stats.error`.
+/// Reads one input file with the shared URL-list reader, calling `sink` for each good row and
+/// counting the bad ones (the reader's drop reasons, then `missing_caption`, `non_http_url`,
+/// `invalid_url`). A file that breaks midway keeps the rows before the break and records the
+/// error in `stats.error`; a file without rows says so in `stats.empty`.
 pub fn read_file(
     path: &Path,
     fmt: Format,
@@ -354,393 +285,52 @@ pub fn read_file(
     stats: &mut Stats,
     sink: &mut dyn FnMut(Candidate) -> Result<(), SourcesError>,
 ) -> Result<(), SourcesError> {
-    match fmt {
-        Format::Parquet => {
-            if gz {
-                return Err(SourcesError::Input(format!(
-                    "{}: gzip-compressed parquet is not supported (parquet compresses its pages itself); decompress it first",
-                    path.display()
-                )));
-            }
-            read_parquet(path, cols, source_id, stats, sink)
-        }
-        Format::Csv | Format::Tsv => {
-            read_csv(path, gz, fmt == Format::Tsv, cols, source_id, stats, sink)
-        }
-        Format::Jsonl => read_jsonl(path, gz, cols, source_id, stats, sink),
-        Format::Json => read_json(path, gz, cols, source_id, stats, sink),
-    }
-}
-
-fn string_col(a: &ArrayRef) -> Result<ArrayRef, SourcesError> {
-    Ok(match a.data_type() {
-        DataType::Utf8 => a.clone(),
-        _ => arrow::compute::cast(a, &DataType::Utf8)?,
-    })
-}
-
-fn json_value(a: &ArrayRef, fmt: &ArrayFormatter<'_>, i: usize) -> Value {
-    if a.is_null(i) {
-        return Value::Null;
-    }
-    match a.data_type() {
-        DataType::Boolean => Value::Bool(a.as_boolean().value(i)),
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => fmt
-            .value(i)
-            .to_string()
-            .parse::<serde_json::Number>()
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => fmt
-            .value(i)
-            .to_string()
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        _ => Value::String(fmt.value(i).to_string()),
-    }
-}
-
-/// Where column `name` is among `names`; else a config error at `at` (the file, or its header
-/// line) naming the columns there are and the `[import]` key that chooses the column.
-fn column_index(names: &[String], name: &str, key: &str, at: &str) -> Result<usize, SourcesError> {
-    names.iter().position(|x| x == name).ok_or_else(|| {
-        SourcesError::Config(format!(
-            "{at}: no column `{name}` (columns: {}); fix: set [import] {key}",
-            names.join(", ")
-        ))
-    })
-}
-
-fn read_parquet(
-    path: &Path,
-    cols: &Columns,
-    source_id: &str,
-    stats: &mut Stats,
-    sink: &mut dyn FnMut(Candidate) -> Result<(), SourcesError>,
-) -> Result<(), SourcesError> {
-    let f = File::open(path).at(path.display())?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| {
-        SourcesError::Input(format!(
-            "{}: not a readable parquet file: {e}",
+    let file = openwit_urllist::ListFile {
+        path: path.to_path_buf(),
+        format: fmt,
+        gzip: gz,
+    };
+    if gz && fmt == Format::Parquet {
+        return Err(SourcesError::Input(format!(
+            "{}: gzip-compressed parquet is not supported (parquet compresses its pages itself); decompress it first",
             path.display()
-        ))
-    })?;
-    let schema = builder.schema().clone();
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let at = path.display().to_string();
-    let url_i = column_index(&names, &cols.url, "url_col", &at)?;
-    let cap_i = column_index(&names, &cols.caption, "caption_col", &at)?;
-    // Only top-level leaf columns are projected; nested extras are carried as their text form.
-    let mut keep: Vec<usize> = vec![url_i, cap_i];
-    keep.extend((0..names.len()).filter(|&i| cols.carries(&names[i])));
-    keep.sort();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), keep.iter().copied());
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(8192)
-        .build()?;
-    for batch in reader {
-        let batch: RecordBatch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                stats.error = Some(format!("{}: {e}", path.display()));
-                stats.drops.inc("unreadable_row_group");
-                break;
-            }
-        };
-        let bs = batch.schema();
-        let col = |n: &str| bs.index_of(n).ok().map(|i| batch.column(i).clone());
-        let urls = string_col(&col(&cols.url).unwrap())?;
-        let caps = string_col(&col(&cols.caption).unwrap())?;
-        let urls = urls.as_string::<i32>();
-        let caps = caps.as_string::<i32>();
-        let extras: Vec<(String, ArrayRef)> = bs
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| cols.carries(f.name()))
-            .map(|(i, f)| (f.name().clone(), batch.column(i).clone()))
-            .collect();
-        let opts = FormatOptions::default();
-        let fmts: Vec<ArrayFormatter<'_>> = extras
-            .iter()
-            .map(|(_, a)| ArrayFormatter::try_new(a.as_ref(), &opts))
-            .collect::<Result<_, _>>()?;
-        for i in 0..batch.num_rows() {
-            stats.rows += 1;
-            let u = (!urls.is_null(i)).then(|| urls.value(i));
-            let c = (!caps.is_null(i)).then(|| caps.value(i));
-            let Some((u, c)) = check_row(u, c, stats) else {
-                continue;
-            };
-            let extra = (!extras.is_empty()).then(|| {
-                let mut m = Map::new();
-                for ((name, a), f) in extras.iter().zip(&fmts) {
-                    m.insert(name.clone(), json_value(a, f, i));
-                }
-                Value::Object(m).to_string()
-            });
-            sink(row(u, c, source_id, extra))?;
-        }
+        )));
     }
-    Ok(())
-}
-
-fn read_csv(
-    path: &Path,
-    gz: bool,
-    tsv: bool,
-    cols: &Columns,
-    source_id: &str,
-    stats: &mut Stats,
-    sink: &mut dyn FnMut(Candidate) -> Result<(), SourcesError>,
-) -> Result<(), SourcesError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(if tsv { b'\t' } else { b',' })
-        .quoting(!tsv)
-        .flexible(true)
-        .from_reader(open_text(path, gz)?);
-    let headers = rdr
-        .byte_headers()
-        .map_err(|e| {
-            SourcesError::Input(format!(
-                "{}: cannot read the header line: {e}",
-                path.display()
-            ))
-        })?
-        .clone();
-    let names: Vec<String> = headers
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_string())
-        .collect();
-    // the header is line 1
-    let at = format!("{}:1", path.display());
-    let url_i = column_index(&names, &cols.url, "url_col", &at)?;
-    let cap_i = column_index(&names, &cols.caption, "caption_col", &at)?;
-    let extra_i: Vec<usize> = (0..names.len())
-        .filter(|&i| cols.carries(&names[i]))
-        .collect();
-    let mut rec = csv::ByteRecord::new();
-    loop {
-        match rdr.read_byte_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    stats.error = Some(format!("{}: {e}", path.display()));
-                    stats.drops.inc("truncated_file");
-                    break;
-                }
-                stats.rows += 1;
-                stats.drops.inc("malformed_row");
-                continue;
-            }
-        }
+    let mut reader =
+        openwit_urllist::Reader::open(&file, &cols.reader_columns()).map_err(|e| match e {
+            openwit_urllist::ListError::Config(m) => SourcesError::Config(m),
+            openwit_urllist::ListError::Input(m) => SourcesError::Input(m),
+        })?;
+    let mut logged = 0;
+    while let Some(e) = reader.next_entry() {
         stats.rows += 1;
-        let get = |i: usize| rec.get(i).and_then(|b| std::str::from_utf8(b).ok());
-        if rec.get(url_i).is_some() && get(url_i).is_none()
-            || rec.get(cap_i).is_some() && get(cap_i).is_none()
-        {
-            stats.drops.inc("invalid_utf8");
-            continue;
-        }
-        let Some((u, c)) = check_row(get(url_i), get(cap_i), stats) else {
-            continue;
-        };
-        let extra = (!extra_i.is_empty()).then(|| {
-            let mut m = Map::new();
-            for &i in &extra_i {
-                let v = rec
-                    .get(i)
-                    .map(|b| Value::String(String::from_utf8_lossy(b).into_owned()))
-                    .unwrap_or(Value::Null);
-                m.insert(names[i].clone(), v);
-            }
-            Value::Object(m).to_string()
-        });
-        sink(row(u, c, source_id, extra))?;
-    }
-    Ok(())
-}
-
-fn text_of(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn json_row(
-    obj: &Map<String, Value>,
-    cols: &Columns,
-    source_id: &str,
-    stats: &mut Stats,
-) -> Option<Candidate> {
-    let u = text_of(obj.get(&cols.url));
-    let c = text_of(obj.get(&cols.caption));
-    let (u, c) = check_row(u.as_deref(), c.as_deref(), stats)?;
-    let mut m = Map::new();
-    for (k, v) in obj {
-        if cols.carries(k) {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    let extra = match &cols.extra {
-        Some(s) if s.is_empty() => None,
-        _ if m.is_empty() => None,
-        _ => Some(Value::Object(m).to_string()),
-    };
-    Some(row(u, c, source_id, extra))
-}
-
-/// Longest JSONL line read; longer lines are dropped (`line_too_long`).
-pub const MAX_LINE_BYTES: usize = 16 << 20;
-
-fn read_jsonl(
-    path: &Path,
-    gz: bool,
-    cols: &Columns,
-    source_id: &str,
-    stats: &mut Stats,
-    sink: &mut dyn FnMut(Candidate) -> Result<(), SourcesError>,
-) -> Result<(), SourcesError> {
-    let mut r = open_text(path, gz)?;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = match (&mut r)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line)
-        {
-            Ok(n) => n,
-            Err(e) => {
-                stats.error = Some(format!("{}: {e}", path.display()));
-                stats.drops.inc("truncated_file");
-                break;
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        if line.len() > MAX_LINE_BYTES && !line.ends_with(b"\n") {
-            stats.rows += 1;
-            stats.drops.inc("line_too_long");
-            // skip the rest of the line
-            let mut sink_buf = Vec::new();
-            loop {
-                sink_buf.clear();
-                let k = (&mut r)
-                    .take(1 << 20)
-                    .read_until(b'\n', &mut sink_buf)
-                    .unwrap_or(0);
-                if k == 0 || sink_buf.ends_with(b"\n") {
-                    break;
-                }
-            }
-            continue;
-        }
-        let t = line.trim_ascii();
-        if t.is_empty() {
-            continue;
-        }
-        stats.rows += 1;
-        match serde_json::from_slice::<Map<String, Value>>(t) {
-            Ok(obj) => {
-                if let Some(c) = json_row(&obj, cols, source_id, stats) {
-                    sink(c)?;
-                }
-            }
-            Err(_) => stats.drops.inc("malformed_json"),
-        }
-    }
-    Ok(())
-}
-
-fn read_json(
-    path: &Path,
-    gz: bool,
-    cols: &Columns,
-    source_id: &str,
-    stats: &mut Stats,
-    sink: &mut dyn FnMut(Candidate) -> Result<(), SourcesError>,
-) -> Result<(), SourcesError> {
-    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
-    struct Rows<'a> {
-        cols: &'a Columns,
-        source_id: &'a str,
-        stats: &'a mut Stats,
-        sink: &'a mut dyn FnMut(Candidate) -> Result<(), SourcesError>,
-        failed: Option<SourcesError>,
-    }
-    impl<'de> Visitor<'de> for &mut Rows<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON array of objects")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while let Some(v) = seq.next_element::<Value>()? {
-                self.stats.rows += 1;
-                let Value::Object(obj) = v else {
-                    self.stats.drops.inc("not_an_object");
-                    continue;
-                };
-                if let Some(c) = json_row(&obj, self.cols, self.source_id, self.stats)
-                    && let Err(e) = (self.sink)(c)
+        let r = match e.row {
+            Ok(r) => r,
+            Err(d) => {
+                stats.drops.inc(d.reason.reason());
+                if matches!(
+                    d.reason,
+                    openwit_urllist::Drop::TruncatedFile
+                        | openwit_urllist::Drop::UnreadableRowGroup
+                ) && stats.error.is_none()
                 {
-                    self.failed = Some(e);
-                    return Err(serde::de::Error::custom("stopped"));
+                    stats.error = Some(d.message.clone());
                 }
+                if logged < 5 {
+                    logged += 1;
+                    tracing::debug!("dropped: {}", d.message);
+                }
+                continue;
             }
-            Ok(())
-        }
+        };
+        let Some((u, c)) = check_row(&r.url, r.caption.as_deref(), stats) else {
+            continue;
+        };
+        sink(row(u, c, source_id, openwit_urllist::extra_json(&r.extra)))?;
     }
-    impl<'de> DeserializeSeed<'de> for &mut Rows<'_> {
-        type Value = ();
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_seq(self)
-        }
-    }
-    let r = open_text(path, gz)?;
-    let mut de = serde_json::Deserializer::from_reader(r);
-    let mut rows = Rows {
-        cols,
-        source_id,
-        stats,
-        sink,
-        failed: None,
-    };
-    let res = (&mut rows).deserialize(&mut de);
-    if let Some(e) = rows.failed {
-        return Err(e);
-    }
-    if let Err(e) = res {
-        if stats.rows == 0 && e.is_data() {
-            return Err(SourcesError::Input(format!(
-                "{}:{}:{}: {e}; fix: a .json input holds one array of objects (use .jsonl for one object per line)",
-                path.display(),
-                e.line(),
-                e.column()
-            )));
-        }
-        stats.drops.inc("truncated_file");
-        stats.error = Some(format!(
-            "{}:{}:{}: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        ));
+    stats.empty = reader.empty();
+    if let Some(why) = &stats.empty {
+        tracing::warn!(file = %path.display(), "{why}");
     }
     Ok(())
 }

@@ -1,4 +1,7 @@
 use super::*;
+use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
+use std::fs::File;
 use std::io::Write;
 
 fn cfg(inputs: Vec<PathBuf>) -> ImportConfig {
@@ -106,7 +109,9 @@ fn jsonl_and_json_with_custom_columns() {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1].caption, "2");
     assert_eq!(rows[1].extra.as_deref(), Some(r#"{"n":{"a":[1]}}"#));
-    assert_eq!(stats.drops.get("malformed_json"), 2);
+    // `{broken` is not JSON; `[1,2]` is JSON but not an object
+    assert_eq!(stats.drops.get("malformed_json"), 1);
+    assert_eq!(stats.drops.get("not_an_object"), 1);
 
     let j = d.path().join("b.json");
     std::fs::write(
