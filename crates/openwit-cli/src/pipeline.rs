@@ -3,13 +3,17 @@
 //! Each stage's table is deserialized straight from the file's text into the stage's typed
 //! config, so an unknown key or a wrong type is reported with `file:line:column`, the key, and
 //! the valid keys. Top-level tables that no stage owns are rejected the same way.
+//!
+//! Numbers are checked on load: `inf` and `nan` anywhere in the file
+//! ([`openwit_core::config::reject_non_finite`]), and each numeric key against its range as the
+//! stage's config is read (`openwit_core::config::range`), all with `file:line:column`.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use openwit_core::config::parse_toml;
+use openwit_core::config::{located, parse_toml, reject_non_finite};
 use openwit_core::{Error, PipelineSettings, Result};
 use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
@@ -37,6 +41,7 @@ impl PipelineDoc {
     pub fn parse(path: &Path, text: String, known: &[&str]) -> Result<Self> {
         // Syntax first, with a located error.
         let table: toml::Table = parse_toml(path, &text)?;
+        reject_non_finite(path, &text)?;
         let tables: BTreeSet<String> = table.keys().cloned().collect();
         for key in &tables {
             if key != "pipeline" && !known.contains(&key.as_str()) {
@@ -125,28 +130,6 @@ impl PipelineDoc {
         seed.deserialize(de)
             .map_err(|e| located(&self.path, &self.text, &e))
     }
-}
-
-fn located(path: &Path, text: &str, e: &toml::de::Error) -> Error {
-    let (line, col) = e
-        .span()
-        .map(|s| openwit_core::config::line_col(text, s.start))
-        .unwrap_or((1, 1));
-    let msg = e.message().trim();
-    let snippet = text.lines().nth(line - 1).unwrap_or("").trim_end();
-    let hint = if msg.contains("unknown field") {
-        "\n  fix: remove or rename the key; pipelines/README.md lists every key and its default"
-    } else if msg.contains("invalid type") || msg.contains("invalid value") {
-        "\n  fix: give the key a value of the type named above (see pipelines/README.md)"
-    } else if msg.contains("missing field") {
-        "\n  fix: add the key named above to the table (see pipelines/README.md)"
-    } else {
-        ""
-    };
-    Error::Config(format!(
-        "{}:{line}:{col}: {msg}\n  | {snippet}{hint}",
-        path.display()
-    ))
 }
 
 /// Position of a top-level key (`[key]` header or `key = ...`) in the text.

@@ -10,6 +10,10 @@ fn default_workdir() -> PathBuf {
 fn default_attempts() -> u32 {
     3
 }
+crate::config_ranges! {
+    /// `jobs`: 0 (the number of cores) to 4096.
+    fn jobs = crate::config::Range::new(0.0, 4096.0, "tasks at once");
+}
 
 /// Settings of the whole pipeline (the `[pipeline]` table of a pipeline file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,11 +26,15 @@ pub struct PipelineSettings {
     /// Default `work`. `--workdir` overrides it.
     #[serde(default = "default_workdir")]
     pub workdir: PathBuf,
-    /// Tasks run at once; 0 means the number of cores. Default 0. `--jobs` overrides it.
-    #[serde(default)]
+    /// Tasks run at once; 0 means the number of cores. Default 0 (range 0 to 4096). `--jobs`
+    /// overrides it.
+    #[serde(default, deserialize_with = "jobs")]
     pub jobs: usize,
-    /// Attempts per task before its stage fails. Default 3.
-    #[serde(default = "default_attempts")]
+    /// Attempts per task before its stage fails. Default 3 (range 1 to 100).
+    #[serde(
+        default = "default_attempts",
+        deserialize_with = "crate::config::range::attempts"
+    )]
     pub max_attempts: u32,
     /// Seed of every random choice (sampling, shuffles), so runs are reproducible. Default 0.
     #[serde(default)]

@@ -48,19 +48,29 @@ fn d_rows_per_task() -> usize {
     1_000_000
 }
 
+// The ranges of these tables' own numeric keys (shared ones are in `openwit_core::config::range`;
+// pipelines/README.md lists them all).
+openwit_core::config_ranges! {
+    fn text_chars = openwit_core::config::Range::new(0.0, 1_000_000.0, "characters");
+    fn max_text_chars = openwit_core::config::Range::new(1.0, 1_000_000.0, "characters");
+    fn text_words = openwit_core::config::Range::new(0.0, 100_000.0, "words");
+    fn oversample = openwit_core::config::Range::new(0.001, 1000.0, "a factor");
+    fn partitions = openwit_core::config::Range::new(1.0, 65_536.0, "partitions");
+}
+
 /// Caption quality rules (all checks run on the cleaned caption: HTML entities decoded twice,
 /// whitespace collapsed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QualityConfig {
     /// Shortest caption kept, in characters. Default 5.
-    #[serde(default = "d_min_chars")]
+    #[serde(default = "d_min_chars", deserialize_with = "text_chars")]
     pub min_chars: usize,
     /// Fewest words kept. Default 2.
-    #[serde(default = "d_min_words")]
+    #[serde(default = "d_min_words", deserialize_with = "text_words")]
     pub min_words: usize,
     /// Longest caption kept, in characters. Default 1000.
-    #[serde(default = "d_max_chars")]
+    #[serde(default = "d_max_chars", deserialize_with = "max_text_chars")]
     pub max_chars: usize,
     /// Use the built-in boilerplate list (`image`, `photo`, `logo`, `icon`, `spacer`,
     /// `thumbnail`, `click here`, ...). Default true.
@@ -105,7 +115,10 @@ pub struct LanguageConfig {
     pub keep: Vec<String>,
     /// The lowest confidence (0..1) at which a caption counts as being in a kept language.
     /// Default 0.0 (the identifier's best guess decides).
-    #[serde(default = "d_min_conf")]
+    #[serde(
+        default = "d_min_conf",
+        deserialize_with = "openwit_core::config::range::fraction"
+    )]
     pub min_confidence: f32,
 }
 
@@ -128,11 +141,14 @@ pub struct BalanceConfig {
     #[serde(default = "d_true")]
     pub enabled: bool,
     /// Matches kept per entry (CLIP: 20,000). Default 20000.
-    #[serde(default = "d_t")]
+    #[serde(
+        default = "d_t",
+        deserialize_with = "openwit_core::config::range::count"
+    )]
     pub t: u64,
     /// Over-sampling factor on p (e.g. 1.5 keeps more, for a second balance after download,
     /// when downloads fail). Default 1.0.
-    #[serde(default = "d_factor")]
+    #[serde(default = "d_factor", deserialize_with = "oversample")]
     pub oversample: f64,
 }
 
@@ -176,10 +192,13 @@ pub struct CurateConfig {
     pub balance: BalanceConfig,
     /// Hash partitions of the output (by URL), i.e. the number of `part-NNNNN.parquet` files.
     /// Default 16.
-    #[serde(default = "d_partitions")]
+    #[serde(default = "d_partitions", deserialize_with = "partitions")]
     pub partitions: usize,
     /// Candidate rows per task (a task reads whole row groups of one file). Default 1,000,000.
-    #[serde(default = "d_rows_per_task")]
+    #[serde(
+        default = "d_rows_per_task",
+        deserialize_with = "openwit_core::config::range::count"
+    )]
     pub rows_per_task: usize,
 }
 
@@ -211,7 +230,10 @@ pub struct RebalanceConfig {
     #[serde(default)]
     pub queries: Option<PathBuf>,
     /// Matches kept per entry. Default 20000.
-    #[serde(default = "d_t")]
+    #[serde(
+        default = "d_t",
+        deserialize_with = "openwit_core::config::range::count"
+    )]
     pub t: u64,
 }
 

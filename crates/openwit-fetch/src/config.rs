@@ -1,5 +1,6 @@
 //! The `[download]` table. Names follow img2dataset's options where one exists.
 
+use openwit_core::config::{Range, range};
 use serde::{Deserialize, Serialize};
 
 /// How images are resized (img2dataset's `resize_mode`).
@@ -133,6 +134,19 @@ fn d_directives() -> Vec<String> {
         .to_vec()
 }
 
+// The ranges of this table's own numeric keys (shared ones are in `openwit_core::config::range`;
+// pipelines/README.md lists them all).
+openwit_core::config_ranges! {
+    fn shard_rows = Range::new(1.0, 10_000_000.0, "input rows per shard");
+    fn jpeg_quality = Range::new(1.0, 100.0, "a JPEG quality");
+    fn aspect_ratio = Range::new(1.0, 1e6, "a long side / short side ratio");
+    fn image_pixels = Range::new(1.0, 65_535.0 * 65_535.0, "pixels");
+    fn image_side = Range::new(1.0, 1_048_576.0, "pixels");
+    fn hamming = Range::new(0.0, 64.0, "bits of a 64-bit hash");
+    fn body_bytes = Range::new(1.0, 4_294_967_296.0, "bytes");
+    fn image_budget_mib = Range::new(1.0, 1_048_576.0, "MiB");
+}
+
 /// The `[download]` table of a pipeline file. Every key has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,11 +168,11 @@ pub struct Config {
     #[serde(default)]
     pub save_additional_columns: Vec<String>,
     /// Input rows per shard. Default 10,000.
-    #[serde(default = "d_shard")]
+    #[serde(default = "d_shard", deserialize_with = "shard_rows")]
     pub shard_size: u64,
 
     /// Output side in pixels. Default 256.
-    #[serde(default = "d_size")]
+    #[serde(default = "d_size", deserialize_with = "range::pixels")]
     pub image_size: u32,
     /// `no`, `border` (default), `keep_ratio`, `keep_ratio_largest`, `center_crop`.
     #[serde(default = "d_mode")]
@@ -170,29 +184,29 @@ pub struct Config {
     #[serde(default = "d_enc")]
     pub encode_format: EncodeFormat,
     /// JPEG quality. Default 95.
-    #[serde(default = "d_quality")]
+    #[serde(default = "d_quality", deserialize_with = "jpeg_quality")]
     pub encode_quality: u8,
     /// Keep the downloaded bytes when nothing would change (same format, no resize, no rotation,
     /// RGB). Default false.
     #[serde(default)]
     pub skip_reencode: bool,
     /// Drop images whose smaller side is below this. Default 0.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "range::pixels")]
     pub min_image_size: u32,
     /// Drop images whose long/short side ratio exceeds this. Default: no limit.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "aspect_ratio")]
     pub max_aspect_ratio: Option<f64>,
     /// Decompression-bomb guard: most pixels (width x height, from the header). Default 89,478,485.
-    #[serde(default = "d_max_pixels")]
+    #[serde(default = "d_max_pixels", deserialize_with = "image_pixels")]
     pub max_pixels: u64,
     /// Decompression-bomb guard: largest width or height. Default 32,768.
-    #[serde(default = "d_max_dim")]
+    #[serde(default = "d_max_dim", deserialize_with = "image_side")]
     pub max_dimension: u32,
     /// Memory the image threads may decode into at once, in MiB, all threads together: each image
     /// is admitted against it with its cost from the header (width x height x channels x bytes per
     /// sample at the decode size, plus working copies), in arrival order; one larger than the
     /// whole budget is decoded alone. Independent of the core count. Default 1024.
-    #[serde(default = "d_image_budget")]
+    #[serde(default = "d_image_budget", deserialize_with = "image_budget_mib")]
     pub image_memory_budget_mb: u64,
 
     /// Drop exact duplicates (same sha256 of the downloaded bytes) across the run. Default true.
@@ -200,38 +214,38 @@ pub struct Config {
     pub dedup_sha256: bool,
     /// Drop near-duplicates: perceptual hashes within this Hamming distance of an earlier
     /// image. Default: keep them (the hash is stored either way).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "hamming")]
     pub near_dup_distance: Option<u32>,
 
     /// Requests in flight at once, all hosts together. Default 64.
-    #[serde(default = "d_conc")]
+    #[serde(default = "d_conc", deserialize_with = "range::concurrency")]
     pub concurrency: usize,
     /// Requests in flight at once per host. Default 16.
-    #[serde(default = "d_host_conc")]
+    #[serde(default = "d_host_conc", deserialize_with = "range::concurrency")]
     pub per_host_concurrency: usize,
     /// Minimum seconds between two requests to one host. Default 0.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "range::delay")]
     pub per_host_delay: f64,
     /// Connect timeout, seconds. Default 10.
-    #[serde(default = "d_connect")]
+    #[serde(default = "d_connect", deserialize_with = "range::timeout")]
     pub connect_timeout: f64,
     /// Whole-request timeout (headers and body), seconds. Default 30.
-    #[serde(default = "d_timeout")]
+    #[serde(default = "d_timeout", deserialize_with = "range::timeout")]
     pub timeout: f64,
     /// Longest wait for the next body bytes (a stalled server), seconds. Default 10.
-    #[serde(default = "d_read")]
+    #[serde(default = "d_read", deserialize_with = "range::timeout")]
     pub read_timeout: f64,
     /// Most body bytes read; larger images are dropped while streaming. Default 32 MiB.
-    #[serde(default = "d_body")]
+    #[serde(default = "d_body", deserialize_with = "body_bytes")]
     pub max_body_bytes: u64,
     /// Retries after timeouts, resets, 5xx and 429. Default 2.
-    #[serde(default = "d_retries")]
+    #[serde(default = "d_retries", deserialize_with = "range::retries")]
     pub retries: u32,
     /// First backoff, seconds (doubled per retry, with jitter). Default 0.5.
-    #[serde(default = "d_backoff")]
+    #[serde(default = "d_backoff", deserialize_with = "range::delay")]
     pub backoff: f64,
     /// Longest `Retry-After` honoured, seconds; longer ones drop the sample. Default 30.
-    #[serde(default = "d_retry_after")]
+    #[serde(default = "d_retry_after", deserialize_with = "range::delay")]
     pub max_retry_after: f64,
     /// Check robots.txt per host before requesting images. Default true.
     #[serde(default = "t")]

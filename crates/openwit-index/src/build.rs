@@ -15,6 +15,11 @@ use crate::schema::{Fields, domain_of, register_tokenizers, schema};
 /// Name of the file in each shard index folder that says which tar it indexes.
 pub const SOURCE_FILE: &str = "openwit-shard.json";
 
+// tantivy takes 15 MiB to 4 GiB per indexing thread.
+openwit_core::config_ranges! {
+    fn index_mib = openwit_core::config::Range::new(16.0, 4000.0, "MiB");
+}
+
 /// The `[index]` table of a pipeline file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +32,7 @@ pub struct IndexConfig {
     #[serde(default)]
     pub metadata: Option<PathBuf>,
     /// Indexing memory per task in MiB (default 64; does not change outputs).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "index_mib")]
     pub memory_mb: Option<usize>,
 }
 

@@ -1,5 +1,6 @@
 //! The `[queries]` table of a pipeline file.
 
+use openwit_core::config::{Range, range};
 use serde::{Deserialize, Serialize};
 
 /// How bigrams are chosen.
@@ -10,6 +11,15 @@ pub enum BigramMode {
     Threshold,
     /// Keep the `bigram_top_k` bigrams with the highest PMI (the threshold's yield depends on N).
     TopK,
+}
+
+// The ranges of this table's own numeric keys (shared ones are in `openwit_core::config::range`;
+// pipelines/README.md lists them all).
+openwit_core::config_ranges! {
+    fn pmi = Range::new(-1000.0, 1000.0, "a PMI (log2)");
+    fn task_mib = Range::new(0.0001, 1_048_576.0, "MiB");
+    fn page_mib = Range::new(1.0, 4096.0, "MiB");
+    fn budget_mib = Range::new(0.001, 16_777_216.0, "MiB");
 }
 
 /// Settings of the `queries` stage. Every key has a default; relative paths are resolved against
@@ -30,35 +40,46 @@ pub struct QueriesConfig {
     /// URLs. Default: none (no title entries).
     pub pageviews: Vec<String>,
     /// Keep Wikipedia tokens counted at least this often. Default: 100 (MetaCLIP).
+    #[serde(deserialize_with = "range::min_count")]
     pub unigram_min_count: u64,
     /// `threshold` (PMI >= `bigram_min_pmi`) or `top_k`. Default: `threshold`.
     pub bigram_mode: BigramMode,
     /// The PMI threshold of `threshold` mode. Default: 30.0 (MetaCLIP).
+    #[serde(deserialize_with = "pmi")]
     pub bigram_min_pmi: f64,
     /// How many bigrams `top_k` mode keeps. Default: 100000.
+    #[serde(deserialize_with = "range::count")]
     pub bigram_top_k: u64,
     /// Both words of a bigram must be counted at least this often; unset means
     /// `unigram_min_count` (the bigram's words are in the unigram list). MetaCLIP's script used
     /// every counted word: set 1 to reproduce that. Default: unset.
+    #[serde(deserialize_with = "range::min_count")]
     pub bigram_word_min_count: Option<u64>,
     /// Ignore bigrams counted fewer times than this (NLTK's `apply_freq_filter`). Default: 1.
+    #[serde(deserialize_with = "range::min_count")]
     pub bigram_min_count: u64,
     /// Pageviews: skip hourly counts below this. Default: 50 (MetaCLIP).
+    #[serde(deserialize_with = "range::min_count")]
     pub title_min_hourly_views: u64,
     /// Pageviews: keep titles with at least this many summed views. Default: 70 (MetaCLIP).
+    #[serde(deserialize_with = "range::min_count")]
     pub title_min_views: u64,
     /// Cap on the number of entries. Default: 500000 (CLIP).
+    #[serde(deserialize_with = "range::count")]
     pub max_entries: u64,
     /// Wikipedia namespaces whose pages are counted. Default: `[0]` (articles).
     pub namespaces: Vec<i64>,
     /// Compressed bytes of a multistream dump per task (also the plain-XML split size), in MiB.
     /// Default: 256.
+    #[serde(deserialize_with = "task_mib")]
     pub task_size_mb: f64,
     /// Pages larger than this (MiB of XML) are skipped and counted. Default: 64.
+    #[serde(deserialize_with = "page_mib")]
     pub max_page_mb: u64,
     /// Memory budget of the stage in MiB, shared by the tasks that run at once; bigram counts
     /// spill to disk above it (each running task gets an equal share, three quarters of it for
     /// counts). Does not change outputs. Default: 8192.
+    #[serde(deserialize_with = "budget_mib")]
     pub memory_budget_mb: f64,
 }
 

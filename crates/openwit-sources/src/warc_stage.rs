@@ -35,7 +35,7 @@ pub struct WarcConfig {
     #[serde(default = "default_prefix")]
     pub listing_prefix: String,
     /// Use only the first N files (after expanding listings). Default: all.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "openwit_core::config::range::count")]
     pub max_files: Option<usize>,
     /// Allow fetching from private/loopback/link-local addresses. Default false.
     #[serde(default)]
@@ -44,7 +44,10 @@ pub struct WarcConfig {
     #[serde(default = "default_ua")]
     pub user_agent: String,
     /// Seconds before a stalled download fails (the task is retried). Default 600.
-    #[serde(default = "default_timeout")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "openwit_core::config::range::timeout"
+    )]
     pub timeout_secs: u64,
 }
 

@@ -12,7 +12,7 @@ use crate::stages::StageEntry;
 
 /// Loads a pipeline file and builds every stage present in it (so configuration errors show
 /// before anything runs), with `workdir`/`jobs` overriding the `[pipeline]` table.
-pub(crate) fn load(
+pub fn load(
     pipeline: &std::path::Path,
     workdir: Option<&str>,
     jobs: Option<usize>,
@@ -27,6 +27,8 @@ pub(crate) fn load(
     if let Some(j) = jobs {
         doc.pipeline_mut().jobs = j;
     }
+    // `[demo_site]` is read when the run starts; its values are checked now.
+    doc.section::<openwit_sources::crawl::DemoSite>("demo_site")?;
     let mut stages: Vec<Arc<dyn Stage>> = Vec::new();
     for entry in registry {
         if let Some(stage) = (entry.build)(&doc)? {

@@ -40,6 +40,14 @@ use crate::extract::{PageInfo, extract_with_links, to_candidates};
 use crate::http::{HttpOptions, MAX_REDIRECTS, failure_reason, forbidden_literal};
 use frontier::{DONE, FAILED, Frontier, KIND_PAGE, KIND_SITEMAP, NewUrl, SKIPPED};
 
+// The ranges of this table's own numeric keys (shared ones are in `openwit_core::config::range`;
+// pipelines/README.md lists them all).
+openwit_core::config_ranges! {
+    fn link_depth = openwit_core::config::Range::new(0.0, 1000.0, "links from a seed");
+    fn page_bytes = openwit_core::config::Range::new(1.0, 1_073_741_824.0, "bytes");
+    fn demo_pages = openwit_core::config::Range::new(1.0, 100_000.0, "pages");
+}
+
 /// The demo site option: generate a small site into `dir` and crawl it from a local server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +55,7 @@ pub struct DemoSite {
     /// Where the site is generated (relative to the pipeline file).
     pub dir: PathBuf,
     /// Number of pages. Default 40.
-    #[serde(default = "default_demo_pages")]
+    #[serde(default = "default_demo_pages", deserialize_with = "demo_pages")]
     pub pages: usize,
 }
 
@@ -69,10 +77,13 @@ pub struct CrawlConfig {
     #[serde(default)]
     pub sitemaps: bool,
     /// Link depth from a seed. Default 3.
-    #[serde(default = "default_depth")]
+    #[serde(default = "default_depth", deserialize_with = "link_depth")]
     pub max_depth: u32,
     /// Pages fetched at most. Default 10000.
-    #[serde(default = "default_max_pages")]
+    #[serde(
+        default = "default_max_pages",
+        deserialize_with = "openwit_core::config::range::count"
+    )]
     pub max_pages: u64,
     /// Stay on the seeds' hosts and their subdomains. Default true.
     #[serde(default = "yes")]
@@ -84,25 +95,40 @@ pub struct CrawlConfig {
     #[serde(default)]
     pub deny_hosts: Vec<String>,
     /// Requests in flight overall. Default 16.
-    #[serde(default = "default_concurrency")]
+    #[serde(
+        default = "default_concurrency",
+        deserialize_with = "openwit_core::config::range::concurrency"
+    )]
     pub concurrency: usize,
     /// Requests in flight per host. Default 1.
-    #[serde(default = "one")]
+    #[serde(
+        default = "one",
+        deserialize_with = "openwit_core::config::range::concurrency"
+    )]
     pub per_host: usize,
     /// Milliseconds between two request starts on one host (robots.txt Crawl-delay raises it). Default 1000.
-    #[serde(default = "default_delay")]
+    #[serde(
+        default = "default_delay",
+        deserialize_with = "openwit_core::config::range::delay_ms"
+    )]
     pub min_delay_ms: u64,
     /// User agent; keep a contact URL in it. Its first word is the robots.txt product token.
     #[serde(default = "default_ua")]
     pub user_agent: String,
     /// Seconds per request. Default 30.
-    #[serde(default = "default_timeout")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "openwit_core::config::range::timeout"
+    )]
     pub timeout_secs: u64,
     /// Bytes of a page read at most. Default 5 MiB.
-    #[serde(default = "default_page_bytes")]
+    #[serde(default = "default_page_bytes", deserialize_with = "page_bytes")]
     pub max_page_bytes: u64,
     /// Attempts per URL on timeouts, connection errors, 429 and 5xx. Default 3.
-    #[serde(default = "default_attempts")]
+    #[serde(
+        default = "default_attempts",
+        deserialize_with = "openwit_core::config::range::attempts"
+    )]
     pub max_attempts: u32,
     /// Allow private/loopback/link-local addresses. Default false.
     #[serde(default)]
