@@ -95,5 +95,8 @@ mod tests {
         assert_eq!(n("/a%"), Some("http://example.com/a%".into()));
         assert_eq!(n("/a%zz%4"), Some("http://example.com/a%zz%4".into()));
         assert_eq!(n("/é"), Some("http://example.com/%C3%A9".into()));
+        // an escape at the very end is normalized too (`%7e` -> `~`, `%2f` -> `%2F`)
+        assert_eq!(n("/a%7e"), Some("http://example.com/a~".into()));
+        assert_eq!(n("/a?q=%2f"), Some("http://example.com/a?q=%2F".into()));
     }
 }
