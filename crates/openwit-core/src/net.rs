@@ -10,6 +10,11 @@
 //!   URLs whose host is an IP literal never reach a resolver: check them with [`is_forbidden`]
 //!   before each request and each redirect hop.
 //!
+//! - [`without_env_proxies`]: every client goes to the checked address itself. Through a proxy
+//!   named in the environment (`http_proxy`, `HTTPS_PROXY`, `ALL_PROXY`, ...) host names would be
+//!   resolved by the proxy, never by the guarded resolver, so those variables are ignored (with one
+//!   warning per process that says so).
+//!
 //! ```
 //! use std::net::IpAddr;
 //! use openwit_core::net::is_forbidden;
@@ -19,6 +24,38 @@
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// The environment variables through which `reqwest` would pick up a proxy.
+pub const PROXY_ENV_VARS: [&str; 6] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+];
+
+/// Turns off `reqwest`'s use of proxy environment variables on `b`, and warns once per process
+/// when one of them is set: through a proxy, names are resolved by the proxy and the address rules
+/// could not hold.
+pub fn without_env_proxies(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let set: Vec<&str> = PROXY_ENV_VARS
+        .iter()
+        .copied()
+        .filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+        .collect();
+    if !set.is_empty() {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "ignoring the proxy set in {}: openwit connects to each checked address itself \
+                 (a proxy would resolve host names where the private-address check cannot see them)",
+                set.join(", ")
+            );
+        });
+    }
+    b.no_proxy()
+}
 
 /// Whether `ip` is not a public unicast address: private, loopback, link-local, multicast,
 /// unspecified, broadcast, shared (CGNAT), documentation, benchmarking, reserved, unique-local,

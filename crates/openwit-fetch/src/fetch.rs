@@ -150,7 +150,7 @@ impl Fetcher {
             inner: GuardedResolver { allow_private },
             cache: Default::default(),
         };
-        let client = reqwest::Client::builder()
+        let client = openwit_core::net::without_env_proxies(reqwest::Client::builder())
             .user_agent(cfg.user_agent.clone())
             .connect_timeout(Duration::from_secs_f64(cfg.connect_timeout))
             .timeout(Duration::from_secs_f64(cfg.timeout))

@@ -50,7 +50,7 @@ pub fn fetch(url: &str, dir: &Path, allow_private: bool) -> Result<PathBuf> {
 }
 
 async fn download(url: &str, part: &Path, allow_private: bool) -> Result<()> {
-    let client = reqwest::Client::builder()
+    let client = openwit_core::net::without_env_proxies(reqwest::Client::builder())
         .dns_resolver(Arc::new(GuardedResolver { allow_private }))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("openwit/", env!("CARGO_PKG_VERSION")))

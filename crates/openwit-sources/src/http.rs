@@ -45,7 +45,7 @@ impl Default for HttpOptions {
 
 /// Builds a client that never follows redirects itself.
 pub fn client(opts: &HttpOptions) -> Result<reqwest::Client, crate::SourcesError> {
-    let mut b = reqwest::Client::builder()
+    let mut b = openwit_core::net::without_env_proxies(reqwest::Client::builder())
         .user_agent(&opts.user_agent)
         .timeout(opts.timeout)
         .connect_timeout(opts.connect_timeout)
