@@ -394,16 +394,8 @@ fn read_list_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, Input
                 dropped: None,
             },
             Err(d) => InputRow {
-                url: String::new(),
-                caption: None,
-                entry_ids: None,
-                language: None,
-                extra: cfg
-                    .save_additional_columns
-                    .iter()
-                    .map(|c| (c.clone(), Value::Null))
-                    .collect(),
                 dropped: Some((d.reason.reason(), d.message)),
+                ..empty_row(cfg)
             },
         })
         .collect();
@@ -421,15 +413,10 @@ fn read_list_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, Input
     Ok(rows)
 }
 
-/// Reads a segment's rows. A row without a URL is kept as an empty URL (it fails as `bad_url`),
-/// so keys stay aligned with input rows.
-pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputError> {
-    let f = &seg.file;
-    if !f.curated {
-        return read_list_segment(seg, cfg);
-    }
-    let mut rows = Vec::with_capacity(seg.take as usize);
-    let empty = |cfg: &Config| InputRow {
+/// A row with no URL, caption or entries, and every saved column null (a dropped or URL-less row
+/// keeps its key so keys stay aligned with input rows).
+fn empty_row(cfg: &Config) -> InputRow {
+    InputRow {
         url: String::new(),
         caption: None,
         entry_ids: None,
@@ -440,7 +427,17 @@ pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputE
             .map(|c| (c.clone(), Value::Null))
             .collect(),
         dropped: None,
-    };
+    }
+}
+
+/// Reads a segment's rows. A row without a URL is kept as an empty URL (it fails as `bad_url`),
+/// so keys stay aligned with input rows.
+pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputError> {
+    let f = &seg.file;
+    if !f.curated {
+        return read_list_segment(seg, cfg);
+    }
+    let mut rows = Vec::with_capacity(seg.take as usize);
     match f.format {
         InputFormat::Parquet => {
             let file = File::open(&f.path).map_err(|e| ie(&f.path, e.to_string()))?;
@@ -502,7 +499,7 @@ pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputE
                             .column_by_name(name)
                             .map(|c| arrow_value(c.as_ref(), i))
                     };
-                    rows.push(to_row(&get, cfg, f.curated).unwrap_or_else(|| empty(cfg)));
+                    rows.push(to_row(&get, cfg, f.curated).unwrap_or_else(|| empty_row(cfg)));
                 }
                 if rows.len() as u64 >= seg.take {
                     break;
