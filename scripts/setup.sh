@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
-# Installs what the demo and the tests need on a fresh machine (Rust toolchain, Python 3.11 + pip
-# and gcc are assumed). Idempotent: a second run only checks.
+# Installs what the build and the demo need on a fresh machine (Rust toolchain, Python 3.11 + pip
+# and gcc are assumed); with --tests, also what only the tests need. Idempotent: a second run only
+# checks.
+#
+#   scripts/setup.sh           # the demo: cmake + nasm (Debian), libtorch 2.11 for the Rust side
+#                              # (~1.3 GB from PyPI into ~/.cache/openwit/libtorch) and CLIP's vocabulary
+#   scripts/setup.sh --tests   # + the tests' Python packages (.ci/requirements.txt), their Debian
+#                              # packages (.ci/apt-packages.txt: Chromium, WordNet, Slurm, Ceph) and
+#                              # the Python side of the trainer's parity tests (torch + open_clip, ~5 GB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) tests=1 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument $arg (use --tests)" >&2; exit 2 ;;
+  esac
+done
+
 # Python packages used by the tests' reference implementations and interop checks.
-if [ -s .ci/requirements.txt ] && grep -qv '^\s*#' .ci/requirements.txt; then
+if [ "$tests" = 1 ] && [ -s .ci/requirements.txt ] && grep -qv '^\s*#' .ci/requirements.txt; then
   python3 -m pip install --quiet --disable-pip-version-check -r .ci/requirements.txt
 fi
 
-# Debian packages some tests drive (only when missing; needs root, as on CI).
+# Debian packages (only when missing; needs root, as on CI).
+lists=(.ci/apt-packages-build.txt)
+if [ "$tests" = 1 ]; then lists+=(.ci/apt-packages.txt); fi
 need_apt=()
-for p in $(grep -v '^\s*#' .ci/apt-packages.txt 2>/dev/null || true); do
+for p in $(cat "${lists[@]}" 2>/dev/null | grep -v '^\s*#' || true); do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -22,7 +40,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-# libtorch for the CLIP trainer (the `train` feature), when its setup script exists.
+# libtorch for the CLIP trainer (the `train` feature); with --tests also its Python reference.
 if [ -x scripts/setup-libtorch.sh ]; then
-  scripts/setup-libtorch.sh >/dev/null
+  if [ "$tests" = 1 ]; then
+    scripts/setup-libtorch.sh --python >/dev/null
+  else
+    scripts/setup-libtorch.sh >/dev/null
+  fi
 fi

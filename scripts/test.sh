@@ -2,7 +2,7 @@
 # The test command: formatting, lints and the whole test suite. Installs what the tests need first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 if [ -f scripts/libtorch-env.sh ]; then source scripts/libtorch-env.sh; fi
 # Cargo features of the openwit binary: `train` (the CLIP trainer, libtorch) unless
 # OPENWIT_FEATURES says otherwise (OPENWIT_FEATURES= builds without). Exported: the test

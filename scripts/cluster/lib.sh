@@ -94,7 +94,7 @@ need() {
   local c
   for c in "$@"; do
     command -v "$c" >/dev/null 2>&1 ||
-      die "'$c' not found; install the Debian packages in .ci/apt-packages.txt (scripts/setup.sh)"
+      die "'$c' not found; install the Debian packages in .ci/apt-packages.txt (scripts/setup.sh --tests)"
   done
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # selftest.sh: check that the single-host Slurm cluster and the S3 store work on this machine
-# (after scripts/setup.sh installed the packages). Uses its own state folders under /tmp, so it
+# (after scripts/setup.sh --tests installed the packages). Uses its own state folders under /tmp, so it
 # fails (port in use) instead of touching a cluster that is already running; brings both up, runs a
 # 6-element job array across the 3 nodes, puts and gets objects over S3 (plain, put-if-absent), stops
 # both and checks that no daemon is left; then does it all once more (restart). Prints the timings.
