@@ -5,10 +5,35 @@
 // inferred from the libtorch folder, because the PyPI wheel CPU machines build against ships
 // libtorch_cuda.so too, and a binary that needs it does not start where the CUDA libraries
 // (cuBLAS, cuDNN, ...) are absent.
+//
+// The binary also finds libtorch without LD_LIBRARY_PATH: the folders it was linked against
+// (`$LIBTORCH/lib` and the CUDA runtime the PyPI wheel needs beside it, `nvidia/cu13/lib`) are
+// written into it as an RPATH. DT_RPATH (`--disable-new-dtags`), not DT_RUNPATH: libtorch_cpu
+// loads libcudart/libcupti itself, and only DT_RPATH is searched for a library's own needs.
 fn main() {
     println!("cargo:rerun-if-env-changed=OPENWIT_CLIP_CUDA");
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
     if std::env::var_os("CARGO_FEATURE_TRAIN").is_none() {
         return;
+    }
+    if let Some(libtorch) = std::env::var_os("LIBTORCH") {
+        let root = std::path::PathBuf::from(libtorch);
+        let mut dirs = vec![root.join("lib")];
+        if let Some(parent) = root.parent() {
+            dirs.push(parent.join("nvidia/cu13/lib"));
+        }
+        let dirs: Vec<String> = dirs
+            .iter()
+            .filter(|d| d.is_dir())
+            .filter_map(|d| d.to_str().map(str::to_string))
+            .filter(|d| !d.contains([',', ':']))
+            .collect();
+        if !dirs.is_empty() {
+            println!(
+                "cargo:rustc-link-arg-bins=-Wl,--disable-new-dtags,-rpath,{}",
+                dirs.join(":")
+            );
+        }
     }
     if std::env::var("OPENWIT_CLIP_CUDA").is_ok_and(|v| v == "1") {
         println!("cargo:rustc-link-arg-bins=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");

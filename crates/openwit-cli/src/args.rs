@@ -64,7 +64,7 @@ pub struct StageArgs {
     /// No progress bars; only warnings on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// More logs on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    /// More logs on stderr (-v: info, -vv: debug, -vvv: trace); the log file in WORKDIR/logs/ always has info. RUST_LOG overrides.
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
@@ -146,7 +146,7 @@ pub struct SubmitArgs {
     /// No progress output; only warnings on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// More logs on stderr (-v: debug, -vv: trace).
+    /// More logs on stderr (-v: info, -vv: debug, -vvv: trace).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Options passed to every `sbatch` as they are (e.g. --partition=cpu --time=4:00:00
@@ -184,7 +184,7 @@ pub struct TaskArgs {
     /// Only warnings on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// More logs on stderr (-v: debug, -vv: trace).
+    /// More logs on stderr (-v: info, -vv: debug, -vvv: trace).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,
 }

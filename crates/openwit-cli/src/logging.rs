@@ -8,15 +8,16 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Starts logging. On a terminal with progress bars, stderr shows warnings only unless -v; in
-/// scripts and CI (stderr not a terminal) it shows info. The log file always gets info.
-pub fn init(workdir: Option<&Path>, quiet: bool, verbose: u8, bars: bool) {
-    let default = match (quiet, verbose, bars || !std::io::stderr().is_terminal()) {
-        (_, 2.., _) => "trace",
-        (_, 1, _) => "debug",
-        (true, 0, _) => "warn",
-        (false, 0, true) if bars => "warn",
-        _ => "info",
+/// Starts logging. The terminal (stderr) gets warnings and errors only, beside the progress bars
+/// and each stage's summary on stdout; `-v` adds info, `-vv` debug, `-vvv` trace; `-q` only
+/// hides the progress bars; `RUST_LOG` overrides all of these. The log file in `WORKDIR/logs/` always gets
+/// info and above, so nothing said at info level is lost.
+pub fn init(workdir: Option<&Path>, _quiet: bool, verbose: u8, _bars: bool) {
+    let default = match verbose {
+        3.. => "trace",
+        2 => "debug",
+        1 => "info",
+        0 => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let stderr = tracing_subscriber::fmt::layer()
