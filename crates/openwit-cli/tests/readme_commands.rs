@@ -1,0 +1,195 @@
+//! Every command the README shows works as written, in a fresh shell: the environment is emptied
+//! (`env -i`: only HOME and PATH), `openwit` is found on the PATH, and it runs without
+//! LD_LIBRARY_PATH or any other variable (the binary finds libtorch by its RPATH).
+//!
+//! The README's commands are read from the README itself: the lines of its code blocks and the
+//! inline code spans of its prose that start with `openwit ` and run on the demo's workdir
+//! (`work/demo`), i.e. the ones a reader can paste as they are (a span such as `openwit train` in
+//! the stage table names a command; one with WORKDIR is a pattern). `scripts/demo.sh` is run as what it runs after its build,
+//! `openwit run pipelines/demo.toml` with this test's binary on the PATH (its build and install
+//! steps are the release build, which the tests do not repeat); `scripts/test.sh` is what CI
+//! runs, so it is not run again from inside itself. `openwit serve` is started, asked for its
+//! search page, and stopped.
+
+#![cfg(feature = "train")]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The README's commands: code-block lines (comments cut) and the inline `openwit ...` spans on
+/// the demo's workdir.
+fn readme_commands(readme: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_block = false;
+    for line in readme.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block {
+            let cmd = line.split(" #").next().unwrap_or("").trim();
+            if !cmd.is_empty() && !cmd.starts_with('#') {
+                out.push(cmd.to_string());
+            }
+            continue;
+        }
+        for (i, span) in line.split('`').enumerate() {
+            if i % 2 == 1
+                && span.starts_with("openwit ")
+                && span.split_whitespace().any(|w| w == "work/demo")
+                && !out.iter().any(|c| c == span)
+            {
+                out.push(span.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Runs `cmd` with `sh -c` in `cwd` under `env -i HOME=.. PATH=..`.
+fn fresh_shell(cmd: &str, cwd: &Path, path: &str) -> Command {
+    let mut c = Command::new("env");
+    c.arg("-i")
+        .arg(format!("HOME={}", std::env::var("HOME").unwrap()))
+        .arg(format!("PATH={path}"))
+        .arg("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(cwd);
+    c
+}
+
+fn show(cmd: &str, o: &Output) -> String {
+    format!(
+        "`{cmd}` exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// GET `path` from 127.0.0.1:`port`; the status line and body.
+fn get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut r = String::new();
+    s.read_to_string(&mut r)?;
+    Ok(r)
+}
+
+#[test]
+fn every_readme_command_works_verbatim_in_a_fresh_shell() {
+    let repo = repo();
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let cmds = readme_commands(&readme);
+    assert!(
+        cmds.iter().any(|c| c.starts_with("scripts/demo.sh")),
+        "{cmds:?}"
+    );
+    assert!(
+        cmds.iter().filter(|c| c.starts_with("openwit ")).count() >= 3,
+        "the README shows fewer openwit commands than expected: {cmds:?}"
+    );
+
+    // A fresh checkout's layout: the demo's pipeline and its query inputs.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::copy(
+        repo.join("pipelines/demo.toml"),
+        root.join("pipelines/demo.toml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(repo.join("queries"), root.join("queries")).unwrap();
+    // `openwit` on the PATH, as demo.sh leaves it.
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_openwit"), bin.join("openwit")).unwrap();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
+
+    for cmd in &cmds {
+        let cmd = if cmd.starts_with("scripts/demo.sh") {
+            "openwit run pipelines/demo.toml"
+        } else if cmd.starts_with("scripts/test.sh") {
+            continue;
+        } else {
+            cmd.as_str()
+        };
+        if cmd.starts_with("openwit serve") {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = fresh_shell(&format!("exec {cmd} --port {port}"), root, &path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let t0 = Instant::now();
+            let page = loop {
+                match get(port, "/?q=red") {
+                    Ok(p) => break p,
+                    Err(e) if t0.elapsed() < Duration::from_secs(60) => {
+                        if let Some(status) = child.try_wait().unwrap() {
+                            let mut err = String::new();
+                            child
+                                .stderr
+                                .take()
+                                .unwrap()
+                                .read_to_string(&mut err)
+                                .unwrap();
+                            panic!("`{cmd}` exited {status} before answering: {err}");
+                        }
+                        let _ = e;
+                        std::thread::sleep(Duration::from_millis(100)); // poll interval
+                    }
+                    Err(e) => panic!("`{cmd}` did not answer within 60 s: {e}"),
+                }
+            };
+            child.kill().unwrap();
+            child.wait().unwrap();
+            assert!(
+                page.starts_with("HTTP/1.1 200"),
+                "{}",
+                &page[..page.len().min(400)]
+            );
+            assert!(page.contains("/sample/"), "no results for `red`");
+            continue;
+        }
+        let o = fresh_shell(cmd, root, &path).output().unwrap();
+        assert!(o.status.success(), "{}", show(cmd, &o));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        if cmd.starts_with("openwit search") {
+            assert!(!stdout.trim().is_empty(), "{}", show(cmd, &o));
+        }
+        if cmd.starts_with("openwit status") {
+            assert!(stdout.contains("download"), "{}", show(cmd, &o));
+        }
+    }
+    assert!(root.join("work/demo/report/report.html").is_file());
+}
+
+#[test]
+fn commands_are_read_from_blocks_and_concrete_inline_spans() {
+    let md = "x\n```sh\nscripts/demo.sh   # the demo\n# a comment\n```\n\
+              Run `openwit status work/demo`, or `openwit <stage> PIPELINE.toml`, \
+              `openwit status WORKDIR [--json]`, `openwit train`, `cargo build`.\n";
+    assert_eq!(
+        readme_commands(md),
+        vec!["scripts/demo.sh", "openwit status work/demo"]
+    );
+}
