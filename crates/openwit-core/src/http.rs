@@ -7,9 +7,10 @@
 //!   the URL must be `http` or `https` with a host; an IP literal (whatever form the URL spelled
 //!   it in: decimal, octal, hex, IPv4-mapped, NAT64, 6to4, ...) must be public
 //!   ([`crate::net::is_forbidden`]); `localhost` and `*.localhost` are refused; a host name is
-//!   resolved by [`crate::net::GuardedResolver`] (the [`crate::net::override_host`] table and
-//!   [`HttpSettings::overrides`] first) and refused when it resolves only to non-public
-//!   addresses. `allow_private` (the pipeline's `allow_private_networks`) lifts the address rules.
+//!   resolved by [`crate::net::GuardedResolver`] (the [`crate::net::override_host`] table first)
+//!   and refused when it resolves only to non-public addresses. `allow_private` (the pipeline's
+//!   `allow_private_networks`) lifts the address rules; [`HttpSettings::overrides`] names the
+//!   stage's own servers, which they do not cover.
 //! - One redirect policy ([`HttpClient::get`]): reqwest follows nothing itself
 //!   (`Policy::none()`); at most [`MAX_REDIRECTS`] hops of 301/302/303/307/308, a hop back to an
 //!   URL already requested is a `redirect_loop`, a hop to anything but http(s) is a `bad_url`, and
@@ -60,8 +61,8 @@ use reqwest::StatusCode;
 use tokio::sync::OnceCell;
 use url::{Host, Url};
 
+use crate::net::{ForbiddenAddress, GuardedResolver, is_forbidden};
 pub use crate::robots::MAX_ROBOTS_BYTES;
-use crate::net::{ForbiddenAddress, GuardedResolver, is_forbidden, keep_allowed};
 use crate::robots::Robots;
 
 /// The default user agent of every request: the tool, its version and where to learn about it
@@ -231,8 +232,10 @@ pub struct HttpSettings {
     pub allow_private: bool,
     /// The proxy every request goes through (`[pipeline] proxy`): an `http://` or `https://` URL.
     pub proxy: Option<String>,
-    /// Host name -> address overrides of this client (checked like any resolved address; the
-    /// port is used when an URL names none).
+    /// Host name -> address overrides of this client, for servers the stage runs itself (the
+    /// crawl's `demo_site`): trusted, so the address rules do not apply to these addresses (they
+    /// do to everything else, and to the process-wide [`crate::net::override_host`] table). The
+    /// port is used when an URL names none.
     pub overrides: Vec<(String, SocketAddr)>,
     /// Idle connections kept per host. Default 2.
     pub pool_max_idle_per_host: usize,
@@ -272,7 +275,11 @@ struct Resolver {
 impl Resolver {
     async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, std::io::Error> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        if let Some((t, addrs)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&host)
+        if let Some((t, addrs)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&host)
             && t.elapsed() < DNS_TTL
         {
             return Ok(addrs.clone());
@@ -283,7 +290,8 @@ impl Resolver {
             .find(|(h, _)| h.eq_ignore_ascii_case(&host))
             .map(|(_, a)| *a);
         let addrs = match own {
-            Some(a) => keep_allowed(&host, vec![a], self.allow_private)?,
+            // the stage's own server (see `HttpSettings::overrides`)
+            Some(a) => vec![a],
             None => {
                 GuardedResolver {
                     allow_private: self.allow_private,
@@ -373,8 +381,7 @@ pub fn check_target(url: &Url, allow_private: bool) -> Result<(), HttpError> {
         Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
         Host::Domain(d) => {
             let d = d.trim_end_matches('.');
-            if d.eq_ignore_ascii_case("localhost")
-                || d.to_ascii_lowercase().ends_with(".localhost")
+            if d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
             {
                 return Err(HttpError::new(
                     FailKind::ForbiddenAddress,
@@ -393,9 +400,7 @@ pub fn check_target(url: &Url, allow_private: bool) -> Result<(), HttpError> {
         return Err(HttpError::new(
             FailKind::ForbiddenAddress,
             url,
-            format!(
-                "{ip} is not a public address; set allow_private_networks = true to allow it"
-            ),
+            format!("{ip} is not a public address; set allow_private_networks = true to allow it"),
         ));
     }
     Ok(())

@@ -11,6 +11,9 @@
 //! - [`text`]: MetaCLIP's spacing and matching rule.
 //! - [`robots`]: robots.txt (RFC 9309, Google's leniencies); [`optout`]: `X-Robots-Tag` and
 //!   robots `<meta>` opt-outs as Google reads them.
+//! - [`http`]: the one HTTP client of every stage ([`HttpClient`]): address rules ([`net`]) on
+//!   every hop, one redirect policy, the optional `[pipeline] proxy`, the robots.txt cache, the
+//!   default user agent.
 //!
 //! ```
 //! use openwit_core::{Stage, StageContext, TaskContext, TaskReport, TaskSpec, Result};
@@ -43,6 +46,7 @@ pub mod config;
 pub mod dist;
 pub mod error;
 pub mod exec;
+pub mod http;
 pub mod lock;
 pub mod net;
 pub mod optout;
@@ -56,6 +60,7 @@ pub mod text;
 
 pub use error::{Error, IoContext, Result};
 pub use exec::{Executor, RunOptions, StageOutcome, panic_message};
+pub use http::{HttpClient, HttpError, HttpSettings};
 pub use pipeline::PipelineSettings;
 pub use progress::{NoProgress, Reporter};
 pub use stage::{

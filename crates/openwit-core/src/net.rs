@@ -10,10 +10,14 @@
 //!   URLs whose host is an IP literal never reach a resolver: check them with [`is_forbidden`]
 //!   before each request and each redirect hop.
 //!
-//! - [`without_env_proxies`]: every client goes to the checked address itself. Through a proxy
-//!   named in the environment (`http_proxy`, `HTTPS_PROXY`, `ALL_PROXY`, ...) host names would be
-//!   resolved by the proxy, never by the guarded resolver, so those variables are ignored (with one
-//!   warning per process that says so).
+//! - [`without_env_proxies`]: through a proxy named in the environment (`http_proxy`,
+//!   `HTTPS_PROXY`, `ALL_PROXY`, ...) host names would be resolved by the proxy, never by the
+//!   guarded resolver, so those variables are ignored (with one warning per process that says
+//!   so). A proxy is used only when the pipeline names one (`[pipeline] proxy`); the client of
+//!   [`crate::http`] then resolves and checks every name itself before the request goes there.
+//!
+//! Every HTTP request of openwit goes through [`crate::http::HttpClient`], which applies these
+//! rules to the first request and to every redirect hop.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -36,8 +40,9 @@ pub const PROXY_ENV_VARS: [&str; 6] = [
 ];
 
 /// Turns off `reqwest`'s use of proxy environment variables on `b`, and warns once per process
-/// when one of them is set: through a proxy, names are resolved by the proxy and the address rules
-/// could not hold.
+/// when one of them is set: through an unchecked proxy, names are resolved by the proxy and the
+/// address rules could not hold. The only proxy openwit uses is the one `[pipeline] proxy` names
+/// ([`crate::http`] checks every name itself before it goes there).
 pub fn without_env_proxies(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
     static WARNED: std::sync::Once = std::sync::Once::new();
     let set: Vec<&str> = PROXY_ENV_VARS
@@ -48,8 +53,9 @@ pub fn without_env_proxies(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder 
     if !set.is_empty() {
         WARNED.call_once(|| {
             tracing::warn!(
-                "ignoring the proxy set in {}: openwit connects to each checked address itself \
-                 (a proxy would resolve host names where the private-address check cannot see them)",
+                "ignoring the proxy set in {}: openwit uses only the proxy named by `[pipeline] proxy`, \
+                 and checks every address itself (a proxy from the environment would resolve host \
+                 names where the private-address check cannot see them)",
                 set.join(", ")
             );
         });
@@ -179,30 +185,40 @@ impl GuardedResolver {
             Some(addr) => vec![addr],
             None => tokio::net::lookup_host((host, 0)).await?.collect(),
         };
-        if self.allow_private {
-            return Ok(addrs);
-        }
-        let allowed: Vec<SocketAddr> = addrs
-            .iter()
-            .copied()
-            .filter(|a| !is_forbidden(&a.ip()))
-            .collect();
-        if allowed.is_empty() {
-            let list = addrs
-                .iter()
-                .map(|a| a.ip().to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                ForbiddenAddress {
-                    host: host.to_string(),
-                    addrs: list,
-                },
-            ));
-        }
-        Ok(allowed)
+        keep_allowed(host, addrs, self.allow_private)
     }
+}
+
+/// The addresses of `addrs` (what `host` resolved to) that the address rules allow; all of them
+/// when `allow_private`. None left is a `PermissionDenied` error carrying a [`ForbiddenAddress`].
+fn keep_allowed(
+    host: &str,
+    addrs: Vec<SocketAddr>,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, std::io::Error> {
+    if allow_private {
+        return Ok(addrs);
+    }
+    let allowed: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| !is_forbidden(&a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        let list = addrs
+            .iter()
+            .map(|a| a.ip().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            ForbiddenAddress {
+                host: host.to_string(),
+                addrs: list,
+            },
+        ));
+    }
+    Ok(allowed)
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {

@@ -43,6 +43,23 @@ pub struct PipelineSettings {
     /// the bundled demo (which serves its site on 127.0.0.1) set it.
     #[serde(default)]
     pub allow_private_networks: bool,
+    /// The proxy every HTTP request goes through (crawl, WARC files, download, queries
+    /// downloads): an `http://` or `https://` URL such as `http://proxy.example:3128`. Default:
+    /// none (proxy environment variables are ignored). Host names are still resolved and checked
+    /// by openwit before each request; see [`crate::http`] for the `https://` caveat.
+    #[serde(
+        default,
+        deserialize_with = "proxy_url",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy: Option<String>,
+}
+
+/// `proxy`: checked on load, so a bad value stops the run with `file:line:column`.
+fn proxy_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::http::parse_proxy(&s).map_err(serde::de::Error::custom)?;
+    Ok(Some(s.trim().to_string()))
 }
 
 impl Default for PipelineSettings {
@@ -54,6 +71,29 @@ impl Default for PipelineSettings {
             max_attempts: default_attempts(),
             seed: 0,
             allow_private_networks: false,
+            proxy: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_is_checked_on_load() {
+        let p: PipelineSettings = toml::from_str("").unwrap();
+        assert_eq!(p.proxy, None);
+        let p: PipelineSettings = toml::from_str("proxy = \"http://proxy.example:3128\"").unwrap();
+        assert_eq!(p.proxy.as_deref(), Some("http://proxy.example:3128"));
+        for bad in ["socks5://h:1", "h:3128", "http://h:1/x", "\"\""] {
+            let text = if bad.starts_with('"') {
+                format!("proxy = {bad}")
+            } else {
+                format!("proxy = \"{bad}\"")
+            };
+            let err = toml::from_str::<PipelineSettings>(&text).unwrap_err();
+            assert!(err.to_string().contains("http://HOST:PORT"), "{bad}: {err}");
         }
     }
 }

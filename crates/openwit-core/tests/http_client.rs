@@ -88,7 +88,9 @@ fn serve(conn: TcpStream, log: &Mutex<Vec<(String, String)>>, fake: &dyn Fn(&str
         let mut parts = line.split(' ');
         let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         if method == "CONNECT" {
-            let _ = out.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = out.write_all(
+                b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
             return;
         }
         let Ok(u) = Url::parse(target) else { return };
@@ -196,8 +198,14 @@ fn redirect_policy_limit_loop_scheme_and_location() {
         "too_many_redirects"
     );
     assert_eq!(srv.hits("/r/0"), 1, "the sixth hop was never requested");
-    assert_eq!(get(&rt, &c, &srv.url("/loop-a")).unwrap_err(), "redirect_loop");
-    assert_eq!(get(&rt, &c, &srv.url("/self")).unwrap_err(), "redirect_loop");
+    assert_eq!(
+        get(&rt, &c, &srv.url("/loop-a")).unwrap_err(),
+        "redirect_loop"
+    );
+    assert_eq!(
+        get(&rt, &c, &srv.url("/self")).unwrap_err(),
+        "redirect_loop"
+    );
     assert_eq!(srv.hits("/self"), 1);
     assert_eq!(get(&rt, &c, &srv.url("/ftp")).unwrap_err(), "bad_url");
     assert_eq!(get(&rt, &c, &srv.url("/file")).unwrap_err(), "bad_url");
@@ -253,21 +261,21 @@ fn forbidden_literals_in_every_form_are_refused_with_and_without_a_proxy() {
     let rt = rt();
     let forms = [
         "http://127.0.0.1/",
-        "http://2130706433/",       // decimal
-        "http://017700000001/",     // octal, one number
-        "http://0177.0.0.1/",       // octal dotted
-        "http://0x7f.0.0.1/",       // hex dotted
-        "http://0x7f000001/",       // hex, one number
-        "http://127.1/",            // short form
+        "http://2130706433/",   // decimal
+        "http://017700000001/", // octal, one number
+        "http://0177.0.0.1/",   // octal dotted
+        "http://0x7f.0.0.1/",   // hex dotted
+        "http://0x7f000001/",   // hex, one number
+        "http://127.1/",        // short form
         "http://[::1]/",
         "http://[::ffff:127.0.0.1]/", // IPv4-mapped
         "http://[::ffff:7f00:1]/",
-        "http://[::ffff:a00:1]/",   // mapped 10.0.0.1
-        "http://[::127.0.0.1]/",    // IPv4-compatible
-        "http://[64:ff9b::7f00:1]/", // NAT64 of 127.0.0.1
+        "http://[::ffff:a00:1]/",       // mapped 10.0.0.1
+        "http://[::127.0.0.1]/",        // IPv4-compatible
+        "http://[64:ff9b::7f00:1]/",    // NAT64 of 127.0.0.1
         "http://[64:ff9b::a9fe:a9fe]/", // NAT64 of 169.254.169.254
-        "http://[2002:7f00:1::1]/", // 6to4 of 127.0.0.1
-        "http://[2002:c0a8:101::1]/", // 6to4 of 192.168.1.1
+        "http://[2002:7f00:1::1]/",     // 6to4 of 127.0.0.1
+        "http://[2002:c0a8:101::1]/",   // 6to4 of 192.168.1.1
         "http://10.1.2.3/",
         "http://172.16.0.1/",
         "http://192.168.0.1/",
@@ -369,7 +377,11 @@ fn through_the_proxy_names_are_resolved_and_checked_here_first() {
         format!("http://localhost:{port}/page"),
         "https://site.proxytest.test/page".to_string(),
     ] {
-        assert_eq!(get(&rt, &c, &url).unwrap_err(), "forbidden_address", "{url}");
+        assert_eq!(
+            get(&rt, &c, &url).unwrap_err(),
+            "forbidden_address",
+            "{url}"
+        );
     }
     assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
     assert_eq!(srv.requests().len(), 0);
@@ -377,7 +389,10 @@ fn through_the_proxy_names_are_resolved_and_checked_here_first() {
     // allowed: through the proxy, which gets the checked address and never the name
     let c = client(true, Some(&proxy));
     let (status, last) = get(&rt, &c, "http://site.proxytest.test/page").unwrap();
-    assert_eq!((status, last.as_str()), (200, "http://site.proxytest.test/page"));
+    assert_eq!(
+        (status, last.as_str()),
+        (200, "http://site.proxytest.test/page")
+    );
     let (status, _) = get(&rt, &c, &format!("http://localhost:{port}/page")).unwrap();
     assert_eq!(status, 200);
     let seen = proxy.seen();
@@ -406,7 +421,10 @@ fn through_the_proxy_names_are_resolved_and_checked_here_first() {
     let err = rt
         .block_on(c.get(&u("https://site.proxytest.test/page"), |_, r| r))
         .unwrap_err();
-    assert!(err.kind.is_transient() || err.kind == FailKind::ConnectError, "{err:?}");
+    assert!(
+        err.kind.is_transient() || err.kind == FailKind::ConnectError,
+        "{err:?}"
+    );
     assert_eq!(
         proxy.seen().last().unwrap().0,
         "CONNECT site.proxytest.test:443 HTTP/1.1"
@@ -414,8 +432,17 @@ fn through_the_proxy_names_are_resolved_and_checked_here_first() {
 
     // without a proxy the same client settings fetch directly
     let direct = client(true, None);
-    assert_eq!(get(&rt, &direct, "http://site.proxytest.test/page").unwrap().0, 200);
-    assert_eq!(proxy.seen().len(), 3, "the direct client did not use the proxy");
+    assert_eq!(
+        get(&rt, &direct, "http://site.proxytest.test/page")
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(
+        proxy.seen().len(),
+        3,
+        "the direct client did not use the proxy"
+    );
 }
 
 /// A redirect hop to a forbidden literal or name is refused (with allow_private off), and
@@ -425,16 +452,28 @@ fn redirect_hops_are_checked_like_the_first_request() {
     let srv = TestServer::start();
     srv.route("/inside", Response::text("internal"));
     let port = srv.addr().port();
-    override_host("public.hoptest.test", format!("{FAKE_PUBLIC}:80").parse().unwrap());
+    override_host(
+        "public.hoptest.test",
+        format!("{FAKE_PUBLIC}:80").parse().unwrap(),
+    );
     override_host("internal.hoptest.test", srv.addr());
     let targets: Vec<(&str, String)> = vec![
         ("/to-literal", format!("http://127.0.0.1:{port}/inside")),
         ("/to-decimal", format!("http://2130706433:{port}/inside")),
         ("/to-hex", format!("http://0x7f.0.0.1:{port}/inside")),
-        ("/to-mapped", format!("http://[::ffff:127.0.0.1]:{port}/inside")),
-        ("/to-name", "http://internal.hoptest.test/inside".to_string()),
+        (
+            "/to-mapped",
+            format!("http://[::ffff:127.0.0.1]:{port}/inside"),
+        ),
+        (
+            "/to-name",
+            "http://internal.hoptest.test/inside".to_string(),
+        ),
         ("/to-localhost", format!("http://localhost:{port}/inside")),
-        ("/to-https-name", "https://internal.hoptest.test/inside".to_string()),
+        (
+            "/to-https-name",
+            "https://internal.hoptest.test/inside".to_string(),
+        ),
     ];
     let table = targets.clone();
     let proxy = Proxy::start(Arc::new(move |path: &str| {
@@ -497,7 +536,10 @@ fn a_bad_proxy_is_a_configuration_error() {
         );
         assert!(err.to_string().contains("http://HOST:PORT"), "{err}");
     }
-    for good in ["http://proxy.example:3128", "https://user:pw@proxy.example/"] {
+    for good in [
+        "http://proxy.example:3128",
+        "https://user:pw@proxy.example/",
+    ] {
         HttpClient::new(&HttpSettings {
             proxy: Some(good.into()),
             ..Default::default()
@@ -523,7 +565,10 @@ fn robots_cache_status_rules_caps_and_errors() {
     ));
     let url = u(&ok.url("/private/a.jpg"));
     assert!(!rt.block_on(cache.allowed(&url)).unwrap());
-    assert!(rt.block_on(cache.allowed(&u(&ok.url("/public?q=1")))).unwrap());
+    assert!(
+        rt.block_on(cache.allowed(&u(&ok.url("/public?q=1"))))
+            .unwrap()
+    );
     assert!(rt.block_on(cache.allowed(&u(&ok.url("/x")))).unwrap());
     assert_eq!(ok.hits("/robots.txt"), 1, "fetched once per origin");
     assert_eq!(cache.len(), 1);
@@ -549,19 +594,26 @@ fn robots_cache_status_rules_caps_and_errors() {
             allowed,
             "HTTP {status}"
         );
-        assert_eq!(rt.block_on(fetch_robots(&c, &u(&s.url("/a")))).unwrap(), txt);
+        assert_eq!(
+            rt.block_on(fetch_robots(&c, &u(&s.url("/a")))).unwrap(),
+            txt
+        );
     }
 
     // redirects are followed; too many of them: unavailable (allow all)
     let moved = TestServer::start();
     moved.route("/robots.txt", Response::redirect(301, "/real-robots.txt"));
-    moved.route("/real-robots.txt", Response::text("User-agent: *\nDisallow: /no\n"));
+    moved.route(
+        "/real-robots.txt",
+        Response::text("User-agent: *\nDisallow: /no\n"),
+    );
     let cache = RobotsCache::new(c.clone(), "openwit");
     assert!(!rt.block_on(cache.allowed(&u(&moved.url("/no/x")))).unwrap());
     assert!(rt.block_on(cache.allowed(&u(&moved.url("/yes")))).unwrap());
     let looping = robots_server(Response::redirect(302, "/robots.txt"));
     assert_eq!(
-        rt.block_on(fetch_robots(&c, &u(&looping.url("/")))).unwrap(),
+        rt.block_on(fetch_robots(&c, &u(&looping.url("/"))))
+            .unwrap(),
         RobotsTxt::AllowAll
     );
 
@@ -591,10 +643,28 @@ fn robots_cache_status_rules_caps_and_errors() {
     // a forbidden host is an error, cached like an answer
     let guarded = RobotsCache::new(client(false, None), "openwit");
     for _ in 0..2 {
-        let err = rt
-            .block_on(guarded.allowed(&u(&ok.url("/x"))))
-            .unwrap_err();
+        let err = rt.block_on(guarded.allowed(&u(&ok.url("/x")))).unwrap_err();
         assert_eq!(err.reason(), "forbidden_address");
     }
     assert_eq!(ok.hits("/robots.txt"), 2, "only the allowed caches fetched");
+}
+
+/// A client's own overrides name servers the stage runs itself (the crawl's demo site): they are
+/// reached without `allow_private`, and nothing else is.
+#[test]
+fn own_overrides_are_trusted_and_nothing_else() {
+    let srv = TestServer::start();
+    srv.route("/x", Response::text("own"));
+    let rt = rt();
+    let c = HttpClient::new(&HttpSettings {
+        overrides: vec![("own.site.test".into(), srv.addr())],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(get(&rt, &c, "http://own.site.test/x").unwrap().0, 200);
+    assert_eq!(
+        get(&rt, &c, &srv.url("/x")).unwrap_err(),
+        "forbidden_address"
+    );
+    assert_eq!(srv.hits("/x"), 1);
 }
