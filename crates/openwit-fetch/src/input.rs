@@ -385,14 +385,26 @@ fn read_list_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, Input
     let rows: Vec<InputRow> = r
         .take(seg.take as usize)
         .map(|e| match e.row {
-            Ok(row) => InputRow {
-                url: row.url,
-                caption: row.caption,
-                entry_ids: None,
-                language: None,
-                extra: row.extra,
-                dropped: None,
-            },
+            // The URL and caption as `import` keeps them (one check for both stages): a URL that
+            // is not http(s) stays in its row, a `bad_url` failure before any request.
+            Ok(row) => {
+                let caption = row
+                    .caption
+                    .as_deref()
+                    .and_then(openwit_urllist::clean_caption);
+                let (url, dropped) = match openwit_urllist::check_url(&row.url) {
+                    Ok(u) => (u, None),
+                    Err(m) => (row.url, Some((openwit_urllist::BAD_URL, m))),
+                };
+                InputRow {
+                    url,
+                    caption,
+                    entry_ids: None,
+                    language: None,
+                    extra: row.extra,
+                    dropped,
+                }
+            }
             Err(d) => InputRow {
                 dropped: Some((d.reason.reason(), d.message)),
                 ..empty_row(cfg)

@@ -235,23 +235,19 @@ pub struct Stats {
     pub empty: Option<String>,
 }
 
-/// The import stage's own checks on a row the reader gave: an http(s) URL with a host, a
-/// caption that is not empty once cleaned.
+/// The checks on a row the reader gave, shared with `download`'s URL-list input
+/// ([`openwit_urllist::check_url`], [`openwit_urllist::clean_caption`]): a caption that is not
+/// empty once cleaned (else `missing_caption`), an http(s) URL with a host, normalized (else
+/// `bad_url`, as `download` counts it).
 fn check_row(url: &str, caption: Option<&str>, stats: &mut Stats) -> Option<(String, String)> {
-    let Some(caption) = caption.and_then(crate::extract::clean_text) else {
+    let Some(caption) = caption.and_then(openwit_urllist::clean_caption) else {
         stats.drops.inc("missing_caption");
         return None;
     };
-    match url::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
-            Some((u.to_string(), caption))
-        }
-        Ok(_) => {
-            stats.drops.inc("non_http_url");
-            None
-        }
+    match openwit_urllist::check_url(url) {
+        Ok(u) => Some((u, caption)),
         Err(_) => {
-            stats.drops.inc("invalid_url");
+            stats.drops.inc(openwit_urllist::BAD_URL);
             None
         }
     }
@@ -273,8 +269,7 @@ fn row(url: String, caption: String, source_id: &str, extra: Option<String>) -> 
 }
 
 /// Reads one input file with the shared URL-list reader, calling `sink` for each good row and
-/// counting the bad ones (the reader's drop reasons, then `missing_caption`, `non_http_url`,
-/// `invalid_url`). A file that breaks midway keeps the rows before the break and records the
+/// counting the bad ones (the reader's drop reasons, then `missing_caption` and `bad_url`). A file that breaks midway keeps the rows before the break and records the
 /// error in `stats.error`; a file without rows says so in `stats.empty`.
 pub fn read_file(
     path: &Path,

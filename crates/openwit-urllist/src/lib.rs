@@ -14,6 +14,9 @@
 //! the line and the key to change. What a text file yields after an I/O error (a truncated gzip
 //! member) is one final `truncated_file` drop. [`Reader::empty`] says why a file gave no rows.
 //!
+//! What both stages then keep of a good row is decided here too: [`check_url`] (http(s) with a
+//! host, normalized; else a `bad_url` drop) and [`clean_caption`] (whitespace collapsed).
+//!
 //! Each entry carries its [`Position`] (row index, line, byte offset in a plain text file), and
 //! [`Reader::open_at`] resumes at one, so a large list can be cut into slices that are read
 //! independently (the download stage's shards) without re-reading what comes before.
@@ -1036,6 +1039,51 @@ fn parquet_row(
         caption,
         extra,
     })
+}
+
+/// The drop reason of a row whose URL [`check_url`] refuses, in `import`'s counts and in
+/// `download`'s failures alike.
+pub const BAD_URL: &str = "bad_url";
+
+/// The URL of a good row as both stages keep it: parsed as the HTTP client parses it (WHATWG URL
+/// Standard, crate `url`) and written back in that normalized form (`https://Example.com` becomes
+/// `https://example.com/`), so `import`'s candidates and `download`'s shard rows name a row's
+/// URL alike. Anything but http(s) with a host is refused with a message ([`BAD_URL`]).
+///
+/// ```
+/// use openwit_urllist::check_url;
+/// assert_eq!(check_url("https://Example.com").unwrap(), "https://example.com/");
+/// assert_eq!(check_url("http://a.example/x y.jpg").unwrap(), "http://a.example/x%20y.jpg");
+/// assert!(check_url("ftp://a.example/x.jpg").unwrap_err().starts_with("not an http(s) URL"));
+/// assert!(check_url("00M").is_err());
+/// ```
+pub fn check_url(url: &str) -> Result<String, String> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Ok(u.to_string())
+        }
+        Ok(_) => Err(format!("not an http(s) URL: {url}")),
+        Err(e) => Err(format!("bad URL: {e}: {url}")),
+    }
+}
+
+/// The caption of a good row as both stages keep it: runs of whitespace (line breaks, tabs,
+/// several spaces) become one space, none at either end; `None` when nothing is left.
+///
+/// ```
+/// use openwit_urllist::clean_caption;
+/// assert_eq!(clean_caption("  Moton  Municipal\n").as_deref(), Some("Moton Municipal"));
+/// assert_eq!(clean_caption(" \t "), None);
+/// ```
+pub fn clean_caption(caption: &str) -> Option<String> {
+    let mut out = String::with_capacity(caption.len());
+    for w in caption.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// The extra columns of a row as one JSON object (`None` when there are none).
