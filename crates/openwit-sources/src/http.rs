@@ -1,93 +1,9 @@
-//! The HTTP client shared by the crawler and the WARC reader: a user agent naming the tool and a
-//! contact URL, timeouts, names resolved through [`openwit_core::net::GuardedResolver`], IP
-//! literals checked with [`openwit_core::net::is_forbidden`], redirects followed by hand (at
-//! most [`MAX_REDIRECTS`]) so that every hop is re-checked by the caller.
+//! Remote files of the `warc` stage: a blocking `Read` over a download made by the one guarded
+//! client of openwit ([`openwit_core::http::HttpClient`]: address rules on every redirect hop,
+//! one redirect policy, the optional `[pipeline] proxy`). The crawl uses that client directly.
 
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use openwit_core::net::{ForbiddenAddress, GuardedResolver, is_forbidden};
-use url::{Host, Url};
-
-/// The default user agent: the tool, its version and where to learn about it / complain.
-pub const DEFAULT_USER_AGENT: &str = concat!(
-    "openwit/",
-    env!("CARGO_PKG_VERSION"),
-    " (+https://github.com/openwit/openwit; image-text dataset builder; honours robots.txt, noai and noimageai)"
-);
-
-/// Most redirects followed for one request.
-pub const MAX_REDIRECTS: usize = 5;
-
-/// Client settings.
-#[derive(Debug, Clone)]
-pub struct HttpOptions {
-    pub user_agent: String,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub allow_private_networks: bool,
-    /// Host name -> socket address overrides (the demo site's virtual host).
-    pub resolve: Vec<(String, std::net::SocketAddr)>,
-}
-
-impl Default for HttpOptions {
-    fn default() -> Self {
-        HttpOptions {
-            user_agent: DEFAULT_USER_AGENT.into(),
-            timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-            allow_private_networks: false,
-            resolve: Vec::new(),
-        }
-    }
-}
-
-/// Builds a client that never follows redirects itself.
-pub fn client(opts: &HttpOptions) -> Result<reqwest::Client, crate::SourcesError> {
-    let mut b = openwit_core::net::without_env_proxies(reqwest::Client::builder())
-        .user_agent(&opts.user_agent)
-        .timeout(opts.timeout)
-        .connect_timeout(opts.connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(Arc::new(GuardedResolver {
-            allow_private: opts.allow_private_networks,
-        }))
-        .pool_max_idle_per_host(2);
-    for (host, addr) in &opts.resolve {
-        b = b.resolve(host, *addr);
-    }
-    b.build()
-        .map_err(|e| crate::SourcesError::Http(format!("cannot build the HTTP client: {e}")))
-}
-
-/// Whether `url`'s host is an IP literal that the address rules forbid.
-pub fn forbidden_literal(url: &Url, allow_private: bool) -> bool {
-    if allow_private {
-        return false;
-    }
-    match url.host() {
-        Some(Host::Ipv4(ip)) => is_forbidden(&IpAddr::V4(ip)),
-        Some(Host::Ipv6(ip)) => is_forbidden(&IpAddr::V6(ip)),
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost"),
-        None => true,
-    }
-}
-
-/// Why a request failed, as a drop reason.
-pub fn failure_reason(e: &reqwest::Error) -> &'static str {
-    if ForbiddenAddress::is_in(e) {
-        "forbidden_address"
-    } else if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect_error"
-    } else if e.is_body() || e.is_decode() {
-        "body_error"
-    } else {
-        "http_error"
-    }
-}
+use openwit_core::http::HttpClient;
+use url::Url;
 
 /// A blocking `Read` over a remote file, streamed on the tokio runtime (bounded buffer), with
 /// redirects followed by hand and each hop checked against the address rules.
@@ -100,44 +16,22 @@ pub struct RemoteReader {
 impl RemoteReader {
     pub fn open(
         rt: &tokio::runtime::Runtime,
-        client: &reqwest::Client,
+        client: &HttpClient,
         url: &str,
-        allow_private: bool,
     ) -> Result<Self, crate::SourcesError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(32);
         let client = client.clone();
         let first =
             Url::parse(url).map_err(|e| crate::SourcesError::Input(format!("{url}: {e}")))?;
         let resp = rt.block_on(async move {
-            let mut url = first;
-            for _ in 0..=MAX_REDIRECTS {
-                if forbidden_literal(&url, allow_private) {
-                    return Err(format!(
-                        "{url}: address not allowed (set allow_private_networks = true to allow it)"
-                    ));
-                }
-                let r = client
-                    .get(url.clone())
-                    .send()
-                    .await
-                    .map_err(|e| format!("{url}: {e}"))?;
-                if r.status().is_redirection() {
-                    let loc = r
-                        .headers()
-                        .get(reqwest::header::LOCATION)
-                        .and_then(|l| l.to_str().ok())
-                        .ok_or_else(|| format!("{url}: redirect without Location"))?;
-                    url = url
-                        .join(loc)
-                        .map_err(|e| format!("{url}: bad redirect: {e}"))?;
-                    continue;
-                }
-                if !r.status().is_success() {
-                    return Err(format!("{url}: HTTP {}", r.status()));
-                }
-                return Ok(r);
+            let f = client
+                .get(&first, |_, r| r)
+                .await
+                .map_err(|e| format!("{}: {e}", e.reason()))?;
+            if !f.response.status().is_success() {
+                return Err(format!("{}: HTTP {}", f.url, f.response.status()));
             }
-            Err(format!("{url}: more than {MAX_REDIRECTS} redirects"))
+            Ok(f.response)
         });
         let mut resp = resp.map_err(crate::SourcesError::Http)?;
         rt.spawn(async move {
@@ -188,4 +82,14 @@ impl std::io::Read for RemoteReader {
         let _ = self.cur.split_to(n);
         Ok(n)
     }
+}
+
+/// The guarded client for `settings`; a bad proxy is a configuration error.
+pub(crate) fn client(
+    settings: &openwit_core::http::HttpSettings,
+) -> Result<HttpClient, crate::SourcesError> {
+    HttpClient::new(settings).map_err(|e| match e {
+        openwit_core::Error::Config(m) => crate::SourcesError::Config(m),
+        e => crate::SourcesError::Http(e.to_string()),
+    })
 }

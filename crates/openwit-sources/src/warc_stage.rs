@@ -55,7 +55,7 @@ fn default_prefix() -> String {
     "https://data.commoncrawl.org/".into()
 }
 fn default_ua() -> String {
-    crate::http::DEFAULT_USER_AGENT.into()
+    openwit_core::http::DEFAULT_USER_AGENT.into()
 }
 fn default_timeout() -> u64 {
     600
@@ -65,6 +65,8 @@ fn default_timeout() -> u64 {
 pub struct WarcStage {
     cfg: WarcConfig,
     base: PathBuf,
+    /// `[pipeline] proxy`.
+    proxy: Option<String>,
 }
 
 fn is_remote(s: &str) -> bool {
@@ -92,7 +94,15 @@ impl WarcStage {
         Ok(WarcStage {
             cfg,
             base: base.into(),
+            proxy: None,
         })
+    }
+
+    /// Send every request through this proxy (`[pipeline] proxy`; names are still checked
+    /// here first, see `openwit_core::http`).
+    pub fn proxy(mut self, proxy: Option<String>) -> Self {
+        self.proxy = proxy;
+        self
     }
 
     /// Honour the pipeline-wide `allow_private_networks` too.
@@ -110,13 +120,16 @@ impl WarcStage {
         }
     }
 
-    fn http_opts(&self) -> crate::http::HttpOptions {
-        crate::http::HttpOptions {
+    fn client(&self) -> Result<openwit_core::http::HttpClient, SourcesError> {
+        crate::http::client(&openwit_core::http::HttpSettings {
             user_agent: self.cfg.user_agent.clone(),
-            timeout: Duration::from_secs(self.cfg.timeout_secs),
-            allow_private_networks: self.cfg.allow_private_networks,
+            timeout: Some(Duration::from_secs(self.cfg.timeout_secs)),
+            allow_private: self.cfg.allow_private_networks,
+            proxy: self.proxy.clone(),
+            // WARC files are read as sent (`.warc.gz` stays gzip)
+            decompress: false,
             ..Default::default()
-        }
+        })
     }
 
     fn open_input(
@@ -135,25 +148,15 @@ impl WarcStage {
                         .build()
                         .map_err(|e| SourcesError::Http(e.to_string()))?;
                     // plan-time listings are small: read them whole
-                    let c = crate::http::client(&self.http_opts())?;
-                    let mut r = crate::http::RemoteReader::open(
-                        &owned,
-                        &c,
-                        input,
-                        self.cfg.allow_private_networks,
-                    )?;
+                    let c = self.client()?;
+                    let mut r = crate::http::RemoteReader::open(&owned, &c, input)?;
                     let mut buf = Vec::new();
                     r.read_to_end(&mut buf).at(input)?;
                     return Ok(Box::new(std::io::Cursor::new(buf)));
                 }
             };
-            let c = crate::http::client(&self.http_opts())?;
-            return Ok(Box::new(crate::http::RemoteReader::open(
-                rt,
-                &c,
-                input,
-                self.cfg.allow_private_networks,
-            )?));
+            let c = self.client()?;
+            return Ok(Box::new(crate::http::RemoteReader::open(rt, &c, input)?));
         }
         let p = self.local(input);
         Ok(Box::new(std::fs::File::open(&p).map_err(|e| {

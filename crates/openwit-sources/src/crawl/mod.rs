@@ -7,9 +7,11 @@
 //! included; at most `per_host` requests are in flight per host with at least `min_delay_ms`
 //! between their starts, and at most `concurrency` overall. Responses are capped at
 //! `max_page_bytes`, must be HTML (by Content-Type, else sniffed), are decoded by their charset,
-//! and go through the shared extractor. Redirects (at most 5) are followed by hand, each hop
-//! re-checked against the scope, robots.txt and the address rules. A killed crawl resumes from
-//! the frontier.
+//! and go through the shared extractor. Requests go through the one guarded client
+//! ([`openwit_core::http`]: address rules, the optional `[pipeline] proxy`, the robots.txt status
+//! rules); a redirect's target (at most [`MAX_REDIRECTS`] hops) goes back into the frontier, so
+//! each hop is deduplicated (no loops) and re-checked against the scope, robots.txt, politeness
+//! and the address rules. A killed crawl resumes from the frontier.
 //!
 //! ```toml
 //! [crawl]
@@ -28,7 +30,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use openwit_core::robots::{MAX_ROBOTS_BYTES, Robots};
+use openwit_core::http::{
+    FailKind, HttpClient, HttpSettings, MAX_REDIRECTS, RobotsTxt, check_target, fetch_robots,
+    path_and_query, read_capped, redirect_target,
+};
+use openwit_core::robots::Robots;
 use openwit_core::{Drops, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -37,7 +43,6 @@ use url::Url;
 use crate::candidate::{Candidate, CandidateWriter};
 use crate::error::SourcesError;
 use crate::extract::{PageInfo, extract_with_links, to_candidates};
-use crate::http::{HttpOptions, MAX_REDIRECTS, failure_reason, forbidden_literal};
 use frontier::{DONE, FAILED, Frontier, KIND_PAGE, KIND_SITEMAP, NewUrl, SKIPPED};
 
 // The ranges of this table's own numeric keys (shared ones are in `openwit_core::config::range`;
@@ -157,7 +162,7 @@ fn default_delay() -> u64 {
     1000
 }
 fn default_ua() -> String {
-    crate::http::DEFAULT_USER_AGENT.into()
+    openwit_core::http::DEFAULT_USER_AGENT.into()
 }
 fn default_timeout() -> u64 {
     30
@@ -202,6 +207,8 @@ fn toml_defaults(seeds: Vec<String>) -> CrawlConfig {
 pub struct CrawlStage {
     cfg: CrawlConfig,
     base: PathBuf,
+    /// `[pipeline] proxy`.
+    proxy: Option<String>,
 }
 
 fn now_ms() -> i64 {
@@ -275,7 +282,15 @@ impl CrawlStage {
         Ok(CrawlStage {
             cfg,
             base: base.into(),
+            proxy: None,
         })
+    }
+
+    /// Send every request through this proxy (`[pipeline] proxy`; names are still checked
+    /// here first, see `openwit_core::http`).
+    pub fn proxy(mut self, proxy: Option<String>) -> Self {
+        self.proxy = proxy;
+        self
     }
 
     /// Honour the pipeline-wide `allow_private_networks` too.
@@ -364,12 +379,13 @@ impl Stage for CrawlStage {
         let dir = ctx.stage_dir();
         std::fs::create_dir_all(&dir).map_err(|e| openwit_core::Error::io(&dir, e))?;
         let rt = ctx.runtime();
-        let mut http = HttpOptions {
+        let mut http = HttpSettings {
             user_agent: self.cfg.user_agent.clone(),
-            timeout: Duration::from_secs(self.cfg.timeout_secs.max(1)),
+            timeout: Some(Duration::from_secs(self.cfg.timeout_secs.max(1))),
             connect_timeout: Duration::from_secs(self.cfg.timeout_secs.clamp(1, 10)),
-            allow_private_networks: self.cfg.allow_private_networks,
-            resolve: vec![],
+            allow_private: self.cfg.allow_private_networks,
+            proxy: self.proxy.clone(),
+            ..Default::default()
         };
         let _server = match &self.cfg.demo_site {
             Some(d) => {
@@ -382,7 +398,7 @@ impl Stage for CrawlStage {
                     crate::demo_site::generate(&site, d.pages)?;
                 }
                 let server = crate::demo_site::serve(rt, &site)?;
-                http.resolve
+                http.overrides
                     .push((crate::demo_site::DEMO_HOST.to_string(), server.addr));
                 tracing::info!(addr = %server.addr, host = crate::demo_site::DEMO_HOST, "serving the demo site");
                 Some(server)
@@ -460,7 +476,7 @@ struct HostRules {
 }
 
 struct Crawler {
-    client: reqwest::Client,
+    client: HttpClient,
     scope: Arc<Scope>,
     agent: String,
     cfg: CrawlConfig,
@@ -475,7 +491,11 @@ const ROBOTS_DISALLOW_ALL: i64 = 503;
 const ROBOTS_FORBIDDEN: i64 = 451;
 
 impl Crawler {
-    fn new(stage: &CrawlStage, http: &HttpOptions, seeds: &[String]) -> Result<Self, SourcesError> {
+    fn new(
+        stage: &CrawlStage,
+        http: &HttpSettings,
+        seeds: &[String],
+    ) -> Result<Self, SourcesError> {
         let client = crate::http::client(http)?;
         let seed_hosts = seeds
             .iter()
@@ -595,10 +615,8 @@ impl Crawler {
                             // fetch robots.txt first; the entry stays pending
                             hs.robots_pending = true;
                             let host = e.host.clone();
-                            let allow_private = self.cfg.allow_private_networks;
                             rt.spawn(async move {
-                                let (status, body) =
-                                    fetch_robots(&client, &e.url, allow_private).await;
+                                let (status, body) = robots_status(&client, &e.url).await;
                                 let _ = tx.send((e, Outcome::Robots(host, status, body)));
                             });
                         }
@@ -760,84 +778,28 @@ fn robots_from(status: i64, body: &str, agent: &str) -> HostRules {
     }
 }
 
-/// Fetches `/robots.txt` of the URL's host (following up to 5 redirects): (status class, body).
-async fn fetch_robots(client: &reqwest::Client, page: &str, allow_private: bool) -> (i64, String) {
+/// Fetches `/robots.txt` of the URL's host through the guarded client (the status rules of
+/// [`fetch_robots`]) as it is stored in the frontier: (status class, body).
+async fn robots_status(client: &HttpClient, page: &str) -> (i64, String) {
     let Ok(page) = Url::parse(page) else {
         return (ROBOTS_ALLOW_ALL, String::new());
     };
-    let mut url = page.join("/robots.txt").unwrap();
-    for _ in 0..=MAX_REDIRECTS {
-        if forbidden_literal(&url, allow_private) {
-            return (ROBOTS_FORBIDDEN, String::new());
-        }
-        let resp = match client.get(url.clone()).send().await {
-            Ok(r) => r,
-            Err(e) if failure_reason(&e) == "forbidden_address" => {
-                return (ROBOTS_FORBIDDEN, String::new());
-            }
-            Err(_) => return (ROBOTS_DISALLOW_ALL, String::new()),
-        };
-        let s = resp.status();
-        if s.is_redirection() {
-            match resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .and_then(|l| url.join(l).ok())
-            {
-                Some(next) => {
-                    url = next;
-                    continue;
-                }
-                None => return (ROBOTS_ALLOW_ALL, String::new()),
-            }
-        }
-        if s.is_success() {
-            let body = read_capped(resp, MAX_ROBOTS_BYTES as u64).await;
-            return match body {
-                Ok((b, _)) => (ROBOTS_OK, String::from_utf8_lossy(&b).into_owned()),
-                Err(_) => (ROBOTS_DISALLOW_ALL, String::new()),
-            };
-        }
-        if s.as_u16() == 429 || s.is_server_error() {
-            return (ROBOTS_DISALLOW_ALL, String::new());
-        }
-        return (ROBOTS_ALLOW_ALL, String::new());
+    match fetch_robots(client, &page).await {
+        Ok(RobotsTxt::Body(b)) => (ROBOTS_OK, String::from_utf8_lossy(&b).into_owned()),
+        Ok(RobotsTxt::AllowAll) => (ROBOTS_ALLOW_ALL, String::new()),
+        Ok(RobotsTxt::DisallowAll) => (ROBOTS_DISALLOW_ALL, String::new()),
+        Err(e) if e.kind == FailKind::ForbiddenAddress => (ROBOTS_FORBIDDEN, String::new()),
+        // the name does not resolve: nothing can be fetched from the host
+        Err(_) => (ROBOTS_DISALLOW_ALL, String::new()),
     }
-    // too many redirects: treat as unavailable (4xx), as RFC 9309 allows
-    (ROBOTS_ALLOW_ALL, String::new())
-}
-
-/// Reads a body up to `cap` bytes: (bytes, whether it was cut).
-async fn read_capped(
-    mut resp: reqwest::Response,
-    cap: u64,
-) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        let room = cap as usize - buf.len();
-        if chunk.len() >= room {
-            buf.extend_from_slice(&chunk[..room]);
-            return Ok((buf, true));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok((buf, false))
 }
 
 struct FetchJob {
-    client: reqwest::Client,
+    client: HttpClient,
     robots: Arc<HostRules>,
     scope: Arc<Scope>,
     cfg: CrawlConfig,
     sitemap_hosts_done: Arc<Mutex<std::collections::HashSet<String>>>,
-}
-
-fn path_and_query(u: &Url) -> String {
-    match u.query() {
-        Some(q) => format!("{}?{q}", u.path()),
-        None => u.path().to_string(),
-    }
 }
 
 impl FetchJob {
@@ -851,39 +813,35 @@ impl FetchJob {
             if !self.scope.allows(&url) {
                 return Outcome::Skip("out_of_scope", vec![]);
             }
-            if self.robots.forbidden || forbidden_literal(&url, self.cfg.allow_private_networks) {
+            if self.robots.forbidden {
                 return Outcome::Skip("forbidden_address", vec![]);
+            }
+            if let Err(err) = check_target(&url, self.cfg.allow_private_networks) {
+                return Outcome::Skip(err.reason(), vec![]);
             }
             if !self.robots.rules.allowed(&path_and_query(&url)) {
                 return Outcome::Skip("robots_disallowed", vec![]);
             }
             let resp = match self
                 .client
-                .get(url.clone())
-                .header(
-                    reqwest::header::ACCEPT,
-                    "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
-                )
-                .send()
+                .send_once(&url, |r| {
+                    r.header(
+                        reqwest::header::ACCEPT,
+                        "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+                    )
+                })
                 .await
             {
                 Ok(r) => r,
-                Err(err) => {
-                    let r = failure_reason(&err);
-                    return if r == "forbidden_address" {
-                        Outcome::Skip(r, vec![])
-                    } else {
-                        Outcome::Retry(r)
-                    };
-                }
+                Err(err) if err.kind.is_transient() => return Outcome::Retry(err.reason()),
+                // forbidden_address, dns_error, bad_url: for good
+                Err(err) => return Outcome::Skip(err.reason(), vec![]),
             };
             let status = resp.status();
             if status.is_redirection() {
-                let Some(next) = resp
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .and_then(|l| urlnorm::normalize(&url, l))
+                let Some(next) = redirect_target(&url, &resp)
+                    .and_then(Result::ok)
+                    .and_then(|l| urlnorm::normalize(&url, l.as_str()))
                 else {
                     return Outcome::Skip("bad_redirect", vec![]);
                 };
@@ -942,9 +900,9 @@ impl FetchJob {
             if ctype.as_deref().and_then(crate::html::html_by_type) == Some(false) {
                 return Outcome::Skip("not_html", vec![]);
             }
-            let (body, cut) = match read_capped(resp, self.cfg.max_page_bytes).await {
+            let (body, cut) = match read_capped(&url, resp, self.cfg.max_page_bytes).await {
                 Ok(b) => b,
-                Err(err) => return Outcome::Retry(failure_reason(&err)),
+                Err(err) => return Outcome::Retry(err.reason()),
             };
             if !crate::html::is_html(ctype.as_deref(), &body) {
                 return Outcome::Skip("not_html", vec![]);
@@ -1004,9 +962,9 @@ impl FetchJob {
     }
 
     async fn sitemap(&self, e: &frontier::Entry, url: &Url, resp: reqwest::Response) -> Outcome {
-        let (body, _) = match read_capped(resp, 50 << 20).await {
+        let (body, _) = match read_capped(url, resp, 50 << 20).await {
             Ok(b) => b,
-            Err(err) => return Outcome::Retry(failure_reason(&err)),
+            Err(err) => return Outcome::Retry(err.reason()),
         };
         let body = if body.starts_with(b"\x1f\x8b") {
             let mut out = Vec::new();
