@@ -118,15 +118,10 @@ fn t() -> bool {
     true
 }
 fn d_ua() -> String {
-    concat!(
-        "OpenWIT/",
-        env!("CARGO_PKG_VERSION"),
-        " (image-text dataset builder; honours robots.txt and X-Robots-Tag)"
-    )
-    .into()
+    openwit_core::http::DEFAULT_USER_AGENT.into()
 }
 fn d_token() -> String {
-    "openwit".into()
+    openwit_core::http::DEFAULT_PRODUCT_TOKEN.into()
 }
 fn d_directives() -> Vec<String> {
     ["noai", "noimageai", "noindex", "noimageindex"]
@@ -250,7 +245,8 @@ pub struct Config {
     /// Check robots.txt per host before requesting images. Default true.
     #[serde(default = "t")]
     pub respect_robots: bool,
-    /// The User-Agent header.
+    /// The User-Agent header. Default `openwit_core::http::DEFAULT_USER_AGENT`, the one of
+    /// every openwit client.
     #[serde(default = "d_ua")]
     pub user_agent: String,
     /// The product token matched against robots.txt groups and `X-Robots-Tag: token: ...`.
@@ -261,6 +257,9 @@ pub struct Config {
     /// (with `noindex` in the list, `none` and a past `unavailable_after: <date>` drop it too).
     #[serde(default = "d_directives")]
     pub disallowed_header_directives: Vec<String>,
+    /// The pipeline's proxy (`[pipeline] proxy`, set by the CLI; not a `[download]` key).
+    #[serde(skip)]
+    pub proxy: Option<String>,
 }
 
 impl Default for Config {

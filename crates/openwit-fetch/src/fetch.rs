@@ -1,26 +1,21 @@
-//! The HTTP side: one shared `reqwest` client (connection reuse, HTTP/1.1 and HTTP/2, gzip/
-//! brotli/deflate), a caching DNS resolver that refuses non-public addresses, a global and a
-//! per-host concurrency limit with a per-host minimum delay, robots.txt per host (cached),
-//! `X-Robots-Tag` opt-outs checked before the body is read, a body cap enforced while streaming,
-//! a stall timeout between body chunks, at most 5 redirects, and retries with exponential backoff
-//! and jitter for timeouts, resets, 5xx and 429 (honouring `Retry-After`).
+//! The download side of the one guarded HTTP client ([`openwit_core::http::HttpClient`]:
+//! connection reuse, HTTP/1.1 and HTTP/2, gzip/brotli/deflate, the address rules on every hop,
+//! at most 5 redirects, the optional `[pipeline] proxy`, robots.txt per origin through
+//! [`RobotsCache`]), plus what only the download needs: a global and a per-host concurrency limit
+//! with a per-host minimum delay, `X-Robots-Tag` opt-outs checked before the body is read, a body
+//! cap enforced while streaming, a stall timeout between body chunks, and retries with
+//! exponential backoff and jitter for timeouts, resets, 5xx and 429 (honouring `Retry-After`).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use openwit_core::net::{ForbiddenAddress, GuardedResolver, is_forbidden};
-use openwit_core::robots::{MAX_ROBOTS_BYTES, Robots};
-use tokio::sync::{OnceCell, Semaphore};
+use openwit_core::http::{HttpClient, HttpError, HttpSettings, RobotsCache, path_and_query};
+use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::config::Config;
-
-/// Most redirects followed.
-pub const MAX_REDIRECTS: usize = 5;
-const DNS_TTL: Duration = Duration::from_secs(300);
 
 /// A downloaded body.
 #[derive(Debug, Clone)]
@@ -44,45 +39,24 @@ fn ff(reason: &'static str, message: impl Into<String>) -> FetchFail {
     }
 }
 
+impl From<HttpError> for FetchFail {
+    fn from(e: HttpError) -> Self {
+        ff(e.reason(), e.to_string())
+    }
+}
+
 enum Attempt {
     Retry(FetchFail, Option<Duration>),
     Final(FetchFail),
 }
 
-/// A redirect refused by our policy (found in a `reqwest::Error`'s source chain).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-struct RedirectRefused {
-    reason: &'static str,
-    message: String,
-}
-
-/// reqwest resolver: [`GuardedResolver`] (address rules) behind a shared cache.
-#[derive(Clone)]
-struct CachingResolver {
-    inner: GuardedResolver,
-    cache: Arc<Mutex<HashMap<String, (Instant, Vec<SocketAddr>)>>>,
-}
-
-impl reqwest::dns::Resolve for CachingResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let this = self.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_ascii_lowercase();
-            if let Some((t, addrs)) = this.cache.lock().unwrap().get(&host)
-                && t.elapsed() < DNS_TTL
-            {
-                let it: reqwest::dns::Addrs = Box::new(addrs.clone().into_iter());
-                return Ok(it);
-            }
-            let addrs = this.inner.lookup(&host).await?;
-            this.cache
-                .lock()
-                .unwrap()
-                .insert(host, (Instant::now(), addrs.clone()));
-            let it: reqwest::dns::Addrs = Box::new(addrs.into_iter());
-            Ok(it)
-        })
+impl From<HttpError> for Attempt {
+    fn from(e: HttpError) -> Self {
+        if e.kind.is_transient() {
+            Attempt::Retry(e.into(), None)
+        } else {
+            Attempt::Final(e.into())
+        }
     }
 }
 
@@ -93,84 +67,35 @@ struct Host {
 
 /// The downloader shared by every shard of a run.
 pub struct Fetcher {
-    client: reqwest::Client,
+    client: HttpClient,
     cfg: Arc<Config>,
-    allow_private: bool,
     global: Semaphore,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
-    robots: Mutex<HashMap<String, Arc<OnceCell<Result<Robots, FetchFail>>>>>,
-}
-
-fn ip_literal(u: &Url) -> Option<IpAddr> {
-    match u.host()? {
-        url::Host::Ipv4(a) => Some(IpAddr::V4(a)),
-        url::Host::Ipv6(a) => Some(IpAddr::V6(a)),
-        url::Host::Domain(_) => None,
-    }
+    robots: RobotsCache,
 }
 
 impl Fetcher {
-    /// Builds the client. `allow_private` lifts the address rules (tests, local demos).
+    /// Builds the client. `allow_private` lifts the address rules (tests, local demos);
+    /// `cfg.proxy` is the pipeline's proxy.
     pub fn new(cfg: Arc<Config>, allow_private: bool) -> Result<Self, String> {
-        let policy = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() > MAX_REDIRECTS {
-                let e = RedirectRefused {
-                    reason: "too_many_redirects",
-                    message: format!("more than {MAX_REDIRECTS} redirects"),
-                };
-                return attempt.error(e);
-            }
-            if attempt.previous().iter().any(|p| p == attempt.url()) {
-                let e = RedirectRefused {
-                    reason: "redirect_loop",
-                    message: format!("redirect loop back to {}", attempt.url()),
-                };
-                return attempt.error(e);
-            }
-            if !matches!(attempt.url().scheme(), "http" | "https") {
-                let e = RedirectRefused {
-                    reason: "bad_url",
-                    message: format!("redirect to a non-HTTP URL {}", attempt.url()),
-                };
-                return attempt.error(e);
-            }
-            if !allow_private
-                && let Some(ip) = ip_literal(attempt.url())
-                && is_forbidden(&ip)
-            {
-                let e = RedirectRefused {
-                    reason: "forbidden_address",
-                    message: format!("redirect to non-public address {ip}"),
-                };
-                return attempt.error(e);
-            }
-            attempt.follow()
-        });
-        let resolver = CachingResolver {
-            inner: GuardedResolver { allow_private },
-            cache: Default::default(),
-        };
-        let client = openwit_core::net::without_env_proxies(reqwest::Client::builder())
-            .user_agent(cfg.user_agent.clone())
-            .connect_timeout(Duration::from_secs_f64(cfg.connect_timeout))
-            .timeout(Duration::from_secs_f64(cfg.timeout))
-            .pool_max_idle_per_host(cfg.per_host_concurrency)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .redirect(policy)
-            .gzip(true)
-            .brotli(true)
-            .deflate(true)
-            .dns_resolver(Arc::new(resolver))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = HttpClient::new(&HttpSettings {
+            user_agent: cfg.user_agent.clone(),
+            timeout: Some(Duration::from_secs_f64(cfg.timeout)),
+            connect_timeout: Duration::from_secs_f64(cfg.connect_timeout),
+            allow_private,
+            proxy: cfg.proxy.clone(),
+            overrides: Vec::new(),
+            pool_max_idle_per_host: cfg.per_host_concurrency,
+            pool_idle_timeout: Duration::from_secs(60),
+            decompress: true,
+        })
+        .map_err(|e| e.to_string())?;
         Ok(Fetcher {
+            robots: RobotsCache::new(client.clone(), cfg.user_agent_token.clone()),
             client,
             global: Semaphore::new(cfg.concurrency),
             cfg,
-            allow_private,
             hosts: Mutex::new(HashMap::new()),
-            robots: Mutex::new(HashMap::new()),
         })
     }
 
@@ -188,79 +113,14 @@ impl Fetcher {
             .clone()
     }
 
-    /// The host's robots.txt rules; an error when the host itself cannot be used (its name
-    /// resolves only to non-public addresses, or does not resolve).
-    async fn robots_for(&self, u: &Url) -> Result<Robots, FetchFail> {
-        let origin = u.origin().ascii_serialization();
-        let cell = self
-            .robots
-            .lock()
-            .unwrap()
-            .entry(origin.clone())
-            .or_default()
-            .clone();
-        cell.get_or_init(|| async {
-            let url = format!("{origin}/robots.txt");
-            let resp = match self.client.get(&url).send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    if let Attempt::Final(f) = classify(&e) && matches!(f.reason, "forbidden_address" | "dns_error") {
-                            return Err(f);
-                    }
-                    tracing::debug!(%url, error = %e, "robots.txt unreachable: disallowing the host");
-                    return Ok(Robots::disallow_all());
-                }
-            };
-            let status = resp.status().as_u16();
-            if (400..500).contains(&status) {
-                return Ok(Robots::allow_all());
-            }
-            if !resp.status().is_success() {
-                return Ok(Robots::disallow_all());
-            }
-            let mut body = Vec::new();
-            let mut stream = resp.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                match chunk {
-                    Ok(c) => {
-                        body.extend_from_slice(&c);
-                        if body.len() >= MAX_ROBOTS_BYTES {
-                            body.truncate(MAX_ROBOTS_BYTES);
-                            break;
-                        }
-                    }
-                    Err(_) => return Ok(Robots::disallow_all()),
-                }
-            }
-            Ok(Robots::parse_bytes(&body, &self.cfg.user_agent_token))
-        })
-        .await
-        .clone()
-    }
-
     /// Downloads `url` under all the rules; a failure is a counted drop.
     pub async fn fetch(&self, url: &str) -> Result<Fetched, FetchFail> {
         let u = Url::parse(url).map_err(|e| ff("bad_url", format!("bad URL: {e}")))?;
-        if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
-            return Err(ff("bad_url", format!("not an http(s) URL: {url}")));
-        }
-        if !self.allow_private
-            && let Some(ip) = ip_literal(&u)
-            && is_forbidden(&ip)
-        {
-            return Err(ff(
-                "forbidden_address",
-                format!("{ip} is not a public address (allow_private_networks is off)"),
-            ));
-        }
+        openwit_core::http::check_target(&u, self.client.allow_private())?;
         if self.cfg.respect_robots {
-            let robots = self.robots_for(&u).await?;
-            let mut path = u.path().to_string();
-            if let Some(q) = u.query() {
-                path.push('?');
-                path.push_str(q);
-            }
-            if !robots.allowed(&path) {
+            // an error when the host itself cannot be used (forbidden or unresolvable)
+            let robots = self.robots.get(&u).await?;
+            if !robots.allowed(&path_and_query(&u)) {
                 return Err(ff("robots_disallowed", "disallowed by robots.txt"));
             }
         }
@@ -309,12 +169,7 @@ impl Fetcher {
     }
 
     async fn once(&self, u: &Url) -> Result<Vec<u8>, Attempt> {
-        let resp = self
-            .client
-            .get(u.clone())
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
+        let resp = self.client.get(u, |_, r| r).await?.response;
         let status = resp.status();
         if !status.is_success() {
             let code = status.as_u16();
@@ -440,33 +295,6 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
-}
-
-fn classify(e: &reqwest::Error) -> Attempt {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if let Some(r) = c.downcast_ref::<RedirectRefused>() {
-            return Attempt::Final(ff(r.reason, r.message.clone()));
-        }
-        cur = c.source();
-    }
-    if ForbiddenAddress::is_in(e) {
-        return Attempt::Final(ff("forbidden_address", chain(e)));
-    }
-    let msg = chain(e);
-    if e.is_timeout() {
-        return Attempt::Retry(ff("timeout", msg), None);
-    }
-    if e.is_connect() {
-        if msg.contains("dns error") || msg.contains("failed to lookup") {
-            return Attempt::Final(ff("dns_error", msg));
-        }
-        return Attempt::Retry(ff("connect_error", msg), None);
-    }
-    if e.is_redirect() {
-        return Attempt::Final(ff("too_many_redirects", msg));
-    }
-    Attempt::Retry(ff("connection_reset", msg), None)
 }
 
 /// Content types that are certainly not images (others are sniffed from the bytes).

@@ -331,21 +331,59 @@ fn private_addresses_are_refused_unless_allowed() {
     server.route("/a.jpg", Response::bytes("image/jpeg", picture(1, 64, 64)));
     let dir = tempfile::tempdir().unwrap();
     let port = server.addr().port();
-    write_csv(
-        dir.path(),
-        &[
-            server.url("/a.jpg"),
-            format!("http://localhost:{port}/a.jpg"),
-        ],
-    );
+    // 127.0.0.1 in the spellings URL parsers accept, loopback names, and the embedded forms
+    // (IPv4-mapped, NAT64, 6to4) of loopback and private addresses: all checked by the one
+    // guarded client (openwit_core::http) before a connection is made
+    openwit_core::net::override_host("loopback.download.test", server.addr());
+    let urls: Vec<String> = [
+        server.url("/a.jpg"),
+        format!("http://localhost:{port}/a.jpg"),
+        format!("http://2130706433:{port}/a.jpg"),
+        format!("http://017700000001:{port}/a.jpg"),
+        format!("http://0177.0.0.1:{port}/a.jpg"),
+        format!("http://0x7f.0.0.1:{port}/a.jpg"),
+        format!("http://0x7f000001:{port}/a.jpg"),
+        format!("http://127.1:{port}/a.jpg"),
+        format!("http://[::ffff:127.0.0.1]:{port}/a.jpg"),
+        format!("http://[64:ff9b::7f00:1]:{port}/a.jpg"),
+        format!("http://[2002:7f00:1::]:{port}/a.jpg"),
+        "http://100.64.0.1/a.jpg".to_string(),
+        "http://224.0.0.1/a.jpg".to_string(),
+        "http://169.254.169.254/a.jpg".to_string(),
+        "http://loopback.download.test/a.jpg".to_string(),
+    ]
+    .into();
+    write_csv(dir.path(), &urls);
     let mut cfg = test_config("urls.csv");
     cfg.retries = 0;
     run(dir.path(), cfg, false).unwrap();
     let got = outcomes(&dir.path().join("work"));
+    // the input reader writes the spellings of 127.0.0.1 as one URL: 9 distinct ones are left
+    assert_eq!(got.len(), 9, "{got:?}");
     for o in got.values() {
         assert_eq!(reason(o), "forbidden_address", "{o:?}");
     }
     assert_eq!(server.requests().len(), 0, "nothing reached the server");
+
+    // allowed: the loopback ones download
+    let dir = tempfile::tempdir().unwrap();
+    server.route("/b.jpg", Response::bytes("image/jpeg", picture(2, 64, 64)));
+    write_csv(
+        dir.path(),
+        &[
+            format!("http://2130706433:{port}/a.jpg"),
+            "http://loopback.download.test/b.jpg".to_string(),
+        ],
+    );
+    let mut cfg = test_config("urls.csv");
+    cfg.retries = 0;
+    cfg.respect_robots = false;
+    run(dir.path(), cfg, true).unwrap();
+    let got = outcomes(&dir.path().join("work"));
+    for o in got.values() {
+        assert_eq!(reason(o), "success", "{o:?}");
+    }
+    assert_eq!(server.hits("/a.jpg") + server.hits("/b.jpg"), 2);
 }
 
 #[test]
