@@ -8,6 +8,7 @@ pub mod commands;
 pub mod logging;
 pub mod pipeline;
 pub mod progress;
+pub mod reasons;
 pub mod slurm;
 pub mod stages;
 

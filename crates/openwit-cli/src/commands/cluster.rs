@@ -400,7 +400,7 @@ pub fn run_remote(
             continue;
         }
         let t0 = std::time::Instant::now();
-        ran_any |= print_outcome(stage.name(), ex.run_stage(stage.as_ref())?, t0);
+        ran_any |= print_outcome(stage.name(), ex.run_stage(stage.as_ref())?, t0, None);
     }
     if ran_any {
         println!("finished; see `openwit status {url}`");

@@ -124,7 +124,9 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
         }
         count += 1;
         let t0 = std::time::Instant::now();
-        ran_any |= print_outcome(stage.name(), ex.run_stage(stage.as_ref())?, t0);
+        let outcome = ex.run_stage(stage.as_ref())?;
+        let drops = openwit_core::state::StageTotals::of(&ex.state().tasks(stage.name())?).drops;
+        ran_any |= print_outcome(stage.name(), outcome, t0, Some(&drops));
     }
     if !ran_any {
         println!(
@@ -138,8 +140,14 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
     Ok(())
 }
 
-/// Prints what running a stage did (stdout); returns whether anything ran.
-pub(crate) fn print_outcome(stage: &str, outcome: StageOutcome, t0: std::time::Instant) -> bool {
+/// Prints what running a stage did (stdout), and its drops in words when given; returns whether
+/// anything ran.
+pub(crate) fn print_outcome(
+    stage: &str,
+    outcome: StageOutcome,
+    t0: std::time::Instant,
+    drops: Option<&std::collections::BTreeMap<String, u64>>,
+) -> bool {
     match outcome {
         StageOutcome::UpToDate => {
             println!("{stage}: up to date, nothing to do");
@@ -159,8 +167,25 @@ pub(crate) fn print_outcome(stage: &str, outcome: StageOutcome, t0: std::time::I
             for line in summary.iter().flat_map(|s| s.lines()) {
                 println!("  {line}");
             }
+            print_drops_in_words(stage, drops.into_iter().flatten(), "  ");
             true
         }
+    }
+}
+
+/// One line per drop reason, most frequent first, in words (`crate::reasons::explain`).
+pub(crate) fn print_drops_in_words<'a>(
+    stage: &str,
+    drops: impl Iterator<Item = (&'a String, &'a u64)>,
+    indent: &str,
+) {
+    let mut drops: Vec<(&String, &u64)> = drops.filter(|(_, n)| **n > 0).collect();
+    drops.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    for (reason, n) in drops {
+        println!(
+            "{indent}dropped: {}",
+            crate::reasons::explain(stage, reason, *n)
+        );
     }
 }
 

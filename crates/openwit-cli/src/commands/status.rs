@@ -87,6 +87,16 @@ pub fn status(args: &StatusArgs) -> Result<()> {
     if rows.is_empty() {
         println!("(no stage has run yet)");
     }
+    if rows.iter().any(|r| r.drops.values().any(|n| *n > 0)) {
+        println!("\ndrops, in words:");
+        for r in rows.iter().filter(|r| r.drops.values().any(|n| *n > 0)) {
+            println!("  {}:", r.stage);
+            crate::commands::run::print_drops_in_words(&r.stage, r.drops.iter(), "    ");
+            if let Some(at) = crate::reasons::where_listed(&r.stage) {
+                println!("    the dropped rows: {}/{at}", args.workdir.display());
+            }
+        }
+    }
     Ok(())
 }
 
