@@ -301,8 +301,7 @@ fn array_job(out: &str, stage: &str) -> String {
 #[test]
 fn slurm_job_arrays_over_s3_keep_the_resume_guarantees() {
     if !(have("sbatch") && have("radosgw") && is_root()) {
-        let msg =
-            "scale-out test needs root, slurm-wlm and radosgw (scripts/setup.sh --tests installs them)";
+        let msg = "scale-out test needs root, slurm-wlm and radosgw (scripts/setup.sh --tests installs them)";
         assert!(std::env::var_os("CI").is_none(), "{msg}");
         eprintln!("skipped: {msg}");
         return;
