@@ -76,7 +76,7 @@ pub enum Work {
 pub struct QueriesStage {
     cfg: QueriesConfig,
     base: PathBuf,
-    allow_private_networks: bool,
+    net: crate::download::Net,
 }
 
 impl QueriesStage {
@@ -87,14 +87,21 @@ impl QueriesStage {
         Ok(QueriesStage {
             cfg,
             base: base.to_path_buf(),
-            allow_private_networks: false,
+            net: Default::default(),
         })
     }
 
     /// Allows URL sources on private, loopback and link-local addresses (the pipeline's
     /// `allow_private_networks`).
     pub fn allow_private_networks(mut self, allow: bool) -> Self {
-        self.allow_private_networks = allow;
+        self.net.allow_private = allow;
+        self
+    }
+
+    /// Downloads URL sources through this proxy (`[pipeline] proxy`; names are still checked
+    /// here first, see `openwit_core::http`).
+    pub fn proxy(mut self, proxy: Option<String>) -> Self {
+        self.net.proxy = proxy;
         self
     }
 
@@ -115,7 +122,7 @@ impl QueriesStage {
     ) -> Result<Vec<PathBuf>> {
         if Self::is_url(input) {
             let dir = workdir.join("downloads");
-            let p = crate::download::fetch(input, &dir, self.allow_private_networks)?;
+            let p = crate::download::fetch(input, &dir, &self.net)?;
             return Ok(vec![p]);
         }
         let p = self.base.join(input);
