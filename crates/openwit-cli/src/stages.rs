@@ -15,8 +15,10 @@
 //!    },
 //!    ```
 //!    `doc.section` reports unknown keys and wrong types with file:line:column; `doc.pipeline()` gives
-//!    the `[pipeline]` table (seed, allow_private_networks, ...); `doc.base_dir()` the folder of the
-//!    pipeline file (resolve relative input paths against it);
+//!    the `[pipeline]` table (seed, allow_private_networks, proxy, ...); `doc.base_dir()` the folder
+//!    of the pipeline file (resolve relative input paths against it). A stage that makes HTTP
+//!    requests uses `openwit_core::http::HttpClient` with the pipeline's `allow_private_networks`
+//!    and `proxy`;
 //! 3. document the table's keys in `pipelines/README.md` and add it to `pipelines/demo.toml`.
 
 use std::sync::Arc;
@@ -74,7 +76,8 @@ pub fn registry() -> Vec<StageEntry> {
                     return Ok(None);
                 };
                 let stage = openwit_queries::QueriesStage::new(cfg, &doc.base_dir())?
-                    .allow_private_networks(doc.pipeline().allow_private_networks);
+                    .allow_private_networks(doc.pipeline().allow_private_networks)
+                    .proxy(doc.pipeline().proxy.clone());
                 Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
             },
         },
@@ -86,7 +89,8 @@ pub fn registry() -> Vec<StageEntry> {
                     return Ok(None);
                 };
                 let stage = openwit_sources::CrawlStage::new(cfg, doc.base_dir())?
-                    .allow_private_networks(doc.pipeline().allow_private_networks);
+                    .allow_private_networks(doc.pipeline().allow_private_networks)
+                    .proxy(doc.pipeline().proxy.clone());
                 Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
             },
         },
@@ -98,7 +102,8 @@ pub fn registry() -> Vec<StageEntry> {
                     return Ok(None);
                 };
                 let stage = openwit_sources::WarcStage::new(cfg, doc.base_dir())?
-                    .allow_private_networks(doc.pipeline().allow_private_networks);
+                    .allow_private_networks(doc.pipeline().allow_private_networks)
+                    .proxy(doc.pipeline().proxy.clone());
                 Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
             },
         },
@@ -138,9 +143,10 @@ pub fn registry() -> Vec<StageEntry> {
             name: "download",
             about: "Download, validate and resize the images into webdataset + parquet shards (img2dataset layout)",
             build: |doc| {
-                let Some(cfg) = doc.section::<openwit_fetch::Config>("download")? else {
+                let Some(mut cfg) = doc.section::<openwit_fetch::Config>("download")? else {
                     return Ok(None);
                 };
+                cfg.proxy = doc.pipeline().proxy.clone();
                 let stage = openwit_fetch::DownloadStage::new(
                     cfg,
                     &doc.base_dir(),
