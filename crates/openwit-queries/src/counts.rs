@@ -1127,7 +1127,8 @@ pub fn merge_tracked<'a>(
     while let Some(&top) = heap.first() {
         let s = &sources[top];
         if !from.is_empty() && s.key() == cur.as_slice() {
-            cur_count += s.count();
+            // saturating: counts read from files (pageview sums can be u64::MAX) must not overflow
+            cur_count = cur_count.saturating_add(s.count());
         } else {
             if !from.is_empty() {
                 sink(&cur, cur_count, &from)?;

@@ -45,7 +45,9 @@ pub fn read_file(
         if count < min_hourly || title.contains(':') || title.is_empty() {
             continue;
         }
-        *sums.entry(title).or_insert(0) += count;
+        // saturating: two hostile counts near u64::MAX must not overflow (found by fuzzing)
+        let sum = sums.entry(title).or_insert(0u64);
+        *sum = sum.saturating_add(count);
     }
     Ok((sums, lines.lines_read()))
 }
@@ -75,5 +77,25 @@ mod tests {
             vec![("Dog".to_string(), 50), ("Red fox".to_string(), 60)]
         );
         assert_eq!(drops.get(BAD_LINE), 2);
+    }
+
+    /// `fuzz_targets/pageviews_read` (minimized): two lines of one title whose counts add up past
+    /// `u64::MAX` overflowed the sum (a panic with overflow checks, a wrapped count without).
+    #[test]
+    fn huge_counts_saturate() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pageviews-fuzz");
+        std::fs::write(
+            &p,
+            b"en \0\0ryxd 12475941756269202994 0\nen \0\0ryxd 12475941756269202994 0",
+        )
+        .unwrap();
+        let mut drops = Drops::default();
+        let (sums, n) = read_file(&p, 0, &mut drops).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            sums.into_iter().collect::<Vec<_>>(),
+            vec![("\0\0ryxd".to_string(), u64::MAX)]
+        );
     }
 }
