@@ -165,6 +165,10 @@ impl Array {
         })
     }
 
+    /// Every entry starts at a distinct offset and a reader resumed there (state `First`) reads
+    /// the same entry: after a `,` the reader is in that very state, a stray `}` and the text
+    /// after `]` are reported where a resumed reader finds them (found by fuzzing: a `}` or the
+    /// end of the file right after a `,` gave an empty element and an error at one offset).
     pub fn next_slice(&mut self) -> Option<Slice> {
         if self.state == State::Done {
             return None;
@@ -174,13 +178,14 @@ impl Array {
         match self.src.peek() {
             None => return self.end_of_stream("inside the array"),
             Some(b']') => {
+                let (offset, line) = (self.src.offset, self.src.line);
                 self.src.bump();
                 self.state = State::Done;
                 self.skip_ws();
                 if self.src.peek().is_some() {
                     return Some(Slice {
-                        offset: self.src.offset,
-                        line: self.src.line,
+                        offset,
+                        line,
                         problem: Some((
                             Drop::MalformedJson,
                             "text after the closing `]` of the array (ignored)".into(),
@@ -189,9 +194,23 @@ impl Array {
                 }
                 return None;
             }
+            Some(b'}') => {
+                self.state = State::Done;
+                return Some(Slice {
+                    offset: self.src.offset,
+                    line: self.src.line,
+                    problem: Some((
+                        Drop::MalformedJson,
+                        "a `}` that closes no object, where `,`, `]` or an element should be; the rest of the file is not read".into(),
+                    )),
+                });
+            }
             Some(b',') if !first => {
+                // what follows a separator reads as it does for a reader resumed there: an
+                // element, or `]` (a trailing comma, tolerated), or the end of the file
                 self.src.bump();
-                self.skip_ws();
+                self.state = State::First;
+                return self.next_slice();
             }
             Some(c) if !first => {
                 self.state = State::Done;

@@ -443,3 +443,56 @@ fn c_plain() -> Columns {
         ..cols("url", "caption")
     }
 }
+
+/// Found by `fuzz/fuzz_targets/reader.rs` (minimized: `[,,}`): a `}` or the end of the file right
+/// after a `,` gave an empty element and an error at the same offset, so a reader resumed there
+/// read the error instead of the element. Every entry must start at its own offset and resume to
+/// itself, for every odd separator.
+#[test]
+fn json_array_odd_separators_resume_at_every_entry() {
+    let el = r#"{"url":"http://a/1.jpg","caption":"x"}"#;
+    let cases: Vec<(String, usize, usize)> = vec![
+        // (file, entries, rows)
+        ("[,,}".into(), 3, 0),
+        (format!("[{el}}}"), 2, 1),
+        (format!("[{el} , }}"), 2, 1),
+        (format!("[{el},]"), 1, 1),
+        (format!("[{el}, ]"), 1, 1),
+        (format!("[{el},"), 2, 1),
+        (format!("[{el}, "), 2, 1),
+        (format!("[{el},,{el}]"), 3, 2),
+        (format!("[{el}] x"), 2, 1),
+        (format!("[{el},] x"), 2, 1),
+        ("[,]".into(), 1, 0),
+        ("[}".into(), 1, 0),
+        ("[]x".into(), 1, 0),
+    ];
+    for (text, n, rows) in cases {
+        let open = |at: Position| {
+            Reader::from_bytes(
+                "odd.json",
+                text.clone().into_bytes(),
+                Format::Json,
+                false,
+                &c_plain(),
+                at,
+            )
+            .unwrap()
+        };
+        let mut r = open(Position::default());
+        let mut entries = Vec::new();
+        while let Some(e) = r.next_entry() {
+            entries.push(e);
+        }
+        assert_eq!(entries.len(), n, "{text}: {entries:?}");
+        assert_eq!(r.rows() as usize, rows, "{text}");
+        let drops: u64 = r.drops().values().sum();
+        assert_eq!(r.rows() + drops, n as u64, "{text}");
+        let mut offsets: Vec<_> = entries.iter().map(|e| e.at.offset).collect();
+        offsets.dedup();
+        assert_eq!(offsets.len(), n, "{text}: {entries:?}");
+        for e in &entries {
+            assert_eq!(open(e.at).next_entry().as_ref(), Some(e), "{text}");
+        }
+    }
+}
