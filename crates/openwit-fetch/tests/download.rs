@@ -412,9 +412,11 @@ fn per_host_concurrency_is_bounded_and_connections_are_reused() {
         "peak {}",
         server.peak_in_flight()
     );
-    // 24 images + robots.txt over at most a handful of connections.
+    // 24 images + robots.txt over a few connections: reused, not one per request. How many
+    // depends on timing (a permit can be free again a moment before its connection is back in the
+    // pool, and the next request then opens one), so the bound is a third of the requests.
     assert!(
-        server.connections() <= 4,
+        server.connections() <= n as usize / 3,
         "{} connections",
         server.connections()
     );
