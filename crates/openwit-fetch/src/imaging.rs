@@ -1074,7 +1074,14 @@ fn decode_other(b: &[u8], kind: Sniffed, o: &ImageOptions) -> Result<Decoded, Im
     let mut dec = reader.into_decoder().map_err(classify)?;
     let (w, h) = dec.dimensions();
     check_bomb(w, h, o)?;
-    let mut orientation = dec.orientation().unwrap_or(Orientation::NoTransforms);
+    // Not asked of WebP: image-webp allocates an EXIF chunk's declared size (up to 4 GiB) before
+    // reading it, whatever the file's length (found by fuzzing); `webp_exif_orientation` below
+    // reads WebP's EXIF in place.
+    let mut orientation = if kind == Sniffed::Webp {
+        Orientation::NoTransforms
+    } else {
+        dec.orientation().unwrap_or(Orientation::NoTransforms)
+    };
     // `image` reads neither of these: ImageMagick's and XMP's PNG orientations, WebP's EXIF.
     let extra = match kind {
         Sniffed::Png => png_text_orientation(b),

@@ -1,0 +1,63 @@
+//! Found by `fuzz/fuzz_targets/image_decode` (minimized input in `tests/data/fuzz/`): a 309-byte
+//! WebP whose `EXIF` chunks declare about 3 GiB made image-webp allocate that much when the
+//! orientation was asked of it. Processing it must not allocate more than a small multiple of the
+//! file: a counting allocator records the largest single allocation.
+#![allow(unsafe_code)] // a GlobalAlloc wrapper around the system allocator, for this one check
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use openwit_fetch::imaging::{self, ImageOptions};
+
+struct Largest;
+
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Largest {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LARGEST.fetch_max(l.size(), Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        LARGEST.fetch_max(l.size(), Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LARGEST.fetch_max(new, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, new) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Largest = Largest;
+
+#[test]
+fn a_webp_exif_chunk_size_is_not_allocated_before_it_is_read() {
+    let b = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/fuzz/webp-exif-chunk-3gib.webp"),
+    )
+    .unwrap();
+    assert_eq!(&b[8..12], b"WEBP");
+    // the fuzz target's options
+    let o = ImageOptions {
+        image_size: 64,
+        max_pixels: 4_000_000,
+        max_dimension: 8_192,
+        ..Default::default()
+    };
+    LARGEST.store(0, Ordering::Relaxed);
+    let r = imaging::process(&b, &o);
+    let largest = LARGEST.load(Ordering::Relaxed);
+    assert!(
+        largest < 64 << 20,
+        "largest allocation {largest} bytes for a {}-byte file ({:?})",
+        b.len(),
+        r.as_ref()
+            .map(|p| (p.width, p.height))
+            .map_err(|e| e.reason)
+    );
+}
