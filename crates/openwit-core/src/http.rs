@@ -162,7 +162,7 @@ impl HttpError {
 
     /// Classifies an error of `reqwest` (sending, or reading a body) for the request to `url`.
     pub fn from_reqwest(url: &Url, e: &reqwest::Error) -> Self {
-        let msg = chain(e);
+        let msg = error_chain(e);
         let kind = if ForbiddenAddress::is_in(e) {
             FailKind::ForbiddenAddress
         } else if e.is_timeout() {
@@ -182,8 +182,8 @@ impl HttpError {
     }
 }
 
-/// The error and its sources, joined.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// The error and its sources, joined (a source whose text the message already holds is left out).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -519,7 +519,7 @@ impl HttpClient {
                 } else {
                     FailKind::DnsError
                 };
-                return Err(HttpError::new(kind, url, chain(&e)));
+                return Err(HttpError::new(kind, url, error_chain(&e)));
             }
             Ok(Ok(a)) => a,
         };

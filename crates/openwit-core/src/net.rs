@@ -4,9 +4,9 @@
 //! unless the pipeline sets `allow_private_networks = true` (tests do, to reach 127.0.0.1).
 //!
 //! - [`is_forbidden`]: whether an address is off limits.
-//! - [`GuardedResolver`]: a `reqwest` DNS resolver that drops forbidden addresses and fails with
-//!   [`ForbiddenAddress`] when none is left. Install it with
-//!   `reqwest::ClientBuilder::dns_resolver(Arc::new(GuardedResolver { allow_private }))`.
+//! - [`GuardedResolver`]: resolves a name and drops forbidden addresses, failing with
+//!   [`ForbiddenAddress`] when none is left. [`crate::http::HttpClient`], the one HTTP client,
+//!   resolves every name through it (behind a cache).
 //!   URLs whose host is an IP literal never reach a resolver: check them with [`is_forbidden`]
 //!   before each request and each redirect hop.
 //!
@@ -219,26 +219,6 @@ fn keep_allowed(
         ));
     }
     Ok(allowed)
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let this = *self;
-        Box::pin(async move {
-            let addrs = this.lookup(name.as_str()).await.map_err(|e| {
-                // hand the typed refusal to reqwest so callers can find it in the error chain
-                match e
-                    .get_ref()
-                    .and_then(|i| i.downcast_ref::<ForbiddenAddress>())
-                {
-                    Some(f) => Box::new(f.clone()) as Box<dyn std::error::Error + Send + Sync>,
-                    None => Box::new(e),
-                }
-            })?;
-            let it: reqwest::dns::Addrs = Box::new(addrs.into_iter());
-            Ok(it)
-        })
-    }
 }
 
 #[cfg(test)]

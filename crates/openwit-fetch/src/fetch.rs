@@ -258,7 +258,7 @@ impl Fetcher {
                             format!(
                                 "connection failed after {} body bytes: {}",
                                 body.len(),
-                                chain(&e)
+                                openwit_core::http::error_chain(&e)
                             ),
                         ),
                         None,
@@ -280,21 +280,6 @@ impl Fetcher {
         }
         Ok(body)
     }
-}
-
-/// The error and its sources, joined.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// Content types that are certainly not images (others are sniffed from the bytes).

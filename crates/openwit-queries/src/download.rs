@@ -111,7 +111,10 @@ async fn download(url: &str, part: &Path, net: &Net) -> Result<()> {
                 let _ = f.sync_all();
                 return Err(err(
                     &target,
-                    format!("{} at byte {got}; rerun to resume", chain(&e)),
+                    format!(
+                        "{} at byte {got}; rerun to resume",
+                        openwit_core::http::error_chain(&e)
+                    ),
                 ));
             }
         };
@@ -128,15 +131,4 @@ async fn download(url: &str, part: &Path, net: &Net) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
