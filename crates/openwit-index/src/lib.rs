@@ -24,7 +24,7 @@ pub mod svg;
 pub use build::{IndexConfig, IndexStage};
 pub use error::{IndexError, Result};
 pub use report::{ReportConfig, ReportStage, render_report, write_report};
-pub use search::{Hit, IndexSet, SearchOptions, SearchResults, format_results, search};
+pub use search::{Filters, Hit, IndexSet, SearchOptions, SearchResults, format_results, search};
 pub use serve::{ServeOptions, router, serve, serve_on};
 
 /// The index stage's folder name in the workdir.

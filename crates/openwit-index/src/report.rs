@@ -108,7 +108,7 @@ fn list(dir: &Path, pred: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
 }
 
 /// Reads `entry_counts.parquet` (entry, matches, kept).
-fn read_entry_counts(path: &Path) -> Result<Vec<EntryCount>> {
+pub(crate) fn read_entry_counts(path: &Path) -> Result<Vec<EntryCount>> {
     let f = File::open(path).map_err(|e| IndexError::io(path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(f)
         .and_then(|b| b.build())

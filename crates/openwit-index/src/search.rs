@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    AllQuery, Bm25StatisticsProvider, BooleanQuery, Occur, Query, QueryParser, TermQuery,
+    AllQuery, Bm25StatisticsProvider, BooleanQuery, Occur, Query, QueryParser, RangeQuery,
+    TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
@@ -63,6 +64,27 @@ pub struct SearchOptions {
     pub offset: usize,
     /// Only samples that matched this query entry (case-insensitive, whole entry).
     pub entry: Option<String>,
+}
+
+/// Filters that narrow a search besides its text (the web UI's controls): each one given must
+/// hold. Text values compare whole and case-insensitively, as the index stores them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// The image URL's host (`www.` dropped), e.g. `example.org`.
+    pub domain: Option<String>,
+    /// The caption's language code, e.g. `en`.
+    pub language: Option<String>,
+    /// The smallest width, in pixels (as the index has it).
+    pub min_width: Option<u64>,
+    /// The smallest height, in pixels.
+    pub min_height: Option<u64>,
+}
+
+impl Filters {
+    /// Whether no filter is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Filters::default()
+    }
 }
 
 impl Default for SearchOptions {
@@ -181,8 +203,14 @@ impl IndexSet {
             .sum()
     }
 
-    /// Parses `text` into a query (an empty text matches everything), with the entry filter.
-    fn parse(&self, text: &str, entry: Option<&str>) -> Result<Option<Box<dyn Query>>> {
+    /// Parses `text` into a query (an empty text matches everything), with the entry filter and
+    /// `filters`.
+    fn parse(
+        &self,
+        text: &str,
+        entry: Option<&str>,
+        filters: &Filters,
+    ) -> Result<Option<Box<dyn Query>>> {
         let (Some(f), Some(first)) = (self.fields, self.parts.first()) else {
             return Ok(None);
         };
@@ -197,21 +225,51 @@ impl IndexSet {
                 message: e.to_string(),
             })?
         };
-        if let Some(e) = entry.map(str::trim).filter(|e| !e.is_empty()) {
-            let term = Term::from_field_text(f.entry, &e.to_lowercase());
-            q = Box::new(BooleanQuery::new(vec![
-                (Occur::Must, q),
-                (
+        let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let text_terms = [
+            (f.entry, entry),
+            (f.domain, filters.domain.as_deref()),
+            (f.language, filters.language.as_deref()),
+        ];
+        for (field, value) in text_terms {
+            if let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) {
+                let term = Term::from_field_text(field, &v.to_lowercase());
+                must.push((
                     Occur::Must,
                     Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
-                ),
-            ]));
+                ));
+            }
+        }
+        for (field, min) in [(f.width, filters.min_width), (f.height, filters.min_height)] {
+            if let Some(min) = min.filter(|&m| m > 0) {
+                must.push((
+                    Occur::Must,
+                    Box::new(RangeQuery::new(
+                        std::ops::Bound::Included(Term::from_field_u64(field, min)),
+                        std::ops::Bound::Unbounded,
+                    )),
+                ));
+            }
+        }
+        if !must.is_empty() {
+            must.insert(0, (Occur::Must, q));
+            q = Box::new(BooleanQuery::new(must));
         }
         Ok(Some(q))
     }
 
     /// Ranked matches of `text` over every shard index.
     pub fn search(&self, text: &str, opts: &SearchOptions) -> Result<SearchResults> {
+        self.search_filtered(text, opts, &Filters::default())
+    }
+
+    /// Ranked matches of `text` that pass `filters`, over every shard index.
+    pub fn search_filtered(
+        &self,
+        text: &str,
+        opts: &SearchOptions,
+        filters: &Filters,
+    ) -> Result<SearchResults> {
         let mut res = SearchResults {
             query: text.to_string(),
             entry: opts.entry.clone(),
@@ -220,7 +278,7 @@ impl IndexSet {
             hits: Vec::new(),
             skipped: self.skipped.clone(),
         };
-        let Some(query) = self.parse(text, opts.entry.as_deref())? else {
+        let Some(query) = self.parse(text, opts.entry.as_deref(), filters)? else {
             return Ok(res);
         };
         let searchers: Vec<Searcher> = self.parts.iter().map(|p| p.reader.searcher()).collect();
@@ -277,6 +335,55 @@ impl IndexSet {
             }
         }
         Ok(res)
+    }
+
+    /// The values of a text field (`"entry"`, `"domain"` or `"language"`) with the number of
+    /// samples holding each, most frequent first (ties by value), at most `max` of them. Read
+    /// from the term dictionaries: no document is loaded.
+    pub fn field_values(&self, field: &str, max: usize) -> Vec<(String, u64)> {
+        let Some(f) = self.fields else {
+            return Vec::new();
+        };
+        let field = match field {
+            "entry" => f.entry,
+            "domain" => f.domain,
+            "language" => f.language,
+            _ => return Vec::new(),
+        };
+        let mut counts: std::collections::HashMap<String, u64> = Default::default();
+        for part in &self.parts {
+            let searcher = part.reader.searcher();
+            for seg in searcher.segment_readers() {
+                let Ok(inv) = seg.inverted_index(field) else {
+                    continue;
+                };
+                let Ok(mut stream) = inv.terms().stream() else {
+                    continue;
+                };
+                while let Some((key, info)) = stream.next() {
+                    let value = String::from_utf8_lossy(key);
+                    if !value.is_empty() {
+                        *counts.entry(value.into_owned()).or_default() += u64::from(info.doc_freq);
+                    }
+                }
+            }
+        }
+        let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(max);
+        v
+    }
+
+    /// The number of indexed samples that matched the query entry `entry` (case-insensitive).
+    pub fn entry_count(&self, entry: &str) -> u64 {
+        let Some(f) = self.fields else {
+            return 0;
+        };
+        let term = Term::from_field_text(f.entry, &entry.trim().to_lowercase());
+        self.parts
+            .iter()
+            .map(|p| p.reader.searcher().doc_freq(&term).unwrap_or(0))
+            .sum()
     }
 
     /// The sample `key` of shard `shard`, if indexed.

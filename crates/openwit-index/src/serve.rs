@@ -1,9 +1,18 @@
 //! `openwit serve WORKDIR`: a local web UI over a workdir (axum, 127.0.0.1 by default).
 //!
-//! - `/` search box and a grid of results (`?q=QUERY&entry=ENTRY&page=N`);
+//! - `/` search box, filter controls (entry, domain, language, smallest width and height) and a
+//!   grid of results (`?q=QUERY&entry=ENTRY&domain=HOST&lang=CODE&minw=PX&minh=PX&page=N`); a
+//!   page past the last says so and links to the last;
 //! - `/image/{shard}/{key}`: the sample's image, read from the tar at its member offset (no
 //!   extraction to disk);
-//! - `/sample/{shard}/{key}`: detail view (image, caption, url, matched entries, json);
+//! - `/sample/{shard}/{key}`: detail view (image, caption, url, matched entries, json); opened
+//!   from the results it carries their search and its place (`?q=..&i=N`), and links back to
+//!   them and to the previous and next result;
+//! - `/sample/{shard}/{key}/full`: the image alone at its natural size;
+//! - `/entries`: the query entries with their counts before and after balancing (from the
+//!   curate and balance stages' `entry_counts.parquet`), filtered, sorted, paged, each linking
+//!   to its samples;
+//! - anything else: the styled 404 page (an unknown sample too);
 //! - `/report`: the HTML report (the written one, or made on the fly);
 //! - `/api/search?q=...`: the results as JSON;
 //! - `/files/{path}`: a file of the workdir; paths that lead outside it, and the run state
@@ -21,6 +30,8 @@
 
 // Handlers return ready responses as their errors; their size does not matter here.
 #![allow(clippy::result_large_err)]
+
+mod entries;
 
 use std::collections::HashSet;
 use std::fmt::Write;
@@ -40,8 +51,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::error::{IndexError, Result};
-use crate::search::{Hit, IndexSet, SearchOptions};
-use crate::svg::esc;
+use crate::search::{Filters, Hit, IndexSet, SearchOptions, SearchResults};
+use crate::svg::{esc, thousands};
 use crate::{REPORT_DIR, REPORT_FILE};
 
 /// Results per page of the UI.
@@ -87,7 +98,22 @@ struct App {
     hosts: HashSet<String>,
     /// Slots for blocking jobs.
     jobs: Arc<Semaphore>,
+    /// The values the filter controls offer.
+    facets: Facets,
+    /// The entries page's table, with what it was read from.
+    entry_table: std::sync::Mutex<Option<(entries::Stamp, Arc<entries::EntryTable>)>>,
 }
+
+/// The values of the index's fields that the filter controls offer, most samples first.
+#[derive(Debug, Default)]
+struct Facets {
+    domains: Vec<(String, u64)>,
+    languages: Vec<(String, u64)>,
+    entries: Vec<(String, u64)>,
+}
+
+/// Domains, languages and entries offered by the filter controls (the most frequent).
+const MAX_FACET_VALUES: usize = 300;
 
 type Shared = Arc<App>;
 
@@ -129,21 +155,33 @@ fn router_for(workdir: &Path, bound: Option<IpAddr>, opts: &ServeOptions) -> Res
         ),
         Err(e) => (None, Some(e.to_string())),
     };
+    let facets = set
+        .as_ref()
+        .map(|s| Facets {
+            domains: s.field_values("domain", MAX_FACET_VALUES),
+            languages: s.field_values("language", MAX_FACET_VALUES),
+            entries: s.field_values("entry", MAX_FACET_VALUES),
+        })
+        .unwrap_or_default();
     let app = Arc::new(App {
         workdir,
         set,
         no_index,
         hosts,
         jobs: Arc::new(Semaphore::new(MAX_JOBS)),
+        facets,
+        entry_table: std::sync::Mutex::new(None),
     });
     Ok(Router::new()
         .route("/", get(page_search))
         .route("/api/search", get(api_search))
         .route("/image/{shard}/{key}", get(image))
         .route("/sample/{shard}/{key}", get(sample))
+        .route("/sample/{shard}/{key}/full", get(full_image))
+        .route("/entries", get(entries::page))
         .route("/report", get(report))
         .route("/files/{*path}", get(files))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app))
 }
@@ -361,15 +399,161 @@ struct SearchParams {
     q: String,
     #[serde(default)]
     entry: String,
-    /// Paging numbers are read by hand so a bad one gets a clear 400.
+    #[serde(default)]
+    domain: String,
+    #[serde(default)]
+    lang: String,
+    /// Numbers are read by hand so a bad one gets a clear 400.
+    #[serde(default)]
+    minw: Option<String>,
+    #[serde(default)]
+    minh: Option<String>,
     #[serde(default)]
     page: Option<String>,
     #[serde(default)]
     offset: Option<String>,
     #[serde(default)]
     limit: Option<String>,
+    /// On a sample page: its place in the results of the search the other parameters give.
+    #[serde(default)]
+    i: Option<String>,
 }
 
+/// The largest size filter accepted (pixels).
+pub const MAX_SIZE_FILTER: usize = 1_000_000;
+
+/// A search as the UI carries it from page to page: its text and its filters. Result links
+/// carry it, so that a sample page leads back to its results and on to its neighbours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Ctx {
+    q: String,
+    entry: String,
+    domain: String,
+    lang: String,
+    minw: Option<usize>,
+    minh: Option<usize>,
+}
+
+impl Ctx {
+    /// The search of `p`, checked (an error for a 400).
+    fn of(p: &SearchParams) -> std::result::Result<Ctx, String> {
+        check_query(&p.q, &p.entry)?;
+        for (name, v) in [("domain", &p.domain), ("language", &p.lang)] {
+            if v.len() > MAX_ENTRY_BYTES {
+                return Err(format!(
+                    "the {name} filter is too long ({} bytes; at most {MAX_ENTRY_BYTES})",
+                    v.len()
+                ));
+            }
+        }
+        let size = |name: &str, v: Option<&str>| -> std::result::Result<Option<usize>, String> {
+            let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+                return Ok(None);
+            };
+            match v.parse::<usize>() {
+                Ok(n) if v.bytes().all(|b| b.is_ascii_digit()) && n <= MAX_SIZE_FILTER => {
+                    Ok((n > 0).then_some(n))
+                }
+                _ => Err(format!(
+                    "{name} must be a whole number of pixels, at most {MAX_SIZE_FILTER}, not `{}`",
+                    shorten(v, 40)
+                )),
+            }
+        };
+        Ok(Ctx {
+            q: p.q.clone(),
+            entry: p.entry.trim().to_string(),
+            domain: p.domain.trim().to_string(),
+            lang: p.lang.trim().to_string(),
+            minw: size("minw", p.minw.as_deref())?,
+            minh: size("minh", p.minh.as_deref())?,
+        })
+    }
+
+    /// The search as a query string (`q=..&entry=..`, then the filters that are set).
+    fn query(&self) -> String {
+        let mut s = format!("q={}&entry={}", enc(&self.q), enc(&self.entry));
+        for (name, v) in [("domain", &self.domain), ("lang", &self.lang)] {
+            if !v.is_empty() {
+                let _ = write!(s, "&{name}={}", enc(v));
+            }
+        }
+        for (name, v) in [("minw", self.minw), ("minh", self.minh)] {
+            if let Some(n) = v {
+                let _ = write!(s, "&{name}={n}");
+            }
+        }
+        s
+    }
+
+    /// The link to page `page` (from 0) of these results.
+    fn page_link(&self, page: usize) -> String {
+        format!("/?{}&page={page}", self.query())
+    }
+
+    fn options(&self, offset: usize, limit: usize) -> SearchOptions {
+        SearchOptions {
+            limit,
+            offset,
+            entry: (!self.entry.is_empty()).then(|| self.entry.clone()),
+        }
+    }
+
+    fn filters(&self) -> Filters {
+        let text = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        Filters {
+            domain: text(&self.domain),
+            language: text(&self.lang),
+            min_width: self.minw.map(|n| n as u64),
+            min_height: self.minh.map(|n| n as u64),
+        }
+    }
+
+    /// The filters that are set, each as (what it says, this search without it).
+    fn active(&self) -> Vec<(String, Ctx)> {
+        let mut v = Vec::new();
+        if !self.entry.is_empty() {
+            let mut c = self.clone();
+            c.entry.clear();
+            v.push((format!("entry: {}", self.entry), c));
+        }
+        if !self.domain.is_empty() {
+            let mut c = self.clone();
+            c.domain.clear();
+            v.push((format!("domain: {}", self.domain), c));
+        }
+        if !self.lang.is_empty() {
+            let mut c = self.clone();
+            c.lang.clear();
+            v.push((format!("language: {}", self.lang), c));
+        }
+        if let Some(n) = self.minw {
+            let c = Ctx {
+                minw: None,
+                ..self.clone()
+            };
+            v.push((format!("width ≥ {n} px"), c));
+        }
+        if let Some(n) = self.minh {
+            let c = Ctx {
+                minh: None,
+                ..self.clone()
+            };
+            v.push((format!("height ≥ {n} px"), c));
+        }
+        v
+    }
+}
+
+/// Runs the search `ctx` (results `offset..offset + limit`) on the blocking thread it is on.
+fn run_search(app: &App, ctx: &Ctx, offset: usize, limit: usize) -> Result<SearchResults> {
+    let Some(set) = &app.set else {
+        return Err(IndexError::NoIndex(
+            app.no_index.clone().unwrap_or_default(),
+        ));
+    };
+    set.search_filtered(&ctx.q, &ctx.options(offset, limit), &ctx.filters())
+}
 /// `s` cut to at most `n` characters (for echoing outside input in messages).
 fn shorten(s: &str, n: usize) -> String {
     match s.char_indices().nth(n) {
@@ -448,45 +632,110 @@ fn valid_name(s: &str) -> bool {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}
-header{background:#23395d;color:#fff;padding:.6em 1em;display:flex;gap:1em;align-items:center;flex-wrap:wrap}
-header a{color:#fff}header form{display:flex;gap:.4em;flex:1}header input[name=q]{flex:1;min-width:12em}
-input,button{font-size:1em;padding:.3em .5em}main{padding:1em}
+header{background:#23395d;color:#fff;padding:.6em 1em;display:flex;gap:1em;align-items:flex-start;flex-wrap:wrap}
+header a{color:#fff}header form{display:flex;gap:.4em;flex:1;flex-wrap:wrap;align-items:center}header input[name=q]{flex:1;min-width:12em}
+header nav{display:flex;gap:1em;padding-top:.3em}
+.filters{flex-basis:100%;display:flex;gap:.4em 1em;flex-wrap:wrap;align-items:center;font-size:.9em}
+.filters label{display:flex;gap:.3em;align-items:center}.filters input,.filters select{font-size:.95em;padding:.15em .3em}.filters input[type=number]{width:5em}.filters select{max-width:13em}
+input,button,select{font-size:1em;padding:.3em .5em}main{padding:1em}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:12px}
 .card{display:block;text-decoration:none;color:#222;border:1px solid #ddd;border-radius:6px;overflow:hidden;background:#fafafa}
 .card img{width:100%;height:160px;object-fit:cover;display:block;background:#eee}.card .cap{padding:.4em;font-size:.85em;max-height:4.2em;overflow:hidden}
+.card:target{outline:3px solid #d9822b}
 .error{background:#fde8e8;border:1px solid #e99;padding:.6em;white-space:pre-wrap}.muted{color:#777}
-.detail{display:flex;gap:2em;flex-wrap:wrap}.detail img{max-width:512px;max-height:512px;border:1px solid #ddd}
+.detail{display:flex;gap:2em;flex-wrap:wrap}.detail img.preview{width:512px;max-width:90vw;height:auto;max-height:512px;object-fit:contain;border:1px solid #ddd;background:#f4f4f4}
+.full{overflow:auto}.full img{max-width:none;max-height:none;border:1px solid #ddd}
+.nav,.pager{display:flex;gap:1em;align-items:center;flex-wrap:wrap;margin:0 0 1em}.pager{margin:1em 0}
+.chips{display:flex;gap:.5em;flex-wrap:wrap;align-items:center}.chip{background:#e6eefb;border-radius:12px;padding:2px 10px;text-decoration:none;color:#23395d}
 pre{background:#f4f4f4;padding:.6em;overflow:auto;max-width:100%}td{padding:2px 8px;vertical-align:top}.entry{display:inline-block;background:#e6eefb;border-radius:4px;padding:1px 6px;margin:2px}
+table.entries{border-collapse:collapse}table.entries th,table.entries td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}
+table.entries .num{text-align:right;font-variant-numeric:tabular-nums}table.entries th a{color:#222}table.entries th.sorted a{font-weight:bold;text-decoration:none}
 #caption{font-size:1.3em}";
 
-/// The detail view's one script (allowed by its hash in [`PAGE_CSP`]): marks the page with
-/// whether the image decoded, for people and for the browser test.
+/// The script of the detail and full-size views (allowed by its hash in [`PAGE_CSP`]): marks
+/// the page with whether the image decoded and its natural and shown sizes, for people and for
+/// the browser test.
 const DETAIL_SCRIPT: &str = "(function(){var i=document.getElementById('image');function m(){document.body.setAttribute('data-image',\
-i.naturalWidth>0?'loaded '+i.naturalWidth+'x'+i.naturalHeight:'broken');}\
+i.naturalWidth>0?'loaded '+i.naturalWidth+'x'+i.naturalHeight:'broken');document.body.setAttribute('data-shown',i.width+'x'+i.height);}\
 if(i.complete){m();}else{i.addEventListener('load',m);i.addEventListener('error',m);}})();";
 
-fn layout(title: &str, q: &str, entry: &str, body: &str) -> String {
+/// `<option>`s of a select over `values` (value, samples), with `current` selected (added when
+/// it is not among them).
+fn options(values: &[(String, u64)], current: &str, any: &str) -> String {
+    let mut s = format!("<option value=\"\">{any}</option>");
+    if !current.is_empty() && !values.iter().any(|(v, _)| v == current) {
+        let _ = write!(s, "<option selected>{}</option>", esc(current));
+    }
+    for (v, n) in values {
+        let _ = write!(
+            s,
+            "<option value=\"{e}\"{sel}>{e} ({n})</option>",
+            e = esc(v),
+            n = thousands(*n),
+            sel = if v == current { " selected" } else { "" }
+        );
+    }
+    s
+}
+
+/// A page of the UI: the header with the search form and its filter controls, then `body`.
+fn layout(app: &App, title: &str, ctx: &Ctx, body: &str) -> String {
+    let f = &app.facets;
+    let num = |v: Option<usize>| v.map(|n| n.to_string()).unwrap_or_default();
+    let mut datalist = String::new();
+    for (e, _) in &f.entries {
+        let _ = write!(datalist, "<option value=\"{}\">", esc(e));
+    }
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>{t} - OpenWIT</title><style>{STYLE}</style></head><body>\n<header><a href=\"/\"><b>OpenWIT</b></a>\
          <form action=\"/\" method=\"get\" id=\"search\"><input name=\"q\" id=\"q\" value=\"{q}\" placeholder=\"search captions: dog, &quot;red car&quot;, entry:&quot;golden retriever&quot;\" autofocus>\
-         <input name=\"entry\" id=\"entry\" value=\"{e}\" placeholder=\"only entry\" size=\"14\"><button id=\"go\">Search</button></form>\
-         <a href=\"/report\">Report</a></header>\n<main>{body}</main></body></html>",
+         <button id=\"go\">Search</button>\
+         <div class=\"filters\" id=\"filters\">\
+         <label>entry <input name=\"entry\" id=\"entry\" value=\"{e}\" placeholder=\"any entry\" size=\"14\" list=\"entry-list\"></label>\
+         <label>domain <select name=\"domain\" id=\"domain\">{domains}</select></label>\
+         <label>language <select name=\"lang\" id=\"lang\">{langs}</select></label>\
+         <label>width ≥ <input type=\"number\" name=\"minw\" id=\"minw\" min=\"0\" max=\"{MAX_SIZE_FILTER}\" value=\"{w}\" placeholder=\"px\"></label>\
+         <label>height ≥ <input type=\"number\" name=\"minh\" id=\"minh\" min=\"0\" max=\"{MAX_SIZE_FILTER}\" value=\"{h}\" placeholder=\"px\"></label>\
+         <a href=\"/?q={qe}\" id=\"clear\">clear filters</a></div>\
+         <datalist id=\"entry-list\">{datalist}</datalist></form>\
+         <nav><a href=\"/entries\" id=\"nav-entries\">Entries</a><a href=\"/report\">Report</a></nav></header>\n<main>{body}</main></body></html>",
         t = esc(title),
-        q = esc(q),
-        e = esc(entry)
+        q = esc(&ctx.q),
+        qe = esc(&enc(&ctx.q)),
+        e = esc(&ctx.entry),
+        domains = options(&f.domains, &ctx.domain, "any"),
+        langs = options(&f.languages, &ctx.lang, "any"),
+        w = num(ctx.minw),
+        h = num(ctx.minh),
     )
 }
 
-fn error_page(status: StatusCode, title: &str, msg: &str) -> Response {
+fn error_page(app: &App, status: StatusCode, title: &str, msg: &str) -> Response {
     html(
         status,
         layout(
+            app,
             title,
-            "",
-            "",
-            &format!("<div class=\"error\">{}</div>", esc(msg)),
+            &Ctx::default(),
+            &format!(
+                "<h2 id=\"status\">{} {}</h2><div class=\"error\" id=\"message\">{}</div>\
+                 <p><a href=\"/\">search all samples</a> · <a href=\"/entries\">browse the entries</a></p>",
+                status.as_u16(),
+                esc(status.canonical_reason().unwrap_or("")),
+                esc(msg)
+            ),
         ),
+    )
+}
+
+/// Any path the UI does not have: the styled 404 page.
+async fn not_found(State(app): State<Shared>) -> Response {
+    error_page(
+        &app,
+        StatusCode::NOT_FOUND,
+        "not found",
+        "There is no page at this address.",
     )
 }
 
@@ -494,6 +743,7 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
     let Some(_) = &app.set else {
         let msg = app.no_index.clone().unwrap_or_default();
         return error_page(
+            &app,
             StatusCode::OK,
             "no index",
             &format!("No index to search: {msg}"),
@@ -502,31 +752,40 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
     let max_page = MAX_RESULT_WINDOW / PAGE_SIZE;
     let page = match number("page", p.page.as_deref(), max_page) {
         Ok(n) => n.unwrap_or(0),
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, "bad page", &e),
+        Err(e) => return error_page(&app, StatusCode::BAD_REQUEST, "bad page", &e),
     };
-    if let Err(e) = check_query(&p.q, &p.entry) {
-        return error_page(StatusCode::BAD_REQUEST, "bad query", &e);
-    }
+    let ctx = match Ctx::of(&p) {
+        Ok(c) => c,
+        Err(e) => return error_page(&app, StatusCode::BAD_REQUEST, "bad query", &e),
+    };
     let Ok(_job) = app.jobs.clone().acquire_owned().await else {
-        return error_page(StatusCode::SERVICE_UNAVAILABLE, "error", "shutting down");
+        return error_page(
+            &app,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error",
+            "shutting down",
+        );
     };
     let app2 = app.clone();
-    let (q, entry) = (p.q.clone(), p.entry.clone());
+    let ctx2 = ctx.clone();
     let res = tokio::task::spawn_blocking(move || {
         let t0 = std::time::Instant::now();
-        let opts = SearchOptions {
-            limit: PAGE_SIZE,
-            offset: page * PAGE_SIZE,
-            entry: (!entry.trim().is_empty()).then(|| entry.clone()),
-        };
-        let set = app2.set.as_ref().expect("checked above");
-        set.search(&q, &opts).map(|r| (r, t0.elapsed()))
+        run_search(&app2, &ctx2, page * PAGE_SIZE, PAGE_SIZE).map(|r| (r, t0.elapsed()))
     })
     .await;
     let (r, took) = match res {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return error_page(StatusCode::BAD_REQUEST, "bad query", &e.to_string()),
-        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "error", &e.to_string()),
+        Ok(Err(e)) => {
+            return error_page(&app, StatusCode::BAD_REQUEST, "bad query", &e.to_string());
+        }
+        Err(e) => {
+            return error_page(
+                &app,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error",
+                &e.to_string(),
+            );
+        }
     };
     let mut b = String::new();
     for (path, why) in &r.skipped {
@@ -536,6 +795,19 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
             esc(&path.display().to_string()),
             esc(why)
         );
+    }
+    let active = ctx.active();
+    if !active.is_empty() {
+        b.push_str("<p class=\"chips\" id=\"active\"><span class=\"muted\">filters:</span>");
+        for (what, without) in &active {
+            let _ = write!(
+                b,
+                "<a class=\"chip\" href=\"{}\" title=\"remove this filter\">{} ×</a>",
+                esc(&without.page_link(0)),
+                esc(what)
+            );
+        }
+        b.push_str("</p>\n");
     }
     // The pages this query has (within the paging window).
     let total = usize::try_from(r.total).unwrap_or(usize::MAX);
@@ -549,48 +821,60 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
         b,
         "<p class=\"muted\" id=\"count\">{} match(es){} in {:.1} ms{shown}</p>",
         r.total,
-        if p.entry.trim().is_empty() {
+        if ctx.entry.is_empty() {
             String::new()
         } else {
-            format!(" in entry <b>{}</b>", esc(&p.entry))
+            format!(" in entry <b>{}</b>", esc(&ctx.entry))
         },
         took.as_secs_f64() * 1e3,
     );
-    let link = |pg: usize| format!("/?q={}&entry={}&page={pg}", enc(&p.q), enc(&p.entry));
     if r.hits.is_empty() && total > 0 {
         let _ = writeln!(
             b,
-            "<p class=\"error\" id=\"past-end\">Page {} is past the last page of results ({} \
-             page(s)): <a href=\"{}\" id=\"last\">go to the last page</a>.</p>",
+            "<p class=\"error\" id=\"past-end\">Page {} is past the last page, {}: \
+             <a href=\"{}\" id=\"last\">go to the last page</a>.</p>",
             page + 1,
             last_page + 1,
-            esc(&link(last_page))
+            esc(&ctx.page_link(last_page))
         );
+    } else if total == 0 {
+        b.push_str("<p id=\"none\">No sample matches. Loosen the query or remove a filter.</p>\n");
     }
     b.push_str("<div class=\"grid\" id=\"results\">\n");
-    for h in &r.hits {
+    let query = ctx.query();
+    for (n, h) in r.hits.iter().enumerate() {
+        let i = r.offset + n;
         let _ = writeln!(
             b,
-            "<a class=\"card result\" href=\"/sample/{s}/{k}\" title=\"{c}\"><img src=\"/image/{s}/{k}\" loading=\"lazy\" alt=\"{c}\"><div class=\"cap\">{c}</div></a>",
+            "<a class=\"card result\" id=\"r{i}\" href=\"/sample/{s}/{k}?{ctx}&amp;i={i}\" title=\"{c}\"><img src=\"/image/{s}/{k}\" loading=\"lazy\" alt=\"{c}\"><div class=\"cap\">{c}</div></a>",
             s = enc(&h.shard),
             k = enc(&h.key),
+            ctx = esc(&query),
             c = esc(&h.caption)
         );
     }
-    b.push_str("</div>\n<p>");
+    b.push_str("</div>\n<nav class=\"pager\" id=\"pager\">");
     if page > 0 {
         let _ = write!(
             b,
-            "<a href=\"{}\" id=\"prev\">previous</a> ",
-            esc(&link((page - 1).min(last_page)))
+            "<a href=\"{}\" id=\"prev\" rel=\"prev\">‹ previous</a>",
+            esc(&ctx.page_link((page - 1).min(last_page)))
+        );
+    }
+    if total > 0 && page <= last_page {
+        let _ = write!(
+            b,
+            "<span id=\"pageno\">page {} of {}</span>",
+            page + 1,
+            last_page + 1
         );
     }
     let end = r.offset + r.hits.len();
     if end < total && page < max_page {
         let _ = write!(
             b,
-            "<a href=\"{}\" id=\"next\">next</a>",
-            esc(&link(page + 1))
+            "<a href=\"{}\" id=\"next\" rel=\"next\">next ›</a>",
+            esc(&ctx.page_link(page + 1))
         );
     } else if end < total {
         let _ = write!(
@@ -599,13 +883,13 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
              results: narrow the query or filter by entry</span>"
         );
     }
-    b.push_str("</p>");
-    let title = if p.q.is_empty() {
+    b.push_str("</nav>");
+    let title = if ctx.q.is_empty() {
         "all samples".to_string()
     } else {
-        p.q.clone()
+        ctx.q.clone()
     };
-    html(StatusCode::OK, layout(&title, &p.q, &p.entry, &b))
+    html(StatusCode::OK, layout(&app, &title, &ctx, &b))
 }
 
 async fn api_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -> Response {
@@ -639,25 +923,16 @@ async fn api_search(State(app): State<Shared>, Query(p): Query<SearchParams>) ->
         },
         (Ok(None), Ok(o)) => o.unwrap_or(0),
     };
-    if let Err(e) = check_query(&p.q, &p.entry) {
-        return bad(e);
-    }
+    let ctx = match Ctx::of(&p) {
+        Ok(c) => c,
+        Err(e) => return bad(e),
+    };
     let Ok(job) = app.jobs.clone().acquire_owned().await else {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     };
     let res = tokio::task::spawn_blocking(move || {
         let _job = job;
-        let Some(set) = &app.set else {
-            return Err(IndexError::NoIndex(
-                app.no_index.clone().unwrap_or_default(),
-            ));
-        };
-        let opts = SearchOptions {
-            limit,
-            offset,
-            entry: (!p.entry.trim().is_empty()).then(|| p.entry.clone()),
-        };
-        set.search(&p.q, &opts)
+        run_search(&app, &ctx, offset, limit)
     })
     .await;
     match res {
@@ -667,23 +942,33 @@ async fn api_search(State(app): State<Shared>, Query(p): Query<SearchParams>) ->
     }
 }
 
-/// Looks a sample up and reads one of its members (`image` or `json`) from the tar.
-fn lookup(app: &App, shard: &str, key: &str) -> std::result::Result<Hit, Response> {
+/// Looks a sample up: its index record, or the status and message to answer with.
+fn lookup(app: &App, shard: &str, key: &str) -> std::result::Result<Hit, (StatusCode, String)> {
     if !valid_name(shard) || !valid_name(key) {
-        return Err((StatusCode::BAD_REQUEST, "bad shard or key").into_response());
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "bad shard or key: shard and key names are letters, digits, `_` and `-`".into(),
+        ));
     }
     let Some(set) = &app.set else {
-        return Err((StatusCode::NOT_FOUND, "no index").into_response());
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("no index: {}", app.no_index.clone().unwrap_or_default()),
+        ));
     };
     match set.get(shard, key) {
         Ok(Some(h)) => Ok(h),
-        Ok(None) => {
-            Err((StatusCode::NOT_FOUND, format!("no sample {shard}/{key}")).into_response())
-        }
-        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()),
+        Ok(None) => Err((
+            StatusCode::NOT_FOUND,
+            if set.shards().contains(&shard) {
+                format!("No sample {shard}/{key}: shard {shard} has no sample with key {key}.")
+            } else {
+                format!("No sample {shard}/{key}: there is no shard {shard} in the index.")
+            },
+        )),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
-
 fn content_type(ext: &str) -> &'static str {
     match ext.to_ascii_lowercase().as_str() {
         "jpg" | "jpeg" => "image/jpeg",
@@ -744,7 +1029,7 @@ async fn image(
 }
 
 fn image_of(app: &App, shard: &str, key: &str) -> std::result::Result<Response, Response> {
-    let h = lookup(app, shard, key)?;
+    let h = lookup(app, shard, key).map_err(IntoResponse::into_response)?;
     let Some(m) = h.image else {
         return Err((StatusCode::NOT_FOUND, "sample has no image").into_response());
     };
@@ -759,15 +1044,111 @@ fn image_of(app: &App, shard: &str, key: &str) -> std::result::Result<Response, 
         .into_response())
 }
 
+/// Where a sample page sits in the results it was opened from.
+struct Nav {
+    ctx: Ctx,
+    /// Its place in the results (from 0).
+    i: usize,
+    total: u64,
+    /// Whether the search still gives this sample at `i` (else only the way back is shown).
+    here: bool,
+    prev: Option<Hit>,
+    next: Option<Hit>,
+}
+
+impl Nav {
+    /// The results around `h` when the request carries a search and a place (`i`); `None`
+    /// when it carries none (or a broken one: the page then shows the sample alone).
+    fn of(app: &App, h: &Hit, p: &SearchParams) -> Option<Nav> {
+        let i = number("i", p.i.as_deref(), MAX_RESULT_WINDOW - 1).ok()??;
+        let ctx = Ctx::of(p).ok()?;
+        let start = i.saturating_sub(1);
+        let r = run_search(app, &ctx, start, i - start + 2).ok()?;
+        let at = i - start;
+        let here = r
+            .hits
+            .get(at)
+            .is_some_and(|x| x.shard == h.shard && x.key == h.key);
+        let prev = (here && at > 0).then(|| r.hits[at - 1].clone());
+        let next = if here && i + 1 < MAX_RESULT_WINDOW {
+            r.hits.get(at + 1).cloned()
+        } else {
+            None
+        };
+        Some(Nav {
+            ctx,
+            i,
+            total: r.total,
+            here,
+            prev,
+            next,
+        })
+    }
+
+    /// The query string of a sample page at place `i` of these results.
+    fn at(&self, i: usize) -> String {
+        format!("{}&i={i}", self.ctx.query())
+    }
+
+    fn html(&self) -> String {
+        let link =
+            |h: &Hit, i: usize| format!("/sample/{}/{}?{}", enc(&h.shard), enc(&h.key), self.at(i));
+        let mut s = format!(
+            "<nav class=\"nav\" id=\"nav\"><a id=\"back\" href=\"{}\">← back to the results</a>",
+            esc(&format!(
+                "{}#r{}",
+                self.ctx.page_link(self.i / PAGE_SIZE),
+                self.i
+            ))
+        );
+        match &self.prev {
+            Some(h) => {
+                let _ = write!(
+                    s,
+                    "<a id=\"prev-sample\" rel=\"prev\" href=\"{}\">‹ previous</a>",
+                    esc(&link(h, self.i - 1))
+                );
+            }
+            None => s.push_str("<span class=\"muted\">‹ previous</span>"),
+        }
+        if self.here {
+            let _ = write!(
+                s,
+                "<span id=\"place\">result {} of {}</span>",
+                thousands(self.i as u64 + 1),
+                thousands(self.total)
+            );
+        } else {
+            s.push_str(
+                "<span class=\"muted\" id=\"place\">this sample is no longer at this place in \
+                 these results</span>",
+            );
+        }
+        match &self.next {
+            Some(h) => {
+                let _ = write!(
+                    s,
+                    "<a id=\"next-sample\" rel=\"next\" href=\"{}\">next ›</a>",
+                    esc(&link(h, self.i + 1))
+                );
+            }
+            None => s.push_str("<span class=\"muted\">next ›</span>"),
+        }
+        s.push_str("</nav>\n");
+        s
+    }
+}
+
 async fn sample(
     State(app): State<Shared>,
     UrlPath((shard, key)): UrlPath<(String, String)>,
+    Query(p): Query<SearchParams>,
 ) -> Response {
     let app2 = app.clone();
     blocking(&app, move || {
         let h = match lookup(&app2, &shard, &key) {
             Ok(h) => h,
-            Err(r) => return r,
+            Err((status, msg)) => return error_page(&app2, status, "no such sample", &msg),
         };
         let json = h
             .json
@@ -776,13 +1157,15 @@ async fn sample(
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
             .unwrap_or_else(|| "(no json member)".into());
-        detail_page(&h, &json)
+        let nav = Nav::of(&app2, &h, &p);
+        detail_page(&app2, &h, &json, nav.as_ref())
     })
     .await
 }
 
-fn detail_page(h: &Hit, json: &str) -> Response {
-    let mut b = String::new();
+fn detail_page(app: &App, h: &Hit, json: &str, nav: Option<&Nav>) -> Response {
+    let mut b = nav.map(Nav::html).unwrap_or_default();
+    let filter = |c: Ctx| esc(&c.page_link(0));
     let entries: String = if h.entries.is_empty() {
         "<span class=\"muted\">none</span>".into()
     } else {
@@ -790,8 +1173,11 @@ fn detail_page(h: &Hit, json: &str) -> Response {
             .iter()
             .map(|e| {
                 format!(
-                    "<a class=\"entry\" href=\"/?entry={}\">{}</a>",
-                    enc(e),
+                    "<a class=\"entry\" href=\"{}\">{}</a>",
+                    filter(Ctx {
+                        entry: e.clone(),
+                        ..Ctx::default()
+                    }),
                     esc(e)
                 )
             })
@@ -802,24 +1188,100 @@ fn detail_page(h: &Hit, json: &str) -> Response {
         (Some(w), Some(hh)) => format!("{w} x {hh}"),
         _ => "?".into(),
     };
+    let full = format!(
+        "/sample/{}/{}/full{}",
+        enc(&h.shard),
+        enc(&h.key),
+        nav.map(|n| format!("?{}", n.at(n.i))).unwrap_or_default()
+    );
+    let domain = if h.domain.is_empty() {
+        "<span class=\"muted\">none</span>".to_string()
+    } else {
+        format!(
+            "<a id=\"domain-link\" href=\"{}\">{}</a>",
+            filter(Ctx {
+                domain: h.domain.clone(),
+                ..Ctx::default()
+            }),
+            esc(&h.domain)
+        )
+    };
+    let language = if h.language.is_empty() {
+        "<span class=\"muted\">unknown</span>".to_string()
+    } else {
+        format!(
+            "<a id=\"language-link\" href=\"{}\">{}</a>",
+            filter(Ctx {
+                lang: h.language.clone(),
+                ..Ctx::default()
+            }),
+            esc(&h.language)
+        )
+    };
     let _ = write!(
         b,
-        "<div class=\"detail\"><div><img id=\"image\" src=\"/image/{s}/{k}\" alt=\"{c}\"></div><div>\
+        "<div class=\"detail\"><div><a href=\"{f}\" id=\"full-image\" title=\"the image at full size\">\
+         <img id=\"image\" class=\"preview\" src=\"/image/{s}/{k}\" alt=\"{c}\"></a>\
+         <p><a href=\"{f}\" id=\"full-link\">full size ({size})</a></p></div><div>\
          <p id=\"caption\">{c}</p><table>\
          <tr><td>url</td><td><a id=\"url\" href=\"{u}\" rel=\"noreferrer\">{u}</a></td></tr>\
          <tr><td>entries</td><td id=\"entries\">{entries}</td></tr>\
-         <tr><td>shard / key</td><td>{s} / {k}</td></tr><tr><td>domain</td><td>{d}</td></tr>\
-         <tr><td>size</td><td>{size}</td></tr><tr><td>language</td><td>{l}</td></tr></table>\
+         <tr><td>shard / key</td><td>{s} / {k}</td></tr><tr><td>domain</td><td>{domain}</td></tr>\
+         <tr><td>size</td><td id=\"size\">{size}</td></tr><tr><td>language</td><td>{language}</td></tr></table>\
          <h3>json</h3><pre id=\"json\">{j}</pre></div></div>\n<script>{DETAIL_SCRIPT}</script>",
+        f = esc(&full),
         s = esc(&h.shard),
         k = esc(&h.key),
         c = esc(&h.caption),
         u = esc(&h.url),
-        d = esc(&h.domain),
-        l = esc(&h.language),
         j = esc(json)
     );
-    html(StatusCode::OK, layout(&h.caption, "", "", &b))
+    let ctx = nav.map(|n| n.ctx.clone()).unwrap_or_default();
+    html(StatusCode::OK, layout(app, &h.caption, &ctx, &b))
+}
+
+/// `/sample/{shard}/{key}/full`: the image alone at its natural size.
+async fn full_image(
+    State(app): State<Shared>,
+    UrlPath((shard, key)): UrlPath<(String, String)>,
+    Query(p): Query<SearchParams>,
+) -> Response {
+    let app2 = app.clone();
+    blocking(&app, move || {
+        let h = match lookup(&app2, &shard, &key) {
+            Ok(h) => h,
+            Err((status, msg)) => return error_page(&app2, status, "no such sample", &msg),
+        };
+        // Back to the sample page as it was opened (with its place in the results, if any).
+        let ctx = Ctx::of(&p).ok();
+        let i = number("i", p.i.as_deref(), MAX_RESULT_WINDOW - 1)
+            .ok()
+            .flatten();
+        let back = match (&ctx, i) {
+            (Some(c), Some(i)) => format!("?{}&i={i}", c.query()),
+            _ => String::new(),
+        };
+        let size = match (h.width, h.height) {
+            (Some(w), Some(hh)) => format!("{w} x {hh} pixels"),
+            _ => "size unknown".into(),
+        };
+        let b = format!(
+            "<nav class=\"nav\" id=\"nav\"><a id=\"back-sample\" href=\"/sample/{s}/{k}{back}\">← back to the sample</a>\
+             <span id=\"natural\">{size}, shown at full size</span>\
+             <a id=\"raw\" href=\"/image/{s}/{k}\">the image file</a></nav>\n\
+             <div class=\"full\"><img id=\"image\" src=\"/image/{s}/{k}\" alt=\"{c}\"></div>\
+             <p id=\"caption\">{c}</p>\n<script>{DETAIL_SCRIPT}</script>",
+            s = enc(&h.shard),
+            k = enc(&h.key),
+            back = esc(&back),
+            c = esc(&h.caption),
+        );
+        html(
+            StatusCode::OK,
+            layout(&app2, &h.caption, &ctx.unwrap_or_default(), &b),
+        )
+    })
+    .await
 }
 
 async fn report(State(app): State<Shared>) -> Response {

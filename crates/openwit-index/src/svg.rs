@@ -37,6 +37,113 @@ pub fn num(v: f64) -> String {
     }
 }
 
+/// `n` with a comma between thousands: 1234567 -> `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The step of "nice" axis ticks (1, 2 or 5 times a power of ten) that cuts `lo..hi` into at
+/// most `max_ticks - 1` intervals.
+pub fn nice_step(lo: f64, hi: f64, max_ticks: usize) -> f64 {
+    let span = (hi - lo).abs();
+    let intervals = max_ticks.max(2) as f64 - 1.0;
+    if !span.is_finite() || span <= 0.0 {
+        return 1.0;
+    }
+    let rough = span / intervals;
+    let mag = 10f64.powf(rough.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|&step| (span / step).ceil() <= intervals + 1e-9)
+        .unwrap_or(10.0 * mag)
+}
+
+/// Axis ticks for the data range `lo..=hi`: the axis is widened to whole steps around it, and
+/// the ticks are every step on it, at most `max_ticks` of them. Returns (ticks, step).
+pub fn nice_ticks(lo: f64, hi: f64, max_ticks: usize) -> (Vec<f64>, f64) {
+    let (lo, hi) = if hi < lo { (hi, lo) } else { (lo, hi) };
+    let (lo, hi) = if (hi - lo).abs() < 1e-12 {
+        // One value: an axis around it.
+        if lo == 0.0 {
+            (0.0, 1.0)
+        } else {
+            (lo - lo.abs() * 0.5, hi + hi.abs() * 0.5)
+        }
+    } else {
+        (lo, hi)
+    };
+    let mut max_ticks = max_ticks.max(2);
+    loop {
+        let step = nice_step(lo, hi, max_ticks);
+        // (A bound a rounding error away from a whole step is on it.)
+        let first = (lo / step + 1e-9).floor();
+        let last = (hi / step - 1e-9).ceil();
+        let n = (last - first) as usize + 1;
+        if n <= max_ticks.max(2) || max_ticks <= 2 {
+            let ticks = (0..n).map(|i| (first + i as f64) * step).collect();
+            return (ticks, step);
+        }
+        // Widening to whole steps added a tick: ask for fewer intervals.
+        max_ticks -= 1;
+    }
+}
+
+/// The label of axis tick `v` on an axis ticked every `step`: just enough decimals to tell the
+/// ticks apart, thousands separated by commas, and `k`/`M`/`G` from ten thousand up (`25k`,
+/// `1.5M`).
+pub fn tick_label(v: f64, step: f64) -> String {
+    let step = step.abs().max(f64::MIN_POSITIVE);
+    let decimals = |unit: f64| -> usize {
+        let d = -(step / unit).log10().floor();
+        // Steps of 2.5 units and the like would need one more; nice steps are 1, 2 or 5.
+        if d > 0.0 { d as usize } else { 0 }
+    };
+    let a = v.abs();
+    for (unit, suffix) in [(1e9, "G"), (1e6, "M"), (1e3, "k")] {
+        if a >= 10.0 * unit || (unit > 1e3 && a >= unit) {
+            let d = decimals(unit);
+            return format!("{:.*}{suffix}", d, v / unit).replace("-0", "0");
+        }
+    }
+    let d = decimals(1.0);
+    if d == 0 {
+        let r = v.round();
+        let sign = if r < 0.0 { "-" } else { "" };
+        return format!("{sign}{}", thousands(r.abs() as u64));
+    }
+    let out = format!("{v:.d$}");
+    if out.starts_with('-') && out[1..].bytes().all(|b| b == b'0' || b == b'.') {
+        out[1..].to_string()
+    } else {
+        out
+    }
+}
+
+/// The label of a power of ten on a log axis: `1`, `10`, `1,000`, `10k`, `1M`; `0.01` below 1.
+pub fn decade_label(exp: i32) -> String {
+    let v = 10f64.powi(exp);
+    if exp < 0 {
+        format!("{v:.*}", (-exp) as usize)
+    } else {
+        tick_label(v, v)
+    }
+}
+
+/// The width in pixels that `text` takes in the charts' font at `size` px (a generous estimate:
+/// labels spaced by it never overlap).
+pub fn text_width(text: &str, size: f64) -> f64 {
+    text.chars().count() as f64 * size * 0.62
+}
+
 const PALETTE: [&str; 6] = [
     "#3b6fb6", "#d9822b", "#2f9e66", "#c2413b", "#7d5ba6", "#8c8c8c",
 ];
@@ -94,20 +201,32 @@ pub fn histogram(title: &str, xlabel: &str, bins: &[(String, u64)], color: &str)
         r#"<svg class="chart" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img"><title>{t}</title><text x="4" y="20" class="ct">{t}</text>"#,
         t = esc(title)
     );
+    let (yticks, ystep) = nice_ticks(0.0, max, 6);
+    let top = yticks.last().copied().unwrap_or(max).max(1.0);
+    let py = |c: f64| h - mb - ph * c / top;
+    for t in &yticks {
+        let _ = writeln!(
+            s,
+            r##"<path d="M{ml} {y:.1} H{x1}" stroke="#eee"/><text x="{ml}" y="{ty:.1}" text-anchor="end" dx="-4" font-size="10">{l}</text>"##,
+            y = py(*t),
+            x1 = w - mr,
+            ty = py(*t) + 3.0,
+            l = tick_label(*t, ystep)
+        );
+    }
     let _ = writeln!(
         s,
-        r##"<path d="M{ml} {mt} V{y0} H{x1}" stroke="#333" fill="none"/><text x="{ml}" y="{ty}" text-anchor="end" dx="-4">{mx}</text><text x="{ml}" y="{y0}" text-anchor="end" dx="-4">0</text><text x="{cx}" y="{ly}" text-anchor="middle">{xl}</text>"##,
+        r##"<path d="M{ml} {mt} V{y0} H{x1}" stroke="#333" fill="none"/><text x="{cx}" y="{ly}" text-anchor="middle">{xl}</text>"##,
         y0 = h - mb,
         x1 = w - mr,
         cx = ml + pw / 2.0,
         ly = h - 8.0,
         xl = esc(xlabel),
-        ty = mt + 10.0,
-        mx = num(max)
     );
-    let every = (bins.len() / 10).max(1);
+    // Bin labels at their bar's left edge, left out where one would run into the last shown.
+    let mut free_from = f64::MIN;
     for (i, (label, c)) in bins.iter().enumerate() {
-        let bh = ph * *c as f64 / max;
+        let bh = h - mb - py(*c as f64);
         let x = ml + i as f64 * bw;
         let _ = writeln!(
             s,
@@ -116,13 +235,15 @@ pub fn histogram(title: &str, xlabel: &str, bins: &[(String, u64)], color: &str)
             bwi = (bw - 1.0).max(0.5),
             l = esc(label)
         );
-        if i % every == 0 {
+        let tw = text_width(label, 10.0);
+        if x >= free_from && x + tw <= w {
             let _ = writeln!(
                 s,
-                r#"<text x="{x:.1}" y="{y:.1}" font-size="10">{l}</text>"#,
+                r#"<text x="{x:.1}" y="{y:.1}" font-size="10" class="tick">{l}</text>"#,
                 y = h - mb + 14.0,
                 l = esc(label)
             );
+            free_from = x + tw + 6.0;
         }
     }
     s.push_str("</svg>\n");
@@ -163,64 +284,69 @@ pub fn lines(
         y0 = y0.min(*y);
         y1 = y1.max(*y);
     }
-    if log {
-        x0 = x0.floor().min(0.0);
-        x1 = x1.ceil().max(x0 + 1.0);
-        y0 = y0.floor().min(0.0);
-        y1 = y1.ceil().max(y0 + 1.0);
-    } else {
-        if (x1 - x0).abs() < 1e-12 {
-            x1 = x0 + 1.0;
+    // Ticks: every decade on log axes (every other one, and so on, when there are many), nice
+    // 1-2-5 steps on linear ones; the axes end on a tick.
+    let (w_plot, h_plot) = (w - ml - mr, h - mt - mb);
+    let axis = |lo: f64, hi: f64, max_ticks: usize| -> (Vec<f64>, Vec<String>) {
+        if log {
+            let (a, b) = (lo.floor().min(0.0), hi.ceil());
+            let b = b.max(a + 1.0);
+            let n = (b - a) as usize;
+            let every = n.div_ceil(max_ticks.max(2) - 1).max(1);
+            let ticks: Vec<f64> = (0..=n)
+                .filter(|i| i % every == 0 || *i == n)
+                .map(|i| a + i as f64)
+                .collect();
+            let labels = ticks.iter().map(|&d| decade_label(d as i32)).collect();
+            (ticks, labels)
+        } else {
+            let (ticks, step) = nice_ticks(lo, hi, max_ticks);
+            let labels = ticks.iter().map(|&t| tick_label(t, step)).collect();
+            (ticks, labels)
         }
-        if (y1 - y0).abs() < 1e-12 {
-            y1 = y0 + 1.0;
-        }
-    }
-    let px = |x: f64| ml + (x - x0) / (x1 - x0) * (w - ml - mr);
-    let py = |y: f64| h - mb - (y - y0) / (y1 - y0) * (h - mt - mb);
+    };
+    let (xt, xl_labels) = axis(x0, x1, 8);
+    let (yt, yl_labels) = axis(y0, y1, 7);
+    let (x0, x1) = (xt[0], *xt.last().unwrap_or(&(xt[0] + 1.0)));
+    let (y0, y1) = (yt[0], *yt.last().unwrap_or(&(yt[0] + 1.0)));
+    let (x1, y1) = (
+        if x1 > x0 { x1 } else { x0 + 1.0 },
+        if y1 > y0 { y1 } else { y0 + 1.0 },
+    );
+    let px = |x: f64| ml + (x - x0) / (x1 - x0) * w_plot;
+    let py = |y: f64| h - mb - (y - y0) / (y1 - y0) * h_plot;
     let _ = writeln!(
         s,
         r##"<path d="M{ml} {mt} V{yb} H{xr}" stroke="#333" fill="none"/><text x="{cx}" y="{ly}" text-anchor="middle">{xl}</text><text transform="translate(14 {cy}) rotate(-90)" text-anchor="middle">{yl}</text>"##,
         yb = h - mb,
         xr = w - mr,
-        cx = ml + (w - ml - mr) / 2.0,
+        cx = ml + w_plot / 2.0,
         ly = h - 10.0,
-        cy = mt + (h - mt - mb) / 2.0,
+        cy = mt + h_plot / 2.0,
         xl = esc(xlabel),
         yl = esc(ylabel)
     );
-    // Ticks: decades on log axes, 5 even steps on linear ones.
-    let ticks = |a: f64, b: f64| -> Vec<f64> {
-        if log {
-            let mut v = Vec::new();
-            let mut d = a;
-            while d <= b + 1e-9 {
-                v.push(d);
-                d += 1.0;
-            }
-            v
-        } else {
-            (0..=4).map(|i| a + (b - a) * i as f64 / 4.0).collect()
+    let mut free_from = f64::MIN;
+    for (t, label) in xt.iter().zip(&xl_labels) {
+        let (x, tw) = (px(*t), text_width(label, 10.0));
+        if x - tw / 2.0 < free_from {
+            continue;
         }
-    };
-    let lab = |v: f64| if log { num(10f64.powf(v)) } else { num(v) };
-    for t in ticks(x0, x1) {
+        free_from = x + tw / 2.0 + 6.0;
         let _ = write!(
             s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"#,
-            px(t),
-            h - mb + 14.0,
-            lab(t)
+            r##"<path d="M{x:.1} {yb} v4" stroke="#333"/><text x="{x:.1}" y="{ty:.1}" text-anchor="middle" font-size="10" class="tick">{label}</text>"##,
+            yb = h - mb,
+            ty = h - mb + 14.0,
         );
     }
-    for t in ticks(y0, y1) {
+    for (t, label) in yt.iter().zip(&yl_labels) {
         let _ = write!(
             s,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="10">{}</text><path d="M{ml} {:.1} H{}" stroke="#eee"/>"##,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="10" class="tick">{label}</text><path d="M{ml} {:.1} H{}" stroke="#eee"/>"##,
             ml - 4.0,
-            py(t) + 3.0,
-            lab(t),
-            py(t),
+            py(*t) + 3.0,
+            py(*t),
             w - mr
         );
     }
@@ -251,4 +377,184 @@ pub fn lines(
     }
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts of the `<text class="tick">` elements of `svg`, in order.
+    fn tick_texts(svg: &str) -> Vec<String> {
+        svg.split("class=\"tick\">")
+            .skip(1)
+            .map(|t| t.split('<').next().unwrap().to_string())
+            .collect()
+    }
+
+    fn distinct(v: &[String]) -> bool {
+        let mut s = v.to_vec();
+        s.sort();
+        s.dedup();
+        s.len() == v.len()
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn nice_ticks_are_round_distinct_and_cover_the_range() {
+        for (lo, hi) in [
+            (0.0, 1.0),
+            (0.0, 4.0),
+            (0.0, 49.0),
+            (0.1, 5.0),
+            (0.001, 0.0012),
+            (0.0, 1.2),
+            (3.0, 3.0),
+            (0.0, 0.0),
+            (-2.5, 7.0),
+            (0.0, 20_000.0),
+            (12_345.0, 12_399.0),
+            (0.0, 2.5e6),
+            (0.0, 7.3e9),
+        ] {
+            let (ticks, step) = nice_ticks(lo, hi, 7);
+            assert!((2..=7).contains(&ticks.len()), "{lo}..{hi}: {ticks:?}");
+            assert!(ticks[0] <= lo.min(hi) + 1e-12, "{lo}..{hi}: {ticks:?}");
+            assert!(*ticks.last().unwrap() >= hi.max(lo) - 1e-12, "{lo}..{hi}");
+            // A step of 1, 2 or 5 times a power of ten.
+            let mant = step / 10f64.powf(step.log10().floor());
+            assert!(
+                [1.0, 2.0, 5.0, 10.0]
+                    .iter()
+                    .any(|m| (m - mant).abs() < 1e-9),
+                "{lo}..{hi}: step {step}"
+            );
+            let labels: Vec<String> = ticks.iter().map(|&t| tick_label(t, step)).collect();
+            assert!(distinct(&labels), "{lo}..{hi}: {labels:?}");
+            assert!(labels.iter().all(|l| l.len() <= 8), "{labels:?}");
+        }
+    }
+
+    #[test]
+    fn tick_labels_are_short_and_readable() {
+        assert_eq!(tick_label(0.0, 1.0), "0");
+        assert_eq!(tick_label(1500.0, 500.0), "1,500");
+        assert_eq!(tick_label(20_000.0, 5000.0), "20k");
+        assert_eq!(tick_label(12_350.0, 10.0), "12.35k");
+        assert_eq!(tick_label(2.5e6, 5e5), "2.5M");
+        assert_eq!(tick_label(0.2, 0.2), "0.2");
+        assert_eq!(tick_label(0.0011, 0.0001), "0.0011");
+        assert_eq!(tick_label(-0.0, 0.1), "0.0");
+        assert_eq!(tick_label(-2.0, 1.0), "-2");
+        assert_eq!(decade_label(0), "1");
+        assert_eq!(decade_label(3), "1,000");
+        assert_eq!(decade_label(4), "10k");
+        assert_eq!(decade_label(6), "1M");
+        assert_eq!(decade_label(-2), "0.01");
+    }
+
+    #[test]
+    fn line_charts_have_distinct_tick_labels_that_do_not_overlap() {
+        // A few steps with small values (what gave `0 0 1 1 1` before), a long run, a log-log
+        // rank plot over many decades, and a flat series.
+        let cases: Vec<(Vec<(f64, f64)>, bool)> = vec![
+            (
+                (0..5).map(|i| (i as f64, 1.0 + i as f64 * 0.1)).collect(),
+                false,
+            ),
+            (
+                (0..50)
+                    .map(|i| (i as f64, 5.0 / (1.0 + i as f64)))
+                    .collect(),
+                false,
+            ),
+            (
+                (0..30_000)
+                    .map(|i| (i as f64 + 1.0, 2e7 / (i as f64 + 1.0)))
+                    .collect(),
+                true,
+            ),
+            ((0..3).map(|i| (i as f64, 0.001)).collect(), false),
+        ];
+        for (pts, log) in cases {
+            let svg = lines("t", "x", "y", &[("s".into(), pts.clone())], log);
+            let texts = tick_texts(&svg);
+            assert!(texts.len() >= 4, "{svg}");
+            // x ticks first, then y ticks: each axis's labels are distinct.
+            let xs: Vec<&str> = svg
+                .split("text-anchor=\"middle\" font-size=\"10\" class=\"tick\">")
+                .skip(1)
+                .map(|t| t.split('<').next().unwrap())
+                .collect();
+            let ys: Vec<&str> = svg
+                .split("text-anchor=\"end\" font-size=\"10\" class=\"tick\">")
+                .skip(1)
+                .map(|t| t.split('<').next().unwrap())
+                .collect();
+            assert!(xs.len() >= 2 && ys.len() >= 2, "{svg}");
+            for labels in [&xs, &ys] {
+                let owned: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+                assert!(distinct(&owned), "{log}: {owned:?}");
+            }
+            // x labels do not overlap: centres further apart than half their widths.
+            let centres: Vec<f64> = svg
+                .split("<text x=\"")
+                .skip(1)
+                .filter(|t| {
+                    let head = t.split('>').next().unwrap();
+                    head.contains("text-anchor=\"middle\" font-size=\"10\" class=\"tick\"")
+                })
+                .map(|t| t.split('"').next().unwrap().parse().unwrap())
+                .collect();
+            for (i, pair) in centres.windows(2).enumerate() {
+                let room = (text_width(xs[i], 10.0) + text_width(xs[i + 1], 10.0)) / 2.0;
+                assert!(pair[1] - pair[0] >= room, "{xs:?} at {centres:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn histogram_axes_are_labelled_without_overlap() {
+        let bins: Vec<(String, u64)> = (0..40)
+            .map(|i| (format!("{}", i * 1000), (i * 37 % 11) as u64))
+            .collect();
+        let svg = histogram("widths", "px", &bins, "#000");
+        let texts = tick_texts(&svg);
+        let mut x_prev_end = f64::MIN;
+        let mut shown = 0;
+        for t in svg.split("<text x=\"").skip(1) {
+            let head = t.split('>').next().unwrap();
+            if !head.contains("class=\"tick\"") || head.contains("text-anchor") {
+                continue;
+            }
+            let x: f64 = t.split('"').next().unwrap().parse().unwrap();
+            let label = t
+                .split("class=\"tick\">")
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap();
+            assert!(x >= x_prev_end, "{label} overlaps the label before it");
+            x_prev_end = x + text_width(label, 10.0);
+            shown += 1;
+        }
+        assert!(shown >= 5, "{svg}");
+        // The y axis: 0 and round counts up to at least the tallest bar, all distinct.
+        let ys: Vec<String> = svg
+            .split("text-anchor=\"end\" dx=\"-4\" font-size=\"10\">")
+            .skip(1)
+            .map(|t| t.split('<').next().unwrap().to_string())
+            .collect();
+        assert_eq!(ys.first().map(String::as_str), Some("0"), "{svg}");
+        assert!(ys.len() >= 3 && distinct(&ys), "{ys:?}");
+        assert!(ys.last().unwrap().parse::<u64>().unwrap() >= 10);
+        assert!(!texts.is_empty());
+    }
 }

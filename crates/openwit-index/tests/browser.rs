@@ -1,6 +1,9 @@
-//! Drives the real web UI in headless Chromium: search, open a result, check that the image
-//! loaded (decoded by the browser) and the caption shows; saves screenshots under
-//! `target/openwit-index-ui/`.
+//! Drives the real web UI in headless Chromium: search with the filter controls, open a result,
+//! check that the image loaded (decoded by the browser) and the caption shows, walk to the next
+//! result and back to the results, open the full-size view (shown at the image's natural size),
+//! browse the entries and follow one to its samples, and see a page past the end and the styled
+//! 404 page; saves screenshots under `target/openwit-index-ui/` (and, with
+//! `OPENWIT_UPDATE_SCREENSHOTS=1`, into `docs/img/` for the README).
 //!
 //! Needs Debian's `chromium` (listed in `.ci/apt-packages.txt`). Without it the test says so and
 //! passes, unless `CI` or `OPENWIT_REQUIRE_BROWSER` is set, where it fails.
@@ -59,6 +62,43 @@ fn artifacts() -> PathBuf {
     d
 }
 
+/// An attribute value as the browser reads it.
+fn unescape(s: &str) -> String {
+    s.replace("&amp;", "&").replace("&quot;", "\"")
+}
+
+/// The value of attribute `attr` of the element with `id` in a dumped DOM.
+fn attr_of(dom: &str, id: &str, attr: &str) -> Option<String> {
+    let at = dom.find(&format!(" id=\"{id}\""))?;
+    let start = dom[..at].rfind('<')?;
+    let end = at + dom[at..].find('>')?;
+    let tag = &dom[start..=end];
+    let v = &tag[tag.find(&format!(" {attr}=\""))? + attr.len() + 3..];
+    Some(unescape(&v[..v.find('"')?]))
+}
+
+/// The `data-image` and `data-shown` marks the page's script set on `<body>`.
+fn marks(dom: &str) -> (String, String) {
+    let mark = |name: &str| {
+        dom.split(&format!("{name}=\""))
+            .nth(1)
+            .map(|s| s.chars().take_while(|&c| c != '"').collect::<String>())
+            .unwrap_or_default()
+    };
+    (mark("data-image"), mark("data-shown"))
+}
+
+/// The sample paths (`shard/key`) of a results page, in order.
+fn result_keys(dom: &str) -> Vec<String> {
+    dom.split("class=\"card result\"")
+        .skip(1)
+        .map(|c| {
+            let c = &c[c.find("href=\"/sample/").unwrap() + 14..];
+            c[..c.find(['?', '"']).unwrap()].to_string()
+        })
+        .collect()
+}
+
 #[test]
 fn headless_chromium_searches_opens_a_result_and_sees_the_image_and_caption() {
     let Some(bin) = chromium() else {
@@ -80,65 +120,176 @@ fn headless_chromium_searches_opens_a_result_and_sees_the_image_and_caption() {
             vec!["download".into(), "index".into()],
         ),
     );
+    let counts: Vec<(String, i64, i64)> = [
+        ("golden retriever", 12_400, 20_000),
+        ("red car", 48_210, 20_000),
+        ("lighthouse", 3_120, 3_120),
+        ("teapot", 910, 910),
+        ("sunflower", 27_055, 20_000),
+    ]
+    .iter()
+    .map(|(e, m, k)| (e.to_string(), *m, (*k).min(*m)))
+    .collect();
+    common::write_entry_counts_of(&dir.path().join("curate/entry_counts.parquet"), &counts);
     let addr = common::start_server(dir.path());
     let base = format!("http://{addr}");
     let profile = tempfile::tempdir().unwrap();
+    let dom = |path: &str| {
+        browse(
+            &bin,
+            profile.path(),
+            &format!("{base}{path}"),
+            &["--dump-dom"],
+        )
+    };
 
-    // The home page has the search form; submitting it is a GET of its action with `q`.
-    let home = browse(&bin, profile.path(), &format!("{base}/"), &["--dump-dom"]);
+    // The home page has the search form with its filter controls; submitting it is a GET of
+    // its action with their names.
+    let home = dom("/");
     assert!(
         home.contains("<form action=\"/\" method=\"get\" id=\"search\">"),
         "{home}"
     );
-    assert!(home.contains("name=\"q\""));
-    let results = browse(
-        &bin,
-        profile.path(),
-        &format!("{base}/?q=%22golden+retriever%22"),
-        &["--dump-dom"],
-    );
+    for control in [
+        "name=\"q\"",
+        "name=\"entry\"",
+        "<select name=\"domain\" id=\"domain\">",
+        "<select name=\"lang\" id=\"lang\">",
+        "name=\"minw\"",
+        "name=\"minh\"",
+    ] {
+        assert!(home.contains(control), "{control}");
+    }
+    let results = dom("/?q=%22golden+retriever%22");
     assert!(results.contains("id=\"results\""), "{results}");
-    let first = results
-        .split("href=\"/sample/")
-        .nth(1)
-        .expect("at least one result");
-    let link: String = first.chars().take_while(|&c| c != '"').collect();
     assert!(results.to_lowercase().contains("golden retriever"));
-
-    // Open the result: the browser decoded the image from the tar and shows the caption.
-    let detail_url = format!("{base}/sample/{link}");
-    let detail = browse(&bin, profile.path(), &detail_url, &["--dump-dom"]);
-    let marker = detail
-        .split("data-image=\"")
-        .nth(1)
-        .map(|s| s.chars().take_while(|&c| c != '"').collect::<String>())
-        .unwrap_or_default();
+    // The filter controls narrow the results: as the form sends them.
+    let all_cars = result_keys(&dom("/?q=car"));
+    let search = "/?q=car&entry=&domain=img0.example.org&lang=&minw=&minh=";
+    let results = dom(search);
+    let keys = result_keys(&results);
     assert!(
-        marker.starts_with("loaded "),
-        "image did not load: `{marker}`\n{detail}"
+        keys.len() >= 2 && keys.len() < all_cars.len(),
+        "{keys:?} {all_cars:?}"
     );
-    let (w, h) = marker["loaded ".len()..].split_once('x').unwrap();
+    assert!(keys.iter().all(|k| all_cars.contains(k)));
+    assert!(
+        results.contains("<option value=\"img0.example.org\" selected=\"\">"),
+        "{results}"
+    );
+
+    // Open the first result: the browser decoded the image from the tar and shows the caption,
+    // scaled into the preview box.
+    let first = attr_of(&results, "r0", "href").unwrap();
+    let detail = dom(&first);
+    let (image, shown) = marks(&detail);
+    assert!(
+        image.starts_with("loaded "),
+        "image did not load: `{image}`\n{detail}"
+    );
+    let natural = image["loaded ".len()..].to_string();
+    let (w, h) = natural.split_once('x').unwrap();
     assert!(w.parse::<u32>().unwrap() >= 48 && h.parse::<u32>().unwrap() >= 32);
+    assert!(
+        shown.starts_with("512x"),
+        "the preview is 512 wide: {shown}"
+    );
     let caption = detail
         .split("<p id=\"caption\"")
         .nth(1)
         .and_then(|s| s.split_once('>'))
         .map(|(_, rest)| rest.split("</p>").next().unwrap().to_string())
         .unwrap();
+    assert!(caption.to_lowercase().contains("car"), "{caption}");
+    assert!(detail.contains(&format!("result 1 of {}", keys.len())));
+    assert!(attr_of(&detail, "prev-sample", "href").is_none());
+
+    // Next, then previous, walk the results; back returns to the same results.
+    let next = attr_of(&detail, "next-sample", "href").unwrap();
+    let second = dom(&next);
+    assert!(second.contains(&format!("result 2 of {}", keys.len())));
     assert!(
-        caption.to_lowercase().contains("golden retriever"),
-        "{caption}"
+        second.contains(&format!("/image/{}\"", keys[1])),
+        "{second}"
+    );
+    let prev = attr_of(&second, "prev-sample", "href").unwrap();
+    assert_eq!(prev, first);
+    let back = attr_of(&second, "back", "href").unwrap();
+    assert!(back.ends_with("#r1"), "{back}");
+    assert_eq!(result_keys(&dom(&back)), keys);
+
+    // The full-size view: the image at its natural size, not scaled.
+    let full = attr_of(&second, "full-link", "href").unwrap();
+    let full_dom = dom(&full);
+    let (image, shown) = marks(&full_dom);
+    assert!(image.starts_with("loaded "), "{full_dom}");
+    assert_eq!(shown, image["loaded ".len()..], "{full_dom}");
+    assert_eq!(
+        attr_of(&full_dom, "back-sample", "href").unwrap(),
+        next,
+        "the full view leads back to the sample as it was opened"
+    );
+
+    // The entries: counts before and after balancing; an entry's link lists its samples.
+    let entries = dom("/entries");
+    assert_eq!(entries.matches("class=\"entry-row\"").count(), 5);
+    assert!(
+        entries.contains("<td class=\"num before\">48,210</td><td class=\"num after\">20,000</td>")
+    );
+    let link = entries
+        .split("class=\"entry-link\" href=\"")
+        .skip(1)
+        .find(|r| r.contains("\">lighthouse</a>"))
+        .map(|r| unescape(r.split('"').next().unwrap()))
+        .unwrap();
+    let lighthouse = dom(&link);
+    assert!(lighthouse.contains("match(es) in entry <b>lighthouse</b>"));
+    let caps: Vec<String> = lighthouse
+        .split("<div class=\"cap\">")
+        .skip(1)
+        .map(|c| c.split('<').next().unwrap().to_lowercase())
+        .collect();
+    assert!(
+        !caps.is_empty() && caps.iter().all(|c| c.contains("lighthouse")),
+        "{caps:?}"
+    );
+
+    // A page past the end says so; an unknown sample gets the styled 404 page.
+    let past = dom("/?q=car&page=4");
+    assert!(past.contains("Page 5 is past the last page, 1:"), "{past}");
+    let missing = dom("/sample/00000/999999");
+    assert!(
+        missing.contains("<header>") && missing.contains("404 Not Found"),
+        "{missing}"
     );
 
     // Screenshots as test artifacts (and for the docs); the report with every section filled.
-    common::add_curation_and_training(dir.path());
-    openwit_index::write_report(dir.path(), None).unwrap();
     let out = artifacts();
-    for (name, url, size) in [
-        ("search.png", format!("{base}/?q=car"), "1280,720"),
-        ("detail.png", detail_url.clone(), "1280,900"),
+    let update = std::env::var_os("OPENWIT_UPDATE_SCREENSHOTS").is_some();
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/img");
+    let shots = [
+        (
+            "ui-search.png",
+            format!("{base}/?q=car&lang=en"),
+            "1280,720",
+        ),
+        ("ui-detail.png", format!("{base}{next}"), "1280,900"),
+        ("ui-full.png", format!("{base}{full}"), "1280,400"),
+        ("ui-entries.png", format!("{base}/entries"), "1280,560"),
+        (
+            "ui-404.png",
+            format!("{base}/sample/00000/999999"),
+            "1280,400",
+        ),
         ("report.png", format!("{base}/report"), "1280,4200"),
-    ] {
+    ];
+    for (name, url, size) in shots {
+        if name == "report.png" {
+            // The report with every section filled (after the entries page's shot: this
+            // replaces its entry counts).
+            common::add_curation_and_training(dir.path());
+            openwit_index::write_report(dir.path(), None).unwrap();
+        }
         let shot = out.join(name);
         let _ = std::fs::remove_file(&shot);
         browse(
@@ -153,5 +304,16 @@ fn headless_chromium_searches_opens_a_result_and_sees_the_image_and_caption() {
         );
         let png = std::fs::read(&shot).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 5000, "{name}");
+        if update
+            && [
+                "ui-search.png",
+                "ui-detail.png",
+                "ui-entries.png",
+                "report.png",
+            ]
+            .contains(&name)
+        {
+            std::fs::copy(&shot, docs.join(name)).unwrap();
+        }
     }
 }

@@ -84,7 +84,11 @@ fn the_web_ui_searches_shows_images_from_the_tars_and_refuses_outside_paths() {
     assert!(page.contains("id=\"results\""));
     assert!(page.contains("White lighthouse on a rocky coast"));
     let first = page.split("href=\"/sample/").nth(1).unwrap();
-    let path: String = first.chars().take_while(|&c| c != '"').collect();
+    // The link carries the search (`?q=..&i=N`) after the sample's path.
+    let path: String = first
+        .chars()
+        .take_while(|&c| c != '"' && c != '?')
+        .collect();
     let (shard, key) = path.split_once('/').unwrap();
 
     // The image bytes are the very JPEG in the tar.
@@ -161,4 +165,413 @@ fn the_web_ui_searches_shows_images_from_the_tars_and_refuses_outside_paths() {
     assert!(st == 400 || st == 404);
     let (st, _, _) = common::get(addr, "/sample/00000/999999");
     assert_eq!(st, 404);
+}
+
+/// The text of `page` between `start` and the next `end`.
+fn between<'a>(page: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = &page[page.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
+}
+
+/// An HTML attribute value as the browser reads it.
+fn unescape(s: &str) -> String {
+    s.replace("&amp;", "&")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+}
+
+/// The `href` of the element with `id` (as the browser reads it).
+fn href_of(page: &str, id: &str) -> Option<String> {
+    let at = page.find(&format!(" id=\"{id}\""))?;
+    let start = page[..at].rfind('<')?;
+    let end = at + page[at..].find('>')?;
+    between(&page[start..=end], "href=\"", "\"").map(unescape)
+}
+
+/// The sample links (`shard/key`) of a results page, in order.
+fn result_keys(page: &str) -> Vec<String> {
+    page.split("class=\"card result\"")
+        .skip(1)
+        .map(|c| {
+            let path = between(c, "href=\"/sample/", "\"").unwrap();
+            path.split('?').next().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn text(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let (st, _, body) = common::get(addr, path);
+    (st, String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn a_sample_leads_back_to_its_results_and_on_to_its_neighbours_and_to_its_full_image() {
+    let dir = common::workdir();
+    common::run(dir.path(), &common::index_stage());
+    let addr = common::start_server(dir.path());
+
+    let search = "/?q=car&entry=&domain=img0.example.org";
+    let (st, page) = text(addr, search);
+    assert_eq!(st, 200);
+    let keys = result_keys(&page);
+    assert!(keys.len() >= 3, "{page}");
+
+    // Walk the results with `next` from the first, then back with `previous`.
+    let first = unescape(between(&page, "id=\"r0\" href=\"", "\"").unwrap());
+    assert!(first.contains("q=car") && first.contains("domain=img0.example.org"));
+    assert!(first.ends_with("&i=0"), "{first}");
+    let mut url = first.clone();
+    let mut walked = Vec::new();
+    let mut pages = Vec::new();
+    loop {
+        let (st, p) = text(addr, &url);
+        assert_eq!(st, 200, "{url}");
+        walked.push(
+            url["/sample/".len()..]
+                .split('?')
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+        let n = walked.len();
+        assert!(
+            p.contains(&format!("result {n} of {}", keys.len())),
+            "{url}: {p}"
+        );
+        // Back to the results: the same search, the page holding this result.
+        let back = href_of(&p, "back").unwrap();
+        assert!(back.starts_with("/?q=car&entry=&domain=img0.example.org&page=0#r"));
+        let (st, again) = text(addr, back.split('#').next().unwrap());
+        assert_eq!(st, 200);
+        assert_eq!(result_keys(&again), keys, "{back}");
+        pages.push(p.clone());
+        match href_of(&p, "next-sample") {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    assert_eq!(walked, keys);
+    assert!(href_of(&pages[0], "prev-sample").is_none());
+    for (i, p) in pages.iter().enumerate().skip(1) {
+        let prev = href_of(p, "prev-sample").unwrap();
+        assert!(
+            prev.starts_with(&format!("/sample/{}?", keys[i - 1])),
+            "{prev}"
+        );
+        assert!(prev.ends_with(&format!("&i={}", i - 1)), "{prev}");
+    }
+    // The search fills the controls of the sample page's header.
+    assert!(pages[0].contains("value=\"car\""));
+    assert!(pages[0].contains("<option value=\"img0.example.org\" selected>"));
+
+    // The full-size view: the image alone, unscaled, and a way back to this place.
+    let full = href_of(&pages[1], "full-link").unwrap();
+    assert!(
+        full.starts_with(&format!("/sample/{}/full?", keys[1])),
+        "{full}"
+    );
+    let (st, fp) = text(addr, &full);
+    assert_eq!(st, 200);
+    assert!(fp.contains(&format!("<img id=\"image\" src=\"/image/{}\"", keys[1])));
+    assert!(fp.contains("<div class=\"full\">"));
+    let back = href_of(&fp, "back-sample").unwrap();
+    assert_eq!(
+        back,
+        format!(
+            "/sample/{}?q=car&entry=&domain=img0.example.org&i=1",
+            keys[1]
+        )
+    );
+    let size = between(&fp, "id=\"natural\">", " pixels").unwrap();
+    let (w, h) = size.split_once(" x ").unwrap();
+    let (st, _, img) = common::get(addr, &format!("/image/{}", keys[1]));
+    assert_eq!(st, 200);
+    // The JPEG's own frame header gives the same size.
+    let sof = img.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    let jh = u16::from_be_bytes([img[sof + 5], img[sof + 6]]);
+    let jw = u16::from_be_bytes([img[sof + 7], img[sof + 8]]);
+    assert_eq!(
+        (w.parse::<u16>().unwrap(), h.parse::<u16>().unwrap()),
+        (jw, jh)
+    );
+
+    // A sample opened without a search shows no navigation; a tampered place shows the way
+    // back but no neighbours.
+    let (_, alone) = text(addr, &format!("/sample/{}", keys[1]));
+    assert!(!alone.contains("id=\"nav\""));
+    let (st, moved) = text(addr, &format!("/sample/{}?q=car&i=999", keys[1]));
+    assert_eq!(st, 200);
+    assert!(moved.contains("no longer at this place"));
+    assert!(href_of(&moved, "next-sample").is_none());
+}
+
+#[test]
+fn filter_controls_narrow_the_results_and_combine_with_the_query() {
+    let dir = common::workdir();
+    common::run(dir.path(), &common::index_stage());
+    let addr = common::start_server(dir.path());
+    let api = |q: &str| -> Vec<serde_json::Value> {
+        let (st, _, body) = common::get(addr, &format!("/api/search?limit=100&{q}"));
+        assert_eq!(st, 200, "{q}");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let hits = v["hits"].as_array().unwrap().clone();
+        assert_eq!(v["total"].as_u64().unwrap() as usize, hits.len());
+        hits
+    };
+    let all = api("q=");
+    assert_eq!(all.len(), 20);
+    // Each control alone, as the search form sends it (empty controls included).
+    let form = |set: &str| {
+        ["q", "entry", "domain", "lang", "minw", "minh"]
+            .iter()
+            .map(|name| {
+                set.split('&')
+                    .find(|kv| kv.starts_with(&format!("{name}=")))
+                    .map(str::to_string)
+                    .unwrap_or(format!("{name}="))
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    type Keep = fn(&serde_json::Value) -> bool;
+    let cases: [(&str, Keep); 7] = [
+        ("domain=img1.example.org", |h| {
+            h["domain"] == "img1.example.org"
+        }),
+        ("minw=80", |h| h["width"].as_u64().unwrap() >= 80),
+        ("minh=40", |h| h["height"].as_u64().unwrap() >= 40),
+        ("minw=80&minh=40", |h| {
+            h["width"].as_u64().unwrap() >= 80 && h["height"].as_u64().unwrap() >= 40
+        }),
+        ("lang=en", |h| h["language"] == "en"),
+        ("lang=de", |_| false),
+        ("entry=teapot", |h| {
+            h["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == "teapot")
+        }),
+    ];
+    for (set, keep) in cases {
+        let want: Vec<&serde_json::Value> = all.iter().filter(|h| keep(h)).collect();
+        let got = api(&form(set));
+        assert_eq!(got.len(), want.len(), "{set}");
+        assert!(got.iter().all(keep), "{set}");
+        // The page shows the same count, the controls set, and the filters as removable chips.
+        let (st, page) = text(addr, &format!("/?{}", form(set)));
+        assert_eq!(st, 200, "{set}");
+        assert!(
+            page.contains(&format!("id=\"count\">{} match(es)", want.len())),
+            "{set}: {page}"
+        );
+        assert_eq!(result_keys(&page).len(), want.len(), "{set}");
+        assert!(page.contains("id=\"active\""), "{set}");
+        if want.is_empty() {
+            assert!(page.contains("id=\"none\""), "{set}");
+        }
+    }
+    let narrowed = api("q=&domain=img1.example.org&minw=80");
+    assert_eq!(narrowed.len(), 2);
+    // With a query text: both must hold.
+    let cars = api("q=car");
+    let img1_cars = api("q=car&domain=img1.example.org");
+    assert!(!img1_cars.is_empty() && img1_cars.len() < cars.len());
+    // The controls are in the form with the values of the search.
+    let (_, page) = text(addr, "/?q=car&domain=img1.example.org&minw=64&lang=en");
+    for needle in [
+        "<select name=\"domain\" id=\"domain\">",
+        "<option value=\"img1.example.org\" selected>img1.example.org (10)</option>",
+        "<option value=\"img0.example.org\">img0.example.org (10)</option>",
+        "<option value=\"en\" selected>en (20)</option>",
+        "name=\"minw\" id=\"minw\" min=\"0\" max=\"1000000\" value=\"64\"",
+        "name=\"entry\" id=\"entry\"",
+        "<option value=\"golden retriever\">",
+    ] {
+        assert!(page.contains(needle), "{needle}");
+    }
+    // Paging links keep the filters; a chip removes only its own.
+    let (_, page) = text(addr, "/?q=&domain=img1.example.org&page=1");
+    let last = href_of(&page, "last").unwrap();
+    assert_eq!(last, "/?q=&entry=&domain=img1.example.org&page=0");
+    let chip = unescape(between(&page, "<a class=\"chip\" href=\"", "\"").unwrap());
+    assert_eq!(chip, "/?q=&entry=&page=0");
+    // Bad values get a clear 400.
+    for bad in ["minw=-1", "minw=abc", "minh=99999999", "minw=1e3"] {
+        let (st, body) = text(addr, &format!("/?q=&{bad}"));
+        assert_eq!(st, 400, "{bad}: {body}");
+        assert!(body.contains("whole number of pixels"), "{body}");
+    }
+    // An unknown domain is no error: nothing matches.
+    let (st, body) = text(addr, "/?q=&domain=nowhere.example");
+    assert_eq!(st, 200);
+    assert!(body.contains("id=\"count\">0 match(es)"));
+}
+
+#[test]
+fn a_page_past_the_end_says_so_and_unknown_pages_get_the_styled_404() {
+    let dir = common::workdir();
+    common::run(dir.path(), &common::index_stage());
+    let addr = common::start_server(dir.path());
+
+    let (st, page) = text(addr, "/?q=&page=3");
+    assert_eq!(st, 200);
+    assert!(page.contains("Page 4 is past the last page, 1:"), "{page}");
+    assert_eq!(href_of(&page, "last").unwrap(), "/?q=&entry=&page=0");
+    let (_, page) = text(addr, "/?q=");
+    assert!(page.contains("<span id=\"pageno\">page 1 of 1</span>"));
+
+    for (path, says) in [
+        (
+            "/sample/00000/999999",
+            "shard 00000 has no sample with key 999999",
+        ),
+        ("/sample/00042/000000001", "there is no shard 00042"),
+        (
+            "/sample/00000/999999/full",
+            "shard 00000 has no sample with key 999999",
+        ),
+        ("/no/such/page", "There is no page at this address."),
+    ] {
+        let (st, head, body) = common::get(addr, path);
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(st, 404, "{path}");
+        assert!(
+            head.to_lowercase().contains("content-type: text/html"),
+            "{path}"
+        );
+        // The same layout as every page: header, search form, style; the status and why.
+        assert!(
+            body.contains("<header>") && body.contains("id=\"search\""),
+            "{path}"
+        );
+        assert!(body.contains("<style>"), "{path}");
+        assert!(body.contains("id=\"status\">404 Not Found</h2>"), "{path}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+}
+
+#[test]
+fn the_entries_page_lists_counts_before_and_after_balancing_and_links_to_the_samples() {
+    let dir = common::workdir();
+    let w = dir.path();
+    common::run(w, &common::index_stage());
+    let addr = common::start_server(w);
+
+    // Without counts the page says so, and lists the entries of the index.
+    let (st, page) = text(addr, "/entries");
+    assert_eq!(st, 200);
+    assert!(page.contains("id=\"no-counts\""), "{page}");
+    assert!(page.contains("This workdir has no entry counts"));
+    assert_eq!(
+        page.matches("class=\"entry-row\"").count(),
+        common::ENTRIES.len()
+    );
+
+    let counts: Vec<(String, i64, i64)> = [
+        ("golden retriever", 120, 50),
+        ("red car", 80, 50),
+        ("lighthouse", 30, 30),
+        ("teapot", 1500, 50),
+        ("sunflower", 0, 0),
+    ]
+    .iter()
+    .map(|(e, m, k)| (e.to_string(), *m, *k))
+    .collect();
+    common::write_entry_counts_of(&w.join("curate/entry_counts.parquet"), &counts);
+    let (st, page) = text(addr, "/entries");
+    assert_eq!(st, 200);
+    assert!(!page.contains("id=\"no-counts\""));
+    assert!(
+        page.contains("1,730 matches before balancing, 180 kept after"),
+        "{page}"
+    );
+    let rows: Vec<(String, String, String, String)> = page
+        .split("class=\"entry-row\"")
+        .skip(1)
+        .map(|r| {
+            let entry = between(r, "class=\"entry-link\" href=\"", "</a>").unwrap();
+            let entry = entry.split("\">").nth(1).unwrap().to_string();
+            let cell = |c: &str| {
+                between(r, &format!("class=\"num {c}\">"), "<")
+                    .unwrap()
+                    .to_string()
+            };
+            let indexed = between(r, "class=\"num indexed\"><a href=\"", "</a>").unwrap();
+            let indexed = indexed.split("\">").nth(1).unwrap().to_string();
+            (entry, cell("before"), cell("after"), indexed)
+        })
+        .collect();
+    // Most matches first; counts with thousands separators.
+    // (teapot: 2 of its 4 rows failed to download; the others' 4 all made it.)
+    assert_eq!(
+        rows[0],
+        ("teapot".into(), "1,500".into(), "50".into(), "2".into())
+    );
+    assert_eq!(rows[1].0, "golden retriever");
+    assert_eq!(
+        rows[4],
+        ("sunflower".into(), "0".into(), "0".into(), "4".into())
+    );
+    // Each entry's link lists its samples: as many as the page says, all matching it.
+    for (entry, _, _, indexed) in &rows {
+        let link = page
+            .split("class=\"entry-link\" href=\"")
+            .skip(1)
+            .find(|r| {
+                r.split("\">")
+                    .nth(1)
+                    .unwrap()
+                    .starts_with(&format!("{entry}<"))
+            })
+            .map(|r| unescape(r.split('"').next().unwrap()))
+            .unwrap();
+        let (st, results) = text(addr, &link);
+        assert_eq!(st, 200, "{link}");
+        assert!(
+            results.contains(&format!(
+                "id=\"count\">{indexed} match(es) in entry <b>{entry}</b>"
+            )),
+            "{link}: {results}"
+        );
+        assert_eq!(result_keys(&results).len().to_string(), *indexed);
+        // The captions hold the entry (its first word's stem: "sunflowers" for "sunflower").
+        let word = entry.split(' ').next().unwrap();
+        let stem = &word[..word.len() - 1];
+        for cap in results.split("<div class=\"cap\">").skip(1) {
+            let cap = cap.split('<').next().unwrap().to_lowercase();
+            assert!(cap.contains(stem), "{entry}: {cap}");
+        }
+    }
+    // Filtered, sorted by name, paged (past the end says so).
+    let (_, page) = text(addr, "/entries?f=CAR&sort=after");
+    assert_eq!(page.matches("class=\"entry-row\"").count(), 1);
+    assert!(page.contains(">red car</a>"));
+    let (_, page) = text(addr, "/entries?sort=entry");
+    let order: Vec<&str> = page
+        .split("class=\"entry-link\" href=\"")
+        .skip(1)
+        .map(|r| r.split("\">").nth(1).unwrap().split('<').next().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "golden retriever",
+            "lighthouse",
+            "red car",
+            "sunflower",
+            "teapot"
+        ]
+    );
+    let (st, page) = text(addr, "/entries?page=3");
+    assert_eq!(st, 200);
+    assert!(page.contains("Page 4 is past the last page, 1:"), "{page}");
+    assert_eq!(
+        href_of(&page, "last").unwrap(),
+        "/entries?f=&sort=before&page=0"
+    );
+    let (st, _) = text(addr, "/entries?page=x");
+    assert_eq!(st, 400);
 }

@@ -244,9 +244,21 @@ pub fn add_curation_and_training(w: &Path) {
 pub fn write_entry_counts(path: &std::path::Path) {
     // 300 entries with a long tail; balancing caps matches at 50.
     let n = 300usize;
-    let entries: Vec<String> = (0..n).map(|i| format!("entry {i}")).collect();
-    let matches: Vec<i64> = (0..n).map(|i| (20_000 / (i + 1)) as i64).collect();
-    let kept: Vec<i64> = matches.iter().map(|&m| m.min(50)).collect();
+    let rows: Vec<(String, i64, i64)> = (0..n)
+        .map(|i| {
+            let m = (20_000 / (i + 1)) as i64;
+            (format!("entry {i}"), m, m.min(50))
+        })
+        .collect();
+    write_entry_counts_of(path, &rows);
+}
+
+/// Writes an `entry_counts.parquet` as the curate stage does, of (entry, matches, kept) rows.
+pub fn write_entry_counts_of(path: &std::path::Path, rows: &[(String, i64, i64)]) {
+    let n = rows.len();
+    let entries: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let matches: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let kept: Vec<i64> = rows.iter().map(|r| r.2).collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("entry", DataType::Utf8, false),
         Field::new("id", DataType::Int32, false),
