@@ -32,13 +32,11 @@
 //! - `http://` URLs are sent to the proxy with the host replaced by the checked IP address (the
 //!   original name goes in the `Host` header), so the proxy connects to that address and never
 //!   resolves the name itself;
-//! - `https://` URLs go through a `CONNECT` tunnel, which must name the host (TLS needs it for
-//!   the server name and the certificate check): the name is checked here first, but the proxy
-//!   resolves it a second time. Between the two lookups the name's DNS answer can change (DNS
-//!   rebinding), so through a proxy an `https://` name can reach an address that was never
-//!   checked; the proxy's own rules are the only guard there. Without a proxy there is no such
-//!   window: the guarded resolver is the client's resolver and the connection goes to the address
-//!   it checked.
+//! - `https://` URLs go through a `CONNECT` tunnel that openwit opens itself, to the checked
+//!   address (`CONNECT 93.184.216.34:443`), never to the name; TLS inside the tunnel names the
+//!   server (SNI and the certificate check) as without a proxy (`crate::tunnel`). So the proxy
+//!   never resolves a name of a target, and DNS rebinding between the check and the connection
+//!   cannot happen through a proxy either.
 //!
 //! Without a proxy nothing is rewritten: names are resolved (and cached for five minutes) by the
 //! client's guarded resolver at connection time.
@@ -244,6 +242,9 @@ pub struct HttpSettings {
     /// Ask for and decode gzip, brotli and deflate bodies. Default true; off for file downloads
     /// that resume with `Range` or must keep the bytes as sent.
     pub decompress: bool,
+    /// PEM certificates trusted besides the Mozilla roots, for servers and `https://` proxies
+    /// (a TLS-intercepting proxy's CA, a test CA). Default none.
+    pub extra_root_certificates: Vec<Vec<u8>>,
 }
 
 impl Default for HttpSettings {
@@ -258,6 +259,7 @@ impl Default for HttpSettings {
             pool_max_idle_per_host: 2,
             pool_idle_timeout: Duration::from_secs(60),
             decompress: true,
+            extra_root_certificates: Vec::new(),
         }
     }
 }
@@ -345,6 +347,8 @@ pub struct HttpClient {
     resolver: Resolver,
     allow_private: bool,
     proxy: Option<Url>,
+    /// `https://` through the proxy (module docs).
+    tunnels: Option<Arc<crate::tunnel::Tunnels>>,
     connect_timeout: Duration,
 }
 
@@ -457,19 +461,50 @@ impl HttpClient {
             overrides: Arc::new(s.overrides.clone()),
             cache: Default::default(),
         };
-        let mut b = crate::net::without_env_proxies(reqwest::Client::builder())
-            .user_agent(&s.user_agent)
-            .connect_timeout(s.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(s.pool_max_idle_per_host)
-            .pool_idle_timeout(s.pool_idle_timeout)
-            .tcp_nodelay(true)
-            .gzip(s.decompress)
-            .brotli(s.decompress)
-            .deflate(s.decompress);
-        if let Some(t) = s.timeout {
-            b = b.timeout(t);
+        let mut roots = Vec::new();
+        for pem in &s.extra_root_certificates {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                crate::Error::Config(format!("a trusted certificate is not PEM: {e}"))
+            })?;
+            if certs.is_empty() {
+                return Err(crate::Error::Config(
+                    "a trusted certificate file holds no PEM certificate".into(),
+                ));
+            }
+            roots.extend(certs);
         }
+        let builder = || {
+            let mut b = crate::net::without_env_proxies(reqwest::Client::builder())
+                .user_agent(&s.user_agent)
+                .connect_timeout(s.connect_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(s.pool_max_idle_per_host)
+                .pool_idle_timeout(s.pool_idle_timeout)
+                .tcp_nodelay(true)
+                .gzip(s.decompress)
+                .brotli(s.decompress)
+                .deflate(s.decompress);
+            for c in &roots {
+                b = b.add_root_certificate(c.clone());
+            }
+            match s.timeout {
+                Some(t) => b.timeout(t),
+                None => b,
+            }
+        };
+        let tunnels = match &proxy {
+            Some(p) => Some(Arc::new(
+                crate::tunnel::Tunnels::new(
+                    p,
+                    builder(),
+                    s.connect_timeout,
+                    &s.extra_root_certificates,
+                )
+                .map_err(crate::Error::Stage)?,
+            )),
+            None => None,
+        };
+        let mut b = builder();
         b = match &proxy {
             // names are resolved by `send_once` before the request goes to the proxy; the only
             // name reqwest resolves itself is the proxy's, which the address rules do not cover
@@ -488,6 +523,7 @@ impl HttpClient {
             resolver,
             allow_private: s.allow_private,
             proxy,
+            tunnels,
             connect_timeout: s.connect_timeout,
         })
     }
@@ -540,10 +576,37 @@ impl HttpClient {
         F: FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     {
         check_target(url, self.allow_private)?;
+        let mut tunnel = None;
         let req = match (&self.proxy, url.host()) {
             (Some(_), Some(Host::Domain(name))) => {
                 let addr = self.resolve_checked(url, name).await?;
-                if url.scheme() == "http" {
+                if url.scheme() == "https"
+                    && let Some(t) = &self.tunnels
+                {
+                    // the proxy tunnels to the checked address; TLS names the server
+                    let port = match url.port() {
+                        None if addr.port() != 0 => addr.port(),
+                        _ => url.port_or_known_default().unwrap_or(443),
+                    };
+                    let dest = SocketAddr::new(addr.ip(), port);
+                    let local = t.local_for(dest).await.map_err(|e| {
+                        HttpError::new(
+                            FailKind::ConnectError,
+                            url,
+                            format!("cannot open a local tunnel listener: {e}"),
+                        )
+                    })?;
+                    let mut target = url.clone();
+                    let _ = target.set_port(Some(local.port()));
+                    let authority = match url.port() {
+                        Some(p) => format!("{name}:{p}"),
+                        None => name.to_string(),
+                    };
+                    tunnel = Some((t, dest));
+                    t.client()
+                        .get(target)
+                        .header(reqwest::header::HOST, authority)
+                } else if url.scheme() == "http" {
                     // the proxy gets the checked address, the server its name
                     let mut target = url.clone();
                     let authority = match url.port() {
@@ -564,16 +627,23 @@ impl HttpClient {
                         .get(target)
                         .header(reqwest::header::HOST, authority)
                 } else {
-                    // CONNECT names the host: the proxy resolves it again (module docs)
                     self.client.get(url.clone())
                 }
             }
             _ => self.client.get(url.clone()),
         };
-        build(req)
-            .send()
-            .await
-            .map_err(|e| HttpError::from_reqwest(url, &e))
+        build(req).send().await.map_err(|e| {
+            let mut err = HttpError::from_reqwest(url, &e);
+            // the tunnel closed the connection: say why the proxy did not open it
+            if let Some((t, dest)) = tunnel
+                && let Some(why) = t.failure(dest)
+                && err.kind != FailKind::Timeout
+            {
+                err.kind = FailKind::ConnectError;
+                err.message = why;
+            }
+            err
+        })
     }
 
     /// GET `url`, following redirects by hand: every hop is checked like the first request,

@@ -57,6 +57,7 @@ pub mod stage;
 pub mod state;
 pub mod store;
 pub mod text;
+mod tunnel;
 
 pub use error::{Error, IoContext, Result};
 pub use exec::{Executor, RunOptions, StageOutcome, panic_message};

@@ -22,10 +22,13 @@ const FAKE_PUBLIC: &str = "93.184.216.34";
 
 /// A tiny HTTP forwarding proxy on 127.0.0.1 that records every request line and `Host` header
 /// it receives. Requests for [`FAKE_PUBLIC`] are answered by `fake` (path -> raw response);
-/// others are forwarded to the address in the request line; `CONNECT` gets a 502.
+/// others are forwarded to the address in the request line. `CONNECT` to [`FAKE_PUBLIC`] gets a
+/// 403; any other `CONNECT` gets a 200, and the first bytes sent into the tunnel (a TLS
+/// ClientHello) are recorded, then the tunnel is closed.
 struct Proxy {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<(String, String)>>>,
+    tunnelled: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 type Fake = Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -35,15 +38,20 @@ impl Proxy {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<(String, String)>>> = Default::default();
-        let log = seen.clone();
+        let tunnelled: Arc<Mutex<Vec<Vec<u8>>>> = Default::default();
+        let (log, tun) = (seen.clone(), tunnelled.clone());
         std::thread::spawn(move || {
             for conn in l.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (log, fake) = (log.clone(), fake.clone());
-                std::thread::spawn(move || serve(conn, &log, &*fake));
+                let (log, tun, fake) = (log.clone(), tun.clone(), fake.clone());
+                std::thread::spawn(move || serve(conn, &log, &tun, &*fake));
             }
         });
-        Proxy { addr, seen }
+        Proxy {
+            addr,
+            seen,
+            tunnelled,
+        }
     }
 
     fn url(&self) -> String {
@@ -54,9 +62,19 @@ impl Proxy {
     fn seen(&self) -> Vec<(String, String)> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// The first bytes sent into each tunnel that was opened.
+    fn tunnelled(&self) -> Vec<Vec<u8>> {
+        self.tunnelled.lock().unwrap().clone()
+    }
 }
 
-fn serve(conn: TcpStream, log: &Mutex<Vec<(String, String)>>, fake: &dyn Fn(&str) -> String) {
+fn serve(
+    conn: TcpStream,
+    log: &Mutex<Vec<(String, String)>>,
+    tunnelled: &Mutex<Vec<Vec<u8>>>,
+    fake: &dyn Fn(&str) -> String,
+) {
     let mut out = conn.try_clone().unwrap();
     let mut r = BufReader::new(conn);
     loop {
@@ -88,9 +106,31 @@ fn serve(conn: TcpStream, log: &Mutex<Vec<(String, String)>>, fake: &dyn Fn(&str
         let mut parts = line.split(' ');
         let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         if method == "CONNECT" {
-            let _ = out.write_all(
-                b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
+            if target.starts_with(FAKE_PUBLIC) {
+                let _ = out.write_all(
+                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                return;
+            }
+            let Ok(mut up) = TcpStream::connect(target) else {
+                let _ = out.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+                return;
+            };
+            let _ = out.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+            let mut hello = vec![0u8; 4096];
+            let n = r.read(&mut hello).unwrap_or(0);
+            hello.truncate(n);
+            let _ = up.write_all(&hello);
+            tunnelled.lock().unwrap().push(hello);
+            // the rest of the tunnel, both ways
+            let mut down = up.try_clone().unwrap();
+            let t = std::thread::spawn(move || {
+                let _ = std::io::copy(&mut r, &mut up);
+                let _ = up.shutdown(std::net::Shutdown::Write);
+            });
+            let _ = std::io::copy(&mut down, &mut out);
+            let _ = out.shutdown(std::net::Shutdown::Both);
+            let _ = t.join();
             return;
         }
         let Ok(u) = Url::parse(target) else { return };
@@ -417,17 +457,51 @@ fn through_the_proxy_names_are_resolved_and_checked_here_first() {
         .collect();
     assert_eq!(hosts, ["site.proxytest.test", &format!("localhost:{port}")]);
 
-    // https goes through CONNECT, which names the host: checked here, resolved again there
+    // https: the tunnel goes to the checked address, never the name; TLS inside it names the
+    // server (the test server here speaks plain HTTP, so the handshake fails after that)
     let err = rt
         .block_on(c.get(&u("https://site.proxytest.test/page"), |_, r| r))
         .unwrap_err();
+    assert!(err.kind.is_transient(), "{err:?}");
+    assert_eq!(
+        proxy.seen().last().unwrap(),
+        &(
+            format!("CONNECT 127.0.0.1:{port} HTTP/1.1"),
+            format!("127.0.0.1:{port}")
+        )
+    );
+    let hello = proxy.tunnelled().pop().expect("a tunnel was opened");
+    assert_eq!(hello.first(), Some(&0x16), "a TLS handshake record");
     assert!(
-        err.kind.is_transient() || err.kind == FailKind::ConnectError,
+        hello
+            .windows(b"site.proxytest.test".len())
+            .any(|w| w == b"site.proxytest.test"),
+        "the ClientHello names the server (SNI)"
+    );
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .all(|(line, _)| !line.contains("proxytest")),
+        "the proxy never saw the name in a request line: {:?}",
+        proxy.seen()
+    );
+    // a proxy that refuses the tunnel: its answer is the error
+    override_host(
+        "refused.proxytest.test",
+        format!("{FAKE_PUBLIC}:443").parse().unwrap(),
+    );
+    let err = rt
+        .block_on(c.get(&u("https://refused.proxytest.test/x"), |_, r| r))
+        .unwrap_err();
+    assert_eq!(err.kind, FailKind::ConnectError, "{err:?}");
+    assert!(
+        err.message.contains("refused CONNECT") && err.message.contains("403 Forbidden"),
         "{err:?}"
     );
     assert_eq!(
         proxy.seen().last().unwrap().0,
-        "CONNECT site.proxytest.test:443 HTTP/1.1"
+        format!("CONNECT {FAKE_PUBLIC}:443 HTTP/1.1")
     );
 
     // without a proxy the same client settings fetch directly
@@ -440,9 +514,148 @@ fn through_the_proxy_names_are_resolved_and_checked_here_first() {
     );
     assert_eq!(
         proxy.seen().len(),
-        3,
+        4,
         "the direct client did not use the proxy"
     );
+}
+
+/// An HTTPS server on 127.0.0.1 with the test certificate for `tls.proxytest.test`
+/// (`tests/data/tls`): answers `hello over tls` to any request; records (SNI, Host, request
+/// line) of each.
+fn tls_server() -> (SocketAddr, Arc<Mutex<Vec<(String, String, String)>>>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(data.join("server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(data.join("server.key")).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let cfg = Arc::new(cfg);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<(String, String, String)>>> = Default::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(tcp) = conn else { continue };
+            let (cfg, log) = (cfg.clone(), log.clone());
+            std::thread::spawn(move || {
+                let sc = rustls::ServerConnection::new(cfg).unwrap();
+                let mut tls = BufReader::new(rustls::StreamOwned::new(sc, tcp));
+                let mut line = String::new();
+                if tls.read_line(&mut line).is_err() {
+                    return;
+                }
+                let mut host = String::new();
+                loop {
+                    let mut h = String::new();
+                    if tls.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':')
+                        && k.eq_ignore_ascii_case("host")
+                    {
+                        host = v.trim().to_string();
+                    }
+                }
+                let sni = tls
+                    .get_ref()
+                    .conn
+                    .server_name()
+                    .unwrap_or_default()
+                    .to_string();
+                log.lock()
+                    .unwrap()
+                    .push((sni, host, line.trim_end().to_string()));
+                let body = "hello over tls";
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let s = tls.get_mut();
+                let _ = s.write_all(resp.as_bytes());
+                let _ = s.flush();
+                s.conn.send_close_notify();
+                let _ = s.flush();
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn https_through_the_proxy_goes_to_the_checked_address_under_the_servers_name() {
+    let (addr, served) = tls_server();
+    override_host("tls.proxytest.test", addr);
+    let proxy = Proxy::start(Arc::new(|_| raw("200 OK", &[], "public")));
+    let ca = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls/ca.pem"),
+    )
+    .unwrap();
+    let settings = |allow_private, roots: Vec<Vec<u8>>| HttpSettings {
+        allow_private,
+        proxy: Some(proxy.url()),
+        extra_root_certificates: roots,
+        ..Default::default()
+    };
+    let rt = rt();
+    let url = u("https://tls.proxytest.test/hello?x=1");
+
+    // refused before the proxy sees anything: the name resolves to loopback
+    let c = HttpClient::new(&settings(false, vec![ca.clone()])).unwrap();
+    let err = rt.block_on(c.get(&url, |_, r| r)).unwrap_err();
+    assert_eq!(err.kind, FailKind::ForbiddenAddress, "{err:?}");
+    assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
+
+    // allowed: a tunnel to the checked address, TLS with the server under its name, end to end
+    let c = HttpClient::new(&settings(true, vec![ca.clone()])).unwrap();
+    for _ in 0..2 {
+        let (status, body, last) = rt.block_on(async {
+            let f = c.get(&url, |_, r| r).await.unwrap();
+            let status = f.response.status().as_u16();
+            (status, f.response.text().await.unwrap(), f.url.to_string())
+        });
+        assert_eq!(
+            (status, body.as_str(), last.as_str()),
+            (200, "hello over tls", url.as_str())
+        );
+    }
+    let connect = (format!("CONNECT {addr} HTTP/1.1"), addr.to_string());
+    assert_eq!(proxy.seen(), [connect.clone(), connect]);
+    let want = (
+        "tls.proxytest.test".to_string(),
+        "tls.proxytest.test".to_string(),
+        "GET /hello?x=1 HTTP/1.1".to_string(),
+    );
+    assert_eq!(*served.lock().unwrap(), [want.clone(), want]);
+
+    // the certificate is checked against the name: without the test CA it is refused
+    let c = HttpClient::new(&settings(true, Vec::new())).unwrap();
+    let err = rt.block_on(c.get(&url, |_, r| r)).unwrap_err();
+    assert_eq!(err.kind, FailKind::ConnectError, "{err:?}");
+    assert!(
+        err.message.to_lowercase().contains("certificate"),
+        "{err:?}"
+    );
+    assert_eq!(
+        served.lock().unwrap().len(),
+        2,
+        "nothing reached the server"
+    );
+
+    // a bad trusted certificate is a configuration error
+    let err = HttpClient::new(&settings(true, vec![b"not a certificate".to_vec()])).unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
 }
 
 /// A redirect hop to a forbidden literal or name is refused (with allow_private off), and
