@@ -338,9 +338,9 @@ impl IndexSet {
     }
 
     /// The values of a text field (`"entry"`, `"domain"` or `"language"`) with the number of
-    /// samples holding each, most frequent first (ties by value), at most `max` of them. Read
-    /// from the term dictionaries: no document is loaded.
-    pub fn field_values(&self, field: &str, max: usize) -> Vec<(String, u64)> {
+    /// samples holding each, most frequent first (ties by value), at most `max` of them, in the
+    /// first `max_shards` shard indexes. Read from the term dictionaries: no document is loaded.
+    pub fn field_values(&self, field: &str, max: usize, max_shards: usize) -> Vec<(String, u64)> {
         let Some(f) = self.fields else {
             return Vec::new();
         };
@@ -351,7 +351,7 @@ impl IndexSet {
             _ => return Vec::new(),
         };
         let mut counts: std::collections::HashMap<String, u64> = Default::default();
-        for part in &self.parts {
+        for part in self.parts.iter().take(max_shards) {
             let searcher = part.reader.searcher();
             for seg in searcher.segment_readers() {
                 let Ok(inv) = seg.inverted_index(field) else {

@@ -114,6 +114,9 @@ struct Facets {
 
 /// Domains, languages and entries offered by the filter controls (the most frequent).
 const MAX_FACET_VALUES: usize = 300;
+/// The shard indexes read for them (the first ones: a sample of a large index, so that starting
+/// the server does not read every term of every shard). Any value can still be typed.
+const MAX_FACET_SHARDS: usize = 256;
 
 type Shared = Arc<App>;
 
@@ -158,9 +161,9 @@ fn router_for(workdir: &Path, bound: Option<IpAddr>, opts: &ServeOptions) -> Res
     let facets = set
         .as_ref()
         .map(|s| Facets {
-            domains: s.field_values("domain", MAX_FACET_VALUES),
-            languages: s.field_values("language", MAX_FACET_VALUES),
-            entries: s.field_values("entry", MAX_FACET_VALUES),
+            domains: s.field_values("domain", MAX_FACET_VALUES, MAX_FACET_SHARDS),
+            languages: s.field_values("language", MAX_FACET_VALUES, MAX_FACET_SHARDS),
+            entries: s.field_values("entry", MAX_FACET_VALUES, MAX_FACET_SHARDS),
         })
         .unwrap_or_default();
     let app = Arc::new(App {
@@ -686,6 +689,15 @@ fn layout(app: &App, title: &str, ctx: &Ctx, body: &str) -> String {
     for (e, _) in &f.entries {
         let _ = write!(datalist, "<option value=\"{}\">", esc(e));
     }
+    let mut domains = String::new();
+    for (d, n) in &f.domains {
+        let _ = write!(
+            domains,
+            "<option value=\"{}\" label=\"{} samples\">",
+            esc(d),
+            thousands(*n)
+        );
+    }
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>{t} - OpenWIT</title><style>{STYLE}</style></head><body>\n<header><a href=\"/\"><b>OpenWIT</b></a>\
@@ -693,18 +705,18 @@ fn layout(app: &App, title: &str, ctx: &Ctx, body: &str) -> String {
          <button id=\"go\">Search</button>\
          <div class=\"filters\" id=\"filters\">\
          <label>entry <input name=\"entry\" id=\"entry\" value=\"{e}\" placeholder=\"any entry\" size=\"14\" list=\"entry-list\"></label>\
-         <label>domain <select name=\"domain\" id=\"domain\">{domains}</select></label>\
+         <label>domain <input name=\"domain\" id=\"domain\" value=\"{d}\" list=\"domain-list\" placeholder=\"any domain\" size=\"16\"></label>\
          <label>language <select name=\"lang\" id=\"lang\">{langs}</select></label>\
          <label>width ≥ <input type=\"number\" name=\"minw\" id=\"minw\" min=\"0\" max=\"{MAX_SIZE_FILTER}\" value=\"{w}\" placeholder=\"px\"></label>\
          <label>height ≥ <input type=\"number\" name=\"minh\" id=\"minh\" min=\"0\" max=\"{MAX_SIZE_FILTER}\" value=\"{h}\" placeholder=\"px\"></label>\
          <a href=\"/?q={qe}\" id=\"clear\">clear filters</a></div>\
-         <datalist id=\"entry-list\">{datalist}</datalist></form>\
+         <datalist id=\"entry-list\">{datalist}</datalist><datalist id=\"domain-list\">{domains}</datalist></form>\
          <nav><a href=\"/entries\" id=\"nav-entries\">Entries</a><a href=\"/report\">Report</a></nav></header>\n<main>{body}</main></body></html>",
         t = esc(title),
         q = esc(&ctx.q),
         qe = esc(&enc(&ctx.q)),
         e = esc(&ctx.entry),
-        domains = options(&f.domains, &ctx.domain, "any"),
+        d = esc(&ctx.domain),
         langs = options(&f.languages, &ctx.lang, "any"),
         w = num(ctx.minw),
         h = num(ctx.minh),

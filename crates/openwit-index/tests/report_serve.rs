@@ -264,7 +264,7 @@ fn a_sample_leads_back_to_its_results_and_on_to_its_neighbours_and_to_its_full_i
     }
     // The search fills the controls of the sample page's header.
     assert!(pages[0].contains("value=\"car\""));
-    assert!(pages[0].contains("<option value=\"img0.example.org\" selected>"));
+    assert!(pages[0].contains("id=\"domain\" value=\"img0.example.org\""));
 
     // The full-size view: the image alone, unscaled, and a way back to this place.
     let full = href_of(&pages[1], "full-link").unwrap();
@@ -382,9 +382,9 @@ fn filter_controls_narrow_the_results_and_combine_with_the_query() {
     // The controls are in the form with the values of the search.
     let (_, page) = text(addr, "/?q=car&domain=img1.example.org&minw=64&lang=en");
     for needle in [
-        "<select name=\"domain\" id=\"domain\">",
-        "<option value=\"img1.example.org\" selected>img1.example.org (10)</option>",
-        "<option value=\"img0.example.org\">img0.example.org (10)</option>",
+        "<input name=\"domain\" id=\"domain\" value=\"img1.example.org\" list=\"domain-list\"",
+        "<option value=\"img1.example.org\" label=\"10 samples\">",
+        "<option value=\"img0.example.org\" label=\"10 samples\">",
         "<option value=\"en\" selected>en (20)</option>",
         "name=\"minw\" id=\"minw\" min=\"0\" max=\"1000000\" value=\"64\"",
         "name=\"entry\" id=\"entry\"",

@@ -122,7 +122,7 @@ fn load(workdir: &Path, app: &App) -> EntryTable {
         && let Some(set) = &app.set
     {
         t.rows = set
-            .field_values("entry", usize::MAX)
+            .field_values("entry", usize::MAX, usize::MAX)
             .into_iter()
             .map(|(entry, _)| EntryRow {
                 entry,
