@@ -703,18 +703,22 @@ impl<'r> DistExecutor<'r> {
 
     /// Copies the committed outputs of every finished stage into `dest` at their usual
     /// relative paths (a plain local workdir layout, for `openwit search`, OpenCLIP, pandas).
-    /// Returns the number of files and bytes copied.
+    /// Returns the number of files and bytes copied. Where a stage's reduce step rewrote a
+    /// task's file, the reduce's copy is the one taken.
     pub fn checkout(&self, dest: &Path) -> Result<(usize, u64)> {
         let (mut n, mut bytes) = (0, 0);
         for e in self.store.list(&format!("{META}/stages/"))? {
             let Some(done) = self.get_json::<StageManifest>(&e.key)? else {
                 continue;
             };
-            for m in &done.tasks {
-                for f in &m.files {
-                    bytes += self.store.download(&f.key, &dest.join(&f.path))?;
-                    n += 1;
-                }
+            // Manifests are in plan order with the reduce step's last: the last key wins.
+            let mut latest: BTreeMap<&str, &str> = BTreeMap::new();
+            for f in done.tasks.iter().flat_map(|m| &m.files) {
+                latest.insert(&f.path, &f.key);
+            }
+            for (path, key) in latest {
+                bytes += self.store.download(key, &dest.join(path))?;
+                n += 1;
             }
         }
         Ok((n, bytes))
@@ -771,6 +775,9 @@ impl<'r> DistExecutor<'r> {
                 if let Some(p) = dest.parent() {
                     std::fs::create_dir_all(p).at(p)?;
                 }
+                // A later manifest's file at the same path (a reduce step's rewrite of a task's
+                // output) replaces the link; copying over it would write into the cache.
+                remove_any(&dest)?;
                 if std::fs::hard_link(&cached, &dest).is_err() {
                     std::fs::copy(&cached, &dest).at(&dest)?;
                 }

@@ -97,10 +97,15 @@ impl StageContext<'_> {
     }
 }
 
+/// Each path once, where its first task put it: a reduce step may rewrite a task's output (the
+/// download stage's run-wide dedup), and then both declare it.
 fn upstream_paths(workdir: &Path, tasks: &[TaskRecord]) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
     tasks
         .iter()
-        .flat_map(|t| t.outputs.iter().map(|o| workdir.join(o)))
+        .flat_map(|t| t.outputs.iter())
+        .filter(|o| seen.insert(o.as_str()))
+        .map(|o| workdir.join(o))
         .collect()
 }
 

@@ -88,6 +88,7 @@ impl Fetcher {
             pool_max_idle_per_host: cfg.per_host_concurrency,
             pool_idle_timeout: Duration::from_secs(60),
             decompress: true,
+            extra_root_certificates: Vec::new(),
         })
         .map_err(|e| e.to_string())?;
         Ok(Fetcher {

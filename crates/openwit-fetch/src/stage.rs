@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use openwit_core::{Error, Result, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
-use openwit_shard::{SampleMeta, ShardLayout, ShardStats, ShardWriter, Status};
+use openwit_shard::{SampleMeta, ShardFiles, ShardLayout, ShardStats, ShardWriter, Status};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -435,7 +435,7 @@ impl Stage for DownloadStage {
             .filter_map(|t| t.strip_suffix(".tar"))
             .map(str::to_string)
             .collect();
-        let (sizes, drops) = self.resolve_across_shards(&ctx.stage_dir(), &names)?;
+        let (sizes, drops) = self.resolve_across_shards(ctx, &names)?;
         let total = sizes.values().sum();
         let p = ctx.output_path("sizes.json")?;
         openwit_shard::write_sizes(&p, &sizes)?;
@@ -656,13 +656,17 @@ impl DownloadStage {
     /// or whose perceptual hash is near a lower row's, is demoted in its shard
     /// ([`openwit_shard::demote_rows`]). A task's own decisions only looked at lower rows of its
     /// shard, so the decisions here only add drops, never undo one; running it again after a
-    /// kill finds the same answers. Returns `sizes.json` and the drops across shards (counted
+    /// kill finds the same answers. A shard with demoted rows is written as the reduce step's
+    /// own output (its tar, parquet and `_stats.json`), which the executor commits: renamed over
+    /// the task's files locally, uploaded as the reduce's files on a shared workdir, whose
+    /// readers take the reduce's copy. Returns `sizes.json` and the drops across shards (counted
     /// from the final state: drops whose owner is in another shard).
     fn resolve_across_shards(
         &self,
-        dir: &Path,
+        ctx: &TaskContext<'_>,
         names: &[String],
     ) -> Result<(BTreeMap<String, u64>, openwit_core::Drops)> {
+        let dir = &ctx.stage_dir();
         struct Cand {
             shard: usize,
             key: String,
@@ -755,10 +759,27 @@ impl DownloadStage {
         for (si, name) in names.iter().enumerate() {
             if !demote[si].is_empty() {
                 tracing::info!(shard = %name, rows = demote[si].len(), "duplicates of lower shards removed");
+                let files = [
+                    format!("{name}.tar"),
+                    format!("{name}.parquet"),
+                    format!("{name}_stats.json"),
+                ];
+                let from = files.clone().map(|f| dir.join(f));
+                let to = [
+                    ctx.output_path(&files[0])?,
+                    ctx.output_path(&files[1])?,
+                    ctx.output_path(&files[2])?,
+                ];
+                fn paths(p: &[PathBuf; 3]) -> ShardFiles<'_> {
+                    ShardFiles {
+                        tar: &p[0],
+                        parquet: &p[1],
+                        stats: &p[2],
+                    }
+                }
                 openwit_shard::demote_rows(
-                    &dir.join(format!("{name}.tar")),
-                    &dir.join(format!("{name}.parquet")),
-                    &dir.join(format!("{name}_stats.json")),
+                    paths(&from),
+                    paths(&to),
                     &self.extra_columns(),
                     &demote[si],
                 )?;

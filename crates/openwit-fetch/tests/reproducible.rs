@@ -97,7 +97,8 @@ fn jobs_1_jobs_4_and_a_killed_run_write_identical_bytes() {
     std::fs::write(
         &bin,
         format!(
-            "#!/bin/sh\nSOURCE_DATE_EPOCH=1700000000 exec '{}' \"$@\"\n",
+            "#!/bin/sh\nSOURCE_DATE_EPOCH=1700000000 OPENWIT_LOCAL='{}' exec '{}' \"$@\"\n",
+            wrap.path().join("node-local").display(),
             openwit_bin().display()
         ),
     )
@@ -185,4 +186,22 @@ fn jobs_1_jobs_4_and_a_killed_run_write_identical_bytes() {
         want,
         "killed and resumed"
     );
+
+    // The distributed executor on a shared folder (as Slurm array jobs run it): each task, the
+    // reduce step, then a checkout. The demoted shards are the reduce's files in the store.
+    let shared = tempfile::tempdir().unwrap();
+    let p = setup(shared.path(), &server, 2);
+    let store = shared.path().join("store");
+    let store = store.to_str().unwrap();
+    for i in (0..4).rev() {
+        let i = i.to_string();
+        let args = ["task", "download", &p, "--index", &i, "--workdir", store];
+        run_to_end(&bin, &args, Some(shared.path())).assert_success();
+    }
+    let args = ["task", "download", &p, "--finish", "--workdir", store];
+    run_to_end(&bin, &args, Some(shared.path())).assert_success();
+    let co = shared.path().join("checkout");
+    let args = ["checkout", store, co.to_str().unwrap()];
+    run_to_end(&bin, &args, Some(shared.path())).assert_success();
+    assert_eq!(digests(&co), want, "shared workdir, checked out");
 }

@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use parquet_io::{read_parquet, read_parquet_columns, write_parquet};
 pub use reader::{Member, Sample, Samples, ShardReader};
-pub use writer::{ShardWriter, demote_rows, reason_of};
+pub use writer::{ShardFiles, ShardWriter, demote_rows, reason_of};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

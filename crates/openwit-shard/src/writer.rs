@@ -140,23 +140,34 @@ pub fn reason_of(message: &str) -> &str {
     }
 }
 
+/// The three files of one shard.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardFiles<'a> {
+    pub tar: &'a Path,
+    pub parquet: &'a Path,
+    pub stats: &'a Path,
+}
+
 /// Turns successful rows of a committed shard into failures after the fact (the download
 /// stage's run-wide dedup, which can only decide once every shard is written): `demote` maps a
 /// key to its new status and `reason: details` message. The samples leave the tar (the other
 /// members are copied unchanged, in order); the parquet rows take the status and message, keep
 /// `sha256` and `phash` and lose their sizes and EXIF; `_stats.json` is recounted, its
 /// `failures_by_reason` from the rows' messages, its times kept. Keys in `demote` that are not
-/// successes are left alone, so running it twice changes nothing the second time. Each file is
-/// replaced atomically, the tar first and the parquet last. Returns the new stats.
+/// successes are left alone, so running it twice changes nothing the second time. The shard is
+/// read from `from` and written to `to`: the same files (each replaced atomically, the tar first
+/// and the parquet last), or a stage's declared outputs, which its executor commits (so the
+/// distributed executor uploads the demoted shard as the reduce step's output). Returns the new
+/// stats.
 pub fn demote_rows(
-    tar_path: &Path,
-    parquet_path: &Path,
-    stats_path: &Path,
+    from: ShardFiles<'_>,
+    to: ShardFiles<'_>,
     extra_columns: &[String],
     demote: &BTreeMap<String, (Status, String)>,
 ) -> Result<ShardStats> {
+    let tar_path = from.tar;
     let core = |e: openwit_core::Error| ShardError::format(tar_path, e.to_string());
-    let mut rows = crate::read_parquet(parquet_path)?;
+    let mut rows = crate::read_parquet(from.parquet)?;
     for r in rows.iter_mut() {
         if r.status != Status::Success {
             continue;
@@ -177,7 +188,7 @@ pub fn demote_rows(
     {
         let f = File::open(tar_path).map_err(|e| ShardError::io(tar_path, e))?;
         let mut archive = tar::Archive::new(std::io::BufReader::new(f));
-        let out = openwit_core::atomic::AtomicFile::create(tar_path).map_err(core)?;
+        let out = openwit_core::atomic::AtomicFile::create(to.tar).map_err(core)?;
         let mut b = tar::Builder::new(out);
         b.mode(tar::HeaderMode::Deterministic);
         let entries = archive.entries().map_err(|e| ShardError::io(tar_path, e))?;
@@ -199,11 +210,11 @@ pub fn demote_rows(
             b.append(&header, data.as_slice())
                 .map_err(|e| ShardError::io(tar_path, e))?;
         }
-        let out = b.into_inner().map_err(|e| ShardError::io(tar_path, e))?;
+        let out = b.into_inner().map_err(|e| ShardError::io(to.tar, e))?;
         out.commit().map_err(core)?;
     }
 
-    let old = crate::read_stats(stats_path)?;
+    let old = crate::read_stats(from.stats)?;
     let mut stats = counted(&rows, old);
     stats.failures_by_reason.clear();
     for r in rows.iter().filter(|r| r.status != Status::Success) {
@@ -218,8 +229,9 @@ pub fn demote_rows(
             .or_default() += 1;
     }
     let text = serde_json::to_string_pretty(&stats).expect("stats serialize");
-    openwit_core::atomic::write_atomic(stats_path, text.as_bytes()).map_err(core)?;
+    openwit_core::atomic::write_atomic(to.stats, text.as_bytes()).map_err(core)?;
 
+    let parquet_path = to.parquet;
     let tmp = openwit_core::atomic::temp_path_for(parquet_path);
     crate::parquet_io::write_parquet(&tmp, &rows, extra_columns)?;
     File::open(&tmp)

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use openwit_shard::{
-    SampleMeta, ShardLayout, ShardReader, ShardStats, ShardWriter, Status, demote_rows,
+    SampleMeta, ShardFiles, ShardLayout, ShardReader, ShardStats, ShardWriter, Status, demote_rows,
     read_parquet, read_stats, reason_of,
 };
 
@@ -75,7 +75,12 @@ fn demoted_rows_leave_the_tar_and_keep_their_reason_and_hashes() {
     )]
     .into();
     let extra = vec!["page_url".to_string()];
-    let stats = demote_rows(&tar, &pq, &st, &extra, &demote).unwrap();
+    let files = ShardFiles {
+        tar: &tar,
+        parquet: &pq,
+        stats: &st,
+    };
+    let stats = demote_rows(files, files, &extra, &demote).unwrap();
     assert_eq!(tar_keys(&tar), ["000000", "000002"]);
     let rows = read_parquet(&pq).unwrap();
     assert_eq!(rows[1].status, Status::FailedToDownload);
@@ -101,7 +106,7 @@ fn demoted_rows_leave_the_tar_and_keep_their_reason_and_hashes() {
         .iter()
         .map(|p| std::fs::read(p).unwrap())
         .collect();
-    demote_rows(&tar, &pq, &st, &extra, &demote).unwrap();
+    demote_rows(files, files, &extra, &demote).unwrap();
     let after: Vec<Vec<u8>> = [&tar, &pq, &st]
         .iter()
         .map(|p| std::fs::read(p).unwrap())
@@ -119,14 +124,17 @@ fn demoted_rows_leave_the_tar_and_keep_their_reason_and_hashes() {
 fn demoting_nothing_rewrites_identical_bytes() {
     let d = tempfile::tempdir().unwrap();
     let orig = write_shard(d.path());
-    demote_rows(
-        &d.path().join("00000.tar"),
-        &d.path().join("00000.parquet"),
-        &d.path().join("00000_stats.json"),
-        &["page_url".to_string()],
-        &BTreeMap::new(),
-    )
-    .unwrap();
+    let (tar, pq, st) = (
+        d.path().join("00000.tar"),
+        d.path().join("00000.parquet"),
+        d.path().join("00000_stats.json"),
+    );
+    let files = ShardFiles {
+        tar: &tar,
+        parquet: &pq,
+        stats: &st,
+    };
+    demote_rows(files, files, &["page_url".to_string()], &BTreeMap::new()).unwrap();
     assert_eq!(std::fs::read(d.path().join("00000.tar")).unwrap(), orig.0);
     assert_eq!(
         std::fs::read(d.path().join("00000.parquet")).unwrap(),
