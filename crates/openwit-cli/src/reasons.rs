@@ -121,6 +121,9 @@ pub fn where_listed(stage: &str) -> Option<&'static str> {
         "download" => Some(
             "download/*.parquet: one row per pair, status \"failed_to_download\" and the reason in error_message",
         ),
+        "curate" => Some(
+            "curate/dropped/*.parquet: url, caption and reason of each row the filters dropped; curate/part-*.parquet: rows balancing left out have kept = false",
+        ),
         _ => None,
     }
 }

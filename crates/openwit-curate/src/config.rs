@@ -200,6 +200,11 @@ pub struct CurateConfig {
         deserialize_with = "openwit_core::config::range::count"
     )]
     pub rows_per_task: usize,
+    /// Write the rows the filters drop (no URL, caption quality, language, no match) to
+    /// `curate/dropped/TASK.parquet` with their reason. Default true; off saves the disk of the
+    /// dropped part of a large pool.
+    #[serde(default = "d_true")]
+    pub dropped_rows: bool,
 }
 
 impl Default for CurateConfig {
@@ -214,6 +219,7 @@ impl Default for CurateConfig {
             balance: BalanceConfig::default(),
             partitions: d_partitions(),
             rows_per_task: d_rows_per_task(),
+            dropped_rows: true,
         }
     }
 }

@@ -11,6 +11,10 @@
 //! and `matches_per_entry.svg`.
 //!
 //! Downstream stages read `curate/part-*.parquet` (the `map/*.pq` files are intermediate).
+//! With `dropped_rows` (the default) each map task also lists the rows its filters dropped in
+//! `curate/dropped/TASK.parquet` (`url`, the caption as read, `reason`, `seq`), so that a user can
+//! see what a drop reason covers; rows that balancing leaves out are in the curated table with
+//! `kept = false`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -222,6 +226,7 @@ impl Stage for CurateStage {
             // The outputs do not depend on it, but the task split does: a change in the middle
             // of a run would mix two splits.
             "rows_per_task": self.cfg.rows_per_task,
+            "dropped_rows": self.cfg.dropped_rows,
         })
     }
 
@@ -278,6 +283,8 @@ impl Stage for CurateStage {
             (crate::matcher::Scratch::default(), Vec::new(), Vec::new());
         let engine = self.cfg.language.engine;
         let keep_langs = &self.cfg.language.keep;
+        let mut dropped_out: Option<ArrowWriter<std::fs::File>> = None;
+        let mut dropped: Vec<(u32, u64, &'static str)> = Vec::new();
         for batch in reader {
             if ctx.cancelled() {
                 return Err(Error::Interrupted);
@@ -296,12 +303,14 @@ impl Stage for CurateStage {
                 row += 1;
                 if urls.is_null(i) || urls.value(i).is_empty() {
                     drops.inc(NO_URL);
+                    dropped.push((i as u32, seq, NO_URL));
                     continue;
                 }
                 let raw = if caps.is_null(i) { "" } else { caps.value(i) };
                 let caption = quality::clean(raw);
                 if let Some(reason) = self.quality.check(&caption) {
                     drops.inc(reason);
+                    dropped.push((i as u32, seq, reason));
                     continue;
                 }
                 let (code, conf) = lang::detect(engine, &caption);
@@ -310,6 +319,7 @@ impl Stage for CurateStage {
                         || conf < self.cfg.language.min_confidence)
                 {
                     drops.inc(LANGUAGE);
+                    dropped.push((i as u32, seq, LANGUAGE));
                     continue;
                 }
                 rows.push((i, seq, code, conf));
@@ -327,6 +337,7 @@ impl Stage for CurateStage {
                 start = end;
                 if matched.is_empty() {
                     drops.inc(NO_MATCH);
+                    dropped.push((i as u32, seq, NO_MATCH));
                     continue;
                 }
                 let url = urls.value(i);
@@ -339,6 +350,19 @@ impl Stage for CurateStage {
                 s.ids.push(matched.iter().map(|&e| e as i32).collect());
                 s.seqs.push(seq);
             }
+            if self.cfg.dropped_rows && !dropped.is_empty() {
+                dropped.sort_unstable_by_key(|d| d.1);
+                let out = dropped_batch(&urls, &caps, &dropped, path)?;
+                let w = match &mut dropped_out {
+                    Some(w) => w,
+                    None => {
+                        let p = ctx.output_path(&format!("dropped/{}.parquet", task.id))?;
+                        dropped_out.insert(table::writer(&p, table::dropped_schema(), true)?)
+                    }
+                };
+                w.write(&out).pq(path)?;
+            }
+            dropped.clear();
             report.items_in += n as u64;
             for (b, s) in by_part.into_iter().enumerate() {
                 if s.rows.is_empty() {
@@ -357,7 +381,7 @@ impl Stage for CurateStage {
             }
             ctx.progress(n as u64);
         }
-        for w in writers.into_iter().flatten() {
+        for w in writers.into_iter().flatten().chain(dropped_out) {
             w.close().pq(path)?;
         }
         report.drops = drops;
@@ -535,4 +559,22 @@ impl Survivors {
         // `url` is non-null here (null urls were dropped); the map schema says so.
         RecordBatch::try_new(table::map_schema(), cols).pq(path)
     }
+}
+
+/// The dropped rows of one batch (row index, seq, reason; in input order) as a batch of
+/// [`table::dropped_schema`].
+fn dropped_batch(
+    urls: &StringArray,
+    caps: &StringArray,
+    rows: &[(u32, u64, &'static str)],
+    path: &Path,
+) -> std::result::Result<RecordBatch, CurateError> {
+    let idx = UInt32Array::from_iter_values(rows.iter().map(|r| r.0));
+    let cols: Vec<ArrayRef> = vec![
+        take(urls, &idx, None).pq(path)?,
+        take(caps, &idx, None).pq(path)?,
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1))),
+    ];
+    RecordBatch::try_new(table::dropped_schema(), cols).pq(path)
 }

@@ -69,6 +69,18 @@ pub fn curated_schema() -> SchemaRef {
     Arc::new(Schema::new(f))
 }
 
+/// The schema of `curate/dropped/TASK.parquet`: the rows the map filters dropped, with the
+/// URL and the caption as read (either may be null in a foreign candidate file), the reason
+/// token, and `seq` (the row's place in the input).
+pub fn dropped_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("url", DataType::Utf8, true),
+        Field::new("caption", DataType::Utf8, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("seq", DataType::UInt64, false),
+    ]))
+}
+
 /// Whether a parquet file has the two columns curation needs.
 pub fn is_candidate_file(path: &Path) -> Result<bool, CurateError> {
     let f = File::open(path).pq(path)?;

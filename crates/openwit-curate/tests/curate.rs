@@ -196,6 +196,51 @@ fn read_rows(files: &[PathBuf]) -> Vec<Row> {
     out
 }
 
+/// Every row of `curate/dropped/*.parquet`: (url, caption, reason, seq).
+fn dropped_rows(workdir: &Path) -> Vec<(Option<String>, Option<String>, String, u64)> {
+    let dir = workdir.join("curate/dropped");
+    let mut out = Vec::new();
+    let Ok(files) = std::fs::read_dir(&dir) else {
+        return out;
+    };
+    for f in files {
+        let f = std::fs::File::open(f.unwrap().path()).unwrap();
+        for b in ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let b = b.unwrap();
+            let s = |n: &str| {
+                b.column_by_name(n)
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone()
+            };
+            let (url, cap, reason) = (s("url"), s("caption"), s("reason"));
+            let seq = b
+                .column_by_name("seq")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow::array::UInt64Array>()
+                .unwrap()
+                .clone();
+            for i in 0..b.num_rows() {
+                let opt = |a: &StringArray| (!a.is_null(i)).then(|| a.value(i).to_string());
+                out.push((
+                    opt(&url),
+                    opt(&cap),
+                    reason.value(i).to_string(),
+                    seq.value(i),
+                ));
+            }
+        }
+    }
+    out
+}
+
 fn parts(workdir: &Path, stage: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(workdir.join(stage))
         .unwrap()
@@ -210,6 +255,7 @@ fn parts(workdir: &Path, stage: &str) -> Vec<PathBuf> {
 }
 
 fn run(workdir: &Path, cfg: CurateConfig, seed: u64) -> (Vec<Row>, serde_json::Value) {
+    let listing = cfg.dropped_rows;
     let stage = CurateStage::new(cfg, seed, Path::new("/"), &[]).unwrap();
     let mut ex = Executor::new(
         workdir,
@@ -233,12 +279,37 @@ fn run(workdir: &Path, cfg: CurateConfig, seed: u64) -> (Vec<Row>, serde_json::V
         .unwrap()
         .into_iter()
         .flat_map(|t| t.outputs)
-        .filter(|o| o.ends_with(".parquet") && !o.ends_with("entry_counts.parquet"))
+        .filter(|o| {
+            o.ends_with(".parquet")
+                && !o.ends_with("entry_counts.parquet")
+                && !o.starts_with("curate/dropped/")
+        })
         .collect();
     assert!(!outs.is_empty());
     for o in &outs {
         assert!(o.starts_with("curate/part-"), "{o}");
     }
+    // The dropped rows' listing holds exactly what the map tasks counted, reason by reason.
+    let tasks = ex.state().tasks("curate").unwrap();
+    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+    for t in tasks.iter().filter(|t| t.task != openwit_core::REDUCE_TASK) {
+        for (k, v) in &t.drops {
+            *counted.entry(k.clone()).or_default() += v;
+        }
+    }
+    let listed = dropped_rows(workdir);
+    let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, _, reason, _) in &listed {
+        *by_reason.entry(reason.clone()).or_default() += 1;
+    }
+    if listing {
+        assert!(!counted.is_empty(), "the generated input has drops");
+        assert_eq!(by_reason, counted, "dropped listing vs drop counts");
+    } else {
+        assert!(!workdir.join("curate/dropped").exists());
+    }
+    let seqs: HashSet<u64> = listed.iter().map(|r| r.3).collect();
+    assert_eq!(seqs.len(), listed.len(), "each dropped row listed once");
     let stats: serde_json::Value =
         serde_json::from_slice(&std::fs::read(workdir.join("curate/stats.json")).unwrap()).unwrap();
     let mut rows = read_rows(&parts(workdir, "curate"));
@@ -419,6 +490,7 @@ fn one_caption_per_url_and_no_balance() {
     let (files, q) = generate(dir.path());
     let mut cfg = config(&files, &q, 20_000);
     cfg.dedup = DedupMode::Url;
+    cfg.dropped_rows = false;
     let (rows, stats) = run(&dir.path().join("w"), cfg.clone(), 0);
     assert_eq!(rows, reference(&files, &cfg, 0));
     let urls: BTreeSet<&str> = rows.iter().map(|r| r.url.as_str()).collect();

@@ -201,8 +201,10 @@ impl Stage for DownloadStage {
             ctx.upstream_outputs("curate")
                 .into_iter()
                 .filter(|p| {
+                    // the curated table only (not entry counts, nor the dropped rows' listing)
                     p.extension().is_some_and(|e| e == "parquet")
-                        && p.file_name().is_some_and(|n| n != "entry_counts.parquet")
+                        && p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
                 })
                 .map(|p| InputFile {
                     path: p,
