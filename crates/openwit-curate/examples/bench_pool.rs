@@ -80,7 +80,7 @@ fn generate(
     while row < n {
         let path = dir.join(format!("cand-{f:03}.parquet"));
         let props = WriterProperties::builder()
-            .set_max_row_group_size(128 * 1024)
+            .set_max_row_group_row_count(Some(128 * 1024))
             .build();
         let mut w = ArrowWriter::try_new(
             std::fs::File::create(&path).unwrap(),

@@ -150,7 +150,7 @@ pub fn writer_props(final_output: bool) -> WriterProperties {
         } else {
             Compression::SNAPPY
         })
-        .set_max_row_group_size(64 * 1024)
+        .set_max_row_group_row_count(Some(64 * 1024))
         .build()
 }
 

@@ -55,7 +55,7 @@ fn write_candidates(path: &Path, rows: &[(String, Option<String>)]) {
     ];
     let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
     let props = WriterProperties::builder()
-        .set_max_row_group_size(250)
+        .set_max_row_group_row_count(Some(250))
         .build();
     let mut w =
         ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();

@@ -50,7 +50,7 @@ fn inputs(dir: &Path) -> (Vec<PathBuf>, PathBuf) {
         .unwrap();
         let p = dir.join(format!("c{f}.parquet"));
         let props = WriterProperties::builder()
-            .set_max_row_group_size(500)
+            .set_max_row_group_row_count(Some(500))
             .build();
         let mut w =
             ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), schema, Some(props)).unwrap();

@@ -81,7 +81,7 @@ fn write_parquet(
     let f = std::fs::File::create(path).unwrap();
     // Small row groups so offsets cross them.
     let props = WriterProperties::builder()
-        .set_max_row_group_size(5)
+        .set_max_row_group_row_count(Some(5))
         .build();
     let mut w = ArrowWriter::try_new(f, batch.schema(), Some(props)).unwrap();
     w.write(&batch).unwrap();

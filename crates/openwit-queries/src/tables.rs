@@ -23,7 +23,7 @@ const BATCH: usize = 64 * 1024;
 fn props() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_max_row_group_size(1 << 20)
+        .set_max_row_group_row_count(Some(1 << 20))
         .build()
 }
 
@@ -40,7 +40,7 @@ fn count_props(key_name: &str) -> WriterProperties {
         .set_column_dictionary_enabled(key.clone(), false)
         .set_column_encoding(key.clone(), Encoding::DELTA_BYTE_ARRAY)
         .set_column_statistics_enabled(key, EnabledStatistics::None)
-        .set_max_row_group_size(1 << 20)
+        .set_max_row_group_row_count(Some(1 << 20))
         .build()
 }
 

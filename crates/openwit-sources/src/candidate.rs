@@ -78,7 +78,7 @@ impl<W: Write + Send> CandidateWriter<W> {
     pub fn new(out: W) -> Result<Self, SourcesError> {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
-            .set_max_row_group_size(ROW_GROUP_ROWS)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let writer = ArrowWriter::try_new(out, schema(), Some(props))?;
         Ok(CandidateWriter {

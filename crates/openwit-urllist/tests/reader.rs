@@ -496,3 +496,25 @@ fn json_array_odd_separators_resume_at_every_entry() {
         }
     }
 }
+
+/// Found by `fuzz/fuzz_targets/reader.rs`: a parquet footer whose thrift `bool` field carries
+/// another wire type made the parquet crate panic (`Option::unwrap()` on `None`, apache/arrow-rs
+/// issue 9839). It must be an input error naming the file, from bytes and from a file.
+#[test]
+fn a_corrupt_parquet_footer_is_an_error_not_a_panic() {
+    let path = data("fuzz-bad-thrift-bool.parquet");
+    let bytes = std::fs::read(&path).unwrap();
+    let from_bytes = Reader::from_bytes(
+        "bad.parquet",
+        bytes,
+        Format::Parquet,
+        false,
+        &c_plain(),
+        Position::default(),
+    );
+    let e = from_bytes.err().expect("an error").to_string();
+    assert!(e.contains("bad.parquet") && e.contains("parquet"), "{e}");
+    let from_file = Reader::open(&list_file(&path, Format::Parquet), &c_plain());
+    let e = from_file.err().expect("an error").to_string();
+    assert!(e.contains("fuzz-bad-thrift-bool.parquet"), "{e}");
+}

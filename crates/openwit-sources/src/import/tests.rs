@@ -168,7 +168,7 @@ fn write_parquet(path: &Path, n: usize, row_group: usize) {
         Field::new("similarity", DataType::Float64, true),
     ]));
     let props = parquet::file::properties::WriterProperties::builder()
-        .set_max_row_group_size(row_group)
+        .set_max_row_group_row_count(Some(row_group))
         .build();
     let f = File::create(path).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(f, schema.clone(), Some(props)).unwrap();
