@@ -415,11 +415,7 @@ fn huge_vec<T: Default + Clone>(n: usize) -> Vec<T> {
             // SAFETY: `madvise` only gives the kernel a hint about pages of this vector's own
             // allocation (nothing is read or written yet); a failure is harmless and ignored.
             unsafe {
-                unsafe extern "C" {
-                    fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
-                }
-                const MADV_HUGEPAGE: i32 = 14;
-                madvise(a as *mut std::ffi::c_void, b - a, MADV_HUGEPAGE);
+                libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE);
             }
         }
     }

@@ -496,31 +496,7 @@ async fn write_response(
 
 /// Sets SO_LINGER to zero so that closing the socket resets the connection.
 fn reset_on_close(stream: &TcpStream) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    set_linger(stream.as_raw_fd(), &linger)
-}
-
-#[allow(unsafe_code)]
-fn set_linger(fd: std::os::fd::RawFd, linger: &libc::linger) -> std::io::Result<()> {
-    // SAFETY: `fd` is a live socket owned by the caller; the option value is a valid `linger`.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    stream.set_zero_linger()
 }
 
 #[cfg(test)]
