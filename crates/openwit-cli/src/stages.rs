@@ -67,7 +67,7 @@ fn without_train_feature(doc: &PipelineDoc, table: &str) -> Result<Option<Arc<dy
 /// The stages of the `openwit` binary, in pipeline order.
 pub fn registry() -> Vec<StageEntry> {
     vec![
-        // queries, crawl, warc, import, curate, download, index, train, eval, report
+        // queries, crawl, warc, import, curate, download, balance, index, train, eval, report
         StageEntry {
             name: "queries",
             about: "Build the query list (metadata.json) from Wikipedia, WordNet and pageviews",
@@ -220,18 +220,36 @@ pub fn registry() -> Vec<StageEntry> {
                 let Some(cfg) = doc.section::<openwit_index::ReportConfig>("report")? else {
                     return Ok(None);
                 };
-                // After every other stage of the file, so a rerun of any of them rewrites it.
-                let after = [
-                    "queries", "crawl", "warc", "import", "curate", "download", "index", "train",
-                    "eval",
-                ]
-                .iter()
-                .filter(|n| doc.has(n))
-                .map(|n| n.to_string())
-                .collect();
+                // After every other stage of the file, so a rerun of any of them rewrites it (the
+                // registry's own list, so a new stage cannot be forgotten here).
+                let after = registry()
+                    .iter()
+                    .map(|e| e.name)
+                    .filter(|n| *n != "report" && doc.has(n))
+                    .map(str::to_string)
+                    .collect();
                 let stage = openwit_index::ReportStage::new(cfg, after);
                 Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
             },
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The report comes after every other stage of the file, `balance` included (a hand-written
+    /// list once left it out, so a rerun of `balance` did not rewrite the report).
+    #[test]
+    fn the_report_follows_every_other_stage_of_the_file() {
+        let names: Vec<&str> = registry().iter().map(|e| e.name).collect();
+        let text = "[pipeline]\nworkdir = \"w\"\n\n[download]\ninput = \"u.csv\"\n\n[balance]\n\n[index]\n\n[report]\n";
+        let doc = PipelineDoc::parse(std::path::Path::new("p.toml"), text.into(), &names).unwrap();
+        let report = registry().into_iter().find(|e| e.name == "report").unwrap();
+        let stage = (report.build)(&doc)
+            .unwrap()
+            .expect("the file has [report]");
+        assert_eq!(stage.upstream(), ["download", "balance", "index"]);
+    }
 }
