@@ -178,6 +178,14 @@ impl Tunnels {
             }
         });
         let mut l = self.listeners.lock().unwrap();
+        // Another request to the same target may have opened one meanwhile: keep that one, so
+        // that no request is left connecting to a listener closed under it.
+        if let Some((theirs, h)) = l.by_target.get(&target)
+            && !h.is_finished()
+        {
+            task.abort();
+            return Ok(*theirs);
+        }
         if let Some((_, old)) = l.by_target.insert(target, (local, task.abort_handle())) {
             old.abort();
         }
