@@ -31,7 +31,7 @@ pub enum CurateError {
     Arrow {
         path: PathBuf,
         #[source]
-        source: arrow::error::ArrowError,
+        source: arrow_schema::ArrowError,
     },
     /// The automaton could not be built.
     #[error("cannot build the query automaton: {0}")]
@@ -75,7 +75,7 @@ impl<T> PqCtx<T> for Result<T, parquet::errors::ParquetError> {
     }
 }
 
-impl<T> PqCtx<T> for Result<T, arrow::error::ArrowError> {
+impl<T> PqCtx<T> for Result<T, arrow_schema::ArrowError> {
     fn pq(self, path: &std::path::Path) -> Result<T, CurateError> {
         self.map_err(|source| CurateError::Arrow {
             path: path.to_path_buf(),

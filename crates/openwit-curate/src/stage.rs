@@ -19,11 +19,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{
-    Array, ArrayRef, Float32Array, Int32Builder, ListBuilder, RecordBatch, StringArray,
-    UInt32Array, UInt64Array,
+use arrow_array::builder::{Int32Builder, ListBuilder};
+use arrow_array::{
+    Array, ArrayRef, Float32Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
-use arrow::compute::take;
+use arrow_select::take::take;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
@@ -548,7 +548,7 @@ impl Survivors {
         cols.push(Arc::new(StringArray::from_iter_values(self.langs.iter())));
         cols.push(Arc::new(Float32Array::from(self.confs)));
         let mut lb = ListBuilder::new(Int32Builder::new()).with_field(Arc::new(
-            arrow::datatypes::Field::new("item", arrow::datatypes::DataType::Int32, false),
+            arrow_schema::Field::new("item", arrow_schema::DataType::Int32, false),
         ));
         for ids in &self.ids {
             lb.values().append_slice(ids);

@@ -5,9 +5,9 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, ListArray, RecordBatch, StringArray, new_null_array};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray, new_null_array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use openwit_urllist::values;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
@@ -109,7 +109,7 @@ pub fn normalize(batch: &RecordBatch, path: &Path) -> Result<RecordBatch, Curate
     for (name, ty) in CANDIDATE_COLUMNS {
         match batch.column_by_name(name) {
             Some(c) if c.data_type() == ty => cols.push(c.clone()),
-            Some(c) => cols.push(cast(c, ty).map_err(|e| CurateError::Candidates {
+            Some(c) => cols.push(convert(c, ty).map_err(|e| CurateError::Candidates {
                 path: path.to_path_buf(),
                 msg: format!("column `{name}` has type {} ({e})", c.data_type()),
                 fix: format!(
@@ -164,7 +164,31 @@ pub fn writer(
     ArrowWriter::try_new(f, schema, Some(writer_props(final_output))).pq(path)
 }
 
-/// A string column of a batch (cast if needed).
+/// A column in one of the candidate table's types: `Utf8` from any column (each value as its
+/// text), `Int32`/`Int64` from integers, floats, booleans or integer strings (a value that does
+/// not fit is null, as arrow's safe cast).
+fn convert(c: &ArrayRef, ty: &DataType) -> Result<ArrayRef, String> {
+    let t = c.data_type();
+    match ty {
+        DataType::Utf8 => Ok(Arc::new(values::to_utf8(c.as_ref()))),
+        DataType::Int32 | DataType::Int64
+            if t.is_numeric()
+                || matches!(
+                    t,
+                    DataType::Boolean
+                        | DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Dictionary(..)
+                ) =>
+        {
+            Ok(values::to_int(c.as_ref(), ty == &DataType::Int64))
+        }
+        _ => Err(format!("cannot be read as {ty}")),
+    }
+}
+
+/// A string column of a batch (converted if needed).
 pub fn str_col(batch: &RecordBatch, name: &str, path: &Path) -> Result<StringArray, CurateError> {
     let c = batch
         .column_by_name(name)
@@ -173,26 +197,16 @@ pub fn str_col(batch: &RecordBatch, name: &str, path: &Path) -> Result<StringArr
             msg: format!("no `{name}` column"),
             fix: format!("write a `{name}` column"),
         })?;
-    let c = if c.data_type() == &DataType::Utf8 {
-        c.clone()
-    } else {
-        cast(c, &DataType::Utf8).pq(path)?
-    };
-    Ok(c.as_any()
-        .downcast_ref::<StringArray>()
-        .expect("cast to utf8")
-        .clone())
+    Ok(values::to_utf8(c.as_ref()))
 }
 
 /// The `entry_ids` column of a batch as a list array, if it is one.
 pub fn entry_ids_col(batch: &RecordBatch) -> Option<ListArray> {
     let c = batch.column_by_name("entry_ids")?;
-    let c = if c.data_type() == &entry_ids_type() {
-        c.clone()
-    } else {
-        cast(c, &entry_ids_type()).ok()?
-    };
-    c.as_any().downcast_ref::<ListArray>().cloned()
+    if c.data_type() == &entry_ids_type() {
+        return c.as_any().downcast_ref::<ListArray>().cloned();
+    }
+    values::to_int32_list(c.as_ref())
 }
 
 /// The entry ids of row `i` of a list<int32> column.
@@ -204,7 +218,7 @@ pub fn ids_of(list: &ListArray, i: usize) -> &[i32] {
     let values = list
         .values()
         .as_any()
-        .downcast_ref::<arrow::array::Int32Array>()
+        .downcast_ref::<arrow_array::Int32Array>()
         .expect("entry_ids values are int32");
     &values.values()[offs[i] as usize..offs[i + 1] as usize]
 }

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{
+use arrow_array::{
     Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
 };
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema};
 use openwit_core::{Executor, NoProgress, RunOptions, StageOutcome};
 use openwit_curate::balance::{candidate_key, keep, probabilities};
 use openwit_curate::{CurateConfig, CurateStage, DedupMode, quality};
@@ -224,7 +224,7 @@ fn dropped_rows(workdir: &Path) -> Vec<(Option<String>, Option<String>, String, 
                 .column_by_name("seq")
                 .unwrap()
                 .as_any()
-                .downcast_ref::<arrow::array::UInt64Array>()
+                .downcast_ref::<arrow_array::UInt64Array>()
                 .unwrap()
                 .clone();
             for i in 0..b.num_rows() {

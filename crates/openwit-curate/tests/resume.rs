@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
 use openwit_core::{Executor, NoProgress, RunOptions};
 use openwit_curate::{CurateConfig, CurateStage};
 use openwit_testkit::harness::{digest_outputs, kill_after_tasks, run_to_end};

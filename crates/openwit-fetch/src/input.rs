@@ -316,7 +316,9 @@ fn arrow_value(col: &dyn Array, i: usize) -> Value {
             let v = col.as_list::<i64>().value(i);
             Value::Array((0..v.len()).map(|j| arrow_value(v.as_ref(), j)).collect())
         }
-        _ => Value::String(arrow::util::display::array_value_to_string(col, i).unwrap_or_default()),
+        _ => openwit_urllist::values::text(col, i)
+            .map(|t| Value::String(t.into_owned()))
+            .unwrap_or(Value::Null),
     }
 }
 

@@ -35,6 +35,7 @@ mod delimited;
 mod json;
 mod pq;
 mod text;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -45,7 +46,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use pq::arrow_json;
+pub use values::json as arrow_json;
 
 /// Longest row (CSV record, JSON line or array element) kept; longer ones are dropped
 /// (`record_too_long`, or `unterminated_quote` for a quoted CSV field that runs past it).
@@ -1021,7 +1022,7 @@ fn parquet_row(
             .map_err(|_| bad(cols.caption.as_deref().unwrap_or_default()))?,
         None => None,
     };
-    let (url, caption) = check_url_caption(url, caption, cols)?;
+    let (url, caption) = check_url_caption(url.as_deref(), caption.as_deref(), cols)?;
     let extra = extra
         .iter()
         .map(|(name, present)| {

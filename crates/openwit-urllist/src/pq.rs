@@ -1,17 +1,18 @@
 //! Parquet rows, one row group at a time (a row group that cannot be decoded is a counted drop
 //! of each of its rows not yet read, and the next row group is read).
 
+use std::borrow::Cow;
 use std::fs::File;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder,
 };
-use serde_json::Value;
 
 use crate::{Drop, ListError};
 
@@ -20,40 +21,40 @@ pub(crate) enum Source {
     Bytes(Bytes),
 }
 
-/// A text column of one batch: strings, or bytes checked per row.
+/// A text column of one batch: text (strings, dictionaries, numbers... as
+/// [`crate::values::text`]), or bytes checked per row.
 pub(crate) enum TextCol {
     Str(ArrayRef),
     Bin(ArrayRef),
 }
 
 impl TextCol {
-    fn of(a: &ArrayRef) -> Result<TextCol, String> {
-        Ok(match a.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => TextCol::Str(
-                arrow::compute::cast(a, &DataType::LargeUtf8).map_err(|e| e.to_string())?,
-            ),
+    fn of(a: &ArrayRef) -> TextCol {
+        match a.data_type() {
             DataType::Binary
             | DataType::LargeBinary
             | DataType::BinaryView
-            | DataType::FixedSizeBinary(_) => TextCol::Bin(
-                arrow::compute::cast(a, &DataType::LargeBinary).map_err(|e| e.to_string())?,
-            ),
-            _ => TextCol::Str(
-                arrow::compute::cast(a, &DataType::LargeUtf8).map_err(|e| e.to_string())?,
-            ),
-        })
+            | DataType::FixedSizeBinary(_) => TextCol::Bin(a.clone()),
+            _ => TextCol::Str(a.clone()),
+        }
     }
 
     /// `Ok(None)`: null; `Err(())`: not UTF-8.
-    pub fn get(&self, i: usize) -> Result<Option<&str>, ()> {
+    pub fn get(&self, i: usize) -> Result<Option<Cow<'_, str>>, ()> {
         match self {
-            TextCol::Str(a) => Ok((!a.is_null(i)).then(|| a.as_string::<i64>().value(i))),
+            TextCol::Str(a) => Ok(crate::values::text(a.as_ref(), i)),
             TextCol::Bin(a) => {
                 if a.is_null(i) {
                     return Ok(None);
                 }
-                std::str::from_utf8(a.as_binary::<i64>().value(i))
-                    .map(Some)
+                let b = match a.data_type() {
+                    DataType::Binary => a.as_binary::<i32>().value(i),
+                    DataType::LargeBinary => a.as_binary::<i64>().value(i),
+                    DataType::BinaryView => a.as_binary_view().value(i),
+                    _ => a.as_fixed_size_binary().value(i),
+                };
+                std::str::from_utf8(b)
+                    .map(|s| Some(Cow::Borrowed(s)))
                     .map_err(|_| ())
             }
         }
@@ -63,58 +64,6 @@ impl TextCol {
 /// Whether a column of type `t` can be read as text (the URL or caption column).
 pub(crate) fn textual(t: &DataType) -> bool {
     !t.is_nested()
-}
-
-/// One parquet value as JSON: null, booleans, numbers (non-finite floats as null), strings,
-/// lists as arrays, structs as objects, anything else (dates, timestamps, decimals, binary,
-/// maps) as its text.
-pub fn arrow_json(col: &dyn Array, i: usize) -> Value {
-    use arrow::datatypes::DataType as D;
-    if col.is_null(i) {
-        return Value::Null;
-    }
-    let text = || arrow::util::display::array_value_to_string(col, i).unwrap_or_default();
-    match col.data_type() {
-        D::Boolean => Value::Bool(col.as_boolean().value(i)),
-        D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 | D::UInt64 => {
-            text()
-                .parse::<serde_json::Number>()
-                .map(Value::Number)
-                .unwrap_or(Value::Null)
-        }
-        D::Float16 | D::Float32 | D::Float64 => text()
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        D::Utf8 => Value::String(col.as_string::<i32>().value(i).to_string()),
-        D::LargeUtf8 => Value::String(col.as_string::<i64>().value(i).to_string()),
-        D::Utf8View => Value::String(col.as_string_view().value(i).to_string()),
-        D::List(_) => {
-            let v = col.as_list::<i32>().value(i);
-            Value::Array((0..v.len()).map(|j| arrow_json(v.as_ref(), j)).collect())
-        }
-        D::LargeList(_) => {
-            let v = col.as_list::<i64>().value(i);
-            Value::Array((0..v.len()).map(|j| arrow_json(v.as_ref(), j)).collect())
-        }
-        D::FixedSizeList(..) => {
-            let v = col.as_fixed_size_list().value(i);
-            Value::Array((0..v.len()).map(|j| arrow_json(v.as_ref(), j)).collect())
-        }
-        D::Struct(fields) => {
-            let s = col.as_struct();
-            Value::Object(
-                fields
-                    .iter()
-                    .zip(s.columns())
-                    .map(|(f, c)| (f.name().clone(), arrow_json(c.as_ref(), i)))
-                    .collect(),
-            )
-        }
-        _ => Value::String(text()),
-    }
 }
 
 pub(crate) struct Parquet {
@@ -187,7 +136,7 @@ impl Parquet {
         })
     }
 
-    pub fn schema(&self) -> &arrow::datatypes::SchemaRef {
+    pub fn schema(&self) -> &arrow_schema::SchemaRef {
         self.meta.schema()
     }
 
@@ -313,6 +262,6 @@ impl Parquet {
     }
 
     pub fn text_col(&self, name: &str) -> Option<Result<TextCol, String>> {
-        self.column(name).map(TextCol::of)
+        self.column(name).map(|c| Ok(TextCol::of(c)))
     }
 }

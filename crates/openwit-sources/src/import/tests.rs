@@ -1,6 +1,6 @@
 use super::*;
-use arrow::array::RecordBatch;
-use arrow::datatypes::DataType;
+use arrow_array::RecordBatch;
+use arrow_schema::DataType;
 use std::fs::File;
 use std::io::Write;
 
@@ -159,8 +159,8 @@ fn truncated_gzip_keeps_rows_before_the_break() {
 }
 
 fn write_parquet(path: &Path, n: usize, row_group: usize) {
-    use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{Field, Schema};
+    use arrow_array::{Int64Array, StringArray};
+    use arrow_schema::{Field, Schema};
     let schema = Arc::new(Schema::new(vec![
         Field::new("key", DataType::Int64, false),
         Field::new("url", DataType::Utf8, true),
@@ -188,8 +188,7 @@ fn write_parquet(path: &Path, n: usize, row_group: usize) {
         let caps: StringArray = (start..end)
             .map(|i| Some(format!("a photo of thing {i}")))
             .collect();
-        let sims =
-            arrow::array::Float64Array::from_iter((start..end).map(|i| Some(i as f64 / 4.0)));
+        let sims = arrow_array::Float64Array::from_iter((start..end).map(|i| Some(i as f64 / 4.0)));
         let b = RecordBatch::try_new(
             schema.clone(),
             vec![
