@@ -34,6 +34,8 @@ pub fn explain(stage: &str, reason: &str, n: u64) -> String {
             "a URL that is malformed or not http(s)".into()
         }
         "url_too_long" => "a URL that is too long".into(),
+        "data_uri" => "an image embedded in the page as a data: URI (no URL to fetch)".into(),
+        "no_target_uri" => "an archive response record without its page URL".into(),
         "empty_body" => "an empty answer".into(),
         "too_large" => "larger than max_body_bytes (or the pixel limit)".into(),
         "wrong_content_type" => "not an image (the server sent another content type)".into(),
@@ -124,6 +126,15 @@ pub fn where_listed(stage: &str) -> Option<&'static str> {
         "curate" => Some(
             "curate/dropped/*.parquet: url, caption and reason of each row the filters dropped; curate/part-*.parquet: rows balancing left out have kept = false",
         ),
+        "crawl" => Some(
+            "crawl/dropped/crawl.parquet: one row per dropped page or image: url, page_url, caption, the seed (input), reason and detail",
+        ),
+        "warc" => Some(
+            "warc/dropped/*.parquet: one row per dropped record or image: url, page_url, caption, the WARC file (input) and record offset, reason and detail",
+        ),
+        "import" => Some(
+            "import/dropped/*.parquet: one row per dropped row: the list file (input), row, line and byte offset, url and caption as read, reason and detail",
+        ),
         _ => None,
     }
 }
@@ -151,5 +162,21 @@ mod tests {
             explain("warc", "something_new", 4),
             "4 candidates: dropped as `something_new`"
         );
+    }
+
+    #[test]
+    fn every_stage_that_lists_its_drops_says_where() {
+        for (stage, at) in [
+            ("download", "download/*.parquet"),
+            ("curate", "curate/dropped/*.parquet"),
+            ("crawl", "crawl/dropped/crawl.parquet"),
+            ("warc", "warc/dropped/*.parquet"),
+            ("import", "import/dropped/*.parquet"),
+        ] {
+            let w = where_listed(stage).unwrap_or_else(|| panic!("{stage} is not listed"));
+            assert!(w.starts_with(at), "{stage}: {w}");
+            assert!(w.contains("reason"), "{stage}: {w}");
+        }
+        assert_eq!(where_listed("queries"), None);
     }
 }

@@ -118,7 +118,11 @@ impl Stage for BalanceStage {
     fn plan(&self, ctx: &StageContext<'_>) -> Result<Vec<TaskSpec>> {
         self.queries(ctx.workdir)?;
         let mut tasks = Vec::new();
+        let from_dir = ctx.workdir.join(&self.cfg.from);
         for p in ctx.upstream_outputs(&self.cfg.from) {
+            if table::is_drop_listing(&from_dir, &p) {
+                continue; // the records `from` dropped, not its table
+            }
             if p.extension().is_some_and(|e| e == "parquet") && table::is_candidate_file(&p)? {
                 tasks.push(TaskSpec::new(stem(&p), json!({ "path": p })));
             }

@@ -167,6 +167,11 @@ impl CurateStage {
         let mut files = Vec::new();
         for s in &self.sources {
             for p in ctx.upstream_outputs(s) {
+                if table::is_drop_listing(&ctx.workdir.join(s), &p) {
+                    // `<stage>/dropped/*.parquet`: the records a stage dropped, with `url` and
+                    // `caption` columns too, never candidates
+                    continue;
+                }
                 if p.extension().is_some_and(|e| e == "parquet") {
                     if table::is_candidate_file(&p)? {
                         files.push(p);

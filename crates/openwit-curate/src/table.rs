@@ -81,6 +81,20 @@ pub fn dropped_schema() -> SchemaRef {
     ]))
 }
 
+/// The folder, in a stage's folder, where the stages list the records they dropped
+/// (`crawl/dropped/`, `warc/dropped/`, `import/dropped/`, `curate/dropped/`).
+pub const DROPPED_DIR: &str = "dropped";
+
+/// Whether `path`, an output of the stage whose folder is `stage_dir`, is a listing of dropped
+/// records (in `stage_dir/dropped/`). Such a file has `url` and `caption` columns too, so it must
+/// be skipped by name before [`is_candidate_file`] would take it for a candidate table.
+pub fn is_drop_listing(stage_dir: &Path, path: &Path) -> bool {
+    path.strip_prefix(stage_dir)
+        .ok()
+        .and_then(|rel| rel.components().next())
+        .is_some_and(|c| c.as_os_str() == DROPPED_DIR)
+}
+
 /// Whether a parquet file has the two columns curation needs.
 pub fn is_candidate_file(path: &Path) -> Result<bool, CurateError> {
     let f = File::open(path).pq(path)?;
@@ -221,4 +235,32 @@ pub fn ids_of(list: &ListArray, i: usize) -> &[i32] {
         .downcast_ref::<arrow_array::Int32Array>()
         .expect("entry_ids values are int32");
     &values.values()[offs[i] as usize..offs[i + 1] as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_of_dropped_records_are_told_from_tables() {
+        let stage = Path::new("/w/import");
+        assert!(is_drop_listing(
+            stage,
+            Path::new("/w/import/dropped/00000-a.parquet")
+        ));
+        assert!(!is_drop_listing(
+            stage,
+            Path::new("/w/import/00000-a.parquet")
+        ));
+        // a task id that merely contains the word
+        assert!(!is_drop_listing(
+            stage,
+            Path::new("/w/import/00000-dropped.parquet")
+        ));
+        // another stage's folder
+        assert!(!is_drop_listing(
+            stage,
+            Path::new("/w/warc/dropped/x.parquet")
+        ));
+    }
 }

@@ -17,6 +17,8 @@ pub enum SourcesError {
     Config(String),
     #[error("{0}")]
     Http(String),
+    #[error(transparent)]
+    Core(#[from] openwit_core::Error),
 }
 
 impl From<SourcesError> for openwit_core::Error {
@@ -27,6 +29,7 @@ impl From<SourcesError> for openwit_core::Error {
                 path: p.into(),
                 source,
             },
+            SourcesError::Core(e) => e,
             other => openwit_core::Error::Stage(other.to_string()),
         }
     }

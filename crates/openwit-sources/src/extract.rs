@@ -28,6 +28,7 @@ use scraper::{ElementRef, Html};
 use url::Url;
 
 use crate::candidate::{Candidate, CaptionSource};
+use crate::dropped::{DroppedImage, clip, clip_caption, clip_url};
 
 /// Directives that make a page contribute nothing.
 pub use openwit_core::optout::OPT_OUT_DIRECTIVES;
@@ -70,6 +71,65 @@ pub struct Extraction {
     pub opted_out: Option<String>,
     /// Skipped images by reason (`data_uri`, `tracking_pixel`, `non_http_url`, `invalid_url`, ...).
     pub drops: Drops,
+    /// The skipped images one by one (URL, caption, reason), in page order: one per drop
+    /// counted in `drops`, for the stage's listing of dropped records.
+    pub dropped: Vec<DroppedImage>,
+}
+
+impl Extraction {
+    /// Counts a skipped image under its reason and lists it.
+    pub(crate) fn drop_image(&mut self, img: DroppedImage) {
+        self.drops.inc(img.reason);
+        self.dropped.push(img);
+    }
+}
+
+/// The caption an image would have had (its cleaned `alt`, else its `title`), for the listing of
+/// an image dropped before its captions are read.
+pub(crate) fn listed_caption(alt: Option<&str>, title: Option<&str>) -> Option<String> {
+    alt.and_then(clean_text)
+        .or_else(|| title.and_then(clean_text))
+        .map(|c| clip_caption(&c))
+}
+
+/// The listing entry of a tracking pixel: its URL resolved when it can be, else as written.
+pub(crate) fn tracking_pixel(base: &Url, raw: &str, caption: Option<String>) -> DroppedImage {
+    match try_resolve_image_url(base, raw) {
+        Ok(url) => DroppedImage {
+            reason: "tracking_pixel",
+            url: Some(url),
+            caption,
+            detail: None,
+        },
+        Err(_) => unresolved_image("tracking_pixel", Some(raw), caption),
+    }
+}
+
+/// The listing entry of an image whose URL text `raw` was dropped for `reason` before it
+/// resolved (a `data:` URI or an over-long URL is cut; `detail` gives its length).
+pub(crate) fn unresolved_image(
+    reason: &'static str,
+    raw: Option<&str>,
+    caption: Option<String>,
+) -> DroppedImage {
+    let raw = raw.map(str::trim).filter(|r| !r.is_empty());
+    let (url, detail) = match raw {
+        None => (None, None),
+        Some(r) if is_data_uri(r) => (
+            Some(clip(r, 64).to_string()),
+            Some(format!("a data: URI of {} bytes; cut here", r.len())),
+        ),
+        Some(r) => {
+            let (u, d) = clip_url(r);
+            (Some(u), d)
+        }
+    };
+    DroppedImage {
+        reason,
+        url,
+        caption,
+        detail,
+    }
 }
 
 /// Collapses whitespace runs into one space and trims; `None` when empty.
@@ -339,29 +399,52 @@ pub(crate) fn noscript_fragment(noscript: ElementRef<'_>) -> Option<Html> {
 /// Resolves an image URL against `base`; `None` (counted in `drops`) for `data:` URIs, invalid,
 /// over-long and non-http(s) URLs. The fragment is removed.
 pub fn resolve_image_url(base: &Url, raw: &str, drops: &mut Drops) -> Option<String> {
+    match try_resolve_image_url(base, raw) {
+        Ok(u) => Some(u),
+        Err(reason) => {
+            drops.inc(reason);
+            None
+        }
+    }
+}
+
+/// [`resolve_image_url`] giving the drop reason (`no_image_url`, `data_uri`, `url_too_long`,
+/// `invalid_url`, `non_http_url`) instead of counting it.
+pub fn try_resolve_image_url(base: &Url, raw: &str) -> Result<String, &'static str> {
     let raw = raw.trim();
     if raw.is_empty() {
-        drops.inc("no_image_url");
-        return None;
+        return Err("no_image_url");
     }
     if is_data_uri(raw) {
-        drops.inc("data_uri");
-        return None;
+        return Err("data_uri");
     }
     if raw.len() > MAX_URL_BYTES {
-        drops.inc("url_too_long");
-        return None;
+        return Err("url_too_long");
     }
     let Ok(mut url) = base.join(raw) else {
-        drops.inc("invalid_url");
-        return None;
+        return Err("invalid_url");
     };
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        drops.inc("non_http_url");
-        return None;
+        return Err("non_http_url");
     }
     url.set_fragment(None);
-    Some(url.into())
+    Ok(url.into())
+}
+
+/// [`try_resolve_image_url`] that counts and lists a drop in `ex`.
+pub(crate) fn resolve_listed(
+    base: &Url,
+    raw: &str,
+    caption: impl FnOnce() -> Option<String>,
+    ex: &mut Extraction,
+) -> Option<String> {
+    match try_resolve_image_url(base, raw) {
+        Ok(u) => Some(u),
+        Err(reason) => {
+            ex.drop_image(unresolved_image(reason, Some(raw), caption()));
+            None
+        }
+    }
 }
 
 /// Extracts images and page metadata from `html` fetched from `page_url`; `x_robots_tags` are
@@ -460,16 +543,20 @@ fn extract_inner(
     let mut one = |img: ElementRef<'_>, outer: Option<ElementRef<'_>>, ex: &mut Extraction| {
         let el = ImgAttrs::of(img.value());
         let Some(raw) = image_url_text(&el) else {
-            ex.drops.inc("no_image_url");
+            ex.drop_image(unresolved_image(
+                "no_image_url",
+                None,
+                listed_caption(el.alt, el.title),
+            ));
             return;
         };
         let width = parse_dim(el.width);
         let height = parse_dim(el.height);
         if !is_data_uri(raw) && matches!((width, height), (Some(w), Some(h)) if w <= 1 && h <= 1) {
-            ex.drops.inc("tracking_pixel");
+            ex.drop_image(tracking_pixel(base, raw, listed_caption(el.alt, el.title)));
             return;
         }
-        let Some(url) = resolve_image_url(base, raw, &mut ex.drops) else {
+        let Some(url) = resolve_listed(base, raw, || listed_caption(el.alt, el.title), ex) else {
             return;
         };
         let alt = el.alt.and_then(clean_text);
@@ -481,7 +568,12 @@ fn extract_inner(
                 i.url == url && i.alt == alt && i.title == title && i.figcaption == figcaption
             })
         {
-            ex.drops.inc("duplicate_image");
+            ex.drop_image(DroppedImage {
+                reason: "duplicate_image",
+                url: Some(url),
+                caption: alt.or(title).or(figcaption).map(|c| clip_caption(&c)),
+                detail: None,
+            });
             return;
         }
         ex.images.push(FoundImage {
@@ -541,6 +633,19 @@ pub fn into_candidates(
     drops: &mut Drops,
     out: &mut Vec<Candidate>,
 ) {
+    into_candidates_listed(ex, page, drops, out, None)
+}
+
+/// [`into_candidates`] that also lists each image or caption it drops (`no_caption`,
+/// `caption_too_long`) in `dropped`, one entry per drop counted in `drops`. The extraction's
+/// own `dropped` list is not looked at (take it first).
+pub fn into_candidates_listed(
+    ex: Extraction,
+    page: PageInfo<'_>,
+    drops: &mut Drops,
+    out: &mut Vec<Candidate>,
+    mut dropped: Option<&mut Vec<DroppedImage>>,
+) {
     for img in ex.images {
         let mut kept: [Option<(String, CaptionSource)>; 3] = Default::default();
         let mut n = 0;
@@ -552,6 +657,18 @@ pub fn into_candidates(
             if let Some(c) = c {
                 if c.len() > MAX_CAPTION_BYTES {
                     drops.inc("caption_too_long");
+                    if let Some(d) = dropped.as_deref_mut() {
+                        d.push(DroppedImage {
+                            reason: "caption_too_long",
+                            url: Some(img.url.clone()),
+                            detail: Some(format!(
+                                "{} bytes ({} at most); cut here",
+                                c.len(),
+                                MAX_CAPTION_BYTES
+                            )),
+                            caption: Some(clip_caption(&c)),
+                        });
+                    }
                 } else if !kept[..n].iter().flatten().any(|(x, _)| *x == c) {
                     kept[n] = Some((c, src));
                     n += 1;
@@ -560,6 +677,14 @@ pub fn into_candidates(
         }
         if n == 0 {
             drops.inc("no_caption");
+            if let Some(d) = dropped.as_deref_mut() {
+                d.push(DroppedImage {
+                    reason: "no_caption",
+                    url: Some(img.url),
+                    caption: None,
+                    detail: None,
+                });
+            }
             continue;
         }
         let mut url = Some(img.url);

@@ -10,9 +10,11 @@ use std::sync::LazyLock;
 use scraper::{ElementRef, Html, Selector};
 use url::Url;
 
+use crate::dropped::{DroppedImage, clip_caption};
 use crate::extract::{
     Extraction, FoundImage, ImgAttrs, clean_text, has_img_tag, image_url_text, is_data_uri,
-    opt_out_directive, parse_dim, resolve_image_url, says_nofollow,
+    listed_caption, opt_out_directive, parse_dim, resolve_listed, says_nofollow, tracking_pixel,
+    unresolved_image,
 };
 
 macro_rules! sel {
@@ -131,16 +133,20 @@ fn extract_inner(
     let mut one = |img: ElementRef<'_>, outer: Option<ElementRef<'_>>, ex: &mut Extraction| {
         let el = ImgAttrs::of(img.value());
         let Some(raw) = image_url_text(&el) else {
-            ex.drops.inc("no_image_url");
+            ex.drop_image(unresolved_image(
+                "no_image_url",
+                None,
+                listed_caption(el.alt, el.title),
+            ));
             return;
         };
         let width = parse_dim(el.width);
         let height = parse_dim(el.height);
         if !is_data_uri(raw) && matches!((width, height), (Some(w), Some(h)) if w <= 1 && h <= 1) {
-            ex.drops.inc("tracking_pixel");
+            ex.drop_image(tracking_pixel(&base, raw, listed_caption(el.alt, el.title)));
             return;
         }
-        let Some(url) = resolve_image_url(&base, raw, &mut ex.drops) else {
+        let Some(url) = resolve_listed(&base, raw, || listed_caption(el.alt, el.title), ex) else {
             return;
         };
         let alt = el.alt.and_then(clean_text);
@@ -148,7 +154,12 @@ fn extract_inner(
         let figcaption = figcaption_of(&img).or_else(|| outer.and_then(|o| figcaption_of(&o)));
         let key = (url.clone(), alt.clone(), title.clone(), figcaption.clone());
         if !seen.insert(key) {
-            ex.drops.inc("duplicate_image");
+            ex.drop_image(DroppedImage {
+                reason: "duplicate_image",
+                url: Some(url),
+                caption: alt.or(title).or(figcaption).map(|c| clip_caption(&c)),
+                detail: None,
+            });
             return;
         }
         ex.images.push(FoundImage {

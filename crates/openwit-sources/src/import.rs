@@ -8,6 +8,7 @@
 //! url_col = "url"            # default "url" (as img2dataset)
 //! caption_col = "caption"    # default "caption"
 //! extra_columns = ["license"] # carried into `extra` as JSON; ["*"] carries every other column
+//! dropped_rows = true        # list every dropped row in import/dropped/TASK.parquet (default)
 //! ```
 
 use std::collections::BTreeSet;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::candidate::{Candidate, CandidateWriter, CaptionSource};
+use crate::dropped::{DroppedRow, Listing, clip, clip_caption, clip_url};
 use crate::error::SourcesError;
 
 /// The `[import]` table.
@@ -39,6 +41,14 @@ pub struct ImportConfig {
     /// Input format: `auto` (by file extension, default), `parquet`, `csv`, `tsv`, `jsonl`, `json`.
     #[serde(default = "default_format")]
     pub format: String,
+    /// List every dropped row (file, row number, line, reason) in `import/dropped/TASK.parquet`.
+    /// Default true.
+    #[serde(default = "yes")]
+    pub dropped_rows: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_url_col() -> String {
@@ -125,6 +135,7 @@ impl Stage for ImportStage {
             "caption_col": self.cfg.caption_col,
             "extra_columns": self.cfg.extra_columns,
             "format": self.cfg.format,
+            "dropped_rows": self.cfg.dropped_rows,
         })
     }
 
@@ -155,6 +166,7 @@ impl Stage for ImportStage {
         let gz = task.payload["gz"].as_bool().unwrap_or(false);
         let out = ctx.create_output(&format!("{}.parquet", task.id))?;
         let mut w = CandidateWriter::new(out)?;
+        let mut listing = Listing::new(ctx, &task.id, self.cfg.dropped_rows);
         let cols = Columns::new(&self.cfg);
         let mut stats = Stats::default();
         let source_id = path.display().to_string();
@@ -168,10 +180,20 @@ impl Stage for ImportStage {
             }
             Ok(())
         };
-        read_file(&path, fmt, gz, &cols, &source_id, &mut stats, &mut sink)?;
+        let mut list = |row: DroppedRow| listing.push(row);
+        let dropped: Option<&mut dyn FnMut(DroppedRow) -> Result<(), SourcesError>> =
+            if self.cfg.dropped_rows {
+                Some(&mut list)
+            } else {
+                None
+            };
+        read_file_listed(
+            &path, fmt, gz, &cols, &source_id, &mut stats, &mut sink, dropped,
+        )?;
         let (n, mut f) = w.finish()?;
         use std::io::Write;
         f.flush().map_err(|e| openwit_core::Error::io(&path, e))?;
+        listing.finish()?;
         Ok(TaskReport {
             items_in: stats.rows,
             items_out: n,
@@ -239,17 +261,45 @@ pub struct Stats {
 /// ([`openwit_urllist::check_url`], [`openwit_urllist::clean_caption`]): a caption that is not
 /// empty once cleaned (else `missing_caption`), an http(s) URL with a host, normalized (else
 /// `bad_url`, as `download` counts it).
-fn check_row(url: &str, caption: Option<&str>, stats: &mut Stats) -> Option<(String, String)> {
+fn check_row(
+    url: &str,
+    caption: Option<&str>,
+    stats: &mut Stats,
+) -> Result<(String, String), (&'static str, Option<String>)> {
     let Some(caption) = caption.and_then(openwit_urllist::clean_caption) else {
         stats.drops.inc("missing_caption");
-        return None;
+        return Err((
+            "missing_caption",
+            Some("no caption once whitespace is removed".into()),
+        ));
     };
     match openwit_urllist::check_url(url) {
-        Ok(u) => Some((u, caption)),
-        Err(_) => {
+        Ok(u) => Ok((u, caption)),
+        Err(e) => {
             stats.drops.inc(openwit_urllist::BAD_URL);
-            None
+            Err((openwit_urllist::BAD_URL, Some(e)))
         }
+    }
+}
+
+/// Longest `detail` kept in a listing row (characters).
+const MAX_DETAIL_CHARS: usize = 500;
+
+/// The listing row of the entry at `at` of `source_id`, dropped for `reason`.
+fn listed_row(
+    source_id: &str,
+    at: openwit_urllist::Position,
+    fmt: Format,
+    reason: &str,
+    detail: Option<String>,
+) -> DroppedRow {
+    DroppedRow {
+        input: Some(source_id.to_string()),
+        row: Some(at.index),
+        line: (fmt != Format::Parquet && at.line > 0).then_some(at.line),
+        offset: at.offset,
+        detail: detail.map(|d| clip(&d, MAX_DETAIL_CHARS).to_string()),
+        ..DroppedRow::new(reason)
     }
 }
 
@@ -280,6 +330,22 @@ pub fn read_file(
     stats: &mut Stats,
     sink: &mut dyn FnMut(Candidate) -> Result<(), SourcesError>,
 ) -> Result<(), SourcesError> {
+    read_file_listed(path, fmt, gz, cols, source_id, stats, sink, None)
+}
+
+/// [`read_file`] that also hands every drop it counts to `dropped`, when given: one
+/// [`DroppedRow`] per counted drop, with the file (`source_id`), the row's index, line and byte
+/// offset, the URL and caption as read when the row had them, and the reader's message.
+pub fn read_file_listed(
+    path: &Path,
+    fmt: Format,
+    gz: bool,
+    cols: &Columns,
+    source_id: &str,
+    stats: &mut Stats,
+    sink: &mut dyn FnMut(Candidate) -> Result<(), SourcesError>,
+    mut dropped: Option<&mut dyn FnMut(DroppedRow) -> Result<(), SourcesError>>,
+) -> Result<(), SourcesError> {
     let file = openwit_urllist::ListFile {
         path: path.to_path_buf(),
         format: fmt,
@@ -303,6 +369,15 @@ pub fn read_file(
             Ok(r) => r,
             Err(d) => {
                 stats.drops.inc(d.reason.reason());
+                if let Some(list) = dropped.as_deref_mut() {
+                    list(listed_row(
+                        source_id,
+                        e.at,
+                        fmt,
+                        d.reason.reason(),
+                        Some(d.message.clone()),
+                    ))?;
+                }
                 if matches!(
                     d.reason,
                     openwit_urllist::Drop::TruncatedFile
@@ -318,8 +393,19 @@ pub fn read_file(
                 continue;
             }
         };
-        let Some((u, c)) = check_row(&r.url, r.caption.as_deref(), stats) else {
-            continue;
+        let (u, c) = match check_row(&r.url, r.caption.as_deref(), stats) {
+            Ok(ok) => ok,
+            Err((reason, detail)) => {
+                if let Some(list) = dropped.as_deref_mut() {
+                    let (url, cut) = clip_url(&r.url);
+                    list(DroppedRow {
+                        url: Some(url),
+                        caption: r.caption.as_deref().map(clip_caption),
+                        ..listed_row(source_id, e.at, fmt, reason, detail.or(cut))
+                    })?;
+                }
+                continue;
+            }
         };
         sink(row(u, c, source_id, openwit_urllist::extra_json(&r.extra)))?;
     }

@@ -2,6 +2,7 @@
 pub mod candidate;
 pub mod crawl;
 pub mod demo_site;
+pub mod dropped;
 pub mod error;
 pub mod extract;
 #[cfg(any(test, feature = "fuzzing"))]

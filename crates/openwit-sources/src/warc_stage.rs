@@ -9,6 +9,7 @@
 //! listing_prefix = "https://data.commoncrawl.org/"  # default
 //! max_files = 10                  # first N files of the listings (default: all)
 //! allow_private_networks = false  # default
+//! dropped_rows = true             # list every dropped record in warc/dropped/TASK.parquet
 //! ```
 
 use std::borrow::Cow;
@@ -21,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::candidate::{Candidate, CandidateWriter};
+use crate::dropped::{DroppedRow, Listing, clip_url};
 use crate::error::{IoAt, SourcesError};
-use crate::extract::{PageInfo, extract, has_img_tag, into_candidates};
+use crate::extract::{PageInfo, extract, has_img_tag, into_candidates_listed};
 use crate::warc::{Event, WarcReader, parse_warc_date};
 
 /// The `[warc]` table.
@@ -49,6 +51,14 @@ pub struct WarcConfig {
         deserialize_with = "openwit_core::config::range::timeout"
     )]
     pub timeout_secs: u64,
+    /// List every dropped record (with its file, offset and reason) in
+    /// `warc/dropped/TASK.parquet`. Default true.
+    #[serde(default = "yes")]
+    pub dropped_rows: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_prefix() -> String {
@@ -218,6 +228,7 @@ impl Stage for WarcStage {
             "listing_prefix": self.cfg.listing_prefix,
             "max_files": self.cfg.max_files,
             "allow_private_networks": self.cfg.allow_private_networks,
+            "dropped_rows": self.cfg.dropped_rows,
         })
     }
 
@@ -249,8 +260,22 @@ impl Stage for WarcStage {
         let r = self.open_input(&input, rt)?;
         let out = ctx.create_output(&format!("{}.parquet", task.id))?;
         let mut w = CandidateWriter::new(out)?;
+        let mut listing = Listing::new(ctx, &task.id, self.cfg.dropped_rows);
         let mut err = None;
-        let stats = process_file(
+        let mut list_err = None;
+        let mut list = |row: DroppedRow| {
+            if list_err.is_none()
+                && let Err(e) = listing.push(row)
+            {
+                list_err = Some(e);
+            }
+        };
+        let dropped: Option<&mut dyn FnMut(DroppedRow)> = if self.cfg.dropped_rows {
+            Some(&mut list)
+        } else {
+            None
+        };
+        let stats = process_file_listed(
             r,
             &input,
             &mut |c| {
@@ -260,12 +285,13 @@ impl Stage for WarcStage {
                     err = Some(e);
                 }
             },
+            dropped,
             &|n| {
                 ctx.progress(n);
                 ctx.cancelled()
             },
         )?;
-        if let Some(e) = err {
+        if let Some(e) = err.or(list_err) {
             return Err(e.into());
         }
         if ctx.cancelled() {
@@ -280,6 +306,7 @@ impl Stage for WarcStage {
             )));
         }
         let (n, _) = w.finish()?;
+        listing.finish()?;
         if let Some((off, e)) = &stats.truncated {
             tracing::warn!(input = %input, offset = off, error = %e, "truncated file: kept the records before the break");
         }
@@ -313,28 +340,64 @@ pub fn process_file(
     sink: &mut dyn FnMut(Candidate),
     progress: &dyn Fn(u64) -> bool,
 ) -> Result<FileStats, SourcesError> {
+    process_file_listed(r, source_id, sink, None, progress)
+}
+
+/// [`process_file`] that also hands every drop it counts to `dropped` (one [`DroppedRow`] per
+/// counted drop, with `source_id` as the input and the record's offset), when given.
+pub fn process_file_listed(
+    r: Box<dyn Read>,
+    source_id: &str,
+    sink: &mut dyn FnMut(Candidate),
+    mut dropped: Option<&mut dyn FnMut(DroppedRow)>,
+    progress: &dyn Fn(u64) -> bool,
+) -> Result<FileStats, SourcesError> {
     let mut br = BufReader::with_capacity(1 << 16, r);
     let gzip = br.fill_buf().at(source_id)?.starts_with(b"\x1f\x8b");
     let mut stats = FileStats::default();
     let mut rows = Vec::new();
+    let mut listed = Vec::new();
     let mut since = 0u64;
+    let at = |reason: &str, offset: u64| DroppedRow {
+        input: Some(source_id.to_string()),
+        offset: Some(offset),
+        ..DroppedRow::new(reason)
+    };
     for ev in WarcReader::new(br, gzip) {
         match ev {
             Event::Record(rec) => {
                 stats.records += 1;
                 rows.clear();
-                process_record(&rec, source_id, &mut stats, &mut rows);
+                let list = dropped.is_some().then_some(&mut listed);
+                process_record(&rec, source_id, &mut stats, &mut rows, list);
                 for c in rows.drain(..) {
                     sink(c);
+                }
+                if let Some(d) = dropped.as_deref_mut() {
+                    for r in listed.drain(..) {
+                        d(r);
+                    }
                 }
             }
             Event::Bad { offset, reason } => {
                 tracing::debug!(source_id, offset, %reason, "skipped a malformed record");
                 stats.records += 1;
                 stats.drops.inc("malformed_record");
+                if let Some(d) = dropped.as_deref_mut() {
+                    d(DroppedRow {
+                        detail: Some(reason),
+                        ..at("malformed_record", offset)
+                    });
+                }
             }
             Event::Truncated { offset, error } => {
                 stats.drops.inc("truncated_file");
+                if let Some(d) = dropped.as_deref_mut() {
+                    d(DroppedRow {
+                        detail: Some(format!("the file breaks off here: {error}")),
+                        ..at("truncated_file", offset)
+                    });
+                }
                 stats.truncated = Some((offset, error));
             }
         }
@@ -387,26 +450,95 @@ fn split_http(block: &[u8]) -> Option<(u16, Vec<HttpHeader<'_>>, &[u8])> {
     Some((status, headers, &block[body_start..]))
 }
 
+/// Where the drops of one record are listed (`None`: they are only counted).
+struct RecordDrops<'l> {
+    list: Option<&'l mut Vec<DroppedRow>>,
+    source_id: &'l str,
+    offset: u64,
+}
+
+impl RecordDrops<'_> {
+    /// Counts a drop of the record (or one of its images) and lists it as `row` (with the
+    /// input and offset filled in).
+    fn record(&mut self, stats: &mut FileStats, row: DroppedRow) {
+        stats.drops.inc(&row.reason);
+        self.list_only(row);
+    }
+
+    /// Lists a drop counted elsewhere.
+    fn list_only(&mut self, row: DroppedRow) {
+        if let Some(l) = self.list.as_deref_mut() {
+            l.push(DroppedRow {
+                input: Some(self.source_id.to_string()),
+                offset: Some(self.offset),
+                ..row
+            });
+        }
+    }
+}
+
+/// A listing row for a dropped record of page `page` (as written, cut when over-long).
+fn page_row(reason: &str, page: Option<&str>, detail: Option<String>) -> DroppedRow {
+    let (page_url, cut) = match page {
+        Some(p) => {
+            let (u, d) = clip_url(p);
+            (Some(u), d)
+        }
+        None => (None, None),
+    };
+    DroppedRow {
+        page_url,
+        detail: detail.or(cut),
+        ..DroppedRow::new(reason)
+    }
+}
+
 fn process_record(
     rec: &crate::warc::Record,
     source_id: &str,
     stats: &mut FileStats,
     out: &mut Vec<Candidate>,
+    list: Option<&mut Vec<DroppedRow>>,
 ) {
+    let mut drops = RecordDrops {
+        list,
+        source_id,
+        offset: rec.offset,
+    };
     let ty = rec.warc_type();
     let fetch_time = rec.header("WARC-Date").and_then(parse_warc_date);
     if ty == "response" {
         let Some(target) = rec.header("WARC-Target-URI") else {
-            stats.drops.inc("no_target_uri");
+            drops.record(
+                stats,
+                page_row(
+                    "no_target_uri",
+                    None,
+                    Some("a response record without WARC-Target-URI".into()),
+                ),
+            );
             return;
         };
         let target = target.trim_matches(['<', '>']);
-        let Ok(page) = url::Url::parse(target) else {
-            stats.drops.inc("invalid_page_url");
-            return;
+        let page = match url::Url::parse(target) {
+            Ok(p) => p,
+            Err(e) => {
+                drops.record(
+                    stats,
+                    page_row("invalid_page_url", Some(target), Some(e.to_string())),
+                );
+                return;
+            }
         };
         let Some((status, headers, body)) = split_http(&rec.body) else {
-            stats.drops.inc("malformed_http");
+            drops.record(
+                stats,
+                page_row(
+                    "malformed_http",
+                    Some(page.as_str()),
+                    Some("no HTTP status line and headers".into()),
+                ),
+            );
             return;
         };
         if !(200..300).contains(&status) {
@@ -433,7 +565,10 @@ fn process_record(
             Ok(b) => b,
             Err(e) => {
                 tracing::debug!(source_id, offset = rec.offset, page = %page, error = %e, "undecodable HTTP body");
-                stats.drops.inc("undecodable_body");
+                drops.record(
+                    stats,
+                    page_row("undecodable_body", Some(page.as_str()), Some(e.to_string())),
+                );
                 return;
             }
         };
@@ -452,7 +587,15 @@ fn process_record(
         }
         let text = crate::html::decode_html_cow(body, hv("Content-Type"));
         let ex = extract(&text, &page, &robots);
-        emit(ex, page.as_str(), source_id, fetch_time, stats, out);
+        emit(
+            ex,
+            page.as_str(),
+            source_id,
+            fetch_time,
+            stats,
+            out,
+            &mut drops,
+        );
     } else if ty == "metadata"
         && rec
             .header("Content-Type")
@@ -466,31 +609,52 @@ fn process_record(
                     .as_deref()
                     .and_then(parse_warc_date)
                     .or(fetch_time);
-                emit(p.extraction, &p.page_url, source_id, ft, stats, out);
+                emit(
+                    p.extraction,
+                    &p.page_url,
+                    source_id,
+                    ft,
+                    stats,
+                    out,
+                    &mut drops,
+                );
             }
             Ok(None) => {}
             Err(e) => {
                 tracing::debug!(source_id, offset = rec.offset, error = %e, "malformed WAT record");
-                stats.drops.inc("malformed_wat");
+                let target = rec
+                    .header("WARC-Target-URI")
+                    .map(|t| t.trim_matches(['<', '>']));
+                drops.record(
+                    stats,
+                    page_row("malformed_wat", target, Some(e.to_string())),
+                );
             }
         }
     }
 }
 
 fn emit(
-    ex: crate::extract::Extraction,
+    mut ex: crate::extract::Extraction,
     page_url: &str,
     source_id: &str,
     fetch_time: Option<i64>,
     stats: &mut FileStats,
     out: &mut Vec<Candidate>,
+    drops: &mut RecordDrops<'_>,
 ) {
-    if ex.opted_out.is_some() {
-        stats.drops.inc("opted_out_page");
+    if let Some(directive) = &ex.opted_out {
+        let detail = format!("the page says `{directive}`");
+        drops.record(
+            stats,
+            page_row("opted_out_page", Some(page_url), Some(detail)),
+        );
         return;
     }
     stats.drops.merge(&ex.drops);
-    into_candidates(
+    let listing = drops.list.is_some();
+    let mut images = std::mem::take(&mut ex.dropped);
+    into_candidates_listed(
         ex,
         PageInfo {
             page_url,
@@ -499,7 +663,13 @@ fn emit(
         },
         &mut stats.drops,
         out,
+        listing.then_some(&mut images),
     );
+    if listing {
+        for img in images {
+            drops.list_only(img.into_row(page_url));
+        }
+    }
 }
 
 #[cfg(test)]

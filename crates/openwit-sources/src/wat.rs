@@ -30,7 +30,11 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use url::Url;
 
-use crate::extract::{Extraction, FoundImage, clean_text, opt_out_directive, resolve_image_url};
+use crate::dropped::{DroppedImage, clip_caption};
+use crate::extract::{
+    Extraction, FoundImage, clean_text, listed_caption, opt_out_directive, resolve_listed,
+    unresolved_image,
+};
 
 #[derive(Deserialize)]
 struct Wat<'a> {
@@ -400,10 +404,19 @@ pub fn parse_wat(json: &[u8]) -> Result<Option<WatPage>, String> {
             continue;
         }
         let Some(raw) = l.url.as_deref() else {
-            ex.drops.inc("no_image_url");
+            ex.drop_image(unresolved_image(
+                "no_image_url",
+                None,
+                listed_caption(l.alt.as_deref(), l.title.as_deref()),
+            ));
             continue;
         };
-        let Some(url) = resolve_image_url(&base, raw, &mut ex.drops) else {
+        let Some(url) = resolve_listed(
+            &base,
+            raw,
+            || listed_caption(l.alt.as_deref(), l.title.as_deref()),
+            &mut ex,
+        ) else {
             continue;
         };
         let alt = l.alt.as_deref().and_then(clean_text);
@@ -416,7 +429,12 @@ pub fn parse_wat(json: &[u8]) -> Result<Option<WatPage>, String> {
                 .iter()
                 .any(|i| i.url == url && i.alt == alt && i.title == title)
         {
-            ex.drops.inc("duplicate_image");
+            ex.drop_image(DroppedImage {
+                reason: "duplicate_image",
+                url: Some(url),
+                caption: alt.or(title).map(|c| clip_caption(&c)),
+                detail: None,
+            });
             continue;
         }
         ex.images.push(FoundImage {

@@ -9,7 +9,11 @@ use url::Url;
 
 use crate::wat::WatPage;
 
-use crate::extract::{Extraction, FoundImage, clean_text, opt_out_directive, resolve_image_url};
+use crate::dropped::{DroppedImage, clip_caption};
+use crate::extract::{
+    Extraction, FoundImage, clean_text, listed_caption, opt_out_directive, resolve_listed,
+    unresolved_image,
+};
 
 #[derive(Deserialize)]
 struct Wat {
@@ -138,16 +142,30 @@ pub fn parse_wat_value(json: &[u8]) -> Result<Option<WatPage>, String> {
             continue;
         }
         let Some(raw) = as_str(l.get("url")) else {
-            ex.drops.inc("no_image_url");
+            ex.drop_image(unresolved_image(
+                "no_image_url",
+                None,
+                listed_caption(as_str(l.get("alt")), as_str(l.get("title"))),
+            ));
             continue;
         };
-        let Some(url) = resolve_image_url(&base, raw, &mut ex.drops) else {
+        let Some(url) = resolve_listed(
+            &base,
+            raw,
+            || listed_caption(as_str(l.get("alt")), as_str(l.get("title"))),
+            &mut ex,
+        ) else {
             continue;
         };
         let alt = as_str(l.get("alt")).and_then(clean_text);
         let title = as_str(l.get("title")).and_then(clean_text);
         if !seen.insert((url.clone(), alt.clone(), title.clone())) {
-            ex.drops.inc("duplicate_image");
+            ex.drop_image(DroppedImage {
+                reason: "duplicate_image",
+                url: Some(url),
+                caption: alt.or(title).map(|c| clip_caption(&c)),
+                detail: None,
+            });
             continue;
         }
         ex.images.push(FoundImage {

@@ -1,14 +1,16 @@
 //! The crawl frontier in SQLite (`WORKDIR/crawl/frontier.sqlite`, WAL): every URL seen (unique,
 //! normalized) with its depth, priority, status, attempts and next fetch time; robots.txt per
-//! host; the candidates of each fetched page; drops by reason. A page's candidates, its new
-//! links and its status change are written in one transaction, so a crawl killed at any point
-//! resumes where it stopped, losing and duplicating nothing.
+//! host; the candidates of each fetched page; drops by reason, and each dropped page or image
+//! (for the stage's listing, `crawl/dropped/crawl.parquet`). A page's candidates, its new
+//! links, its drops and its status change are written in one transaction, so a crawl killed at
+//! any point resumes where it stopped, losing and duplicating nothing.
 
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::candidate::{Candidate, CaptionSource};
+use crate::dropped::DroppedRow;
 use crate::error::SourcesError;
 
 pub const PENDING: i64 = 0;
@@ -72,6 +74,9 @@ impl Frontier {
                 caption_source TEXT NOT NULL, page_url TEXT NOT NULL, page_lang TEXT, width INTEGER, height INTEGER,
                 seed TEXT NOT NULL, fetch_time INTEGER, PRIMARY KEY(url_id, ord));
              CREATE TABLE IF NOT EXISTS drops(reason TEXT PRIMARY KEY, n INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS dropped(
+                id INTEGER PRIMARY KEY, url_id INTEGER NOT NULL, reason TEXT NOT NULL, url TEXT,
+                page_url TEXT, caption TEXT, seed TEXT, detail TEXT);
              CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
         .map_err(e(&p))?;
@@ -150,7 +155,9 @@ impl Frontier {
             .map_err(e(&self.path))
     }
 
-    /// Records a finished entry: its status, candidates, new links and drops, in one transaction.
+    /// Records a finished entry: its status, candidates, new links, drops and the dropped
+    /// records listed one by one (`listed`: empty when the crawl does not list them), in one
+    /// transaction.
     pub fn finish(
         &mut self,
         id: i64,
@@ -160,6 +167,7 @@ impl Frontier {
         cands: &[Candidate],
         links: &[NewUrl],
         drops: &openwit_core::Drops,
+        listed: &[DroppedRow],
     ) -> Result<(), SourcesError> {
         let tx = self.conn.transaction().map_err(e(&self.path))?;
         (|| -> rusqlite::Result<()> {
@@ -191,6 +199,17 @@ impl Frontier {
             }
             insert_urls(&tx, links)?;
             add_drops(&tx, drops)?;
+            if !listed.is_empty() {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO dropped(url_id,reason,url,page_url,caption,seed,detail)
+                     VALUES(?1,?2,?3,?4,?5,?6,?7)",
+                )?;
+                for r in listed {
+                    st.execute(params![
+                        id, r.reason, r.url, r.page_url, r.caption, r.input, r.detail
+                    ])?;
+                }
+            }
             Ok(())
         })()
         .map_err(e(&self.path))?;
@@ -219,6 +238,50 @@ impl Frontier {
         let mut st = self
             .conn
             .prepare("SELECT reason, n FROM drops")
+            .map_err(e(&self.path))?;
+        let mut d = openwit_core::Drops::default();
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(e(&self.path))?;
+        for r in rows {
+            let (k, v) = r.map_err(e(&self.path))?;
+            d.add(k, v as u64);
+        }
+        Ok(d)
+    }
+
+    /// Streams every listed dropped record, in the order they were recorded, to `f` (the seed in
+    /// `input`, one row per drop).
+    pub fn for_each_dropped(
+        &self,
+        mut f: impl FnMut(DroppedRow) -> Result<(), SourcesError>,
+    ) -> Result<u64, SourcesError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT reason,url,page_url,caption,seed,detail FROM dropped ORDER BY id")
+            .map_err(e(&self.path))?;
+        let mut rows = st.query([]).map_err(e(&self.path))?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(e(&self.path))? {
+            let reason: String = r.get(0).map_err(e(&self.path))?;
+            f(DroppedRow {
+                url: r.get(1).map_err(e(&self.path))?,
+                page_url: r.get(2).map_err(e(&self.path))?,
+                caption: r.get(3).map_err(e(&self.path))?,
+                input: r.get(4).map_err(e(&self.path))?,
+                detail: r.get(5).map_err(e(&self.path))?,
+                ..DroppedRow::new(reason)
+            })?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The listed dropped records per reason.
+    pub fn listed_drops(&self) -> Result<openwit_core::Drops, SourcesError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT reason, COUNT(*) FROM dropped GROUP BY reason")
             .map_err(e(&self.path))?;
         let mut d = openwit_core::Drops::default();
         let rows = st

@@ -13,6 +13,11 @@
 //! each hop is deduplicated (no loops) and re-checked against the scope, robots.txt, politeness
 //! and the address rules. A killed crawl resumes from the frontier.
 //!
+//! Every counted drop (a page skipped or failed, an image or caption dropped) is also recorded in
+//! the frontier with its page, image URL, caption and seed, and listed in
+//! `crawl/dropped/crawl.parquet` at the end (`dropped_rows = true`, the default; see
+//! [`crate::dropped`]).
+//!
 //! ```toml
 //! [crawl]
 //! seeds = ["https://example.org/"]
@@ -20,6 +25,7 @@
 //! max_pages = 10000      # default 10000
 //! same_site = true       # default: stay on the seeds' hosts (and their subdomains)
 //! min_delay_ms = 1000    # default: one request per second per host
+//! dropped_rows = true    # default: list every dropped page and image in crawl/dropped/
 //! ```
 
 pub mod frontier;
@@ -41,8 +47,9 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::candidate::{Candidate, CandidateWriter};
+use crate::dropped::{DroppedRow, Listing, clip_url};
 use crate::error::SourcesError;
-use crate::extract::{PageInfo, extract_with_links, to_candidates};
+use crate::extract::{PageInfo, extract_with_links, into_candidates_listed};
 use frontier::{DONE, FAILED, Frontier, KIND_PAGE, KIND_SITEMAP, NewUrl, SKIPPED};
 
 // The ranges of this table's own numeric keys (shared ones are in `openwit_core::config::range`;
@@ -141,6 +148,10 @@ pub struct CrawlConfig {
     /// Generate and serve the demo site (see `demo_site.rs`) and crawl it.
     #[serde(default)]
     pub demo_site: Option<DemoSite>,
+    /// List every dropped page and image (with its reason) in `crawl/dropped/crawl.parquet`.
+    /// Default true.
+    #[serde(default = "yes")]
+    pub dropped_rows: bool,
 }
 
 fn default_depth() -> u32 {
@@ -200,6 +211,7 @@ fn toml_defaults(seeds: Vec<String>) -> CrawlConfig {
         max_attempts: default_attempts(),
         allow_private_networks: false,
         demo_site: None,
+        dropped_rows: true,
     }
 }
 
@@ -363,6 +375,7 @@ impl Stage for CrawlStage {
             "max_page_bytes": self.cfg.max_page_bytes,
             "allow_private_networks": self.cfg.allow_private_networks,
             "demo_site": self.cfg.demo_site,
+            "dropped_rows": self.cfg.dropped_rows,
         })
     }
 
@@ -371,11 +384,7 @@ impl Stage for CrawlStage {
         Ok(vec![TaskSpec::new("crawl", json!({}))])
     }
 
-    fn run_task(
-        &self,
-        ctx: &TaskContext<'_>,
-        _task: &TaskSpec,
-    ) -> openwit_core::Result<TaskReport> {
+    fn run_task(&self, ctx: &TaskContext<'_>, task: &TaskSpec) -> openwit_core::Result<TaskReport> {
         let dir = ctx.stage_dir();
         std::fs::create_dir_all(&dir).map_err(|e| openwit_core::Error::io(&dir, e))?;
         let rt = ctx.runtime();
@@ -416,12 +425,16 @@ impl Stage for CrawlStage {
         let mut w = CandidateWriter::new(out)?;
         frontier.for_each_candidate(|c| w.push(c))?;
         let (n, _) = w.finish()?;
+        let drops = frontier.drops()?;
+        if self.cfg.dropped_rows {
+            write_listing(ctx, &task.id, &frontier, &drops)?;
+        }
         let counts = frontier.status_counts()?;
         let pages = frontier.pages_done()?;
         Ok(TaskReport {
             items_in: pages,
             items_out: n,
-            drops: frontier.drops()?,
+            drops,
             extra: json!({
                 "pages": pages,
                 "status_counts": counts.iter().map(|(s, n)| (match *s { 0 => "pending", 1 => "done", 2 => "failed", _ => "skipped" }.to_string(), *n)).collect::<HashMap<_, _>>(),
@@ -442,6 +455,46 @@ impl Stage for CrawlStage {
     }
 }
 
+/// Writes `crawl/dropped/crawl.parquet`: every dropped record the frontier holds, then, for a
+/// reason counted more often than listed (drops counted in a frontier that an earlier version
+/// filled without listing them), one row with the rest in `count`, so that the listing's
+/// `count` per reason always sums to the counted drops.
+fn write_listing(
+    ctx: &TaskContext<'_>,
+    task: &str,
+    frontier: &Frontier,
+    counted: &Drops,
+) -> Result<(), SourcesError> {
+    let mut listing = Listing::new(ctx, task, true);
+    frontier.for_each_dropped(|r| listing.push(r))?;
+    let listed = frontier.listed_drops()?;
+    for (reason, &n) in &counted.0 {
+        let rest = n.saturating_sub(listed.get(reason));
+        if rest > 0 {
+            listing.push(DroppedRow {
+                count: rest,
+                detail: Some(
+                    "counted before openwit listed dropped records one by one (an earlier frontier); the records are not known"
+                        .into(),
+                ),
+                ..DroppedRow::new(reason.clone())
+            })?;
+        }
+    }
+    listing.finish()
+}
+
+/// The listing row of a dropped page (or sitemap) `e`.
+fn page_row(e: &frontier::Entry, reason: &str, detail: Option<String>) -> DroppedRow {
+    let (page, cut) = clip_url(&e.url);
+    DroppedRow {
+        page_url: Some(page),
+        input: Some(e.seed.clone()),
+        detail: detail.or(cut),
+        ..DroppedRow::new(reason)
+    }
+}
+
 /// What one fetch gave.
 enum Outcome {
     /// A page (or sitemap) was processed.
@@ -449,6 +502,9 @@ enum Outcome {
         cands: Vec<Candidate>,
         links: Vec<NewUrl>,
         drops: Drops,
+        /// The drops one by one (empty unless the crawl lists them); the seed is filled in by
+        /// the caller.
+        listed: Vec<DroppedRow>,
         fetched_at: i64,
     },
     /// Not fetched or not usable, for good: reason.
@@ -715,27 +771,55 @@ impl Crawler {
                         cands,
                         links,
                         drops,
+                        mut listed,
                         fetched_at,
                     } => {
                         if e.kind == KIND_PAGE {
                             pages_done += 1;
                         }
                         ctx.progress(1);
-                        f.finish(e.id, DONE, None, Some(fetched_at), &cands, &links, &drops)?;
+                        for r in &mut listed {
+                            r.input = Some(e.seed.clone());
+                        }
+                        f.finish(
+                            e.id,
+                            DONE,
+                            None,
+                            Some(fetched_at),
+                            &cands,
+                            &links,
+                            &drops,
+                            &listed,
+                        )?;
                     }
                     Outcome::Skip(reason, links) => {
                         let mut d = Drops::default();
-                        d.inc(if e.kind == KIND_SITEMAP {
+                        let counted = if e.kind == KIND_SITEMAP {
                             format!("sitemap_{reason}")
                         } else {
                             reason.to_string()
-                        });
+                        };
+                        d.inc(&counted);
+                        let listed = if self.cfg.dropped_rows {
+                            vec![page_row(&e, &counted, None)]
+                        } else {
+                            vec![]
+                        };
                         let status = if reason == "robots_disallowed" || reason == "out_of_scope" {
                             SKIPPED
                         } else {
                             FAILED
                         };
-                        f.finish(e.id, status, Some(reason), Some(now_ms()), &[], &links, &d)?;
+                        f.finish(
+                            e.id,
+                            status,
+                            Some(reason),
+                            Some(now_ms()),
+                            &[],
+                            &links,
+                            &d,
+                            &listed,
+                        )?;
                     }
                     Outcome::Redirect(n) => {
                         f.finish(
@@ -746,13 +830,33 @@ impl Crawler {
                             &[],
                             &[n],
                             &Drops::default(),
+                            &[],
                         )?;
                     }
                     Outcome::Retry(reason) => {
                         if e.attempts + 1 >= self.cfg.max_attempts as i64 {
                             let mut d = Drops::default();
                             d.inc(reason);
-                            f.finish(e.id, FAILED, Some(reason), Some(now_ms()), &[], &[], &d)?;
+                            let listed = if self.cfg.dropped_rows {
+                                let n = e.attempts + 1;
+                                let detail = format!(
+                                    "{reason} on each of {n} attempt{}",
+                                    if n == 1 { "" } else { "s" }
+                                );
+                                vec![page_row(&e, reason, Some(detail))]
+                            } else {
+                                vec![]
+                            };
+                            f.finish(
+                                e.id,
+                                FAILED,
+                                Some(reason),
+                                Some(now_ms()),
+                                &[],
+                                &[],
+                                &d,
+                                &listed,
+                            )?;
                         } else {
                             let backoff = 1000i64 << e.attempts.min(6);
                             f.retry_later(e.id, now_ms() + backoff)?;
@@ -911,18 +1015,32 @@ impl FetchJob {
             let text = crate::html::decode_html(&body, ctype.as_deref());
             let page_url = url.to_string();
             let refs: Vec<&str> = robots_tags.iter().map(String::as_str).collect();
-            let (ex, raw_links) = extract_with_links(&text, &url, &refs);
+            let (mut ex, raw_links) = extract_with_links(&text, &url, &refs);
             let mut drops = Drops::default();
+            let list = self.cfg.dropped_rows;
+            let mut listed = Vec::new();
             if cut {
                 drops.inc("page_truncated");
+                if list {
+                    let detail = format!(
+                        "only the first {} bytes were read (max_page_bytes)",
+                        self.cfg.max_page_bytes
+                    );
+                    listed.push(page_row(e, "page_truncated", Some(detail)));
+                }
             }
             let mut cands = Vec::new();
-            if ex.opted_out.is_some() {
+            if let Some(directive) = &ex.opted_out {
                 drops.inc("opted_out_page");
+                if list {
+                    let detail = format!("the page says `{directive}`");
+                    listed.push(page_row(e, "opted_out_page", Some(detail)));
+                }
             } else {
                 drops.merge(&ex.drops);
-                to_candidates(
-                    &ex,
+                let mut images = std::mem::take(&mut ex.dropped);
+                into_candidates_listed(
+                    ex,
                     PageInfo {
                         page_url: &page_url,
                         source_id: &e.seed,
@@ -930,7 +1048,11 @@ impl FetchJob {
                     },
                     &mut drops,
                     &mut cands,
+                    list.then_some(&mut images),
                 );
+                if list {
+                    listed.extend(images.into_iter().map(|i| i.into_row(&page_url)));
+                }
             }
             let mut links = Vec::new();
             if (e.depth as u64) < self.cfg.max_depth as u64 {
@@ -956,6 +1078,7 @@ impl FetchJob {
                 cands,
                 links,
                 drops,
+                listed,
                 fetched_at,
             }
         }
@@ -1003,6 +1126,7 @@ impl FetchJob {
             cands: vec![],
             links,
             drops: Drops::default(),
+            listed: vec![],
             fetched_at: now_ms(),
         }
     }

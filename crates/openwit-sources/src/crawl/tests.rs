@@ -376,3 +376,75 @@ fn demo_site_is_generated_served_and_crawled() {
             .all(|r| !r.page_url.as_deref().unwrap().ends_with("/p3.html"))
     );
 }
+
+#[test]
+fn every_drop_is_listed_with_its_page_and_seed() {
+    let srv = TestServer::start();
+    srv.route(
+        "/robots.txt",
+        Response::text("User-agent: *\nDisallow: /private/\n"),
+    );
+    srv.route(
+        "/",
+        Response::html(
+            "<a href=\"/private/x.html\">p</a><a href=\"/gone.html\">g</a><a href=\"/noai.html\">n</a>\
+             <img src=\"/t.gif\" width=\"1\" height=\"1\" alt=\"spacer\"><img src=\"/nocap.jpg\">\
+             <img src=\"data:image/png;base64,iVBORw0KGgo=\" alt=\"inline\">\
+             <img src=\"/cat.jpg\" alt=\"a cat on a mat\">",
+        ),
+    );
+    srv.route("/gone.html", Response::status(404));
+    srv.route(
+        "/noai.html",
+        Response::html("<img src=\"/x.jpg\" alt=\"x marks\">").header("X-Robots-Tag", "noai"),
+    );
+    let seed = srv.url("/");
+    let d = tempfile::tempdir().unwrap();
+    let (rows, rec) = run(d.path(), cfg(seed.clone()));
+    assert_eq!(rows.len(), 1);
+    let listed =
+        crate::dropped::read_listing(&d.path().join("crawl/dropped/crawl.parquet")).unwrap();
+    // one row per counted drop, under the counted reason, each from the seed
+    assert!(listed.iter().all(|r| r.count == 1));
+    assert_eq!(crate::dropped::counts(&listed).0, rec.drops);
+    for reason in [
+        "robots_disallowed",
+        "http_404",
+        "opted_out_page",
+        "tracking_pixel",
+        "no_caption",
+        "data_uri",
+    ] {
+        assert_eq!(rec.drops.get(reason), Some(&1), "{reason}: {:?}", rec.drops);
+    }
+    assert!(
+        listed
+            .iter()
+            .all(|r| r.input.as_deref() == Some(seed.as_str()))
+    );
+    let row = |reason: &str| listed.iter().find(|r| r.reason == reason).unwrap();
+    // pages by their URL
+    assert_eq!(
+        row("robots_disallowed").page_url,
+        Some(srv.url("/private/x.html"))
+    );
+    assert_eq!(row("http_404").page_url, Some(srv.url("/gone.html")));
+    assert_eq!(row("opted_out_page").page_url, Some(srv.url("/noai.html")));
+    assert!(
+        row("opted_out_page")
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("noai")
+    );
+    // images by their URL on their page, with the caption they had
+    let pixel = row("tracking_pixel");
+    assert_eq!(pixel.url, Some(srv.url("/t.gif")));
+    assert_eq!(pixel.page_url, Some(seed.clone()));
+    assert_eq!(pixel.caption.as_deref(), Some("spacer"));
+    assert_eq!(row("no_caption").url, Some(srv.url("/nocap.jpg")));
+    let inline = row("data_uri");
+    assert_eq!(inline.caption.as_deref(), Some("inline"));
+    assert!(inline.url.as_deref().unwrap().starts_with("data:image/png"));
+    assert!(inline.detail.as_deref().unwrap().contains("data: URI"));
+}

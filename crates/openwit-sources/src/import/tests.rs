@@ -11,6 +11,7 @@ fn cfg(inputs: Vec<PathBuf>) -> ImportConfig {
         caption_col: "caption".into(),
         extra_columns: vec![],
         format: "auto".into(),
+        dropped_rows: true,
     }
 }
 
@@ -276,4 +277,91 @@ fn config_errors_name_the_fix() {
     );
     let s = ImportStage::new(cfg(vec!["missing.csv".into()]), d.path()).unwrap();
     assert!(s.files().unwrap_err().to_string().contains("missing.csv"));
+}
+
+#[test]
+fn every_dropped_row_is_listed_with_its_file_row_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openwit-urllist/tests/data");
+    let lists = d.path().join("lists");
+    std::fs::create_dir(&lists).unwrap();
+    // the real airports table (vega-datasets) with its `iata` column named `url`: every code
+    // is a bad URL
+    let airports = std::fs::read_to_string(data.join("airports.csv")).unwrap();
+    let airports = airports.replacen("iata,", "url,", 1);
+    std::fs::write(lists.join("a-airports.csv"), &airports).unwrap();
+    // the real flag list (country-flag-emoji-json) with `image` named `url`, three rows spoilt:
+    // Ascension Island without its URL, Andorra with a blank name, the Emirates with an ftp URL
+    let flags = std::fs::read_to_string(data.join("country-flags.json")).unwrap();
+    let cdn = "https://cdn.jsdelivr.net/npm/country-flag-emoji-json@2.0.0/dist/images";
+    let flags = flags
+        .replacen(&format!("\"image\":\"{cdn}/AC.svg\""), "\"img\":\"x\"", 1)
+        .replacen("\"name\":\"Andorra\"", "\"name\":\"   \"", 1)
+        .replacen(&format!("{cdn}/AE.svg"), "ftp://example.org/AE.svg", 1)
+        .replace("\"image\":", "\"url\":");
+    std::fs::write(lists.join("b-flags.json"), &flags).unwrap();
+    let mut c = cfg(vec!["lists".into()]);
+    c.caption_col = "name".into();
+    let stage = ImportStage::new(c.clone(), d.path()).unwrap();
+    let work = d.path().join("work");
+    let mut ex =
+        openwit_core::Executor::new(&work, Default::default(), &openwit_core::NoProgress).unwrap();
+    ex.run_stage(&stage).unwrap();
+    let tasks = ex.state().tasks("import").unwrap();
+    assert_eq!(tasks.len(), 2);
+    let listing = |task: &str| {
+        crate::dropped::read_listing(&work.join(format!("import/dropped/{task}.parquet"))).unwrap()
+    };
+    for t in &tasks {
+        let rows = listing(&t.task);
+        assert!(rows.iter().all(|r| r.count == 1));
+        assert_eq!(crate::dropped::counts(&rows).0, t.drops, "{}", t.task);
+        assert!(
+            rows.iter()
+                .all(|r| r.input.as_deref() == t.extra["source"].as_str())
+        );
+    }
+
+    // airports: every row a bad URL, each at its row, line and byte offset
+    let rows = listing(&tasks[0].task);
+    let n = airports.lines().count() as u64 - 1;
+    assert_eq!(tasks[0].drops.get("bad_url"), Some(&n));
+    assert_eq!(tasks[0].items_out, 0);
+    let first = &rows[0];
+    assert_eq!(first.reason, "bad_url");
+    assert_eq!(first.url.as_deref(), Some("00M"));
+    assert_eq!(first.caption.as_deref(), Some("Thigpen"));
+    assert_eq!((first.row, first.line), (Some(0), Some(2)));
+    assert_eq!(first.offset, Some(airports.find('\n').unwrap() as u64 + 1));
+    assert!(first.detail.as_deref().unwrap().contains("00M"));
+    let last = rows.last().unwrap();
+    assert_eq!((last.row, last.line), (Some(n - 1), Some(n + 1)));
+
+    // flags: three reasons, each at the row that was spoilt
+    let rows = listing(&tasks[1].task);
+    let reasons: Vec<(Option<u64>, &str)> =
+        rows.iter().map(|r| (r.row, r.reason.as_str())).collect();
+    assert_eq!(
+        reasons,
+        [
+            (Some(0), "missing_url"),
+            (Some(1), "missing_caption"),
+            (Some(2), "bad_url")
+        ]
+    );
+    assert_eq!(rows[2].url.as_deref(), Some("ftp://example.org/AE.svg"));
+    assert_eq!(rows[2].caption.as_deref(), Some("United Arab Emirates"));
+    assert_eq!(tasks[1].items_out + 3, tasks[1].items_in);
+
+    // dropped_rows = false: the same counts, no listing
+    c.dropped_rows = false;
+    let stage = ImportStage::new(c, d.path()).unwrap();
+    let work2 = d.path().join("work2");
+    let mut ex =
+        openwit_core::Executor::new(&work2, Default::default(), &openwit_core::NoProgress).unwrap();
+    ex.run_stage(&stage).unwrap();
+    let tasks2 = ex.state().tasks("import").unwrap();
+    assert_eq!(tasks2[0].drops, tasks[0].drops);
+    assert_eq!(tasks2[1].drops, tasks[1].drops);
+    assert!(!work2.join("import/dropped").exists());
 }

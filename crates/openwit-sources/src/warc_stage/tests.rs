@@ -126,6 +126,7 @@ fn stage_with_listing_and_resume() {
         allow_private_networks: false,
         user_agent: "t".into(),
         timeout_secs: 5,
+        dropped_rows: true,
     };
     let stage = WarcStage::new(cfg, d.path()).unwrap();
     assert_eq!(stage.files().unwrap().len(), 4);
@@ -180,6 +181,7 @@ fn remote_files_and_listings_over_http_with_address_rules() {
         allow_private_networks: allow,
         user_agent: "openwit-test".into(),
         timeout_secs: 5,
+        dropped_rows: true,
     };
     // a listing fetched over http, its entries joined to the prefix; a redirect followed
     let stage = WarcStage::new(
@@ -223,4 +225,132 @@ fn remote_files_and_listings_over_http_with_address_rules() {
     let err = ex.run_stage(&stage).unwrap_err();
     assert!(err.to_string().contains("allow_private_networks"), "{err}");
     assert_eq!(srv.requests().len(), before);
+}
+
+/// The listing of a task of a stage (`WORK/STAGE/dropped/TASK.parquet`).
+pub(crate) fn listing_of(work: &Path, stage: &str, task: &str) -> Vec<crate::dropped::DroppedRow> {
+    let p = work
+        .join(stage)
+        .join("dropped")
+        .join(format!("{task}.parquet"));
+    assert!(p.is_file(), "{} is not there", p.display());
+    crate::dropped::read_listing(&p).unwrap()
+}
+
+#[test]
+fn every_drop_is_listed_with_its_file_and_record_offset() {
+    let d = tempfile::tempdir().unwrap();
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    // the real files: a response whose chunked body is cut (undecodable_body), the iana capture,
+    // and wget's plain WARC cut in the middle of its big page (truncated_file)
+    let at = std::fs::read(real.join("at.warc")).unwrap();
+    let cut = d.path().join("at-cut.warc");
+    std::fs::write(&cut, &at[..at.len() / 2]).unwrap();
+    // generated pages with opt-outs, tracking pixels and images without captions
+    let generated = d.path().join("gen.warc.gz");
+    crate::fixtures::write_warc(&mut std::fs::File::create(&generated).unwrap(), 5, 20, 6).unwrap();
+    let inputs = vec![
+        real.join("bad_http_chunked_content.warc")
+            .display()
+            .to_string(),
+        real.join("iana.warc.gz").display().to_string(),
+        cut.display().to_string(),
+        generated.display().to_string(),
+    ];
+    let cfg = WarcConfig {
+        inputs: inputs.clone(),
+        listing_prefix: default_prefix(),
+        max_files: None,
+        allow_private_networks: false,
+        user_agent: "t".into(),
+        timeout_secs: 5,
+        dropped_rows: true,
+    };
+    let stage = WarcStage::new(cfg.clone(), d.path()).unwrap();
+    let work = d.path().join("work");
+    let mut ex =
+        openwit_core::Executor::new(&work, Default::default(), &openwit_core::NoProgress).unwrap();
+    ex.run_stage(&stage).unwrap();
+    let tasks = ex.state().tasks("warc").unwrap();
+    assert_eq!(tasks.len(), 4);
+    let mut reasons = std::collections::BTreeSet::new();
+    for (t, input) in tasks.iter().zip(&inputs) {
+        if t.drops.is_empty() {
+            // nothing dropped, nothing listed
+            assert!(
+                !work
+                    .join(format!("warc/dropped/{}.parquet", t.task))
+                    .exists()
+            );
+            continue;
+        }
+        let rows = listing_of(&work, "warc", &t.task);
+        // one row per counted drop, under the counted reason
+        assert!(rows.iter().all(|r| r.count == 1));
+        assert_eq!(crate::dropped::counts(&rows).0, t.drops, "{}", t.task);
+        assert!(
+            rows.iter()
+                .all(|r| r.input.as_deref() == Some(input.as_str()))
+        );
+        assert!(rows.iter().all(|r| r.offset.is_some()));
+        reasons.extend(rows.iter().map(|r| r.reason.clone()));
+    }
+    assert!(reasons.len() >= 4, "{reasons:?}");
+    // the cut chunked body: its record (the first, at offset 0) and its page
+    let rows = listing_of(&work, "warc", &tasks[0].task);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].reason, "undecodable_body");
+    assert_eq!(rows[0].offset, Some(0));
+    assert_eq!(
+        rows[0].page_url.as_deref(),
+        Some("http://www.archiveteam.org/index.php?title=AAAAAA")
+    );
+    assert!(rows[0].detail.is_some());
+    // the cut file: where it breaks off, as the task reports it
+    let rows = listing_of(&work, "warc", &tasks[2].task);
+    let t = rows.iter().find(|r| r.reason == "truncated_file").unwrap();
+    assert_eq!(t.offset, tasks[2].extra["truncated_at"].as_u64());
+    // the generated pages: the opted-out pages by URL, the images by URL on their page
+    let rows = listing_of(&work, "warc", &tasks[3].task);
+    let opted: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.reason == "opted_out_page")
+        .filter_map(|r| r.page_url.as_deref())
+        .collect();
+    assert!(!opted.is_empty());
+    assert!(
+        opted
+            .iter()
+            .all(|p| p.ends_with("/p6.html") || p.ends_with("/p13.html")),
+        "{opted:?}"
+    );
+    let images: Vec<_> = rows
+        .iter()
+        .filter(|r| r.reason == "tracking_pixel" || r.reason == "no_caption")
+        .collect();
+    assert!(!images.is_empty());
+    assert!(
+        images
+            .iter()
+            .all(|r| r.url.is_some() && r.page_url.is_some())
+    );
+
+    // dropped_rows = false: the same counts, no listing
+    let stage = WarcStage::new(
+        WarcConfig {
+            dropped_rows: false,
+            ..cfg
+        },
+        d.path(),
+    )
+    .unwrap();
+    let work2 = d.path().join("work2");
+    let mut ex =
+        openwit_core::Executor::new(&work2, Default::default(), &openwit_core::NoProgress).unwrap();
+    ex.run_stage(&stage).unwrap();
+    let tasks2 = ex.state().tasks("warc").unwrap();
+    for (a, b) in tasks.iter().zip(&tasks2) {
+        assert_eq!(a.drops, b.drops);
+    }
+    assert!(!work2.join("warc/dropped").exists());
 }
