@@ -214,7 +214,8 @@ pub fn decode_utf8_variants(bytes: &[u8]) -> Option<String> {
             && (0x80..=0xbf).contains(&rest[2])
             && rest[3] == 0xed
             && (0xb0..=0xbf).contains(&rest[4])
-            && (0x80..=0xbf).contains(&rest[5])
+            // `$` again: a final newline passes for the last continuation byte.
+            && ((0x80..=0xbf).contains(&rest[5]) || rest[5] == 0x0a && rest.len() == 6)
         {
             let cp = (((rest[1] & 0x0f) as u32) << 16)
                 + (((rest[2] & 0x3f) as u32) << 10)
@@ -277,6 +278,11 @@ mod tests {
         assert_eq!(decode_utf8_variants(b"a\xc0\x80b").as_deref(), Some("a\0b"));
         assert_eq!(decode_utf8_variants(b"a\xc0\n").as_deref(), Some("a\0"));
         assert_eq!(decode_utf8_variants(b"a\xc0\nb"), None);
+        assert_eq!(
+            decode_utf8_variants(b"\xed\xa0\x86\xed\xb3\n").as_deref(),
+            Some("\u{118ca}")
+        );
+        assert_eq!(decode_utf8_variants(b"\xed\xa0\x86\xed\xb3\nx"), None);
         assert_eq!(decode_utf8_variants(b"\xed\x95\x9c").as_deref(), Some("한"));
         assert_eq!(decode_utf8_variants(b"\xed\xa0\x80"), None);
         assert_eq!(decode_utf8_variants(b"\xc3"), None);
