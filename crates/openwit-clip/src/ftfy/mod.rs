@@ -63,7 +63,7 @@ pub fn fix_text(text: &str) -> String {
 /// Text none of ftfy's fixes change: printable ASCII, tabs and newlines, and no `&`.
 fn is_plain(text: &str) -> bool {
     text.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'&' || b == b'\n' || b == b'\t')
+        .all(|b| ((0x20..0x7f).contains(&b) && b != b'&') || b == b'\n' || b == b'\t')
 }
 
 /// ftfy's `fix_and_explain` on one segment, without the explanation.
@@ -232,12 +232,11 @@ fn fix_encoding_step(text: &str) -> Option<String> {
     }
     // Latin-1 text that is not valid in Windows-1252 (ftfy's check whether the text also fits
     // Windows-1252 looks for a codec name its list never has, so it never stops here).
-    if latin1 {
-        if let Some(fixed) = latin1_as_strict_windows_1252(text) {
-            if fixed != text {
-                return Some(fixed);
-            }
-        }
+    if latin1
+        && let Some(fixed) = latin1_as_strict_windows_1252(text)
+        && fixed != text
+    {
+        return Some(fixed);
     }
     if text.chars().any(is_c1) {
         return Some(fix_c1_controls(text).into_owned());
