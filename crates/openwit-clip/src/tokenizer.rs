@@ -168,8 +168,11 @@ impl Tokenizer {
             byte_encoder,
             encoder,
             ranks,
+            // open_clip compiles its pattern with IGNORECASE: that changes nothing for the
+            // contractions of lower-cased text or the positive classes, but the negated class
+            // excludes U+0345 (whose case folding is a letter), which then matches nothing.
             pat: Regex::new(
-                r"<start_of_text>|<end_of_text>|(?i:'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+",
+                r"<start_of_text>|<end_of_text>|(?i:'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|(?i:[^\s\p{L}\p{N}])+",
             )
             .unwrap(),
             cache: Mutex::new(HashMap::new()),
@@ -304,6 +307,17 @@ mod tests {
         cs.dedup();
         assert_eq!(cs.len(), 256);
         assert_eq!(m[0], (b'!', '!'));
+    }
+
+    #[test]
+    fn ypogegrammeni_is_no_token() {
+        let tok = Tokenizer::from_merges_text(&format!("h\n{}", "a b\n".repeat(N_MERGES))).unwrap();
+        let parts: Vec<&str> = tok
+            .pat
+            .find_iter("ab\u{345}c \u{345} x\u{345}\u{301} !")
+            .map(|m| m.as_str())
+            .collect();
+        assert_eq!(parts, ["ab", "c", "x", "\u{301}", "!"]);
     }
 
     #[test]
