@@ -1114,7 +1114,10 @@ mod hard {
             if i > 0 {
                 match rng.random_range(0..10) {
                     0 => {}
-                    1 => s.push_str(*pick(rng, BREAKS)),
+                    1 => {
+                        let b = *pick(rng, BREAKS);
+                        s.push_str(b);
+                    }
                     _ => s.push(' '),
                 }
             }
