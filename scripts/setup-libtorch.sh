@@ -22,6 +22,8 @@ TORCH_VERSION=2.11.0
 TORCHVISION_VERSION=0.26.0
 OPEN_CLIP_VERSION=3.3.0
 SAFETENSORS_VERSION=0.8.0
+# open_clip cleans captions with ftfy's fix_text; crates/openwit-clip/src/ftfy is a port of 6.3.
+FTFY_VERSION=6.3.1
 # The CUDA 13.0 runtime pinned by the torch 2.11.0 wheel (through cuda-toolkit==13.0.2).
 CUDART_VERSION=13.0.96
 CUPTI_VERSION=13.0.85
@@ -85,10 +87,16 @@ libtorch="$cache/rust/torch"
 ld="$cache/rust/torch/lib:$cache/rust/nvidia/cu13/lib"
 pythonpath=""
 if [ "$python_side" = 1 ]; then
-  py_stamp="torch-$TORCH_VERSION-open_clip-$OPEN_CLIP_VERSION-safetensors-$SAFETENSORS_VERSION"
+  old_stamp="torch-$TORCH_VERSION-open_clip-$OPEN_CLIP_VERSION-safetensors-$SAFETENSORS_VERSION"
+  py_stamp="$old_stamp-ftfy-$FTFY_VERSION"
+  # A folder installed before ftfy was pinned that happens to hold the pinned version is kept.
+  if [ -f "$cache/python/.openwit-$old_stamp" ] && [ -d "$cache/python/ftfy-$FTFY_VERSION.dist-info" ]; then
+    touch "$cache/python/.openwit-$py_stamp"
+  fi
   pip_target "$cache/python" "$py_stamp" \
     "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" \
-    "open_clip_torch==$OPEN_CLIP_VERSION" "safetensors==$SAFETENSORS_VERSION" ftfy regex numpy
+    "open_clip_torch==$OPEN_CLIP_VERSION" "safetensors==$SAFETENSORS_VERSION" \
+    "ftfy==$FTFY_VERSION" regex numpy
   pythonpath="$cache/python"
 fi
 

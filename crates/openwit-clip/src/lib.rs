@@ -2,7 +2,8 @@
 //!
 //! - [`model`]: CLIP's ViT and ModifiedResNet image towers and the text transformer, as presets,
 //!   with OpenAI/OpenCLIP state-dict names, saved as safetensors.
-//! - [`tokenizer`]: CLIP's byte-level BPE with open_clip's text cleaning.
+//! - [`tokenizer`]: CLIP's byte-level BPE with open_clip's text cleaning ([`ftfy`]: a port of
+//!   ftfy's `fix_text`, mojibake repair included).
 //! - [`loss`], [`optim`]: symmetric contrastive loss, AdamW with CLIP's parameter groups, cosine
 //!   schedule with warmup.
 //! - [`data`]: webdataset shards (brace patterns), shuffling, decode/augment worker threads, prefetch.
@@ -15,6 +16,7 @@
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod ftfy;
 pub mod loss;
 pub mod model;
 pub mod optim;

@@ -1,12 +1,10 @@
 //! CLIP's byte-level BPE tokenizer, as OpenAI released it and open_clip's `SimpleTokenizer` runs it.
 //!
 //! Vocabulary 49,408 = 256 byte symbols + their 256 `</w>` variants + 48,894 merges +
-//! `<start_of_text>` (49406) + `<end_of_text>` (49407). Text cleaning before BPE: ftfy's
-//! `fix_text` (the fixes that apply to well-formed text: HTML entities, C1 controls, ligatures,
-//! full-width forms, curly quotes, line breaks, terminal escapes, control characters, NFC), HTML
-//! unescaping twice, whitespace collapsing, lower-casing. ftfy's mojibake repair (text that was
-//! UTF-8 decoded as Latin-1/Windows-1252) is not reproduced: such captions can tokenize
-//! differently from open_clip.
+//! `<start_of_text>` (49406) + `<end_of_text>` (49407). Text cleaning before BPE ([`clean`]):
+//! ftfy 6.3's `fix_text` with its default options ([`crate::ftfy`]: HTML entities, terminal
+//! escapes, mojibake repair, C1 controls, ligatures, full-width forms, curly quotes, line breaks,
+//! control characters, NFC), Python's `html.unescape` twice, whitespace collapsing, lower-casing.
 //!
 //! No Rust crate reproduces open_clip's cleaning (ftfy + double HTML unescape), so this is our
 //! own implementation of the published algorithm; the merges file is OpenAI's
@@ -19,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use regex::Regex;
-use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{ClipError, IoAt, Result};
+use crate::ftfy;
 
 /// `<start_of_text>`.
 pub const SOT: i64 = 49406;
@@ -41,8 +39,6 @@ pub struct Tokenizer {
     encoder: HashMap<String, i64>,
     ranks: HashMap<(String, String), usize>,
     pat: Regex,
-    entity: Regex,
-    ansi: Regex,
     cache: Mutex<HashMap<String, Vec<i64>>>,
 }
 
@@ -172,12 +168,13 @@ impl Tokenizer {
             byte_encoder,
             encoder,
             ranks,
+            // open_clip compiles its pattern with IGNORECASE: that changes nothing for the
+            // contractions of lower-cased text or the positive classes, but the negated class
+            // excludes U+0345 (whose case folding is a letter), which then matches nothing.
             pat: Regex::new(
-                r"<start_of_text>|<end_of_text>|(?i:'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+",
+                r"<start_of_text>|<end_of_text>|(?i:'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|(?i:[^\s\p{L}\p{N}])+",
             )
             .unwrap(),
-            entity: Regex::new(r"&#?[0-9A-Za-z]{1,24};").unwrap(),
-            ansi: Regex::new(r"\x1b\[((?:\d|;)*)([a-zA-Z])").unwrap(),
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -230,7 +227,7 @@ impl Tokenizer {
 
     /// The token ids of `text` (without start/end tokens).
     pub fn encode(&self, text: &str) -> Vec<i64> {
-        let text = clean(self, text);
+        let text = clean(text);
         let mut out = Vec::new();
         for m in self.pat.find_iter(&text) {
             let t = m.as_str();
@@ -273,10 +270,11 @@ impl Tokenizer {
     }
 }
 
-/// open_clip's `_clean_lower`: `whitespace_clean(basic_clean(text)).lower()`.
-fn clean(tok: &Tokenizer, text: &str) -> String {
-    let t = fix_text(tok, text);
-    let t = html_unescape(&html_unescape(&t));
+/// open_clip's `_clean_lower`: `whitespace_clean(basic_clean(text)).lower()`, where
+/// `basic_clean` is ftfy's `fix_text`, Python's `html.unescape` twice and `strip`.
+pub fn clean(text: &str) -> String {
+    let t = ftfy::fix_text(text);
+    let t = ftfy::html::unescape(&ftfy::html::unescape(&t));
     let t = python_split_join(python_strip(&t));
     t.to_lowercase()
 }
@@ -296,156 +294,6 @@ fn python_split_join(s: &str) -> String {
         .join(" ")
 }
 
-/// Python's `html.unescape` (HTML5 character references, with and without semicolons).
-fn html_unescape(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
-    }
-    htmlize::unescape(s).into_owned()
-}
-
-/// The parts of ftfy 6's `fix_text` that apply to text that is not mojibake, per line, repeated
-/// until nothing changes.
-fn fix_text(tok: &Tokenizer, text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        out.push_str(&fix_segment(tok, line));
-    }
-    out
-}
-
-fn fix_segment(tok: &Tokenizer, seg: &str) -> String {
-    let unescape = !seg.contains('<');
-    let mut text = seg.to_string();
-    loop {
-        let orig = text.clone();
-        if unescape {
-            text = tok
-                .entity
-                .replace_all(&text, |c: &regex::Captures<'_>| ftfy_entity(&c[0]))
-                .into_owned();
-        }
-        text = text.chars().map(c1_to_cp1252).collect();
-        let mut t = String::with_capacity(text.len());
-        for c in text.chars() {
-            match ligature(c) {
-                Some(s) => t.push_str(s),
-                None => width(c, &mut t),
-            }
-        }
-        text = t
-            .chars()
-            .map(|c| match c {
-                '\u{02bc}' | '\u{2018}'..='\u{201b}' => '\'',
-                '\u{201c}'..='\u{201f}' => '"',
-                c => c,
-            })
-            .collect();
-        text = text
-            .replace("\r\n", "\n")
-            .replace(['\r', '\u{2028}', '\u{2029}', '\u{85}'], "\n");
-        text = tok.ansi.replace_all(&text, "").into_owned();
-        text.retain(|c| !is_control(c));
-        text = text.nfc().collect();
-        if text == orig {
-            return text;
-        }
-    }
-}
-
-/// ftfy's `_unescape_fixup`: named references ending in `;` (complete ones only), and numeric
-/// ones unless they decode to a `;`.
-fn ftfy_entity(m: &str) -> String {
-    let u = htmlize::unescape(m);
-    if m.starts_with("&#") {
-        if u.contains(';') {
-            m.to_string()
-        } else {
-            u.into_owned()
-        }
-    } else if complete_entity(m, &u) {
-        u.into_owned()
-    } else if u == m && m[1..].chars().any(|c| c.is_ascii_uppercase()) {
-        // ftfy also decodes lower-case entities written in capitals (`&EACUTE;` -> `É`) when
-        // the capitalized name is no entity itself.
-        let lower = m.to_lowercase();
-        let ul = htmlize::unescape(&lower);
-        if complete_entity(&lower, &ul) {
-            ul.to_uppercase()
-        } else {
-            m.to_string()
-        }
-    } else {
-        m.to_string()
-    }
-}
-
-/// Whether `m` (`&name;`) is a whole named reference that decodes to `u`: htmlize also decodes
-/// a prefix (`&ampx;` -> `&x;`), which ftfy keeps as it is.
-fn complete_entity(m: &str, u: &str) -> bool {
-    u != m && (!u.ends_with(';') || m == "&semi;")
-}
-
-/// ftfy's `fix_c1_controls`: C1 control characters decoded as Windows-1252.
-fn c1_to_cp1252(c: char) -> char {
-    const MAP: [char; 32] = [
-        '\u{20ac}', '\u{81}', '\u{201a}', '\u{0192}', '\u{201e}', '\u{2026}', '\u{2020}',
-        '\u{2021}', '\u{02c6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{8d}',
-        '\u{017d}', '\u{8f}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201c}', '\u{201d}', '\u{2022}',
-        '\u{2013}', '\u{2014}', '\u{02dc}', '\u{2122}', '\u{0161}', '\u{203a}', '\u{0153}',
-        '\u{9d}', '\u{017e}', '\u{0178}',
-    ];
-    if ('\u{80}'..='\u{9f}').contains(&c) {
-        MAP[c as usize - 0x80]
-    } else {
-        c
-    }
-}
-
-fn ligature(c: char) -> Option<&'static str> {
-    Some(match c {
-        'Ĳ' => "IJ",
-        'ĳ' => "ij",
-        'ŉ' => "ʼn",
-        'Ǳ' => "DZ",
-        'ǲ' => "Dz",
-        'ǳ' => "dz",
-        'Ǆ' => "DŽ",
-        'ǅ' => "Dž",
-        'ǆ' => "dž",
-        'Ǉ' => "LJ",
-        'ǈ' => "Lj",
-        'ǉ' => "lj",
-        'Ǌ' => "NJ",
-        'ǋ' => "Nj",
-        'ǌ' => "nj",
-        'ﬀ' => "ff",
-        'ﬁ' => "fi",
-        'ﬂ' => "fl",
-        'ﬃ' => "ffi",
-        'ﬄ' => "ffl",
-        'ﬅ' => "ſt",
-        'ﬆ' => "st",
-        _ => return None,
-    })
-}
-
-/// ftfy's `fix_character_width`: U+3000 -> space, U+FF01..U+FFEF -> their NFKC form.
-fn width(c: char, out: &mut String) {
-    if c == '\u{3000}' {
-        out.push(' ');
-    } else if ('\u{ff01}'..'\u{fff0}').contains(&c) {
-        out.extend(std::iter::once(c).nfkc());
-    } else {
-        out.push(c);
-    }
-}
-
-/// ftfy's `remove_control_chars`.
-fn is_control(c: char) -> bool {
-    matches!(c, '\u{00}'..='\u{08}' | '\u{0b}' | '\u{0e}'..='\u{1f}' | '\u{7f}' | '\u{206a}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffc}')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,17 +310,21 @@ mod tests {
     }
 
     #[test]
+    fn ypogegrammeni_is_no_token() {
+        let tok = Tokenizer::from_merges_text(&format!("h\n{}", "a b\n".repeat(N_MERGES))).unwrap();
+        let parts: Vec<&str> = tok
+            .pat
+            .find_iter("ab\u{345}c \u{345} x\u{345}\u{301} !")
+            .map(|m| m.as_str())
+            .collect();
+        assert_eq!(parts, ["ab", "c", "x", "\u{301}", "!"]);
+    }
+
+    #[test]
     fn python_whitespace_rules() {
         assert_eq!(
             python_split_join(python_strip("  a\u{1c}b\t\n c\u{3000}")),
             "a b c"
         );
-    }
-
-    #[test]
-    fn ftfy_entity_rules() {
-        assert_eq!(ftfy_entity("&amp;"), "&");
-        assert_eq!(ftfy_entity("&#233;"), "é");
-        assert_eq!(ftfy_entity("&bogus;"), "&bogus;");
     }
 }

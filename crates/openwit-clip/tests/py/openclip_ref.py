@@ -2,6 +2,8 @@
 
     python3 openclip_ref.py model MODEL OUT_DIR      # weights + inputs + features, as safetensors
     python3 openclip_ref.py tokens CAPTIONS.json OUT.json [CONTEXT]
+    python3 openclip_ref.py clean CAPTIONS.json OUT.json   # the cleaned texts (ftfy, html, lower)
+    python3 openclip_ref.py codecs OUT.json        # the single-byte codecs ftfy re-encodes with
     python3 openclip_ref.py loss OUT_DIR             # ClipLoss value and gradients
 
 Run with PYTHONPATH=$OPENWIT_CLIP_PYTHONPATH (see scripts/setup-libtorch.sh).
@@ -56,6 +58,24 @@ def tokens(captions, out, context=77):
         json.dump(ids.tolist(), f)
 
 
+def clean(captions, out):
+    from open_clip.tokenizer import _clean_lower
+
+    with open(captions) as f:
+        texts = json.load(f)
+    with open(out, "w") as f:
+        json.dump([_clean_lower(t) for t in texts], f)
+
+
+def codecs(out):
+    import ftfy  # noqa: F401 (registers the sloppy codecs)
+    from ftfy.chardata import CHARMAP_ENCODINGS
+
+    tables = {e: [ord(c) for c in bytes(range(256)).decode(e)] for e in CHARMAP_ENCODINGS}
+    with open(out, "w") as f:
+        json.dump({"ftfy": ftfy.__version__, "tables": tables}, f)
+
+
 def loss(out):
     from open_clip.loss import ClipLoss
 
@@ -85,6 +105,10 @@ if __name__ == "__main__":
         model(sys.argv[2], sys.argv[3])
     elif cmd == "tokens":
         tokens(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 77)
+    elif cmd == "clean":
+        clean(sys.argv[2], sys.argv[3])
+    elif cmd == "codecs":
+        codecs(sys.argv[2])
     elif cmd == "loss":
         loss(sys.argv[2])
     else:
