@@ -250,15 +250,19 @@ impl Frontier {
         Ok(d)
     }
 
-    /// Streams every listed dropped record, in the order they were recorded, to `f` (the seed in
-    /// `input`, one row per drop).
+    /// Streams every listed dropped record to `f` (the seed in `input`, one row per drop), in
+    /// an order that does not depend on when the concurrent fetches finished (by page, then
+    /// URL, as the candidates), so the listing is the same file on every run.
     pub fn for_each_dropped(
         &self,
         mut f: impl FnMut(DroppedRow) -> Result<(), SourcesError>,
     ) -> Result<u64, SourcesError> {
         let mut st = self
             .conn
-            .prepare("SELECT reason,url,page_url,caption,seed,detail FROM dropped ORDER BY id")
+            .prepare(
+                "SELECT reason,url,page_url,caption,seed,detail FROM dropped
+                 ORDER BY page_url, url, reason, caption, detail, seed",
+            )
             .map_err(e(&self.path))?;
         let mut rows = st.query([]).map_err(e(&self.path))?;
         let mut n = 0;
