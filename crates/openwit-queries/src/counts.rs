@@ -10,9 +10,7 @@
 //! each), so a truncated file is detected. Bigram keys are the two tokens joined by one space
 //! (tokens never contain spaces), which is also the query entry.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,63 +18,8 @@ use crate::error::{QueriesError, Result};
 use crate::pairs::PairWriter;
 use crate::vocab::{Head, Vocab};
 
-/// A small fast hasher (FxHash's multiply-rotate, with a final mix) for in-memory counting.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
-        }
-        let r = chunks.remainder();
-        if !r.is_empty() {
-            let mut b = [0u8; 8];
-            b[..r.len()].copy_from_slice(r);
-            self.add(u64::from_le_bytes(b) ^ ((r.len() as u64) << 56));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    /// A splitmix64 finalizer: the multiply-rotate state alone has low bits that depend only on
-    /// the low bits of the input, and hashbrown picks buckets by the low bits (bigram keys
-    /// `a << 32 | b` would all collide per second word).
-    #[inline]
-    fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-pub type FxBuild = BuildHasherDefault<FxHasher>;
-pub type FxMap<K, V> = HashMap<K, V, FxBuild>;
+/// The reduce's word table (string keys): rustc's Fx hash, fast on short keys.
+pub type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// Whether a token is one of the punctuation marks MetaCLIP's spacing isolates (`,` `.` ...).
 /// Such tokens are counted as unigrams but end a bigram chain.
