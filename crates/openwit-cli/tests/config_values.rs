@@ -598,7 +598,7 @@ fn every_pipeline_under_pipelines_still_loads() {
     files.sort();
     assert!(!files.is_empty(), "no pipeline files in {}", root.display());
     for f in &files {
-        let (doc, stages) = openwit_cli::commands::run::load(f, None, None, &registry)
+        let (doc, stages) = openwit_cli::commands::prepare::load(f, None, None, &registry)
             .unwrap_or_else(|e| panic!("{}: {e:#}", f.display()));
         let names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
         for e in &registry {

@@ -19,7 +19,8 @@ use openwit_core::{NoProgress, Reporter, RunOptions, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{CheckoutArgs, GcArgs, SubmitArgs, TaskArgs};
-use crate::commands::run::{load, print_outcome, start_demo_site};
+use crate::commands::prepare::{load, start_demo_site};
+use crate::commands::summary::print_outcome;
 use crate::pipeline::PipelineDoc;
 use crate::slurm::{self, Job, shell_quote};
 use crate::stages::StageEntry;
@@ -474,7 +475,7 @@ pub fn status(workdir: &str, json: bool) -> Result<()> {
         } else {
             "incomplete"
         };
-        let drops = crate::commands::run::fmt_drops(&r.drops);
+        let drops = crate::commands::summary::fmt_drops(&r.drops);
         println!(
             "{:<10} {:<10} {:>11} {:>12} {:>12}  {drops}",
             r.stage,

@@ -1,4 +1,6 @@
 pub mod cluster;
 pub mod explore;
+pub mod prepare;
 pub mod run;
 pub mod status;
+pub mod summary;

@@ -70,7 +70,7 @@ pub fn status(args: &StatusArgs) -> Result<()> {
         "stage", "state", "tasks", "items in", "items out", "elapsed"
     );
     for r in &rows {
-        let drops = crate::commands::run::fmt_drops(&r.drops);
+        let drops = crate::commands::summary::fmt_drops(&r.drops);
         println!(
             "{:<10} {:<12} {:>11} {:>12} {:>12} {:>10}  {drops}",
             r.stage,
@@ -91,7 +91,7 @@ pub fn status(args: &StatusArgs) -> Result<()> {
         println!("\ndrops, in words:");
         for r in rows.iter().filter(|r| r.drops.values().any(|n| *n > 0)) {
             println!("  {}:", r.stage);
-            crate::commands::run::print_drops_in_words(&r.stage, r.drops.iter(), "    ");
+            crate::commands::summary::print_drops_in_words(&r.stage, r.drops.iter(), "    ");
             if let Some(at) = crate::reasons::where_listed(&r.stage) {
                 println!("    the dropped rows: {}/{at}", args.workdir.display());
             }
