@@ -56,6 +56,7 @@ pub mod robots;
 pub mod stage;
 pub mod state;
 pub mod store;
+pub mod task;
 pub mod text;
 mod tunnel;
 

@@ -3,76 +3,18 @@
 //! then records the task as done. A stage with a global reduction (a merge, a count over all
 //! tasks) implements [`Stage::reduce`], which runs once every task is done.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Reporter;
-use crate::state::TaskRecord;
+use crate::task::TaskRecord;
 
-/// Task id of a stage's reduce step.
-pub const REDUCE_TASK: &str = "_reduce";
-
-/// One unit of work: a stable id (unique in the stage) and whatever the stage needs to run it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskSpec {
-    pub id: String,
-    pub payload: Value,
-}
-
-impl TaskSpec {
-    pub fn new(id: impl Into<String>, payload: Value) -> Self {
-        TaskSpec {
-            id: id.into(),
-            payload,
-        }
-    }
-}
-
-/// Drops by reason. A drop is an expected, counted outcome (a broken page, a corrupt image),
-/// never an error.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Drops(pub BTreeMap<String, u64>);
-
-impl Drops {
-    /// Counts `n` drops for `reason`.
-    pub fn add(&mut self, reason: impl AsRef<str>, n: u64) {
-        if n > 0 {
-            *self.0.entry(reason.as_ref().to_string()).or_default() += n;
-        }
-    }
-    /// Counts one drop for `reason`.
-    pub fn inc(&mut self, reason: impl AsRef<str>) {
-        self.add(reason, 1);
-    }
-    /// Adds all of `other`.
-    pub fn merge(&mut self, other: &Drops) {
-        for (k, v) in &other.0 {
-            self.add(k, *v);
-        }
-    }
-    pub fn total(&self) -> u64 {
-        self.0.values().sum()
-    }
-    pub fn get(&self, reason: &str) -> u64 {
-        self.0.get(reason).copied().unwrap_or(0)
-    }
-}
-
-/// What a finished task reports: items read, items written, drops by reason, and anything the
-/// stage wants to keep for its reduce step or for downstream stages (`extra`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TaskReport {
-    pub items_in: u64,
-    pub items_out: u64,
-    pub drops: Drops,
-    pub extra: Value,
-}
+pub use crate::task::{Drops, REDUCE_TASK, TaskReport, TaskSpec};
 
 /// What a stage can see while it plans or reduces.
 pub struct StageContext<'a> {

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::stage::{TaskReport, TaskSpec};
+use crate::task::{REDUCE_TASK, TaskReport, TaskSpec};
+pub use crate::task::{Status, TaskRecord};
 
 /// File name of the run state inside the workdir.
 pub const STATE_FILE: &str = "openwit.sqlite";
@@ -50,35 +51,6 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 ";
 
-/// The state of a stage or a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pending,
-    Running,
-    Done,
-    Failed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Running => "running",
-            Status::Done => "done",
-            Status::Failed => "failed",
-        }
-    }
-    fn parse(s: &str) -> Status {
-        match s {
-            "running" => Status::Running,
-            "done" => Status::Done,
-            "failed" => Status::Failed,
-            _ => Status::Pending,
-        }
-    }
-}
-
 /// One stage's row.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageRecord {
@@ -93,25 +65,6 @@ pub struct StageRecord {
     pub elapsed_s: f64,
     pub error: Option<String>,
     pub summary: Option<String>,
-}
-
-/// One task's row.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskRecord {
-    pub stage: String,
-    pub task: String,
-    pub ord: i64,
-    pub payload: Value,
-    pub status: Status,
-    pub attempts: u32,
-    /// Output paths relative to the workdir.
-    pub outputs: Vec<String>,
-    pub items_in: u64,
-    pub items_out: u64,
-    pub drops: BTreeMap<String, u64>,
-    pub extra: Value,
-    pub last_error: Option<String>,
-    pub elapsed_s: f64,
 }
 
 /// One stage's totals over its task rows, each item counted once: `items_in` is what the tasks
@@ -132,7 +85,7 @@ pub struct StageTotals {
 impl StageTotals {
     /// The totals of a stage's task rows (as [`RunState::tasks`] returns them).
     pub fn of(tasks: &[TaskRecord]) -> StageTotals {
-        let reduce = crate::stage::REDUCE_TASK;
+        let reduce = REDUCE_TASK;
         let reduced = tasks
             .iter()
             .any(|t| t.task == reduce && t.status == Status::Done);
@@ -295,7 +248,7 @@ impl RunState {
             tx.execute(
                 "DELETE FROM tasks WHERE stage = ?1 AND task NOT IN (SELECT task FROM temp.planned)
                      AND task <> ?2",
-                params![name, crate::stage::REDUCE_TASK],
+                params![name, REDUCE_TASK],
             )?;
             Ok(())
         })();
