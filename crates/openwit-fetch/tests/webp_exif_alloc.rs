@@ -13,20 +13,26 @@ struct Largest;
 
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
 
+// SAFETY: every method forwards its arguments unchanged to the system allocator, which upholds
+// GlobalAlloc's contract; the only addition is an atomic maximum of the requested sizes.
 unsafe impl GlobalAlloc for Largest {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LARGEST.fetch_max(l.size(), Ordering::Relaxed);
+        // SAFETY: the caller's guarantees for this method are those System needs.
         unsafe { System.alloc(l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         LARGEST.fetch_max(l.size(), Ordering::Relaxed);
+        // SAFETY: the caller's guarantees for this method are those System needs.
         unsafe { System.alloc_zeroed(l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         LARGEST.fetch_max(new, Ordering::Relaxed);
+        // SAFETY: the caller's guarantees for this method are those System needs.
         unsafe { System.realloc(p, l, new) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: the caller's guarantees for this method are those System needs.
         unsafe { System.dealloc(p, l) }
     }
 }
