@@ -1,5 +1,6 @@
 //! An SVG of the training curves (loss, learning rate, logit scale, data-wait fraction per step).
 
+use openwit_core::escape::html as escape;
 use std::fmt::Write;
 
 /// One point per logged step.
@@ -94,12 +95,6 @@ pub fn curves_svg(title: &str, points: &[Point]) -> String {
     }
     out.push_str("</svg>\n");
     out
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

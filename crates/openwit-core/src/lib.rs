@@ -45,6 +45,7 @@ pub mod clock;
 pub mod config;
 pub mod dist;
 pub mod error;
+pub mod escape;
 pub mod exec;
 pub mod http;
 pub mod lock;

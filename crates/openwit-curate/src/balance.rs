@@ -30,6 +30,7 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed, xxh3_128};
 use crate::config::DedupMode;
 use crate::error::{CurateError, PqCtx};
 use crate::table;
+use openwit_core::escape::html as xml_escape;
 
 /// Drop reasons of dedup.
 pub const DUP_URL: &str = "duplicate_url";
@@ -507,12 +508,6 @@ fn si(v: f64) -> String {
     } else {
         format!("{v}")
     }
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -3,21 +3,8 @@
 
 use std::fmt::Write;
 
-/// Escapes text for HTML and SVG.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
+/// Escapes text for HTML and SVG (`openwit_core::escape::html`).
+pub use openwit_core::escape::html as esc;
 
 /// A compact number: 1234 -> `1,234`; 2.5e6 -> `2.5M`.
 pub fn num(v: f64) -> String {

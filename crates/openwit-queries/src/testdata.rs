@@ -31,20 +31,8 @@ impl PageSpec {
     }
 }
 
-/// Escapes XML character content.
-pub fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '&' => o.push_str("&amp;"),
-            '"' => o.push_str("&quot;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
+/// Escapes XML character content (`openwit_core::escape::html`).
+pub use openwit_core::escape::html as escape;
 
 /// The `<mediawiki>` opening and `<siteinfo>` of an English Wikipedia export.
 pub const HEADER: &str = r#"<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="http://www.mediawiki.org/xml/export-0.11/ http://www.mediawiki.org/xml/export-0.11.xsd" version="0.11" xml:lang="en">

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{IoAt, SourcesError};
 use crate::fixtures::THINGS;
+use openwit_core::escape::html as esc;
 
 /// The host name the demo site is crawled under.
 pub const DEMO_HOST: &str = "demo.openwit.test";
@@ -164,14 +165,6 @@ fn write_site_files(dir: &Path, pages: &[String], secret_img: &str) -> Result<()
     sm.push_str("</urlset>\n");
     std::fs::write(dir.join("sitemap.xml"), sm).at(dir.display())?;
     Ok(())
-}
-
-/// Text for HTML (element content and double-quoted attributes).
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// What [`generate_clipart`] wrote.

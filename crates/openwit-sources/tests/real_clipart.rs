@@ -195,12 +195,7 @@ fn site_serves_the_training_part_and_writes_the_held_out_folder() {
             .contains("Disallow: /private/")
     );
     // every served drawing is shown with its author's title or description, escaped for HTML
-    let esc = |t: &str| {
-        t.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+    let esc = openwit_core::escape::html;
     for d in sel.drawings.iter().filter(|d| !d.held_out) {
         let texts = [d.meta.title.as_deref(), d.meta.description.as_deref()];
         assert!(
