@@ -5,14 +5,24 @@
 //! 2. add a `StageEntry` at the right place in pipeline order: `name` is the CLI subcommand and the
 //!    pipeline table, `about` is the one-line help, `build` turns the pipeline document into the stage
 //!    (return `Ok(None)` when the table is absent, so `openwit run` skips the stage):
-//!    ```ignore
-//!    StageEntry {
+//!    ```
+//!    use std::sync::Arc;
+//!
+//!    use openwit_cli::StageEntry;
+//!    use openwit_core::Stage;
+//!
+//!    let entry = StageEntry {
 //!        name: "queries",
 //!        about: "Build the query list from Wikipedia and WordNet",
-//!        build: |doc| Ok(doc
-//!            .section::<openwit_queries::Config>("queries")?
-//!            .map(|cfg| Arc::new(openwit_queries::QueriesStage::new(cfg, doc.pipeline())) as Arc<dyn Stage>)),
-//!    },
+//!        build: |doc| {
+//!            let Some(cfg) = doc.section::<openwit_queries::QueriesConfig>("queries")? else {
+//!                return Ok(None);
+//!            };
+//!            let stage = openwit_queries::QueriesStage::new(cfg, &doc.base_dir())?;
+//!            Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
+//!        },
+//!    };
+//!    assert_eq!(entry.name, "queries");
 //!    ```
 //!    `doc.section` reports unknown keys and wrong types with file:line:column; `doc.pipeline()` gives
 //!    the `[pipeline]` table (seed, allow_private_networks, proxy, ...); `doc.base_dir()` the folder
@@ -67,7 +77,6 @@ fn without_train_feature(doc: &PipelineDoc, table: &str) -> Result<Option<Arc<dy
 /// The stages of the `openwit` binary, in pipeline order.
 pub fn registry() -> Vec<StageEntry> {
     vec![
-        // queries, crawl, warc, import, curate, download, balance, index, train, eval, report
         StageEntry {
             name: "queries",
             about: "Build the query list (metadata.json) from Wikipedia, WordNet and pageviews",
