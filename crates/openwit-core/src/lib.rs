@@ -40,6 +40,7 @@
 //! assert!(dir.path().join("hello/part-2.txt").exists());
 //! ```
 
+pub mod artifact;
 pub mod atomic;
 pub mod clock;
 pub mod config;

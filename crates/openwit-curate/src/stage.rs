@@ -540,7 +540,7 @@ impl Survivors {
     ) -> std::result::Result<RecordBatch, CurateError> {
         let idx = UInt32Array::from(self.rows);
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(14);
-        for (name, _) in table::CANDIDATE_COLUMNS {
+        for (name, _, _) in openwit_core::artifact::candidates::COLUMNS {
             if *name == "caption" {
                 cols.push(Arc::new(StringArray::from_iter_values(
                     self.captions.iter(),

@@ -15,30 +15,17 @@ use parquet::file::properties::WriterProperties;
 
 use crate::error::{CurateError, PqCtx};
 
-/// The candidate columns, in order, with their types.
-pub const CANDIDATE_COLUMNS: &[(&str, DataType)] = &[
-    ("url", DataType::Utf8),
-    ("caption", DataType::Utf8),
-    ("caption_source", DataType::Utf8),
-    ("page_url", DataType::Utf8),
-    ("page_lang", DataType::Utf8),
-    ("width", DataType::Int32),
-    ("height", DataType::Int32),
-    ("source_id", DataType::Utf8),
-    ("fetch_time", DataType::Int64),
-    ("extra", DataType::Utf8),
-];
+/// The candidate table's columns, as declared once in `openwit_core::artifact::candidates`.
+use openwit_core::artifact::candidates::COLUMNS as CANDIDATE_COLUMNS;
 
-/// The candidate table's schema (every column nullable except `url` and `caption`).
+/// The candidate table's schema as curate reads it (every column nullable except `url` and
+/// `caption`: a file written by another tool may lack the others).
 pub fn candidate_schema() -> SchemaRef {
     Arc::new(Schema::new(candidate_fields()))
 }
 
 fn candidate_fields() -> Vec<Field> {
-    CANDIDATE_COLUMNS
-        .iter()
-        .map(|(n, t)| Field::new(*n, t.clone(), !matches!(*n, "url" | "caption")))
-        .collect()
+    openwit_core::artifact::candidates::reading_fields()
 }
 
 /// The type of `entry_ids`.
@@ -120,7 +107,7 @@ pub fn row_groups(path: &Path) -> Result<Vec<u64>, CurateError> {
 pub fn normalize(batch: &RecordBatch, path: &Path) -> Result<RecordBatch, CurateError> {
     let schema = candidate_schema();
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(CANDIDATE_COLUMNS.len());
-    for (name, ty) in CANDIDATE_COLUMNS {
+    for (name, ty, _) in CANDIDATE_COLUMNS {
         match batch.column_by_name(name) {
             Some(c) if c.data_type() == ty => cols.push(c.clone()),
             Some(c) => cols.push(convert(c, ty).map_err(|e| CurateError::Candidates {

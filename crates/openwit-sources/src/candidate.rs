@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use arrow_array::builder::{Int32Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -48,21 +47,8 @@ pub struct Candidate {
     pub extra: Option<String>,
 }
 
-/// The arrow schema of the candidate table.
-pub fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("url", DataType::Utf8, false),
-        Field::new("caption", DataType::Utf8, false),
-        Field::new("caption_source", DataType::Utf8, false),
-        Field::new("page_url", DataType::Utf8, true),
-        Field::new("page_lang", DataType::Utf8, true),
-        Field::new("width", DataType::Int32, true),
-        Field::new("height", DataType::Int32, true),
-        Field::new("source_id", DataType::Utf8, false),
-        Field::new("fetch_time", DataType::Int64, true),
-        Field::new("extra", DataType::Utf8, true),
-    ]))
-}
+/// The arrow schema of the candidate table (declared in `openwit_core::artifact::candidates`).
+pub use openwit_core::artifact::candidates::schema;
 
 /// Rows per parquet row group (and per in-memory batch).
 pub const ROW_GROUP_ROWS: usize = 65_536;
