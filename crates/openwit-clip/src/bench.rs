@@ -152,15 +152,12 @@ impl EvalSet {
         }
         let tars = match read_lines(&dir.join("nshards.txt"))? {
             Some(lines) => {
-                let n: usize = lines
-                    .first()
-                    .and_then(|l| l.parse().ok())
-                    .ok_or_else(|| {
-                        ClipError::Config(format!(
-                            "{}: not a number of shards",
-                            dir.join("nshards.txt").display()
-                        ))
-                    })?;
+                let n: usize = lines.first().and_then(|l| l.parse().ok()).ok_or_else(|| {
+                    ClipError::Config(format!(
+                        "{}: not a number of shards",
+                        dir.join("nshards.txt").display()
+                    ))
+                })?;
                 (0..n).map(|i| dir.join(format!("{i}.tar"))).collect()
             }
             None => {
@@ -177,16 +174,19 @@ impl EvalSet {
             }
         };
         if tars.is_empty() {
-            return Err(ClipError::Config(format!(
-                "{}: no shards",
-                dir.display()
-            )));
+            return Err(ClipError::Config(format!("{}: no shards", dir.display())));
         }
         let kind = match read_lines(&root.join("dataset_type.txt"))? {
-            Some(l) if l.first().is_some_and(|t| t.eq_ignore_ascii_case("retrieval")) => {
+            Some(l)
+                if l.first()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("retrieval")) =>
+            {
                 SetKind::Retrieval
             }
-            Some(l) if l.first().is_some_and(|t| t.eq_ignore_ascii_case("multilabel")) => {
+            Some(l)
+                if l.first()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("multilabel")) =>
+            {
                 return Err(ClipError::Config(format!(
                     "{}: multi-label sets are not supported",
                     root.display()
@@ -364,15 +364,13 @@ impl EvalSet {
                                         return false;
                                     }
                                 },
-                                Labels::Caption => {
-                                    match class_in_caption(&s.text, &self.classes) {
-                                        Some(c) => Some(c as i64),
-                                        None => {
-                                            left_out += 1;
-                                            return true;
-                                        }
+                                Labels::Caption => match class_in_caption(&s.text, &self.classes) {
+                                    Some(c) => Some(c as i64),
+                                    None => {
+                                        left_out += 1;
+                                        return true;
                                     }
-                                }
+                                },
                             }
                         };
                         pending.push(EvalSample {
@@ -380,11 +378,11 @@ impl EvalSet {
                             class,
                             captions,
                         });
-                        if pending.len() >= batch {
-                            if let Err(e) = f(std::mem::take(&mut pending)) {
-                                err = Some(e);
-                                return false;
-                            }
+                        if pending.len() >= batch
+                            && let Err(e) = f(std::mem::take(&mut pending))
+                        {
+                            err = Some(e);
+                            return false;
                         }
                         true
                     });

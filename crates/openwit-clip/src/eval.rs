@@ -123,7 +123,11 @@ pub fn classification_metrics(logits: &Tensor, labels: &[i64], names: &[String])
         .map(|(i, &(imgs, ok))| PerClass {
             class: names.get(i).cloned().unwrap_or_else(|| i.to_string()),
             images: imgs,
-            top1: if imgs > 0 { ok as f64 / imgs as f64 } else { 0.0 },
+            top1: if imgs > 0 {
+                ok as f64 / imgs as f64
+            } else {
+                0.0
+            },
         })
         .collect();
     let with_images: Vec<&PerClass> = per_class.iter().filter(|p| p.images > 0).collect();
@@ -263,9 +267,9 @@ pub fn retrieval_multi(
         .unsqueeze(0)
         .eq_tensor(&Tensor::arange(n, (Kind::Int64, device)).unsqueeze(1)); // (N, M)
     let count_above = |s: &Tensor, best: &Tensor| -> Vec<i64> {
-        let rank = s
-            .gt_tensor(&best.unsqueeze(1))
-            .sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
+        let rank =
+            s.gt_tensor(&best.unsqueeze(1))
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
         Vec::try_from(rank.to_device(Device::Cpu)).unwrap_or_default()
     };
     // Text -> image: the score of each text's own image.

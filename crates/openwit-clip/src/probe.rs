@@ -76,10 +76,11 @@ impl Problem {
         let b = theta.narrow(0, self.d * self.k, self.k);
         let logits = self.x.matmul(&w) + &b;
         let lse = logits.logsumexp([1i64].as_slice(), false);
-        let picked = (&logits * &self.onehot).sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
+        let picked =
+            (&logits * &self.onehot).sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
         let reg = 1.0 / (self.c * self.n);
-        let loss = (lse - picked).sum(Kind::Double) / self.n
-            + w.square().sum(Kind::Double) * (0.5 * reg);
+        let loss =
+            (lse - picked).sum(Kind::Double) / self.n + w.square().sum(Kind::Double) * (0.5 * reg);
         let r = (logits.softmax(1, Kind::Double) - &self.onehot) / self.n;
         let gw = self.x.tr().matmul(&r) + &w * reg;
         let gb = r.sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
@@ -155,7 +156,7 @@ pub fn fit_logistic(
         }
         let mut dir = -r;
         let mut gd = dot(&g, &dir);
-        if !(gd < 0.0) {
+        if gd.is_nan() || gd >= 0.0 {
             // Not a descent direction (numerical trouble): restart from the gradient.
             hist.clear();
             dir = -&g;
@@ -211,7 +212,7 @@ pub fn validation_split(labels: &[i64], every: usize) -> (Vec<i64>, Vec<i64>) {
     for (i, l) in labels.iter().enumerate() {
         let n = seen.entry(*l).or_default();
         *n += 1;
-        if *n % every == 0 {
+        if n.is_multiple_of(every) {
             val.push(i as i64);
         } else {
             train.push(i as i64);
@@ -345,7 +346,9 @@ pub fn linear_probe(
     let pick = |idx: &[i64]| {
         (
             train_x.index_select(0, &Tensor::from_slice(idx).to_device(device)),
-            idx.iter().map(|&i| train_y[i as usize]).collect::<Vec<i64>>(),
+            idx.iter()
+                .map(|&i| train_y[i as usize])
+                .collect::<Vec<i64>>(),
         )
     };
     let (xt, yt) = pick(&tr);
@@ -361,7 +364,12 @@ pub fn linear_probe(
         // Ascending C: each fit starts from the previous (more regularized) solution.
         let m = fit_logistic(&xt, &yt, classes, c, prev.as_ref(), opts);
         let acc = classification_metrics(&m.logits(&xv), &yv, class_names).top1;
-        tracing::info!(c, validation_top1 = acc, iterations = m.iterations, "linear probe");
+        tracing::info!(
+            c,
+            validation_top1 = acc,
+            iterations = m.iterations,
+            "linear probe"
+        );
         val_top1.push(acc);
         prev = Some(m);
     }
@@ -412,8 +420,16 @@ mod tests {
         let onehot = Tensor::from_slice(&y).one_hot(3).to_kind(Kind::Double);
         let w = x.to_kind(Kind::Double).tr().matmul(&(onehot - &p));
         assert!((w - &m.weight).abs().max().double_value(&[]) < 1e-7);
-        assert!(m.weight.sum_dim_intlist([1i64].as_slice(), false, Kind::Double).abs().max().double_value(&[]) < 1e-8);
-        let acc = classification_metrics(&m.logits(&x), &y, &["a".into(), "b".into(), "c".into()]).top1;
+        assert!(
+            m.weight
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+                .abs()
+                .max()
+                .double_value(&[])
+                < 1e-8
+        );
+        let acc =
+            classification_metrics(&m.logits(&x), &y, &["a".into(), "b".into(), "c".into()]).top1;
         assert!(acc >= 0.75, "{acc}");
         let _ = Device::Cpu;
     }

@@ -20,8 +20,8 @@ use crate::eval::{
     DEFAULT_TEMPLATES, EvalReport, Labels, encode_set, retrieval_set, templates_for,
     zero_shot_set as zero_shot_set_eval,
 };
-use crate::probe::{SweepConfig, linear_probe};
 use crate::model::{Clip, ModelConfig};
+use crate::probe::{SweepConfig, linear_probe};
 use crate::tokenizer::Tokenizer;
 use crate::train::{Hooks, TrainConfig, TrainSummary, train};
 
@@ -414,10 +414,10 @@ impl Stage for EvalStage {
         };
         let mut model = Clip::new(&mcfg, device);
         model.load(&weights)?;
-        let tok = (match &self.cfg.vocab {
+        let tok = match &self.cfg.vocab {
             Some(p) => Tokenizer::from_file(p)?,
             None => Tokenizer::from_default()?,
-        });
+        };
         let workers = self.cfg.workers.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())

@@ -31,7 +31,9 @@ const COLOURS: [[u8; 3]; 6] = [
 /// A 32x32 picture of `class` (its colour, a brighter square at a place that depends on `i`,
 /// pixel noise): the model's own size, so no resize touches it on either side.
 fn picture(class: usize, i: u64, size: u32) -> RgbImage {
-    let mut state = (class as u64 + 1) * 0x9E37_79B9_7F4A_7C15 ^ (i + 7) * 0xBF58_476D_1CE4_E5B9;
+    let mut state = ((class as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (i + 7).wrapping_mul(0xBF58_476D_1CE4_E5B9))
+        | 1;
     let mut noise = move || {
         state ^= state << 13;
         state ^= state >> 7;
@@ -42,7 +44,9 @@ fn picture(class: usize, i: u64, size: u32) -> RgbImage {
     RgbImage::from_fn(size, size, |x, y| {
         let inside = x >= ox && x < ox + 10 && y >= oy && y < oy + 10;
         let c = COLOURS[class];
-        image::Rgb(c.map(|v| (v as i32 + noise() + if inside { 40 } else { 0 }).clamp(0, 255) as u8))
+        image::Rgb(
+            c.map(|v| (v as i32 + noise() + if inside { 40 } else { 0 }).clamp(0, 255) as u8),
+        )
     })
 }
 
@@ -68,6 +72,7 @@ struct Sample {
     captions: Vec<String>,
 }
 
+#[allow(clippy::needless_range_loop)] // the class index is the label
 fn samples(per_class: u64, first: u64) -> Vec<Sample> {
     let mut out = Vec::new();
     for i in first..first + per_class {
@@ -114,9 +119,17 @@ fn write_clip_benchmark(root: &Path, split: &str, set: &[Sample], shards: usize,
             let key = format!("s{s:02}k{k:04}");
             append(&mut b, &format!("{key}.{}", sample.ext), &sample.image);
             if retrieval {
-                append(&mut b, &format!("{key}.txt"), sample.captions.join("\n").as_bytes());
+                append(
+                    &mut b,
+                    &format!("{key}.txt"),
+                    sample.captions.join("\n").as_bytes(),
+                );
             } else {
-                append(&mut b, &format!("{key}.cls"), sample.class.to_string().as_bytes());
+                append(
+                    &mut b,
+                    &format!("{key}.cls"),
+                    sample.class.to_string().as_bytes(),
+                );
             }
         }
         b.finish().unwrap();
@@ -144,7 +157,11 @@ fn write_openwit_shards(dir: &Path, set: &[Sample]) -> Vec<PathBuf> {
             let key = format!("{s:05}{k:04}");
             append(&mut b, &format!("{key}.{}", sample.ext), &sample.image);
             append(&mut b, &format!("{key}.txt"), sample.captions[0].as_bytes());
-            append(&mut b, &format!("{key}.cls"), sample.class.to_string().as_bytes());
+            append(
+                &mut b,
+                &format!("{key}.cls"),
+                sample.class.to_string().as_bytes(),
+            );
         }
         b.finish().unwrap();
         paths.push(path);
@@ -156,7 +173,10 @@ fn tokenizer() -> Option<Tokenizer> {
     match Tokenizer::from_default() {
         Ok(t) => Some(t),
         Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "CI must have the vocabulary: {e}");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must have the vocabulary: {e}"
+            );
             eprintln!("no CLIP vocabulary ({e}): skipping");
             None
         }
@@ -189,7 +209,9 @@ fn json(path: &Path) -> serde_json::Value {
 }
 
 fn close(what: &str, ours: f64, theirs: &serde_json::Value) {
-    let theirs = theirs.as_f64().unwrap_or_else(|| panic!("{what}: {theirs}"));
+    let theirs = theirs
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: {theirs}"));
     assert!(
         (ours - theirs).abs() <= 1e-4,
         "{what}: ours {ours}, clip_benchmark {theirs}"
@@ -224,7 +246,11 @@ fn the_three_formats_read_the_same_pictures_and_give_the_same_results() {
     assert_eq!(a.images, 24);
     assert_eq!(a.templates, 3);
     assert_eq!(a.per_class.iter().map(|p| p.images).sum::<u64>(), 24);
-    assert!(a.per_class.iter().all(|p| p.images == 4), "{:?}", a.per_class);
+    assert!(
+        a.per_class.iter().all(|p| p.images == 4),
+        "{:?}",
+        a.per_class
+    );
     for z in [&b, &c] {
         assert_eq!((z.images, z.top1, z.top5), (a.images, a.top1, a.top5));
         assert_eq!(z.per_class, a.per_class);
@@ -273,7 +299,12 @@ fn the_three_formats_read_the_same_pictures_and_give_the_same_results() {
         .collect();
     write_image_folder(&dir.path().join("jpeg"), &jpeg);
     let j = EvalSet::image_folder(&dir.path().join("jpeg")).unwrap();
-    assert_eq!(zero_shot_set(&m, &tok, &j, &templates, 4, 1).unwrap().images, 6);
+    assert_eq!(
+        zero_shot_set(&m, &tok, &j, &templates, 4, 1)
+            .unwrap()
+            .images,
+        6
+    );
 }
 
 #[test]
@@ -295,26 +326,59 @@ fn zero_shot_and_retrieval_match_clip_benchmark() {
     let z = zero_shot_set(&m, &tok, &set, &templates_for(&set, None), 16, 2).unwrap();
     let out = dir.path().join("zs.json");
     let w = weights.to_str().unwrap();
-    reference(&py, &["zeroshot", w, cls_root.to_str().unwrap(), "test", out.to_str().unwrap()]);
+    reference(
+        &py,
+        &[
+            "zeroshot",
+            w,
+            cls_root.to_str().unwrap(),
+            "test",
+            out.to_str().unwrap(),
+        ],
+    );
     let theirs = json(&out);
-    eprintln!("ours: top-1 {} top-5 {} mpcr {}; clip_benchmark: {theirs}", z.top1, z.top5, z.mean_per_class_recall);
+    eprintln!(
+        "ours: top-1 {} top-5 {} mpcr {}; clip_benchmark: {theirs}",
+        z.top1, z.top5, z.mean_per_class_recall
+    );
     assert_eq!(z.images, 48);
     close("top-1", z.top1, &theirs["acc1"]);
     close("top-5", z.top5, &theirs["acc5"]);
-    close("mean per-class recall", z.mean_per_class_recall, &theirs["mean_per_class_recall"]);
+    close(
+        "mean per-class recall",
+        z.mean_per_class_recall,
+        &theirs["mean_per_class_recall"],
+    );
 
     let set = EvalSet::clip_benchmark(&ret_root, "test").unwrap();
     let r = retrieval_set(&m, &tok, &set, 16, 2).unwrap();
     let out = dir.path().join("ret.json");
-    reference(&py, &["retrieval", w, ret_root.to_str().unwrap(), "test", out.to_str().unwrap()]);
+    reference(
+        &py,
+        &[
+            "retrieval",
+            w,
+            ret_root.to_str().unwrap(),
+            "test",
+            out.to_str().unwrap(),
+        ],
+    );
     let theirs = json(&out);
     eprintln!("ours: {r:?}; clip_benchmark: {theirs}");
     assert_eq!(r.images, 24);
     assert!(r.pairs > r.images, "several captions per image");
     for (i, k) in [1, 5, 10].iter().enumerate() {
         // clip_benchmark's "image retrieval" finds images for a text.
-        close(&format!("text->image R@{k}"), r.text_to_image[i], &theirs[format!("image_retrieval_recall@{k}")]);
-        close(&format!("image->text R@{k}"), r.image_to_text[i], &theirs[format!("text_retrieval_recall@{k}")]);
+        close(
+            &format!("text->image R@{k}"),
+            r.text_to_image[i],
+            &theirs[format!("image_retrieval_recall@{k}")],
+        );
+        close(
+            &format!("image->text R@{k}"),
+            r.image_to_text[i],
+            &theirs[format!("text_retrieval_recall@{k}")],
+        );
     }
 }
 
@@ -339,12 +403,28 @@ fn linear_probe_matches_scikit_learn() {
         c_steps: 6,
         ..SweepConfig::default()
     };
-    let p = linear_probe(&tr.images, &tr.labels, &te.images, &te.labels, &train.classes, &cfg, "train", "test").unwrap();
-    assert_eq!((p.train_images, p.validation_images, p.test_images), (48, 12, 30));
+    let p = linear_probe(
+        &tr.images,
+        &tr.labels,
+        &te.images,
+        &te.labels,
+        &train.classes,
+        &cfg,
+        "train",
+        "test",
+    )
+    .unwrap();
+    assert_eq!(
+        (p.train_images, p.validation_images, p.test_images),
+        (48, 12, 30)
+    );
     assert_eq!(p.c_grid.len(), 6);
     assert!(p.c_grid.contains(&p.c));
     assert!(p.converged, "{} iterations", p.iterations);
-    eprintln!("linear probe: C {} validation {:?} test top-1 {}", p.c, p.validation_top1, p.test.top1);
+    eprintln!(
+        "linear probe: C {} validation {:?} test top-1 {}",
+        p.c, p.validation_top1, p.test.top1
+    );
 
     let Some(py) = common::python_path() else {
         return;
@@ -364,7 +444,10 @@ fn linear_probe_matches_scikit_learn() {
         )
         .unwrap();
         let out = dir.path().join("probe_out.safetensors");
-        reference(&py, &["probe", inp.to_str().unwrap(), out.to_str().unwrap()]);
+        reference(
+            &py,
+            &["probe", inp.to_str().unwrap(), out.to_str().unwrap()],
+        );
         let r = common::read(&out);
         // scikit-learn's coef_ is (classes, features); ours (features, classes). The intercept of
         // a multinomial model is fixed up to a constant: compare both centered.
@@ -374,9 +457,16 @@ fn linear_probe_matches_scikit_learn() {
         let center = |t: &Tensor| t - t.mean(Kind::Double);
         let db = common::max_diff(&center(&ours.bias), &center(&r["intercept"])) / scale;
         let pred = ours.logits(&te.images).argmax(1, false);
-        let agree = pred.eq_tensor(&r["test_pred"]).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+        let agree = pred
+            .eq_tensor(&r["test_pred"])
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[]);
         let acc = |p: &Tensor| {
-            p.eq_tensor(&Tensor::from_slice(&te.labels)).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+            p.eq_tensor(&Tensor::from_slice(&te.labels))
+                .to_kind(Kind::Double)
+                .mean(Kind::Double)
+                .double_value(&[])
         };
         eprintln!(
             "C {c}: coefficients differ by {dw:.2e} (relative), intercepts {db:.2e}; accuracy ours {} sklearn {}; {} vs {} iterations",

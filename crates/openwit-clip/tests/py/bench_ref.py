@@ -36,6 +36,15 @@ def benchmark(task, weights, root, split, out):
     from clip_benchmark.datasets.builder import build_dataset
     from clip_benchmark.metrics import zeroshot_classification, zeroshot_retrieval
 
+    # clip_benchmark 1.6.2's `accuracy` converts a 1-element array with float(), which NumPy 2
+    # refuses: the module's `float` takes the element (its arithmetic is untouched).
+    import builtins
+
+    import numpy as np
+
+    zeroshot_classification.float = lambda x: builtins.float(
+        x.item() if isinstance(x, np.ndarray) else x
+    )
     model, preprocess, tokenizer = tiny_vit(weights)
     ds = build_dataset(
         "wds/openwit_test",
