@@ -481,3 +481,67 @@ fn linear_probe_matches_scikit_learn() {
         assert!(db < 1e-4, "C {c}: intercepts differ by {db}");
     }
 }
+
+#[test]
+fn the_eval_stage_reports_the_three_measures_on_a_benchmark_set() {
+    use openwit_clip::stage::{EvalConfig, EvalStage};
+    use openwit_core::{Executor, PipelineSettings, RunOptions, StageOutcome};
+    if tokenizer().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_clip_benchmark(&dir.path().join("cls"), "train", &samples(5, 0), 2, false);
+    write_clip_benchmark(&dir.path().join("cls"), "test", &samples(2, 50), 1, false);
+    write_openwit_shards(&dir.path().join("heldout"), &samples(2, 80));
+    model().save(&dir.path().join("tiny.safetensors")).unwrap();
+    let cfg: EvalConfig = serde_json::from_value(serde_json::json!({
+        "model": "tiny-vit",
+        "weights": "tiny.safetensors",
+        "benchmark": "cls",
+        "retrieval_shards": ["heldout"],
+        "linear_probe": {
+            "train": { "benchmark": "cls", "split": "train" },
+            "test": { "benchmark": "cls", "split": "test" },
+            "c_min": 0.01, "c_max": 100.0, "c_steps": 3,
+        },
+        "device": "cpu",
+        "workers": 2,
+        "batch_size": 16,
+    }))
+    .unwrap();
+    let settings = PipelineSettings::default();
+    let stage = EvalStage::new(cfg, &settings, dir.path()).unwrap();
+    let work = dir.path().join("work");
+    let mut ex = Executor::new(
+        &work,
+        RunOptions {
+            jobs: 1,
+            max_attempts: 1,
+        },
+        &openwit_core::NoProgress,
+    )
+    .unwrap();
+    assert!(matches!(
+        ex.run_stage(&stage).unwrap(),
+        StageOutcome::Ran { .. }
+    ));
+    let r = json(&work.join("eval/results.json"));
+    assert_eq!(r["zero_shot"]["images"], 12, "{r}");
+    assert_eq!(r["zero_shot"]["templates"], 3, "{r}");
+    assert_eq!(r["zero_shot"]["per_class"].as_array().unwrap().len(), 6);
+    assert_eq!(r["retrieval"]["pairs"], 12, "{r}");
+    assert_eq!(r["linear_probe"]["test_images"], 12, "{r}");
+    assert_eq!(r["linear_probe"]["validation_images"], 6, "{r}");
+    assert_eq!(r["linear_probe"]["c_grid"].as_array().unwrap().len(), 3);
+    let table = std::fs::read_to_string(work.join("eval/results.txt")).unwrap();
+    eprintln!("{table}");
+    for want in [
+        "top-1",
+        "mean per-class recall",
+        "R@10",
+        "linear probe",
+        "C = ",
+    ] {
+        assert!(table.contains(want), "{want}: {table}");
+    }
+}
