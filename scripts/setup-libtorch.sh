@@ -27,6 +27,13 @@ FTFY_VERSION=6.3.1
 # The CUDA 13.0 runtime pinned by the torch 2.11.0 wheel (through cuda-toolkit==13.0.2).
 CUDART_VERSION=13.0.96
 CUPTI_VERSION=13.0.85
+# The eval tests' reference (`openwit eval` against clip_benchmark's own zero-shot and retrieval
+# code and scikit-learn's L-BFGS logistic regression), installed --no-deps with every dependency
+# pinned: clip_benchmark's own requirements also pull pycocoevalcap and transformers, which the
+# metrics and the webdataset reader never import.
+CLIP_BENCHMARK_PINS="clip_benchmark==1.6.2 webdataset==1.0.2 braceexpand==0.1.7 scikit-learn==1.9.1
+  scipy==1.17.1 joblib==1.6.0 threadpoolctl==3.8.0 narwhals==2.29.0 requests==2.34.2 urllib3==2.8.0
+  certifi==2026.10.19.post1 charset_normalizer==3.5.3"
 
 python_side=0
 quiet=0
@@ -97,6 +104,14 @@ if [ "$python_side" = 1 ]; then
     "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" \
     "open_clip_torch==$OPEN_CLIP_VERSION" "safetensors==$SAFETENSORS_VERSION" \
     "ftfy==$FTFY_VERSION" regex numpy
+  bench_stamp="bench-$(echo $CLIP_BENCHMARK_PINS | tr ' ' '_' | md5sum | cut -c1-12)"
+  if [ ! -f "$cache/python/.openwit-$bench_stamp" ]; then
+    log "installing the eval reference into $cache/python: $CLIP_BENCHMARK_PINS"
+    # shellcheck disable=SC2086 # one word per pin
+    "$py" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+      --no-deps --upgrade --target "$cache/python" $CLIP_BENCHMARK_PINS >&2
+    touch "$cache/python/.openwit-$bench_stamp"
+  fi
   pythonpath="$cache/python"
 fi
 

@@ -57,8 +57,7 @@ const TRAIN_ABOUT: &str = "Train a CLIP model on the shards (tch/libtorch): chec
 const TRAIN_ABOUT: &str =
     "Train a CLIP model on the shards (not in this build: rebuild with `--features train`)";
 #[cfg(feature = "train")]
-const EVAL_ABOUT: &str =
-    "Evaluate the trained model: zero-shot top-1/top-5 and image-text retrieval R@1/5/10";
+const EVAL_ABOUT: &str = "Evaluate the trained model: zero-shot top-1/top-5 and per class, image-text retrieval R@1/5/10, linear probe";
 #[cfg(not(feature = "train"))]
 const EVAL_ABOUT: &str =
     "Evaluate the trained model zero-shot (not in this build: rebuild with `--features train`)";

@@ -111,7 +111,19 @@ struct Partial {
 /// Reads one tar, calling `f` for each complete sample (image from the first of
 /// `jpg;png;jpeg;webp`, text from `txt`); incomplete samples and unreadable tars are counted
 /// in `drops`. `f` returns false to stop.
-pub fn read_tar(path: &Path, drops: &mut Drops, mut f: impl FnMut(RawSample) -> bool) {
+pub fn read_tar(path: &Path, drops: &mut Drops, f: impl FnMut(RawSample) -> bool) {
+    read_tar_samples(path, drops, true, f)
+}
+
+/// [`read_tar`], where with `need_text` false a sample with an image and a `.cls` entry but no
+/// `txt` is complete too (its text empty): clip_benchmark's classification shards hold only
+/// `KEY.cls` and the image.
+pub fn read_tar_samples(
+    path: &Path,
+    drops: &mut Drops,
+    need_text: bool,
+    mut f: impl FnMut(RawSample) -> bool,
+) {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
@@ -127,7 +139,11 @@ pub fn read_tar(path: &Path, drops: &mut Drops, mut f: impl FnMut(RawSample) -> 
         if p.key.is_empty() {
             return true;
         }
-        match (p.image, p.text) {
+        let text = match (p.text, need_text, p.class) {
+            (None, false, Some(_)) => Some(String::new()),
+            (t, _, _) => t,
+        };
+        match (p.image, text) {
             (Some(image), Some(text)) => f(RawSample {
                 key: p.key,
                 image,

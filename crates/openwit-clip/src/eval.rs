@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::bench::EvalSet;
 use crate::data::{Loader, LoaderConfig, Position, RawSample, normalize_images, transform};
 use crate::error::{ClipError, IoAt, Result};
 use crate::model::{Clip, Fwd, normalize};
@@ -22,6 +23,11 @@ pub const DEFAULT_TEMPLATES: [&str; 6] = [
     "itap of a {}.",
 ];
 
+/// A prompt for class `name`: `{}` (OpenWIT) or `{c}` (clip_benchmark) replaced by it.
+pub fn fill_template(template: &str, name: &str) -> String {
+    template.replace("{c}", name).replace("{}", name)
+}
+
 /// Normalized class embeddings `(C, D)`: per class, the mean of the normalized embeddings of
 /// its prompts, normalized again.
 pub fn class_embeddings(
@@ -35,7 +41,7 @@ pub fn class_embeddings(
         let rows: Vec<Tensor> = classes
             .iter()
             .map(|c| {
-                let texts: Vec<String> = templates.iter().map(|t| t.replace("{}", c)).collect();
+                let texts: Vec<String> = templates.iter().map(|t| fill_template(t, c)).collect();
                 let tokens = tok.tokenize_batch(&texts, ctx).to_device(model.device());
                 let e = normalize(&model.encode_text(&tokens, Fwd::eval()));
                 normalize(&e.mean_dim(0, true, Kind::Float))
@@ -45,12 +51,13 @@ pub fn class_embeddings(
     })
 }
 
-/// Top-1 and top-5 accuracy.
+/// Top-1 and top-5 accuracy, mean per-class recall and per-class accuracy.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ZeroShot {
     pub images: u64,
     pub classes: usize,
     pub top1: f64,
+    /// Top-5 (with fewer than 5 classes: top-`classes`, so 1).
     pub top5: f64,
     /// Chance level (1 / classes).
     pub chance: f64,
@@ -58,6 +65,80 @@ pub struct ZeroShot {
     /// ([`Labels::Caption`]).
     #[serde(default)]
     pub left_out: u64,
+    /// The mean over classes with images of each one's top-1 recall (balanced accuracy).
+    #[serde(default)]
+    pub mean_per_class_recall: f64,
+    /// Prompt templates per class (averaged into its embedding).
+    #[serde(default)]
+    pub templates: usize,
+    /// Where the images came from.
+    #[serde(default)]
+    pub set: String,
+    #[serde(default)]
+    pub per_class: Vec<PerClass>,
+}
+
+/// One class's result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PerClass {
+    pub class: String,
+    pub images: u64,
+    /// Top-1 accuracy on its images (its recall).
+    pub top1: f64,
+}
+
+/// Classification measures of logits against labels.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClassMetrics {
+    pub top1: f64,
+    pub top5: f64,
+    pub mean_per_class_recall: f64,
+    pub per_class: Vec<PerClass>,
+}
+
+/// Top-1, top-5 (top-`C` with fewer classes), mean per-class recall over the classes that have
+/// images (scikit-learn's `balanced_accuracy_score`, what clip_benchmark reports) and per-class
+/// top-1, of logits `(N, C)`.
+pub fn classification_metrics(logits: &Tensor, labels: &[i64], names: &[String]) -> ClassMetrics {
+    let c = logits.size()[1];
+    let k = 5.min(c);
+    let (_, top) = logits.topk(k, -1, true, true);
+    let top: Vec<i64> = Vec::try_from(top.to_device(Device::Cpu).reshape([-1])).unwrap_or_default();
+    let n = labels.len();
+    let (mut hit1, mut hit5) = (0u64, 0u64);
+    let mut per = vec![(0u64, 0u64); c as usize];
+    for (i, &l) in labels.iter().enumerate() {
+        let row = &top[i * k as usize..(i + 1) * k as usize];
+        let ok1 = row[0] == l;
+        hit1 += ok1 as u64;
+        hit5 += row.contains(&l) as u64;
+        if let Some(p) = per.get_mut(l as usize) {
+            p.0 += 1;
+            p.1 += ok1 as u64;
+        }
+    }
+    let per_class: Vec<PerClass> = per
+        .iter()
+        .enumerate()
+        .map(|(i, &(imgs, ok))| PerClass {
+            class: names.get(i).cloned().unwrap_or_else(|| i.to_string()),
+            images: imgs,
+            top1: if imgs > 0 {
+                ok as f64 / imgs as f64
+            } else {
+                0.0
+            },
+        })
+        .collect();
+    let with_images: Vec<&PerClass> = per_class.iter().filter(|p| p.images > 0).collect();
+    let nd = n.max(1) as f64;
+    ClassMetrics {
+        top1: hit1 as f64 / nd,
+        top5: hit5 as f64 / nd,
+        mean_per_class_recall: with_images.iter().map(|p| p.top1).sum::<f64>()
+            / with_images.len().max(1) as f64,
+        per_class,
+    }
 }
 
 /// Where the class of a zero-shot sample in shards comes from.
@@ -121,51 +202,101 @@ pub fn class_in_caption(caption: &str, classes: &[String]) -> Option<usize> {
 /// Recall at 1, 5, 10 for image->text and text->image.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Retrieval {
+    /// (image, caption) pairs: the captions.
     pub pairs: u64,
     pub image_to_text: [f64; 3],
     pub text_to_image: [f64; 3],
+    /// Images (fewer than `pairs` when images have several captions).
+    #[serde(default)]
+    pub images: u64,
+    #[serde(default)]
+    pub set: String,
 }
 
 /// Zero-shot accuracy of normalized image features `(N, D)` with labels against `class_emb`.
 pub fn zero_shot_accuracy(image_features: &Tensor, labels: &[i64], class_emb: &Tensor) -> ZeroShot {
+    zero_shot_named(image_features, labels, class_emb, &[])
+}
+
+/// [`zero_shot_accuracy`] with the class names for the per-class results.
+pub fn zero_shot_named(
+    image_features: &Tensor,
+    labels: &[i64],
+    class_emb: &Tensor,
+    names: &[String],
+) -> ZeroShot {
     let c = class_emb.size()[0];
     let logits = image_features.matmul(&class_emb.tr());
-    let k = 5.min(c);
-    let (_, top) = logits.topk(k, -1, true, true);
-    let labels_t = Tensor::from_slice(labels)
-        .to_device(top.device())
-        .unsqueeze(1);
-    let hit = top.eq_tensor(&labels_t);
-    let n = labels.len().max(1) as f64;
-    let top1 = hit.narrow(1, 0, 1).sum(Kind::Float).double_value(&[]) / n;
-    let top5 = hit.any_dim(1, false).sum(Kind::Float).double_value(&[]) / n;
+    let m = classification_metrics(&logits, labels, names);
     ZeroShot {
         images: labels.len() as u64,
         classes: c as usize,
-        top1,
-        top5,
+        top1: m.top1,
+        top5: m.top5,
         chance: 1.0 / c as f64,
         left_out: 0,
+        mean_per_class_recall: m.mean_per_class_recall,
+        templates: 0,
+        set: String::new(),
+        per_class: m.per_class,
     }
 }
 
 /// R@1/5/10 with pair i = (image i, text i).
 pub fn retrieval(image_features: &Tensor, text_features: &Tensor) -> Retrieval {
     let n = image_features.size()[0];
-    let sims = image_features.matmul(&text_features.tr());
-    let recall = |s: &Tensor| -> [f64; 3] {
-        // Rank of the matching column in each row.
-        let diag = s.diagonal(0, 0, 1).unsqueeze(1);
-        let rank = s
-            .gt_tensor(&diag)
-            .sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
-        let r: Vec<i64> = Vec::try_from(rank.to_device(Device::Cpu)).unwrap_or_default();
-        [1, 5, 10].map(|k| r.iter().filter(|&&x| x < k).count() as f64 / n.max(1) as f64)
+    let owner: Vec<i64> = (0..n).collect();
+    retrieval_multi(image_features, text_features, &owner)
+}
+
+/// R@1/5/10 where caption j belongs to image `text_image[j]` (images may have several): a text
+/// finds its image among the top k images; an image finds any of its captions among the top k
+/// texts (the CLIP paper's and clip_benchmark's measure). A score tied with the match does not
+/// push it down.
+pub fn retrieval_multi(
+    image_features: &Tensor,
+    text_features: &Tensor,
+    text_image: &[i64],
+) -> Retrieval {
+    let n = image_features.size()[0];
+    let m = text_features.size()[0];
+    let device = image_features.device();
+    let sims = image_features.matmul(&text_features.tr()); // (N, M)
+    let owner = Tensor::from_slice(text_image).to_device(device);
+    let pos = owner
+        .unsqueeze(0)
+        .eq_tensor(&Tensor::arange(n, (Kind::Int64, device)).unsqueeze(1)); // (N, M)
+    let count_above = |s: &Tensor, best: &Tensor| -> Vec<i64> {
+        let rank =
+            s.gt_tensor(&best.unsqueeze(1))
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
+        Vec::try_from(rank.to_device(Device::Cpu)).unwrap_or_default()
+    };
+    // Text -> image: the score of each text's own image.
+    let st = sims.tr(); // (M, N)
+    let own = st.gather(1, &owner.unsqueeze(1), false).squeeze_dim(1);
+    let t_rank = count_above(&st, &own);
+    // Image -> text: its best caption (an image without captions never finds one).
+    let masked = sims.masked_fill(&pos.logical_not(), f64::NEG_INFINITY);
+    let best = masked.amax([1i64].as_slice(), false);
+    let has = pos.any_dim(1, false);
+    let has: Vec<bool> = Vec::try_from(has.to_device(Device::Cpu)).unwrap_or_default();
+    let i_rank = count_above(&sims, &best);
+    let recall = |r: &[i64], ok: &dyn Fn(usize) -> bool, total: i64| -> [f64; 3] {
+        [1, 5, 10].map(|k| {
+            r.iter()
+                .enumerate()
+                .filter(|&(i, &x)| ok(i) && x < k)
+                .count() as f64
+                / total.max(1) as f64
+        })
     };
     Retrieval {
-        pairs: n as u64,
-        image_to_text: recall(&sims),
-        text_to_image: recall(&sims.tr()),
+        pairs: m as u64,
+        image_to_text: recall(&i_rank, &|i| has.get(i).copied().unwrap_or(false), n),
+        text_to_image: recall(&t_rank, &|_| true, m),
+        images: n as u64,
+        set: String::new(),
     }
 }
 
@@ -391,6 +522,193 @@ pub fn retrieval_shards(
     Ok(retrieval(&Tensor::cat(&fi, 0), &Tensor::cat(&ft, 0)))
 }
 
+/// Decodes and transforms (resize of the short side + center crop) images on up to `workers`
+/// threads into `(n, 3, size, size)` uint8 planes; returns the pixels and which images decoded.
+fn decode_images(images: &[&[u8]], size: u32, workers: usize) -> (Vec<u8>, Vec<bool>) {
+    let plane = (size * size) as usize;
+    let per = images.len().div_ceil(workers.max(1)).max(1);
+    let parts: Vec<Vec<Option<Vec<u8>>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = images
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|bytes| {
+                            let raw = transform(bytes, size, None)?.into_raw();
+                            let mut px = Vec::with_capacity(3 * plane);
+                            for c in 0..3 {
+                                px.extend(raw.iter().skip(c).step_by(3));
+                            }
+                            Some(px)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut pixels = Vec::new();
+    let mut ok = Vec::with_capacity(images.len());
+    for px in parts.into_iter().flatten() {
+        ok.push(px.is_some());
+        if let Some(px) = px {
+            pixels.extend(px);
+        }
+    }
+    (pixels, ok)
+}
+
+/// The normalized embeddings of an evaluation set.
+#[derive(Debug)]
+pub struct SetFeatures {
+    /// `(N, D)` normalized image embeddings (float32, on the model's device).
+    pub images: Tensor,
+    /// Class of each image (-1 where the set has none).
+    pub labels: Vec<i64>,
+    /// `(M, D)` normalized caption embeddings, when asked for.
+    pub texts: Option<Tensor>,
+    /// The image of each caption.
+    pub text_image: Vec<i64>,
+    /// Samples left out: caption labels naming no class or several.
+    pub left_out: u64,
+    /// Images that did not decode (skipped, counted).
+    pub undecodable: u64,
+}
+
+/// Encodes a set: its images, and with `captions` its captions; with `classified` every image
+/// gets its class (see [`EvalSet::for_each_batch`]).
+pub fn encode_set(
+    model: &Clip,
+    tok: &Tokenizer,
+    set: &EvalSet,
+    classified: bool,
+    captions: bool,
+    batch_size: usize,
+    workers: usize,
+) -> Result<SetFeatures> {
+    let size = model.image_size() as u32;
+    let ctx = model.config.text.context_length as usize;
+    let (mut fi, mut ft) = (Vec::new(), Vec::new());
+    let (mut labels, mut text_image) = (Vec::new(), Vec::new());
+    let mut undecodable = 0u64;
+    let mut n_images = 0i64;
+    let left_out = set.for_each_batch(batch_size, classified, |batch| {
+        let bytes: Vec<&[u8]> = batch.iter().map(|s| s.image.as_slice()).collect();
+        let (pixels, ok) = decode_images(&bytes, size, workers);
+        let mut texts: Vec<String> = Vec::new();
+        let mut n = 0;
+        for (s, ok) in batch.iter().zip(&ok) {
+            if !ok {
+                undecodable += 1;
+                continue;
+            }
+            labels.push(s.class.unwrap_or(-1));
+            if captions {
+                for c in &s.captions {
+                    texts.push(c.clone());
+                    text_image.push(n_images + n);
+                }
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        n_images += n;
+        let images = Tensor::from_slice(&pixels).reshape([n, 3, size as i64, size as i64]);
+        fi.push(encode_images(model, &images));
+        for chunk in texts.chunks(batch_size.max(1)) {
+            let tokens = tok.tokenize_batch(chunk, ctx).to_device(model.device());
+            ft.push(tch::no_grad(|| {
+                normalize(&model.encode_text(&tokens, Fwd::eval()))
+            }));
+        }
+        Ok(())
+    })?;
+    if undecodable > 0 {
+        tracing::warn!(set = %set.name, undecodable, "images that do not decode were skipped");
+    }
+    if fi.is_empty() {
+        return Err(ClipError::Data(if left_out > 0 {
+            format!(
+                "{}: none of the {left_out} samples' captions names exactly one of the classes",
+                set.name
+            )
+        } else {
+            format!("{}: no usable sample", set.name)
+        }));
+    }
+    Ok(SetFeatures {
+        images: Tensor::cat(&fi, 0),
+        labels,
+        texts: (!ft.is_empty()).then(|| Tensor::cat(&ft, 0)),
+        text_image,
+        left_out,
+        undecodable,
+    })
+}
+
+/// The templates for a set: `configured` when given, else the set's own (clip_benchmark's
+/// `zeroshot_classification_templates.txt`), else [`DEFAULT_TEMPLATES`].
+pub fn templates_for(set: &EvalSet, configured: Option<&[String]>) -> Vec<String> {
+    match (configured, &set.templates) {
+        (Some(t), _) => t.to_vec(),
+        (None, Some(t)) if !t.is_empty() => t.clone(),
+        _ => DEFAULT_TEMPLATES.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Zero-shot classification of a set.
+pub fn zero_shot_set(
+    model: &Clip,
+    tok: &Tokenizer,
+    set: &EvalSet,
+    templates: &[String],
+    batch_size: usize,
+    workers: usize,
+) -> Result<ZeroShot> {
+    if set.classes.is_empty() {
+        return Err(ClipError::Config(format!(
+            "{}: zero-shot classification needs class names",
+            set.name
+        )));
+    }
+    let emb = class_embeddings(model, tok, &set.classes, templates);
+    let f = encode_set(model, tok, set, true, false, batch_size, workers)?;
+    let mut z = zero_shot_named(&f.images, &f.labels, &emb, &set.classes);
+    z.left_out = f.left_out;
+    z.templates = templates.len();
+    z.set = set.name.clone();
+    Ok(z)
+}
+
+/// Image-text retrieval on a set with captions.
+pub fn retrieval_set(
+    model: &Clip,
+    tok: &Tokenizer,
+    set: &EvalSet,
+    batch_size: usize,
+    workers: usize,
+) -> Result<Retrieval> {
+    if !set.has_captions() {
+        return Err(ClipError::Config(format!(
+            "{}: retrieval needs captions (OpenWIT shards, or a clip_benchmark set whose dataset_type.txt says retrieval)",
+            set.name
+        )));
+    }
+    let f = encode_set(model, tok, set, false, true, batch_size, workers)?;
+    let texts = f
+        .texts
+        .ok_or_else(|| ClipError::Data(format!("{}: no captions", set.name)))?;
+    let mut r = retrieval_multi(&f.images, &texts, &f.text_image);
+    r.set = set.name.clone();
+    Ok(r)
+}
+
 /// Everything `openwit eval` measured.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -398,6 +716,8 @@ pub struct EvalReport {
     pub weights: String,
     pub zero_shot: Option<ZeroShot>,
     pub retrieval: Option<Retrieval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_probe: Option<crate::probe::LinearProbe>,
 }
 
 impl EvalReport {
@@ -413,6 +733,13 @@ impl EvalReport {
                 100.0 * z.top5,
                 100.0 * z.chance
             ));
+            if !z.per_class.is_empty() {
+                s.push_str(&format!(
+                    "           mean per-class recall {:>6.2}%  ({} prompts per class; per class in results.json)\n",
+                    100.0 * z.mean_per_class_recall,
+                    z.templates
+                ));
+            }
             if z.left_out > 0 {
                 s.push_str(&format!(
                     "           ({} left out: their caption names no class or several)\n",
@@ -433,6 +760,23 @@ impl EvalReport {
                 100.0 * r.text_to_image[0],
                 100.0 * r.text_to_image[1],
                 100.0 * r.text_to_image[2]
+            ));
+        }
+        if let Some(p) = &self.linear_probe {
+            s.push_str(&format!(
+                "linear probe {:>4} images {:>4} classes  top-1 {:>6.2}%  top-5 {:>6.2}%  mean per-class recall {:>6.2}%\n",
+                p.test_images,
+                p.classes,
+                100.0 * p.test.top1,
+                100.0 * p.test.top5,
+                100.0 * p.test.mean_per_class_recall
+            ));
+            s.push_str(&format!(
+                "           C = {:.3e} chosen on {} validation images of {} ({} train)\n",
+                p.c,
+                p.validation_images,
+                p.validation_images + p.train_images,
+                p.train_images
             ));
         }
         s

@@ -9,10 +9,13 @@
 //! - [`data`]: webdataset shards (brace patterns), shuffling, decode/augment worker threads, prefetch.
 //! - [`train`], [`eval`]: the training loop with resumable checkpoints, JSONL metrics and an SVG
 //!   plot; zero-shot classification and retrieval.
+//! - [`bench`]: evaluation sets (clip_benchmark's webdataset layout, ImageFolder, OpenWIT
+//!   shards); [`probe`]: the linear probe (L2-regularized logistic regression by L-BFGS).
 //! - [`stage`]: the `train` and `eval` stages of the pipeline.
 //!
 //! Building needs libtorch: `eval "$(scripts/setup-libtorch.sh)"` sets `LIBTORCH` and the library path.
 
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod eval;
@@ -21,6 +24,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod probe;
 pub mod stage;
 pub mod synth;
 pub mod tokenizer;

@@ -7,7 +7,6 @@
 //! `results.json` and `results.txt`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use openwit_core::{
     Error, PipelineSettings, Result, Stage, StageContext, TaskContext, TaskReport, TaskSpec,
@@ -15,12 +14,14 @@ use openwit_core::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::bench::{EvalSet, SetKind, SetSpec};
 use crate::data::resolve_shards;
 use crate::eval::{
-    DEFAULT_TEMPLATES, EvalReport, Labels, read_image_folder, retrieval_shards, zero_shot_samples,
-    zero_shot_shards_labelled,
+    DEFAULT_TEMPLATES, EvalReport, Labels, encode_set, retrieval_set, templates_for,
+    zero_shot_set as zero_shot_set_eval,
 };
 use crate::model::{Clip, ModelConfig};
+use crate::probe::{SweepConfig, linear_probe};
 use crate::tokenizer::Tokenizer;
 use crate::train::{Hooks, TrainConfig, TrainSummary, train};
 
@@ -187,9 +188,18 @@ pub struct EvalConfig {
     /// Class names, in class-index order (needed with `shards`; a `folder` names its classes).
     #[serde(default)]
     pub classes: Vec<String>,
-    /// Prompt templates, `{}` = the class name.
-    #[serde(default = "default_templates")]
-    pub templates: Vec<String>,
+    /// Prompt templates, `{}` (or clip_benchmark's `{c}`) = the class name. Default: a
+    /// `benchmark`'s own templates file, else [`DEFAULT_TEMPLATES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<Vec<String>>,
+    /// A clip_benchmark webdataset set (`classnames.txt`,
+    /// `zeroshot_classification_templates.txt`, `SPLIT/nshards.txt`, `SPLIT/*.tar`): zero-shot
+    /// classification, or retrieval when its `dataset_type.txt` says `retrieval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<String>,
+    /// The split of `benchmark` (default `test`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
     /// A labelled image folder: one sub-folder per class.
     #[serde(default)]
     pub folder: Option<String>,
@@ -204,6 +214,9 @@ pub struct EvalConfig {
     /// Held-out shards for image-text retrieval.
     #[serde(default)]
     pub retrieval_shards: Vec<String>,
+    /// The linear probe (`[eval.linear_probe]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_probe: Option<ProbeConfig>,
     #[serde(default = "default_eval_batch")]
     pub batch_size: usize,
     #[serde(default = "default_device")]
@@ -212,6 +225,55 @@ pub struct EvalConfig {
     pub workers: Option<usize>,
     #[serde(default)]
     pub vocab: Option<PathBuf>,
+}
+
+/// The `[eval.linear_probe]` table: logistic regression on the frozen image features of
+/// `train`, the L2 strength chosen on a validation split carved from `train`, measured on `test`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// The images the probe learns from (any supported format).
+    pub train: SetSpec,
+    /// The images it is measured on.
+    pub test: SetSpec,
+    #[serde(default = "d_c_min")]
+    pub c_min: f64,
+    #[serde(default = "d_c_max")]
+    pub c_max: f64,
+    #[serde(default = "d_c_steps")]
+    pub c_steps: usize,
+    #[serde(default = "d_max_iter")]
+    pub max_iter: usize,
+    #[serde(default = "d_validation_every")]
+    pub validation_every: usize,
+}
+
+fn d_c_min() -> f64 {
+    SweepConfig::default().c_min
+}
+fn d_c_max() -> f64 {
+    SweepConfig::default().c_max
+}
+fn d_c_steps() -> usize {
+    SweepConfig::default().c_steps
+}
+fn d_max_iter() -> usize {
+    SweepConfig::default().max_iter
+}
+fn d_validation_every() -> usize {
+    SweepConfig::default().validation_every
+}
+
+impl ProbeConfig {
+    fn sweep(&self) -> SweepConfig {
+        SweepConfig {
+            c_min: self.c_min,
+            c_max: self.c_max,
+            c_steps: self.c_steps,
+            max_iter: self.max_iter,
+            validation_every: self.validation_every,
+        }
+    }
 }
 
 /// The `eval` stage.
@@ -226,10 +288,32 @@ impl EvalStage {
             && cfg.shards.is_empty()
             && cfg.classes.is_empty()
             && cfg.retrieval_shards.is_empty()
+            && cfg.benchmark.is_none()
+            && cfg.linear_probe.is_none()
         {
             return Err(Error::Config(
-                "[eval] needs something to evaluate: `folder` (a labelled image folder), `classes` (zero-shot on `shards`, default the download stage's, labelled by `.cls` or by `labels = \"caption\"`), or `retrieval_shards`".into(),
+                "[eval] needs something to evaluate: `benchmark` (a clip_benchmark webdataset folder), `folder` (a labelled image folder), `classes` (zero-shot on `shards`, default the download stage's, labelled by `.cls` or by `labels = \"caption\"`), `retrieval_shards`, or `[eval.linear_probe]`".into(),
             ));
+        }
+        if cfg.benchmark.is_some() && (cfg.folder.is_some() || !cfg.shards.is_empty()) {
+            return Err(Error::Config(
+                "[eval] takes one zero-shot set: `benchmark`, `folder` or `shards`".into(),
+            ));
+        }
+        if cfg.split.is_some() && cfg.benchmark.is_none() {
+            return Err(Error::Config("[eval] `split` goes with `benchmark`".into()));
+        }
+        if let Some(p) = &cfg.linear_probe {
+            p.train.validate("[eval.linear_probe] train")?;
+            p.test.validate("[eval.linear_probe] test")?;
+            p.sweep().validate()?;
+            for (what, spec) in [("train", &p.train), ("test", &p.test)] {
+                if !spec.shards.is_empty() && spec.classes.is_empty() && cfg.classes.is_empty() {
+                    return Err(Error::Config(format!(
+                        "[eval.linear_probe] {what}: `shards` needs `classes` (here or in [eval]) in class-index order"
+                    )));
+                }
+            }
         }
         if !cfg.shards.is_empty() && cfg.classes.is_empty() {
             return Err(Error::Config(
@@ -253,7 +337,19 @@ impl EvalStage {
 
     /// Whether zero-shot runs on the `download` stage's shards.
     fn on_download_shards(&self) -> bool {
-        self.cfg.folder.is_none() && self.cfg.shards.is_empty() && !self.cfg.classes.is_empty()
+        self.cfg.folder.is_none()
+            && self.cfg.shards.is_empty()
+            && self.cfg.benchmark.is_none()
+            && !self.cfg.classes.is_empty()
+    }
+
+    /// A probe set, `[eval] classes` standing in for OpenWIT shards without their own.
+    fn probe_set(&self, spec: &SetSpec) -> Result<EvalSet> {
+        let mut spec = spec.clone();
+        if !spec.shards.is_empty() && spec.classes.is_empty() {
+            spec.classes = self.cfg.classes.clone();
+        }
+        Ok(EvalSet::open(&spec, &self.base)?)
     }
 }
 
@@ -278,6 +374,10 @@ impl Stage for EvalStage {
         if let Some(o) = v.as_object_mut() {
             for k in ["workers", "device", "vocab", "batch_size"] {
                 o.remove(k);
+            }
+            // As before `templates` became optional: the same fingerprint for the same table.
+            if !o.contains_key("templates") {
+                o.insert("templates".into(), json!(default_templates()));
             }
         }
         v
@@ -314,10 +414,10 @@ impl Stage for EvalStage {
         };
         let mut model = Clip::new(&mcfg, device);
         model.load(&weights)?;
-        let tok = Arc::new(match &self.cfg.vocab {
+        let tok = match &self.cfg.vocab {
             Some(p) => Tokenizer::from_file(p)?,
             None => Tokenizer::from_default()?,
-        });
+        };
         let workers = self.cfg.workers.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -328,21 +428,23 @@ impl Stage for EvalStage {
             weights: weights.display().to_string(),
             ..Default::default()
         };
-        if let Some(folder) = &self.cfg.folder {
-            let (names, samples) = read_image_folder(&self.base.join(folder))?;
-            let classes = if self.cfg.classes.is_empty() {
-                names
-            } else {
-                self.cfg.classes.clone()
-            };
-            report.zero_shot = Some(zero_shot_samples(
-                &model,
-                &tok,
-                &classes,
-                &self.cfg.templates,
-                &samples,
-                self.cfg.batch_size,
-            )?);
+        let batch = self.cfg.batch_size;
+        let templates = self.cfg.templates.as_deref();
+        let zero_shot_set = if let Some(root) = &self.cfg.benchmark {
+            let mut set = EvalSet::clip_benchmark(
+                &self.base.join(root),
+                self.cfg.split.as_deref().unwrap_or("test"),
+            )?;
+            if !self.cfg.classes.is_empty() {
+                set.classes = self.cfg.classes.clone();
+            }
+            Some(set)
+        } else if let Some(folder) = &self.cfg.folder {
+            let mut set = EvalSet::image_folder(&self.base.join(folder))?;
+            if !self.cfg.classes.is_empty() {
+                set.classes = self.cfg.classes.clone();
+            }
+            Some(set)
         } else if !self.cfg.classes.is_empty() {
             let shards = shard_list(
                 "eval",
@@ -350,25 +452,58 @@ impl Stage for EvalStage {
                 &self.base,
                 ctx.upstream_outputs("download"),
             )?;
-            report.zero_shot = Some(zero_shot_shards_labelled(
-                &model,
-                tok.clone(),
-                &self.cfg.classes,
-                &self.cfg.templates,
+            Some(EvalSet::shards(
                 shards,
-                self.cfg.batch_size,
-                workers,
+                self.cfg.classes.clone(),
                 self.cfg.labels,
-            )?);
+            ))
+        } else {
+            None
+        };
+        if let Some(set) = &zero_shot_set {
+            match set.kind {
+                SetKind::Classification => {
+                    let t = templates_for(set, templates);
+                    report.zero_shot =
+                        Some(zero_shot_set_eval(&model, &tok, set, &t, batch, workers)?);
+                }
+                SetKind::Retrieval => {
+                    report.retrieval = Some(retrieval_set(&model, &tok, set, batch, workers)?);
+                }
+            }
         }
         if !self.cfg.retrieval_shards.is_empty() {
+            if report.retrieval.is_some() {
+                return Err(Error::Config(
+                    "[eval] has two retrieval sets: a retrieval `benchmark` and `retrieval_shards`"
+                        .into(),
+                ));
+            }
             let shards = resolve_shards(&self.cfg.retrieval_shards, &self.base)?;
-            report.retrieval = Some(retrieval_shards(
-                &model,
-                tok,
-                shards,
-                self.cfg.batch_size,
-                workers,
+            let set = EvalSet::shards(shards, Vec::new(), Labels::Cls);
+            report.retrieval = Some(retrieval_set(&model, &tok, &set, batch, workers)?);
+        }
+        if let Some(p) = &self.cfg.linear_probe {
+            let train_set = self.probe_set(&p.train)?;
+            let test_set = self.probe_set(&p.test)?;
+            if train_set.classes.len() != test_set.classes.len() {
+                return Err(Error::Config(format!(
+                    "[eval.linear_probe] the train set has {} classes and the test set {}",
+                    train_set.classes.len(),
+                    test_set.classes.len()
+                )));
+            }
+            let tr = encode_set(&model, &tok, &train_set, true, false, batch, workers)?;
+            let te = encode_set(&model, &tok, &test_set, true, false, batch, workers)?;
+            report.linear_probe = Some(linear_probe(
+                &tr.images,
+                &tr.labels,
+                &te.images,
+                &te.labels,
+                &train_set.classes,
+                &p.sweep(),
+                &train_set.name,
+                &test_set.name,
             )?);
         }
         let mut f = ctx.create_output("results.json")?;
@@ -378,7 +513,12 @@ impl Stage for EvalStage {
         let tp = ctx.output_path("results.txt")?;
         std::fs::write(&tp, &table).map_err(|e| Error::io(&tp, e))?;
         let n = report.zero_shot.as_ref().map(|z| z.images).unwrap_or(0)
-            + report.retrieval.as_ref().map(|r| r.pairs).unwrap_or(0);
+            + report.retrieval.as_ref().map(|r| r.pairs).unwrap_or(0)
+            + report
+                .linear_probe
+                .as_ref()
+                .map(|p| p.train_images + p.validation_images + p.test_images)
+                .unwrap_or(0);
         let mut drops = openwit_core::Drops::default();
         let left_out = report.zero_shot.as_ref().map(|z| z.left_out).unwrap_or(0);
         if left_out > 0 {

@@ -1,0 +1,409 @@
+//! Evaluation sets in the formats users already have:
+//!
+//! - clip_benchmark's webdataset layout: `ROOT/classnames.txt`,
+//!   `ROOT/zeroshot_classification_templates.txt` (`{c}` = the class name), optional
+//!   `ROOT/dataset_type.txt` (`retrieval` for image-caption sets), and per split
+//!   `ROOT/SPLIT/nshards.txt` + `ROOT/SPLIT/{0..N-1}.tar` holding `KEY.cls` (a class index) or
+//!   `KEY.txt` (the captions, one per line) next to `KEY.webp|png|jpg|jpeg`;
+//! - ImageFolder: `ROOT/<class>/*.{jpg,jpeg,png,webp}`, the sorted sub-folder names being the
+//!   classes (underscores read as spaces);
+//! - OpenWIT shards (`openwit download`'s webdataset): `KEY.jpg` + `KEY.txt` (one caption),
+//!   classified by their `.cls` entry or by the class their caption names.
+//!
+//! A set is read as a stream of samples, in order, batch by batch.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{RawSample, read_tar_samples, resolve_shards};
+use crate::error::{ClipError, IoAt, Result};
+use crate::eval::{Labels, class_in_caption};
+
+/// Where an evaluation set is and in which format (one of `benchmark`, `folder`, `shards`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetSpec {
+    /// A clip_benchmark webdataset root (`classnames.txt`, `SPLIT/nshards.txt`, `SPLIT/*.tar`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<String>,
+    /// The split of `benchmark` (default `test`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    /// An ImageFolder: one sub-folder per class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
+    /// OpenWIT shards (files, folders, brace patterns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<String>,
+    /// The class of a sample in `shards`: its `.cls` entry or the class its caption names.
+    #[serde(default, skip_serializing_if = "Labels::is_cls")]
+    pub labels: Labels,
+    /// Class names in class-index order (needed with `shards`; a `benchmark` or `folder` names
+    /// its own classes, which this replaces when given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
+}
+
+impl SetSpec {
+    /// Checks that exactly one source is given; `what` names the table in messages.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        let n = self.benchmark.is_some() as u8
+            + self.folder.is_some() as u8
+            + (!self.shards.is_empty()) as u8;
+        if n != 1 {
+            return Err(ClipError::Config(format!(
+                "{what} needs exactly one of `benchmark` (a clip_benchmark webdataset folder), `folder` (one sub-folder per class) or `shards` (OpenWIT shards)"
+            )));
+        }
+        if self.split.is_some() && self.benchmark.is_none() {
+            return Err(ClipError::Config(format!(
+                "{what}: `split` goes with `benchmark`"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a set is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetKind {
+    /// Images with a class each.
+    Classification,
+    /// Images with one or more captions each.
+    Retrieval,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    /// (file, class index)
+    Files(Vec<(PathBuf, i64)>),
+    Tars {
+        tars: Vec<PathBuf>,
+        labels: Labels,
+        /// Captions one per line (clip_benchmark) or the whole text as one caption (OpenWIT).
+        multi_caption: bool,
+    },
+}
+
+/// One sample of a set.
+#[derive(Debug, Clone)]
+pub struct EvalSample {
+    pub image: Vec<u8>,
+    /// Class index (classification sets).
+    pub class: Option<i64>,
+    /// Captions (retrieval sets; OpenWIT shards have one).
+    pub captions: Vec<String>,
+}
+
+/// An opened evaluation set.
+#[derive(Debug, Clone)]
+pub struct EvalSet {
+    /// Where it is, for people.
+    pub name: String,
+    pub kind: SetKind,
+    /// Class names in class-index order (empty for a retrieval-only set).
+    pub classes: Vec<String>,
+    /// The set's own prompt templates (clip_benchmark's file), `{c}` = the class name.
+    pub templates: Option<Vec<String>>,
+    source: Source,
+}
+
+fn read_lines(path: &Path) -> Result<Option<Vec<String>>> {
+    match std::fs::read_to_string(path) {
+        // As clip_benchmark reads them: every line, stripped.
+        Ok(s) => Ok(Some(s.lines().map(|l| l.trim().to_string()).collect())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ClipError::io(path, e)),
+    }
+}
+
+impl EvalSet {
+    /// Opens `spec`, relative paths against `base`.
+    pub fn open(spec: &SetSpec, base: &Path) -> Result<EvalSet> {
+        spec.validate("an evaluation set")?;
+        let mut set = if let Some(root) = &spec.benchmark {
+            EvalSet::clip_benchmark(&base.join(root), spec.split.as_deref().unwrap_or("test"))?
+        } else if let Some(folder) = &spec.folder {
+            EvalSet::image_folder(&base.join(folder))?
+        } else {
+            EvalSet::shards(
+                resolve_shards(&spec.shards, base)?,
+                spec.classes.clone(),
+                spec.labels,
+            )
+        };
+        if !spec.classes.is_empty() {
+            set.classes = spec.classes.clone();
+        }
+        Ok(set)
+    }
+
+    /// clip_benchmark's webdataset layout (`build_wds_dataset`): `root/split/nshards.txt` says
+    /// how many shards `root/split/{0..N-1}.tar` there are (without it: every `.tar` of the split
+    /// folder, in numeric order).
+    pub fn clip_benchmark(root: &Path, split: &str) -> Result<EvalSet> {
+        let dir = root.join(split);
+        if !dir.is_dir() {
+            return Err(ClipError::Config(format!(
+                "{}: no split folder `{split}`; a clip_benchmark set holds ROOT/SPLIT/nshards.txt and ROOT/SPLIT/0.tar, ...",
+                root.display()
+            )));
+        }
+        let tars = match read_lines(&dir.join("nshards.txt"))? {
+            Some(lines) => {
+                let n: usize = lines.first().and_then(|l| l.parse().ok()).ok_or_else(|| {
+                    ClipError::Config(format!(
+                        "{}: not a number of shards",
+                        dir.join("nshards.txt").display()
+                    ))
+                })?;
+                (0..n).map(|i| dir.join(format!("{i}.tar"))).collect()
+            }
+            None => {
+                let mut tars: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
+                    .at(&dir)?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter_map(|p| {
+                        let stem = p.file_stem()?.to_str()?.parse().ok()?;
+                        (p.extension()? == "tar").then_some((stem, p))
+                    })
+                    .collect();
+                tars.sort();
+                tars.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
+            }
+        };
+        if tars.is_empty() {
+            return Err(ClipError::Config(format!("{}: no shards", dir.display())));
+        }
+        let kind = match read_lines(&root.join("dataset_type.txt"))? {
+            Some(l)
+                if l.first()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("retrieval")) =>
+            {
+                SetKind::Retrieval
+            }
+            Some(l)
+                if l.first()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("multilabel")) =>
+            {
+                return Err(ClipError::Config(format!(
+                    "{}: multi-label sets are not supported",
+                    root.display()
+                )));
+            }
+            _ => SetKind::Classification,
+        };
+        let (classes, templates) = if kind == SetKind::Classification {
+            let classes = read_lines(&root.join("classnames.txt"))?.ok_or_else(|| {
+                ClipError::Config(format!(
+                    "{}: no classnames.txt (one class name a line, in class-index order)",
+                    root.display()
+                ))
+            })?;
+            let templates = read_lines(&root.join("zeroshot_classification_templates.txt"))?;
+            (classes, templates)
+        } else {
+            (Vec::new(), None)
+        };
+        Ok(EvalSet {
+            name: format!("{} ({split})", root.display()),
+            kind,
+            classes,
+            templates,
+            source: Source::Tars {
+                tars,
+                labels: Labels::Cls,
+                multi_caption: true,
+            },
+        })
+    }
+
+    /// An ImageFolder (torchvision's layout): one sub-folder per class, sorted.
+    pub fn image_folder(root: &Path) -> Result<EvalSet> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+            .at(root)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        let mut classes = Vec::new();
+        let mut files = Vec::new();
+        for (ci, dir) in dirs.iter().enumerate() {
+            classes.push(
+                dir.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .replace('_', " "),
+            );
+            let mut own: Vec<PathBuf> = std::fs::read_dir(dir)
+                .at(dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().is_some_and(|x| {
+                        matches!(
+                            x.to_string_lossy().to_ascii_lowercase().as_str(),
+                            "jpg" | "jpeg" | "png" | "webp"
+                        )
+                    })
+                })
+                .collect();
+            own.sort();
+            files.extend(own.into_iter().map(|f| (f, ci as i64)));
+        }
+        if files.is_empty() {
+            return Err(ClipError::Config(format!(
+                "{}: no images found; an image folder holds one sub-folder per class with .jpg/.png/.webp files",
+                root.display()
+            )));
+        }
+        Ok(EvalSet {
+            name: root.display().to_string(),
+            kind: SetKind::Classification,
+            classes,
+            templates: None,
+            source: Source::Files(files),
+        })
+    }
+
+    /// OpenWIT shards: each sample's caption, and its class from `labels`.
+    pub fn shards(tars: Vec<PathBuf>, classes: Vec<String>, labels: Labels) -> EvalSet {
+        EvalSet {
+            name: if tars.len() == 1 {
+                tars[0].display().to_string()
+            } else {
+                format!("{} shards", tars.len())
+            },
+            kind: if classes.is_empty() {
+                SetKind::Retrieval
+            } else {
+                SetKind::Classification
+            },
+            classes,
+            templates: None,
+            source: Source::Tars {
+                tars,
+                labels,
+                multi_caption: false,
+            },
+        }
+    }
+
+    /// Whether its samples carry captions (retrieval can run on it).
+    pub fn has_captions(&self) -> bool {
+        match &self.source {
+            Source::Files(_) => false,
+            Source::Tars { multi_caption, .. } => !multi_caption || self.kind == SetKind::Retrieval,
+        }
+    }
+
+    /// Calls `f` with the samples in order, `batch` at a time. With `classified`, every sample
+    /// gets its class (an error when one has none; with caption labels, samples whose caption
+    /// names no class or several are left out and counted). Returns the left-out count.
+    pub fn for_each_batch(
+        &self,
+        batch: usize,
+        classified: bool,
+        mut f: impl FnMut(Vec<EvalSample>) -> Result<()>,
+    ) -> Result<u64> {
+        let batch = batch.max(1);
+        let mut left_out = 0u64;
+        match &self.source {
+            Source::Files(files) => {
+                for chunk in files.chunks(batch) {
+                    let mut out = Vec::with_capacity(chunk.len());
+                    for (path, class) in chunk {
+                        out.push(EvalSample {
+                            image: std::fs::read(path).at(path)?,
+                            class: Some(*class),
+                            captions: Vec::new(),
+                        });
+                    }
+                    f(out)?;
+                }
+            }
+            Source::Tars {
+                tars,
+                labels,
+                multi_caption,
+            } => {
+                let need_text = !classified || *labels == Labels::Caption;
+                let mut pending: Vec<EvalSample> = Vec::with_capacity(batch);
+                let mut err: Option<ClipError> = None;
+                for tar in tars {
+                    let mut drops = openwit_core::Drops::default();
+                    read_tar_samples(tar, &mut drops, need_text, |s: RawSample| {
+                        let captions = if *multi_caption {
+                            s.text.lines().map(str::to_string).collect()
+                        } else {
+                            vec![s.text.clone()]
+                        };
+                        let class = if !classified {
+                            s.class
+                        } else {
+                            match labels {
+                                Labels::Cls => match s.class {
+                                    Some(c) if c >= 0 && (c as usize) < self.classes.len() => {
+                                        Some(c)
+                                    }
+                                    Some(c) => {
+                                        err = Some(ClipError::Data(format!(
+                                            "{}: sample {} has class {c}, but there are {} class names",
+                                            tar.display(),
+                                            s.key,
+                                            self.classes.len()
+                                        )));
+                                        return false;
+                                    }
+                                    None => {
+                                        err = Some(ClipError::Data(format!(
+                                            "{}: sample {} has no `.cls` entry; classification needs a class index per sample (or `labels = \"caption\"`)",
+                                            tar.display(),
+                                            s.key
+                                        )));
+                                        return false;
+                                    }
+                                },
+                                Labels::Caption => match class_in_caption(&s.text, &self.classes) {
+                                    Some(c) => Some(c as i64),
+                                    None => {
+                                        left_out += 1;
+                                        return true;
+                                    }
+                                },
+                            }
+                        };
+                        pending.push(EvalSample {
+                            image: s.image,
+                            class,
+                            captions,
+                        });
+                        if pending.len() >= batch
+                            && let Err(e) = f(std::mem::take(&mut pending))
+                        {
+                            err = Some(e);
+                            return false;
+                        }
+                        true
+                    });
+                    if let Some(e) = err.take() {
+                        return Err(e);
+                    }
+                    if drops.get("shard_unreadable") > 0 {
+                        return Err(ClipError::Data(format!(
+                            "{}: cannot read this shard",
+                            tar.display()
+                        )));
+                    }
+                    for (reason, n) in &drops.0 {
+                        tracing::warn!(shard = %tar.display(), reason, n, "samples skipped");
+                    }
+                }
+                if !pending.is_empty() {
+                    f(pending)?;
+                }
+            }
+        }
+        Ok(left_out)
+    }
+}
