@@ -14,6 +14,7 @@
 //! Building needs libtorch: `eval "$(scripts/setup-libtorch.sh)"` sets `LIBTORCH` and the library path.
 
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod ftfy;
