@@ -11,6 +11,12 @@ export OPENWIT_FEATURES="${OPENWIT_FEATURES-train}"
 features=()
 if [ -n "$OPENWIT_FEATURES" ]; then features=(--features "$OPENWIT_FEATURES"); fi
 cargo fmt --all --check
+# No unused dependency in any crate (fuzz crates included). cargo-machete reads the manifests and
+# sources, no build; installed once per machine.
+if ! command -v cargo-machete >/dev/null; then
+  cargo install --quiet --locked cargo-machete@0.9.2
+fi
+cargo machete
 cargo clippy --workspace --all-targets "${features[@]}" -- -D warnings
 log=$(mktemp)
 set +e

@@ -69,6 +69,20 @@ const KEYS: &[Key] = &[
         "12",
         &["0", "-5", "100001", "inf"],
     ),
+    key(
+        "demo_site",
+        "dir = \"site\"",
+        "per_class",
+        "12",
+        &["0", "-5", "100001", "inf"],
+    ),
+    key(
+        "demo_site",
+        "dir = \"site\"",
+        "held_out_percent",
+        "10",
+        &["-1", "91", "nan", "1e20"],
+    ),
     // [queries]
     key(
         "queries",

@@ -521,15 +521,18 @@ thread_local! {
 /// 256 px JPEG to 224 px), which bounded the GPU trainer's throughput on 16 cores.
 fn resize_bicubic(img: &RgbImage, crop: (f64, f64, f64, f64), to: (u32, u32)) -> Option<RgbImage> {
     let (sw, sh) = img.dimensions();
-    let src = fr::images::ImageRef::new(sw, sh, img.as_raw(), fr::PixelType::U8x3).ok()?;
-    let mut dst = fr::images::Image::new(to.0, to.1, fr::PixelType::U8x3);
+    let src =
+        fr::images::TypedImageRef::<fr::pixels::U8x3>::from_buffer(sw, sh, img.as_raw()).ok()?;
+    let mut out = vec![0u8; to.0 as usize * to.1 as usize * 3];
+    let mut dst =
+        fr::images::TypedImage::<fr::pixels::U8x3>::from_buffer(to.0, to.1, &mut out).ok()?;
     let opts = fr::ResizeOptions::new()
         .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom))
         .crop(crop.0, crop.1, crop.2, crop.3);
     RESIZER
-        .with(|r| r.borrow_mut().resize(&src, &mut dst, &opts))
+        .with(|r| r.borrow_mut().resize_typed(&src, &mut dst, &opts))
         .ok()?;
-    RgbImage::from_raw(to.0, to.1, dst.into_vec())
+    RgbImage::from_raw(to.0, to.1, out)
 }
 
 fn make_batch(cfg: &LoaderConfig, tok: &Tokenizer, job: Job, drops: &Mutex<Drops>) -> Batch {

@@ -1122,9 +1122,11 @@ fn resize(
     crop: Option<(f64, f64, f64, f64)>,
 ) -> Result<RgbImage, ImageFail> {
     let (sw, sh) = src.dimensions();
-    let s = fr::images::ImageRef::new(sw, sh, src.as_raw(), fr::PixelType::U8x3)
+    let s = fr::images::TypedImageRef::<fr::pixels::U8x3>::from_buffer(sw, sh, src.as_raw())
         .map_err(|e| fail("resize_error", e.to_string()))?;
-    let mut dst = fr::images::Image::new(to.0, to.1, fr::PixelType::U8x3);
+    let mut out = vec![0u8; to.0 as usize * to.1 as usize * 3];
+    let mut dst = fr::images::TypedImage::<fr::pixels::U8x3>::from_buffer(to.0, to.1, &mut out)
+        .map_err(|e| fail("resize_error", e.to_string()))?;
     let (cw, ch) = crop.map(|c| (c.2, c.3)).unwrap_or((sw as f64, sh as f64));
     let shrinking = (to.0 as f64) <= cw && (to.1 as f64) <= ch;
     let alg = if shrinking {
@@ -1137,9 +1139,9 @@ fn resize(
         opts = opts.crop(x, y, w, h);
     }
     RESIZER
-        .with(|r| r.borrow_mut().resize(&s, &mut dst, &opts))
+        .with(|r| r.borrow_mut().resize_typed(&s, &mut dst, &opts))
         .map_err(|e| fail("resize_error", e.to_string()))?;
-    Ok(RgbImage::from_raw(to.0, to.1, dst.into_vec()).expect("sizes match"))
+    Ok(RgbImage::from_raw(to.0, to.1, out).expect("sizes match"))
 }
 
 /// Pads `img` centred on a white `w` x `h` canvas.
@@ -1241,18 +1243,19 @@ pub fn phash(img: &RgbImage) -> u64 {
     let (w, h) = img.dimensions();
     // Resample the colour image to 32x32 first, then take luma of 1,024 pixels: the same as
     // luma-then-resample up to rounding (both are linear), without a full-size grayscale copy.
-    let src =
-        fr::images::ImageRef::new(w, h, img.as_raw(), fr::PixelType::U8x3).expect("sizes match");
-    let mut dst = fr::images::Image::new(32, 32, fr::PixelType::U8x3);
+    let src = fr::images::TypedImageRef::<fr::pixels::U8x3>::from_buffer(w, h, img.as_raw())
+        .expect("sizes match");
+    let mut out = [0u8; 32 * 32 * 3];
+    let mut dst = fr::images::TypedImage::<fr::pixels::U8x3>::from_buffer(32, 32, &mut out)
+        .expect("sizes match");
     let alg =
         fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
     RESIZER.with(|r| {
         r.borrow_mut()
-            .resize(&src, &mut dst, &alg)
+            .resize_typed(&src, &mut dst, &alg)
             .expect("resize to 32x32")
     });
-    let px: Vec<f64> = dst
-        .buffer()
+    let px: Vec<f64> = out
         .chunks_exact(3)
         .map(|p| ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114 + 500) / 1000) as f64)
         .collect();

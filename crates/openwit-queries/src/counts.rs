@@ -10,73 +10,15 @@
 //! each), so a truncated file is detected. Bigram keys are the two tokens joined by one space
 //! (tokens never contain spaces), which is also the query entry.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::binfile::{BufFile, BufOut, END, put_varint};
 use crate::error::{QueriesError, Result};
 use crate::pairs::PairWriter;
 use crate::vocab::{Head, Vocab};
 
-/// A small fast hasher (FxHash's multiply-rotate, with a final mix) for in-memory counting.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
-        }
-        let r = chunks.remainder();
-        if !r.is_empty() {
-            let mut b = [0u8; 8];
-            b[..r.len()].copy_from_slice(r);
-            self.add(u64::from_le_bytes(b) ^ ((r.len() as u64) << 56));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    /// A splitmix64 finalizer: the multiply-rotate state alone has low bits that depend only on
-    /// the low bits of the input, and hashbrown picks buckets by the low bits (bigram keys
-    /// `a << 32 | b` would all collide per second word).
-    #[inline]
-    fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-pub type FxBuild = BuildHasherDefault<FxHasher>;
-pub type FxMap<K, V> = HashMap<K, V, FxBuild>;
+/// The reduce's word table (string keys): rustc's Fx hash, fast on short keys.
+pub type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// Whether a token is one of the punctuation marks MetaCLIP's spacing isolates (`,` `.` ...).
 /// Such tokens are counted as unigrams but end a bigram chain.
@@ -697,31 +639,6 @@ impl Counter {
 }
 
 const MAGIC: &[u8; 7] = b"OWCNT2\n";
-/// The varint that ends the records.
-pub(crate) const END: u64 = u32::MAX as u64;
-pub(crate) const WRITE_BUF: usize = 1 << 20;
-
-#[inline]
-pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-/// Decodes a varint at the start of `b`: `(value, bytes)`, or `None` if `b` ends inside it.
-#[inline]
-fn get_varint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, &x) in b.iter().enumerate().take(10) {
-        v |= u64::from(x & 0x7f) << (7 * i);
-        if x < 0x80 {
-            return Some((v, i + 1));
-        }
-    }
-    None
-}
 
 /// Length of the common prefix of `a` and `b`, compared eight bytes at a time (front coding
 /// runs this once per record, and sorted neighbours often share long prefixes).
@@ -744,64 +661,6 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
         i += 1;
     }
     i
-}
-
-/// A count or pair file written through a buffer: the magic, records, and the trailer (end
-/// marker, number of records, sum of counts).
-pub(crate) struct BufOut {
-    f: File,
-    pub(crate) buf: Vec<u8>,
-    path: PathBuf,
-    records: u64,
-    sum: u64,
-}
-
-impl BufOut {
-    pub(crate) fn create(path: &Path, magic: &[u8]) -> Result<Self> {
-        let f = File::create(path).map_err(|e| QueriesError::io(path, e))?;
-        let mut buf = Vec::with_capacity(WRITE_BUF + 4096);
-        buf.extend_from_slice(magic);
-        Ok(BufOut {
-            f,
-            buf,
-            path: path.to_path_buf(),
-            records: 0,
-            sum: 0,
-        })
-    }
-
-    /// Ends a record (already in `buf`) of `count`.
-    #[inline]
-    pub(crate) fn end_record(&mut self, count: u64) -> Result<()> {
-        put_varint(&mut self.buf, count);
-        self.records += 1;
-        self.sum = self.sum.wrapping_add(count);
-        if self.buf.len() >= WRITE_BUF {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn records(&self) -> u64 {
-        self.records
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.f
-            .write_all(&self.buf)
-            .map_err(|e| QueriesError::io(&self.path, e))?;
-        self.buf.clear();
-        Ok(())
-    }
-
-    /// Writes the trailer and flushes; returns the number of records.
-    pub(crate) fn finish(mut self) -> Result<u64> {
-        put_varint(&mut self.buf, END);
-        self.buf.extend_from_slice(&self.records.to_le_bytes());
-        self.buf.extend_from_slice(&self.sum.to_le_bytes());
-        self.flush()?;
-        Ok(self.records)
-    }
 }
 
 /// Writes a count file (keys must come sorted and unique).
@@ -850,106 +709,6 @@ pub trait SortedCounts {
     fn key(&self) -> &[u8];
     /// The current record's count.
     fn count(&self) -> u64;
-}
-
-/// A count or pair file read through a buffer: varints, the magic and the trailer.
-pub(crate) struct BufFile {
-    f: File,
-    buf: Vec<u8>,
-    pos: usize,
-    end: usize,
-    eof: bool,
-    path: PathBuf,
-}
-
-impl BufFile {
-    pub(crate) fn open(path: &Path) -> Result<Self> {
-        let f = File::open(path).map_err(|e| QueriesError::io(path, e))?;
-        Ok(BufFile {
-            f,
-            buf: vec![0u8; 1 << 20],
-            pos: 0,
-            end: 0,
-            eof: false,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// Reads the file's first bytes, which must be `magic`.
-    pub(crate) fn expect_magic(&mut self, magic: &[u8], what: &str) -> Result<()> {
-        self.fill(magic.len())?;
-        if self.end < magic.len() || &self.buf[..magic.len()] != magic {
-            return Err(QueriesError::Broken {
-                path: self.path.clone(),
-                offset: 0,
-                msg: what.into(),
-                fix: "rerun with --restart queries".into(),
-            });
-        }
-        self.pos = magic.len();
-        Ok(())
-    }
-
-    pub(crate) fn broken(&self, msg: &str) -> QueriesError {
-        QueriesError::Broken {
-            path: self.path.clone(),
-            offset: 0,
-            msg: msg.into(),
-            fix: "the count file is damaged; rerun with --restart queries".into(),
-        }
-    }
-
-    /// Makes at least `n` bytes available from `pos` unless the file ends first.
-    fn fill(&mut self, n: usize) -> Result<()> {
-        if self.end - self.pos >= n || self.eof {
-            return Ok(());
-        }
-        self.buf.copy_within(self.pos..self.end, 0);
-        self.end -= self.pos;
-        self.pos = 0;
-        if self.buf.len() < n {
-            self.buf.resize(n.next_power_of_two(), 0);
-        }
-        while self.end < n {
-            let k = self
-                .f
-                .read(&mut self.buf[self.end..])
-                .map_err(|e| QueriesError::io(&self.path, e))?;
-            if k == 0 {
-                self.eof = true;
-                break;
-            }
-            self.end += k;
-        }
-        Ok(())
-    }
-
-    #[inline]
-    pub(crate) fn varint(&mut self) -> Result<u64> {
-        self.fill(10)?;
-        let (v, k) =
-            get_varint(&self.buf[self.pos..self.end]).ok_or_else(|| self.broken("truncated"))?;
-        self.pos += k;
-        Ok(v)
-    }
-
-    /// The next `n` bytes.
-    fn bytes(&mut self, n: usize) -> Result<&[u8]> {
-        self.fill(n)?;
-        if self.end - self.pos < n {
-            return Err(self.broken("truncated"));
-        }
-        self.pos += n;
-        Ok(&self.buf[self.pos - n..self.pos])
-    }
-
-    /// The trailer after the end marker: `(records, sum of counts)`.
-    pub(crate) fn trailer(&mut self) -> Result<(u64, u64)> {
-        let b = self.bytes(16)?;
-        let records = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
-        let sum = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
-        Ok((records, sum))
-    }
 }
 
 /// Reads a count file in order.

@@ -44,6 +44,7 @@
 //! ex.run_stage(&stage).unwrap();
 //! ```
 
+mod binfile;
 pub mod bz2;
 pub mod config;
 pub mod counts;

@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use crate::counts::{BufFile, BufOut, END, put_varint};
+use crate::binfile::{BufFile, BufOut, END, put_varint};
 use crate::error::{QueriesError, Result};
 
 pub(crate) const PAIR_MAGIC: &[u8; 7] = b"OWBIG1\n";

@@ -214,10 +214,10 @@ fn main() {
             let work = dir.join("work");
             let _ = std::fs::remove_dir_all(&work);
             let mut cfg = openwit_sources::crawl::CrawlConfig::with_seeds(vec![]);
-            cfg.demo_site = Some(openwit_sources::crawl::DemoSite {
-                dir: site.clone(),
+            cfg.demo_site = Some(openwit_sources::crawl::DemoSite::generated(
+                site.clone(),
                 pages,
-            });
+            ));
             cfg.min_delay_ms = 0;
             cfg.per_host = 16;
             cfg.concurrency = 16;

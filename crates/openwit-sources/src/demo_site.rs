@@ -66,7 +66,6 @@ fn write_image(path: &Path, thing: &str, png: bool) -> Result<(), SourcesError> 
 pub fn generate(dir: &Path, pages: usize) -> Result<usize, SourcesError> {
     let pages = pages.clamp(2, 10_000);
     std::fs::create_dir_all(dir.join("img")).at(dir.display())?;
-    std::fs::create_dir_all(dir.join("private")).at(dir.display())?;
     for (i, t) in THINGS.iter().enumerate() {
         let png = i % 4 == 3;
         let name = format!(
@@ -133,9 +132,22 @@ pub fn generate(dir: &Path, pages: usize) -> Result<usize, SourcesError> {
     }
     index.push_str("</ul></body></html>\n");
     std::fs::write(dir.join("index.html"), index).at(dir.display())?;
+    let page_paths: Vec<String> = (0..pages).map(|p| format!("/pages/p{p}.html")).collect();
+    write_site_files(dir, &page_paths, "/img/cat.jpg")?;
+    std::fs::write(dir.join(MARKER), format!("{pages}\n")).at(dir.display())?;
+    Ok(pages)
+}
+
+/// The file whose presence says the site is complete (written last).
+pub const MARKER: &str = ".openwit-demo-site";
+
+/// What every demo world has besides its pages: a members-only page that robots.txt disallows,
+/// the robots.txt, and a sitemap of the pages.
+fn write_site_files(dir: &Path, pages: &[String], secret_img: &str) -> Result<(), SourcesError> {
+    std::fs::create_dir_all(dir.join("private")).at(dir.display())?;
     std::fs::write(
         dir.join("private/secret.html"),
-        "<html><body><img src=\"/img/cat.jpg\" alt=\"a secret cat\"></body></html>",
+        format!("<html><body><img src=\"{secret_img}\" alt=\"a secret cat\"></body></html>"),
     )
     .at(dir.display())?;
     std::fs::write(
@@ -146,15 +158,205 @@ pub fn generate(dir: &Path, pages: usize) -> Result<usize, SourcesError> {
     let mut sm = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
     );
-    for p in 0..pages {
-        sm.push_str(&format!(
-            "<url><loc>http://{DEMO_HOST}/pages/p{p}.html</loc></url>\n"
-        ));
+    for p in pages {
+        sm.push_str(&format!("<url><loc>http://{DEMO_HOST}{p}</loc></url>\n"));
     }
     sm.push_str("</urlset>\n");
     std::fs::write(dir.join("sitemap.xml"), sm).at(dir.display())?;
-    std::fs::write(dir.join(".openwit-demo-site"), format!("{pages}\n")).at(dir.display())?;
-    Ok(pages)
+    Ok(())
+}
+
+/// Text for HTML (element content and double-quoted attributes).
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// What [`generate_clipart`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClipartSite {
+    pub pages: usize,
+    /// Drawings served on the pages.
+    pub served: usize,
+    /// Drawings written to the held-out folder only.
+    pub held_out: usize,
+    /// The held-out folder: one folder per class (an image folder), plus `captions.tsv`.
+    pub held_out_dir: PathBuf,
+    /// The selection's counts of drawings left out.
+    pub selection: crate::clipart::Selection,
+}
+
+/// The held-out folder of a clip-art demo site in `dir`: beside it, `DIR-heldout`, so that the
+/// site's server cannot serve it.
+pub fn held_out_dir(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "demo-site".into());
+    dir.with_file_name(format!("{name}-heldout"))
+}
+
+/// Writes the demo site of real pictures into `dir`: the Open Clip Art drawings of
+/// [`crate::clipart::select`] under `root` (see [`crate::clipart::root_of`]), at most
+/// `per_class` per class, `held_out_percent` of them held out. The served drawings are copied
+/// as they are (`img/NAME.png`) and shown on pages of `per_page`, each in one of the forms real
+/// pages use (an `alt` text, a `<figure>` with its `<figcaption>`, a lazy-loaded `data-src`, a
+/// `title`), with the author's title, description and keywords as captions, next to navigation,
+/// tags, a tracking pixel, one page that opts out of AI use, and a members-only page that
+/// robots.txt disallows. The held-out drawings go to [`held_out_dir`]: `CLASS/FILE.png` (an
+/// image folder, which `openwit eval`'s `folder` reads) and `captions.tsv` (name, class,
+/// caption). `split.tsv` in `dir` records every drawing's class and part.
+pub fn generate_clipart(
+    dir: &Path,
+    root: &Path,
+    per_class: usize,
+    held_out_percent: u32,
+    per_page: usize,
+) -> Result<ClipartSite, SourcesError> {
+    let sel = crate::clipart::select(root, per_class, held_out_percent)?;
+    if sel.drawings.is_empty() {
+        return Err(SourcesError::Input(format!(
+            "{}: none of the demo's clip-art folders has a drawing with its PNG",
+            root.display()
+        )));
+    }
+    let held = held_out_dir(dir);
+    for d in [dir, held.as_path()] {
+        if d.exists() {
+            std::fs::remove_dir_all(d).at(d.display())?;
+        }
+        std::fs::create_dir_all(d).at(d.display())?;
+    }
+    let caption = |d: &crate::clipart::Drawing| {
+        d.meta
+            .description
+            .clone()
+            .or_else(|| d.meta.title.clone())
+            .unwrap_or_default()
+    };
+    let mut split = String::from("name\tclass\tpart\n");
+    let mut held_tsv = String::from("file\tclass\tcaption\n");
+    let mut served = Vec::new();
+    for d in &sel.drawings {
+        split.push_str(&format!(
+            "{}\t{}\t{}\n",
+            d.name,
+            d.class,
+            if d.held_out { "held_out" } else { "train" }
+        ));
+        if d.held_out {
+            let base = d.name.rsplit('/').next().unwrap_or(&d.name);
+            let rel = format!("{}/{base}.png", d.class);
+            let to = held.join(&rel);
+            std::fs::create_dir_all(held.join(d.class)).at(held.display())?;
+            std::fs::copy(&d.png, &to).at(to.display())?;
+            held_tsv.push_str(&format!(
+                "{rel}\t{}\t{}\n",
+                d.class,
+                caption(d).replace(['\t', '\n'], " ")
+            ));
+        } else {
+            let to = dir.join(format!("img/{}.png", d.name));
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).at(parent.display())?;
+            }
+            std::fs::copy(&d.png, &to).at(to.display())?;
+            served.push(d);
+        }
+    }
+    std::fs::write(held.join("captions.tsv"), held_tsv).at(held.display())?;
+    std::fs::write(dir.join("split.tsv"), split).at(dir.display())?;
+    // The served drawings in a fixed shuffled order, so that a page mixes classes.
+    let mut rng = ChaCha8Rng::seed_from_u64(0x0c1a);
+    for i in (1..served.len()).rev() {
+        served.swap(i, rng.random_range(0..=i));
+    }
+    let per_page = per_page.clamp(1, 1000);
+    let pages: Vec<&[&crate::clipart::Drawing]> = served.chunks(per_page).collect();
+    std::fs::create_dir_all(dir.join("pages")).at(dir.display())?;
+    let mut index = String::from(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Free clip art</title></head><body><h1>Free clip art</h1><p>Public-domain drawings from the Open Clip Art Library.</p><ul>\n",
+    );
+    let mut page_paths = Vec::new();
+    for (p, items) in pages.iter().enumerate() {
+        let path = format!("/pages/c{p}.html");
+        index.push_str(&format!("<li><a href=\"{path}\">Page {p}</a></li>\n"));
+        let mut html = format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Clip art, page {p}</title>{}</head><body>\n<nav><a href=\"/\">Home</a> | <a href=\"/private/secret.html\">Members</a> | <a href=\"/pages/c{}.html\">Next</a></nav>\n<h1>Clip art, page {p}</h1>\n",
+            if p == 3 {
+                "<meta name=\"robots\" content=\"noai, noimageai\">"
+            } else {
+                ""
+            },
+            (p + 1) % pages.len()
+        );
+        for (k, d) in items.iter().enumerate() {
+            let src = format!("/img/{}.png", esc(&d.name));
+            let title = esc(d.meta.title.as_deref().unwrap_or(""));
+            let by = d
+                .meta
+                .creator
+                .as_deref()
+                .map(|c| format!(" <small>by {}</small>", esc(c)))
+                .unwrap_or_default();
+            match (p + k) % 4 {
+                0 => html.push_str(&format!(
+                    "<figure><img src=\"{src}\" alt=\"{title}\"><figcaption>{}{by}</figcaption></figure>\n",
+                    esc(&caption(d))
+                )),
+                1 => {
+                    let kw = d.meta.keywords.join(", ");
+                    let alt = if kw.is_empty() {
+                        title.clone()
+                    } else {
+                        format!("{title} ({})", esc(&kw))
+                    };
+                    html.push_str(&format!(
+                        "<div class=\"item\"><img src=\"{src}\" alt=\"{alt}\"><p class=\"tags\">Tags: {}</p>{by}</div>\n",
+                        esc(&kw)
+                    ));
+                }
+                2 => html.push_str(&format!(
+                    "<img src=\"data:image/gif;base64,R0lGODlhAQABAAAAACw=\" data-src=\"{src}\" alt=\"{}\">\n",
+                    esc(&caption(d))
+                )),
+                _ => html.push_str(&format!(
+                    "<a href=\"{src}\"><img src=\"{src}\" title=\"{title}\"></a><img src=\"/px.gif\" width=\"1\" height=\"1\">\n"
+                )),
+            }
+        }
+        html.push_str(
+            "<footer><p>All drawings are in the public domain.</p></footer></body></html>\n",
+        );
+        std::fs::write(dir.join(format!("pages/c{p}.html")), html).at(dir.display())?;
+        page_paths.push(path);
+    }
+    index.push_str("</ul></body></html>\n");
+    std::fs::write(dir.join("index.html"), index).at(dir.display())?;
+    let secret = served
+        .first()
+        .map(|d| format!("/img/{}.png", d.name))
+        .unwrap_or_default();
+    write_site_files(dir, &page_paths, &secret)?;
+    std::fs::write(dir.join(MARKER), format!("openclipart {}\n", pages.len())).at(dir.display())?;
+    tracing::info!(
+        pages = pages.len(),
+        served = served.len(),
+        held_out = sel.drawings.len() - served.len(),
+        ambiguous = sel.ambiguous,
+        unusable = sel.unusable,
+        over_cap = sel.over_cap,
+        "wrote the clip-art demo site"
+    );
+    Ok(ClipartSite {
+        pages: pages.len(),
+        served: served.len(),
+        held_out: sel.drawings.len() - served.len(),
+        held_out_dir: held,
+        selection: sel,
+    })
 }
 
 /// A running static file server; stops when dropped.

@@ -1,5 +1,6 @@
 //! `openwit-sources`: candidate (image URL, text) pairs from the web.
 pub mod candidate;
+pub mod clipart;
 pub mod crawl;
 pub mod demo_site;
 pub mod dropped;

@@ -215,15 +215,9 @@ pub(crate) fn start_demo_site(
     let Some(cfg) = doc.section::<openwit_sources::crawl::DemoSite>("demo_site")? else {
         return Ok(None);
     };
-    let dir = if cfg.dir.is_absolute() {
-        cfg.dir.clone()
-    } else {
-        doc.base_dir().join(&cfg.dir)
-    };
-    if !dir.join(".openwit-demo-site").exists() {
-        openwit_sources::demo_site::generate(&dir, cfg.pages)
-            .map_err(|e| anyhow::anyhow!("demo site {}: {e}", dir.display()))?;
-    }
+    let dir = cfg.ensure(&doc.base_dir()).map_err(|e| {
+        anyhow::anyhow!("demo site {}: {e}", cfg.site_dir(&doc.base_dir()).display())
+    })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -21,6 +21,11 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../src/tokenizer.rs"]
 mod tokenizer;
 
+/// The tokenizer's text cleaning (the ftfy 6.3 port), compiled from the crate's own files.
+#[allow(dead_code)]
+#[path = "../../src/ftfy/mod.rs"]
+mod ftfy;
+
 use tokenizer::{CONTEXT_LENGTH, EOT, SOT, Tokenizer};
 
 /// Stand-in for `openwit_clip::error`: the same shapes, without tch.

@@ -32,7 +32,7 @@ pub mod frontier;
 pub mod urlnorm;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,7 +48,7 @@ use url::Url;
 
 use crate::candidate::{Candidate, CandidateWriter};
 use crate::dropped::{DroppedRow, Listing, clip_url};
-use crate::error::SourcesError;
+use crate::error::{IoAt, SourcesError};
 use crate::extract::{PageInfo, extract_with_links, into_candidates_listed};
 use frontier::{DONE, FAILED, Frontier, KIND_PAGE, KIND_SITEMAP, NewUrl, SKIPPED};
 
@@ -58,6 +58,8 @@ openwit_core::config_ranges! {
     fn link_depth = openwit_core::config::Range::new(0.0, 1000.0, "links from a seed");
     fn page_bytes = openwit_core::config::Range::new(1.0, 1_073_741_824.0, "bytes");
     fn demo_pages = openwit_core::config::Range::new(1.0, 100_000.0, "pages");
+    fn demo_per_class = openwit_core::config::Range::new(1.0, 100_000.0, "drawings per class");
+    fn demo_held_out = openwit_core::config::Range::new(0.0, 90.0, "percent");
 }
 
 /// The demo site option: generate a small site into `dir` and crawl it from a local server.
@@ -66,13 +68,138 @@ openwit_core::config_ranges! {
 pub struct DemoSite {
     /// Where the site is generated (relative to the pipeline file).
     pub dir: PathBuf,
-    /// Number of pages. Default 40.
-    #[serde(default = "default_demo_pages", deserialize_with = "demo_pages")]
-    pub pages: usize,
+    /// Number of pages of the `generated` world; drawings per page of the `openclipart` world.
+    /// Default 40 (generated) or 8 (openclipart).
+    #[serde(default, deserialize_with = "demo_pages_opt")]
+    pub pages: Option<usize>,
+    /// What the site shows: `generated` (default: one drawn pattern per everyday thing, made by
+    /// this project) or `openclipart` (real drawings with the titles, descriptions and keywords
+    /// their authors wrote: Debian's openclipart-svg and openclipart-png, see `clipart.rs`).
+    #[serde(default, skip_serializing_if = "DemoWorld::is_generated")]
+    pub world: DemoWorld,
+    /// `openclipart`: the drawings' folder (Debian's layout, `svg/` and `png/`). Default
+    /// `/usr/share/openclipart` when the packages are installed, else
+    /// `~/.cache/openwit/openclipart` (where `scripts/setup.sh` extracts them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openclipart: Option<PathBuf>,
+    /// `openclipart`: at most this many drawings per class. Default 40.
+    #[serde(
+        default = "default_per_class",
+        deserialize_with = "demo_per_class",
+        skip_serializing_if = "is_default_per_class"
+    )]
+    pub per_class: usize,
+    /// `openclipart`: the percentage of drawings held out (never served; written as a labelled
+    /// image folder beside the site for evaluation). Default 20.
+    #[serde(
+        default = "default_held_out",
+        deserialize_with = "demo_held_out",
+        skip_serializing_if = "is_default_held_out"
+    )]
+    pub held_out_percent: u32,
 }
 
-fn default_demo_pages() -> usize {
+/// The demo site's world (`[demo_site] world`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DemoWorld {
+    #[default]
+    Generated,
+    Openclipart,
+}
+
+impl DemoWorld {
+    fn is_generated(&self) -> bool {
+        *self == DemoWorld::Generated
+    }
+}
+
+fn default_per_class() -> usize {
     40
+}
+fn is_default_per_class(n: &usize) -> bool {
+    *n == default_per_class()
+}
+fn is_default_held_out(n: &u32) -> bool {
+    *n == default_held_out()
+}
+fn default_held_out() -> u32 {
+    20
+}
+fn demo_pages_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    demo_pages(d).map(Some)
+}
+
+impl DemoSite {
+    /// The `generated` world with `pages` pages in `dir`.
+    pub fn generated(dir: impl Into<PathBuf>, pages: usize) -> Self {
+        DemoSite {
+            dir: dir.into(),
+            pages: Some(pages),
+            world: DemoWorld::Generated,
+            openclipart: None,
+            per_class: default_per_class(),
+            held_out_percent: default_held_out(),
+        }
+    }
+
+    /// The site's folder (`dir`, relative to `base`, the pipeline file's folder).
+    pub fn site_dir(&self, base: &Path) -> PathBuf {
+        if self.dir.is_absolute() {
+            self.dir.clone()
+        } else {
+            base.join(&self.dir)
+        }
+    }
+
+    /// Writes the site into [`DemoSite::site_dir`] unless a complete one of the same world is
+    /// there already; returns the folder.
+    pub fn ensure(&self, base: &Path) -> Result<PathBuf, SourcesError> {
+        let dir = self.site_dir(base);
+        let marker = std::fs::read_to_string(dir.join(crate::demo_site::MARKER)).ok();
+        let is_clipart = marker.as_deref().map(|m| m.starts_with("openclipart"));
+        match self.world {
+            DemoWorld::Generated => {
+                if is_clipart != Some(false) {
+                    if is_clipart == Some(true) {
+                        std::fs::remove_dir_all(&dir).at(dir.display())?;
+                    }
+                    crate::demo_site::generate(&dir, self.pages.unwrap_or(40))?;
+                }
+            }
+            DemoWorld::Openclipart => {
+                if is_clipart != Some(true) {
+                    let src = match &self.openclipart {
+                        Some(p) if p.is_absolute() => p.clone(),
+                        Some(p) => base.join(p),
+                        None => default_openclipart(),
+                    };
+                    let root = crate::clipart::root_of(&src)?;
+                    crate::demo_site::generate_clipart(
+                        &dir,
+                        &root,
+                        self.per_class,
+                        self.held_out_percent,
+                        self.pages.unwrap_or(8),
+                    )?;
+                }
+            }
+        }
+        Ok(dir)
+    }
+}
+
+/// Debian's install folder when the packages are installed, else the cache `scripts/setup.sh`
+/// extracts them into.
+fn default_openclipart() -> PathBuf {
+    let system = PathBuf::from("/usr/share/openclipart");
+    if system.join("svg").is_dir() {
+        return system;
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache/openwit/openclipart")
 }
 
 /// The `[crawl]` table.
@@ -398,14 +525,7 @@ impl Stage for CrawlStage {
         };
         let _server = match &self.cfg.demo_site {
             Some(d) => {
-                let site = if d.dir.is_absolute() {
-                    d.dir.clone()
-                } else {
-                    self.base.join(&d.dir)
-                };
-                if !site.join(".openwit-demo-site").exists() {
-                    crate::demo_site::generate(&site, d.pages)?;
-                }
+                let site = d.ensure(&self.base)?;
                 let server = crate::demo_site::serve(rt, &site)?;
                 http.overrides
                     .push((crate::demo_site::DEMO_HOST.to_string(), server.addr));
