@@ -70,6 +70,7 @@ fn shim(cuda: bool) {
         .define("GLOG_USE_GLOG_EXPORT", None)
         .include("csrc/gloo_decl")
         .include(libtorch.join("include"))
+        .include(libtorch.join("include/torch/csrc/api/include"))
         .file("csrc/dist.cpp");
     let has_cuda_lib = libtorch.join("lib/libtorch_cuda.so").exists();
     if cuda && has_cuda_lib {

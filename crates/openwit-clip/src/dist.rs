@@ -36,7 +36,7 @@
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 
 /// libtorch's `at::Tensor`, as the shim receives it ([`Tensor::as_ptr`]).
-type C_tensor = c_void;
+type CTensor = c_void;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -73,8 +73,12 @@ unsafe extern "C" {
     ) -> *mut c_char;
     fn owd_store_clone(s: *mut RawStore, out: *mut *mut RawStore) -> *mut c_char;
     fn owd_store_free(s: *mut RawStore);
-    fn owd_store_add(s: *mut RawStore, key: *const c_char, delta: i64, out: *mut i64)
-    -> *mut c_char;
+    fn owd_store_add(
+        s: *mut RawStore,
+        key: *const c_char,
+        delta: i64,
+        out: *mut i64,
+    ) -> *mut c_char;
     fn owd_store_counters(
         s: *mut RawStore,
         prefix: *const c_char,
@@ -95,19 +99,19 @@ unsafe extern "C" {
     fn owd_group_free(g: *mut RawGroup);
     fn owd_all_reduce(
         g: *mut RawGroup,
-        t: *const C_tensor,
+        t: *const CTensor,
         op: c_int,
         out: *mut *mut RawWork,
     ) -> *mut c_char;
     fn owd_all_gather(
         g: *mut RawGroup,
-        input: *const C_tensor,
-        output: *const C_tensor,
+        input: *const CTensor,
+        output: *const CTensor,
         out: *mut *mut RawWork,
     ) -> *mut c_char;
     fn owd_broadcast(
         g: *mut RawGroup,
-        t: *const C_tensor,
+        t: *const CTensor,
         root: c_int,
         out: *mut *mut RawWork,
     ) -> *mut c_char;
@@ -506,7 +510,7 @@ impl Dist {
     pub fn all_reduce_sum_(&self, t: &Tensor) {
         // SAFETY: the group is alive; `t` outlives the wait.
         self.run("all_reduce", |w| unsafe {
-            owd_all_reduce(self.group, t.as_ptr() as *const C_tensor, 0, w)
+            owd_all_reduce(self.group, t.as_ptr() as *const CTensor, 0, w)
         });
     }
 
@@ -514,7 +518,7 @@ impl Dist {
     pub fn all_reduce_max_(&self, t: &Tensor) {
         // SAFETY: as above.
         self.run("all_reduce", |w| unsafe {
-            owd_all_reduce(self.group, t.as_ptr() as *const C_tensor, 1, w)
+            owd_all_reduce(self.group, t.as_ptr() as *const CTensor, 1, w)
         });
     }
 
@@ -526,7 +530,12 @@ impl Dist {
         let out = Tensor::empty(&shape, (t.kind(), t.device()));
         // SAFETY: both tensors outlive the wait.
         self.run("all_gather", |w| unsafe {
-            owd_all_gather(self.group, t.as_ptr() as *const C_tensor, out.as_ptr() as *const C_tensor, w)
+            owd_all_gather(
+                self.group,
+                t.as_ptr() as *const CTensor,
+                out.as_ptr() as *const CTensor,
+                w,
+            )
         });
         out
     }
@@ -535,7 +544,7 @@ impl Dist {
     pub fn broadcast_(&self, t: &Tensor, root: usize) {
         // SAFETY: `t` outlives the wait.
         self.run("broadcast", |w| unsafe {
-            owd_broadcast(self.group, t.as_ptr() as *const C_tensor, root as c_int, w)
+            owd_broadcast(self.group, t.as_ptr() as *const CTensor, root as c_int, w)
         });
     }
 
@@ -670,8 +679,9 @@ impl Dist {
                 let flat = Tensor::cat(&parts, 0);
                 let mut w = std::ptr::null_mut();
                 // SAFETY: `flat` is kept in `buckets` until its work is waited on.
-                if let Err(e) = check(unsafe { owd_all_reduce(self.group, flat.as_ptr() as *const C_tensor, 0, &mut w) })
-                {
+                if let Err(e) = check(unsafe {
+                    owd_all_reduce(self.group, flat.as_ptr() as *const CTensor, 0, &mut w)
+                }) {
                     self.failed("gradient all_reduce", e);
                 }
                 buckets.push((idx, flat, w));
@@ -719,8 +729,7 @@ impl Dist {
             while v < self.world as i64 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
                 // SAFETY: live store.
-                if check(unsafe { owd_store_add(self.store.0, key.as_ptr(), 0, &mut v) }).is_err()
-                {
+                if check(unsafe { owd_store_add(self.store.0, key.as_ptr(), 0, &mut v) }).is_err() {
                     break;
                 }
             }
@@ -747,8 +756,10 @@ fn hb_interval(timeout: Duration) -> Duration {
 }
 
 /// Every interval: adds 1 to this rank's counter and reads everyone's. A rank whose counter has
-/// not moved for the timeout (less two intervals, so the process ends within the timeout) is
-/// lost; a store that stops answering means rank 0, its host, is.
+/// not moved for the timeout less four intervals is lost; a store that stops answering means
+/// rank 0, its host, is. Rank 0 waits three intervals more before it ends, so that the others,
+/// which see the same counters, name the lost rank themselves before the store goes; every rank
+/// has ended within the timeout.
 fn start_heartbeat(
     store: StorePtr,
     rank: usize,
@@ -759,7 +770,7 @@ fn start_heartbeat(
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let interval = hb_interval(timeout);
-    let stale = timeout.saturating_sub(2 * interval).max(interval);
+    let stale = timeout.saturating_sub(4 * interval).max(interval);
     let handle = std::thread::Builder::new()
         .name(format!("openwit-heartbeat-{rank}"))
         .spawn(move || {
@@ -802,6 +813,10 @@ fn start_heartbeat(
                 }
                 if !lost.is_empty() {
                     let names: Vec<String> = lost.iter().map(|p| format!("rank {p}")).collect();
+                    if rank == 0 {
+                        // Keep serving the store while the others see the same loss.
+                        std::thread::sleep(3 * interval);
+                    }
                     die(&format!(
                         "rank {rank} of {world}: lost {}: no heartbeat for {:.1} s (timeout {:.1} s); ending with exit code 1, start the job again to resume from its last checkpoint",
                         names.join(", "),
@@ -862,7 +877,13 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(
-            (s.rank, s.world, s.local_rank, s.master_addr.as_str(), s.master_port),
+            (
+                s.rank,
+                s.world,
+                s.local_rank,
+                s.master_addr.as_str(),
+                s.master_port
+            ),
             (5, 16, 1, "gpu012", DEFAULT_PORT)
         );
         assert!(env(&[("RANK", "2"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h")]).is_err());

@@ -14,6 +14,8 @@
 //! Building needs libtorch: `eval "$(scripts/setup-libtorch.sh)"` sets `LIBTORCH` and the library path.
 
 pub mod data;
+// The one module with `unsafe`: the FFI to the c10d shim (csrc/dist.cpp), which tch lacks.
+#[allow(unsafe_code)]
 pub mod dist;
 pub mod error;
 pub mod eval;
