@@ -143,6 +143,29 @@ fn rank_process() {
         local_loss: mode == "equal-local",
         ..Default::default()
     };
+    if mode == "train" {
+        let cfg: openwit_clip::train::TrainConfig = serde_json::from_value(serde_json::json!({
+            "model": "tiny-vit", "steps": 3, "batch_size": 8, "lr": 1e-3, "warmup": 1,
+            "checkpoint_every": 3, "device": "cpu", "workers": 1, "shuffle_buffer": 16,
+            "threads": 1, "dist_timeout": timeout,
+        }))
+        .unwrap();
+        let mut shards: Vec<PathBuf> = std::fs::read_dir(out.join("shards"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+            .collect();
+        shards.sort();
+        openwit_clip::train::train(
+            &cfg,
+            shards,
+            &out.join("run"),
+            3,
+            &openwit_clip::train::Hooks::default(),
+        )
+        .unwrap();
+        return;
+    }
     let d = Dist::init(&env, Device::Cpu, dcfg).unwrap();
     if mode == "fault" {
         let t = Tensor::ones([16], (Kind::Float, Device::Cpu));
@@ -361,4 +384,42 @@ fn check_lost(world: usize, victim: usize) {
 fn a_killed_rank_ends_the_others_with_exit_code_1() {
     check_lost(3, 1);
     check_lost(2, 0);
+}
+
+/// The trainer itself (`train::train`) on 2 ranks: it joins from the variables, every rank logs
+/// the same global loss, rank 0 alone writes the checkpoint.
+#[test]
+fn the_trainer_runs_on_two_ranks() {
+    if openwit_clip::Tokenizer::default_vocab_path().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the vocabulary"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    openwit_clip::synth::write_shards(&dir.path().join("shards"), 2, 40, 40, 5).unwrap();
+    let mut children = spawn_ranks(2, "train", dir.path(), 60.0);
+    for (r, c) in children.iter_mut().enumerate() {
+        let (code, err) = wait_guarded(c, Duration::from_secs(300), &format!("rank {r}"));
+        assert_eq!(code, 0, "rank {r} failed:\n{err}");
+    }
+    let run = dir.path().join("run");
+    let m0 = openwit_clip::train::read_metrics(&run.join("metrics.jsonl")).unwrap();
+    let m1 = openwit_clip::train::read_metrics(&run.join("rank-1/metrics.jsonl")).unwrap();
+    assert_eq!(m0.len(), 3);
+    assert_eq!(m1.len(), 3);
+    for (a, b) in m0.iter().zip(&m1) {
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-6,
+            "step {}: {} vs {}",
+            a.step,
+            a.loss,
+            b.loss
+        );
+    }
+    let ckpt = openwit_clip::train::latest_checkpoint(&run)
+        .unwrap()
+        .unwrap();
+    assert_eq!(ckpt.1.step, 3);
 }
