@@ -17,6 +17,9 @@
 
 pub mod bench;
 pub mod data;
+// The one module with `unsafe`: the FFI to the c10d shim (csrc/dist.cpp), which tch lacks.
+#[allow(unsafe_code)]
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod ftfy;

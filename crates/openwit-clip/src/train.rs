@@ -57,6 +57,9 @@ fn default_device() -> String {
 fn default_precision() -> String {
     "auto".into()
 }
+fn default_dist_timeout() -> f64 {
+    120.0
+}
 
 /// The `[train]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +121,15 @@ pub struct TrainConfig {
     /// memory for one more forward pass of the blocks; the gradients are the same.
     #[serde(default)]
     pub grad_checkpointing: bool,
+    /// Data-parallel runs (one process per rank under torchrun or srun, `crate::dist`): each
+    /// rank's loss over its own rows against the whole batch's columns (OpenCLIP's `local_loss`)
+    /// instead of over the whole global batch.
+    #[serde(default)]
+    pub local_loss: bool,
+    /// Data-parallel runs: seconds after which a rank without heartbeat is lost (the others end
+    /// with exit code 1) and a collective that does not finish fails.
+    #[serde(default = "default_dist_timeout")]
+    pub dist_timeout: f64,
 }
 
 impl TrainConfig {
@@ -133,6 +145,12 @@ impl TrainConfig {
                 "[train] needs steps >= 1, batch_size >= 2 (a contrastive batch needs negatives), accum_steps >= 1 and checkpoint_every >= 1"
                     .into(),
             ));
+        }
+        if !(self.dist_timeout > 0.0 && self.dist_timeout.is_finite()) {
+            return Err(ClipError::Config(format!(
+                "[train] dist_timeout = {}: give a positive number of seconds",
+                self.dist_timeout
+            )));
         }
         if !matches!(self.precision.as_str(), "auto" | "fp32" | "bf16") {
             return Err(ClipError::Config(format!(
@@ -232,7 +250,11 @@ pub fn latest_checkpoint(dir: &Path) -> Result<Option<(PathBuf, CheckpointState)
             .to_string_lossy()
             .into_owned();
         if name.ends_with(".partial") {
-            std::fs::remove_dir_all(&p).at(&p)?;
+            // Every rank of a data-parallel job looks here at once: another may have removed it.
+            match std::fs::remove_dir_all(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                r => r.at(&p)?,
+            }
             continue;
         }
         if let Some(step) = name
@@ -370,6 +392,25 @@ pub fn train(
 ) -> Result<TrainSummary> {
     let mcfg = cfg.validate()?;
     let device = crate::parse_device(&cfg.device)?;
+    // Data parallel (torchrun / Slurm variables with a world above 1): join the process group.
+    let (dist, device) = match crate::dist::join_from_env(
+        device,
+        &cfg.device,
+        crate::dist::DistConfig {
+            timeout: std::time::Duration::from_secs_f64(cfg.dist_timeout),
+            local_loss: cfg.local_loss,
+            ..Default::default()
+        },
+    )? {
+        Some((d, dev)) => (Some(d), dev),
+        None => (None, device),
+    };
+    let shards = match &dist {
+        Some(d) => d.shard_share(shards)?,
+        None => shards,
+    };
+    // Rank 0 writes the checkpoints and the plot; every rank its own metrics.
+    let writer = dist.as_ref().is_none_or(|d| d.rank() == 0);
     let precision = cfg.precision_on(device);
     if let Some(t) = cfg.threads {
         tch::set_num_threads(t as i32);
@@ -421,7 +462,18 @@ pub fn train(
             dir.display()
         );
     }
-    let metrics_path = out.join("metrics.jsonl");
+    if let Some(d) = &dist {
+        d.check_same("the checkpoint to resume from", step as i64)?;
+        d.broadcast_params(&model.named_parameters());
+    }
+    let metrics_path = match &dist {
+        Some(d) if d.rank() > 0 => {
+            let dir = out.join(format!("rank-{}", d.rank()));
+            std::fs::create_dir_all(&dir).at(&dir)?;
+            dir.join("metrics.jsonl")
+        }
+        _ => out.join("metrics.jsonl"),
+    };
     let mut history = truncate_metrics(&metrics_path, resumed_from.or(Some(0)))?;
     let mut metrics = std::fs::OpenOptions::new()
         .append(true)
@@ -468,6 +520,11 @@ pub fn train(
     let mut wait_total = 0.0;
     let mut last_loss = f64::NAN;
     let mut ran = 0u64;
+    let loss_of = |i: &Tensor, t: &Tensor, s: &Tensor| match &dist {
+        Some(d) => d.clip_loss(i, t, s),
+        None => clip_loss(i, t, s),
+    };
+    let params = model.named_parameters();
     while step < cfg.steps {
         if (hooks.cancelled)() {
             return Err(ClipError::Interrupted);
@@ -492,21 +549,28 @@ pub fn train(
             n_samples += batch.texts.len() as u64;
             let loss = if cfg.grad_checkpointing {
                 let (i, t, s, recompute) = model.forward_checkpointed(&images, &tokens, fwd);
-                let loss = clip_loss(&i, &t, &s);
+                let loss = loss_of(&i, &t, &s);
                 loss.backward();
                 recompute.backward();
                 loss
             } else {
                 let (i, t, s) = model.forward(&images, &tokens, fwd);
-                let loss = clip_loss(&i, &t, &s);
+                let loss = loss_of(&i, &t, &s);
                 loss.backward();
                 loss
+            };
+            let loss = match &dist {
+                Some(d) => d.reported_loss(&loss),
+                None => loss,
             };
             let loss = loss.detach().to_kind(Kind::Float);
             loss_sum = Some(match loss_sum {
                 Some(sum) => sum + loss,
                 None => loss,
             });
+        }
+        if let Some(d) = &dist {
+            d.sync_grads(&params);
         }
         let grad_norm = opt.step(lr, cfg.grad_clip, 1.0 / cfg.accum_steps as f64);
         clamp_logit_scale(&model.logit_scale);
@@ -547,7 +611,7 @@ pub fn train(
         (hooks.progress)(n_samples);
         step += 1;
         ran += 1;
-        if step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps {
+        if writer && (step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps) {
             metrics.sync_all().at(&metrics_path)?;
             let state = CheckpointState {
                 step,
@@ -560,6 +624,9 @@ pub fn train(
             write_plot(out, &format!("{} training", mcfg.name), &history)?;
             tracing::info!(step, loss = last_loss, "checkpoint");
         }
+    }
+    if let Some(d) = dist {
+        d.finish();
     }
     let elapsed = started.elapsed().as_secs_f64();
     let ran_steps = step - start_step;

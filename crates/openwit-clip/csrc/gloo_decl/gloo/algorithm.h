@@ -1,0 +1,3 @@
+// See decl.h: opaque declarations for libtorch's ProcessGroupGloo.hpp.
+#pragma once
+#include "decl.h"

@@ -1,0 +1,903 @@
+//! Data-parallel training on PyTorch's distributed engine (c10d), one process per rank.
+//!
+//! tch has no distributed API, so `csrc/dist.cpp` (compiled by `build.rs` against the libtorch
+//! tch links) exposes c10d's `TCPStore`, `ProcessGroupGloo` (CPU tensors) and, in CUDA builds,
+//! `ProcessGroupNCCL` through a few C functions; tensors cross as the `at::Tensor*` of
+//! [`Tensor::as_ptr`], without copies.
+//!
+//! - Ranks: torchrun's `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`, or
+//!   Slurm's `SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_LOCALID` with the first host of
+//!   `SLURM_JOB_NODELIST` ([`RankEnv::from_env`]). Rank 0 hosts the `TCPStore`.
+//! - The loss ([`loss`]): OpenCLIP's `ClipLoss` with `gather_with_grad` off. Each rank
+//!   all-gathers the image and text features; its own slice keeps its graph. Without
+//!   `local_loss` every rank computes the loss over the whole global batch; with it, over its
+//!   own rows against every column.
+//! - The gradients ([`Dist::sync_grads`]): all-reduced in flat buckets, scaled so that N ranks
+//!   of batch b take exactly the step of one process of batch N x b (see below).
+//! - Faults: a heartbeat thread per rank counts in the store; a rank whose count stops for the
+//!   configured timeout is lost, and every other rank prints which one and ends with exit code 1
+//!   (the collectives time out after the same timeout). The job resumes from its last checkpoint
+//!   when started again.
+//!
+//! Gradient scaling. Without `local_loss`, every rank's loss is the global loss L over the N x b
+//! pairs, and its backward pass only reaches its own b image and text features (the gathered
+//! ones are constants): rank r gets dL/df_r . df_r/dθ. The encoders' true gradient is the sum of
+//! these over the ranks, so the buckets are summed, not averaged as OpenCLIP's DDP does (which
+//! scales the step by 1/N; Adam hides most of it, gradient clipping and eps do not). The logit
+//! scale is the exception: it multiplies every logit, so each rank already has the whole
+//! dL/dscale, and its sum is divided by N. With `local_loss`, rank r's loss is the mean over its
+//! own b rows, and L is the mean of the N rank losses: the summed gradients are divided by N,
+//! the logit scale's included. That gradient is the one of
+//! (1/N) Σ_r loss_r(f_r, stop_grad(f_others)): the terms of one rank's rows through another
+//! rank's columns are computed by no one (OpenCLIP pairs `local_loss` with `gather_with_grad` for
+//! that reason), so it is close to, not equal to, one process with batch N x b; `tests/dist.rs`
+//! checks it against that objective computed in one process.
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+
+/// libtorch's `at::Tensor`, as the shim receives it ([`Tensor::as_ptr`]).
+type CTensor = c_void;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{ClipError, Result};
+use crate::loss::clip_loss;
+
+#[repr(C)]
+struct RawStore {
+    _p: [u8; 0],
+}
+#[repr(C)]
+struct RawGroup {
+    _p: [u8; 0],
+}
+#[repr(C)]
+struct RawWork {
+    _p: [u8; 0],
+}
+
+unsafe extern "C" {
+    fn owd_free_string(s: *mut c_char);
+    fn owd_exit_now(code: c_int) -> !;
+    fn owd_nccl_compiled() -> c_int;
+    fn owd_store_new(
+        host: *const c_char,
+        port: c_int,
+        is_server: c_int,
+        world: c_int,
+        timeout_ms: i64,
+        out: *mut *mut RawStore,
+    ) -> *mut c_char;
+    fn owd_store_clone(s: *mut RawStore, out: *mut *mut RawStore) -> *mut c_char;
+    fn owd_store_free(s: *mut RawStore);
+    fn owd_store_add(
+        s: *mut RawStore,
+        key: *const c_char,
+        delta: i64,
+        out: *mut i64,
+    ) -> *mut c_char;
+    fn owd_store_counters(
+        s: *mut RawStore,
+        prefix: *const c_char,
+        n: c_int,
+        out: *mut i64,
+    ) -> *mut c_char;
+    fn owd_group_new(
+        store: *mut RawStore,
+        prefix: *const c_char,
+        rank: c_int,
+        world: c_int,
+        timeout_ms: i64,
+        backend: c_int,
+        iface: *const c_char,
+        host: *const c_char,
+        out: *mut *mut RawGroup,
+    ) -> *mut c_char;
+    fn owd_group_free(g: *mut RawGroup);
+    fn owd_all_reduce(
+        g: *mut RawGroup,
+        t: *const CTensor,
+        op: c_int,
+        out: *mut *mut RawWork,
+    ) -> *mut c_char;
+    fn owd_all_gather(
+        g: *mut RawGroup,
+        input: *const CTensor,
+        output: *const CTensor,
+        out: *mut *mut RawWork,
+    ) -> *mut c_char;
+    fn owd_broadcast(
+        g: *mut RawGroup,
+        t: *const CTensor,
+        root: c_int,
+        out: *mut *mut RawWork,
+    ) -> *mut c_char;
+    fn owd_barrier(g: *mut RawGroup, out: *mut *mut RawWork) -> *mut c_char;
+    fn owd_work_wait(w: *mut RawWork) -> *mut c_char;
+    fn owd_work_free(w: *mut RawWork);
+}
+
+/// Turns the shim's error string (NULL = success) into a `Result`.
+fn check(err: *mut c_char) -> std::result::Result<(), String> {
+    if err.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null return is a NUL-terminated string from strdup, freed here once.
+    let msg = unsafe { CStr::from_ptr(err) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { owd_free_string(err) };
+    Err(msg)
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).expect("no NUL left")
+}
+
+/// Whether this build has ProcessGroupNCCL (built with `OPENWIT_CLIP_CUDA=1` and NCCL's headers).
+pub fn nccl_compiled() -> bool {
+    // SAFETY: no arguments, no state.
+    unsafe { owd_nccl_compiled() != 0 }
+}
+
+/// A process's place in the job, from torchrun's or Slurm's variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankEnv {
+    pub rank: usize,
+    pub world: usize,
+    /// The rank on this node (the CUDA device it uses).
+    pub local_rank: usize,
+    /// The host of rank 0, which serves the `TCPStore`.
+    pub master_addr: String,
+    pub master_port: u16,
+}
+
+/// The default rendezvous port (torch's).
+pub const DEFAULT_PORT: u16 = 29500;
+
+impl RankEnv {
+    /// The ranks from the process environment; `None` when neither torchrun's `RANK` and
+    /// `WORLD_SIZE` nor Slurm's `SLURM_PROCID` and `SLURM_NTASKS` are set.
+    pub fn from_env() -> Result<Option<RankEnv>> {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// [`RankEnv::from_env`] over any variable lookup (for tests).
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Option<RankEnv>> {
+        let num = |k: &str| -> Result<Option<usize>> {
+            match get(k) {
+                None => Ok(None),
+                Some(v) => v.trim().parse::<usize>().map(Some).map_err(|_| {
+                    ClipError::Config(format!("{k}={v:?} is not a non-negative integer"))
+                }),
+            }
+        };
+        let port = match get("MASTER_PORT") {
+            None => DEFAULT_PORT,
+            Some(v) => v.trim().parse::<u16>().map_err(|_| {
+                ClipError::Config(format!("MASTER_PORT={v:?} is not a port number"))
+            })?,
+        };
+        let (rank, world, local_rank, addr) = if let (Some(rank), Some(world)) =
+            (num("RANK")?, num("WORLD_SIZE")?)
+        {
+            let local = num("LOCAL_RANK")?.unwrap_or(0);
+            let addr = get("MASTER_ADDR").ok_or_else(|| {
+                ClipError::Config(
+                    "RANK and WORLD_SIZE are set but MASTER_ADDR is not: set it to the host of rank 0 (torchrun sets all of them)".into(),
+                )
+            })?;
+            (rank, world, local, addr)
+        } else if let (Some(rank), Some(world)) = (num("SLURM_PROCID")?, num("SLURM_NTASKS")?) {
+            let local = num("SLURM_LOCALID")?.unwrap_or(0);
+            let addr = match get("MASTER_ADDR") {
+                Some(a) => a,
+                None => {
+                    let list = get("SLURM_JOB_NODELIST")
+                        .or_else(|| get("SLURM_NODELIST"))
+                        .ok_or_else(|| {
+                            ClipError::Config(
+                                "SLURM_PROCID is set but neither SLURM_JOB_NODELIST nor MASTER_ADDR: cannot find rank 0's host".into(),
+                            )
+                        })?;
+                    first_host(&list).ok_or_else(|| {
+                        ClipError::Config(format!(
+                            "SLURM_JOB_NODELIST={list:?}: cannot read its first host; set MASTER_ADDR"
+                        ))
+                    })?
+                }
+            };
+            (rank, world, local, addr)
+        } else {
+            return Ok(None);
+        };
+        if world == 0 || rank >= world {
+            return Err(ClipError::Config(format!(
+                "rank {rank} of a world of {world}: the rank must be below the world size"
+            )));
+        }
+        Ok(Some(RankEnv {
+            rank,
+            world,
+            local_rank,
+            master_addr: addr,
+            master_port: port,
+        }))
+    }
+}
+
+/// The first host of a Slurm node list: `node[03-05,9],gpu1` -> `node03`, `a,b` -> `a`.
+pub fn first_host(list: &str) -> Option<String> {
+    let list = list.trim();
+    // The first entry ends at the first comma outside brackets.
+    let mut depth = 0;
+    let mut end = list.len();
+    for (i, c) in list.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let entry = &list[..end];
+    let host = match entry.find('[') {
+        None => entry.to_string(),
+        Some(open) => {
+            let close = entry[open..].find(']')? + open;
+            let first = entry[open + 1..close].split([',', '-']).next()?.trim();
+            format!("{}{}{}", &entry[..open], first, &entry[close + 1..])
+        }
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// The collective backend: Gloo for CPU tensors, NCCL for CUDA tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Gloo,
+    Nccl,
+}
+
+/// Settings of [`Dist::init`].
+#[derive(Debug, Clone)]
+pub struct DistConfig {
+    /// A lost rank (no heartbeat) or a collective that does not finish is an error after this.
+    pub timeout: Duration,
+    /// OpenCLIP's `local_loss`: each rank's loss over its own rows only.
+    pub local_loss: bool,
+    /// Gradient bucket size in bytes (DDP's default 25 MiB).
+    pub bucket_bytes: usize,
+}
+
+impl Default for DistConfig {
+    fn default() -> Self {
+        DistConfig {
+            timeout: Duration::from_secs(120),
+            local_loss: false,
+            bucket_bytes: 25 << 20,
+        }
+    }
+}
+
+/// Joins the job that torchrun's or Slurm's variables describe, when it has more than one rank:
+/// the process group and the device this rank trains on (`device = "auto"` or `"cuda"` on CUDA
+/// becomes `cuda:LOCAL_RANK`). `None` for a single process.
+pub fn join_from_env(
+    device: Device,
+    device_setting: &str,
+    cfg: DistConfig,
+) -> Result<Option<(Dist, Device)>> {
+    let Some(env) = RankEnv::from_env()? else {
+        return Ok(None);
+    };
+    if env.world == 1 {
+        return Ok(None);
+    }
+    let device = match (device, device_setting) {
+        (Device::Cuda(_), "auto" | "cuda") => Device::Cuda(env.local_rank),
+        (d, _) => d,
+    };
+    let d = Dist::init(&env, device, cfg)?;
+    Ok(Some((d, device)))
+}
+
+/// A raw handle that the shim's C++ objects make thread-safe (TCPStore clients lock per call).
+struct StorePtr(*mut RawStore);
+// SAFETY: each StorePtr is one TCPStore client, used by one thread at a time.
+unsafe impl Send for StorePtr {}
+
+impl Drop for StorePtr {
+    fn drop(&mut self) {
+        // SAFETY: created by owd_store_new/clone, freed once.
+        unsafe { owd_store_free(self.0) }
+    }
+}
+
+/// The heartbeat thread's state, shared with the rank's main thread.
+struct Heartbeat {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+/// This process's membership in the job: the store, the process group and the heartbeat.
+pub struct Dist {
+    rank: usize,
+    world: usize,
+    backend: Backend,
+    device: Device,
+    cfg: DistConfig,
+    master: String,
+    store: StorePtr,
+    group: *mut RawGroup,
+    heartbeat: Heartbeat,
+    /// Set by [`Dist::finish`]: the group may be freed (no collective is blocked).
+    finished: bool,
+}
+
+const HB_PREFIX: &str = "openwit/hb/";
+const LEFT_KEY: &str = "openwit/left";
+
+/// Ends the process with exit code 1 after saying why (a peer is lost: the collective threads
+/// may be blocked for good, so nothing is unwound).
+fn die(msg: &str) -> ! {
+    tracing::error!("{msg}");
+    eprintln!("openwit: {msg}");
+    // SAFETY: ends the process.
+    unsafe { owd_exit_now(1) }
+}
+
+impl Dist {
+    /// Joins the job: connects to (rank 0: serves) the `TCPStore` at `MASTER_ADDR:MASTER_PORT`,
+    /// creates the process group (Gloo on the CPU, NCCL on CUDA) and starts the heartbeat.
+    pub fn init(env: &RankEnv, device: Device, cfg: DistConfig) -> Result<Dist> {
+        let backend = if device.is_cuda() {
+            if !nccl_compiled() {
+                return Err(ClipError::Config(
+                    "distributed training on CUDA needs NCCL, which this build lacks: build with OPENWIT_CLIP_CUDA=1 where NCCL's and CUDA's headers are (crates/openwit-clip/README.md)".into(),
+                ));
+            }
+            Backend::Nccl
+        } else {
+            Backend::Gloo
+        };
+        let timeout_ms = cfg.timeout.as_millis().max(1) as i64;
+        let host = cstring(&env.master_addr);
+        let master = format!("{}:{}", env.master_addr, env.master_port);
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: valid C strings and an out pointer; errors come back as a message.
+        check(unsafe {
+            owd_store_new(
+                host.as_ptr(),
+                env.master_port as c_int,
+                (env.rank == 0) as c_int,
+                env.world as c_int,
+                timeout_ms,
+                &mut raw,
+            )
+        })
+        .map_err(|e| {
+            ClipError::Config(format!(
+                "rank {}: cannot reach the rendezvous store at {master} (MASTER_ADDR:MASTER_PORT, served by rank 0): {e}",
+                env.rank
+            ))
+        })?;
+        let store = StorePtr(raw);
+        // The first heartbeat before the group: once the group exists, every rank's key does.
+        let key = cstring(&format!("{HB_PREFIX}{}", env.rank));
+        let mut v = 0i64;
+        // SAFETY: live store, C string, out pointer.
+        check(unsafe { owd_store_add(store.0, key.as_ptr(), 1, &mut v) })
+            .map_err(|e| ClipError::Config(format!("rendezvous store at {master}: {e}")))?;
+
+        // Gloo's address: GLOO_SOCKET_IFNAME as torch reads it; on loopback jobs, 127.0.0.1;
+        // otherwise the address this host's name resolves to.
+        let iface = std::env::var("GLOO_SOCKET_IFNAME")
+            .ok()
+            .and_then(|s| s.split(',').next().map(str::to_string))
+            .unwrap_or_default();
+        let loopback = env.master_addr.starts_with("127.") || env.master_addr == "localhost";
+        let bind = if loopback { "127.0.0.1" } else { "" };
+        let (iface, bind) = (cstring(&iface), cstring(bind));
+        let prefix = cstring("openwit/pg/");
+        let mut group = std::ptr::null_mut();
+        // SAFETY: live store, C strings, out pointer.
+        check(unsafe {
+            owd_group_new(
+                store.0,
+                prefix.as_ptr(),
+                env.rank as c_int,
+                env.world as c_int,
+                timeout_ms,
+                matches!(backend, Backend::Nccl) as c_int,
+                iface.as_ptr(),
+                bind.as_ptr(),
+                &mut group,
+            )
+        })
+        .map_err(|e| {
+            ClipError::Config(format!(
+                "rank {} of {}: cannot create the {backend:?} process group through {master}: {e}",
+                env.rank, env.world
+            ))
+        })?;
+        let mut hb_store = std::ptr::null_mut();
+        // SAFETY: live store, out pointer.
+        check(unsafe { owd_store_clone(store.0, &mut hb_store) })
+            .map_err(|e| ClipError::Config(format!("rendezvous store at {master}: {e}")))?;
+        let heartbeat = start_heartbeat(
+            StorePtr(hb_store),
+            env.rank,
+            env.world,
+            cfg.timeout,
+            master.clone(),
+        );
+        let d = Dist {
+            rank: env.rank,
+            world: env.world,
+            backend,
+            device,
+            cfg,
+            master,
+            store,
+            group,
+            heartbeat,
+            finished: false,
+        };
+        d.barrier();
+        tracing::info!(
+            rank = d.rank,
+            world = d.world,
+            backend = ?d.backend,
+            "joined the process group at {}",
+            d.master
+        );
+        Ok(d)
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+    pub fn world(&self) -> usize {
+        self.world
+    }
+    pub fn local_loss(&self) -> bool {
+        self.cfg.local_loss
+    }
+    pub fn timeout(&self) -> Duration {
+        self.cfg.timeout
+    }
+
+    /// A collective failed: a peer died (its connection closed) or did not answer in time. The
+    /// heartbeat names the lost rank and ends the process; if no rank has lost its heartbeat by
+    /// then (a rank alive but stuck), end it here with the collective's error.
+    fn failed(&self, what: &str, err: String) -> ! {
+        tracing::warn!(
+            rank = self.rank,
+            "{what} failed ({err}); waiting for the heartbeat to tell which rank is lost"
+        );
+        std::thread::sleep(self.cfg.timeout + 2 * hb_interval(self.cfg.timeout));
+        die(&format!(
+            "rank {} of {}: {what} failed and every rank still sends its heartbeat (a rank is stuck, not dead): {err}",
+            self.rank, self.world
+        ))
+    }
+
+    fn run(&self, what: &str, start: impl FnOnce(*mut *mut RawWork) -> *mut c_char) {
+        let mut w = std::ptr::null_mut();
+        if let Err(e) = check(start(&mut w)) {
+            self.failed(what, e);
+        }
+        self.wait(what, w);
+    }
+
+    fn wait(&self, what: &str, w: *mut RawWork) {
+        // SAFETY: w came from the shim, waited on and freed once.
+        let r = check(unsafe { owd_work_wait(w) });
+        unsafe { owd_work_free(w) };
+        if let Err(e) = r {
+            self.failed(what, e);
+        }
+    }
+
+    /// All-reduces `t` in place (sum).
+    pub fn all_reduce_sum_(&self, t: &Tensor) {
+        // SAFETY: the group is alive; `t` outlives the wait.
+        self.run("all_reduce", |w| unsafe {
+            owd_all_reduce(self.group, t.as_ptr() as *const CTensor, 0, w)
+        });
+    }
+
+    /// All-reduces `t` in place (max).
+    pub fn all_reduce_max_(&self, t: &Tensor) {
+        // SAFETY: as above.
+        self.run("all_reduce", |w| unsafe {
+            owd_all_reduce(self.group, t.as_ptr() as *const CTensor, 1, w)
+        });
+    }
+
+    /// Every rank's `t` (the same shape on every rank) concatenated along dim 0, in rank order.
+    pub fn all_gather(&self, t: &Tensor) -> Tensor {
+        let t = t.detach().contiguous();
+        let mut shape = t.size();
+        shape[0] *= self.world as i64;
+        let out = Tensor::empty(&shape, (t.kind(), t.device()));
+        // SAFETY: both tensors outlive the wait.
+        self.run("all_gather", |w| unsafe {
+            owd_all_gather(
+                self.group,
+                t.as_ptr() as *const CTensor,
+                out.as_ptr() as *const CTensor,
+                w,
+            )
+        });
+        out
+    }
+
+    /// Overwrites `t` with rank `root`'s.
+    pub fn broadcast_(&self, t: &Tensor, root: usize) {
+        // SAFETY: `t` outlives the wait.
+        self.run("broadcast", |w| unsafe {
+            owd_broadcast(self.group, t.as_ptr() as *const CTensor, root as c_int, w)
+        });
+    }
+
+    pub fn barrier(&self) {
+        // SAFETY: the group is alive.
+        self.run("barrier", |w| unsafe { owd_barrier(self.group, w) });
+    }
+
+    /// This rank's share of the shards: every N-th one from its rank on (each rank reads its
+    /// own files; a job needs at least as many shards as ranks).
+    pub fn shard_share(&self, shards: Vec<std::path::PathBuf>) -> Result<Vec<std::path::PathBuf>> {
+        if shards.len() < self.world {
+            return Err(ClipError::Config(format!(
+                "{} shard(s) for {} ranks: each rank reads whole shards, so a distributed run needs at least as many shards as ranks",
+                shards.len(),
+                self.world
+            )));
+        }
+        Ok(shards
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.world == self.rank)
+            .map(|(_, p)| p)
+            .collect())
+    }
+
+    /// Fails unless every rank has the same `value` (the step a run resumes from, ...).
+    pub fn check_same(&self, what: &str, value: i64) -> Result<()> {
+        let t = Tensor::from_slice(&[value, -value]).to_device(self.device);
+        self.all_reduce_max_(&t);
+        let v = Vec::<i64>::try_from(t.to_device(Device::Cpu)).unwrap_or_default();
+        if v.len() == 2 && v[0] == value && -v[1] == value {
+            return Ok(());
+        }
+        Err(ClipError::Checkpoint(format!(
+            "rank {}: the ranks disagree on {what} (this rank {value}, others between {} and {}); do the ranks see the same output folder?",
+            self.rank,
+            -v.get(1).copied().unwrap_or(0),
+            v.first().copied().unwrap_or(0)
+        )))
+    }
+
+    /// Gives every rank rank 0's parameters (after initialization or a checkpoint).
+    pub fn broadcast_params(&self, params: &[(String, Tensor)]) {
+        tch::no_grad(|| {
+            for (_, p) in params {
+                // In place: a detached view shares the parameter's storage.
+                self.broadcast_(&p.detach(), 0);
+            }
+        });
+    }
+
+    /// The features of the whole global batch with this rank's slice still in the graph.
+    fn gather_keep_own(&self, x: &Tensor) -> Tensor {
+        let all = self.all_gather(x);
+        let n = x.size()[0];
+        let r = self.rank as i64;
+        let total = all.size()[0];
+        let mut parts = Vec::with_capacity(3);
+        if r > 0 {
+            parts.push(all.narrow(0, 0, r * n));
+        }
+        parts.push(x.shallow_clone());
+        if (r + 1) * n < total {
+            parts.push(all.narrow(0, (r + 1) * n, total - (r + 1) * n));
+        }
+        Tensor::cat(&parts, 0)
+    }
+
+    /// OpenCLIP's `ClipLoss` over the global batch (`gather_with_grad` off): see the module's
+    /// documentation. Every rank's micro-batch must have the same size.
+    pub fn clip_loss(&self, image: &Tensor, text: &Tensor, scale: &Tensor) -> Tensor {
+        let all_i = self.gather_keep_own(image);
+        let all_t = self.gather_keep_own(text);
+        if !self.cfg.local_loss {
+            return clip_loss(&all_i, &all_t, scale);
+        }
+        let n = image.size()[0];
+        let logits_i = scale
+            * image
+                .to_kind(Kind::Float)
+                .matmul(&all_t.to_kind(Kind::Float).tr());
+        let logits_t = scale
+            * text
+                .to_kind(Kind::Float)
+                .matmul(&all_i.to_kind(Kind::Float).tr());
+        let labels = Tensor::arange(n, (Kind::Int64, image.device())) + n * self.rank as i64;
+        (logits_i.cross_entropy_for_logits(&labels) + logits_t.cross_entropy_for_logits(&labels))
+            / 2.0
+    }
+
+    /// The step's loss as every rank reports it: the global batch's (with `local_loss`, the
+    /// mean of the ranks' losses, which is the same number).
+    pub fn reported_loss(&self, loss: &Tensor) -> Tensor {
+        if !self.cfg.local_loss {
+            return loss.shallow_clone();
+        }
+        let t = loss.detach().to_kind(Kind::Float).reshape([1]).copy();
+        self.all_reduce_sum_(&t);
+        (t / self.world as f64).reshape([])
+    }
+
+    /// Sums the parameters' gradients over the ranks in flat buckets (started one after the
+    /// other without waiting, so a bucket's transfer overlaps the next one's packing), then
+    /// scales them as the module's documentation says: the logit scale's by 1/N, and with
+    /// `local_loss` every gradient by 1/N. A parameter without a gradient contributes zeros.
+    pub fn sync_grads(&self, params: &[(String, Tensor)]) {
+        tch::no_grad(|| {
+            let n = self.world as f64;
+            let mut buckets: Vec<(Vec<usize>, Tensor, *mut RawWork)> = Vec::new();
+            let mut i = 0;
+            while i < params.len() {
+                let mut idx = Vec::new();
+                let mut bytes = 0usize;
+                while i < params.len() && (idx.is_empty() || bytes < self.cfg.bucket_bytes) {
+                    bytes += params[i].1.numel() * 4;
+                    idx.push(i);
+                    i += 1;
+                }
+                let parts: Vec<Tensor> = idx
+                    .iter()
+                    .map(|&k| {
+                        let p = &params[k].1;
+                        let g = p.grad();
+                        if g.defined() {
+                            g.to_kind(Kind::Float).reshape([-1])
+                        } else {
+                            Tensor::zeros([p.numel() as i64], (Kind::Float, p.device()))
+                        }
+                    })
+                    .collect();
+                let flat = Tensor::cat(&parts, 0);
+                let mut w = std::ptr::null_mut();
+                // SAFETY: `flat` is kept in `buckets` until its work is waited on.
+                if let Err(e) = check(unsafe {
+                    owd_all_reduce(self.group, flat.as_ptr() as *const CTensor, 0, &mut w)
+                }) {
+                    self.failed("gradient all_reduce", e);
+                }
+                buckets.push((idx, flat, w));
+            }
+            for (idx, flat, w) in buckets {
+                self.wait("gradient all_reduce", w);
+                if self.cfg.local_loss {
+                    let _ = flat.shallow_clone().g_div_scalar_(n);
+                }
+                let mut off = 0i64;
+                for k in idx {
+                    let (name, p) = &params[k];
+                    let len = p.numel() as i64;
+                    let mut g = p.grad();
+                    if g.defined() {
+                        let src = flat.narrow(0, off, len);
+                        let src = if name == "logit_scale" && !self.cfg.local_loss {
+                            src / n
+                        } else {
+                            src
+                        };
+                        g.copy_(&src.view_as(&g).to_kind(g.kind()));
+                    }
+                    off += len;
+                }
+            }
+        });
+    }
+
+    /// Leaves the job cleanly: waits for every rank to get here, stops the heartbeat, and on
+    /// rank 0 (the store's host) waits for the others to have left before the store goes.
+    pub fn finish(mut self) {
+        self.barrier();
+        self.heartbeat.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.heartbeat.handle.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+        let key = cstring(LEFT_KEY);
+        let mut v = 0i64;
+        // SAFETY: live store.
+        let _ = check(unsafe { owd_store_add(self.store.0, key.as_ptr(), 1, &mut v) });
+        if self.rank == 0 {
+            let deadline = Instant::now() + self.cfg.timeout;
+            while v < self.world as i64 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+                // SAFETY: live store.
+                if check(unsafe { owd_store_add(self.store.0, key.as_ptr(), 0, &mut v) }).is_err() {
+                    break;
+                }
+            }
+        }
+        self.finished = true;
+    }
+}
+
+impl Drop for Dist {
+    fn drop(&mut self) {
+        self.heartbeat.stop.store(true, Ordering::SeqCst);
+        if self.finished {
+            // SAFETY: no collective is in flight after `finish`.
+            unsafe { owd_group_free(self.group) };
+        }
+        // Otherwise (an error left the loop) the group is leaked: its threads may be blocked
+        // on a peer, and freeing it would join them. The process is about to end.
+    }
+}
+
+/// The heartbeat's period for a timeout: a tenth of it, within [50 ms, 5 s].
+fn hb_interval(timeout: Duration) -> Duration {
+    (timeout / 10).clamp(Duration::from_millis(50), Duration::from_secs(5))
+}
+
+/// Every interval: adds 1 to this rank's counter and reads everyone's. A rank whose counter has
+/// not moved for the timeout less four intervals is lost; a store that stops answering means
+/// rank 0, its host, is. Rank 0 waits three intervals more before it ends, so that the others,
+/// which see the same counters, name the lost rank themselves before the store goes; every rank
+/// has ended within the timeout.
+fn start_heartbeat(
+    store: StorePtr,
+    rank: usize,
+    world: usize,
+    timeout: Duration,
+    master: String,
+) -> Heartbeat {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let interval = hb_interval(timeout);
+    let stale = timeout.saturating_sub(4 * interval).max(interval);
+    let handle = std::thread::Builder::new()
+        .name(format!("openwit-heartbeat-{rank}"))
+        .spawn(move || {
+            let store = store;
+            let key = cstring(&format!("{HB_PREFIX}{rank}"));
+            let prefix = cstring(HB_PREFIX);
+            let mut seen = vec![(i64::MIN, Instant::now()); world];
+            let mut counts = vec![0i64; world];
+            let mut v = 0i64;
+            while !stop2.load(Ordering::SeqCst) {
+                // SAFETY: this thread's own store client; C strings and buffers outlive calls.
+                let r = check(unsafe { owd_store_add(store.0, key.as_ptr(), 1, &mut v) })
+                    .and_then(|_| {
+                        check(unsafe {
+                            owd_store_counters(
+                                store.0,
+                                prefix.as_ptr(),
+                                world as c_int,
+                                counts.as_mut_ptr(),
+                            )
+                        })
+                    });
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Err(e) = r {
+                    die(&format!(
+                        "rank {rank} of {world}: lost rank 0: the rendezvous store it serves at {master} stopped answering ({e})"
+                    ));
+                }
+                let now = Instant::now();
+                let mut lost = Vec::new();
+                for (p, (last, at)) in seen.iter_mut().enumerate() {
+                    if counts[p] != *last {
+                        *last = counts[p];
+                        *at = now;
+                    } else if p != rank && now.duration_since(*at) > stale {
+                        lost.push(p);
+                    }
+                }
+                if !lost.is_empty() {
+                    let names: Vec<String> = lost.iter().map(|p| format!("rank {p}")).collect();
+                    if rank == 0 {
+                        // Keep serving the store while the others see the same loss.
+                        std::thread::sleep(3 * interval);
+                    }
+                    die(&format!(
+                        "rank {rank} of {world}: lost {}: no heartbeat for {:.1} s (timeout {:.1} s); ending with exit code 1, start the job again to resume from its last checkpoint",
+                        names.join(", "),
+                        stale.as_secs_f64(),
+                        timeout.as_secs_f64()
+                    ));
+                }
+                std::thread::park_timeout(interval);
+            }
+        })
+        .expect("cannot start the heartbeat thread");
+    Heartbeat {
+        stop,
+        handle: Some(handle),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Result<Option<RankEnv>> {
+        let m: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        RankEnv::from_vars(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn ranks_from_torchrun_and_slurm() {
+        assert_eq!(env(&[]).unwrap(), None);
+        let t = env(&[
+            ("RANK", "3"),
+            ("WORLD_SIZE", "8"),
+            ("LOCAL_RANK", "1"),
+            ("MASTER_ADDR", "10.0.0.2"),
+            ("MASTER_PORT", "29400"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            t,
+            RankEnv {
+                rank: 3,
+                world: 8,
+                local_rank: 1,
+                master_addr: "10.0.0.2".into(),
+                master_port: 29400
+            }
+        );
+        let s = env(&[
+            ("SLURM_PROCID", "5"),
+            ("SLURM_NTASKS", "16"),
+            ("SLURM_LOCALID", "1"),
+            ("SLURM_JOB_NODELIST", "gpu[012-015,020],login1"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (
+                s.rank,
+                s.world,
+                s.local_rank,
+                s.master_addr.as_str(),
+                s.master_port
+            ),
+            (5, 16, 1, "gpu012", DEFAULT_PORT)
+        );
+        assert!(env(&[("RANK", "2"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h")]).is_err());
+        assert!(env(&[("RANK", "0"), ("WORLD_SIZE", "2")]).is_err());
+        assert!(env(&[("RANK", "x"), ("WORLD_SIZE", "2")]).is_err());
+    }
+
+    #[test]
+    fn first_host_of_slurm_node_lists() {
+        assert_eq!(first_host("node07").as_deref(), Some("node07"));
+        assert_eq!(first_host("a,b").as_deref(), Some("a"));
+        assert_eq!(first_host("n[3-5]").as_deref(), Some("n3"));
+        assert_eq!(first_host("n[09,11]-ib").as_deref(), Some("n09-ib"));
+        assert_eq!(first_host("rack[1-2]x,c").as_deref(), Some("rack1x"));
+        assert_eq!(first_host(""), None);
+    }
+}

@@ -1,0 +1,425 @@
+//! Data parallel on c10d with Gloo, one real process per rank (issue 19, reqs 3 and 6).
+//!
+//! - N = 2 and 4 processes with batch b take the same steps as one process with batch N x b:
+//!   the same loss (<= 1e-5) and the same parameters after 3 AdamW steps (<= 1e-4, fp32). With
+//!   `local_loss`, the same loss, and the parameters of OpenCLIP's `local_loss` objective
+//!   (each rank's rows against every column, the other ranks' features constants) computed in
+//!   one process.
+//! - A rank killed with `kill -9` makes the others end with exit code 1 and a message that names
+//!   it, within the configured timeout.
+//!
+//! The ranks are this test binary run again (`rank_process`, which does nothing unless
+//! `OPENWIT_DIST_CHILD` is set) with torchrun's variables, on loopback with a free port.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use openwit_clip::dist::{Dist, DistConfig, RankEnv};
+use openwit_clip::loss::{clamp_logit_scale, clip_loss};
+use openwit_clip::optim::{AdamW, AdamWConfig};
+use openwit_clip::{Clip, Fwd, ModelConfig, Precision};
+use tch::{Device, Kind, Tensor};
+
+/// The per-rank batch.
+const B: i64 = 4;
+const STEPS: usize = 3;
+const LR: f64 = 1e-3;
+const CLIP_NORM: f64 = 1.0;
+const SEED: u64 = 7;
+
+fn model_config() -> ModelConfig {
+    ModelConfig::preset("tiny-vit").unwrap()
+}
+
+const FWD: Fwd = Fwd {
+    precision: Precision::Fp32,
+    train: true,
+};
+
+/// The global batch of `step` for a job of `world` ranks: images and tokens of world x B pairs,
+/// the same on every rank (rank r trains on rows r*B .. (r+1)*B).
+fn global_batch(cfg: &ModelConfig, world: i64, step: usize) -> (Tensor, Tensor) {
+    let g = world * B;
+    tch::manual_seed(1000 + step as i64);
+    let s = cfg.vision.image_size();
+    let ctx = cfg.text.context_length;
+    let images = Tensor::randn([g, 3, s, s], (Kind::Float, Device::Cpu));
+    let tokens = Tensor::randint(49000, [g, ctx], (Kind::Int64, Device::Cpu));
+    // The end of text at a varying place (the pooled position is the largest id).
+    let lens = Tensor::randint_low(2, ctx, [g], (Kind::Int64, Device::Cpu));
+    let lens = Vec::<i64>::try_from(lens).unwrap();
+    for (row, len) in lens.into_iter().enumerate() {
+        let _ = tokens
+            .get(row as i64)
+            .get(len)
+            .fill_(openwit_clip::tokenizer::EOT);
+    }
+    (images, tokens)
+}
+
+/// Parameters after STEPS steps plus the losses, as one safetensors file.
+fn save(path: &Path, model: &Clip, losses: &[f64]) {
+    let mut named: Vec<(String, Tensor)> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, p)| (n, p.detach().copy()))
+        .collect();
+    named.push(("__loss".into(), Tensor::from_slice(losses)));
+    Tensor::write_safetensors(&named, path).unwrap();
+}
+
+/// One step of the reference: one process, the whole global batch. With `local_loss`, the
+/// objective OpenCLIP's `local_loss` (without `gather_with_grad`) optimizes: the mean over the
+/// ranks of each rank's rows against every column, the other ranks' features constants.
+fn reference_loss(model: &Clip, world: i64, step: usize, local_loss: bool) -> (Tensor, f64) {
+    let cfg = model_config();
+    let (images, tokens) = global_batch(&cfg, world, step);
+    let (i, t, s) = model.forward(&images, &tokens, FWD);
+    let full = clip_loss(&i, &t, &s);
+    let value = full.double_value(&[]);
+    if !local_loss {
+        return (full, value);
+    }
+    let own = |x: &Tensor, r: i64| {
+        let parts: Vec<Tensor> = (0..world)
+            .map(|q| {
+                let slice = x.narrow(0, q * B, B);
+                if q == r { slice } else { slice.detach() }
+            })
+            .collect();
+        Tensor::cat(&parts, 0)
+    };
+    let mut sum: Option<Tensor> = None;
+    for r in 0..world {
+        let (ir, tr) = (own(&i, r), own(&t, r));
+        let rows_i = ir.narrow(0, r * B, B);
+        let rows_t = tr.narrow(0, r * B, B);
+        let labels = Tensor::arange(B, (Kind::Int64, Device::Cpu)) + r * B;
+        let li = (&s * rows_i.matmul(&tr.tr())).cross_entropy_for_logits(&labels);
+        let lt = (&s * rows_t.matmul(&ir.tr())).cross_entropy_for_logits(&labels);
+        let l = (li + lt) / 2.0;
+        sum = Some(match sum {
+            Some(x) => x + l,
+            None => l,
+        });
+    }
+    (sum.unwrap() / world as f64, value)
+}
+
+fn reference(world: i64, local_loss: bool) -> (Clip, Vec<f64>) {
+    let model = Clip::new_seeded(&model_config(), Device::Cpu, SEED);
+    let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::default());
+    let mut losses = Vec::new();
+    for step in 0..STEPS {
+        let (loss, value) = reference_loss(&model, world, step, local_loss);
+        loss.backward();
+        let _ = opt.step(LR, CLIP_NORM, 1.0);
+        clamp_logit_scale(&model.logit_scale);
+        opt.zero_grad();
+        losses.push(value);
+    }
+    (model, losses)
+}
+
+/// A rank: run by the parent tests only (`OPENWIT_DIST_CHILD` = `equal`, `equal-local` or
+/// `fault`; the output folder in `OPENWIT_DIST_OUT`).
+#[test]
+fn rank_process() {
+    let Ok(mode) = std::env::var("OPENWIT_DIST_CHILD") else {
+        return;
+    };
+    let out = PathBuf::from(std::env::var("OPENWIT_DIST_OUT").unwrap());
+    tch::set_num_threads(1);
+    let env = RankEnv::from_env()
+        .unwrap()
+        .expect("the parent sets the ranks");
+    let timeout: f64 = std::env::var("OPENWIT_DIST_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60.0);
+    let dcfg = DistConfig {
+        timeout: Duration::from_secs_f64(timeout),
+        local_loss: mode == "equal-local",
+        ..Default::default()
+    };
+    if mode == "train" {
+        let cfg: openwit_clip::train::TrainConfig = serde_json::from_value(serde_json::json!({
+            "model": "tiny-vit", "steps": 3, "batch_size": 8, "lr": 1e-3, "warmup": 1,
+            "checkpoint_every": 3, "device": "cpu", "workers": 1, "shuffle_buffer": 16,
+            "threads": 1, "dist_timeout": timeout,
+        }))
+        .unwrap();
+        let mut shards: Vec<PathBuf> = std::fs::read_dir(out.join("shards"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+            .collect();
+        shards.sort();
+        openwit_clip::train::train(
+            &cfg,
+            shards,
+            &out.join("run"),
+            3,
+            &openwit_clip::train::Hooks::default(),
+        )
+        .unwrap();
+        return;
+    }
+    let d = Dist::init(&env, Device::Cpu, dcfg).unwrap();
+    if mode == "fault" {
+        let t = Tensor::ones([16], (Kind::Float, Device::Cpu));
+        d.all_reduce_sum_(&t);
+        std::fs::write(out.join(format!("ready-{}", env.rank)), b"").unwrap();
+        // Until a rank is killed: then this process ends (exit code 1) from inside.
+        loop {
+            let t = Tensor::ones([16], (Kind::Float, Device::Cpu));
+            d.all_reduce_sum_(&t);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let cfg = model_config();
+    // A different initialization on every rank: the broadcast gives them rank 0's.
+    let model = Clip::new_seeded(&cfg, Device::Cpu, SEED + env.rank as u64);
+    let params = model.named_parameters();
+    d.broadcast_params(&params);
+    let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::default());
+    let world = env.world as i64;
+    let mut losses = Vec::new();
+    for step in 0..STEPS {
+        let (images, tokens) = global_batch(&cfg, world, step);
+        let r = env.rank as i64;
+        let (i, t, s) = model.forward(
+            &images.narrow(0, r * B, B),
+            &tokens.narrow(0, r * B, B),
+            FWD,
+        );
+        let loss = d.clip_loss(&i, &t, &s);
+        loss.backward();
+        losses.push(d.reported_loss(&loss).double_value(&[]));
+        d.sync_grads(&params);
+        let _ = opt.step(LR, CLIP_NORM, 1.0);
+        clamp_logit_scale(&model.logit_scale);
+        opt.zero_grad();
+    }
+    save(
+        &out.join(format!("rank-{}.safetensors", env.rank)),
+        &model,
+        &losses,
+    );
+    d.finish();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_ranks(world: usize, mode: &str, out: &Path, timeout_s: f64) -> Vec<Child> {
+    let port = free_port();
+    let exe = std::env::current_exe().unwrap();
+    (0..world)
+        .map(|rank| {
+            Command::new(&exe)
+                .args(["--exact", "rank_process", "--nocapture", "--test-threads=1"])
+                .env("OPENWIT_DIST_CHILD", mode)
+                .env("OPENWIT_DIST_OUT", out)
+                .env("OPENWIT_DIST_TIMEOUT", timeout_s.to_string())
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", world.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string())
+                .env_remove("SLURM_PROCID")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Waits for a child, killing it (and failing) if it outlives `guard`: a hang guard only.
+fn wait_guarded(child: &mut Child, guard: Duration, what: &str) -> (i32, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            return (status.code().unwrap_or(-1), err);
+        }
+        if start.elapsed() > guard {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still runs after {guard:?}: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read(path: &Path) -> std::collections::HashMap<String, Tensor> {
+    Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn check_equal(world: usize, local_loss: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mode = if local_loss { "equal-local" } else { "equal" };
+    let started = Instant::now();
+    let mut children = spawn_ranks(world, mode, dir.path(), 60.0);
+    for (r, c) in children.iter_mut().enumerate() {
+        let (code, err) = wait_guarded(c, Duration::from_secs(300), &format!("rank {r}"));
+        assert_eq!(code, 0, "rank {r} of {world} failed:\n{err}");
+    }
+    eprintln!(
+        "{world} ranks ({mode}): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let (model, want_losses) = reference(world as i64, local_loss);
+    let want: std::collections::HashMap<String, Tensor> =
+        model.named_parameters().into_iter().collect();
+    for r in 0..world {
+        let got = read(&dir.path().join(format!("rank-{r}.safetensors")));
+        let losses = Vec::<f64>::try_from(&got["__loss"]).unwrap();
+        assert_eq!(losses.len(), STEPS);
+        for (step, (a, b)) in losses.iter().zip(&want_losses).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5,
+                "{world} ranks ({mode}), rank {r}, step {step}: loss {a} vs {b} in one process"
+            );
+        }
+        let mut worst = (0.0f64, String::new());
+        for (name, w) in &want {
+            let d = (&got[name] - w).abs().max().double_value(&[]);
+            if d > worst.0 {
+                worst = (d, name.clone());
+            }
+        }
+        eprintln!(
+            "{world} ranks ({mode}), rank {r}: largest parameter difference {:.2e} ({})",
+            worst.0, worst.1
+        );
+        assert!(
+            worst.0 <= 1e-4,
+            "{world} ranks ({mode}), rank {r}: `{}` differs by {} from one process with batch {}",
+            worst.1,
+            worst.0,
+            world as i64 * B
+        );
+    }
+    // The steps moved the parameters: the comparison is not between two initializations.
+    let init = Clip::new_seeded(&model_config(), Device::Cpu, SEED);
+    let moved = (&init.logit_scale - &want["logit_scale"])
+        .abs()
+        .double_value(&[])
+        + (init.named_parameters()[1].1.shallow_clone() - &want[&init.named_parameters()[1].0])
+            .abs()
+            .max()
+            .double_value(&[]);
+    assert!(
+        moved > 1e-5,
+        "the reference steps did not move the parameters"
+    );
+}
+
+#[test]
+fn two_ranks_take_the_step_of_one_process_with_twice_the_batch() {
+    check_equal(2, false);
+}
+
+#[test]
+fn four_ranks_take_the_step_of_one_process_with_four_times_the_batch() {
+    check_equal(4, false);
+}
+
+#[test]
+fn local_loss_on_two_ranks_matches_its_objective_in_one_process() {
+    check_equal(2, true);
+}
+
+/// kill -9 of rank `victim`: every other rank ends with exit code 1 and names it.
+fn check_lost(world: usize, victim: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let timeout = 3.0;
+    let mut children = spawn_ranks(world, "fault", dir.path(), timeout);
+    let ready = dir.path().join(format!("ready-{victim}"));
+    let start = Instant::now();
+    while !ready.exists() {
+        if let Some(s) = children[victim].try_wait().unwrap() {
+            panic!("rank {victim} ended before the test killed it: {s}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the ranks never joined"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    children[victim].kill().unwrap();
+    let _ = children[victim].wait();
+    let killed = Instant::now();
+    for (r, c) in children.iter_mut().enumerate() {
+        if r == victim {
+            continue;
+        }
+        let (code, err) = wait_guarded(c, Duration::from_secs(60), &format!("rank {r}"));
+        eprintln!(
+            "rank {r} ended {:.1} s after rank {victim} was killed (timeout {timeout} s)",
+            killed.elapsed().as_secs_f64()
+        );
+        assert_eq!(code, 1, "rank {r}: exit code {code}, stderr:\n{err}");
+        assert!(
+            err.contains(&format!("lost rank {victim}")),
+            "rank {r} does not name the lost rank {victim}:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_rank_ends_the_others_with_exit_code_1() {
+    check_lost(3, 1);
+    check_lost(2, 0);
+}
+
+/// The trainer itself (`train::train`) on 2 ranks: it joins from the variables, every rank logs
+/// the same global loss, rank 0 alone writes the checkpoint.
+#[test]
+fn the_trainer_runs_on_two_ranks() {
+    if openwit_clip::Tokenizer::default_vocab_path().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the vocabulary"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    openwit_clip::synth::write_shards(&dir.path().join("shards"), 2, 40, 40, 5).unwrap();
+    let mut children = spawn_ranks(2, "train", dir.path(), 60.0);
+    for (r, c) in children.iter_mut().enumerate() {
+        let (code, err) = wait_guarded(c, Duration::from_secs(300), &format!("rank {r}"));
+        assert_eq!(code, 0, "rank {r} failed:\n{err}");
+    }
+    let run = dir.path().join("run");
+    let m0 = openwit_clip::train::read_metrics(&run.join("metrics.jsonl")).unwrap();
+    let m1 = openwit_clip::train::read_metrics(&run.join("rank-1/metrics.jsonl")).unwrap();
+    assert_eq!(m0.len(), 3);
+    assert_eq!(m1.len(), 3);
+    for (a, b) in m0.iter().zip(&m1) {
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-6,
+            "step {}: {} vs {}",
+            a.step,
+            a.loss,
+            b.loss
+        );
+    }
+    let ckpt = openwit_clip::train::latest_checkpoint(&run)
+        .unwrap()
+        .unwrap();
+    assert_eq!(ckpt.1.step, 3);
+}
