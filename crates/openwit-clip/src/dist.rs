@@ -59,6 +59,8 @@ struct RawWork {
     _p: [u8; 0],
 }
 
+// SAFETY: these signatures are the `extern "C"` functions of `csrc/dist.cpp`, compiled by
+// `build.rs` into this crate; each call site states what it relies on.
 unsafe extern "C" {
     fn owd_free_string(s: *mut c_char);
     fn owd_exit_now(code: c_int) -> !;
