@@ -1,6 +1,6 @@
 //! Progress bars (indicatif), one per running stage.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -8,11 +8,14 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use openwit_core::Reporter;
 
-/// Draws a bar per stage: tasks done/total with ETA, items processed and items/s.
+/// Draws a bar per stage: tasks done/total with ETA, items processed and items/s; for a stage
+/// that reports steps (training), step/total with the step's figures and the ETA.
 pub struct Bars {
     multi: MultiProgress,
     bars: Mutex<HashMap<String, (ProgressBar, Instant)>>,
     items: Mutex<HashMap<String, u64>>,
+    /// Stages whose bar counts steps ([`Reporter::steps`]) instead of tasks.
+    stepped: Mutex<HashSet<String>>,
     last: AtomicU64,
 }
 
@@ -22,11 +25,15 @@ impl Bars {
             multi: MultiProgress::new(),
             bars: Mutex::new(HashMap::new()),
             items: Mutex::new(HashMap::new()),
+            stepped: Mutex::new(HashSet::new()),
             last: AtomicU64::new(0),
         }
     }
 
     fn refresh(&self, stage: &str) {
+        if self.stepped.lock().unwrap().contains(stage) {
+            return;
+        }
         let items = self.items.lock().unwrap().get(stage).copied().unwrap_or(0);
         if let Some((bar, t0)) = self.bars.lock().unwrap().get(stage) {
             let secs = t0.elapsed().as_secs_f64().max(1e-3);
@@ -78,6 +85,29 @@ impl Reporter for Bars {
         // Refresh the message every 64 reports, not on every item.
         if self.last.fetch_add(1, Ordering::Relaxed).is_multiple_of(64) {
             self.refresh(stage);
+        }
+    }
+
+    fn steps(&self, stage: &str, done: u64, total: u64, msg: &str) {
+        let mut stepped = self.stepped.lock().unwrap();
+        if let Some((bar, _)) = self.bars.lock().unwrap().get(stage) {
+            if stepped.insert(stage.to_string()) {
+                // From now on the bar counts this stage's steps (a training run), not its tasks.
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>10.bold} [{bar:30}] step {pos}/{len}, {msg} ({elapsed}, ETA {eta})",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.set_length(total);
+                // A resumed run starts part-way: the ETA counts from here.
+                bar.set_position(done.saturating_sub(1));
+                bar.reset_eta();
+            }
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(msg.to_string());
         }
     }
 

@@ -116,9 +116,11 @@ impl Stage for TrainStage {
         let out = ctx.stage_dir();
         let cancelled = || ctx.cancelled();
         let progress = |n| ctx.progress(n);
+        let status = |done, total, msg: &str| ctx.steps(done, total, msg);
         let hooks = Hooks {
             cancelled: &cancelled,
             progress: &progress,
+            status: &status,
             stop_after: None,
         };
         let summary = train(&self.cfg, shards, &out, self.seed, &hooks)?;

@@ -60,6 +60,9 @@ fn default_precision() -> String {
 fn default_dist_timeout() -> f64 {
     120.0
 }
+fn is_default_dist_timeout(t: &f64) -> bool {
+    *t == default_dist_timeout()
+}
 
 /// The `[train]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,11 +127,16 @@ pub struct TrainConfig {
     /// Data-parallel runs (one process per rank under torchrun or srun, `crate::dist`): each
     /// rank's loss over its own rows against the whole batch's columns (OpenCLIP's `local_loss`)
     /// instead of over the whole global batch.
-    #[serde(default)]
+    // Not serialized at their defaults: the stage's fingerprint, and so the workdirs made before
+    // these keys existed, stay as they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub local_loss: bool,
     /// Data-parallel runs: seconds after which a rank without heartbeat is lost (the others end
     /// with exit code 1) and a collective that does not finish fails.
-    #[serde(default = "default_dist_timeout")]
+    #[serde(
+        default = "default_dist_timeout",
+        skip_serializing_if = "is_default_dist_timeout"
+    )]
     pub dist_timeout: f64,
 }
 
@@ -367,6 +375,8 @@ pub struct Hooks<'a> {
     pub cancelled: &'a dyn Fn() -> bool,
     /// Called with the samples of each step.
     pub progress: &'a dyn Fn(u64),
+    /// Called after each step with (steps done, steps in all, the step's figures in words).
+    pub status: &'a dyn Fn(u64, u64, &str),
     /// Stop (as if killed) after this many steps of this run: for tests.
     pub stop_after: Option<u64>,
 }
@@ -376,6 +386,7 @@ impl Default for Hooks<'_> {
         Hooks {
             cancelled: &|| false,
             progress: &|_| {},
+            status: &|_, _, _| {},
             stop_after: None,
         }
     }
@@ -607,8 +618,18 @@ pub fn train(
                 "the loss is {last_loss} at step {step}; lower `lr` or use `precision = \"fp32\"`"
             )));
         }
-        history.push(m);
         (hooks.progress)(n_samples);
+        (hooks.status)(
+            step + 1,
+            cfg.steps,
+            &format!(
+                "loss {:.4}, {:.0} samples/s, data wait {:.1}%",
+                m.loss,
+                m.samples_per_s,
+                100.0 * m.data_wait
+            ),
+        );
+        history.push(m);
         step += 1;
         ran += 1;
         if writer && (step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps) {

@@ -8,6 +8,9 @@ pub trait Reporter: Send + Sync {
     fn task_finished(&self, _stage: &str, _task: &str, _items_out: u64) {}
     /// `n` more items processed inside a task.
     fn items(&self, _stage: &str, _n: u64) {}
+    /// A task that runs in steps (a training run) finished step `done` of `total`; `msg` is its
+    /// latest figures in a few words (loss, rate).
+    fn steps(&self, _stage: &str, _done: u64, _total: u64, _msg: &str) {}
     /// The stage ended.
     fn stage_finished(&self, _stage: &str, _ok: bool) {}
 }

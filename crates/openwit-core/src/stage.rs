@@ -125,6 +125,12 @@ impl TaskContext<'_> {
         self.reporter.items(self.stage, n);
     }
 
+    /// Reports step `done` of `total` of a task that runs in steps, with its latest figures
+    /// (the progress bar then counts steps, with their ETA, instead of tasks).
+    pub fn steps(&self, done: u64, total: u64, msg: &str) {
+        self.reporter.steps(self.stage, done, total, msg);
+    }
+
     /// A shared multi-threaded tokio runtime for network work (created on first use).
     pub fn runtime(&self) -> &tokio::runtime::Runtime {
         self.runtime.get_or_init(|| {
