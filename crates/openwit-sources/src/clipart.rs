@@ -115,18 +115,7 @@ pub fn parse_svg_meta(svg: &[u8]) -> SvgMeta {
                 Err(_) => text.push_str(&String::from_utf8_lossy(&t)),
             },
             Ok(X::GeneralRef(g)) if field.is_some() => {
-                if let Ok(Some(c)) = g.resolve_char_ref() {
-                    text.push(c);
-                } else {
-                    match &*g {
-                        b"amp" => text.push('&'),
-                        b"lt" => text.push('<'),
-                        b"gt" => text.push('>'),
-                        b"quot" => text.push('"'),
-                        b"apos" => text.push('\''),
-                        _ => {}
-                    }
-                }
+                text.extend(crate::crawl::xml_ref_char(&g));
             }
             Ok(X::CData(t)) if field.is_some() => text.push_str(&String::from_utf8_lossy(&t)),
             Ok(X::Eof) | Err(_) => break,
