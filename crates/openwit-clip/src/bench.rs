@@ -236,19 +236,7 @@ impl EvalSet {
                     .to_string_lossy()
                     .replace('_', " "),
             );
-            let mut own: Vec<PathBuf> = std::fs::read_dir(dir)
-                .at(dir)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension().is_some_and(|x| {
-                        matches!(
-                            x.to_string_lossy().to_ascii_lowercase().as_str(),
-                            "jpg" | "jpeg" | "png" | "webp"
-                        )
-                    })
-                })
-                .collect();
-            own.sort();
+            let own = crate::eval::image_files(dir)?;
             files.extend(own.into_iter().map(|f| (f, ci as i64)));
         }
         if files.is_empty() {

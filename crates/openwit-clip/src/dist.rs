@@ -668,15 +668,7 @@ impl Dist {
                 }
                 let parts: Vec<Tensor> = idx
                     .iter()
-                    .map(|&k| {
-                        let p = &params[k].1;
-                        let g = p.grad();
-                        if g.defined() {
-                            g.to_kind(Kind::Float).reshape([-1])
-                        } else {
-                            Tensor::zeros([p.numel() as i64], (Kind::Float, p.device()))
-                        }
-                    })
+                    .map(|&k| crate::optim::grad_f32(&params[k].1))
                     .collect();
                 let flat = Tensor::cat(&parts, 0);
                 let mut w = std::ptr::null_mut();

@@ -213,6 +213,24 @@ pub struct Retrieval {
     pub set: String,
 }
 
+/// The pictures of one class folder (`.jpg`, `.jpeg`, `.png`, `.webp`, any case), sorted.
+pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .at(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| {
+                matches!(
+                    x.to_string_lossy().to_ascii_lowercase().as_str(),
+                    "jpg" | "jpeg" | "png" | "webp"
+                )
+            })
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Zero-shot accuracy of normalized image features `(N, D)` with labels against `class_emb`.
 pub fn zero_shot_accuracy(image_features: &Tensor, labels: &[i64], class_emb: &Tensor) -> ZeroShot {
     zero_shot_named(image_features, labels, class_emb, &[])
@@ -320,20 +338,7 @@ pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Vec<RawSample>)> {
     let mut samples = Vec::new();
     for (ci, dir) in classes.iter().enumerate() {
         names.push(dir.file_name().unwrap().to_string_lossy().replace('_', " "));
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .at(dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|x| {
-                    matches!(
-                        x.to_string_lossy().to_ascii_lowercase().as_str(),
-                        "jpg" | "jpeg" | "png" | "webp"
-                    )
-                })
-            })
-            .collect();
-        files.sort();
-        for f in files {
+        for f in image_files(dir)? {
             samples.push(RawSample {
                 key: f.display().to_string(),
                 image: std::fs::read(&f).at(&f)?,

@@ -91,18 +91,7 @@ impl AdamW {
     }
 
     fn flat_grad(&self) -> Tensor {
-        let gs: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|(_, p)| {
-                let g = p.grad();
-                if g.defined() {
-                    g.to_kind(Kind::Float).reshape([-1])
-                } else {
-                    Tensor::zeros([p.numel() as i64], (Kind::Float, p.device()))
-                }
-            })
-            .collect();
+        let gs: Vec<Tensor> = self.params.iter().map(|(_, p)| grad_f32(p)).collect();
         Tensor::cat(&gs, 0)
     }
 
@@ -201,6 +190,17 @@ pub fn cosine_lr(base: f64, warmup: u64, total: u64, step: u64) -> f64 {
         let e = (step - warmup) as f64;
         let es = (total.saturating_sub(warmup)).max(1) as f64;
         0.5 * (1.0 + (std::f64::consts::PI * e / es).cos()) * base
+    }
+}
+
+/// A parameter's gradient as a flat fp32 vector (zeros when it has none): the layout of the
+/// optimizer's flat buffers and of the data-parallel all-reduce buckets.
+pub(crate) fn grad_f32(p: &Tensor) -> Tensor {
+    let g = p.grad();
+    if g.defined() {
+        g.to_kind(Kind::Float).reshape([-1])
+    } else {
+        Tensor::zeros([p.numel() as i64], (Kind::Float, p.device()))
     }
 }
 
