@@ -196,8 +196,11 @@ pub fn registry() -> Vec<StageEntry> {
                     else {
                         return Ok(None);
                     };
-                    let stage =
+                    let mut stage =
                         openwit_clip::stage::TrainStage::new(cfg, doc.pipeline(), &doc.base_dir())?;
+                    if let Some(eval) = doc.section::<openwit_clip::stage::EvalConfig>("eval")? {
+                        stage = stage.with_eval(eval, doc.pipeline())?;
+                    }
                     Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
                 }
                 #[cfg(not(feature = "train"))]

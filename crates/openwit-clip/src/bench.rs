@@ -6,7 +6,9 @@
 //!   `ROOT/SPLIT/nshards.txt` + `ROOT/SPLIT/{0..N-1}.tar` holding `KEY.cls` (a class index) or
 //!   `KEY.txt` (the captions, one per line) next to `KEY.webp|png|jpg|jpeg`;
 //! - ImageFolder: `ROOT/<class>/*.{jpg,jpeg,png,webp}`, the sorted sub-folder names being the
-//!   classes (underscores read as spaces);
+//!   classes (underscores read as spaces); with `ROOT/captions.tsv` (`file<TAB>caption` or
+//!   `file<TAB>class<TAB>caption`, the file relative to ROOT, a header line allowed) giving every
+//!   image a caption, it is a retrieval set as well;
 //! - OpenWIT shards (`openwit download`'s webdataset): `KEY.jpg` + `KEY.txt` (one caption),
 //!   classified by their `.cls` entry or by the class their caption names.
 //!
@@ -76,8 +78,8 @@ pub enum SetKind {
 
 #[derive(Debug, Clone)]
 enum Source {
-    /// (file, class index)
-    Files(Vec<(PathBuf, i64)>),
+    /// (file, class index, captions: an image folder's `captions.tsv`, else none)
+    Files(Vec<(PathBuf, i64, Vec<String>)>),
     Tars {
         tars: Vec<PathBuf>,
         labels: Labels,
@@ -237,7 +239,35 @@ impl EvalSet {
                     .replace('_', " "),
             );
             let own = crate::eval::image_files(dir)?;
-            files.extend(own.into_iter().map(|f| (f, ci as i64)));
+            files.extend(own.into_iter().map(|f| (f, ci as i64, Vec::new())));
+        }
+        let tsv = root.join("captions.tsv");
+        if let Some(lines) = read_lines(&tsv)? {
+            // `file<TAB>...<TAB>caption`: the file relative to the folder, the caption last; a
+            // header line names its first column `file`.
+            let mut by_file: std::collections::HashMap<PathBuf, Vec<String>> = Default::default();
+            for (n, line) in lines.iter().enumerate() {
+                let cols: Vec<&str> = line.split('\t').collect();
+                if line.is_empty() || (n == 0 && cols[0] == "file") {
+                    continue;
+                }
+                if cols.len() < 2 {
+                    return Err(ClipError::Data(format!(
+                        "{}:{}: a line is `file<TAB>caption` (or `file<TAB>class<TAB>caption`)",
+                        tsv.display(),
+                        n + 1
+                    )));
+                }
+                by_file
+                    .entry(root.join(cols[0]))
+                    .or_default()
+                    .push(cols[cols.len() - 1].to_string());
+            }
+            for (path, _, captions) in &mut files {
+                if let Some(c) = by_file.remove(path.as_path()) {
+                    *captions = c;
+                }
+            }
         }
         if files.is_empty() {
             return Err(ClipError::Config(format!(
@@ -280,7 +310,7 @@ impl EvalSet {
     /// Whether its samples carry captions (retrieval can run on it).
     pub fn has_captions(&self) -> bool {
         match &self.source {
-            Source::Files(_) => false,
+            Source::Files(files) => files.iter().all(|(_, _, c)| !c.is_empty()),
             Source::Tars { multi_caption, .. } => !multi_caption || self.kind == SetKind::Retrieval,
         }
     }
@@ -300,11 +330,11 @@ impl EvalSet {
             Source::Files(files) => {
                 for chunk in files.chunks(batch) {
                     let mut out = Vec::with_capacity(chunk.len());
-                    for (path, class) in chunk {
+                    for (path, class, captions) in chunk {
                         out.push(EvalSample {
                             image: std::fs::read(path).at(path)?,
                             class: Some(*class),
-                            captions: Vec::new(),
+                            captions: captions.clone(),
                         });
                     }
                     f(out)?;

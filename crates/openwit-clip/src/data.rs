@@ -497,10 +497,31 @@ fn random_crop(w: u32, h: u32, rng: &mut ChaCha8Rng) -> (u32, u32, u32, u32) {
     )
 }
 
-/// Decodes and transforms one image to `size x size` RGB: random resized crop for training,
-/// resize of the short side + center crop (OpenCLIP's eval transform) otherwise.
+/// An image as RGB, transparency composited on white: what the `download` stage does to the
+/// pictures it stores, so that an evaluation image with alpha (a PNG drawing) looks like the
+/// training images did. (Dropping alpha, as PIL's `convert("RGB")` does, shows whatever colour the
+/// transparent pixels store, often black.)
+pub fn rgb_on_white(img: image::DynamicImage) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.into_rgb8();
+    }
+    let rgba = img.into_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut out = Vec::with_capacity((w * h * 3) as usize);
+    for p in rgba.pixels() {
+        let a = p[3] as u32;
+        for c in 0..3 {
+            out.push(((p[c] as u32 * a + 255 * (255 - a) + 127) / 255) as u8);
+        }
+    }
+    RgbImage::from_raw(w, h, out).expect("sizes match")
+}
+
+/// Decodes and transforms one image to `size x size` RGB (transparency on white, see
+/// [`rgb_on_white`]): random resized crop for training, resize of the short side + center crop
+/// (OpenCLIP's eval transform) otherwise.
 pub fn transform(bytes: &[u8], size: u32, train: Option<&mut ChaCha8Rng>) -> Option<RgbImage> {
-    let img = image::load_from_memory(bytes).ok()?.into_rgb8();
+    let img = rgb_on_white(image::load_from_memory(bytes).ok()?);
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
         return None;
@@ -671,5 +692,29 @@ mod tests {
         }
         // Too wide for any 0.9-1.0 crop with ratio 3/4-4/3: torchvision's central 4:3 fallback.
         assert_eq!(random_crop(200, 100, &mut rng), (33, 0, 133, 100));
+    }
+
+    #[test]
+    fn transparency_is_composited_on_white() {
+        // a drawing's PNG: opaque red, half-transparent blue, and fully transparent pixels that
+        // store black (what dropping alpha would show)
+        let mut img = image::RgbaImage::new(3, 1);
+        img.put_pixel(0, 0, image::Rgba([255, 0, 0, 255]));
+        img.put_pixel(1, 0, image::Rgba([0, 0, 255, 128]));
+        img.put_pixel(2, 0, image::Rgba([0, 0, 0, 0]));
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgba8(img)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let rgb = rgb_on_white(image::load_from_memory(&png).unwrap());
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 0, 0]);
+        assert_eq!(rgb.get_pixel(1, 0).0, [127, 127, 255]);
+        assert_eq!(rgb.get_pixel(2, 0).0, [255, 255, 255]);
+        // an opaque image is unchanged
+        let plain = image::RgbImage::from_pixel(2, 2, image::Rgb([9, 8, 7]));
+        assert_eq!(
+            rgb_on_white(image::DynamicImage::ImageRgb8(plain.clone())),
+            plain
+        );
     }
 }

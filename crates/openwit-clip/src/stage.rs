@@ -30,6 +30,8 @@ pub struct TrainStage {
     cfg: TrainConfig,
     seed: u64,
     base: PathBuf,
+    /// The pipeline's `[eval]` table, whose held-out sets `eval_every` measures.
+    eval: Option<EvalConfig>,
 }
 
 impl TrainStage {
@@ -40,8 +42,147 @@ impl TrainStage {
             cfg,
             seed: pipeline.seed,
             base: base.to_path_buf(),
+            eval: None,
         })
     }
+
+    /// The pipeline's `[eval]` table: with `eval_every`, the run measures its held-out sets
+    /// (a `benchmark`, a `folder`, `shards`, `retrieval_shards`; not the download stage's
+    /// own shards, which it trains on) as it goes.
+    pub fn with_eval(
+        mut self,
+        eval: EvalConfig,
+        pipeline: &PipelineSettings,
+    ) -> Result<TrainStage> {
+        if self.cfg.eval_every > 0 {
+            EvalStage::new(eval.clone(), pipeline, &self.base)?;
+            if eval.benchmark.is_none()
+                && eval.folder.is_none()
+                && eval.shards.is_empty()
+                && eval.retrieval_shards.is_empty()
+            {
+                return Err(Error::Config(NOTHING_HELD_OUT.into()));
+            }
+        }
+        self.eval = Some(eval);
+        Ok(self)
+    }
+
+    /// What `eval_every` measures: (zero-shot set and its prompts, retrieval set).
+    fn held_out_sets(&self) -> Result<Option<HeldOutSets>> {
+        let Some(e) = self.eval.as_ref().filter(|_| self.cfg.eval_every > 0) else {
+            return Ok(None);
+        };
+        let (zs, rt) = open_eval_sets(e, &self.base, None)?;
+        if zs.is_none() && rt.is_none() {
+            return Err(Error::Config(NOTHING_HELD_OUT.into()));
+        }
+        let templates = zs
+            .as_ref()
+            .map(|s| templates_for(s, e.templates.as_deref()))
+            .unwrap_or_default();
+        Ok(Some(HeldOutSets {
+            zero_shot: zs,
+            templates,
+            retrieval: rt,
+            batch: e.batch_size,
+        }))
+    }
+}
+
+const NOTHING_HELD_OUT: &str = "[train] eval_every measures the held-out sets of [eval] (`benchmark`, `folder`, `shards` or `retrieval_shards`), and [eval] has none of them (the download stage's shards are what it trains on): name one, or leave eval_every out";
+
+/// The held-out sets a training run measures every `eval_every` steps.
+struct HeldOutSets {
+    zero_shot: Option<EvalSet>,
+    templates: Vec<String>,
+    retrieval: Option<EvalSet>,
+    batch: usize,
+}
+
+impl HeldOutSets {
+    /// Zero-shot top-1/top-5 and retrieval R@1/5/10 of `model`, as one JSON object.
+    fn measure(&self, model: &Clip, tok: &Tokenizer, workers: usize) -> crate::Result<Value> {
+        let mut v = serde_json::Map::new();
+        if let Some(set) = &self.zero_shot {
+            let z = zero_shot_set_eval(model, tok, set, &self.templates, self.batch, workers)?;
+            v.insert(
+                "zero_shot".into(),
+                json!({"top1": z.top1, "top5": z.top5, "mean_per_class_recall": z.mean_per_class_recall, "chance": z.chance, "images": z.images}),
+            );
+        }
+        if let Some(set) = &self.retrieval {
+            let r = retrieval_set(model, tok, set, self.batch, workers)?;
+            let mut o = serde_json::Map::new();
+            for (dir, rs) in [
+                ("image_to_text", r.image_to_text),
+                ("text_to_image", r.text_to_image),
+            ] {
+                for (k, x) in [1, 5, 10].iter().zip(rs) {
+                    o.insert(format!("{dir}_r{k}"), json!(x));
+                }
+            }
+            o.insert("pairs".into(), json!(r.pairs));
+            v.insert("retrieval".into(), Value::Object(o));
+        }
+        Ok(Value::Object(v))
+    }
+}
+
+/// The zero-shot set and the retrieval set of an `[eval]` table (`download`: the download
+/// stage's shards, for zero-shot with `classes` alone; None leaves that case out).
+fn open_eval_sets(
+    cfg: &EvalConfig,
+    base: &Path,
+    download: Option<Vec<PathBuf>>,
+) -> Result<(Option<EvalSet>, Option<EvalSet>)> {
+    let zero_shot = if let Some(root) = &cfg.benchmark {
+        let mut set =
+            EvalSet::clip_benchmark(&base.join(root), cfg.split.as_deref().unwrap_or("test"))?;
+        if !cfg.classes.is_empty() {
+            set.classes = cfg.classes.clone();
+        }
+        Some(set)
+    } else if let Some(folder) = &cfg.folder {
+        let mut set = EvalSet::image_folder(&base.join(folder))?;
+        if !cfg.classes.is_empty() {
+            set.classes = cfg.classes.clone();
+        }
+        Some(set)
+    } else if !cfg.classes.is_empty() {
+        let shards = if !cfg.shards.is_empty() {
+            Some(resolve_shards(&cfg.shards, base)?)
+        } else {
+            download
+                .map(|up| shard_list("eval", &cfg.shards, base, up))
+                .transpose()?
+        };
+        shards.map(|s| EvalSet::shards(s, cfg.classes.clone(), cfg.labels))
+    } else {
+        None
+    };
+    let retrieval = if !cfg.retrieval_shards.is_empty() {
+        if zero_shot
+            .as_ref()
+            .is_some_and(|s| s.kind == SetKind::Retrieval)
+        {
+            return Err(Error::Config(
+                "[eval] has two retrieval sets: a retrieval `benchmark` and `retrieval_shards`"
+                    .into(),
+            ));
+        }
+        let shards = resolve_shards(&cfg.retrieval_shards, base)?;
+        Some(EvalSet::shards(shards, Vec::new(), Labels::Cls))
+    } else {
+        match &zero_shot {
+            Some(s) if s.kind == SetKind::Retrieval => Some(s.clone()),
+            // An image folder whose `captions.tsv` captions every image is a retrieval set too.
+            Some(s) if cfg.folder.is_some() && s.has_captions() => Some(s.clone()),
+            _ => None,
+        }
+    };
+    let zero_shot = zero_shot.filter(|s| s.kind == SetKind::Classification);
+    Ok((zero_shot, retrieval))
 }
 
 /// The shards of `patterns`, or when there are none the `download` stage's (`upstream`).
@@ -94,6 +235,17 @@ impl Stage for TrainStage {
                 o.remove(k);
             }
             o.insert("seed".into(), json!(self.seed));
+            // What `eval_every` measures is part of what the run writes.
+            if let Some(e) = self.eval.as_ref().filter(|_| self.cfg.eval_every > 0) {
+                o.insert(
+                    "eval_sets".into(),
+                    json!({
+                        "benchmark": e.benchmark, "split": e.split, "folder": e.folder,
+                        "shards": e.shards, "classes": e.classes, "labels": e.labels,
+                        "templates": e.templates, "retrieval_shards": e.retrieval_shards,
+                    }),
+                );
+            }
         }
         v
     }
@@ -117,11 +269,33 @@ impl Stage for TrainStage {
         let cancelled = || ctx.cancelled();
         let progress = |n| ctx.progress(n);
         let status = |done, total, msg: &str| ctx.steps(done, total, msg);
+        let held_out = self.held_out_sets()?;
+        let eval_tok = match (&held_out, &self.cfg.vocab) {
+            (None, _) => None,
+            (Some(_), Some(p)) => Some(Tokenizer::from_file(p)?),
+            (Some(_), None) => Some(Tokenizer::from_default()?),
+        };
+        let eval_workers = self
+            .eval
+            .as_ref()
+            .and_then(|e| e.workers)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            });
+        let measure = |model: &Clip| match (&held_out, &eval_tok) {
+            (Some(h), Some(tok)) => h.measure(model, tok, eval_workers),
+            _ => Ok(Value::Null),
+        };
         let hooks = Hooks {
             cancelled: &cancelled,
             progress: &progress,
             status: &status,
             stop_after: None,
+            evaluate: held_out
+                .is_some()
+                .then_some(&measure as &dyn Fn(&Clip) -> crate::Result<Value>),
         };
         let summary = train(&self.cfg, shards, &out, self.seed, &hooks)?;
         let model_out = ctx.output_path("model.safetensors")?;
@@ -432,58 +606,18 @@ impl Stage for EvalStage {
         };
         let batch = self.cfg.batch_size;
         let templates = self.cfg.templates.as_deref();
-        let zero_shot_set = if let Some(root) = &self.cfg.benchmark {
-            let mut set = EvalSet::clip_benchmark(
-                &self.base.join(root),
-                self.cfg.split.as_deref().unwrap_or("test"),
-            )?;
-            if !self.cfg.classes.is_empty() {
-                set.classes = self.cfg.classes.clone();
-            }
-            Some(set)
-        } else if let Some(folder) = &self.cfg.folder {
-            let mut set = EvalSet::image_folder(&self.base.join(folder))?;
-            if !self.cfg.classes.is_empty() {
-                set.classes = self.cfg.classes.clone();
-            }
-            Some(set)
-        } else if !self.cfg.classes.is_empty() {
-            let shards = shard_list(
-                "eval",
-                &self.cfg.shards,
-                &self.base,
-                ctx.upstream_outputs("download"),
-            )?;
-            Some(EvalSet::shards(
-                shards,
-                self.cfg.classes.clone(),
-                self.cfg.labels,
-            ))
-        } else {
-            None
-        };
+        let (zero_shot_set, retrieval_set_) = open_eval_sets(
+            &self.cfg,
+            &self.base,
+            self.on_download_shards()
+                .then(|| ctx.upstream_outputs("download")),
+        )?;
         if let Some(set) = &zero_shot_set {
-            match set.kind {
-                SetKind::Classification => {
-                    let t = templates_for(set, templates);
-                    report.zero_shot =
-                        Some(zero_shot_set_eval(&model, &tok, set, &t, batch, workers)?);
-                }
-                SetKind::Retrieval => {
-                    report.retrieval = Some(retrieval_set(&model, &tok, set, batch, workers)?);
-                }
-            }
+            let t = templates_for(set, templates);
+            report.zero_shot = Some(zero_shot_set_eval(&model, &tok, set, &t, batch, workers)?);
         }
-        if !self.cfg.retrieval_shards.is_empty() {
-            if report.retrieval.is_some() {
-                return Err(Error::Config(
-                    "[eval] has two retrieval sets: a retrieval `benchmark` and `retrieval_shards`"
-                        .into(),
-                ));
-            }
-            let shards = resolve_shards(&self.cfg.retrieval_shards, &self.base)?;
-            let set = EvalSet::shards(shards, Vec::new(), Labels::Cls);
-            report.retrieval = Some(retrieval_set(&model, &tok, &set, batch, workers)?);
+        if let Some(set) = &retrieval_set_ {
+            report.retrieval = Some(retrieval_set(&model, &tok, set, batch, workers)?);
         }
         if let Some(p) = &self.cfg.linear_probe {
             let train_set = self.probe_set(&p.train)?;

@@ -138,6 +138,15 @@ pub struct TrainConfig {
         skip_serializing_if = "is_default_dist_timeout"
     )]
     pub dist_timeout: f64,
+    /// Evaluate the model every this many steps (and after the last) on the held-out sets of
+    /// the pipeline's `[eval]` table: zero-shot top-1/top-5 and retrieval R@1/5/10, written to
+    /// `metrics.jsonl` (the `eval` field of that step's line) and plotted in `curves.svg`. 0: never.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub eval_every: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TrainConfig {
@@ -206,6 +215,10 @@ pub struct StepMetrics {
     pub data_wait: f64,
     /// Resident memory of the process (bytes).
     pub rss_bytes: u64,
+    /// The held-out evaluation run after this step (`eval_every`), as [`Hooks::evaluate`]
+    /// returned it: `{"zero_shot": {"top1", "top5", ...}, "retrieval": {...}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<serde_json::Value>,
 }
 
 /// What a finished training run reports.
@@ -352,6 +365,19 @@ fn truncate_metrics(path: &Path, upto: Option<u64>) -> Result<Vec<StepMetrics>> 
     Ok(kept)
 }
 
+/// The mean of `keys` in `m.eval[group]` (NaN when absent): what the plot draws.
+fn eval_figure(m: &StepMetrics, group: &str, keys: &[&str]) -> f64 {
+    let Some(g) = m.eval.as_ref().and_then(|e| e.get(group)) else {
+        return f64::NAN;
+    };
+    let v: Vec<f64> = keys.iter().filter_map(|k| g.get(*k)?.as_f64()).collect();
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
 fn write_plot(dir: &Path, title: &str, hist: &[StepMetrics]) -> Result<()> {
     let pts: Vec<Point> = hist
         .iter()
@@ -361,6 +387,8 @@ fn write_plot(dir: &Path, title: &str, hist: &[StepMetrics]) -> Result<()> {
             lr: m.lr,
             logit_scale: m.logit_scale,
             data_wait: m.data_wait,
+            eval_top1: eval_figure(m, "zero_shot", &["top1"]),
+            eval_r5: eval_figure(m, "retrieval", &["image_to_text_r5", "text_to_image_r5"]),
         })
         .collect();
     let p = dir.join("curves.svg");
@@ -379,6 +407,9 @@ pub struct Hooks<'a> {
     pub status: &'a dyn Fn(u64, u64, &str),
     /// Stop (as if killed) after this many steps of this run: for tests.
     pub stop_after: Option<u64>,
+    /// Evaluates the model on held-out data every `eval_every` steps (rank 0 only); its JSON
+    /// goes into that step's metrics line.
+    pub evaluate: Option<&'a dyn Fn(&Clip) -> Result<serde_json::Value>>,
 }
 
 impl Default for Hooks<'_> {
@@ -388,6 +419,7 @@ impl Default for Hooks<'_> {
             progress: &|_| {},
             status: &|_, _, _| {},
             stop_after: None,
+            evaluate: None,
         }
     }
 }
@@ -601,7 +633,7 @@ pub fn train(
         wait_total += wait;
         samples_seen += n_samples;
         last_loss = figures[0] / cfg.accum_steps as f64;
-        let m = StepMetrics {
+        let mut m = StepMetrics {
             step,
             epoch: position.epoch,
             loss: last_loss,
@@ -611,7 +643,18 @@ pub fn train(
             samples_per_s: n_samples as f64 / dt.max(1e-9),
             data_wait: wait / dt.max(1e-9),
             rss_bytes: rss_bytes(),
+            eval: None,
         };
+        if let Some(evaluate) = hooks.evaluate
+            && writer
+            && cfg.eval_every > 0
+            && ((step + 1).is_multiple_of(cfg.eval_every) || step + 1 == cfg.steps)
+        {
+            let te = Instant::now();
+            let v = tch::no_grad(|| evaluate(&model))?;
+            tracing::info!(step = step + 1, seconds = te.elapsed().as_secs_f64(), eval = %v, "held-out evaluation");
+            m.eval = Some(v);
+        }
         writeln!(metrics, "{}", serde_json::to_string(&m).unwrap()).at(&metrics_path)?;
         if !last_loss.is_finite() {
             return Err(ClipError::Data(format!(

@@ -285,8 +285,49 @@ fn the_three_formats_read_the_same_pictures_and_give_the_same_results() {
     assert_eq!((r1.pairs, r1.images), (24, 24));
     assert_eq!(r1.image_to_text, r2.image_to_text);
     assert_eq!(r1.text_to_image, r2.text_to_image);
-    // An image folder has no captions.
+    // An image folder has no captions...
     assert!(retrieval_set(&m, &tok, &folder, 8, 1).is_err());
+    // ... unless its captions.tsv gives every image one: then it is the same retrieval set.
+    let mut tsv = String::from("file\tclass\tcaption\n");
+    for (n, s) in single.iter().enumerate() {
+        let dir = format!("{}_{}", s.class, CLASSES[s.class]);
+        tsv.push_str(&format!(
+            "{dir}/{n:04}.png\t{}\t{}\n",
+            CLASSES[s.class], s.captions[0]
+        ));
+    }
+    std::fs::write(dir.path().join("folder/captions.tsv"), &tsv).unwrap();
+    let captioned = EvalSet::image_folder(&dir.path().join("folder")).unwrap();
+    assert!(captioned.has_captions());
+    let r3 = retrieval_set(&m, &tok, &captioned, 9, 2).unwrap();
+    assert_eq!((r3.pairs, r3.images), (24, 24));
+    // (the folder lists the pairs in another order: the recalls are the same up to rounding)
+    for (x, y) in r3
+        .image_to_text
+        .iter()
+        .chain(&r3.text_to_image)
+        .zip(r1.image_to_text.iter().chain(&r1.text_to_image))
+    {
+        assert!((x - y).abs() < 1e-9, "{r3:?} vs {r1:?}");
+    }
+    // one image without a caption: not a retrieval set
+    let partial: String = tsv.lines().take(10).map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("folder/captions.tsv"), partial).unwrap();
+    assert!(
+        !EvalSet::image_folder(&dir.path().join("folder"))
+            .unwrap()
+            .has_captions()
+    );
+    std::fs::write(
+        dir.path().join("folder/captions.tsv"),
+        "file\tclass\tcaption\nno-tab-here\n",
+    )
+    .unwrap();
+    let err = EvalSet::image_folder(&dir.path().join("folder"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("captions.tsv:2"), "{err}");
 
     // JPEG in an image folder decodes too (lossy, so only the count is compared).
     let jpeg: Vec<Sample> = (0..6)

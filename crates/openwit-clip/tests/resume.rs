@@ -268,3 +268,88 @@ fn train_and_eval_stages_run_in_the_executor() {
         "{err}"
     );
 }
+
+#[test]
+fn training_measures_the_held_out_sets_every_eval_every_steps() {
+    if !have_vocab() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_shards(&dir.path().join("shards"), 1, 100, 40, 21).unwrap();
+    write_shards(&dir.path().join("heldout"), 1, 50, 40, 22).unwrap();
+    let mut cfg = config();
+    cfg.steps = 7;
+    cfg.eval_every = 3;
+    cfg.shards = vec!["shards/00000.tar".into()];
+    let settings = PipelineSettings::default();
+    let eval_cfg: EvalConfig = serde_json::from_value(serde_json::json!({
+        "classes": class_names(),
+        "shards": ["heldout"],
+        "retrieval_shards": ["heldout/00000.tar"],
+        "device": "cpu",
+        "workers": 2,
+    }))
+    .unwrap();
+    let plain = TrainStage::new(cfg.clone(), &settings, dir.path()).unwrap();
+    let stage = TrainStage::new(cfg, &settings, dir.path())
+        .unwrap()
+        .with_eval(eval_cfg.clone(), &settings)
+        .unwrap();
+    // what is measured is part of the stage's fingerprint
+    use openwit_core::Stage;
+    assert_ne!(plain.config(), stage.config());
+    assert_eq!(stage.config()["eval_sets"]["shards"][0], "heldout");
+    let work = dir.path().join("work");
+    let mut ex = Executor::new(
+        &work,
+        RunOptions {
+            jobs: 1,
+            max_attempts: 1,
+        },
+        &openwit_core::NoProgress,
+    )
+    .unwrap();
+    assert!(matches!(
+        ex.run_stage(&stage).unwrap(),
+        StageOutcome::Ran { .. }
+    ));
+    let metrics = read_metrics(&work.join("train/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.len(), 7);
+    // after steps 3 and 6, and after the last (7)
+    let evaluated: Vec<u64> = metrics
+        .iter()
+        .filter(|m| m.eval.is_some())
+        .map(|m| m.step + 1)
+        .collect();
+    assert_eq!(evaluated, [3, 6, 7]);
+    for m in metrics.iter().filter_map(|m| m.eval.as_ref()) {
+        assert_eq!(m["zero_shot"]["images"], 50);
+        let top1 = m["zero_shot"]["top1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&top1));
+        assert_eq!(m["retrieval"]["pairs"], 50);
+        let r5 = m["retrieval"]["image_to_text_r5"].as_f64().unwrap();
+        let r10 = m["retrieval"]["image_to_text_r10"].as_f64().unwrap();
+        assert!(r5 <= r10 && r10 <= 1.0);
+    }
+    let svg = std::fs::read_to_string(work.join("train/curves.svg")).unwrap();
+    assert!(svg.contains("held-out zero-shot top-1"), "{svg}");
+
+    // [eval] with nothing held out (zero-shot on the download stage's shards) is refused
+    let mut cfg = config();
+    cfg.eval_every = 3;
+    let own: EvalConfig = serde_json::from_value(serde_json::json!({
+        "classes": class_names(),
+        "device": "cpu",
+    }))
+    .unwrap();
+    let err = TrainStage::new(cfg, &settings, dir.path())
+        .unwrap()
+        .with_eval(own, &settings)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("eval_every") && err.contains("held-out"),
+        "{err}"
+    );
+}

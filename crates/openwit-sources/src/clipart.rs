@@ -26,7 +26,7 @@ pub const CLASSES: &[(&str, &[&str])] = &[
     ("mammal", &["animals/mammals"]),
     ("fruit", &["food/fruit"]),
     ("dessert", &["food/desserts"]),
-    ("drink", &["food/beverages"]),
+    ("beverage", &["food/beverages"]),
     ("flower", &["plants/flowers"]),
     ("house", &["buildings/homes"]),
     ("boat", &["transportation/boating"]),
@@ -34,13 +34,13 @@ pub const CLASSES: &[(&str, &[&str])] = &[
     ("road sign", &["transportation/roadsigns"]),
     ("flag", &["signs_and_symbols/flags"]),
     ("music", &["recreation/music"]),
-    ("sport", &["recreation/sports"]),
+    ("sports", &["recreation/sports"]),
     ("toy", &["recreation/toys"]),
     ("playing card", &["recreation/games/cards"]),
     ("clock", &["signs_and_symbols/clocks"]),
     ("clothing", &["people/clothing"]),
     ("smiley", &["people/smilies"]),
-    ("star", &["shapes/stars"]),
+    ("stars", &["shapes/stars"]),
 ];
 
 /// What an SVG's RDF metadata (`<metadata><rdf:RDF><cc:Work>`) says about the drawing.
@@ -168,6 +168,19 @@ pub struct Drawing {
     pub meta: SvgMeta,
     /// In the held-out part: never served, never trained on.
     pub held_out: bool,
+}
+
+impl Drawing {
+    /// Its class as a folder name (`playing_card`; an image folder reads `_` as a space).
+    pub fn class_dir(&self) -> String {
+        self.class.replace(' ', "_")
+    }
+
+    /// Where it lies in an image folder of its part: `CLASS_DIR/PATH.png`, the package path
+    /// with `/` as `-`, so that drawings of two sub-folders never share a name.
+    pub fn rel_png(&self) -> String {
+        format!("{}/{}.png", self.class_dir(), self.name.replace('/', "-"))
+    }
 }
 
 /// What [`select`] found and left out.

@@ -191,16 +191,29 @@ pub fn held_out_dir(dir: &Path) -> PathBuf {
     dir.with_file_name(format!("{name}-heldout"))
 }
 
+/// `text` with its first letter upper-cased (a topic as a page heading shows it).
+fn upper_first(text: &str) -> String {
+    let mut c = text.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 /// Writes the demo site of real pictures into `dir`: the Open Clip Art drawings of
 /// [`crate::clipart::select`] under `root` (see [`crate::clipart::root_of`]), at most
 /// `per_class` per class, `held_out_percent` of them held out. The served drawings are copied
-/// as they are (`img/NAME.png`) and shown on pages of `per_page`, each in one of the forms real
+/// as they are (`img/CLASS/FILE.png`: `img/` is also an image folder of the training part, the
+/// linear probe's training set) and shown on pages of `per_page`, each in one of the forms real
 /// pages use (an `alt` text, a `<figure>` with its `<figcaption>`, a lazy-loaded `data-src`, a
-/// `title`), with the author's title, description and keywords as captions, next to navigation,
-/// tags, a tracking pixel, one page that opts out of AI use, and a members-only page that
-/// robots.txt disallows. The held-out drawings go to [`held_out_dir`]: `CLASS/FILE.png` (an
-/// image folder, which `openwit eval`'s `folder` reads) and `captions.tsv` (name, class,
-/// caption). `split.tsv` in `dir` records every drawing's class and part.
+/// `title`), with the author's title or description and keywords (as tags) as captions, most
+/// of them with the drawing's topic as clip-art sites write it ("Fruit clip art: ...", "... -
+/// fruit clip art"; the topic is the package's folder, named as in [`crate::clipart::CLASSES`]),
+/// next to navigation, tags, a tracking pixel, one page that opts out of AI use, and a
+/// members-only page that robots.txt disallows. The held-out drawings go to [`held_out_dir`]:
+/// `CLASS/FILE.png` (an image folder, which `openwit eval`'s `folder` reads) and `captions.tsv`
+/// (file, class, caption: the same folder is a retrieval set). `split.tsv` in `dir` records
+/// every drawing's class and part.
 pub fn generate_clipart(
     dir: &Path,
     root: &Path,
@@ -222,13 +235,21 @@ pub fn generate_clipart(
         }
         std::fs::create_dir_all(d).at(d.display())?;
     }
-    let caption = |d: &crate::clipart::Drawing| {
-        d.meta
-            .description
-            .clone()
-            .or_else(|| d.meta.title.clone())
-            .unwrap_or_default()
+    // What a clip-art site shows with a drawing: its title (or, without one, its description),
+    // and the author's keywords as tags.
+    let text = |d: &crate::clipart::Drawing, prefer_description: bool| {
+        let (a, b) = (d.meta.title.clone(), d.meta.description.clone());
+        let t = if prefer_description { b.or(a) } else { a.or(b) };
+        t.unwrap_or_default()
     };
+    let tagged = |t: String, d: &crate::clipart::Drawing| {
+        if d.meta.keywords.is_empty() {
+            t
+        } else {
+            format!("{t} ({})", d.meta.keywords.join(", "))
+        }
+    };
+    let caption = |d: &crate::clipart::Drawing| tagged(text(d, true), d);
     let mut split = String::from("name\tclass\tpart\n");
     let mut held_tsv = String::from("file\tclass\tcaption\n");
     let mut served = Vec::new();
@@ -240,10 +261,9 @@ pub fn generate_clipart(
             if d.held_out { "held_out" } else { "train" }
         ));
         if d.held_out {
-            let base = d.name.rsplit('/').next().unwrap_or(&d.name);
-            let rel = format!("{}/{base}.png", d.class);
+            let rel = d.rel_png();
             let to = held.join(&rel);
-            std::fs::create_dir_all(held.join(d.class)).at(held.display())?;
+            std::fs::create_dir_all(held.join(d.class_dir())).at(held.display())?;
             std::fs::copy(&d.png, &to).at(to.display())?;
             held_tsv.push_str(&format!(
                 "{rel}\t{}\t{}\n",
@@ -251,7 +271,7 @@ pub fn generate_clipart(
                 caption(d).replace(['\t', '\n'], " ")
             ));
         } else {
-            let to = dir.join(format!("img/{}.png", d.name));
+            let to = dir.join("img").join(d.rel_png());
             if let Some(parent) = to.parent() {
                 std::fs::create_dir_all(parent).at(parent.display())?;
             }
@@ -286,7 +306,7 @@ pub fn generate_clipart(
             (p + 1) % pages.len()
         );
         for (k, d) in items.iter().enumerate() {
-            let src = format!("/img/{}.png", esc(&d.name));
+            let src = format!("/img/{}", esc(&d.rel_png()));
             let title = esc(d.meta.title.as_deref().unwrap_or(""));
             let by = d
                 .meta
@@ -296,27 +316,24 @@ pub fn generate_clipart(
                 .unwrap_or_default();
             match (p + k) % 4 {
                 0 => html.push_str(&format!(
-                    "<figure><img src=\"{src}\" alt=\"{title}\"><figcaption>{}{by}</figcaption></figure>\n",
+                    "<figure><img src=\"{src}\" alt=\"{title}\"><figcaption>{} clip art: {}{by}</figcaption></figure>\n",
+                    esc(&upper_first(d.class)),
                     esc(&caption(d))
                 )),
-                1 => {
-                    let kw = d.meta.keywords.join(", ");
-                    let alt = if kw.is_empty() {
-                        title.clone()
-                    } else {
-                        format!("{title} ({})", esc(&kw))
-                    };
-                    html.push_str(&format!(
-                        "<div class=\"item\"><img src=\"{src}\" alt=\"{alt}\"><p class=\"tags\">Tags: {}</p>{by}</div>\n",
-                        esc(&kw)
-                    ));
-                }
+                1 => html.push_str(&format!(
+                    "<div class=\"item\"><img src=\"{src}\" alt=\"{} - {} clip art\"><p class=\"tags\">Tags: {}</p>{by}</div>\n",
+                    esc(&tagged(text(d, false), d)),
+                    esc(d.class),
+                    esc(&d.meta.keywords.join(", "))
+                )),
                 2 => html.push_str(&format!(
                     "<img src=\"data:image/gif;base64,R0lGODlhAQABAAAAACw=\" data-src=\"{src}\" alt=\"{}\">\n",
                     esc(&caption(d))
                 )),
                 _ => html.push_str(&format!(
-                    "<a href=\"{src}\"><img src=\"{src}\" title=\"{title}\"></a><img src=\"/px.gif\" width=\"1\" height=\"1\">\n"
+                    "<a href=\"{src}\"><img src=\"{src}\" title=\"{} clip art: {}\"></a><img src=\"/px.gif\" width=\"1\" height=\"1\">\n",
+                    esc(&upper_first(d.class)),
+                    esc(&text(d, false))
                 )),
             }
         }
@@ -330,7 +347,7 @@ pub fn generate_clipart(
     std::fs::write(dir.join("index.html"), index).at(dir.display())?;
     let secret = served
         .first()
-        .map(|d| format!("/img/{}.png", d.name))
+        .map(|d| format!("/img/{}", d.rel_png()))
         .unwrap_or_default();
     write_site_files(dir, &page_paths, &secret)?;
     std::fs::write(dir.join(MARKER), format!("openclipart {}\n", pages.len())).at(dir.display())?;

@@ -164,10 +164,10 @@ fn site_serves_the_training_part_and_writes_the_held_out_folder() {
     }
     let captions = std::fs::read_to_string(site.held_out_dir.join("captions.tsv")).unwrap();
     for d in &sel.drawings {
-        let src = format!("/img/{}.png", d.name);
+        let rel = d.rel_png();
+        let src = format!("/img/{rel}");
         let served = dir.join(&src[1..]);
-        let base = d.name.rsplit('/').next().unwrap();
-        let held = site.held_out_dir.join(d.class).join(format!("{base}.png"));
+        let held = site.held_out_dir.join(&rel);
         let package = std::fs::read(&d.png).unwrap();
         if d.held_out {
             assert!(
@@ -176,7 +176,7 @@ fn site_serves_the_training_part_and_writes_the_held_out_folder() {
                 d.name
             );
             assert_eq!(std::fs::read(&held).unwrap(), package);
-            assert!(captions.contains(&format!("{}/{base}.png\t{}\t", d.class, d.class)));
+            assert!(captions.contains(&format!("{rel}\t{}\t", d.class)));
         } else {
             assert!(pages.contains(&format!("\"{src}\"")), "{src}");
             assert_eq!(std::fs::read(&served).unwrap(), package, "{src}");
@@ -204,6 +204,11 @@ fn site_serves_the_training_part_and_writes_the_held_out_folder() {
             d.name,
             d.meta
         );
+        // with the author's keywords (the words that name the drawing's topic)
+        if !d.meta.keywords.is_empty() {
+            let tags = esc(&d.meta.keywords.join(", "));
+            assert!(pages.contains(&format!(" ({tags})")), "{}: {tags}", d.name);
+        }
     }
     // a second run writes the same site
     let tmp2 = tempfile::tempdir().unwrap();
