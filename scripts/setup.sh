@@ -3,10 +3,12 @@
 # and gcc are assumed); with --tests, also what only the tests need. Idempotent: a second run only
 # checks.
 #
-#   scripts/setup.sh           # the demo: cmake + nasm (Debian), libtorch 2.11 for the Rust side
-#                              # (~1.3 GB from PyPI into ~/.cache/openwit/libtorch) and CLIP's vocabulary
+#   scripts/setup.sh           # the demo: cmake, nasm and WordNet 3.0 (Debian), libtorch 2.11 for the
+#                              # Rust side (~1.3 GB from PyPI into ~/.cache/openwit/libtorch), CLIP's
+#                              # vocabulary, and the demo's drawings (Debian's openclipart packages,
+#                              # 156 MB, into ~/.cache/openwit/openclipart)
 #   scripts/setup.sh --tests   # + the tests' Python packages (.ci/requirements.txt), their Debian
-#                              # packages (.ci/apt-packages.txt: Chromium, WordNet, Slurm, Ceph) and
+#                              # packages (.ci/apt-packages.txt: Chromium, Slurm, Ceph) and
 #                              # the Python side of the trainer's parity tests (torch + open_clip, ~5 GB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +17,7 @@ tests=0
 for arg in "$@"; do
   case "$arg" in
     --tests) tests=1 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown argument $arg (use --tests)" >&2; exit 2 ;;
   esac
 done
@@ -47,4 +49,9 @@ if [ -x scripts/setup-libtorch.sh ]; then
   else
     scripts/setup-libtorch.sh >/dev/null
   fi
+fi
+
+# The demo's world of real pictures (pipelines/demo.toml): the Open Clip Art Library's drawings.
+if [ -x scripts/setup-clipart.sh ]; then
+  scripts/setup-clipart.sh
 fi

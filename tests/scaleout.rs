@@ -229,9 +229,10 @@ fn tar_members(path: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// The demo pipeline with absolute paths, its site in `dir`, and `workdir`.
+/// The demo pipeline of the generated world (`pipelines/demo-generated.toml`: small, nothing to
+/// fetch) with absolute paths, its site in `dir`, and `workdir`.
 fn demo_pipeline(dir: &Path, workdir: &str) -> String {
-    let text = std::fs::read_to_string(repo().join("pipelines/demo.toml")).unwrap();
+    let text = std::fs::read_to_string(repo().join("pipelines/demo-generated.toml")).unwrap();
     let mut doc: toml::Table = text.parse().unwrap();
     doc.remove("train");
     doc.remove("eval");

@@ -9,7 +9,7 @@
 //! `openwit run pipelines/demo.toml` with this test's binary on the PATH (its build and install
 //! steps are the release build, which the tests do not repeat); `scripts/test.sh` is what CI
 //! runs, so it is not run again from inside itself. `openwit serve` is started, asked for its
-//! search page, and stopped.
+//! search page, and stopped. The demo's evaluation then shows that it learned (`demo_learned`).
 
 #![cfg(feature = "train")]
 
@@ -30,9 +30,15 @@ fn repo() -> PathBuf {
 fn readme_commands(readme: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut in_block = false;
+    // A block fenced as ```text shows output, not commands.
+    let mut output_block = false;
     for line in readme.lines() {
-        if line.trim_start().starts_with("```") {
+        if let Some(fence) = line.trim_start().strip_prefix("```") {
             in_block = !in_block;
+            output_block = in_block && fence.trim() == "text";
+            continue;
+        }
+        if in_block && output_block {
             continue;
         }
         if in_block {
@@ -141,7 +147,7 @@ fn every_readme_command_works_verbatim_in_a_fresh_shell() {
                 .unwrap();
             let t0 = Instant::now();
             let page = loop {
-                match get(port, "/?q=red") {
+                match get(port, "/?q=flag") {
                     Ok(p) => break p,
                     Err(e) if t0.elapsed() < Duration::from_secs(60) => {
                         if let Some(status) = child.try_wait().unwrap() {
@@ -167,7 +173,7 @@ fn every_readme_command_works_verbatim_in_a_fresh_shell() {
                 "{}",
                 &page[..page.len().min(400)]
             );
-            assert!(page.contains("/sample/"), "no results for `red`");
+            assert!(page.contains("/sample/"), "no results for `flag`");
             continue;
         }
         let o = fresh_shell(cmd, root, &path).output().unwrap();
@@ -181,11 +187,47 @@ fn every_readme_command_works_verbatim_in_a_fresh_shell() {
         }
     }
     assert!(root.join("work/demo/report/report.html").is_file());
+    demo_learned(&root.join("work/demo"));
+}
+
+/// The demo's tiny CLIP, trained above with the demo's fixed seed on the drawings it crawled,
+/// learned something that transfers: on the held-out drawings it never saw, zero-shot top-1 and
+/// the linear probe reach at least 3x chance, and retrieval R@5 beats chance too (issue 20).
+fn demo_learned(workdir: &Path) {
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(workdir.join("eval/results.json")).unwrap()).unwrap();
+    let z = &r["zero_shot"];
+    let (top1, chance) = (z["top1"].as_f64().unwrap(), z["chance"].as_f64().unwrap());
+    assert_eq!(z["classes"], 20, "{z}");
+    assert!(
+        z["set"].as_str().unwrap().ends_with("demo-site-heldout"),
+        "{z}"
+    );
+    assert!(
+        top1 >= 3.0 * chance,
+        "held-out zero-shot top-1 {top1} < 3 x chance {chance}"
+    );
+    let p = &r["linear_probe"];
+    let probe = p["test"]["top1"].as_f64().unwrap();
+    assert!(
+        probe >= 3.0 / 20.0,
+        "linear probe top-1 {probe} < 3 x chance"
+    );
+    let ret = &r["retrieval"];
+    let images = ret["images"].as_f64().unwrap();
+    for dir in ["image_to_text", "text_to_image"] {
+        let r5 = ret[dir][1].as_f64().unwrap();
+        assert!(r5 > 5.0 / images, "{dir} R@5 {r5} at chance");
+    }
+    // the held-out sets were measured during training too
+    let metrics = std::fs::read_to_string(workdir.join("train/metrics.jsonl")).unwrap();
+    assert!(metrics.lines().filter(|l| l.contains("\"eval\"")).count() >= 2);
 }
 
 #[test]
 fn commands_are_read_from_blocks_and_concrete_inline_spans() {
     let md = "x\n```sh\nscripts/demo.sh   # the demo\n# a comment\n```\n\
+              ```text\nzero-shot  282 images (chance 5.00%)\n```\n\
               Run `openwit status work/demo`, or `openwit <stage> PIPELINE.toml`, \
               `openwit status WORKDIR [--json]`, `openwit train`, `cargo build`.\n";
     assert_eq!(

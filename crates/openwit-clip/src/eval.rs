@@ -85,6 +85,17 @@ pub struct PerClass {
     pub images: u64,
     /// Top-1 accuracy on its images (its recall).
     pub top1: f64,
+    /// The classes its missed images were taken for, most frequent first (at most 3): the
+    /// confusion overview.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confused_with: Vec<Confusion>,
+}
+
+/// How many images of a class were taken for `class`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Confusion {
+    pub class: String,
+    pub images: u64,
 }
 
 /// Classification measures of logits against labels.
@@ -107,6 +118,8 @@ pub fn classification_metrics(logits: &Tensor, labels: &[i64], names: &[String])
     let n = labels.len();
     let (mut hit1, mut hit5) = (0u64, 0u64);
     let mut per = vec![(0u64, 0u64); c as usize];
+    // (true class, predicted class) -> images, for the misses
+    let mut missed: std::collections::BTreeMap<(i64, i64), u64> = Default::default();
     for (i, &l) in labels.iter().enumerate() {
         let row = &top[i * k as usize..(i + 1) * k as usize];
         let ok1 = row[0] == l;
@@ -116,18 +129,43 @@ pub fn classification_metrics(logits: &Tensor, labels: &[i64], names: &[String])
             p.0 += 1;
             p.1 += ok1 as u64;
         }
+        if !ok1 {
+            *missed.entry((l, row[0])).or_default() += 1;
+        }
     }
+    let name = |i: i64| {
+        names
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_else(|| i.to_string())
+    };
     let per_class: Vec<PerClass> = per
         .iter()
         .enumerate()
-        .map(|(i, &(imgs, ok))| PerClass {
-            class: names.get(i).cloned().unwrap_or_else(|| i.to_string()),
-            images: imgs,
-            top1: if imgs > 0 {
-                ok as f64 / imgs as f64
-            } else {
-                0.0
-            },
+        .map(|(i, &(imgs, ok))| {
+            let mut confused: Vec<(u64, i64)> = missed
+                .range((i as i64, i64::MIN)..=(i as i64, i64::MAX))
+                .map(|(&(_, p), &n)| (n, p))
+                .collect();
+            // most frequent first, then by class index
+            confused.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            PerClass {
+                class: name(i as i64),
+                images: imgs,
+                top1: if imgs > 0 {
+                    ok as f64 / imgs as f64
+                } else {
+                    0.0
+                },
+                confused_with: confused
+                    .into_iter()
+                    .take(3)
+                    .map(|(n, p)| Confusion {
+                        class: name(p),
+                        images: n,
+                    })
+                    .collect(),
+            }
         })
         .collect();
     let with_images: Vec<&PerClass> = per_class.iter().filter(|p| p.images > 0).collect();
@@ -761,19 +799,23 @@ impl EvalReport {
                 100.0 * r.image_to_text[2]
             ));
             s.push_str(&format!(
-                "                          text->image R@1 {:>6.2}% R@5 {:>6.2}% R@10 {:>6.2}%\n",
+                "                          text->image R@1 {:>6.2}% R@5 {:>6.2}% R@10 {:>6.2}%  (chance R@5 {:.2}%)\n",
                 100.0 * r.text_to_image[0],
                 100.0 * r.text_to_image[1],
-                100.0 * r.text_to_image[2]
+                100.0 * r.text_to_image[2],
+                // a random ranking finds an image's captions (or a caption's image) in its top 5
+                // about 5 times in `images`, whatever the captions per image
+                100.0 * (5.0 / r.images.max(1) as f64).min(1.0)
             ));
         }
         if let Some(p) = &self.linear_probe {
             s.push_str(&format!(
-                "linear probe {:>4} images {:>4} classes  top-1 {:>6.2}%  top-5 {:>6.2}%  mean per-class recall {:>6.2}%\n",
+                "linear probe {:>4} images {:>4} classes  top-1 {:>6.2}%  top-5 {:>6.2}%  (chance {:.2}%)  mean per-class recall {:>6.2}%\n",
                 p.test_images,
                 p.classes,
                 100.0 * p.test.top1,
                 100.0 * p.test.top5,
+                100.0 / p.classes.max(1) as f64,
                 100.0 * p.test.mean_per_class_recall
             ));
             s.push_str(&format!(
@@ -791,6 +833,40 @@ impl EvalReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_class_recall_and_what_the_misses_were_taken_for() {
+        // 3 classes; rows are images, the highest logit is the prediction
+        let logits = Tensor::from_slice2(&[
+            [9.0f32, 1.0, 0.0], // 0 -> 0
+            [0.0, 9.0, 1.0],    // 0 -> 1
+            [0.0, 1.0, 9.0],    // 0 -> 2
+            [1.0, 0.0, 9.0],    // 0 -> 2
+            [0.0, 9.0, 1.0],    // 1 -> 1
+            [9.0, 0.0, 1.0],    // 2 -> 0
+        ]);
+        let names: Vec<String> = ["cat", "dog", "bird"].map(String::from).to_vec();
+        let m = classification_metrics(&logits, &[0, 0, 0, 0, 1, 2], &names);
+        assert!((m.top1 - 2.0 / 6.0).abs() < 1e-12);
+        let cat = &m.per_class[0];
+        assert_eq!((cat.images, cat.top1), (4, 0.25));
+        assert_eq!(
+            cat.confused_with,
+            [
+                Confusion {
+                    class: "bird".into(),
+                    images: 2
+                },
+                Confusion {
+                    class: "dog".into(),
+                    images: 1
+                },
+            ]
+        );
+        assert!(m.per_class[1].confused_with.is_empty());
+        assert_eq!(m.per_class[2].confused_with[0].class, "cat");
+        assert!((m.mean_per_class_recall - (0.25 + 1.0 + 0.0) / 3.0).abs() < 1e-12);
+    }
 
     #[test]
     fn accuracy_and_recall_on_known_features() {

@@ -312,6 +312,19 @@ pub fn collect(workdir: &Path) -> ReportData {
                 .filter_map(|(k, v)| v.as_f64().map(|f| (k.clone(), f)))
                 .collect();
             row.entry("step".into()).or_insert(i as f64);
+            // `eval_every`: the held-out measures of that step
+            if let Some(e) = m.get("eval") {
+                let figures = [
+                    ("held-out zero-shot top-1", "/zero_shot/top1"),
+                    ("held-out image->text R@5", "/retrieval/image_to_text_r5"),
+                    ("held-out text->image R@5", "/retrieval/text_to_image_r5"),
+                ];
+                for (name, ptr) in figures {
+                    if let Some(v) = e.pointer(ptr).and_then(Value::as_f64) {
+                        row.insert(name.into(), v);
+                    }
+                }
+            }
             d.train.push(row);
         }
     }
@@ -629,15 +642,37 @@ pub fn render(d: &ReportData) -> String {
         if !loss.is_empty() {
             h.push_str(&lines("Loss", "step", "loss", &loss, false));
         }
-        for k in keys.iter().filter(|k| !k.contains("loss")).take(4) {
+        let held_out: Vec<_> = keys
+            .iter()
+            .filter(|k| k.starts_with("held-out"))
+            .map(|k| series_of(k))
+            .collect();
+        if !held_out.is_empty() {
+            h.push_str(&lines(
+                "Held-out evaluation during training (eval_every)",
+                "step",
+                "accuracy / recall",
+                &held_out,
+                false,
+            ));
+        }
+        for k in keys
+            .iter()
+            .filter(|k| !k.contains("loss") && !k.starts_with("held-out"))
+            .take(4)
+        {
             h.push_str(&lines(k, "step", k, &[series_of(k)], false));
         }
     }
-    h.push_str("<h2 id=\"eval\">Zero-shot evaluation</h2>\n");
+    h.push_str("<h2 id=\"eval\">Evaluation</h2>\n");
     if d.eval.is_empty() {
         h.push_str("<p class=\"muted\">No <code>eval/*.json</code>.</p>\n");
     }
     for (name, v) in &d.eval {
+        if let Some(html) = eval_results(name, v) {
+            h.push_str(&html);
+            continue;
+        }
         let mut kv = Vec::new();
         flatten_numbers("", v, &mut kv);
         let _ = write!(
@@ -656,6 +691,148 @@ pub fn render(d: &ReportData) -> String {
         h.matches("<svg").count()
     );
     h
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.2}%", 100.0 * x))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `openwit eval`'s `results.json` (zero-shot, retrieval, linear probe): the measures next to
+/// chance, the per-class table and the confusion overview of the worst classes. None for JSON
+/// of another shape (shown as a flat table instead).
+fn eval_results(name: &str, v: &Value) -> Option<String> {
+    let z = v.get("zero_shot").filter(|z| z.is_object());
+    let r = v.get("retrieval").filter(|r| r.is_object());
+    let p = v.get("linear_probe").filter(|p| p.is_object());
+    if z.is_none() && r.is_none() && p.is_none() {
+        return None;
+    }
+    let f = |v: &Value, ptr: &str| v.pointer(ptr).and_then(Value::as_f64);
+    let n = |v: &Value, ptr: &str| v.pointer(ptr).and_then(Value::as_u64).unwrap_or(0);
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<h3>{} <span class=\"muted\">({})</span></h3><table><tr><th>measure</th><th>set</th><th>images</th><th>result</th><th>chance</th></tr>",
+        esc(name),
+        esc(v.get("model").and_then(Value::as_str).unwrap_or(""))
+    );
+    let set = |v: &Value| esc(v.get("set").and_then(Value::as_str).unwrap_or(""));
+    if let Some(z) = z {
+        let _ = write!(
+            h,
+            "<tr><td>zero-shot ({} classes)</td><td>{}</td><td>{}</td><td>top-1 <b>{}</b>, top-5 {}, mean per-class recall {}</td><td>{}</td></tr>",
+            n(z, "/classes"),
+            set(z),
+            n(z, "/images"),
+            pct(f(z, "/top1")),
+            pct(f(z, "/top5")),
+            pct(f(z, "/mean_per_class_recall")),
+            pct(f(z, "/chance"))
+        );
+    }
+    if let Some(r) = r {
+        let images = n(r, "/images").max(1) as f64;
+        let _ = write!(
+            h,
+            "<tr><td>retrieval ({} pairs)</td><td>{}</td><td>{}</td><td>image&rarr;text R@1 {}, R@5 <b>{}</b>, R@10 {}<br>text&rarr;image R@1 {}, R@5 <b>{}</b>, R@10 {}</td><td>R@5 {}</td></tr>",
+            n(r, "/pairs"),
+            set(r),
+            n(r, "/images"),
+            pct(f(r, "/image_to_text/0")),
+            pct(f(r, "/image_to_text/1")),
+            pct(f(r, "/image_to_text/2")),
+            pct(f(r, "/text_to_image/0")),
+            pct(f(r, "/text_to_image/1")),
+            pct(f(r, "/text_to_image/2")),
+            pct(Some((5.0 / images).min(1.0)))
+        );
+    }
+    if let Some(p) = p {
+        let classes = n(p, "/classes").max(1);
+        let _ = write!(
+            h,
+            "<tr><td>linear probe ({classes} classes, C = {})</td><td>{}</td><td>{}</td><td>top-1 <b>{}</b>, top-5 {}, mean per-class recall {}</td><td>{}</td></tr>",
+            f(p, "/c").map(|c| format!("{c:.3e}")).unwrap_or_default(),
+            esc(p.get("test_set").and_then(Value::as_str).unwrap_or("")),
+            n(p, "/test_images"),
+            pct(f(p, "/top1")),
+            pct(f(p, "/top5")),
+            pct(f(p, "/mean_per_class_recall")),
+            pct(Some(1.0 / classes as f64))
+        );
+    }
+    h.push_str("</table>\n");
+    // Per class: zero-shot and probe side by side, worst zero-shot first, with what their
+    // misses were taken for.
+    let per = |v: Option<&Value>, ptr: &str| -> Vec<Value> {
+        v.and_then(|v| v.pointer(ptr))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let zs = per(z, "/per_class");
+    let probe = per(p, "/per_class");
+    let rows = if zs.is_empty() { &probe } else { &zs };
+    if !rows.is_empty() {
+        let mut order: Vec<&Value> = rows.iter().collect();
+        order.sort_by(|a, b| {
+            f(a, "/top1")
+                .unwrap_or(0.0)
+                .total_cmp(&f(b, "/top1").unwrap_or(0.0))
+        });
+        let probe_of = |class: &str| {
+            probe
+                .iter()
+                .find(|q| q.get("class").and_then(Value::as_str) == Some(class))
+                .and_then(|q| f(q, "/top1"))
+        };
+        let confusions = |row: &Value| -> String {
+            row.get("confused_with")
+                .and_then(Value::as_array)
+                .map(|c| {
+                    c.iter()
+                        .map(|x| {
+                            format!(
+                                "{} ({})",
+                                esc(x.get("class").and_then(Value::as_str).unwrap_or("")),
+                                n(x, "/images")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        let _ = write!(
+            h,
+            "<h3>Per class, worst first</h3><table><tr><th>class</th><th>images</th><th>{} top-1</th>{}<th>its misses taken for (images)</th></tr>",
+            if zs.is_empty() { "probe" } else { "zero-shot" },
+            if zs.is_empty() || probe.is_empty() {
+                ""
+            } else {
+                "<th>probe top-1</th>"
+            }
+        );
+        for row in order {
+            let class = row.get("class").and_then(Value::as_str).unwrap_or("");
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td>{}<td>{}</td></tr>",
+                esc(class),
+                n(row, "/images"),
+                pct(f(row, "/top1")),
+                if zs.is_empty() || probe.is_empty() {
+                    String::new()
+                } else {
+                    format!("<td>{}</td>", pct(probe_of(class)))
+                },
+                confusions(row)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    Some(h)
 }
 
 /// Writes the report of `workdir` to `out` (default `WORKDIR/report/report.html`), atomically.

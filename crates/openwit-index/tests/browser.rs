@@ -2,8 +2,8 @@
 //! check that the image loaded (decoded by the browser) and the caption shows, walk to the next
 //! result and back to the results, open the full-size view (shown at the image's natural size),
 //! browse the entries and follow one to its samples, and see a page past the end and the styled
-//! 404 page; saves screenshots under `target/openwit-index-ui/` (and, with
-//! `OPENWIT_UPDATE_SCREENSHOTS=1`, into `docs/img/` for the README).
+//! 404 page; saves screenshots under `target/openwit-index-ui/` (the README's are of the demo's
+//! real run: `scripts/screenshots.sh`).
 //!
 //! Needs Debian's `chromium` (listed in `.ci/apt-packages.txt`). Without it the test says so and
 //! passes, unless `CI` or `OPENWIT_REQUIRE_BROWSER` is set, where it fails.
@@ -265,8 +265,6 @@ fn headless_chromium_searches_opens_a_result_and_sees_the_image_and_caption() {
 
     // Screenshots as test artifacts (and for the docs); the report with every section filled.
     let out = artifacts();
-    let update = std::env::var_os("OPENWIT_UPDATE_SCREENSHOTS").is_some();
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/img");
     let shots = [
         (
             "ui-search.png",
@@ -304,16 +302,5 @@ fn headless_chromium_searches_opens_a_result_and_sees_the_image_and_caption() {
         );
         let png = std::fs::read(&shot).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 5000, "{name}");
-        if update
-            && [
-                "ui-search.png",
-                "ui-detail.png",
-                "ui-entries.png",
-                "report.png",
-            ]
-            .contains(&name)
-        {
-            std::fs::copy(&shot, docs.join(name)).unwrap();
-        }
     }
 }

@@ -575,3 +575,72 @@ fn the_entries_page_lists_counts_before_and_after_balancing_and_links_to_the_sam
     let (st, _) = text(addr, "/entries?page=x");
     assert_eq!(st, 400);
 }
+
+#[test]
+fn the_report_shows_the_held_out_evaluation_per_class_and_the_worst_confusions() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    std::fs::create_dir_all(w.join("train")).unwrap();
+    std::fs::create_dir_all(w.join("eval")).unwrap();
+    // eval_every = 2: every other line carries the held-out measures
+    let metrics: String = (0..6)
+        .map(|i| {
+            let eval = if i % 2 == 1 {
+                format!(
+                    r#","eval":{{"zero_shot":{{"top1":{}}},"retrieval":{{"image_to_text_r5":0.2,"text_to_image_r5":0.1}}}}"#,
+                    0.1 * i as f64
+                )
+            } else {
+                String::new()
+            };
+            format!(r#"{{"step":{i},"loss":{}{eval}}}"#, 4.0 - i as f64 * 0.5) + "\n"
+        })
+        .collect();
+    std::fs::write(w.join("train/metrics.jsonl"), metrics).unwrap();
+    let results = serde_json::json!({
+        "model": "tiny-rn",
+        "zero_shot": {
+            "set": "site-heldout", "images": 30, "classes": 3, "top1": 0.4, "top5": 1.0,
+            "chance": 1.0 / 3.0, "mean_per_class_recall": 0.35,
+            "per_class": [
+                {"class": "bird", "images": 10, "top1": 0.7},
+                {"class": "fruit", "images": 10, "top1": 0.1,
+                 "confused_with": [{"class": "flower", "images": 6}, {"class": "bird", "images": 3}]},
+                {"class": "flower", "images": 10, "top1": 0.4,
+                 "confused_with": [{"class": "fruit", "images": 6}]}
+            ]
+        },
+        "retrieval": {"set": "site-heldout", "pairs": 30, "images": 30,
+                      "image_to_text": [0.1, 0.3, 0.5], "text_to_image": [0.05, 0.25, 0.4]},
+        "linear_probe": {"test_set": "site-heldout", "test_images": 30, "classes": 3, "c": 100.0,
+                         "top1": 0.6, "top5": 1.0, "mean_per_class_recall": 0.6,
+                         "per_class": [{"class": "bird", "images": 10, "top1": 0.9},
+                                       {"class": "fruit", "images": 10, "top1": 0.5},
+                                       {"class": "flower", "images": 10, "top1": 0.4}]}
+    });
+    std::fs::write(w.join("eval/results.json"), results.to_string()).unwrap();
+    let html = std::fs::read_to_string(write_report(w, None).unwrap()).unwrap();
+    for needle in [
+        "Held-out evaluation during training",
+        "held-out zero-shot top-1",
+        "held-out text-&gt;image R@5",
+        "top-1 <b>40.00%</b>",
+        "R@5 <b>30.00%</b>",
+        "R@5 16.67%", // retrieval's chance: 5 of 30
+        "33.33%",     // zero-shot's and the probe's chance
+        "top-1 <b>60.00%</b>",
+        "Per class, worst first",
+        "flower (6), bird (3)",
+    ] {
+        assert!(html.contains(needle), "report lacks {needle}");
+    }
+    // worst zero-shot class first, with its probe figure beside it
+    let table = &html[html.find("Per class, worst first").unwrap()..];
+    let (fruit, flower, bird) = (
+        table.find("<td>fruit</td>").unwrap(),
+        table.find("<td>flower</td>").unwrap(),
+        table.find("<td>bird</td>").unwrap(),
+    );
+    assert!(fruit < flower && flower < bird);
+    assert!(table[fruit..flower].contains("<td>10.00%</td><td>50.00%</td>"));
+}

@@ -142,6 +142,13 @@ pub fn generate(dir: &Path, pages: usize) -> Result<usize, SourcesError> {
 /// The file whose presence says the site is complete (written last).
 pub const MARKER: &str = ".openwit-demo-site";
 
+/// What [`MARKER`] says of a clip-art site: its world, the version of its pages (raise it when
+/// what [`generate_clipart`] writes changes, so that an older site is written again) and its
+/// settings.
+pub fn clipart_marker(per_class: usize, held_out_percent: u32, per_page: usize) -> String {
+    format!("openclipart 2 per_class={per_class} held_out={held_out_percent} per_page={per_page}\n")
+}
+
 /// What every demo world has besides its pages: a members-only page that robots.txt disallows,
 /// the robots.txt, and a sitemap of the pages.
 fn write_site_files(dir: &Path, pages: &[String], secret_img: &str) -> Result<(), SourcesError> {
@@ -350,7 +357,11 @@ pub fn generate_clipart(
         .map(|d| format!("/img/{}", d.rel_png()))
         .unwrap_or_default();
     write_site_files(dir, &page_paths, &secret)?;
-    std::fs::write(dir.join(MARKER), format!("openclipart {}\n", pages.len())).at(dir.display())?;
+    std::fs::write(
+        dir.join(MARKER),
+        clipart_marker(per_class, held_out_percent, per_page),
+    )
+    .at(dir.display())?;
     tracing::info!(
         pages = pages.len(),
         served = served.len(),

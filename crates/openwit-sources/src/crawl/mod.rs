@@ -168,7 +168,14 @@ impl DemoSite {
                 }
             }
             DemoWorld::Openclipart => {
-                if is_clipart != Some(true) {
+                let per_page = self.pages.unwrap_or(8);
+                let want = crate::demo_site::clipart_marker(
+                    self.per_class,
+                    self.held_out_percent,
+                    per_page.clamp(1, 1000),
+                );
+                // Written again when it is another world, or older, or made with other settings.
+                if marker.as_deref() != Some(want.as_str()) {
                     let src = match &self.openclipart {
                         Some(p) if p.is_absolute() => p.clone(),
                         Some(p) => base.join(p),
@@ -180,7 +187,7 @@ impl DemoSite {
                         &root,
                         self.per_class,
                         self.held_out_percent,
-                        self.pages.unwrap_or(8),
+                        per_page,
                     )?;
                 }
             }
