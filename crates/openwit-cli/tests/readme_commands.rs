@@ -208,7 +208,7 @@ fn demo_learned(workdir: &Path) {
         "held-out zero-shot top-1 {top1} < 3 x chance {chance}"
     );
     let p = &r["linear_probe"];
-    let probe = p["test"]["top1"].as_f64().unwrap();
+    let probe = p["top1"].as_f64().unwrap();
     assert!(
         probe >= 3.0 / 20.0,
         "linear probe top-1 {probe} < 3 x chance"

@@ -98,12 +98,34 @@ pub struct EvalSample {
     pub captions: Vec<String>,
 }
 
+/// Which samples of OpenWIT shards a measure reads when the training run held some out
+/// (`[train] held_out_percent`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    /// The held-out samples only (what training never read).
+    #[default]
+    HeldOut,
+    /// The samples training read.
+    Train,
+    /// Every sample.
+    All,
+}
+
+impl Part {
+    pub fn is_held_out(&self) -> bool {
+        *self == Part::HeldOut
+    }
+}
+
 /// An opened evaluation set.
 #[derive(Debug, Clone)]
 pub struct EvalSet {
     /// Where it is, for people.
     pub name: String,
     pub kind: SetKind,
+    /// OpenWIT shards of a run with a held-out split: (its percentage, the part read).
+    pub split: Option<(u32, Part)>,
     /// Class names in class-index order (empty for a retrieval-only set).
     pub classes: Vec<String>,
     /// The set's own prompt templates (clip_benchmark's file), `{c}` = the class name.
@@ -211,6 +233,7 @@ impl EvalSet {
         Ok(EvalSet {
             name: format!("{} ({split})", root.display()),
             kind,
+            split: None,
             classes,
             templates,
             source: Source::Tars {
@@ -278,6 +301,7 @@ impl EvalSet {
         Ok(EvalSet {
             name: root.display().to_string(),
             kind: SetKind::Classification,
+            split: None,
             classes,
             templates: None,
             source: Source::Files(files),
@@ -297,6 +321,7 @@ impl EvalSet {
             } else {
                 SetKind::Classification
             },
+            split: None,
             classes,
             templates: None,
             source: Source::Tars {
@@ -305,6 +330,34 @@ impl EvalSet {
                 multi_caption: false,
             },
         }
+    }
+
+    /// Reads only `part` of OpenWIT shards split `percent`% held out by a training run (no
+    /// effect on other formats, which are never trained on).
+    pub fn with_split(mut self, percent: u32, part: Part) -> EvalSet {
+        if percent > 0
+            && matches!(
+                self.source,
+                Source::Tars {
+                    multi_caption: false,
+                    ..
+                }
+            )
+        {
+            self.split = Some((percent, part));
+            if part != Part::All {
+                self.name = format!(
+                    "{} ({} part)",
+                    self.name,
+                    if part == Part::HeldOut {
+                        "held-out"
+                    } else {
+                        "training"
+                    }
+                );
+            }
+        }
+        self
     }
 
     /// Whether its samples carry captions (retrieval can run on it).
@@ -351,6 +404,12 @@ impl EvalSet {
                 for tar in tars {
                     let mut drops = openwit_core::Drops::default();
                     read_tar_samples(tar, &mut drops, need_text, |s: RawSample| {
+                        if let Some((percent, part)) = self.split {
+                            let held = crate::data::held_out(&s.image, percent);
+                            if (part == Part::HeldOut && !held) || (part == Part::Train && held) {
+                                return true;
+                            }
+                        }
                         let captions = if *multi_caption {
                             s.text.lines().map(str::to_string).collect()
                         } else {

@@ -232,6 +232,57 @@ pub struct LoaderConfig {
     /// Put each batch's images in page-locked host memory for this (CUDA) device, on the
     /// worker thread, so the trainer's copy to the GPU runs at full speed without a staging copy.
     pub pin_memory: Option<tch::Device>,
+    /// Leave out the samples of the held-out split ([`held_out`] with this percentage; 0: none),
+    /// counted as `held_out` in the drops.
+    pub held_out_percent: u32,
+}
+
+/// Whether a sample is in the held-out split of `percent`%: decided by its image (FNV-1a 64 of
+/// the image bytes as the shard stores them, modulo 100), so the same picture is always on the
+/// same side, whatever its key, caption or shard, and in every run.
+pub fn held_out(image: &[u8], percent: u32) -> bool {
+    if percent == 0 {
+        return false;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in image {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h % 100 < percent as u64
+}
+
+/// Writes `out` (`shard<TAB>key<TAB>part` a line, part `train` or `held_out`) for every sample
+/// of `shards`, atomically: the record of the split that [`held_out`] makes. Returns (train,
+/// held-out) sample counts.
+pub fn write_split(shards: &[PathBuf], percent: u32, out: &Path) -> Result<(u64, u64)> {
+    let mut tsv = String::from("shard\tkey\tpart\n");
+    let (mut train, mut held) = (0u64, 0u64);
+    let mut drops = Drops::default();
+    for shard in shards {
+        let name = shard
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        read_tar(shard, &mut drops, |s| {
+            let h = held_out(&s.image, percent);
+            if h {
+                held += 1;
+            } else {
+                train += 1;
+            }
+            tsv.push_str(&format!(
+                "{name}\t{}\t{}\n",
+                s.key,
+                if h { "held_out" } else { "train" }
+            ));
+            true
+        });
+    }
+    openwit_core::atomic::write_atomic(out, tsv.as_bytes())
+        .map_err(|e| ClipError::Data(format!("{}: {e}", out.display())))?;
+    Ok((train, held))
 }
 
 /// A batch ready for the model: uint8 images `(N, 3, S, S)` and tokens `(N, L)`.
@@ -411,9 +462,14 @@ fn reader(
             true
         };
         let mut local = Drops::default();
+        let mut held = 0u64;
         let mut alive = true;
         for shard in &order {
             read_tar(shard, &mut local, |s| {
+                if held_out(&s.image, cfg.held_out_percent) {
+                    held += 1;
+                    return true;
+                }
                 if !cfg.train || cfg.shuffle_buffer <= 1 {
                     alive = emit(s, &mut batch);
                     return alive;
@@ -437,6 +493,9 @@ fn reader(
             if !emit(s, &mut batch) {
                 return;
             }
+        }
+        if held > 0 {
+            local.add("held_out", held);
         }
         drops.lock().unwrap().merge(&local);
         if !any {

@@ -452,6 +452,7 @@ fn eval_loader(
             seed: 0,
             train: false,
             pin_memory: model.device().is_cuda().then_some(model.device()),
+            held_out_percent: 0,
         },
         tok,
         Position::default(),

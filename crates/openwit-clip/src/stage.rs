@@ -14,7 +14,7 @@ use openwit_core::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::bench::{EvalSet, SetKind, SetSpec};
+use crate::bench::{EvalSet, Part, SetKind, SetSpec};
 use crate::data::resolve_shards;
 use crate::eval::{
     DEFAULT_TEMPLATES, EvalReport, Labels, encode_set, retrieval_set, templates_for,
@@ -60,6 +60,7 @@ impl TrainStage {
                 && eval.folder.is_none()
                 && eval.shards.is_empty()
                 && eval.retrieval_shards.is_empty()
+                && self.cfg.held_out_percent == 0
             {
                 return Err(Error::Config(NOTHING_HELD_OUT.into()));
             }
@@ -69,11 +70,19 @@ impl TrainStage {
     }
 
     /// What `eval_every` measures: (zero-shot set and its prompts, retrieval set).
-    fn held_out_sets(&self) -> Result<Option<HeldOutSets>> {
+    fn held_out_sets(&self, download: Vec<PathBuf>) -> Result<Option<HeldOutSets>> {
         let Some(e) = self.eval.as_ref().filter(|_| self.cfg.eval_every > 0) else {
             return Ok(None);
         };
-        let (zs, rt) = open_eval_sets(e, &self.base, None)?;
+        // The download stage's shards only with a held-out split, and then only its held-out
+        // part; other shard sets likewise.
+        let percent = self.cfg.held_out_percent;
+        let (zs, rt) = open_eval_sets(
+            e,
+            &self.base,
+            (percent > 0).then_some(download),
+            Some((percent, Part::HeldOut)),
+        )?;
         if zs.is_none() && rt.is_none() {
             return Err(Error::Config(NOTHING_HELD_OUT.into()));
         }
@@ -87,6 +96,48 @@ impl TrainStage {
             retrieval: rt,
             batch: e.batch_size,
         }))
+    }
+}
+
+/// Records the held-out split of `shards` in `dir`: `split.tsv` (every sample's part) and
+/// `split.json` (the rule, the percentage, the counts), which `eval` reads.
+fn record_split(shards: &[PathBuf], percent: u32, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let (train, held_out) = crate::data::write_split(shards, percent, &dir.join("split.tsv"))?;
+    let info = json!({
+        "held_out_percent": percent,
+        "by": "image: FNV-1a 64 of the image bytes as stored, modulo 100, below the percentage",
+        "train": train,
+        "held_out": held_out,
+    });
+    openwit_core::atomic::write_atomic(
+        &dir.join("split.json"),
+        serde_json::to_string_pretty(&info).unwrap().as_bytes(),
+    )
+    .map_err(|e| Error::Stage(e.to_string()))?;
+    tracing::info!(
+        train,
+        held_out,
+        percent,
+        "held-out split recorded in split.tsv"
+    );
+    Ok(())
+}
+
+/// The held-out percentage of the training run whose folder is `dir`, if it held some out.
+fn read_split(dir: &Path) -> Result<Option<u32>> {
+    let p = dir.join("split.json");
+    match std::fs::read(&p) {
+        Ok(b) => {
+            let v: Value = serde_json::from_slice(&b)
+                .map_err(|e| Error::Stage(format!("{}: {e}", p.display())))?;
+            Ok(v["held_out_percent"]
+                .as_u64()
+                .map(|n| n as u32)
+                .filter(|&n| n > 0))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&p, e)),
     }
 }
 
@@ -131,11 +182,17 @@ impl HeldOutSets {
 
 /// The zero-shot set and the retrieval set of an `[eval]` table (`download`: the download
 /// stage's shards, for zero-shot with `classes` alone; None leaves that case out).
+/// `split`: the training run's held-out percentage and the part of OpenWIT shards to read.
 fn open_eval_sets(
     cfg: &EvalConfig,
     base: &Path,
     download: Option<Vec<PathBuf>>,
+    split: Option<(u32, Part)>,
 ) -> Result<(Option<EvalSet>, Option<EvalSet>)> {
+    let split_of = |set: EvalSet| match split {
+        Some((percent, part)) => set.with_split(percent, part),
+        None => set,
+    };
     let zero_shot = if let Some(root) = &cfg.benchmark {
         let mut set =
             EvalSet::clip_benchmark(&base.join(root), cfg.split.as_deref().unwrap_or("test"))?;
@@ -157,7 +214,7 @@ fn open_eval_sets(
                 .map(|up| shard_list("eval", &cfg.shards, base, up))
                 .transpose()?
         };
-        shards.map(|s| EvalSet::shards(s, cfg.classes.clone(), cfg.labels))
+        shards.map(|s| split_of(EvalSet::shards(s, cfg.classes.clone(), cfg.labels)))
     } else {
         None
     };
@@ -172,7 +229,7 @@ fn open_eval_sets(
             ));
         }
         let shards = resolve_shards(&cfg.retrieval_shards, base)?;
-        Some(EvalSet::shards(shards, Vec::new(), Labels::Cls))
+        Some(split_of(EvalSet::shards(shards, Vec::new(), Labels::Cls)))
     } else {
         match &zero_shot {
             Some(s) if s.kind == SetKind::Retrieval => Some(s.clone()),
@@ -266,10 +323,13 @@ impl Stage for TrainStage {
             ctx.upstream_outputs("download"),
         )?;
         let out = ctx.stage_dir();
+        if self.cfg.held_out_percent > 0 {
+            record_split(&shards, self.cfg.held_out_percent, &out)?;
+        }
         let cancelled = || ctx.cancelled();
         let progress = |n| ctx.progress(n);
         let status = |done, total, msg: &str| ctx.steps(done, total, msg);
-        let held_out = self.held_out_sets()?;
+        let held_out = self.held_out_sets(shards.clone())?;
         let eval_tok = match (&held_out, &self.cfg.vocab) {
             (None, _) => None,
             (Some(_), Some(p)) => Some(Tokenizer::from_file(p)?),
@@ -387,6 +447,10 @@ pub struct EvalConfig {
     /// class its caption names; captions naming none or several are left out and counted).
     #[serde(default, skip_serializing_if = "Labels::is_cls")]
     pub labels: Labels,
+    /// When the training run held samples out (`[train] held_out_percent`), which part of OpenWIT
+    /// shard sets is measured: `held_out` (default), `train` or `all`.
+    #[serde(default, skip_serializing_if = "Part::is_held_out")]
+    pub part: Part,
     /// Held-out shards for image-text retrieval.
     #[serde(default)]
     pub retrieval_shards: Vec<String>,
@@ -606,11 +670,13 @@ impl Stage for EvalStage {
         };
         let batch = self.cfg.batch_size;
         let templates = self.cfg.templates.as_deref();
+        let split = read_split(&ctx.workdir.join("train"))?.map(|p| (p, self.cfg.part));
         let (zero_shot_set, retrieval_set_) = open_eval_sets(
             &self.cfg,
             &self.base,
             self.on_download_shards()
                 .then(|| ctx.upstream_outputs("download")),
+            split,
         )?;
         if let Some(set) = &zero_shot_set {
             let t = templates_for(set, templates);

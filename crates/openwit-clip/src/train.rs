@@ -143,6 +143,15 @@ pub struct TrainConfig {
     /// `metrics.jsonl` (the `eval` field of that step's line) and plotted in `curves.svg`. 0: never.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub eval_every: u64,
+    /// Hold this percentage of the samples out of training, chosen by image
+    /// ([`crate::data::held_out`]): the train stage records the split in `train/split.tsv`, and
+    /// `[eval]` measures shard sets on the held-out part (`part`). 0: train on everything.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub held_out_percent: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -156,10 +165,11 @@ impl TrainConfig {
         if self.steps == 0
             || self.batch_size < 2
             || self.accum_steps == 0
+            || self.held_out_percent > 90
             || self.checkpoint_every == 0
         {
             return Err(ClipError::Config(
-                "[train] needs steps >= 1, batch_size >= 2 (a contrastive batch needs negatives), accum_steps >= 1 and checkpoint_every >= 1"
+                "[train] needs steps >= 1, batch_size >= 2 (a contrastive batch needs negatives), accum_steps >= 1, checkpoint_every >= 1 and held_out_percent <= 90"
                     .into(),
             ));
         }
@@ -548,6 +558,7 @@ pub fn train(
             seed,
             train: true,
             pin_memory: device.is_cuda().then_some(device),
+            held_out_percent: cfg.held_out_percent,
         },
         tokenizer,
         position,

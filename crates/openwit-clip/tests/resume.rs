@@ -353,3 +353,100 @@ fn training_measures_the_held_out_sets_every_eval_every_steps() {
         "{err}"
     );
 }
+
+#[test]
+fn a_held_out_split_is_recorded_never_trained_on_and_measured() {
+    if !have_vocab() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tars = write_shards(&dir.path().join("shards"), 2, 60, 40, 31).unwrap();
+    let mut cfg = config();
+    cfg.steps = 4;
+    cfg.held_out_percent = 25;
+    cfg.shards = vec!["shards/{00000..00001}.tar".into()];
+    let settings = PipelineSettings::default();
+    let train_stage = TrainStage::new(cfg, &settings, dir.path()).unwrap();
+    let work = dir.path().join("work");
+    let mut ex = Executor::new(
+        &work,
+        RunOptions {
+            jobs: 1,
+            max_attempts: 1,
+        },
+        &openwit_core::NoProgress,
+    )
+    .unwrap();
+    assert!(matches!(
+        ex.run_stage(&train_stage).unwrap(),
+        StageOutcome::Ran { .. }
+    ));
+    // The split, by image, recorded in the workdir: every sample once, with its part.
+    let mut want_held = std::collections::BTreeSet::new();
+    let mut all = 0;
+    for t in &tars {
+        openwit_clip::data::read_tar(t, &mut openwit_core::Drops::default(), |s| {
+            all += 1;
+            if openwit_clip::data::held_out(&s.image, 25) {
+                want_held.insert(s.key);
+            }
+            true
+        });
+    }
+    assert!(!want_held.is_empty() && want_held.len() < all);
+    let tsv = std::fs::read_to_string(work.join("train/split.tsv")).unwrap();
+    assert_eq!(tsv.lines().count(), all + 1);
+    let held: std::collections::BTreeSet<String> = tsv
+        .lines()
+        .skip(1)
+        .filter(|l| l.ends_with("\theld_out"))
+        .map(|l| l.split('\t').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(held, want_held);
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("train/split.json")).unwrap()).unwrap();
+    assert_eq!(info["held_out"], want_held.len());
+    // Training skipped them: the loader counted each held-out sample it passed over.
+    let tj: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("train/train.json")).unwrap()).unwrap();
+    let skipped = tj["summary"]["drops"]["held_out"].as_u64().unwrap_or(0);
+    assert!(skipped >= want_held.len() as u64, "{}", tj["summary"]);
+
+    // eval on the same shards measures the held-out part, or another part when asked.
+    for (part, want) in [
+        ("held_out", want_held.len()),
+        ("train", all - want_held.len()),
+        ("all", all),
+    ] {
+        let eval_cfg: EvalConfig = serde_json::from_value(serde_json::json!({
+            "classes": class_names(),
+            "shards": ["shards"],
+            "part": part,
+            "weights": "work/train/model.safetensors",
+            "model": "tiny-vit",
+            "device": "cpu",
+            "workers": 2,
+        }))
+        .unwrap();
+        let eval_stage = EvalStage::new(eval_cfg, &settings, dir.path()).unwrap();
+        // a workdir of its own holding the training run's split
+        let w = dir.path().join(format!("work-{part}"));
+        std::fs::create_dir_all(w.join("train")).unwrap();
+        for f in ["split.json"] {
+            std::fs::copy(work.join("train").join(f), w.join("train").join(f)).unwrap();
+        }
+        let mut ex = Executor::new(
+            &w,
+            RunOptions {
+                jobs: 1,
+                max_attempts: 1,
+            },
+            &openwit_core::NoProgress,
+        )
+        .unwrap();
+        ex.run_stage(&eval_stage).unwrap();
+        let results: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(w.join("eval/results.json")).unwrap()).unwrap();
+        assert_eq!(results["zero_shot"]["images"], want, "{part}");
+    }
+}
