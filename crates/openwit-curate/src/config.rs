@@ -120,6 +120,26 @@ pub struct LanguageConfig {
         deserialize_with = "openwit_core::config::range::fraction"
     )]
     pub min_confidence: f32,
+    /// With English kept: a caption the identifier gives another language is kept as English
+    /// when at least this share of its words (two or more) are one-word entries of the query
+    /// list. 0 turns the check off. Default 0.9 (at 0.7 short phrases of other languages made of
+    /// words that are also English lemmas pass: "das blaue Boot am See").
+    // Not serialized at its default: the stage's fingerprint, and so the workdirs made before
+    // this key existed, stay as they were.
+    #[serde(
+        default = "d_english_words",
+        deserialize_with = "openwit_core::config::range::fraction",
+        skip_serializing_if = "is_d_english_words"
+    )]
+    pub english_words: f32,
+}
+
+fn d_english_words() -> f32 {
+    0.9
+}
+
+fn is_d_english_words(v: &f32) -> bool {
+    *v == d_english_words()
 }
 
 impl Default for LanguageConfig {
@@ -128,6 +148,7 @@ impl Default for LanguageConfig {
             engine: Default::default(),
             keep: d_languages(),
             min_confidence: d_min_conf(),
+            english_words: d_english_words(),
         }
     }
 }

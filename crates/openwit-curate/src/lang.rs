@@ -45,6 +45,25 @@ pub fn detect(engine: Engine, text: &str) -> (&'static str, f32) {
     }
 }
 
+/// The share of `text`'s words (runs of letters, two or more letters long, lower-cased) that
+/// are in `vocabulary`; None for a text of fewer than two such words. With the query list's
+/// one-word entries (English Wikipedia's frequent words and WordNet's lemmas) as the vocabulary,
+/// a high share says English where the identifiers, which need more text, guess another
+/// language: with WordNet's lemmas, none of the 525 non-English captions of the project's
+/// 22-language set (`langset`) reaches 0.9 (six reach 0.7: "das blaue Boot am See").
+pub fn english_share(text: &str, vocabulary: &std::collections::HashSet<String>) -> Option<f32> {
+    let mut words = 0u32;
+    let mut known = 0u32;
+    for w in text
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| w.chars().count() >= 2)
+    {
+        words += 1;
+        known += vocabulary.contains(&w.to_lowercase()) as u32;
+    }
+    (words >= 2).then(|| known as f32 / words as f32)
+}
+
 /// ISO 639-3 -> ISO 639-1 for the languages the engines know; other codes pass through.
 pub fn iso1(code3: &'static str) -> &'static str {
     match code3 {
@@ -127,6 +146,21 @@ pub fn iso1(code3: &'static str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn english_share_counts_words_of_two_letters_or_more() {
+        let v: std::collections::HashSet<String> = ["british", "flag", "britain", "boot"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            english_share("British Flag (britain, flag, british)", &v),
+            Some(1.0)
+        );
+        assert_eq!(english_share("das Boot", &v), Some(0.5));
+        // one word, digits and one-letter words decide nothing
+        assert_eq!(english_share("Flag 2 a", &v), None);
+        assert_eq!(english_share("", &v), None);
+    }
 
     #[test]
     fn english_and_others() {

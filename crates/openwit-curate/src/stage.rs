@@ -51,6 +51,9 @@ pub const NO_MATCH: &str = "no_match";
 pub struct Queries {
     pub entries: Vec<String>,
     pub matcher: Matcher,
+    /// The one-word entries, lower-cased: the English vocabulary that
+    /// [`crate::lang::english_share`] counts.
+    pub words: std::collections::HashSet<String>,
 }
 
 /// Reads a flat JSON list of entries (MetaCLIP's `metadata.json`).
@@ -78,7 +81,16 @@ pub fn build_queries(path: &Path) -> std::result::Result<Queries, CurateError> {
         seconds = t0.elapsed().as_secs_f64(),
         "query automaton built"
     );
-    Ok(Queries { entries, matcher })
+    let words = entries
+        .iter()
+        .filter(|e| !e.contains(' '))
+        .map(|e| e.to_lowercase())
+        .collect();
+    Ok(Queries {
+        entries,
+        matcher,
+        words,
+    })
 }
 
 /// The `curate` stage.
@@ -288,6 +300,9 @@ impl Stage for CurateStage {
             (crate::matcher::Scratch::default(), Vec::new(), Vec::new());
         let engine = self.cfg.language.engine;
         let keep_langs = &self.cfg.language.keep;
+        let keep_en = keep_langs.iter().any(|k| k == "en");
+        let english_words = self.cfg.language.english_words;
+        let mut by_vocabulary = 0u64;
         let mut dropped_out: Option<ArrowWriter<std::fs::File>> = None;
         let mut dropped: Vec<(u32, u64, &'static str)> = Vec::new();
         for batch in reader {
@@ -318,7 +333,19 @@ impl Stage for CurateStage {
                     dropped.push((i as u32, seq, reason));
                     continue;
                 }
-                let (code, conf) = lang::detect(engine, &caption);
+                let (mut code, mut conf) = lang::detect(engine, &caption);
+                // Short captions fool the identifiers ("British Flag" is Swedish to whichlang):
+                // one whose words are English vocabulary is kept as English.
+                if english_words > 0.0
+                    && code != "en"
+                    && keep_en
+                    && let Some(share) = lang::english_share(&caption, &q.words)
+                    && share >= english_words
+                {
+                    code = "en";
+                    conf = share;
+                    by_vocabulary += 1;
+                }
                 if !keep_langs.is_empty()
                     && (!keep_langs.iter().any(|k| k == code)
                         || conf < self.cfg.language.min_confidence)
@@ -390,6 +417,8 @@ impl Stage for CurateStage {
             w.close().pq(path)?;
         }
         report.drops = drops;
+        // Not a drop: captions kept as English by their words (`language.english_words`).
+        report.extra = json!({ "english_by_vocabulary": by_vocabulary });
         Ok(report)
     }
 
@@ -467,8 +496,10 @@ impl Stage for CurateStage {
         // Stats: every drop by reason over the map tasks and the dedup.
         let mut drops = Drops::default();
         let mut input = 0u64;
+        let mut by_vocabulary = 0u64;
         for t in tasks {
             input += t.items_in;
+            by_vocabulary += t.extra["english_by_vocabulary"].as_u64().unwrap_or(0);
             for (k, v) in &t.drops {
                 drops.add(k, *v);
             }
@@ -492,6 +523,7 @@ impl Stage for CurateStage {
             "seed": self.seed,
             "dedup": self.cfg.dedup,
             "language_engine": self.cfg.language.engine.name(),
+            "english_by_vocabulary": by_vocabulary,
             "partitions": parts,
         });
         let stp = ctx.output_path("stats.json")?;
@@ -508,8 +540,14 @@ impl Stage for CurateStage {
         let s: Value =
             serde_json::from_slice(&std::fs::read(ctx.stage_dir().join("stats.json")).ok()?)
                 .ok()?;
+        let by_words = match s["english_by_vocabulary"].as_u64() {
+            Some(n) if n > 0 => format!(
+                "; {n} captions kept as English by their words where the language identifier guessed another language"
+            ),
+            _ => String::new(),
+        };
         Some(format!(
-            "{} candidates -> {} matched -> {} unique -> {} kept ({} of {} entries matched, {} over t = {})",
+            "{} candidates -> {} matched -> {} unique -> {} kept ({} of {} entries matched, {} over t = {}){by_words}",
             s["candidates"],
             s["matched"],
             s["unique"],
