@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::captions_tsv::parse_captions_tsv;
 use crate::data::{RawSample, read_tar_samples, resolve_shards};
 use crate::error::{ClipError, IoAt, Result};
 use crate::eval::{Labels, class_in_caption};
@@ -266,25 +267,11 @@ impl EvalSet {
         }
         let tsv = root.join("captions.tsv");
         if let Some(lines) = read_lines(&tsv)? {
-            // `file<TAB>...<TAB>caption`: the file relative to the folder, the caption last; a
-            // header line names its first column `file`.
             let mut by_file: std::collections::HashMap<PathBuf, Vec<String>> = Default::default();
-            for (n, line) in lines.iter().enumerate() {
-                let cols: Vec<&str> = line.split('\t').collect();
-                if line.is_empty() || (n == 0 && cols[0] == "file") {
-                    continue;
-                }
-                if cols.len() < 2 {
-                    return Err(ClipError::Data(format!(
-                        "{}:{}: a line is `file<TAB>caption` (or `file<TAB>class<TAB>caption`)",
-                        tsv.display(),
-                        n + 1
-                    )));
-                }
-                by_file
-                    .entry(root.join(cols[0]))
-                    .or_default()
-                    .push(cols[cols.len() - 1].to_string());
+            for (file, caption) in parse_captions_tsv(&lines)
+                .map_err(|(n, e)| ClipError::Data(format!("{}:{n}: {e}", tsv.display())))?
+            {
+                by_file.entry(root.join(file)).or_default().push(caption);
             }
             for (path, _, captions) in &mut files {
                 if let Some(c) = by_file.remove(path.as_path()) {
