@@ -33,6 +33,19 @@ fn shards(dir: &Path) -> Vec<std::path::PathBuf> {
     write_shards(dir, 2, 150, 40, 5).unwrap()
 }
 
+/// An executor on `workdir`: one job, one attempt, no progress display.
+fn executor(workdir: &Path) -> Executor<'static> {
+    Executor::new(
+        workdir,
+        RunOptions {
+            jobs: 1,
+            max_attempts: 1,
+        },
+        &openwit_core::NoProgress,
+    )
+    .unwrap()
+}
+
 fn have_vocab() -> bool {
     let ok = Tokenizer::default_vocab_path().is_ok();
     assert!(
@@ -175,15 +188,7 @@ fn train_and_eval_stages_run_in_the_executor() {
     .unwrap();
     let eval_stage = EvalStage::new(eval_cfg, &settings, dir.path()).unwrap();
     let work = dir.path().join("work");
-    let mut ex = Executor::new(
-        &work,
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &openwit_core::NoProgress,
-    )
-    .unwrap();
+    let mut ex = executor(&work);
     assert!(matches!(
         ex.run_stage(&train_stage).unwrap(),
         StageOutcome::Ran { .. }
@@ -235,15 +240,7 @@ fn train_and_eval_stages_run_in_the_executor() {
     }))
     .unwrap();
     let caption_stage = EvalStage::new(caption_cfg, &settings, dir.path()).unwrap();
-    let mut ex2 = Executor::new(
-        &dir.path().join("work2"),
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &openwit_core::NoProgress,
-    )
-    .unwrap();
+    let mut ex2 = executor(&dir.path().join("work2"));
     assert!(matches!(
         ex2.run_stage(&caption_stage).unwrap(),
         StageOutcome::Ran { .. }
@@ -300,15 +297,7 @@ fn training_measures_the_held_out_sets_every_eval_every_steps() {
     assert_ne!(plain.config(), stage.config());
     assert_eq!(stage.config()["eval_sets"]["shards"][0], "heldout");
     let work = dir.path().join("work");
-    let mut ex = Executor::new(
-        &work,
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &openwit_core::NoProgress,
-    )
-    .unwrap();
+    let mut ex = executor(&work);
     assert!(matches!(
         ex.run_stage(&stage).unwrap(),
         StageOutcome::Ran { .. }
@@ -368,15 +357,7 @@ fn a_held_out_split_is_recorded_never_trained_on_and_measured() {
     let settings = PipelineSettings::default();
     let train_stage = TrainStage::new(cfg, &settings, dir.path()).unwrap();
     let work = dir.path().join("work");
-    let mut ex = Executor::new(
-        &work,
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &openwit_core::NoProgress,
-    )
-    .unwrap();
+    let mut ex = executor(&work);
     assert!(matches!(
         ex.run_stage(&train_stage).unwrap(),
         StageOutcome::Ran { .. }
@@ -432,18 +413,8 @@ fn a_held_out_split_is_recorded_never_trained_on_and_measured() {
         // a workdir of its own holding the training run's split
         let w = dir.path().join(format!("work-{part}"));
         std::fs::create_dir_all(w.join("train")).unwrap();
-        for f in ["split.json"] {
-            std::fs::copy(work.join("train").join(f), w.join("train").join(f)).unwrap();
-        }
-        let mut ex = Executor::new(
-            &w,
-            RunOptions {
-                jobs: 1,
-                max_attempts: 1,
-            },
-            &openwit_core::NoProgress,
-        )
-        .unwrap();
+        std::fs::copy(work.join("train/split.json"), w.join("train/split.json")).unwrap();
+        let mut ex = executor(&w);
         ex.run_stage(&eval_stage).unwrap();
         let results: serde_json::Value =
             serde_json::from_slice(&std::fs::read(w.join("eval/results.json")).unwrap()).unwrap();
