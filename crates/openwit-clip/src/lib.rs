@@ -15,6 +15,7 @@
 //!
 //! Building needs libtorch: `eval "$(scripts/setup-libtorch.sh)"` sets `LIBTORCH` and the library path.
 
+pub mod accum;
 pub mod bench;
 pub mod data;
 // The one module with `unsafe`: the FFI to the c10d shim (csrc/dist.cpp), which tch lacks.
