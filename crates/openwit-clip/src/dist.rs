@@ -621,10 +621,26 @@ impl Dist {
     pub fn clip_loss(&self, image: &Tensor, text: &Tensor, scale: &Tensor) -> Tensor {
         let all_i = self.gather_keep_own(image);
         let all_t = self.gather_keep_own(text);
-        if !self.cfg.local_loss {
-            return clip_loss(&all_i, &all_t, scale);
-        }
         let n = image.size()[0];
+        self.loss_over(&all_i, &all_t, scale, self.rank as i64 * n, n)
+    }
+
+    /// The loss over features of the whole global batch that are already gathered (this rank's
+    /// live ones spliced in), this rank's rows being `rows` from `start`: without `local_loss`
+    /// CLIP's loss over every pair, with it this rank's rows against every column.
+    pub fn loss_over(
+        &self,
+        all_i: &Tensor,
+        all_t: &Tensor,
+        scale: &Tensor,
+        start: i64,
+        rows: i64,
+    ) -> Tensor {
+        if !self.cfg.local_loss {
+            return clip_loss(all_i, all_t, scale);
+        }
+        let image = all_i.narrow(0, start, rows);
+        let text = all_t.narrow(0, start, rows);
         let logits_i = scale
             * image
                 .to_kind(Kind::Float)
@@ -633,7 +649,7 @@ impl Dist {
             * text
                 .to_kind(Kind::Float)
                 .matmul(&all_i.to_kind(Kind::Float).tr());
-        let labels = Tensor::arange(n, (Kind::Int64, image.device())) + n * self.rank as i64;
+        let labels = Tensor::arange(rows, (Kind::Int64, image.device())) + start;
         (logits_i.cross_entropy_for_logits(&labels) + logits_t.cross_entropy_for_logits(&labels))
             / 2.0
     }

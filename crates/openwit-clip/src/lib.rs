@@ -15,6 +15,7 @@
 //!
 //! Building needs libtorch: `eval "$(scripts/setup-libtorch.sh)"` sets `LIBTORCH` and the library path.
 
+pub mod accum;
 pub mod bench;
 pub mod captions_tsv;
 pub mod data;

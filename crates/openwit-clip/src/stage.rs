@@ -242,6 +242,24 @@ fn open_eval_sets(
     Ok((zero_shot, retrieval))
 }
 
+impl TrainStage {
+    /// A rank other than 0 of a data-parallel job (`openwit train --nproc N`, `srun`): trains
+    /// beside rank 0 in `WORKDIR/train` without the executor. Rank 0 alone owns the workdir (its
+    /// lock, the run state, the checkpoints, the stage's outputs and summary); this rank takes
+    /// no lock, records nothing and writes only its `rank-N/metrics.jsonl`. `upstream`: the
+    /// `download` stage's outputs, read from the run state.
+    pub fn follow(&self, workdir: &Path, upstream: Vec<PathBuf>) -> Result<TrainSummary> {
+        let shards = shard_list("train", &self.cfg.shards, &self.base, upstream)?;
+        Ok(train(
+            &self.cfg,
+            shards,
+            &workdir.join("train"),
+            self.seed,
+            &Hooks::default(),
+        )?)
+    }
+}
+
 /// The shards of `patterns`, or when there are none the `download` stage's (`upstream`).
 fn shard_list(
     table: &str,
@@ -302,6 +320,12 @@ impl Stage for TrainStage {
                         "templates": e.templates, "retrieval_shards": e.retrieval_shards,
                     }),
                 );
+            }
+            // Without contrastive accumulation, the table fingerprinted as before `accum_freq`
+            // replaced `accum_steps` (whose default 1 trained the same way): workdirs made
+            // before stay up to date.
+            if !o.contains_key("accum_freq") {
+                o.insert("accum_steps".into(), json!(1));
             }
         }
         v
@@ -741,5 +765,48 @@ impl Stage for EvalStage {
     ) -> Option<String> {
         let r: EvalReport = serde_json::from_value(tasks.first()?.extra.clone()).ok()?;
         Some(r.table())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(table: Value) -> Result<TrainStage> {
+        let cfg: TrainConfig = serde_json::from_value(table).unwrap();
+        TrainStage::new(cfg, &PipelineSettings::default(), Path::new("."))
+    }
+
+    /// A table without `accum_freq` fingerprints as it did with the removed `accum_steps = 1`
+    /// (workdirs made before stay up to date); with it, `accum_freq` is part of the fingerprint.
+    #[test]
+    fn accum_freq_and_the_fingerprint_of_older_workdirs() {
+        let plain = stage(json!({"model": "tiny-vit", "steps": 10}))
+            .unwrap()
+            .config();
+        assert_eq!(plain["accum_steps"], json!(1));
+        assert!(plain.get("accum_freq").is_none());
+        let acc = stage(json!({"model": "tiny-vit", "steps": 10, "accum_freq": 4}))
+            .unwrap()
+            .config();
+        assert_eq!(acc["accum_freq"], json!(4));
+        assert!(acc.get("accum_steps").is_none());
+        assert_ne!(
+            openwit_core::config::fingerprint(&plain),
+            openwit_core::config::fingerprint(&acc)
+        );
+    }
+
+    #[test]
+    fn the_removed_accum_steps_names_accum_freq() {
+        let err = stage(json!({"model": "tiny-vit", "steps": 10, "accum_steps": 4}))
+            .err()
+            .expect("accum_steps is refused")
+            .to_string();
+        assert!(err.contains("accum_freq = 4"), "{err}");
+        assert!(
+            stage(json!({"model": "tiny-vit", "steps": 10, "accum_freq": 0})).is_err(),
+            "accum_freq = 0 is refused"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The training loop: batches from [`crate::data::Loader`], CLIP's loss, AdamW with a cosine
-//! schedule, gradient accumulation and clipping, bf16 on CUDA, checkpoints that resume, a JSONL
+//! schedule, contrastive accumulation ([`crate::accum`]) and gradient clipping, bf16 on CUDA, checkpoints that resume, a JSONL
 //! log per step and an SVG of the curves.
 //!
 //! Layout of the output folder:
@@ -22,9 +22,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::accum::accumulated_backward;
 use crate::data::{Loader, LoaderConfig, Normalizer, Position};
 use crate::error::{ClipError, IoAt, Result};
-use crate::loss::{clamp_logit_scale, clip_loss};
+use crate::loss::clamp_logit_scale;
 use crate::model::{Clip, Fwd, ModelConfig, Precision};
 use crate::optim::{AdamW, AdamWConfig, cosine_lr};
 use crate::plot::{Point, curves_svg};
@@ -35,6 +36,9 @@ fn default_batch() -> usize {
 }
 fn default_accum() -> usize {
     1
+}
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 fn default_lr() -> f64 {
     5e-4
@@ -79,9 +83,17 @@ pub struct TrainConfig {
     /// Samples per micro-batch (the contrastive batch).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
-    /// Micro-batches per optimizer step (gradients averaged).
-    #[serde(default = "default_accum")]
-    pub accum_steps: usize,
+    /// Contrastive accumulation (OpenCLIP's `accum_freq`, [`crate::accum`]): micro-batches of
+    /// `batch_size` per optimizer step, the loss over all of them at once, so the contrastive
+    /// batch is `accum_freq x batch_size` (times the ranks) with one micro-batch's graph in memory.
+    // Not serialized at its default: the stage's fingerprint keeps the `accum_steps = 1` that
+    // workdirs made before this key hold (see `stage.rs`).
+    #[serde(default = "default_accum", skip_serializing_if = "is_one")]
+    pub accum_freq: usize,
+    /// Removed: `accum_steps` summed independent micro-batch losses (each micro-batch its own
+    /// contrastive batch). Read only to refuse it with a message naming `accum_freq`.
+    #[serde(default, skip_serializing)]
+    pub accum_steps: Option<serde_json::Value>,
     /// Peak learning rate.
     #[serde(default = "default_lr")]
     pub lr: f64,
@@ -162,14 +174,19 @@ impl TrainConfig {
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<ModelConfig> {
         let m = ModelConfig::preset_or_err(&self.model)?;
+        if let Some(v) = &self.accum_steps {
+            return Err(ClipError::Config(format!(
+                "[train] accum_steps = {v} was removed (it averaged independent micro-batch losses, each micro-batch its own contrastive batch): write `accum_freq = {v}` instead, contrastive accumulation over all {v} micro-batches at once (OpenCLIP's --accum-freq; see pipelines/README.md)"
+            )));
+        }
         if self.steps == 0
             || self.batch_size < 2
-            || self.accum_steps == 0
+            || self.accum_freq == 0
             || self.held_out_percent > 90
             || self.checkpoint_every == 0
         {
             return Err(ClipError::Config(
-                "[train] needs steps >= 1, batch_size >= 2 (a contrastive batch needs negatives), accum_steps >= 1, checkpoint_every >= 1 and held_out_percent <= 90"
+                "[train] needs steps >= 1, batch_size >= 2 (a contrastive batch needs negatives), accum_freq >= 1, checkpoint_every >= 1 and held_out_percent <= 90"
                     .into(),
             ));
         }
@@ -574,10 +591,6 @@ pub fn train(
     let mut wait_total = 0.0;
     let mut last_loss = f64::NAN;
     let mut ran = 0u64;
-    let loss_of = |i: &Tensor, t: &Tensor, s: &Tensor| match &dist {
-        Some(d) => d.clip_loss(i, t, s),
-        None => clip_loss(i, t, s),
-    };
     let params = model.named_parameters();
     while step < cfg.steps {
         if (hooks.cancelled)() {
@@ -589,50 +602,43 @@ pub fn train(
         let t0 = Instant::now();
         let lr = cosine_lr(cfg.lr, warmup, cfg.steps, step);
         let mut wait = 0.0;
-        let mut loss_sum: Option<Tensor> = None;
         let mut n_samples = 0u64;
-        for _ in 0..cfg.accum_steps {
-            let tw = Instant::now();
-            let batch = loader.next_batch().ok_or_else(|| {
-                ClipError::Data("the shards hold no usable sample (see the drops)".into())
-            })?;
-            wait += tw.elapsed().as_secs_f64();
-            position = batch.position;
-            let images = normalizer.apply(&batch.images);
-            let tokens = batch.tokens.to_device(device);
-            n_samples += batch.texts.len() as u64;
-            let loss = if cfg.grad_checkpointing {
-                let (i, t, s, recompute) = model.forward_checkpointed(&images, &tokens, fwd);
-                let loss = loss_of(&i, &t, &s);
-                loss.backward();
-                recompute.backward();
-                loss
-            } else {
-                let (i, t, s) = model.forward(&images, &tokens, fwd);
-                let loss = loss_of(&i, &t, &s);
-                loss.backward();
-                loss
-            };
-            let loss = match &dist {
-                Some(d) => d.reported_loss(&loss),
-                None => loss,
-            };
-            let loss = loss.detach().to_kind(Kind::Float);
-            loss_sum = Some(match loss_sum {
-                Some(sum) => sum + loss,
-                None => loss,
-            });
-        }
+        // The step's micro-batches as the loader gives them (uint8 images in host memory),
+        // taken from the loader as the first pass reaches them: with contrastive accumulation
+        // each is put on the device twice (crate::accum).
+        let mut micro: Vec<(Tensor, Tensor)> = Vec::with_capacity(cfg.accum_freq);
+        let loss = accumulated_backward(
+            &model,
+            cfg.accum_freq,
+            &mut |j| {
+                if j == micro.len() {
+                    let tw = Instant::now();
+                    let batch = loader.next_batch().ok_or_else(|| {
+                        ClipError::Data("the shards hold no usable sample (see the drops)".into())
+                    })?;
+                    wait += tw.elapsed().as_secs_f64();
+                    position = batch.position;
+                    n_samples += batch.texts.len() as u64;
+                    micro.push((batch.images, batch.tokens));
+                }
+                let (images, tokens) = &micro[j];
+                Ok((normalizer.apply(images), tokens.to_device(device)))
+            },
+            fwd,
+            cfg.grad_checkpointing,
+            dist.as_ref(),
+        )?;
+        drop(micro);
         if let Some(d) = &dist {
             d.sync_grads(&params);
         }
-        let grad_norm = opt.step(lr, cfg.grad_clip, 1.0 / cfg.accum_steps as f64);
+        let grad_norm = opt.step(lr, cfg.grad_clip, 1.0);
         clamp_logit_scale(&model.logit_scale);
         opt.zero_grad();
         // The step's one wait for the device: loss, gradient norm and temperature read together.
         let figures = Tensor::stack(
             &[
-                loss_sum.expect("accum_steps >= 1"),
+                loss.to_kind(Kind::Float),
                 grad_norm,
                 tch::no_grad(|| model.logit_scale.exp()).to_kind(Kind::Float),
             ],
@@ -643,7 +649,7 @@ pub fn train(
         let dt = t0.elapsed().as_secs_f64();
         wait_total += wait;
         samples_seen += n_samples;
-        last_loss = figures[0] / cfg.accum_steps as f64;
+        last_loss = figures[0];
         let mut m = StepMetrics {
             step,
             epoch: position.epoch,
@@ -725,7 +731,7 @@ pub fn train(
             0.0
         },
         samples_per_s: if elapsed > 0.0 {
-            (ran_steps * (cfg.batch_size * cfg.accum_steps) as u64) as f64 / elapsed
+            (ran_steps * (cfg.batch_size * cfg.accum_freq) as u64) as f64 / elapsed
         } else {
             0.0
         },

@@ -4,7 +4,8 @@
 //!   the same loss (<= 1e-5) and the same parameters after 3 AdamW steps (<= 1e-4, fp32). With
 //!   `local_loss`, the same loss, and the parameters of OpenCLIP's `local_loss` objective
 //!   (each rank's rows against every column, the other ranks' features constants) computed in
-//!   one process.
+//!   one process. With contrastive accumulation (`accum_freq` 2), 2 ranks take the step of one
+//!   process with 4 times the batch.
 //! - A rank killed with `kill -9` makes the others end with exit code 1 and a message that names
 //!   it, within the configured timeout.
 //!
@@ -27,6 +28,8 @@ const STEPS: usize = 3;
 const LR: f64 = 1e-3;
 const CLIP_NORM: f64 = 1.0;
 const SEED: u64 = 7;
+/// Micro-batches per step in the contrastive-accumulation case.
+const ACCUM: usize = 2;
 
 fn model_config() -> ModelConfig {
     ModelConfig::preset("tiny-vit").unwrap()
@@ -122,8 +125,8 @@ fn reference(world: i64, local_loss: bool) -> (Clip, Vec<f64>) {
     (model, losses)
 }
 
-/// A rank: run by the parent tests only (`OPENWIT_DIST_CHILD` = `equal`, `equal-local` or
-/// `fault`; the output folder in `OPENWIT_DIST_OUT`).
+/// A rank: run by the parent tests only (`OPENWIT_DIST_CHILD` = `equal`, `equal-local`,
+/// `equal-accum`, `train` or `fault`; the output folder in `OPENWIT_DIST_OUT`).
 #[test]
 fn rank_process() {
     let Ok(mode) = std::env::var("OPENWIT_DIST_CHILD") else {
@@ -185,18 +188,26 @@ fn rank_process() {
     d.broadcast_params(&params);
     let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::default());
     let world = env.world as i64;
+    // Contrastive accumulation: ACCUM micro-batches of B per rank and step.
+    let accum = if mode == "equal-accum" { ACCUM } else { 1 };
     let mut losses = Vec::new();
     for step in 0..STEPS {
-        let (images, tokens) = global_batch(&cfg, world, step);
-        let r = env.rank as i64;
-        let (i, t, s) = model.forward(
-            &images.narrow(0, r * B, B),
-            &tokens.narrow(0, r * B, B),
+        let (images, tokens) = global_batch(&cfg, world * accum as i64, step);
+        // Rank r's micro-batch j: rows (r·k + j)·B, the order of accum's gathered cache.
+        let first = env.rank as i64 * accum as i64 * B;
+        let loss = openwit_clip::accum::accumulated_backward(
+            &model,
+            accum,
+            &mut |j| {
+                let at = first + j as i64 * B;
+                Ok((images.narrow(0, at, B), tokens.narrow(0, at, B)))
+            },
             FWD,
-        );
-        let loss = d.clip_loss(&i, &t, &s);
-        loss.backward();
-        losses.push(d.reported_loss(&loss).double_value(&[]));
+            false,
+            Some(&d),
+        )
+        .unwrap();
+        losses.push(loss.double_value(&[]));
         d.sync_grads(&params);
         let _ = opt.step(LR, CLIP_NORM, 1.0);
         clamp_logit_scale(&model.logit_scale);
@@ -268,9 +279,13 @@ fn read(path: &Path) -> std::collections::HashMap<String, Tensor> {
         .collect()
 }
 
-fn check_equal(world: usize, local_loss: bool) {
+fn check_equal(world: usize, local_loss: bool, accum: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let mode = if local_loss { "equal-local" } else { "equal" };
+    let mode = match (local_loss, accum > 1) {
+        (true, _) => "equal-local",
+        (false, true) => "equal-accum",
+        (false, false) => "equal",
+    };
     let started = Instant::now();
     let mut children = spawn_ranks(world, mode, dir.path(), 60.0);
     for (r, c) in children.iter_mut().enumerate() {
@@ -281,7 +296,7 @@ fn check_equal(world: usize, local_loss: bool) {
         "{world} ranks ({mode}): {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let (model, want_losses) = reference(world as i64, local_loss);
+    let (model, want_losses) = reference((world * accum) as i64, local_loss);
     let want: std::collections::HashMap<String, Tensor> =
         model.named_parameters().into_iter().collect();
     for r in 0..world {
@@ -310,7 +325,7 @@ fn check_equal(world: usize, local_loss: bool) {
             "{world} ranks ({mode}), rank {r}: `{}` differs by {} from one process with batch {}",
             worst.1,
             worst.0,
-            world as i64 * B
+            (world * accum) as i64 * B
         );
     }
     // The steps moved the parameters: the comparison is not between two initializations.
@@ -330,17 +345,24 @@ fn check_equal(world: usize, local_loss: bool) {
 
 #[test]
 fn two_ranks_take_the_step_of_one_process_with_twice_the_batch() {
-    check_equal(2, false);
+    check_equal(2, false, 1);
 }
 
 #[test]
 fn four_ranks_take_the_step_of_one_process_with_four_times_the_batch() {
-    check_equal(4, false);
+    check_equal(4, false, 1);
 }
 
 #[test]
 fn local_loss_on_two_ranks_matches_its_objective_in_one_process() {
-    check_equal(2, true);
+    check_equal(2, true, 1);
+}
+
+/// Contrastive accumulation across ranks: 2 ranks x 2 micro-batches of B take the step of one
+/// process with a batch of 4·B (issue 19 req. 4 with req. 2).
+#[test]
+fn two_ranks_with_accum_freq_2_take_the_step_of_one_process_with_four_times_the_batch() {
+    check_equal(2, false, ACCUM);
 }
 
 /// kill -9 of rank `victim`: every other rank ends with exit code 1 and names it.

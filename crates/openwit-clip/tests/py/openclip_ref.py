@@ -5,6 +5,7 @@
     python3 openclip_ref.py clean CAPTIONS.json OUT.json   # the cleaned texts (ftfy, html, lower)
     python3 openclip_ref.py codecs OUT.json        # the single-byte codecs ftfy re-encodes with
     python3 openclip_ref.py loss OUT_DIR             # ClipLoss value and gradients
+    python3 openclip_ref.py accum OUT_DIR K B        # open_clip_train's --accum-freq K step, tiny ViT
 
 Run with PYTHONPATH=$OPENWIT_CLIP_PYTHONPATH (see scripts/setup-libtorch.sh).
 """
@@ -99,6 +100,52 @@ def loss(out):
     )
 
 
+def accum(out, k, b):
+    """One optimizer step of open_clip_train's own `train_one_epoch` with `accum_freq = k` over k
+    micro-batches of b pairs, on a tiny ViT CLIP (openwit-clip's `tiny-vit`); the gradients are
+    read after the step (SGD at lr 0 leaves the weights and the gradients as they are)."""
+    from types import SimpleNamespace
+
+    from open_clip.loss import ClipLoss
+    from open_clip.model import CLIP
+    from open_clip_train.train import train_one_epoch
+
+    torch.manual_seed(0)
+    m = CLIP(
+        embed_dim=64,
+        vision_cfg=dict(image_size=32, patch_size=8, width=64, layers=2, head_width=32),
+        text_cfg=dict(context_length=32, vocab_size=49408, width=64, heads=2, layers=2),
+        output_dict=True,
+    )
+    sd = {k2: v.contiguous() for k2, v in m.state_dict().items()}
+    save_file(sd, f"{out}/weights.safetensors")
+    g = torch.Generator().manual_seed(3)
+    n = k * b
+    images = torch.randn(n, 3, 32, 32, generator=g)
+    texts = torch.randint(1, 49000, (n, 32), generator=g)
+    for row, length in enumerate(torch.randint(2, 32, (n,), generator=g).tolist()):
+        texts[row, length] = 49407  # the end of text, the pooled position
+    batches = [(images[j * b:(j + 1) * b], texts[j * b:(j + 1) * b]) for j in range(k)]
+
+    class Loader:
+        num_batches = k
+        num_samples = n
+
+        def __iter__(self):
+            return iter(batches)
+
+    data = {"train": SimpleNamespace(set_epoch=lambda e: None, dataloader=Loader())}
+    args = SimpleNamespace(
+        device="cpu", precision="fp32", distill=False, accum_freq=k, skip_scheduler=True,
+        grad_clip_norm=None, horovod=False, log_every_n_steps=1, batch_size=b, world_size=1,
+        rank=0, local_rank=0, wandb=False,
+    )
+    opt = torch.optim.SGD(m.parameters(), lr=0.0)
+    train_one_epoch(m, data, ClipLoss(), 0, opt, None, None, None, args)
+    grads = {f"grad.{name}": p.grad.contiguous() for name, p in m.named_parameters() if p.grad is not None}
+    save_file({"images": images, "texts": texts, **grads}, f"{out}/accum.safetensors")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "model":
@@ -111,5 +158,7 @@ if __name__ == "__main__":
         codecs(sys.argv[2])
     elif cmd == "loss":
         loss(sys.argv[2])
+    elif cmd == "accum":
+        accum(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         sys.exit(f"unknown command {cmd}")
