@@ -226,6 +226,12 @@ pub struct CurateConfig {
     /// dropped part of a large pool.
     #[serde(default = "d_true")]
     pub dropped_rows: bool,
+    /// Evaluation sets whose texts are kept out (decontamination): webdataset tars or folders
+    /// of them (a clip_benchmark retrieval set, OpenWIT shards), relative to the pipeline file;
+    /// each sample's `.txt` lines are its texts. A candidate whose cleaned caption equals one
+    /// (ignoring case and whitespace) is dropped as `eval_overlap`. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_eval: Vec<PathBuf>,
 }
 
 impl Default for CurateConfig {
@@ -241,6 +247,7 @@ impl Default for CurateConfig {
             partitions: d_partitions(),
             rows_per_task: d_rows_per_task(),
             dropped_rows: true,
+            exclude_eval: Vec::new(),
         }
     }
 }

@@ -16,8 +16,9 @@
 //! see what a drop reason covers; rows that balancing leaves out are in the curated table with
 //! `kept = false`.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::builder::{Int32Builder, ListBuilder};
 use arrow_array::{
@@ -30,6 +31,7 @@ use serde_json::{Value, json};
 
 use openwit_core::stage::{StageContext, TaskContext, TaskReport, TaskSpec};
 use openwit_core::{Drops, Error, Result, Stage, TaskRecord};
+use openwit_shard::overlap::normalize_text;
 
 use crate::balance::{self, Group};
 use crate::config::CurateConfig;
@@ -46,6 +48,8 @@ pub const SOURCE_STAGES: &[&str] = &["crawl", "warc", "import"];
 pub const NO_URL: &str = "url_missing";
 pub const LANGUAGE: &str = "language_not_kept";
 pub const NO_MATCH: &str = "no_match";
+/// A caption equal to a text of an `exclude_eval` evaluation set.
+pub const EVAL_OVERLAP: &str = "eval_overlap";
 
 /// A query list and its automaton, loaded once per process.
 pub struct Queries {
@@ -102,6 +106,9 @@ pub struct CurateStage {
     queries_path: Option<PathBuf>,
     quality: Quality,
     queries: Mutex<Option<Arc<Queries>>>,
+    /// `exclude_eval`, resolved.
+    exclude_eval: Vec<PathBuf>,
+    excluded: OnceLock<std::result::Result<Option<Arc<HashSet<String>>>, String>>,
 }
 
 impl CurateStage {
@@ -148,6 +155,15 @@ impl CurateStage {
                 base_dir.join(p)
             }
         };
+        let cfg_exclude: Vec<PathBuf> = cfg.exclude_eval.iter().map(resolve).collect();
+        for p in &cfg_exclude {
+            if !p.exists() {
+                return Err(Error::Config(format!(
+                    "[curate] exclude_eval: {} does not exist\n  fix: give evaluation sets as webdataset tars or folders of them (relative to the pipeline file)",
+                    p.display()
+                )));
+            }
+        }
         Ok(CurateStage {
             candidates: cfg.candidates.iter().map(resolve).collect(),
             queries_path: cfg.queries.as_ref().map(resolve),
@@ -156,7 +172,41 @@ impl CurateStage {
             seed,
             cfg,
             queries: Mutex::new(None),
+            exclude_eval: cfg_exclude,
+            excluded: OnceLock::new(),
         })
+    }
+
+    /// The normalised texts of the `exclude_eval` sets, read once (None without any).
+    fn excluded(&self) -> Result<Option<Arc<HashSet<String>>>> {
+        self.excluded
+            .get_or_init(|| {
+                if self.exclude_eval.is_empty() {
+                    return Ok(None);
+                }
+                let prints = openwit_shard::overlap::read_eval_paths_with(&self.exclude_eval, false)
+                    .map_err(|e| format!("[curate] exclude_eval: {e}"))?;
+                let texts: HashSet<String> = prints
+                    .iter()
+                    .flat_map(|p| p.captions.iter())
+                    .map(|c| normalize_text(c))
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                if texts.is_empty() {
+                    return Err(format!(
+                        "[curate] exclude_eval: no texts in {}; give webdataset tars whose samples have `.txt` captions (a retrieval set)",
+                        self.exclude_eval
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                tracing::info!(texts = texts.len(), "evaluation texts to keep out (exclude_eval)");
+                Ok(Some(Arc::new(texts)))
+            })
+            .clone()
+            .map_err(Error::Config)
     }
 
     fn queries_path(&self, workdir: &Path) -> PathBuf {
@@ -229,7 +279,7 @@ impl Stage for CurateStage {
     }
 
     fn config(&self) -> Value {
-        json!({
+        let mut v = json!({
             "version": 1,
             "seed": self.seed,
             "sources": self.sources,
@@ -244,7 +294,12 @@ impl Stage for CurateStage {
             // of a run would mix two splits.
             "rows_per_task": self.cfg.rows_per_task,
             "dropped_rows": self.cfg.dropped_rows,
-        })
+        });
+        // Keyed only when used: workdirs made before it stay up to date.
+        if !self.exclude_eval.is_empty() {
+            v["exclude_eval"] = json!(self.exclude_eval);
+        }
+        v
     }
 
     fn plan(&self, ctx: &StageContext<'_>) -> Result<Vec<TaskSpec>> {
@@ -282,6 +337,7 @@ impl Stage for CurateStage {
         let chunk: Chunk = serde_json::from_value(task.payload.clone())
             .map_err(|e| Error::Stage(format!("bad task payload: {e}")))?;
         let q = self.queries(ctx.workdir)?;
+        let excluded = self.excluded()?;
         let path = &chunk.path;
         let f = std::fs::File::open(path).pq(path)?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(f)
@@ -331,6 +387,13 @@ impl Stage for CurateStage {
                 if let Some(reason) = self.quality.check(&caption) {
                     drops.inc(reason);
                     dropped.push((i as u32, seq, reason));
+                    continue;
+                }
+                if let Some(ex) = &excluded
+                    && ex.contains(&normalize_text(&caption))
+                {
+                    drops.inc(EVAL_OVERLAP);
+                    dropped.push((i as u32, seq, EVAL_OVERLAP));
                     continue;
                 }
                 let (mut code, mut conf) = lang::detect(engine, &caption);

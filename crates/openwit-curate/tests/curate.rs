@@ -718,3 +718,70 @@ fn balance_after_download() {
     }
     assert!(n_kept < ok.len());
 }
+
+/// A webdataset tar of an evaluation set: `KEY.png` (a few bytes stand in) and `KEY.txt`
+/// (its captions, one a line).
+fn write_eval_tar(path: &Path, captions: &[&str]) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (k, c) in captions.iter().enumerate() {
+        for (ext, data) in [("png", &b"not a picture"[..]), ("txt", c.as_bytes())] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, format!("{k:04}.{ext}"), data)
+                .unwrap();
+        }
+    }
+    b.finish().unwrap();
+}
+
+#[test]
+fn captions_equal_to_evaluation_texts_are_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<(String, Option<String>)> = [
+        "A happy dog running on the beach",
+        "a HAPPY dog   running on the beach",
+        "My cat sleeping under a tree",
+        "An old red car near the bridge",
+        "An old red car near the bridge!",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, c)| (format!("http://img.example/{i}.jpg"), Some(c.to_string())))
+    .collect();
+    let cands = dir.path().join("c.parquet");
+    write_candidates(&cands, &rows);
+    let q = dir.path().join("metadata.json");
+    std::fs::write(&q, serde_json::to_vec(&ENTRIES).unwrap()).unwrap();
+    std::fs::create_dir_all(dir.path().join("eval/test")).unwrap();
+    write_eval_tar(
+        &dir.path().join("eval/test/0.tar"),
+        &[
+            "a happy dog running on the beach\nA dog on sand",
+            "An old red car near the bridge",
+        ],
+    );
+    let mut cfg = config(&[cands], &q, 20_000);
+    cfg.exclude_eval = vec![dir.path().join("eval")];
+    let (kept, stats) = run(&dir.path().join("w"), cfg.clone(), 0);
+    assert_eq!(stats["drops"]["eval_overlap"], 3, "{stats}");
+    let caps: BTreeSet<&str> = kept.iter().map(|r| r.caption.as_str()).collect();
+    assert_eq!(
+        caps,
+        BTreeSet::from([
+            "My cat sleeping under a tree",
+            "An old red car near the bridge!"
+        ])
+    );
+    let listed = dropped_rows(&dir.path().join("w"));
+    assert_eq!(
+        listed.iter().filter(|r| r.2 == "eval_overlap").count(),
+        3,
+        "{listed:?}"
+    );
+    // A set that is not there is a configuration error naming the key.
+    cfg.exclude_eval = vec![dir.path().join("nowhere")];
+    let err = CurateStage::new(cfg, 0, Path::new("/"), &[]).err().unwrap();
+    assert!(err.to_string().contains("exclude_eval"), "{err}");
+}

@@ -123,6 +123,9 @@ fn d_ua() -> String {
 fn d_token() -> String {
     openwit_core::http::DEFAULT_PRODUCT_TOKEN.into()
 }
+fn d_exclude_distance() -> u32 {
+    4
+}
 fn d_directives() -> Vec<String> {
     ["noai", "noimageai", "noindex", "noimageindex"]
         .map(String::from)
@@ -211,6 +214,16 @@ pub struct Config {
     /// image. Default: keep them (the hash is stored either way).
     #[serde(default, deserialize_with = "hamming")]
     pub near_dup_distance: Option<u32>,
+    /// Evaluation sets to keep out of the shards (decontamination): image files, folders of
+    /// them (an ImageFolder), webdataset tars or folders of tars (a clip_benchmark set, OpenWIT
+    /// shards), relative to the pipeline file. A fetched image with the bytes of one of their
+    /// images (sha256) or a perceptual hash within `exclude_eval_phash_distance` is dropped as
+    /// `eval_overlap`. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_eval: Vec<String>,
+    /// The perceptual-hash distance of `exclude_eval`, in bits of 64. Default 4.
+    #[serde(default = "d_exclude_distance", deserialize_with = "hamming")]
+    pub exclude_eval_phash_distance: u32,
 
     /// Requests in flight at once, all hosts together. Default 64.
     #[serde(default = "d_conc", deserialize_with = "range::concurrency")]
@@ -312,7 +325,7 @@ impl Config {
 
     /// The settings the outputs depend on (fingerprinted): not concurrency, timeouts or retries.
     pub fn output_config(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "input": self.input,
             "input_format": self.input_format,
             "url_col": self.url_col,
@@ -335,6 +348,12 @@ impl Config {
             "respect_robots": self.respect_robots,
             "user_agent_token": self.user_agent_token,
             "disallowed_header_directives": self.disallowed_header_directives,
-        })
+        });
+        // Decontamination, keyed only when used: workdirs made before it stay up to date.
+        if !self.exclude_eval.is_empty() {
+            v["exclude_eval"] = serde_json::json!(self.exclude_eval);
+            v["exclude_eval_phash_distance"] = serde_json::json!(self.exclude_eval_phash_distance);
+        }
+        v
     }
 }

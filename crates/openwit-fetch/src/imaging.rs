@@ -1236,68 +1236,8 @@ pub fn encode_with(
     Ok(out)
 }
 
-/// imagehash's `phash`: 32x32 grayscale, 2-D DCT-II, the 8x8 lowest frequencies compared with
-/// their median; bit 63 is the top-left coefficient. `process` hashes the whole picture at the
-/// smaller of its decoded and resized sizes (before any border or crop).
-pub fn phash(img: &RgbImage) -> u64 {
-    let (w, h) = img.dimensions();
-    // Resample the colour image to 32x32 first, then take luma of 1,024 pixels: the same as
-    // luma-then-resample up to rounding (both are linear), without a full-size grayscale copy.
-    let src = fr::images::TypedImageRef::<fr::pixels::U8x3>::from_buffer(w, h, img.as_raw())
-        .expect("sizes match");
-    let mut out = [0u8; 32 * 32 * 3];
-    let mut dst = fr::images::TypedImage::<fr::pixels::U8x3>::from_buffer(32, 32, &mut out)
-        .expect("sizes match");
-    let alg =
-        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
-    RESIZER.with(|r| {
-        r.borrow_mut()
-            .resize_typed(&src, &mut dst, &alg)
-            .expect("resize to 32x32")
-    });
-    let px: Vec<f64> = out
-        .chunks_exact(3)
-        .map(|p| ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114 + 500) / 1000) as f64)
-        .collect();
-    // DCT-II (unnormalised, as scipy.fftpack.dct type 2) along columns then rows; only the
-    // first 8 outputs of each are needed.
-    static COS: std::sync::OnceLock<[[f64; 32]; 8]> = std::sync::OnceLock::new();
-    let cos = COS.get_or_init(|| {
-        let mut cos = [[0f64; 32]; 8];
-        for (k, row) in cos.iter_mut().enumerate() {
-            for (n, c) in row.iter_mut().enumerate() {
-                *c = (std::f64::consts::PI * k as f64 * (2 * n + 1) as f64 / 64.0).cos();
-            }
-        }
-        cos
-    });
-    // along axis 0 (down each column): tmp[k][x] for k < 8
-    let mut tmp = [[0f64; 32]; 8];
-    for k in 0..8 {
-        for x in 0..32 {
-            let mut s = 0.0;
-            for y in 0..32 {
-                s += px[y * 32 + x] * cos[k][y];
-            }
-            tmp[k][x] = 2.0 * s;
-        }
-    }
-    let mut low = [0f64; 64];
-    for k in 0..8 {
-        for l in 0..8 {
-            let mut s = 0.0;
-            for x in 0..32 {
-                s += tmp[k][x] * cos[l][x];
-            }
-            low[k * 8 + l] = 2.0 * s;
-        }
-    }
-    let mut sorted = low;
-    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    let median = (sorted[31] + sorted[32]) / 2.0;
-    low.iter()
-        .fold(0u64, |acc, &v| (acc << 1) | u64::from(v > median))
-}
+/// imagehash's `phash` (in `openwit_shard::overlap`, shared with `eval`'s overlap analysis).
+pub use openwit_shard::overlap::phash;
 
 /// Decodes, checks, resizes and encodes one downloaded image.
 pub fn process(bytes: &[u8], o: &ImageOptions) -> Result<Processed, ImageFail> {

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use openwit_core::{Error, Result, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
+use openwit_shard::overlap::{OverlapIndex, read_eval_paths};
 use openwit_shard::{SampleMeta, ShardFiles, ShardLayout, ShardStats, ShardWriter, Status};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -77,6 +78,9 @@ impl Near {
     }
 }
 
+/// The drop reason of an image that duplicates an `exclude_eval` evaluation image.
+pub const EVAL_OVERLAP: &str = "eval_overlap";
+
 /// A task's sha256 claims: the lowest row index that processed each content successfully
 /// (rows with a lower claimant are skipped without decoding; the end of the task decides).
 type Claims = Mutex<HashMap<[u8; 32], usize>>;
@@ -94,6 +98,8 @@ pub struct DownloadStage {
     pool: Arc<rayon::ThreadPool>,
     /// What the image threads may decode into at once (`image_memory_budget_mb`).
     budget: Arc<MemoryBudget>,
+    /// The fingerprints of the `exclude_eval` sets (read once, at the first shard).
+    exclude: OnceLock<Result<Option<Arc<OverlapIndex>>, String>>,
 }
 
 impl DownloadStage {
@@ -101,6 +107,14 @@ impl DownloadStage {
     /// `allow_private_networks`.
     pub fn new(cfg: Config, base_dir: &Path, allow_private: bool) -> Result<Self> {
         cfg.validate().map_err(Error::Config)?;
+        for p in &cfg.exclude_eval {
+            if !base_dir.join(p).exists() {
+                return Err(Error::Config(format!(
+                    "[download] exclude_eval: {} does not exist\n  fix: give evaluation sets as image files, folders of them or webdataset tars (relative to the pipeline file)",
+                    base_dir.join(p).display()
+                )));
+            }
+        }
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -113,6 +127,7 @@ impl DownloadStage {
             base_dir: base_dir.to_path_buf(),
             allow_private,
             fetcher: OnceLock::new(),
+            exclude: OnceLock::new(),
             pool: Arc::new(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(cores)
@@ -256,6 +271,7 @@ impl Stage for DownloadStage {
             rows.extend(read_segment(seg, &self.cfg).map_err(|e| Error::Stage(e.to_string()))?);
         }
         let fetcher = self.fetcher()?;
+        let exclude = self.exclude()?;
 
         let tar_path = ctx.output_path(&format!("{name}.tar"))?;
         let parquet_path = ctx.output_path(&format!("{name}.parquet"))?;
@@ -287,7 +303,15 @@ impl Stage for DownloadStage {
             let mut stream = futures::stream::iter(rows.into_iter().enumerate())
                 .map(|(i, row)| {
                     let key = layout.key(t.shard, i as u64);
-                    let fut = self.one(fetcher.clone(), opts.clone(), claims.clone(), row, i, key);
+                    let fut = self.one(
+                        fetcher.clone(),
+                        opts.clone(),
+                        claims.clone(),
+                        exclude.clone(),
+                        row,
+                        i,
+                        key,
+                    );
                     async move { (i, fut.await) }
                 })
                 .buffer_unordered(in_flight);
@@ -493,12 +517,47 @@ impl Stage for DownloadStage {
 }
 
 impl DownloadStage {
+    /// The `exclude_eval` sets' fingerprints, read once (None without `exclude_eval`).
+    fn exclude(&self) -> Result<Option<Arc<OverlapIndex>>> {
+        self.exclude
+            .get_or_init(|| {
+                if self.cfg.exclude_eval.is_empty() {
+                    return Ok(None);
+                }
+                let paths: Vec<PathBuf> = self
+                    .cfg
+                    .exclude_eval
+                    .iter()
+                    .map(|p| self.base_dir.join(p))
+                    .collect();
+                let prints = read_eval_paths(&paths)
+                    .map_err(|e| format!("[download] exclude_eval: {e}"))?;
+                if prints.is_empty() {
+                    return Err(format!(
+                        "[download] exclude_eval: no images under {}; give image files, folders of them or webdataset tars",
+                        self.cfg.exclude_eval.join(", ")
+                    ));
+                }
+                tracing::info!(
+                    images = prints.len(),
+                    "evaluation images to keep out of the shards (exclude_eval)"
+                );
+                Ok(Some(Arc::new(OverlapIndex::new(
+                    &prints,
+                    self.cfg.exclude_eval_phash_distance,
+                ))))
+            })
+            .clone()
+            .map_err(Error::Config)
+    }
+
     /// Downloads, checks and processes one row. Returns the outcome and the bytes downloaded.
     async fn one(
         &self,
         fetcher: Arc<Fetcher>,
         opts: Arc<ImageOptions>,
         claims: Arc<Claims>,
+        exclude: Option<Arc<OverlapIndex>>,
         row: InputRow,
         index: usize,
         key: String,
@@ -528,7 +587,16 @@ impl DownloadStage {
         self.pool.spawn(move || {
             // A panic must not reach rayon (it aborts the process): it becomes this row's drop.
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                process_row(meta, fetched.bytes, &opts, &cfg, &claims, index, &budget)
+                process_row(
+                    meta,
+                    fetched.bytes,
+                    &opts,
+                    &cfg,
+                    &claims,
+                    index,
+                    &budget,
+                    exclude.as_deref(),
+                )
             }));
             let _ = tx.send(out.map_err(|p| openwit_core::panic_message(p.as_ref())));
         });
@@ -551,6 +619,7 @@ impl DownloadStage {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn process_row(
     mut meta: SampleMeta,
     bytes: Vec<u8>,
@@ -559,9 +628,20 @@ fn process_row(
     claims: &Claims,
     index: usize,
     budget: &MemoryBudget,
+    exclude: Option<&OverlapIndex>,
 ) -> RowOutcome {
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
     meta.sha256 = Some(hex::encode(sha));
+    if let Some(ix) = exclude
+        && !ix.by_sha256(&sha).is_empty()
+    {
+        return failed(
+            meta,
+            EVAL_OVERLAP,
+            "the image has the bytes of an `exclude_eval` evaluation image (same sha256)",
+            false,
+        );
+    }
     if cfg.dedup_sha256 && claims.lock().unwrap().get(&sha).is_some_and(|&j| j < index) {
         return RowOutcome::SameAs { meta, sha };
     }
@@ -589,6 +669,19 @@ fn process_row(
         p.original_height,
         hex::encode(sha),
     );
+    if let Some(ix) = exclude
+        && !ix.by_phash(p.phash).is_empty()
+    {
+        return failed(
+            meta,
+            EVAL_OVERLAP,
+            format!(
+                "the image is near an `exclude_eval` evaluation image (perceptual hash within {} bits)",
+                cfg.exclude_eval_phash_distance
+            ),
+            true,
+        );
+    }
     meta.phash = Some(format!("{:016x}", p.phash));
     if let Some(o) = p.orientation {
         meta.exif = Some(serde_json::json!({ "Image Orientation": o }).to_string());

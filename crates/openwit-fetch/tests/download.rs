@@ -453,3 +453,93 @@ fn near_duplicates_can_be_dropped() {
         "{reasons:?}"
     );
 }
+
+#[test]
+fn evaluation_images_are_kept_out_and_counted() {
+    let server = TestServer::start();
+    let smooth = |k: f64| {
+        RgbImage::from_fn(400, 300, move |x, y| {
+            let v = 128.0 + 100.0 * (x as f64 / (20.0 * k)).sin() * (y as f64 / (35.0 * k)).cos();
+            Rgb([v as u8, (v * 0.8) as u8, 60])
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The evaluation set: an ImageFolder with a PNG and a JPEG.
+    let eval = dir.path().join("eval/things");
+    std::fs::create_dir_all(&eval).unwrap();
+    let same = {
+        let mut out = Vec::new();
+        smooth(1.0)
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    };
+    std::fs::write(eval.join("a.png"), &same).unwrap();
+    std::fs::write(
+        eval.join("b.jpg"),
+        openwit_fetch::imaging::encode(&smooth(2.0), EncodeFormat::Jpg, 95).unwrap(),
+    )
+    .unwrap();
+    // Served: the very bytes of a.png, b re-encoded at another quality, and an unrelated one.
+    server.route("/same.png", Response::bytes("image/png", same));
+    server.route(
+        "/near.jpg",
+        Response::bytes(
+            "image/jpeg",
+            openwit_fetch::imaging::encode(&smooth(2.0), EncodeFormat::Jpg, 70).unwrap(),
+        ),
+    );
+    server.route(
+        "/other.jpg",
+        Response::bytes("image/jpeg", picture(5, 400, 300)),
+    );
+    write_csv(
+        dir.path(),
+        &[
+            server.url("/same.png"),
+            server.url("/near.jpg"),
+            server.url("/other.jpg"),
+        ],
+    );
+    let mut cfg = test_config("urls.csv");
+    cfg.exclude_eval = vec!["eval".into()];
+    run(dir.path(), cfg.clone(), true).unwrap();
+    let work = dir.path().join("work");
+    let got = outcomes(&work);
+    let by_url = |p: &str| reason(&got[&server.url(p)]);
+    assert_eq!(by_url("/same.png"), "eval_overlap", "{got:?}");
+    assert_eq!(by_url("/near.jpg"), "eval_overlap", "{got:?}");
+    assert_eq!(by_url("/other.jpg"), "success", "{got:?}");
+    assert!(
+        got[&server.url("/same.png")]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("same sha256"),
+        "{got:?}"
+    );
+    // Counted as a drop reason: in the shard's stats and the stage's task drops.
+    let stats = read_stats(&work.join("download/00000_stats.json")).unwrap();
+    assert_eq!(stats.failures_by_reason.get("eval_overlap"), Some(&2));
+    let ex = Executor::new(
+        &work,
+        RunOptions {
+            jobs: 1,
+            max_attempts: 1,
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    let counted: u64 = ex
+        .state()
+        .tasks("download")
+        .unwrap()
+        .iter()
+        .map(|t| t.drops.get("eval_overlap").copied().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, 2);
+    // A missing evaluation set is a configuration error naming the key.
+    cfg.exclude_eval = vec!["missing".into()];
+    let err = DownloadStage::new(cfg, dir.path(), true).err().unwrap();
+    assert!(err.to_string().contains("exclude_eval"), "{err}");
+}
