@@ -20,7 +20,7 @@ cargo machete
 cargo clippy --workspace --all-targets "${features[@]}" -- -D warnings
 log=$(mktemp)
 set +e
-cargo test --workspace "${features[@]}" 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast "${features[@]}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # Close with one summary line over every test binary.

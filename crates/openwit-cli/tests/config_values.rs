@@ -272,6 +272,13 @@ const KEYS: &[Key] = &[
         &["0", "-1", "1048577", "inf", HUGE],
     ),
     key("download", "", "near_dup_distance", "4", &["-1", "65"]),
+    key(
+        "download",
+        "",
+        "exclude_eval_phash_distance",
+        "4",
+        &["-1", "65"],
+    ),
     key("download", "", "concurrency", "64", &["0", "10001"]),
     key("download", "", "per_host_concurrency", "16", &["0", "-3"]),
     key(
