@@ -556,28 +556,10 @@ fn random_crop(w: u32, h: u32, rng: &mut ChaCha8Rng) -> (u32, u32, u32, u32) {
     )
 }
 
-/// An image as RGB, transparency composited on white: what the `download` stage does to the
-/// pictures it stores, so that an evaluation image with alpha (a PNG drawing) looks like the
-/// training images did. (Dropping alpha, as PIL's `convert("RGB")` does, shows whatever colour the
-/// transparent pixels store, often black.)
-pub fn rgb_on_white(img: image::DynamicImage) -> RgbImage {
-    if !img.color().has_alpha() {
-        return img.into_rgb8();
-    }
-    let rgba = img.into_rgba8();
-    let (w, h) = rgba.dimensions();
-    let mut out = Vec::with_capacity((w * h * 3) as usize);
-    for p in rgba.pixels() {
-        let a = p[3] as u32;
-        for c in 0..3 {
-            out.push(((p[c] as u32 * a + 255 * (255 - a) + 127) / 255) as u8);
-        }
-    }
-    RgbImage::from_raw(w, h, out).expect("sizes match")
-}
+pub use openwit_shard::rgb::rgb_on_white;
 
-/// Decodes and transforms one image to `size x size` RGB (transparency on white, see
-/// [`rgb_on_white`]): random resized crop for training, resize of the short side + center crop
+/// Decodes and transforms one image to `size x size` RGB (transparency on white, as `download`
+/// stores pictures: [`rgb_on_white`]): random resized crop for training, resize of the short side + center crop
 /// (OpenCLIP's eval transform) otherwise.
 pub fn transform(bytes: &[u8], size: u32, train: Option<&mut ChaCha8Rng>) -> Option<RgbImage> {
     let img = rgb_on_white(image::load_from_memory(bytes).ok()?);

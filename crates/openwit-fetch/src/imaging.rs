@@ -1094,20 +1094,7 @@ fn decode_other(b: &[u8], kind: Sniffed, o: &ImageOptions) -> Result<Decoded, Im
         orientation = t;
     }
     let img = DynamicImage::from_decoder(dec).map_err(classify)?;
-    let rgb = if img.color().has_alpha() {
-        let rgba = img.into_rgba8();
-        let (iw, ih) = rgba.dimensions();
-        let mut out = Vec::with_capacity((iw * ih * 3) as usize);
-        for p in rgba.pixels() {
-            let a = p[3] as u32;
-            for c in 0..3 {
-                out.push(((p[c] as u32 * a + 255 * (255 - a) + 127) / 255) as u8);
-            }
-        }
-        RgbImage::from_raw(iw, ih, out).expect("sizes match")
-    } else {
-        img.into_rgb8()
-    };
+    let rgb = openwit_shard::rgb::rgb_on_white(img);
     let (ow, oh) = if rotates(orientation) { (h, w) } else { (w, h) };
     Ok(Decoded {
         rgb,

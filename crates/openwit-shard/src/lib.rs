@@ -41,6 +41,7 @@
 pub mod overlap;
 mod parquet_io;
 mod reader;
+pub mod rgb;
 mod writer;
 
 use std::collections::BTreeMap;
