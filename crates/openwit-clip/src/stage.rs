@@ -17,13 +17,17 @@ use serde_json::{Value, json};
 use crate::bench::{EvalSet, SetKind, SetSpec};
 use crate::data::resolve_shards;
 use crate::eval::{
-    DEFAULT_TEMPLATES, EvalReport, Labels, encode_set, retrieval_set, templates_for,
-    zero_shot_set as zero_shot_set_eval,
+    DEFAULT_TEMPLATES, EvalReport, Labels, OverlapReport, SetFeatures, SetOverlap,
+    class_embeddings, classification_metrics, encode_set, encode_set_with, retrieval_multi,
+    retrieval_set, templates_for, zero_shot_named, zero_shot_set as zero_shot_set_eval,
 };
 use crate::model::{Clip, ModelConfig};
-use crate::probe::{SweepConfig, linear_probe};
+use crate::overlap::{find_overlaps, retrieval_subset, rows, zero_shot_subset};
+use crate::probe::SweepConfig;
+use crate::probe::{LogReg, linear_probe_fit};
 use crate::tokenizer::Tokenizer;
 use crate::train::{Hooks, TrainConfig, TrainSummary, train};
+use tch::Tensor;
 
 /// The `train` stage.
 pub struct TrainStage {
@@ -227,6 +231,35 @@ pub struct EvalConfig {
     pub workers: Option<usize>,
     #[serde(default)]
     pub vocab: Option<PathBuf>,
+    /// The overlap analysis (the CLIP paper's): every measure also on the evaluation set
+    /// without the items the training data duplicates. Default true; `false` turns it off.
+    #[serde(default = "d_true", skip_serializing_if = "is_true")]
+    pub overlap: bool,
+    /// The training shards to compare with (files, folders, brace patterns; their `.parquet`
+    /// metadata is read when present). Default: the workdir's `download` shards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlap_shards: Vec<String>,
+    /// Perceptual hashes within this many bits (of 64) count as near-duplicates. Default 4.
+    #[serde(
+        default = "d_overlap_distance",
+        skip_serializing_if = "is_overlap_distance"
+    )]
+    pub overlap_phash_distance: u32,
+}
+
+fn d_true() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+/// The default near-duplicate distance of the overlap analysis.
+pub const OVERLAP_PHASH_DISTANCE: u32 = 4;
+fn d_overlap_distance() -> u32 {
+    OVERLAP_PHASH_DISTANCE
+}
+fn is_overlap_distance(d: &u32) -> bool {
+    *d == OVERLAP_PHASH_DISTANCE
 }
 
 /// The `[eval.linear_probe]` table: logistic regression on the frozen image features of
@@ -331,6 +364,12 @@ impl EvalStage {
         if let Some(m) = &cfg.model {
             ModelConfig::preset_or_err(m)?;
         }
+        if cfg.overlap_phash_distance > 32 {
+            return Err(Error::Config(format!(
+                "[eval] overlap_phash_distance = {}: must be 0..=32 bits of the 64-bit hash (default {OVERLAP_PHASH_DISTANCE}; 0 = identical hashes only)",
+                cfg.overlap_phash_distance
+            )));
+        }
         Ok(EvalStage {
             cfg,
             base: base.to_path_buf(),
@@ -343,6 +382,26 @@ impl EvalStage {
             && self.cfg.shards.is_empty()
             && self.cfg.benchmark.is_none()
             && !self.cfg.classes.is_empty()
+    }
+
+    /// The training shards the overlap analysis compares with: `overlap_shards`, else the
+    /// workdir's `download` shards; None when it is off or there are none.
+    fn overlap_training(&self, ctx: &TaskContext<'_>) -> Result<Option<Vec<PathBuf>>> {
+        if !self.cfg.overlap {
+            return Ok(None);
+        }
+        let shards = if self.cfg.overlap_shards.is_empty() {
+            crate::overlap::workdir_shards(ctx.workdir)
+        } else {
+            resolve_shards(&self.cfg.overlap_shards, &self.base)?
+        };
+        if shards.is_empty() {
+            tracing::info!(
+                "no training shards to compare the evaluation sets with (the workdir has no `download` shards and [eval] has no `overlap_shards`): no overlap analysis"
+            );
+            return Ok(None);
+        }
+        Ok(Some(shards))
     }
 
     /// A probe set, `[eval] classes` standing in for OpenWIT shards without their own.
@@ -462,15 +521,51 @@ impl Stage for EvalStage {
         } else {
             None
         };
+        // The overlap analysis: the training shards, and per measure the features kept to
+        // measure again without the overlapping items.
+        let training = self.overlap_training(ctx)?;
+        let mut zs_kept: Option<(SetFeatures, Tensor, Vec<String>)> = None;
+        let mut rt_kept: Option<SetFeatures> = None;
+        let mut probe_kept: Option<(SetFeatures, LogReg)> = None;
+        // A set read from the training shards themselves is not compared with them.
+        let zs_in_training = training.as_ref().is_some_and(|t| {
+            self.on_download_shards()
+                || shares_files(
+                    &resolve_shards(&self.cfg.shards, &self.base).unwrap_or_default(),
+                    t,
+                )
+        });
         if let Some(set) = &zero_shot_set {
-            match set.kind {
-                SetKind::Classification => {
+            match (set.kind, training.is_some() && !zs_in_training) {
+                (SetKind::Classification, false) => {
                     let t = templates_for(set, templates);
                     report.zero_shot =
                         Some(zero_shot_set_eval(&model, &tok, set, &t, batch, workers)?);
                 }
-                SetKind::Retrieval => {
+                (SetKind::Retrieval, false) => {
                     report.retrieval = Some(retrieval_set(&model, &tok, set, batch, workers)?);
+                }
+                (SetKind::Classification, true) => {
+                    if set.classes.is_empty() {
+                        return Err(Error::Config(format!(
+                            "{}: zero-shot classification needs class names",
+                            set.name
+                        )));
+                    }
+                    let t = templates_for(set, templates);
+                    let emb = class_embeddings(&model, &tok, &set.classes, &t);
+                    let f = encode_set_with(&model, &tok, set, true, false, batch, workers, true)?;
+                    let mut z = zero_shot_named(&f.images, &f.labels, &emb, &set.classes);
+                    z.left_out = f.left_out;
+                    z.templates = t.len();
+                    z.set = set.name.clone();
+                    report.zero_shot = Some(z);
+                    zs_kept = Some((f, emb, set.classes.clone()));
+                }
+                (SetKind::Retrieval, true) => {
+                    let (r, f) = retrieval_with_prints(&model, &tok, set, batch, workers)?;
+                    report.retrieval = Some(r);
+                    rt_kept = Some(f);
                 }
             }
         }
@@ -482,8 +577,15 @@ impl Stage for EvalStage {
                 ));
             }
             let shards = resolve_shards(&self.cfg.retrieval_shards, &self.base)?;
+            let in_training = training.as_ref().is_none_or(|t| shares_files(&shards, t));
             let set = EvalSet::shards(shards, Vec::new(), Labels::Cls);
-            report.retrieval = Some(retrieval_set(&model, &tok, &set, batch, workers)?);
+            if in_training {
+                report.retrieval = Some(retrieval_set(&model, &tok, &set, batch, workers)?);
+            } else {
+                let (r, f) = retrieval_with_prints(&model, &tok, &set, batch, workers)?;
+                report.retrieval = Some(r);
+                rt_kept = Some(f);
+            }
         }
         if let Some(p) = &self.cfg.linear_probe {
             let train_set = self.probe_set(&p.train)?;
@@ -496,8 +598,23 @@ impl Stage for EvalStage {
                 )));
             }
             let tr = encode_set(&model, &tok, &train_set, true, false, batch, workers)?;
-            let te = encode_set(&model, &tok, &test_set, true, false, batch, workers)?;
-            report.linear_probe = Some(linear_probe(
+            let in_training = training.as_ref().is_none_or(|t| {
+                shares_files(
+                    &resolve_shards(&p.test.shards, &self.base).unwrap_or_default(),
+                    t,
+                )
+            });
+            let te = encode_set_with(
+                &model,
+                &tok,
+                &test_set,
+                true,
+                false,
+                batch,
+                workers,
+                !in_training,
+            )?;
+            let (probe, fitted) = linear_probe_fit(
                 &tr.images,
                 &tr.labels,
                 &te.images,
@@ -506,6 +623,20 @@ impl Stage for EvalStage {
                 &p.sweep(),
                 &train_set.name,
                 &test_set.name,
+            )?;
+            report.linear_probe = Some(probe);
+            if !in_training {
+                probe_kept = Some((te, fitted));
+            }
+        }
+        if let Some(shards) = &training {
+            report.overlap = Some(overlap_report(
+                shards,
+                self.cfg.overlap_phash_distance,
+                zs_kept.as_ref(),
+                rt_kept.as_ref(),
+                probe_kept.as_ref(),
+                report.linear_probe.as_ref(),
             )?);
         }
         let mut f = ctx.create_output("results.json")?;
@@ -542,4 +673,98 @@ impl Stage for EvalStage {
         let r: EvalReport = serde_json::from_value(tasks.first()?.extra.clone()).ok()?;
         Some(r.table())
     }
+}
+
+/// Whether two lists of files share one (compared as canonical paths).
+fn shares_files(a: &[PathBuf], b: &[PathBuf]) -> bool {
+    let canon = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+    let b: std::collections::HashSet<PathBuf> = b.iter().map(canon).collect();
+    a.iter().any(|p| b.contains(&canon(p)))
+}
+
+/// Retrieval on a set with captions, keeping the features and fingerprints.
+fn retrieval_with_prints(
+    model: &Clip,
+    tok: &Tokenizer,
+    set: &EvalSet,
+    batch: usize,
+    workers: usize,
+) -> Result<(crate::eval::Retrieval, SetFeatures)> {
+    if !set.has_captions() {
+        return Err(Error::Config(format!(
+            "{}: retrieval needs captions (OpenWIT shards, or a clip_benchmark set whose dataset_type.txt says retrieval)",
+            set.name
+        )));
+    }
+    let f = encode_set_with(model, tok, set, false, true, batch, workers, true)?;
+    let texts = f
+        .texts
+        .as_ref()
+        .ok_or_else(|| Error::Stage(format!("{}: no captions", set.name)))?;
+    let mut r = retrieval_multi(&f.images, texts, &f.text_image);
+    r.set = set.name.clone();
+    Ok((r, f))
+}
+
+/// The overlap analysis of the measured sets against `shards` (one pass over them) and every
+/// measure again on the items that do not overlap.
+fn overlap_report(
+    shards: &[PathBuf],
+    distance: u32,
+    zs: Option<&(SetFeatures, Tensor, Vec<String>)>,
+    rt: Option<&SetFeatures>,
+    probe: Option<&(SetFeatures, LogReg)>,
+    probe_report: Option<&crate::probe::LinearProbe>,
+) -> Result<OverlapReport> {
+    let empty: &[openwit_shard::overlap::EvalPrint] = &[];
+    let sets = [
+        zs.map(|(f, _, _)| f.prints.as_slice()).unwrap_or(empty),
+        rt.map(|f| f.prints.as_slice()).unwrap_or(empty),
+        probe.map(|(f, _)| f.prints.as_slice()).unwrap_or(empty),
+    ];
+    let (flags, total) = find_overlaps(&sets, shards, distance)?;
+    let mut out = OverlapReport {
+        training: if shards.len() == 1 {
+            shards[0].display().to_string()
+        } else {
+            format!(
+                "{} shards ({} ... {})",
+                shards.len(),
+                shards[0].display(),
+                shards[shards.len() - 1].display()
+            )
+        },
+        training_samples: total,
+        phash_distance: distance,
+        ..Default::default()
+    };
+    if let Some((f, emb, names)) = zs {
+        let keep = flags[0].clean();
+        out.zero_shot = Some(SetOverlap {
+            counts: flags[0].counts.clone(),
+            clean: zero_shot_subset(&f.images, &f.labels, emb, names, &keep),
+        });
+    }
+    if let Some(f) = rt {
+        let keep = flags[1].clean();
+        out.retrieval = Some(SetOverlap {
+            counts: flags[1].counts.clone(),
+            clean: f
+                .texts
+                .as_ref()
+                .and_then(|t| retrieval_subset(&f.images, t, &f.text_image, &keep)),
+        });
+    }
+    if let (Some((f, m)), Some(p)) = (probe, probe_report) {
+        let keep = flags[2].clean();
+        let names: Vec<String> = p.test.per_class.iter().map(|c| c.class.clone()).collect();
+        out.linear_probe = Some(SetOverlap {
+            counts: flags[2].counts.clone(),
+            clean: (!keep.is_empty()).then(|| {
+                let labels: Vec<i64> = keep.iter().map(|&i| f.labels[i as usize]).collect();
+                classification_metrics(&m.logits(&rows(&f.images, &keep)), &labels, &names)
+            }),
+        });
+    }
+    Ok(out)
 }
