@@ -321,6 +321,14 @@ impl EvalSet {
 
     /// Reads only `part` of OpenWIT shards split `percent`% held out by a training run (no
     /// effect on other formats, which are never trained on).
+    /// The tar shards the set reads (none for a set of image files).
+    pub fn shard_files(&self) -> &[PathBuf] {
+        match &self.source {
+            Source::Tars { tars, .. } => tars,
+            Source::Files(_) => &[],
+        }
+    }
+
     pub fn with_split(mut self, percent: u32, part: Part) -> EvalSet {
         if percent > 0
             && matches!(

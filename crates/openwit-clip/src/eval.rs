@@ -621,6 +621,9 @@ pub struct SetFeatures {
     pub left_out: u64,
     /// Images that did not decode (skipped, counted).
     pub undecodable: u64,
+    /// Per image, its fingerprints for the overlap analysis (empty unless asked for:
+    /// [`encode_set_with`]).
+    pub prints: Vec<openwit_shard::overlap::EvalPrint>,
 }
 
 /// Encodes a set: its images, and with `captions` its captions; with `classified` every image
@@ -634,6 +637,53 @@ pub fn encode_set(
     batch_size: usize,
     workers: usize,
 ) -> Result<SetFeatures> {
+    encode_set_with(
+        model, tok, set, classified, captions, batch_size, workers, false,
+    )
+}
+
+/// The fingerprints (sha256, perceptual hash, captions) of a batch's samples, on up to
+/// `workers` threads.
+fn batch_prints(
+    batch: &[crate::bench::EvalSample],
+    workers: usize,
+) -> Vec<openwit_shard::overlap::EvalPrint> {
+    let per = batch.len().div_ceil(workers.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = batch
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|s| {
+                            openwit_shard::overlap::EvalPrint::of(&s.image, s.captions.clone())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// [`encode_set`], with `prints` also each image's fingerprints ([`SetFeatures::prints`]) for
+/// the overlap analysis.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_set_with(
+    model: &Clip,
+    tok: &Tokenizer,
+    set: &EvalSet,
+    classified: bool,
+    captions: bool,
+    batch_size: usize,
+    workers: usize,
+    prints: bool,
+) -> Result<SetFeatures> {
+    let mut fingerprints = Vec::new();
     let size = model.image_size() as u32;
     let ctx = model.config.text.context_length as usize;
     let (mut fi, mut ft) = (Vec::new(), Vec::new());
@@ -643,13 +693,21 @@ pub fn encode_set(
     let left_out = set.for_each_batch(batch_size, classified, |batch| {
         let bytes: Vec<&[u8]> = batch.iter().map(|s| s.image.as_slice()).collect();
         let (pixels, ok) = decode_images(&bytes, size, workers);
+        let fps = if prints {
+            batch_prints(&batch, workers)
+        } else {
+            Vec::new()
+        };
+        let mut batch_fp = fps.into_iter();
         let mut texts: Vec<String> = Vec::new();
         let mut n = 0;
         for (s, ok) in batch.iter().zip(&ok) {
+            let fp = batch_fp.next();
             if !ok {
                 undecodable += 1;
                 continue;
             }
+            fingerprints.extend(fp);
             labels.push(s.class.unwrap_or(-1));
             if captions {
                 for c in &s.captions {
@@ -693,6 +751,7 @@ pub fn encode_set(
         text_image,
         left_out,
         undecodable,
+        prints: fingerprints,
     })
 }
 
@@ -715,6 +774,21 @@ pub fn zero_shot_set(
     batch_size: usize,
     workers: usize,
 ) -> Result<ZeroShot> {
+    zero_shot_kept(model, tok, set, templates, batch_size, workers, false).map(|k| k.0)
+}
+
+/// [`zero_shot_set`], also returning what it measured on (the images' features, with `prints`
+/// their fingerprints, and the class embeddings), to measure again on a subset: the overlap
+/// analysis.
+pub fn zero_shot_kept(
+    model: &Clip,
+    tok: &Tokenizer,
+    set: &EvalSet,
+    templates: &[String],
+    batch_size: usize,
+    workers: usize,
+    prints: bool,
+) -> Result<(ZeroShot, SetFeatures, Tensor)> {
     if set.classes.is_empty() {
         return Err(ClipError::Config(format!(
             "{}: zero-shot classification needs class names",
@@ -722,12 +796,12 @@ pub fn zero_shot_set(
         )));
     }
     let emb = class_embeddings(model, tok, &set.classes, templates);
-    let f = encode_set(model, tok, set, true, false, batch_size, workers)?;
+    let f = encode_set_with(model, tok, set, true, false, batch_size, workers, prints)?;
     let mut z = zero_shot_named(&f.images, &f.labels, &emb, &set.classes);
     z.left_out = f.left_out;
     z.templates = templates.len();
     z.set = set.name.clone();
-    Ok(z)
+    Ok((z, f, emb))
 }
 
 /// Image-text retrieval on a set with captions.
@@ -738,19 +812,32 @@ pub fn retrieval_set(
     batch_size: usize,
     workers: usize,
 ) -> Result<Retrieval> {
+    retrieval_kept(model, tok, set, batch_size, workers, false).map(|k| k.0)
+}
+
+/// [`retrieval_set`], also returning the features (with `prints` the images' fingerprints).
+pub fn retrieval_kept(
+    model: &Clip,
+    tok: &Tokenizer,
+    set: &EvalSet,
+    batch_size: usize,
+    workers: usize,
+    prints: bool,
+) -> Result<(Retrieval, SetFeatures)> {
     if !set.has_captions() {
         return Err(ClipError::Config(format!(
             "{}: retrieval needs captions (OpenWIT shards, or a clip_benchmark set whose dataset_type.txt says retrieval)",
             set.name
         )));
     }
-    let f = encode_set(model, tok, set, false, true, batch_size, workers)?;
+    let f = encode_set_with(model, tok, set, false, true, batch_size, workers, prints)?;
     let texts = f
         .texts
+        .as_ref()
         .ok_or_else(|| ClipError::Data(format!("{}: no captions", set.name)))?;
-    let mut r = retrieval_multi(&f.images, &texts, &f.text_image);
+    let mut r = retrieval_multi(&f.images, texts, &f.text_image);
     r.set = set.name.clone();
-    Ok(r)
+    Ok((r, f))
 }
 
 /// Everything `openwit eval` measured.
@@ -762,6 +849,114 @@ pub struct EvalReport {
     pub retrieval: Option<Retrieval>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linear_probe: Option<crate::probe::LinearProbe>,
+    /// The overlap analysis: how many evaluation items the training data holds, and every
+    /// measure without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<OverlapReport>,
+}
+
+/// The overlap of the evaluation sets with the training data ([`crate::overlap`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OverlapReport {
+    /// The training shards compared with.
+    pub training: String,
+    /// Their samples (successful downloads; without the held-out part of a run that kept one).
+    pub training_samples: u64,
+    /// The run's held-out percentage: those samples are not training data (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held_out_percent: u32,
+    /// Perceptual hashes within this many bits counted as near-duplicates.
+    pub phash_distance: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_shot: Option<SetOverlap<ZeroShot>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<SetOverlap<Retrieval>>,
+    /// The linear probe's test set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_probe: Option<SetOverlap<ClassMetrics>>,
+}
+
+/// One set's overlap counts and its measure on the items that do not overlap (None when
+/// every item overlaps).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SetOverlap<T> {
+    #[serde(flatten)]
+    pub counts: crate::overlap::OverlapCounts,
+    pub clean: Option<T>,
+}
+
+impl OverlapReport {
+    /// The lines of [`EvalReport::table`].
+    fn lines(&self, s: &mut String) {
+        s.push_str(&format!(
+            "overlap    with {} training samples ({}{}; phash within {} bits)\n",
+            self.training_samples,
+            self.training,
+            if self.held_out_percent > 0 {
+                format!(", less the {}% held out", self.held_out_percent)
+            } else {
+                String::new()
+            },
+            self.phash_distance
+        ));
+        let counts = |s: &mut String, what: &str, c: &crate::overlap::OverlapCounts| {
+            s.push_str(&format!(
+                "  {what:<12} {} of {} items overlap ({:.2}%): sha256 {}, phash {}, caption {} (training samples: {}, {}, {})\n",
+                c.overlapping,
+                c.items,
+                100.0 * c.fraction(),
+                c.sha256,
+                c.phash,
+                c.caption,
+                c.training_sha256,
+                c.training_phash,
+                c.training_caption
+            ));
+        };
+        let none = "             every item overlaps: no measure without overlaps\n";
+        if let Some(z) = &self.zero_shot {
+            counts(s, "zero-shot", &z.counts);
+            match &z.clean {
+                Some(c) => s.push_str(&format!(
+                    "             without overlaps: {} images  top-1 {:>6.2}%  top-5 {:>6.2}%  mean per-class recall {:>6.2}%\n",
+                    c.images,
+                    100.0 * c.top1,
+                    100.0 * c.top5,
+                    100.0 * c.mean_per_class_recall
+                )),
+                None => s.push_str(none),
+            }
+        }
+        if let Some(r) = &self.retrieval {
+            counts(s, "retrieval", &r.counts);
+            match &r.clean {
+                Some(c) => s.push_str(&format!(
+                    "             without overlaps: {} pairs  image->text R@1/5/10 {:.2}/{:.2}/{:.2}%  text->image {:.2}/{:.2}/{:.2}%\n",
+                    c.pairs,
+                    100.0 * c.image_to_text[0],
+                    100.0 * c.image_to_text[1],
+                    100.0 * c.image_to_text[2],
+                    100.0 * c.text_to_image[0],
+                    100.0 * c.text_to_image[1],
+                    100.0 * c.text_to_image[2]
+                )),
+                None => s.push_str(none),
+            }
+        }
+        if let Some(p) = &self.linear_probe {
+            counts(s, "linear probe", &p.counts);
+            match &p.clean {
+                Some(c) => s.push_str(&format!(
+                    "             without overlaps: {} images  top-1 {:>6.2}%  top-5 {:>6.2}%  mean per-class recall {:>6.2}%\n",
+                    p.counts.items - p.counts.overlapping,
+                    100.0 * c.top1,
+                    100.0 * c.top5,
+                    100.0 * c.mean_per_class_recall
+                )),
+                None => s.push_str(none),
+            }
+        }
+    }
 }
 
 impl EvalReport {
@@ -826,6 +1021,9 @@ impl EvalReport {
                 p.validation_images + p.train_images,
                 p.train_images
             ));
+        }
+        if let Some(o) = &self.overlap {
+            o.lines(&mut s);
         }
         s
     }
@@ -899,4 +1097,8 @@ mod tests {
         assert_eq!(c("a cat and another cat"), Some(2));
         assert_eq!(c("a dog"), None);
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

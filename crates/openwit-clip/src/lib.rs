@@ -28,6 +28,7 @@ pub mod ftfy;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod overlap;
 pub mod plot;
 pub mod probe;
 pub mod stage;

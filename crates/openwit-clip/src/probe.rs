@@ -333,6 +333,32 @@ pub fn linear_probe(
     train_set: &str,
     test_set: &str,
 ) -> Result<LinearProbe> {
+    linear_probe_fit(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        class_names,
+        cfg,
+        train_set,
+        test_set,
+    )
+    .map(|(p, _)| p)
+}
+
+/// [`linear_probe`], also returning the final classifier (to measure it on a subset of the
+/// test images: the overlap analysis).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_probe_fit(
+    train_x: &Tensor,
+    train_y: &[i64],
+    test_x: &Tensor,
+    test_y: &[i64],
+    class_names: &[String],
+    cfg: &SweepConfig,
+    train_set: &str,
+    test_set: &str,
+) -> Result<(LinearProbe, LogReg)> {
     let classes = class_names.len();
     let (tr, va) = validation_split(train_y, cfg.validation_every);
     if va.is_empty() || tr.is_empty() {
@@ -380,7 +406,7 @@ pub fn linear_probe(
     let c = grid[best];
     let full = fit_logistic(train_x, train_y, classes, c, None, opts);
     let test = classification_metrics(&full.logits(test_x), test_y, class_names);
-    Ok(LinearProbe {
+    let probe = LinearProbe {
         train_set: train_set.into(),
         test_set: test_set.into(),
         train_images: tr.len() as u64,
@@ -394,7 +420,8 @@ pub fn linear_probe(
         iterations: full.iterations,
         converged: full.converged,
         test,
-    })
+    };
+    Ok((probe, full))
 }
 
 #[cfg(test)]

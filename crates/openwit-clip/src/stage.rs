@@ -17,13 +17,17 @@ use serde_json::{Value, json};
 use crate::bench::{EvalSet, Part, SetKind, SetSpec};
 use crate::data::resolve_shards;
 use crate::eval::{
-    DEFAULT_TEMPLATES, EvalReport, Labels, encode_set, retrieval_set, templates_for,
-    zero_shot_set as zero_shot_set_eval,
+    DEFAULT_TEMPLATES, EvalReport, Labels, OverlapReport, SetFeatures, SetOverlap,
+    classification_metrics, encode_set, encode_set_with, retrieval_kept, retrieval_set,
+    templates_for, zero_shot_kept, zero_shot_set as zero_shot_set_eval,
 };
 use crate::model::{Clip, ModelConfig};
-use crate::probe::{SweepConfig, linear_probe};
+use crate::overlap::{Training, find_overlaps, retrieval_subset, rows, zero_shot_subset};
+use crate::probe::SweepConfig;
+use crate::probe::{LogReg, linear_probe_fit};
 use crate::tokenizer::Tokenizer;
 use crate::train::{Hooks, TrainConfig, TrainSummary, train};
+use tch::Tensor;
 
 /// The `train` stage.
 pub struct TrainStage {
@@ -489,6 +493,35 @@ pub struct EvalConfig {
     pub workers: Option<usize>,
     #[serde(default)]
     pub vocab: Option<PathBuf>,
+    /// The overlap analysis (the CLIP paper's): every measure also on the evaluation set
+    /// without the items the training data duplicates. Default true; `false` turns it off.
+    #[serde(default = "d_true", skip_serializing_if = "is_true")]
+    pub overlap: bool,
+    /// The training shards to compare with (files, folders, brace patterns; their `.parquet`
+    /// metadata is read when present). Default: the workdir's `download` shards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlap_shards: Vec<String>,
+    /// Perceptual hashes within this many bits (of 64) count as near-duplicates. Default 4.
+    #[serde(
+        default = "d_overlap_distance",
+        skip_serializing_if = "is_overlap_distance"
+    )]
+    pub overlap_phash_distance: u32,
+}
+
+fn d_true() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+/// The default near-duplicate distance of the overlap analysis.
+pub const OVERLAP_PHASH_DISTANCE: u32 = 4;
+fn d_overlap_distance() -> u32 {
+    OVERLAP_PHASH_DISTANCE
+}
+fn is_overlap_distance(d: &u32) -> bool {
+    *d == OVERLAP_PHASH_DISTANCE
 }
 
 /// The `[eval.linear_probe]` table: logistic regression on the frozen image features of
@@ -593,6 +626,12 @@ impl EvalStage {
         if let Some(m) = &cfg.model {
             ModelConfig::preset_or_err(m)?;
         }
+        if cfg.overlap_phash_distance > 32 {
+            return Err(Error::Config(format!(
+                "[eval] overlap_phash_distance = {}: must be 0..=32 bits of the 64-bit hash (default {OVERLAP_PHASH_DISTANCE}; 0 = identical hashes only)",
+                cfg.overlap_phash_distance
+            )));
+        }
         Ok(EvalStage {
             cfg,
             base: base.to_path_buf(),
@@ -605,6 +644,37 @@ impl EvalStage {
             && self.cfg.shards.is_empty()
             && self.cfg.benchmark.is_none()
             && !self.cfg.classes.is_empty()
+    }
+
+    /// The training data the overlap analysis compares with: `overlap_shards`, else the
+    /// workdir's `download` shards less the held-out part of its training run; None when it is
+    /// off or there are none.
+    fn overlap_training(&self, ctx: &TaskContext<'_>) -> Result<Option<Training>> {
+        if !self.cfg.overlap {
+            return Ok(None);
+        }
+        let training = if self.cfg.overlap_shards.is_empty() {
+            Training {
+                shards: crate::overlap::workdir_shards(ctx.workdir),
+                // The split of the run trained here (weights from elsewhere: every sample).
+                held_out_percent: match self.cfg.weights {
+                    None => read_split(&ctx.workdir.join("train"))?.unwrap_or(0),
+                    Some(_) => 0,
+                },
+            }
+        } else {
+            Training {
+                shards: resolve_shards(&self.cfg.overlap_shards, &self.base)?,
+                held_out_percent: 0,
+            }
+        };
+        if training.shards.is_empty() {
+            tracing::info!(
+                "no training shards to compare the evaluation sets with (the workdir has no `download` shards and [eval] has no `overlap_shards`): no overlap analysis"
+            );
+            return Ok(None);
+        }
+        Ok(Some(training))
     }
 
     /// A probe set, `[eval] classes` standing in for OpenWIT shards without their own.
@@ -702,12 +772,34 @@ impl Stage for EvalStage {
                 .then(|| ctx.upstream_outputs("download")),
             split,
         )?;
+        // The overlap analysis: the training samples, and per measure the features kept to
+        // measure again without the overlapping items. A set that is (part of) the training
+        // data itself is not compared with it; the held-out part of the training shards is.
+        let training = self.overlap_training(ctx)?;
+        let compare = |set: &EvalSet| {
+            training
+                .as_ref()
+                .is_some_and(|t| !set_is_training_data(set, &t.shards))
+        };
+        let mut zs_kept: Option<(SetFeatures, Tensor, Vec<String>)> = None;
+        let mut rt_kept: Option<SetFeatures> = None;
+        let mut probe_kept: Option<(SetFeatures, LogReg)> = None;
         if let Some(set) = &zero_shot_set {
             let t = templates_for(set, templates);
-            report.zero_shot = Some(zero_shot_set_eval(&model, &tok, set, &t, batch, workers)?);
+            let prints = compare(set);
+            let (z, f, emb) = zero_shot_kept(&model, &tok, set, &t, batch, workers, prints)?;
+            report.zero_shot = Some(z);
+            if prints {
+                zs_kept = Some((f, emb, set.classes.clone()));
+            }
         }
         if let Some(set) = &retrieval_set_ {
-            report.retrieval = Some(retrieval_set(&model, &tok, set, batch, workers)?);
+            let prints = compare(set);
+            let (r, f) = retrieval_kept(&model, &tok, set, batch, workers, prints)?;
+            report.retrieval = Some(r);
+            if prints {
+                rt_kept = Some(f);
+            }
         }
         if let Some(p) = &self.cfg.linear_probe {
             let train_set = self.probe_set(&p.train)?;
@@ -720,8 +812,9 @@ impl Stage for EvalStage {
                 )));
             }
             let tr = encode_set(&model, &tok, &train_set, true, false, batch, workers)?;
-            let te = encode_set(&model, &tok, &test_set, true, false, batch, workers)?;
-            report.linear_probe = Some(linear_probe(
+            let prints = compare(&test_set);
+            let te = encode_set_with(&model, &tok, &test_set, true, false, batch, workers, prints)?;
+            let (probe, fitted) = linear_probe_fit(
                 &tr.images,
                 &tr.labels,
                 &te.images,
@@ -730,6 +823,20 @@ impl Stage for EvalStage {
                 &p.sweep(),
                 &train_set.name,
                 &test_set.name,
+            )?;
+            report.linear_probe = Some(probe);
+            if prints {
+                probe_kept = Some((te, fitted));
+            }
+        }
+        if let Some(training) = &training {
+            report.overlap = Some(overlap_report(
+                training,
+                self.cfg.overlap_phash_distance,
+                zs_kept.as_ref(),
+                rt_kept.as_ref(),
+                probe_kept.as_ref(),
+                report.linear_probe.as_ref(),
             )?);
         }
         let mut f = ctx.create_output("results.json")?;
@@ -766,6 +873,84 @@ impl Stage for EvalStage {
         let r: EvalReport = serde_json::from_value(tasks.first()?.extra.clone()).ok()?;
         Some(r.table())
     }
+}
+
+/// Whether an evaluation set is training data: it reads one of the training shards, other than
+/// their held-out part (which training never read, and which is compared with the rest).
+fn set_is_training_data(set: &EvalSet, training: &[PathBuf]) -> bool {
+    if set.split.is_some_and(|(_, part)| part.is_held_out()) {
+        return false;
+    }
+    let canon = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+    let training: std::collections::HashSet<PathBuf> = training.iter().map(canon).collect();
+    set.shard_files()
+        .iter()
+        .any(|p| training.contains(&canon(p)))
+}
+
+/// The overlap analysis of the measured sets against `shards` (one pass over them) and every
+/// measure again on the items that do not overlap.
+fn overlap_report(
+    training: &Training,
+    distance: u32,
+    zs: Option<&(SetFeatures, Tensor, Vec<String>)>,
+    rt: Option<&SetFeatures>,
+    probe: Option<&(SetFeatures, LogReg)>,
+    probe_report: Option<&crate::probe::LinearProbe>,
+) -> Result<OverlapReport> {
+    let empty: &[openwit_shard::overlap::EvalPrint] = &[];
+    let sets = [
+        zs.map(|(f, _, _)| f.prints.as_slice()).unwrap_or(empty),
+        rt.map(|f| f.prints.as_slice()).unwrap_or(empty),
+        probe.map(|(f, _)| f.prints.as_slice()).unwrap_or(empty),
+    ];
+    let (flags, total) = find_overlaps(&sets, training, distance)?;
+    let shards = &training.shards;
+    let mut out = OverlapReport {
+        training: if shards.len() == 1 {
+            shards[0].display().to_string()
+        } else {
+            format!(
+                "{} shards ({} ... {})",
+                shards.len(),
+                shards[0].display(),
+                shards[shards.len() - 1].display()
+            )
+        },
+        training_samples: total,
+        held_out_percent: training.held_out_percent,
+        phash_distance: distance,
+        ..Default::default()
+    };
+    if let Some((f, emb, names)) = zs {
+        let keep = flags[0].clean();
+        out.zero_shot = Some(SetOverlap {
+            counts: flags[0].counts.clone(),
+            clean: zero_shot_subset(&f.images, &f.labels, emb, names, &keep),
+        });
+    }
+    if let Some(f) = rt {
+        let keep = flags[1].clean();
+        out.retrieval = Some(SetOverlap {
+            counts: flags[1].counts.clone(),
+            clean: f
+                .texts
+                .as_ref()
+                .and_then(|t| retrieval_subset(&f.images, t, &f.text_image, &keep)),
+        });
+    }
+    if let (Some((f, m)), Some(p)) = (probe, probe_report) {
+        let keep = flags[2].clean();
+        let names: Vec<String> = p.test.per_class.iter().map(|c| c.class.clone()).collect();
+        out.linear_probe = Some(SetOverlap {
+            counts: flags[2].counts.clone(),
+            clean: (!keep.is_empty()).then(|| {
+                let labels: Vec<i64> = keep.iter().map(|&i| f.labels[i as usize]).collect();
+                classification_metrics(&m.logits(&rows(&f.images, &keep)), &labels, &names)
+            }),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
