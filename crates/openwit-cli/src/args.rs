@@ -67,6 +67,10 @@ pub struct StageArgs {
     /// More logs on stderr (-v: info, -vv: debug, -vvv: trace); the log file in WORKDIR/logs/ always has info. RUST_LOG overrides.
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// `openwit train` only: start N local processes, one data-parallel rank each (as torchrun's
+    /// standalone mode; rank 0 owns the workdir). See docs/SCALING.md.
+    #[arg(long, value_name = "N")]
+    pub nproc: Option<usize>,
 }
 
 /// Options of `openwit status`.

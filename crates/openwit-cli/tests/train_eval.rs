@@ -157,3 +157,99 @@ fn train_and_eval_tables_need_the_train_feature() {
         assert!(!dir.path().join("work").exists(), "nothing may run");
     }
 }
+
+/// `openwit train --nproc 2` (issue 19 req. 7): two local ranks on the CPU with Gloo. Both ranks
+/// train (the same global loss at every step, rank 1's metrics beside rank 0's), rank 0 alone
+/// writes the checkpoint and records the stage done once, and a rerun has nothing to do.
+#[cfg(feature = "train")]
+#[test]
+fn train_with_nproc_2_runs_two_ranks_and_records_the_stage_once() {
+    use openwit_clip::synth::write_shards;
+
+    if openwit_clip::Tokenizer::default_vocab_path().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have CLIP's vocabulary (scripts/libtorch-env.sh sets OPENWIT_CLIP_VOCAB)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_shards(&dir.path().join("shards"), 2, 40, 40, 3).unwrap();
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        r#"[pipeline]
+workdir = "work"
+seed = 0
+
+[train]
+model = "tiny-vit"
+shards = ["shards"]
+steps = 3
+batch_size = 4
+accum_freq = 2
+lr = 1e-3
+warmup = 1
+checkpoint_every = 3
+device = "cpu"
+workers = 1
+threads = 1
+shuffle_buffer = 16
+dist_timeout = 60
+"#,
+    )
+    .unwrap();
+    let p = pipeline.to_str().unwrap();
+    let started = std::time::Instant::now();
+    let out = openwit(&["train", p, "--nproc", "2"], dir.path());
+    eprintln!(
+        "openwit train --nproc 2: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "openwit train --nproc 2 failed\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("train: done"), "{stdout}");
+    assert!(stdout.contains("rank 1 of 2: trained 3 steps"), "{stdout}");
+    let run = dir.path().join("work/train");
+    let m0 = openwit_clip::train::read_metrics(&run.join("metrics.jsonl")).unwrap();
+    let m1 = openwit_clip::train::read_metrics(&run.join("rank-1/metrics.jsonl")).unwrap();
+    assert_eq!((m0.len(), m1.len()), (3, 3));
+    for (a, b) in m0.iter().zip(&m1) {
+        assert!((a.loss - b.loss).abs() <= 1e-6, "{} vs {}", a.loss, b.loss);
+    }
+    let ckpts: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(ckpts, ["step-00000003"], "one checkpoint");
+    assert!(run.join("model.safetensors").is_file());
+
+    let out = openwit(&["status", "work", "--json"], dir.path());
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<&serde_json::Value> = status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["stage"] == "train")
+        .collect();
+    assert_eq!(rows.len(), 1, "{status}");
+    assert_eq!(rows[0]["state"], "done", "{status}");
+    assert_eq!(rows[0]["tasks_done"], 1, "{status}");
+
+    // Both ranks see the stage done: nothing to do, no rank waits for another.
+    let out = openwit(&["train", p, "--nproc", "2"], dir.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("train: up to date") && stdout.contains("rank 1 of 2: nothing to do"),
+        "{stdout}"
+    );
+
+    // --nproc belongs to `openwit train` alone.
+    let out = openwit(&["run", p, "--nproc", "2"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}

@@ -13,6 +13,18 @@ use crate::stages::StageEntry;
 
 /// Runs the stages of the pipeline file (all of them, or only `only`).
 pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Result<()> {
+    if let Some(n) = args.nproc {
+        if only != Some("train") || n == 0 {
+            return Err(openwit_core::Error::Config(format!(
+                "--nproc {n}: only `openwit train PIPELINE --nproc N` (N >= 1) starts data-parallel ranks"
+            ))
+            .into());
+        }
+        if n > 1 {
+            crate::logging::init(None, args.quiet, args.verbose, false);
+            return crate::commands::ranks::launch(n);
+        }
+    }
     let (doc, stages) = load(
         &args.pipeline,
         args.workdir.as_ref().and_then(|w| w.to_str()),
@@ -21,6 +33,20 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
     )?;
     let settings = doc.pipeline().clone();
     let workdir = settings.workdir.clone();
+    // A rank other than 0 of a data-parallel job: rank 0 owns the workdir (lock, run state,
+    // checkpoints, logs); this one only trains beside it.
+    if let Some((rank, world)) = crate::commands::ranks::rank_of_many()
+        && rank > 0
+    {
+        if only != Some("train") {
+            return Err(openwit_core::Error::Config(format!(
+                "rank {rank} of {world}: in a data-parallel job (RANK/WORLD_SIZE or SLURM_PROCID/SLURM_NTASKS set) every rank runs `openwit train`"
+            ))
+            .into());
+        }
+        crate::logging::init(None, true, args.verbose, false);
+        return crate::commands::ranks::follow(&doc, &workdir, rank, world);
+    }
 
     if let Some(name) = only
         && !stages.iter().any(|s| s.name() == name)
