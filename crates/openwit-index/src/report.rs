@@ -698,6 +698,63 @@ fn pct(v: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// The overlap analysis of `results.json`: per measured set, how many items the training data
+/// holds (by kind) and the measure without them.
+fn overlap_table(h: &mut String, o: &Value) {
+    let f = |v: &Value, ptr: &str| v.pointer(ptr).and_then(Value::as_f64);
+    let n = |v: &Value, ptr: &str| v.pointer(ptr).and_then(Value::as_u64).unwrap_or(0);
+    let held = n(o, "/held_out_percent");
+    let _ = write!(
+        h,
+        "<h3>Overlap with the training data</h3><p class=\"muted\">{} training samples ({}{}); near-duplicates within {} bits of the perceptual hash. The CLIP paper's check: the same measures without the evaluation items the training data holds.</p><table><tr><th>set</th><th>items</th><th>overlapping</th><th>sha256 / phash / caption</th><th>without the overlaps</th></tr>",
+        n(o, "/training_samples"),
+        esc(o.get("training").and_then(Value::as_str).unwrap_or("")),
+        if held > 0 {
+            format!(", less the {held}% held out")
+        } else {
+            String::new()
+        },
+        n(o, "/phash_distance")
+    );
+    for (what, key) in [
+        ("zero-shot", "zero_shot"),
+        ("retrieval", "retrieval"),
+        ("linear probe", "linear_probe"),
+    ] {
+        let Some(s) = o.get(key).filter(|s| s.is_object()) else {
+            continue;
+        };
+        let clean = match s.get("clean").filter(|c| c.is_object()) {
+            None => "every item overlaps".to_string(),
+            Some(c) if key == "retrieval" => format!(
+                "{} pairs: image&rarr;text R@5 {}, text&rarr;image R@5 {}",
+                n(c, "/pairs"),
+                pct(f(c, "/image_to_text/1")),
+                pct(f(c, "/text_to_image/1"))
+            ),
+            Some(c) => format!(
+                "top-1 <b>{}</b>, top-5 {}, mean per-class recall {}",
+                pct(f(c, "/top1")),
+                pct(f(c, "/top5")),
+                pct(f(c, "/mean_per_class_recall"))
+            ),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{what}</td><td>{}</td><td>{} ({})</td><td>{} / {} / {}</td><td>{clean}</td></tr>",
+            n(s, "/items"),
+            n(s, "/overlapping"),
+            pct(Some(
+                n(s, "/overlapping") as f64 / n(s, "/items").max(1) as f64
+            )),
+            n(s, "/sha256"),
+            n(s, "/phash"),
+            n(s, "/caption")
+        );
+    }
+    h.push_str("</table>\n");
+}
+
 /// `openwit eval`'s `results.json` (zero-shot, retrieval, linear probe): the measures next to
 /// chance, the per-class table and the confusion overview of the worst classes. None for JSON
 /// of another shape (shown as a flat table instead).
@@ -763,6 +820,9 @@ fn eval_results(name: &str, v: &Value) -> Option<String> {
         );
     }
     h.push_str("</table>\n");
+    if let Some(o) = v.get("overlap").filter(|o| o.is_object()) {
+        overlap_table(&mut h, o);
+    }
     // Per class: zero-shot and probe side by side, worst zero-shot first, with what their
     // misses were taken for.
     let per = |v: Option<&Value>, ptr: &str| -> Vec<Value> {

@@ -616,7 +616,15 @@ fn the_report_shows_the_held_out_evaluation_per_class_and_the_worst_confusions()
                          "top1": 0.6, "top5": 1.0, "mean_per_class_recall": 0.6,
                          "per_class": [{"class": "bird", "images": 10, "top1": 0.9},
                                        {"class": "fruit", "images": 10, "top1": 0.5},
-                                       {"class": "flower", "images": 10, "top1": 0.4}]}
+                                       {"class": "flower", "images": 10, "top1": 0.4}]},
+        "overlap": {"training": "download/00000.tar", "training_samples": 120,
+                    "held_out_percent": 20, "phash_distance": 4,
+                    "zero_shot": {"items": 30, "sha256": 1, "phash": 3, "caption": 0,
+                                  "overlapping": 3,
+                                  "clean": {"images": 27, "top1": 0.37, "top5": 1.0,
+                                            "mean_per_class_recall": 0.36}},
+                    "retrieval": {"items": 30, "sha256": 0, "phash": 0, "caption": 30,
+                                  "overlapping": 30, "clean": null}}
     });
     std::fs::write(w.join("eval/results.json"), results.to_string()).unwrap();
     let html = std::fs::read_to_string(write_report(w, None).unwrap()).unwrap();
@@ -631,6 +639,10 @@ fn the_report_shows_the_held_out_evaluation_per_class_and_the_worst_confusions()
         "top-1 <b>60.00%</b>",
         "Per class, worst first",
         "flower (6), bird (3)",
+        "Overlap with the training data",
+        "120 training samples (download/00000.tar, less the 20% held out)",
+        "<td>zero-shot</td><td>30</td><td>3 (10.00%)</td><td>1 / 3 / 0</td><td>top-1 <b>37.00%</b>",
+        "<td>retrieval</td><td>30</td><td>30 (100.00%)</td><td>0 / 0 / 30</td><td>every item overlaps",
     ] {
         assert!(html.contains(needle), "report lacks {needle}");
     }
