@@ -855,6 +855,10 @@ pub struct EvalReport {
     pub overlap: Option<OverlapReport>,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// The overlap of the evaluation sets with the training data ([`crate::overlap`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct OverlapReport {
@@ -1097,8 +1101,4 @@ mod tests {
         assert_eq!(c("a cat and another cat"), Some(2));
         assert_eq!(c("a dog"), None);
     }
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }

@@ -299,7 +299,7 @@ fn the_held_out_part_is_compared_with_the_training_part_only() {
         .enumerate()
         .map(|(k, (_, bytes, caption))| {
             let mut m = SampleMeta::new(
-                &format!("http://a/{k}"),
+                format!("http://a/{k}"),
                 Some(caption.clone()),
                 format!("{k:09}"),
             );
