@@ -253,3 +253,116 @@ dist_timeout = 60
     let out = openwit(&["run", p, "--nproc", "2"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+/// The ranks of a `train` task in a Slurm job step (issue 19 req. 7): `openwit submit --slurm`
+/// gives the task `[train] ntasks` Slurm tasks and starts `openwit task train ... --index 0` on
+/// each with `srun`. Here the two ranks are started as `srun` would (SLURM_PROCID, SLURM_NTASKS,
+/// and MASTER_ADDR/MASTER_PORT for the rendezvous on loopback) on a shared workdir: rank 0 runs
+/// and commits the task, rank 1 trains beside it and records nothing, the finish step records
+/// the stage, and a rank started again finds the task committed.
+#[cfg(feature = "train")]
+#[test]
+fn srun_ranks_of_a_train_task_train_together_and_commit_once() {
+    use openwit_clip::synth::write_shards;
+
+    if openwit_clip::Tokenizer::default_vocab_path().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have CLIP's vocabulary (scripts/libtorch-env.sh sets OPENWIT_CLIP_VOCAB)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_shards(&d.join("shards"), 2, 40, 40, 3).unwrap();
+    let pipeline = d.join("p.toml");
+    std::fs::write(
+        &pipeline,
+        r#"[pipeline]
+workdir = "shared"
+seed = 0
+
+[train]
+model = "tiny-vit"
+shards = ["shards"]
+steps = 3
+batch_size = 4
+lr = 1e-3
+warmup = 1
+checkpoint_every = 3
+device = "cpu"
+workers = 1
+threads = 1
+shuffle_buffer = 16
+dist_timeout = 60
+ntasks = 2
+"#,
+    )
+    .unwrap();
+    let p = pipeline.to_str().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let rank = |r: usize| {
+        Command::new(env!("CARGO_BIN_EXE_openwit"))
+            .args(["task", "train", p, "--index", "0", "--workdir", "shared"])
+            .current_dir(d)
+            .env("NO_COLOR", "1")
+            .env("OPENWIT_LOCAL", d.join(format!("node-{r}")))
+            .env("SLURM_PROCID", r.to_string())
+            .env("SLURM_NTASKS", "2")
+            .env("SLURM_LOCALID", r.to_string())
+            .env("SLURM_JOB_NODELIST", "localhost")
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", &port)
+            .env_remove("RANK")
+            .env_remove("WORLD_SIZE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (r0, r1) = (rank(0), rank(1));
+    let (o0, o1) = (
+        r0.wait_with_output().unwrap(),
+        r1.wait_with_output().unwrap(),
+    );
+    let (s0, s1) = (text(&o0.stdout), text(&o1.stdout));
+    assert!(o0.status.success(), "rank 0\n{s0}\n{}", text(&o0.stderr));
+    assert!(o1.status.success(), "rank 1\n{s1}\n{}", text(&o1.stderr));
+    assert!(s0.contains("train task 0: committed"), "{s0}");
+    assert!(s1.contains("rank 1 of 2: trained 3 steps"), "{s1}");
+    // Rank 1 recorded nothing and left nothing in its node-local folder's work area.
+    let work = d.join("node-1/work");
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "rank 1 left {left:?}");
+
+    let out = openwit(&["task", "train", p, "--finish", "--workdir", "shared"], d);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("train: done"));
+    let out = openwit(&["status", "shared", "--json"], d);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let train = status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["stage"] == "train")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(train["done"], true, "{status}");
+    assert_eq!(train["committed"], 1, "{status}");
+
+    // A rank started again (a requeued job step) finds the task committed.
+    let again = rank(1).wait_with_output().unwrap();
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).contains("nothing to do, train task 0 is committed"),
+        "{}",
+        text(&again.stdout)
+    );
+}

@@ -291,6 +291,13 @@ impl Stage for TrainStage {
         "train"
     }
 
+    fn task_processes(&self) -> openwit_core::stage::TaskProcesses {
+        openwit_core::stage::TaskProcesses {
+            processes: self.cfg.ntasks,
+            gpus_each: self.cfg.gpus_per_task,
+        }
+    }
+
     fn upstream(&self) -> Vec<String> {
         if self.cfg.shards.is_empty() {
             vec!["download".into()]
@@ -310,6 +317,8 @@ impl Stage for TrainStage {
                 "device",
                 "vocab",
                 "grad_checkpointing",
+                "ntasks",
+                "gpus_per_task",
             ] {
                 o.remove(k);
             }

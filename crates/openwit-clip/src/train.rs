@@ -37,9 +37,6 @@ fn default_batch() -> usize {
 fn default_accum() -> usize {
     1
 }
-fn is_one(n: &usize) -> bool {
-    *n == 1
-}
 fn default_lr() -> f64 {
     5e-4
 }
@@ -160,6 +157,22 @@ pub struct TrainConfig {
     /// `[eval]` measures shard sets on the held-out part (`part`). 0: train on everything.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub held_out_percent: u32,
+    /// `openwit submit --slurm`: the data-parallel ranks of the training job step (Slurm's
+    /// `--ntasks`, started with `srun`). 1: one process. How the run is launched, not what it
+    /// trains: not fingerprinted.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub ntasks: usize,
+    /// `openwit submit --slurm`: GPUs for each rank (Slurm's `--gpus-per-task`); 0 asks for none.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub gpus_per_task: u32,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 fn is_zero_u32(n: &u32) -> bool {
@@ -189,6 +202,12 @@ impl TrainConfig {
                 "[train] needs steps >= 1, batch_size >= 2 (a contrastive batch needs negatives), accum_freq >= 1, checkpoint_every >= 1 and held_out_percent <= 90"
                     .into(),
             ));
+        }
+        if self.ntasks == 0 || self.ntasks > 65_536 || self.gpus_per_task > 1024 {
+            return Err(ClipError::Config(format!(
+                "[train] ntasks = {}, gpus_per_task = {}: give 1 to 65536 ranks and at most 1024 GPUs per rank",
+                self.ntasks, self.gpus_per_task
+            )));
         }
         if !(self.dist_timeout > 0.0 && self.dist_timeout.is_finite()) {
             return Err(ClipError::Config(format!(

@@ -425,6 +425,38 @@ impl<'r> DistExecutor<'r> {
         self.run_one(stage, &plan, index, task)
     }
 
+    /// For a process that works beside task `index` of `stage` without being it (a rank above
+    /// 0 of a data-parallel `train` task, started by `srun` next to rank 0, which runs the task
+    /// through [`Self::run_task`]): None when the task is committed already, else a fresh
+    /// node-local workdir holding the committed outputs of the stage's upstream stages, and
+    /// the paths of `from`'s outputs in it. Nothing is recorded; the caller removes the folder.
+    pub fn beside_task(
+        &self,
+        stage: &dyn Stage,
+        index: usize,
+        from: &str,
+    ) -> Result<Option<(PathBuf, Vec<PathBuf>)>> {
+        let plan = self.plan(stage)?;
+        let Some(task) = plan.tasks.get(index) else {
+            return Err(Error::Config(format!(
+                "stage `{}` has {} task(s); there is no task {index}",
+                stage.name(),
+                plan.tasks.len()
+            )));
+        };
+        if self.store.get(&task_key(stage.name(), &task.id))?.is_some() {
+            return Ok(None);
+        }
+        let upstream = self.upstream(stage)?;
+        let mirror = self.mirror(stage, &upstream, &[])?;
+        let records = records_of(&upstream, &mirror);
+        let paths = records
+            .get(from)
+            .map(|t| crate::stage::upstream_paths(&mirror, t))
+            .unwrap_or_default();
+        Ok(Some((mirror, paths)))
+    }
+
     fn run_one(
         &self,
         stage: &dyn Stage,

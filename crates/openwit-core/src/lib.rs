@@ -68,6 +68,7 @@ pub use http::{HttpClient, HttpError, HttpSettings};
 pub use pipeline::PipelineSettings;
 pub use progress::{NoProgress, Reporter};
 pub use stage::{
-    Drops, REDUCE_TASK, Stage, StageContext, StageList, TaskContext, TaskReport, TaskSpec,
+    Drops, REDUCE_TASK, Stage, StageContext, StageList, TaskContext, TaskProcesses, TaskReport,
+    TaskSpec,
 };
 pub use state::{RunState, StageRecord, Status, TaskRecord};

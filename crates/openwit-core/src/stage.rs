@@ -41,7 +41,7 @@ impl StageContext<'_> {
 
 /// Each path once, where its first task put it: a reduce step may rewrite a task's output (the
 /// download stage's run-wide dedup), and then both declare it.
-fn upstream_paths(workdir: &Path, tasks: &[TaskRecord]) -> Vec<PathBuf> {
+pub(crate) fn upstream_paths(workdir: &Path, tasks: &[TaskRecord]) -> Vec<PathBuf> {
     let mut seen = std::collections::HashSet::new();
     tasks
         .iter()
@@ -197,6 +197,14 @@ pub trait Stage: Send + Sync {
         jobs
     }
 
+    /// How each of its tasks runs on a cluster: one process (the default), or several that work
+    /// together as one job step (the ranks of a data-parallel `train` task), with GPUs for each.
+    /// `openwit submit --slurm` asks Slurm for that many tasks and GPUs per task and starts them
+    /// with `srun`.
+    fn task_processes(&self) -> TaskProcesses {
+        TaskProcesses::default()
+    }
+
     /// Whether the stage reads the run state (`openwit.sqlite`) of the workdir, as the report
     /// does. The distributed executor then builds one from the committed manifests for it.
     fn reads_run_state(&self) -> bool {
@@ -206,6 +214,24 @@ pub trait Stage: Send + Sync {
     /// A short summary for people, printed when the stage finishes (e.g. entries per source).
     fn summary(&self, _ctx: &StageContext<'_>, _tasks: &[TaskRecord]) -> Option<String> {
         None
+    }
+}
+
+/// The processes one task of a stage runs as on a cluster ([`Stage::task_processes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskProcesses {
+    /// Processes of one task (Slurm's `--ntasks` of its job step); at least 1.
+    pub processes: usize,
+    /// GPUs for each of them (Slurm's `--gpus-per-task`); 0 asks for none.
+    pub gpus_each: u32,
+}
+
+impl Default for TaskProcesses {
+    fn default() -> Self {
+        TaskProcesses {
+            processes: 1,
+            gpus_each: 0,
+        }
     }
 }
 

@@ -118,6 +118,14 @@ pub fn task(args: &TaskArgs, registry: &[StageEntry]) -> Result<()> {
     let _demo = start_demo_site(&doc)?;
     let ex = executor(&doc, args.jobs, &NoProgress)?;
     let name = stage.name();
+    // A rank above 0 of a task that runs as several processes (`srun` started every rank of
+    // the job step): it works beside rank 0, which runs and commits the task.
+    if let Some(i) = args.index
+        && let Some((rank, world)) = crate::commands::ranks::rank_of_many()
+        && rank > 0
+    {
+        return crate::commands::ranks::follow_task(&ex, stage.as_ref(), &doc, i, rank, world);
+    }
     if let Some(i) = args.index {
         let outcome = ex.run_task(stage.as_ref(), i)?;
         let what = match outcome {
@@ -172,6 +180,23 @@ fn chain_next(
     Ok(())
 }
 
+/// The sbatch options and the command prefix of a task that runs as `shape`: nothing for one
+/// process; for several, one job step of that many Slurm tasks (with their GPUs) started by
+/// `srun`, whose ranks meet at a port derived from the job id unless MASTER_PORT is set.
+fn job_step(shape: openwit_core::TaskProcesses) -> (Vec<String>, &'static str) {
+    if shape.processes <= 1 {
+        return (Vec::new(), "");
+    }
+    let mut opts = vec![format!("--ntasks={}", shape.processes)];
+    if shape.gpus_each > 0 {
+        opts.push(format!("--gpus-per-task={}", shape.gpus_each));
+    }
+    (
+        opts,
+        "export MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}; srun --kill-on-bad-exit=1 ",
+    )
+}
+
 /// Plans `stage` and submits its uncommitted tasks as an array plus its finish job, unless this
 /// submission already did (a requeued finish job).
 fn submit_stage(ex: &DistExecutor<'_>, sub: &Submission, stage: &dyn Stage) -> Result<()> {
@@ -193,6 +218,12 @@ fn submit_stage(ex: &DistExecutor<'_>, sub: &Submission, stage: &dyn Stage) -> R
         shell_quote(&sub.workdir)
     );
     let output = Some(format!("{}/%x-%A_%a.out", sub.log_dir));
+    // A task that runs as several processes (the ranks of a data-parallel `train` task): one
+    // job step of that many Slurm tasks with their GPUs, started by `srun`; the rendezvous port
+    // is derived from the job id unless MASTER_PORT is set.
+    let (extra, launch) = job_step(stage.task_processes());
+    let mut user = sub.sbatch.clone();
+    user.extend(extra);
     // Array indices must stay below Slurm's MaxArraySize (1001 by default): one array job per
     // block of task indices, each element adding its block's offset.
     let mut arrays = Vec::new();
@@ -201,9 +232,9 @@ fn submit_stage(ex: &DistExecutor<'_>, sub: &Submission, stage: &dyn Stage) -> R
             name: format!("openwit-{name}"),
             array: Some(slurm::array_spec(&block)),
             after_ok: vec![],
-            command: format!("{base} --index $((SLURM_ARRAY_TASK_ID + {offset}))"),
+            command: format!("{launch}{base} --index $((SLURM_ARRAY_TASK_ID + {offset}))"),
             output: output.clone(),
-            user: sub.sbatch.clone(),
+            user: user.clone(),
         })?);
     }
     let array = (!arrays.is_empty()).then(|| arrays.join(","));
@@ -540,4 +571,46 @@ pub fn checkout(args: &CheckoutArgs) -> Result<()> {
         args.dest.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openwit_core::TaskProcesses;
+
+    #[test]
+    fn a_task_of_several_processes_is_one_srun_job_step_with_their_gpus() {
+        assert_eq!(job_step(TaskProcesses::default()), (Vec::new(), ""));
+        let (opts, launch) = job_step(TaskProcesses {
+            processes: 8,
+            gpus_each: 1,
+        });
+        assert_eq!(opts, ["--ntasks=8", "--gpus-per-task=1"]);
+        assert!(launch.contains("srun --kill-on-bad-exit=1 "), "{launch}");
+        assert!(launch.contains("MASTER_PORT=${MASTER_PORT:-"), "{launch}");
+        let (opts, _) = job_step(TaskProcesses {
+            processes: 2,
+            gpus_each: 0,
+        });
+        assert_eq!(opts, ["--ntasks=2"]);
+        // As sbatch receives it: the user's options, then the step's, then the command.
+        let job = Job {
+            name: "openwit-train".into(),
+            array: Some("0".into()),
+            command: format!("{launch}openwit task train p.toml --index 0"),
+            user: ["--partition=gpu".to_string()]
+                .into_iter()
+                .chain(opts)
+                .collect(),
+            ..Default::default()
+        };
+        let args = job.args();
+        assert!(args.contains(&"--ntasks=2".to_string()), "{args:?}");
+        assert!(
+            args.last()
+                .unwrap()
+                .starts_with("--wrap=export MASTER_PORT="),
+            "{args:?}"
+        );
+    }
 }

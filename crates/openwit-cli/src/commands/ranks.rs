@@ -132,13 +132,7 @@ fn kill_all(children: &mut [Child]) {
 pub fn follow(doc: &PipelineDoc, workdir: &Path, rank: usize, world: usize) -> Result<()> {
     use openwit_core::{RunState, Stage, Status};
 
-    let Some(cfg) = doc.section::<openwit_clip::train::TrainConfig>("train")? else {
-        bail!(
-            "{}: has no [train] table; a data-parallel rank runs `openwit train`",
-            doc.path().display()
-        );
-    };
-    let stage = openwit_clip::stage::TrainStage::new(cfg, doc.pipeline(), &doc.base_dir())?;
+    let stage = train_stage(doc)?;
     // No run state yet (a first run with explicit shards): nothing is done, nothing upstream.
     let state = RunState::open_readonly(workdir).ok();
     if let Some(st) = &state
@@ -168,6 +162,72 @@ pub fn follow(doc: &PipelineDoc, workdir: &Path, rank: usize, world: usize) -> R
         summary.steps, summary.final_loss
     );
     Ok(())
+}
+
+/// The pipeline's `train` stage.
+#[cfg(feature = "train")]
+fn train_stage(doc: &PipelineDoc) -> Result<openwit_clip::stage::TrainStage> {
+    let Some(cfg) = doc.section::<openwit_clip::train::TrainConfig>("train")? else {
+        bail!(
+            "{}: has no [train] table; a data-parallel rank runs `openwit train`",
+            doc.path().display()
+        );
+    };
+    Ok(openwit_clip::stage::TrainStage::new(
+        cfg,
+        doc.pipeline(),
+        &doc.base_dir(),
+    )?)
+}
+
+/// A rank other than 0 of a data-parallel `train` task on a cluster (`openwit task train ...
+/// --index I` started by `srun` on every rank of the job step `openwit submit --slurm` asked
+/// for): rank 0 runs the task through the executor and commits it; this rank trains beside it
+/// in a node-local folder holding the upstream outputs, and records nothing.
+#[cfg(feature = "train")]
+pub fn follow_task(
+    ex: &openwit_core::dist::DistExecutor<'_>,
+    stage: &dyn openwit_core::Stage,
+    doc: &PipelineDoc,
+    index: usize,
+    rank: usize,
+    world: usize,
+) -> Result<()> {
+    if stage.name() != "train" {
+        bail!(
+            "rank {rank} of {world}: `openwit task {}` runs as one process; only `train` tasks run as several ranks (unset SLURM_NTASKS/WORLD_SIZE or give the job step one task)",
+            stage.name()
+        );
+    }
+    let train = train_stage(doc)?;
+    let Some((dir, upstream)) = ex.beside_task(stage, index, "download")? else {
+        println!("rank {rank} of {world}: nothing to do, train task {index} is committed");
+        return Ok(());
+    };
+    let res = train.follow(&dir, upstream);
+    let _ = std::fs::remove_dir_all(&dir);
+    let summary = res?;
+    println!(
+        "rank {rank} of {world}: trained {} steps, loss {:.4}",
+        summary.steps, summary.final_loss
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "train"))]
+pub fn follow_task(
+    _ex: &openwit_core::dist::DistExecutor<'_>,
+    _stage: &dyn openwit_core::Stage,
+    doc: &PipelineDoc,
+    _index: usize,
+    _rank: usize,
+    _world: usize,
+) -> Result<()> {
+    bail!(
+        "{}: a data-parallel rank runs `openwit train`, which this binary lacks (rebuild with `--features {}`)",
+        doc.path().display(),
+        crate::stages::TRAIN_FEATURE
+    )
 }
 
 #[cfg(not(feature = "train"))]
