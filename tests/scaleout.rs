@@ -512,4 +512,80 @@ fn slurm_job_arrays_over_s3_keep_the_resume_guarantees() {
     let gc = c.ok(&["gc", &s3("toy2")]);
     assert!(gc.contains("removed"), "{gc}");
     c.script("revive-node.sh", &[&node]);
+
+    // (d) A data-parallel train task (`[train] ntasks = 2`) is one job step of 2 Slurm tasks
+    // started by `srun`: rank 0 commits the task, rank 1 trains beside it, the finish job
+    // records the stage (issue 19 req. 7). Only with a binary built with the trainer. The
+    // nodes' names do not resolve (every node is 127.0.0.1), so the ranks are told where rank
+    // 0 is through the sbatch options, as a user does where host names do not resolve.
+    let train_built =
+        std::env::var("OPENWIT_FEATURES").is_ok_and(|f| f.split(',').any(|x| x.trim() == "train"));
+    if train_built {
+        let shards = dir.path().join("train-shards");
+        write_train_shards(&shards);
+        let shared = dir.path().join("train-shared");
+        let tp = dir.path().join("train.toml");
+        std::fs::write(
+            &tp,
+            format!(
+                "[pipeline]\nworkdir = \"{}\"\n\n[train]\nmodel = \"tiny-vit\"\nshards = [\"{}\"]\nsteps = 3\nbatch_size = 4\nlr = 1e-3\nwarmup = 1\ncheckpoint_every = 3\ndevice = \"cpu\"\nworkers = 1\nthreads = 1\nshuffle_buffer = 16\ndist_timeout = 120\nntasks = 2\n",
+                shared.display(),
+                shards.display()
+            ),
+        )
+        .unwrap();
+        let out = submit_logs(
+            &c,
+            &tp,
+            "logs-train",
+            &["--export=ALL,MASTER_ADDR=127.0.0.1"],
+        );
+        assert!(out.contains("train: submitted 1 task(s) of 1"), "{out}");
+        c.wait_queue_empty("the train job step", Duration::from_secs(300));
+        let logs = c.log_text("logs-train", 50);
+        assert_all_done(&c.status(shared.to_str().unwrap()), &["train"]);
+        assert!(logs.contains("rank 1 of 2: trained 3 steps"), "{logs}");
+        assert!(logs.contains("train task 0: committed"), "{logs}");
+        assert!(shared.join("_openwit").is_dir());
+    } else {
+        eprintln!("(d) skipped: the binary is built without the trainer (OPENWIT_FEATURES)");
+    }
+}
+
+/// Two webdataset shards of 20 small captioned PNGs each (KEY.png + KEY.txt).
+fn write_train_shards(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let colours = [
+        ("red", [200u8, 30, 30]),
+        ("green", [30, 180, 40]),
+        ("blue", [30, 40, 200]),
+        ("yellow", [220, 210, 40]),
+    ];
+    for shard in 0..2u32 {
+        let f = std::fs::File::create(dir.join(format!("{shard:05}.tar"))).unwrap();
+        let mut b = tar::Builder::new(f);
+        for i in 0..20u32 {
+            let (name, rgb) = colours[(i as usize) % colours.len()];
+            let img = image::RgbImage::from_fn(64, 64, |x, y| {
+                if (x / 8 + y / 8 + i) % 2 == 0 {
+                    image::Rgb(rgb)
+                } else {
+                    image::Rgb([255, 255, 255])
+                }
+            });
+            let mut png = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+            let key = format!("{shard:04}{i:05}");
+            let caption = format!("a {name} checkerboard number {i}");
+            for (ext, data) in [("png", png.into_inner()), ("txt", caption.into_bytes())] {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                b.append_data(&mut h, format!("{key}.{ext}"), data.as_slice())
+                    .unwrap();
+            }
+        }
+        b.finish().unwrap();
+    }
 }
