@@ -1,5 +1,6 @@
-//! Writes generated JPEG shards (webdataset, img2dataset layout) for benchmarks:
-//!   cargo run --release -p openwit-clip --example make_shards -- DIR SHARDS PER_SHARD SIZE
+//! Writes generated JPEG shards (webdataset, img2dataset layout, with `KEY.cls`) for benchmarks,
+//! and `DIR/classnames.txt` (the class names in class-index order, one a line):
+//!   cargo run --release -p openwit-clip --example make_shards -- DIR SHARDS PER_SHARD SIZE [SEED]
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 5 {
@@ -11,8 +12,10 @@ fn main() {
         a[2].parse().unwrap(),
         a[3].parse().unwrap(),
         a[4].parse().unwrap(),
-        0,
+        a.get(5).map(|s| s.parse().unwrap()).unwrap_or(0),
     )
     .unwrap();
+    let names = openwit_clip::synth::class_names().join("\n") + "\n";
+    std::fs::write(std::path::Path::new(&a[1]).join("classnames.txt"), names).unwrap();
     println!("{} shards in {}", paths.len(), a[1]);
 }
