@@ -1,8 +1,11 @@
 //! AdamW with CLIP's parameter groups, gradient clipping, and the cosine schedule with warmup.
 //!
-//! The update runs on one flat buffer per step (gradients gathered, moments kept flat, parameters
-//! written back), so a step costs a few dozen kernel launches plus one copy per parameter,
-//! whatever the model's size; the moments are plain tensors that checkpoints save.
+//! The moments are two flat fp32 buffers (in parameter order; plain tensors that checkpoints
+//! save). A step gathers the gradients into one flat buffer, clips and folds it into the moments
+//! in place, turns the second moment's square root into the update in a second buffer (the first
+//! is gone by then), and applies it to each parameter in place, with its weight decay: at most
+//! one gradient-sized buffer beside the moments at any time, as PyTorch's own AdamW, and a few
+//! dozen kernel launches plus one or two per parameter, whatever the model's size.
 
 use std::path::Path;
 
@@ -38,7 +41,8 @@ impl Default for AdamWConfig {
 pub struct AdamW {
     pub cfg: AdamWConfig,
     params: Vec<(String, Tensor)>,
-    decay: Tensor,
+    /// Per parameter: whether weight decay applies ([`excluded_from_decay`]).
+    decays: Vec<bool>,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
     /// Optimizer steps taken.
@@ -48,23 +52,15 @@ pub struct AdamW {
 impl AdamW {
     pub fn new(params: Vec<(String, Tensor)>, cfg: AdamWConfig) -> AdamW {
         let device = params[0].1.device();
-        let decay: Vec<Tensor> = params
+        let decays: Vec<bool> = params
             .iter()
-            .map(|(n, p)| {
-                let wd = if excluded_from_decay(n, p.dim()) {
-                    0.0
-                } else {
-                    1.0
-                };
-                Tensor::full([p.numel() as i64], wd, (Kind::Float, device))
-            })
+            .map(|(n, p)| !excluded_from_decay(n, p.dim()))
             .collect();
-        let decay = Tensor::cat(&decay, 0);
-        let total = decay.size()[0];
+        let total: i64 = params.iter().map(|(_, p)| p.numel() as i64).sum();
         AdamW {
             cfg,
             params,
-            decay,
+            decays,
             exp_avg: Tensor::zeros([total], (Kind::Float, device)),
             exp_avg_sq: Tensor::zeros([total], (Kind::Float, device)),
             step: 0,
@@ -115,24 +111,37 @@ impl AdamW {
             self.step += 1;
             let c = &self.cfg;
             let _ = self.exp_avg.lerp_(&g, 1.0 - c.beta1);
-            let _ = self.exp_avg_sq.g_mul_scalar_(c.beta2);
-            let _ = self.exp_avg_sq.g_add_(&(&g * &g * (1.0 - c.beta2)));
+            // v <- b2 v + (1 - b2) g^2, with g squared in place (its last use).
+            let _ = g.square_();
+            let _ = self.exp_avg_sq.lerp_(&g, 1.0 - c.beta2);
+            drop(g);
             let bc1 = 1.0 - c.beta1.powi(self.step as i32);
             let bc2 = 1.0 - c.beta2.powi(self.step as i32);
-            let denom = (self.exp_avg_sq.sqrt() / bc2.sqrt()) + c.eps;
-            let update = (&self.exp_avg / denom) * (lr / bc1);
-            let flat: Vec<Tensor> = self
-                .params
-                .iter()
-                .map(|(_, p)| p.detach().to_kind(Kind::Float).reshape([-1]))
-                .collect();
-            let flat = Tensor::cat(&flat, 0);
-            let keep: Tensor = (&self.decay * (-lr * c.weight_decay)) + 1.0;
-            let new: Tensor = &flat * keep - update;
+            // update = lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), built in one buffer.
+            let mut update = self.exp_avg_sq.sqrt();
+            let _ = update.g_div_scalar_(bc2.sqrt());
+            let _ = update.g_add_scalar_(c.eps);
+            let _ = self.exp_avg.div_out(&update, &update);
+            let _ = update.g_mul_scalar_(lr / bc1);
+            let keep = 1.0 - lr * c.weight_decay;
             let mut off = 0;
-            for (_, p) in &mut self.params {
+            for ((_, p), &decays) in self.params.iter_mut().zip(&self.decays) {
                 let n = p.numel() as i64;
-                p.copy_(&new.narrow(0, off, n).view_as(p).to_kind(p.kind()));
+                let u = update.narrow(0, off, n).view_as(p);
+                if p.kind() == Kind::Float {
+                    if decays && keep != 1.0 {
+                        let _ = p.g_mul_scalar_(keep);
+                    }
+                    let _ = p.g_sub_(&u);
+                } else {
+                    // Parameters kept in another precision: the update in fp32, stored back.
+                    let mut f = p.detach().to_kind(Kind::Float);
+                    if decays {
+                        let _ = f.g_mul_scalar_(keep);
+                    }
+                    let _ = f.g_sub_(&u);
+                    p.copy_(&f.to_kind(p.kind()));
+                }
                 off += n;
             }
             norm
