@@ -593,6 +593,18 @@ mod tests {
             .collect()
     }
 
+    /// The x and the y tick labels of a line chart, in order.
+    fn axis_labels(svg: &str) -> (Vec<String>, Vec<String>) {
+        let texts = |anchor: &str| -> Vec<String> {
+            let marker = format!("text-anchor=\"{anchor}\" font-size=\"10\" class=\"tick\">");
+            svg.split(marker.as_str())
+                .skip(1)
+                .map(|t| t.split('<').next().unwrap().to_string())
+                .collect()
+        };
+        (texts("middle"), texts("end"))
+    }
+
     fn distinct(v: &[String]) -> bool {
         let mut s = v.to_vec();
         s.sort();
@@ -689,16 +701,11 @@ mod tests {
             let texts = tick_texts(&svg);
             assert!(texts.len() >= 4, "{svg}");
             // x ticks first, then y ticks: each axis's labels are distinct.
-            let xs: Vec<&str> = svg
-                .split("text-anchor=\"middle\" font-size=\"10\" class=\"tick\">")
-                .skip(1)
-                .map(|t| t.split('<').next().unwrap())
-                .collect();
-            let ys: Vec<&str> = svg
-                .split("text-anchor=\"end\" font-size=\"10\" class=\"tick\">")
-                .skip(1)
-                .map(|t| t.split('<').next().unwrap())
-                .collect();
+            let (xs, ys) = axis_labels(&svg);
+            let (xs, ys): (Vec<&str>, Vec<&str>) = (
+                xs.iter().map(String::as_str).collect(),
+                ys.iter().map(String::as_str).collect(),
+            );
             assert!(xs.len() >= 2 && ys.len() >= 2, "{svg}");
             for labels in [&xs, &ys] {
                 let owned: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
@@ -855,24 +862,15 @@ mod tests {
             .log(true)
             .series("s", pts)
             .svg();
-        let xs: Vec<&str> = svg
-            .split("text-anchor=\"middle\" font-size=\"10\" class=\"tick\">")
-            .skip(1)
-            .map(|t| t.split('<').next().unwrap())
-            .collect();
-        let ys: Vec<&str> = svg
-            .split("text-anchor=\"end\" font-size=\"10\" class=\"tick\">")
-            .skip(1)
-            .map(|t| t.split('<').next().unwrap())
-            .collect();
-        assert_eq!(xs.first(), Some(&"1"), "{xs:?}");
-        assert_eq!(xs.last(), Some(&"10k"), "{xs:?}");
+        let (xs, ys) = axis_labels(&svg);
+        assert_eq!(xs.first().map(String::as_str), Some("1"), "{xs:?}");
+        assert_eq!(xs.last().map(String::as_str), Some("10k"), "{xs:?}");
         assert!(
             xs.iter()
-                .all(|l| ["1", "10", "100", "1,000", "10k"].contains(l))
+                .all(|l| ["1", "10", "100", "1,000", "10k"].contains(&l.as_str()))
         );
-        assert_eq!(ys.first(), Some(&"1"), "{ys:?}");
-        assert_eq!(ys.last(), Some(&"1M"), "{ys:?}");
+        assert_eq!(ys.first().map(String::as_str), Some("1"), "{ys:?}");
+        assert_eq!(ys.last().map(String::as_str), Some("1M"), "{ys:?}");
         // Points at or below zero are not on a log axis: only the positive ones are drawn.
         let svg = LineChart::new("t", "x", "y")
             .log(true)
@@ -920,12 +918,8 @@ mod tests {
         assert!(svg.contains(">t = 10</text>") && svg.contains("stroke-dasharray"));
         // No legend: the names are not written.
         assert!(!svg.contains(">a</text>"));
-        let ys: Vec<&str> = svg
-            .split("text-anchor=\"end\" font-size=\"10\" class=\"tick\">")
-            .skip(1)
-            .map(|t| t.split('<').next().unwrap())
-            .collect();
-        assert_eq!(ys.last(), Some(&"10"), "{ys:?}");
+        let (_, ys) = axis_labels(&svg);
+        assert_eq!(ys.last().map(String::as_str), Some("10"), "{ys:?}");
     }
 
     #[test]
