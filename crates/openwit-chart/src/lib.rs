@@ -2,9 +2,9 @@
 //! log-log, several series, a legend, labelled reference lines), and panels of charts in one
 //! standalone document. The report, the trainer's `curves.svg` and the balance plot draw with it.
 //!
-//! Every chart is a self-contained `<svg>` element (with `xmlns`, so it is also a file of its
-//! own) carrying its title and labels; text is escaped with the one escape function,
-//! `openwit_core::escape::html`. In line charts only the series are `<path>` elements (axes are
+//! Every chart is a self-contained `<svg>` element carrying its title and labels (with `xmlns`
+//! where it is a file of its own: `LineChart::standalone`, `panels`); text is escaped with the
+//! one escape function, `openwit_core::escape::html`. In line charts only the series are `<path>` elements (axes are
 //! `<polyline>`s, ticks and grid lines `<line>`s), one per drawn series.
 
 use std::fmt::Write;
@@ -143,9 +143,14 @@ pub const PALETTE: [&str; 6] = [
 ];
 
 /// The opening of a chart: `<svg>` with its size, the title as `<title>` and as a heading.
-fn open(w: f64, h: f64, title: &str, background: Option<&str>) -> String {
+fn open(w: f64, h: f64, title: &str, background: Option<&str>, standalone: bool) -> String {
+    let xmlns = if standalone {
+        r#" xmlns="http://www.w3.org/2000/svg""#
+    } else {
+        ""
+    };
     let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" font-family="sans-serif" font-size="12">"#
+        r#"<svg{xmlns} class="chart" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" font-family="sans-serif" font-size="12">"#
     );
     if let Some(fill) = background {
         let _ = write!(
@@ -178,7 +183,7 @@ pub fn hbars(title: &str, rows: &[(String, f64)], color: &str) -> String {
     let row_h = 22.0;
     let h = 36.0 + row_h * rows.len().max(1) as f64 + 10.0;
     let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1.0);
-    let mut s = open(w, h, title, None);
+    let mut s = open(w, h, title, None, false);
     if rows.is_empty() {
         nothing(&mut s, "(nothing to show)");
     }
@@ -212,7 +217,7 @@ pub fn histogram(title: &str, xlabel: &str, bins: &[(String, u64)], color: &str)
     let ph = h - mt - mb;
     let bw = pw / n;
     let color = esc(color);
-    let mut s = open(w, h, title, None);
+    let mut s = open(w, h, title, None, false);
     if bins.is_empty() {
         nothing(&mut s, "(nothing to show)");
     }
@@ -288,6 +293,7 @@ pub struct LineChart {
     width: f64,
     height: f64,
     background: Option<String>,
+    standalone: bool,
 }
 
 impl LineChart {
@@ -304,6 +310,7 @@ impl LineChart {
             width: 760.0,
             height: 360.0,
             background: None,
+            standalone: false,
         }
     }
 
@@ -329,6 +336,13 @@ impl LineChart {
     /// A background colour (charts are transparent otherwise).
     pub fn background(mut self, color: &str) -> Self {
         self.background = Some(color.to_string());
+        self
+    }
+
+    /// Marks the chart as a file of its own (`xmlns` on its `<svg>`; inline in HTML or inside
+    /// [`panels`] it needs none).
+    pub fn standalone(mut self) -> Self {
+        self.standalone = true;
         self
     }
 
@@ -412,7 +426,13 @@ impl LineChart {
             .filter(|&p| self.shown(p))
             .map(|(x, y)| (self.tf(x), self.tf(y)))
             .collect();
-        let mut s = open(w, h, &self.title, self.background.as_deref());
+        let mut s = open(
+            w,
+            h,
+            &self.title,
+            self.background.as_deref(),
+            self.standalone,
+        );
         if pts.is_empty() {
             nothing(&mut s, "(no data)");
             s.push_str("</svg>\n");
@@ -793,7 +813,7 @@ mod tests {
         }
         assert!(rest.trim().is_empty(), "text after the root: {rest}");
         assert!(stack.is_empty(), "unclosed: {stack:?}");
-        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(svg.starts_with("<svg "));
     }
 
     #[test]
