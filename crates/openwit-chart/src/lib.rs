@@ -4,8 +4,9 @@
 //!
 //! Every chart is a self-contained `<svg>` element carrying its title and labels (with `xmlns`
 //! where it is a file of its own: `LineChart::standalone`, `panels`); text is escaped with the
-//! one escape function, `openwit_core::escape::html`. In line charts only the series are `<path>` elements (axes are
-//! `<polyline>`s, ticks and grid lines `<line>`s), one per drawn series.
+//! one escape function, `openwit_core::escape::html`. In line charts only the series are
+//! `<path>` elements (axes are `<polyline>`s, ticks and grid lines `<line>`s), one per drawn
+//! series.
 
 use std::fmt::Write;
 
