@@ -1,8 +1,7 @@
 //! An SVG of the training curves (loss, learning rate, logit scale, data-wait fraction per step),
 //! and the held-out evaluation over the steps when the run had one (`eval_every`).
 
-use openwit_core::escape::html as escape;
-use std::fmt::Write;
+use openwit_chart::{LineChart, panels};
 
 /// One point per logged step.
 #[derive(Debug, Clone, Copy)]
@@ -18,69 +17,14 @@ pub struct Point {
     pub eval_r5: f64,
 }
 
-fn panel(
-    out: &mut String,
-    title: &str,
-    x0: f64,
-    y0: f64,
-    w: f64,
-    h: f64,
-    pts: &[(f64, f64)],
-    color: &str,
-) {
-    let _ = write!(
-        out,
-        r##"<g><rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="#fff" stroke="#999"/><text x="{}" y="{}" font-size="13" font-family="sans-serif">{title}</text>"##,
-        x0 + 6.0,
-        y0 + 16.0
-    );
-    let finite: Vec<(f64, f64)> = pts
-        .iter()
-        .copied()
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
-        .collect();
-    if finite.len() >= 2 {
-        let (xmin, xmax) = finite
-            .iter()
-            .fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.0), a.1.max(p.0)));
-        let (ymin, ymax) = finite
-            .iter()
-            .fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.1), a.1.max(p.1)));
-        let xs = if xmax > xmin { xmax - xmin } else { 1.0 };
-        let ys = if ymax > ymin { ymax - ymin } else { 1.0 };
-        let (px, py, pw, ph) = (x0 + 50.0, y0 + 24.0, w - 60.0, h - 44.0);
-        let mut d = String::new();
-        for (i, (x, y)) in finite.iter().enumerate() {
-            let sx = px + (x - xmin) / xs * pw;
-            let sy = py + ph - (y - ymin) / ys * ph;
-            let _ = write!(d, "{}{sx:.1},{sy:.1}", if i == 0 { "M" } else { " L" });
-        }
-        let _ = write!(
-            out,
-            r##"<path d="{d}" fill="none" stroke="{color}" stroke-width="1.5"/><text x="{}" y="{}" font-size="10" font-family="sans-serif">{ymax:.4}</text><text x="{}" y="{}" font-size="10" font-family="sans-serif">{ymin:.4}</text><text x="{}" y="{}" font-size="10" font-family="sans-serif">step {xmin:.0}</text><text x="{}" y="{}" font-size="10" font-family="sans-serif" text-anchor="end">step {xmax:.0}</text>"##,
-            x0 + 4.0,
-            py + 8.0,
-            x0 + 4.0,
-            py + ph,
-            px,
-            y0 + h - 6.0,
-            px + pw,
-            y0 + h - 6.0
-        );
-    }
-    out.push_str("</g>");
-}
+/// The size of one panel.
+const PANEL: (f64, f64) = (435.0, 282.0);
 
-/// Renders the curves as a standalone SVG document.
+/// Renders the curves as a standalone SVG document: one panel per quantity, two per row.
 pub fn curves_svg(title: &str, points: &[Point]) -> String {
     let evaluated = points
         .iter()
         .any(|p| p.eval_top1.is_finite() || p.eval_r5.is_finite());
-    let (w, h) = (900.0, if evaluated { 912.0 } else { 620.0 });
-    let mut out = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}"><rect width="100%" height="100%" fill="#f6f6f6"/><text x="10" y="22" font-size="16" font-family="sans-serif">{}</text>"##,
-        escape(title)
-    );
     let mut series: Vec<(&str, fn(&Point) -> f64, &str)> = vec![
         ("loss", |p| p.loss, "#c0392b"),
         ("learning rate", |p| p.lr, "#2471a3"),
@@ -95,22 +39,18 @@ pub fn curves_svg(title: &str, points: &[Point]) -> String {
             "#117a65",
         ));
     }
-    for (i, (name, f, color)) in series.iter().enumerate() {
-        let (col, row) = ((i % 2) as f64, (i / 2) as f64);
-        let pts: Vec<(f64, f64)> = points.iter().map(|p| (p.step, f(p))).collect();
-        panel(
-            &mut out,
-            name,
-            10.0 + col * 445.0,
-            34.0 + row * 292.0,
-            435.0,
-            282.0,
-            &pts,
-            color,
-        );
-    }
-    out.push_str("</svg>\n");
-    out
+    let charts: Vec<String> = series
+        .iter()
+        .map(|(name, f, color)| {
+            let pts = points.iter().map(|p| (p.step, f(p))).collect();
+            LineChart::new(name, "step", "")
+                .size(PANEL.0, PANEL.1)
+                .legend(false)
+                .series_in(name, pts, color)
+                .svg()
+        })
+        .collect();
+    panels(title, &charts, 2, PANEL)
 }
 
 #[cfg(test)]

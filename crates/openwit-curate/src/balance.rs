@@ -13,7 +13,6 @@
 //! the dedup set of one group per thread.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,7 +29,7 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed, xxh3_128};
 use crate::config::DedupMode;
 use crate::error::{CurateError, PqCtx};
 use crate::table;
-use openwit_core::escape::html as xml_escape;
+use openwit_chart::LineChart;
 
 /// Drop reasons of dedup.
 pub const DUP_URL: &str = "duplicate_url";
@@ -393,121 +392,44 @@ pub fn write_entry_counts(
 /// A log-log SVG of matches per entry (entries ranked by matches) before and after balancing,
 /// with the threshold `t` drawn as a line.
 pub fn plot_svg(before: &[u64], after: &[u64], t: u64, title: &str) -> String {
-    let (w, h, ml, mr, mt, mb) = (760.0, 480.0, 70.0, 20.0, 40.0, 50.0);
-    let mut b: Vec<u64> = before.iter().copied().filter(|&c| c > 0).collect();
-    let mut a: Vec<u64> = after.iter().copied().filter(|&c| c > 0).collect();
-    b.sort_unstable_by(|x, y| y.cmp(x));
-    a.sort_unstable_by(|x, y| y.cmp(x));
-    let max_rank = b.len().max(a.len()).max(10) as f64;
-    let max_y = b.first().copied().unwrap_or(1).max(t).max(10) as f64;
-    let lx = |r: f64| ml + (r.log10() / max_rank.log10()) * (w - ml - mr);
-    let ly = |v: f64| h - mb - (v.log10() / max_y.log10()) * (h - mt - mb);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>
-"#,
-        w / 2.0,
-        xml_escape(title)
-    );
-    // Axes with decade ticks.
-    let _ = writeln!(
-        s,
-        r#"<path d="M{ml} {mt} V{} H{}" stroke="black" fill="none"/>"#,
-        h - mb,
-        w - mr
-    );
-    let mut d = 1.0;
-    while d <= max_rank * 1.0001 {
-        let x = lx(d);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{mt}" stroke="#ddd"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
-            h - mb,
-            h - mb + 16.0,
-            si(d)
-        );
-        d *= 10.0;
-    }
-    let mut d = 1.0;
-    while d <= max_y * 1.0001 {
-        let y = ly(d);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{ml}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            w - mr,
-            ml - 6.0,
-            y + 4.0,
-            si(d)
-        );
-        d *= 10.0;
-    }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">entries ranked by matches</text><text transform="translate(16 {}) rotate(-90)" text-anchor="middle">matched pairs per entry</text>"#,
-        (ml + w - mr) / 2.0,
-        h - 12.0,
-        (mt + h - mb) / 2.0
-    );
-    for (series, color, label, dy) in [
-        (&b, "#1f77b4", "before", 0.0),
-        (&a, "#d62728", "after", 18.0),
-    ] {
-        if series.is_empty() {
+    let mut chart = LineChart::new(
+        title,
+        "entries ranked by matches",
+        "matched pairs per entry",
+    )
+    .log(true)
+    .size(760.0, 480.0)
+    .background("white");
+    for (counts, color, label) in [(before, "#1f77b4", "before"), (after, "#d62728", "after")] {
+        let mut ranked: Vec<u64> = counts.iter().copied().filter(|&c| c > 0).collect();
+        if ranked.is_empty() {
             continue;
         }
-        // Points at log-spaced ranks keep the file small whatever the number of entries.
-        let mut pts = String::new();
-        let mut r = 1.0f64;
-        let n = series.len();
-        loop {
-            let i = (r as usize).min(n) - 1;
-            let _ = write!(
-                pts,
-                "{:.1},{:.1} ",
-                lx((i + 1) as f64),
-                ly(series[i] as f64)
-            );
-            if i + 1 >= n {
-                break;
-            }
-            r = (r * 1.02).max(r + 1.0);
-        }
-        let _ = writeln!(
-            s,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/><text x="{}" y="{}" fill="{color}">{label} ({} entries)</text>"#,
-            pts.trim_end(),
-            w - mr - 170.0,
-            mt + 14.0 + dy,
-            n
-        );
+        ranked.sort_unstable_by(|x, y| y.cmp(x));
+        let name = format!("{label} ({} entries)", ranked.len());
+        chart = chart.series_in(&name, log_spaced_ranks(&ranked), color);
     }
-    if t > 0 && (t as f64) <= max_y {
-        let y = ly(t as f64);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{ml}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#555" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" fill="#555">t = {t}</text>"##,
-            w - mr,
-            ml + 6.0,
-            y - 4.0
-        );
+    if t > 0 {
+        chart = chart.rule(t as f64, &format!("t = {t}"));
     }
-    s.push_str("</svg>\n");
-    s
+    chart.svg()
 }
 
-fn si(v: f64) -> String {
-    if v >= 1e9 {
-        format!("{}G", v / 1e9)
-    } else if v >= 1e6 {
-        format!("{}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{}k", v / 1e3)
-    } else {
-        format!("{v}")
+/// (rank, count) of `ranked` (largest first) at log-spaced ranks, the last one included: the
+/// plot stays small whatever the number of entries.
+fn log_spaced_ranks(ranked: &[u64]) -> Vec<(f64, f64)> {
+    let n = ranked.len();
+    let mut pts = Vec::new();
+    let mut r = 1.0f64;
+    loop {
+        let i = (r as usize).min(n) - 1;
+        pts.push(((i + 1) as f64, ranked[i] as f64));
+        if i + 1 >= n {
+            break;
+        }
+        r = (r * 1.02).max(r + 1.0);
     }
+    pts
 }
 
 #[cfg(test)]

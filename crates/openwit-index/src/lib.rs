@@ -19,7 +19,6 @@ pub mod report;
 pub mod schema;
 pub mod search;
 pub mod serve;
-pub mod svg;
 
 pub use build::{IndexConfig, IndexStage};
 pub use error::{IndexError, Result};

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{IndexError, Result};
-use crate::svg::{esc, hbars, histogram, lines};
 use crate::{REPORT_DIR, REPORT_FILE};
+use openwit_chart::{esc, hbars, histogram, lines};
 
 /// One stage's line of the funnel.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -52,8 +52,8 @@ use tokio::sync::Semaphore;
 
 use crate::error::{IndexError, Result};
 use crate::search::{Filters, Hit, IndexSet, SearchOptions, SearchResults};
-use crate::svg::{esc, thousands};
 use crate::{REPORT_DIR, REPORT_FILE};
+use openwit_chart::{esc, thousands};
 
 /// Results per page of the UI.
 pub const PAGE_SIZE: usize = 60;

@@ -14,7 +14,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{App, Ctx, Shared, blocking, enc, error_page, html, layout, shorten};
-use crate::svg::{esc, thousands};
+use openwit_chart::{esc, thousands};
 
 /// Entries per page.
 pub const ENTRIES_PAGE_SIZE: usize = 100;
