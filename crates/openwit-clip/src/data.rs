@@ -7,6 +7,16 @@
 //! scale 0.9-1.0, to the model's resolution) and tokenizes them; up to `prefetch` finished
 //! batches wait for the trainer. Everything random is seeded by (seed, epoch, batch), so a
 //! stream restarted at a [`Position`] yields the same batches as the uninterrupted one.
+//!
+//! Across the ranks of a data-parallel job ([`Share`], [`Loader::start_share`]): each process
+//! has one shard reader (its worker threads decode the batches that reader cuts, they read no
+//! shard), so the readers of a job are its ranks. With at least as many shards as ranks, rank r
+//! of N reads the shards `i` with `i mod N = r`, disjoint from the other ranks' (every sample once
+//! per epoch in the job). With fewer shards than ranks, every rank resamples instead
+//! (OpenCLIP's `--dataset-resampled`): each epoch it draws one shard, with replacement, from the
+//! whole list, with a generator seeded by (seed, epoch, rank). Each rank's stream is seeded by
+//! (seed, rank), so it is deterministic for a seed, and one process (rank 0 of 1) reads exactly
+//! what it read before shares existed.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -215,6 +225,70 @@ pub struct Position {
     pub sample: u64,
 }
 
+/// This process's place among the shard readers of a data-parallel job: rank `rank` of
+/// `world` (one process: rank 0 of 1, which reads every shard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Default for Share {
+    fn default() -> Self {
+        Share { rank: 0, world: 1 }
+    }
+}
+
+impl Share {
+    /// Whether the job resamples: fewer shards than readers.
+    pub fn resampled(&self, shards: usize) -> bool {
+        shards < self.world
+    }
+
+    /// The seed of this rank's stream (shard order, shuffle buffer, crops, draws): `seed`
+    /// itself on rank 0, so one process's stream is the one it always was.
+    pub fn seed(&self, seed: u64) -> u64 {
+        if self.rank == 0 {
+            seed
+        } else {
+            seed ^ (self.rank as u64)
+                .wrapping_mul(0xA076_1D64_78BD_642F)
+                .rotate_left(17)
+        }
+    }
+
+    /// The shards this rank reads in `epoch`, in reading order. Disjoint ranks: its every
+    /// `world`-th shard from `rank` on, shuffled per epoch when `shuffle`. Resampled (fewer
+    /// shards than ranks): one shard drawn from the whole list with a generator seeded by
+    /// (seed, epoch, rank). Deterministic in (shards, seed, epoch, rank, world).
+    pub fn epoch_shards(
+        &self,
+        shards: &[PathBuf],
+        seed: u64,
+        epoch: u64,
+        shuffle: bool,
+    ) -> Vec<PathBuf> {
+        let seed = self.seed(seed);
+        if self.resampled(shards.len()) {
+            if shards.is_empty() {
+                return Vec::new();
+            }
+            let mut rng = epoch_rng(seed, epoch, 3);
+            return vec![shards[rng.random_range(0..shards.len())].clone()];
+        }
+        let mut order: Vec<PathBuf> = shards
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.world == self.rank)
+            .map(|(_, p)| p.clone())
+            .collect();
+        if shuffle {
+            order.shuffle(&mut epoch_rng(seed, epoch, 1));
+        }
+        order
+    }
+}
+
 /// Settings of a [`Loader`].
 #[derive(Debug, Clone)]
 pub struct LoaderConfig {
@@ -314,8 +388,32 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Starts the threads, resuming at `from`.
+    /// Starts the threads, resuming at `from`: one process, which reads every shard.
     pub fn start(cfg: LoaderConfig, tokenizer: Arc<Tokenizer>, from: Position) -> Loader {
+        Self::start_share(cfg, Share::default(), tokenizer, from)
+    }
+
+    /// Starts the threads of rank `share.rank` of `share.world`, resuming at `from` (this
+    /// rank's own position): it reads its [`Share::epoch_shards`], with its own seed
+    /// ([`Share::seed`]).
+    pub fn start_share(
+        mut cfg: LoaderConfig,
+        share: Share,
+        tokenizer: Arc<Tokenizer>,
+        from: Position,
+    ) -> Loader {
+        if share.world > 1 && share.resampled(cfg.shards.len()) {
+            tracing::info!(
+                shards = cfg.shards.len(),
+                ranks = share.world,
+                "fewer shards than ranks: each rank draws its shards with replacement, one per epoch"
+            );
+        }
+        let all = std::mem::take(&mut cfg.shards);
+        let base_seed = cfg.seed;
+        let plan =
+            move |epoch: u64, shuffle: bool| share.epoch_shards(&all, base_seed, epoch, shuffle);
+        cfg.seed = share.seed(base_seed);
         let (job_tx, job_rx) = bounded::<Job>(cfg.workers.max(1) * 2);
         let (out_tx, out_rx) = bounded::<(u64, Batch)>(cfg.prefetch.max(1));
         let (done_tx, done_rx) = bounded::<u64>(1);
@@ -329,7 +427,7 @@ impl Loader {
             threads.push(
                 std::thread::Builder::new()
                     .name("clip-reader".into())
-                    .spawn(move || reader(cfg, from, job_tx, done_tx, stop, drops))
+                    .spawn(move || reader(cfg, plan, from, job_tx, done_tx, stop, drops))
                     .expect("cannot start the shard reader"),
             );
         }
@@ -418,6 +516,7 @@ fn epoch_rng(seed: u64, epoch: u64, salt: u64) -> ChaCha8Rng {
 
 fn reader(
     cfg: LoaderConfig,
+    plan: impl Fn(u64, bool) -> Vec<PathBuf>,
     from: Position,
     tx: Sender<Job>,
     done: Sender<u64>,
@@ -429,10 +528,11 @@ fn reader(
     let mut index = 0u64;
     let mut batch: Vec<RawSample> = Vec::with_capacity(cfg.batch_size);
     loop {
-        let mut order = cfg.shards.clone();
+        let order = plan(epoch, cfg.train);
+        // The shuffle buffer's generator: after the shuffle's draws, as it always was.
         let mut rng = epoch_rng(cfg.seed, epoch, 1);
         if cfg.train {
-            order.shuffle(&mut rng);
+            order.clone().shuffle(&mut rng);
         }
         let mut buffer: Vec<RawSample> = Vec::new();
         let mut in_epoch = 0u64;
@@ -521,6 +621,9 @@ fn reader(
             let _ = done.send(index);
             return;
         }
+        // A position past the end of its epoch (one from a job with another number of ranks,
+        // whose shares were larger): the next epoch starts from its beginning.
+        skip = 0;
         epoch += 1;
     }
 }
@@ -720,6 +823,52 @@ mod tests {
             vec!["a-1", "a-2", "b-1", "b-2"]
         );
         assert_eq!(expand_braces("plain.tar"), vec!["plain.tar"]);
+    }
+
+    #[test]
+    fn ranks_read_disjoint_shares_or_resample() {
+        let shards: Vec<PathBuf> = (0..5).map(|i| PathBuf::from(format!("{i}.tar"))).collect();
+        // One process: every shard, in the order the single-process loader always used.
+        let one = Share::default().epoch_shards(&shards, 9, 3, true);
+        let mut want = shards.clone();
+        want.shuffle(&mut epoch_rng(9, 3, 1));
+        assert_eq!(one, want);
+        assert_eq!(Share::default().epoch_shards(&shards, 9, 3, false), shards);
+        // Two ranks: disjoint, together every shard, in every epoch.
+        for epoch in 0..3 {
+            let a = Share { rank: 0, world: 2 }.epoch_shards(&shards, 9, epoch, true);
+            let b = Share { rank: 1, world: 2 }.epoch_shards(&shards, 9, epoch, true);
+            assert_eq!((a.len(), b.len()), (3, 2));
+            let mut all: Vec<PathBuf> = a.iter().chain(&b).cloned().collect();
+            all.sort();
+            assert_eq!(all, shards);
+        }
+        // Fewer shards than ranks: one drawn shard per epoch, deterministic for a seed, and the
+        // ranks' draws differ (some rank reads some other shard over a few epochs).
+        let few = &shards[..2];
+        let draws = |seed: u64| -> Vec<Vec<PathBuf>> {
+            (0..3)
+                .flat_map(|rank| {
+                    (0..8).map(move |epoch| {
+                        Share { rank, world: 3 }.epoch_shards(few, seed, epoch, true)
+                    })
+                })
+                .collect()
+        };
+        let d = draws(9);
+        assert!(d.iter().all(|v| v.len() == 1 && few.contains(&v[0])));
+        assert_eq!(d, draws(9));
+        assert_ne!(d, draws(10));
+        assert!(d.iter().any(|v| v[0] == few[0]) && d.iter().any(|v| v[0] == few[1]));
+        assert!(Share { rank: 0, world: 3 }.resampled(2));
+        assert!(!Share { rank: 0, world: 2 }.resampled(2));
+        // Rank 0 keeps the job's seed; the others get their own.
+        assert_eq!(Share { rank: 0, world: 4 }.seed(9), 9);
+        assert_ne!(Share { rank: 1, world: 4 }.seed(9), 9);
+        assert_ne!(
+            Share { rank: 1, world: 4 }.seed(9),
+            Share { rank: 2, world: 4 }.seed(9)
+        );
     }
 
     #[test]

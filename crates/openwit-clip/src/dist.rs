@@ -555,22 +555,25 @@ impl Dist {
         self.run("barrier", |w| unsafe { owd_barrier(self.group, w) });
     }
 
-    /// This rank's share of the shards: every N-th one from its rank on (each rank reads its
-    /// own files; a job needs at least as many shards as ranks).
-    pub fn shard_share(&self, shards: Vec<std::path::PathBuf>) -> Result<Vec<std::path::PathBuf>> {
-        if shards.len() < self.world {
-            return Err(ClipError::Config(format!(
-                "{} shard(s) for {} ranks: each rank reads whole shards, so a distributed run needs at least as many shards as ranks",
-                shards.len(),
-                self.world
-            )));
+    /// This rank's place among the job's shard readers ([`crate::data::Share`]): every N-th
+    /// shard from its rank on, or, with fewer shards than ranks, shards drawn with replacement.
+    pub fn share(&self) -> crate::data::Share {
+        crate::data::Share {
+            rank: self.rank,
+            world: self.world,
         }
-        Ok(shards
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| i % self.world == self.rank)
-            .map(|(_, p)| p)
-            .collect())
+    }
+
+    /// Every rank's `values` (the same length on every rank), in rank order.
+    pub fn all_gather_i64(&self, values: &[i64]) -> Vec<Vec<i64>> {
+        let t = Tensor::from_slice(values)
+            .reshape([1, values.len() as i64])
+            .to_device(self.device);
+        let all = self.all_gather(&t).to_device(Device::Cpu);
+        let flat = Vec::<i64>::try_from(all.reshape([-1])).unwrap_or_default();
+        flat.chunks(values.len().max(1))
+            .map(<[i64]>::to_vec)
+            .collect()
     }
 
     /// Fails unless every rank has the same `value` (the step a run resumes from, ...).

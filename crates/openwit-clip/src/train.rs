@@ -13,6 +13,14 @@
 //! Randomness after initialization is derived from (seed, epoch, batch) — the shard order, the
 //! shuffle buffer and the crops — so the checkpoint's data position and the seed are the whole
 //! RNG state.
+//!
+//! Data parallel ([`crate::dist`]): each rank reads its own shards ([`crate::data::Share`]:
+//! disjoint, or drawn with replacement when there are fewer shards than ranks). At every
+//! checkpoint the ranks all-gather their positions and sample counts; rank 0 writes them all
+//! (`state.json`: `world`, `positions` in rank order, `samples_seen` of all ranks together). A
+//! job resumed with as many ranks continues each rank from its own position; with another
+//! number of ranks, positions count in samples ([`ResumeRule::Samples`]). Every rank logs which
+//! rule applied.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -237,14 +245,74 @@ impl TrainConfig {
     }
 }
 
+fn one_rank() -> usize {
+    1
+}
+
 /// Where a checkpoint leaves the run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointState {
     pub step: u64,
+    /// Rank 0's data position (the only one checkpoints recorded before `positions`).
     pub position: Position,
     pub seed: u64,
     pub model: ModelConfig,
+    /// Samples trained on so far by all the ranks together.
     pub samples_seen: u64,
+    /// The number of ranks that wrote the checkpoint (1 for checkpoints from before it was
+    /// recorded).
+    #[serde(default = "one_rank")]
+    pub world: usize,
+    /// Every rank's data position, in rank order (empty in checkpoints from before they were
+    /// recorded: then `position` is taken as the one rank's).
+    #[serde(default)]
+    pub positions: Vec<Position>,
+}
+
+/// How a resumed run places each rank's data stream ([`CheckpointState::resume_position`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeRule {
+    /// As many ranks as wrote the checkpoint: each rank continues from its own position, so the
+    /// run reads exactly what the uninterrupted run would have.
+    SameRanks,
+    /// Another number of ranks: positions in samples. Each rank starts in the oldest recorded
+    /// epoch `e`, after `S / N` samples of its new share (the first `S mod N` ranks one more),
+    /// where `S` is the samples of epoch `e` the ranks had read in all (ranks already in a later
+    /// epoch count none) and `N` the new number of ranks. Deterministic; the job skips as many
+    /// samples of epoch `e` as it had read, but its shares differ from the old ones, so for the
+    /// rest of epoch `e` some samples may be read a second time and others not at all. From
+    /// epoch `e + 1` on, every epoch reads every sample once (disjoint shares) as usual.
+    Samples,
+}
+
+impl CheckpointState {
+    /// Every rank's recorded position and their number (a checkpoint without `positions`:
+    /// `position`, as one rank's).
+    pub fn recorded_positions(&self) -> (usize, Vec<Position>) {
+        if self.positions.is_empty() {
+            (1, vec![self.position])
+        } else {
+            (self.positions.len(), self.positions.clone())
+        }
+    }
+
+    /// Where rank `rank` of `world` resumes its data stream, and by which rule.
+    pub fn resume_position(&self, rank: usize, world: usize) -> (Position, ResumeRule) {
+        let (was, positions) = self.recorded_positions();
+        if was == world && self.world == world {
+            return (positions[rank], ResumeRule::SameRanks);
+        }
+        let epoch = positions.iter().map(|p| p.epoch).min().unwrap_or(0);
+        let total: u64 = positions
+            .iter()
+            .filter(|p| p.epoch == epoch)
+            .map(|p| p.sample)
+            .sum();
+        let n = world.max(1) as u64;
+        let sample = total / n + u64::from((rank as u64) < total % n);
+        (Position { epoch, sample }, ResumeRule::Samples)
+    }
 }
 
 /// One line of `metrics.jsonl`.
@@ -274,6 +342,9 @@ pub struct TrainSummary {
     pub steps: u64,
     pub resumed_from: Option<u64>,
     pub samples_seen: u64,
+    /// Where this rank's data stream resumed, and by which rule (a resumed run only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_at: Option<(Position, ResumeRule)>,
     pub final_loss: f64,
     pub mean_data_wait: f64,
     pub samples_per_s: f64,
@@ -494,10 +565,9 @@ pub fn train(
         Some((d, dev)) => (Some(d), dev),
         None => (None, device),
     };
-    let shards = match &dist {
-        Some(d) => d.shard_share(shards)?,
-        None => shards,
-    };
+    // This rank's shards: its own every N-th, or drawn with replacement when there are fewer
+    // shards than ranks (`crate::data::Share`).
+    let share = dist.as_ref().map(|d| d.share()).unwrap_or_default();
     // Rank 0 writes the checkpoints and the plot; every rank its own metrics.
     let writer = dist.as_ref().is_none_or(|d| d.rank() == 0);
     let precision = cfg.precision_on(device);
@@ -519,6 +589,7 @@ pub fn train(
     let mut position = Position::default();
     let mut samples_seen = 0u64;
     let mut resumed_from = None;
+    let mut resumed_at = None;
     if let Some((dir, state)) = latest_checkpoint(out)? {
         if state.model != mcfg || state.seed != seed {
             return Err(ClipError::Checkpoint(format!(
@@ -540,14 +611,25 @@ pub fn train(
             .collect();
         opt.load_state(&t, &op)?;
         step = state.step;
-        position = state.position;
+        let (at, rule) = state.resume_position(share.rank, share.world);
+        position = at;
         samples_seen = state.samples_seen;
         resumed_from = Some(step);
+        resumed_at = Some((at, rule));
+        let how = match rule {
+            ResumeRule::SameRanks => "the ranks that wrote it: each rank from its own position",
+            ResumeRule::Samples => {
+                "another number of ranks than wrote it: positions in samples (the recorded epoch's samples read in all, divided among the ranks)"
+            }
+        };
         tracing::info!(
             step,
+            rank = share.rank,
+            ranks = share.world,
+            checkpoint_ranks = state.recorded_positions().0,
             epoch = position.epoch,
             sample = position.sample,
-            "resuming from {}",
+            "resuming from {} with {how}",
             dir.display()
         );
     }
@@ -582,7 +664,7 @@ pub fn train(
             cores
         }
     });
-    let mut loader = Loader::start(
+    let mut loader = Loader::start_share(
         LoaderConfig {
             shards,
             batch_size: cfg.batch_size,
@@ -596,6 +678,7 @@ pub fn train(
             pin_memory: device.is_cuda().then_some(device),
             held_out_percent: cfg.held_out_percent,
         },
+        share,
         tokenizer,
         position,
     );
@@ -610,6 +693,9 @@ pub fn train(
     let mut wait_total = 0.0;
     let mut last_loss = f64::NAN;
     let mut ran = 0u64;
+    // Samples this rank trained on in this run; the checkpoints add up every rank's.
+    let base_seen = samples_seen;
+    let mut local_seen = 0u64;
     let params = model.named_parameters();
     while step < cfg.steps {
         if (hooks.cancelled)() {
@@ -667,7 +753,7 @@ pub fn train(
             .map_err(|e| ClipError::Data(format!("reading the step's loss: {e}")))?;
         let dt = t0.elapsed().as_secs_f64();
         wait_total += wait;
-        samples_seen += n_samples;
+        local_seen += n_samples;
         last_loss = figures[0];
         let mut m = StepMetrics {
             step,
@@ -711,18 +797,42 @@ pub fn train(
         history.push(m);
         step += 1;
         ran += 1;
-        if writer && (step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps) {
-            metrics.sync_all().at(&metrics_path)?;
-            let state = CheckpointState {
-                step,
-                position,
-                seed,
-                model: mcfg.clone(),
-                samples_seen,
+        if step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps {
+            // Every rank's position (and samples) for the checkpoint: a collective, on every rank.
+            let (positions, seen) = match &dist {
+                Some(d) => {
+                    let all = d.all_gather_i64(&[
+                        position.epoch as i64,
+                        position.sample as i64,
+                        local_seen as i64,
+                    ]);
+                    let positions: Vec<Position> = all
+                        .iter()
+                        .map(|v| Position {
+                            epoch: v[0] as u64,
+                            sample: v[1] as u64,
+                        })
+                        .collect();
+                    (positions, all.iter().map(|v| v[2] as u64).sum::<u64>())
+                }
+                None => (vec![position], local_seen),
             };
-            write_checkpoint(out, &model, &opt, &state, 2)?;
-            write_plot(out, &format!("{} training", mcfg.name), &history)?;
-            tracing::info!(step, loss = last_loss, "checkpoint");
+            samples_seen = base_seen + seen;
+            if writer {
+                metrics.sync_all().at(&metrics_path)?;
+                let state = CheckpointState {
+                    step,
+                    position: positions[0],
+                    seed,
+                    model: mcfg.clone(),
+                    samples_seen,
+                    world: share.world,
+                    positions,
+                };
+                write_checkpoint(out, &model, &opt, &state, 2)?;
+                write_plot(out, &format!("{} training", mcfg.name), &history)?;
+                tracing::info!(step, loss = last_loss, "checkpoint");
+            }
         }
     }
     if let Some(d) = dist {
@@ -739,6 +849,7 @@ pub fn train(
         steps: step,
         resumed_from,
         samples_seen,
+        resumed_at,
         final_loss: if ran_steps > 0 {
             last_loss
         } else {
@@ -799,4 +910,61 @@ pub fn synthetic_batch(n: i64, size: i64, ctx: i64, device: Device) -> (Tensor, 
     let tokens = Tensor::randint(49000, [n, ctx], (Kind::Int64, device));
     let _ = tokens.select(1, ctx - 1).fill_(crate::tokenizer::EOT);
     (images, tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(world: usize, positions: Vec<Position>) -> CheckpointState {
+        CheckpointState {
+            step: 10,
+            position: positions.first().copied().unwrap_or_default(),
+            seed: 1,
+            model: ModelConfig::preset("tiny-vit").unwrap(),
+            samples_seen: 0,
+            world,
+            positions,
+        }
+    }
+
+    fn at(epoch: u64, sample: u64) -> Position {
+        Position { epoch, sample }
+    }
+
+    #[test]
+    fn resuming_with_the_same_or_another_number_of_ranks() {
+        let s = state(2, vec![at(1, 40), at(1, 44)]);
+        // The same ranks: each its own position.
+        assert_eq!(s.resume_position(0, 2), (at(1, 40), ResumeRule::SameRanks));
+        assert_eq!(s.resume_position(1, 2), (at(1, 44), ResumeRule::SameRanks));
+        // One rank: the 84 samples of epoch 1 read in all.
+        assert_eq!(s.resume_position(0, 1), (at(1, 84), ResumeRule::Samples));
+        // Four ranks: 84 / 4 each; 5 ranks: 17, 17, 17, 17, 16 (84 in all).
+        for r in 0..4 {
+            assert_eq!(s.resume_position(r, 4), (at(1, 21), ResumeRule::Samples));
+        }
+        let five: Vec<u64> = (0..5).map(|r| s.resume_position(r, 5).0.sample).collect();
+        assert_eq!(five, vec![17, 17, 17, 17, 16]);
+        // Ranks in different epochs: the oldest epoch, counting only the ranks still in it.
+        let s = state(3, vec![at(2, 3), at(1, 50), at(1, 30)]);
+        assert_eq!(s.resume_position(0, 2), (at(1, 40), ResumeRule::Samples));
+        // A checkpoint from before positions were recorded: rank 0's position, as one rank's.
+        let mut old: CheckpointState = serde_json::from_value(serde_json::json!({
+            "step": 10, "position": {"epoch": 0, "sample": 64}, "seed": 1,
+            "model": ModelConfig::preset("tiny-vit").unwrap(), "samples_seen": 64,
+        }))
+        .unwrap();
+        assert_eq!((old.world, old.positions.len()), (1, 0));
+        assert_eq!(
+            old.resume_position(0, 1),
+            (at(0, 64), ResumeRule::SameRanks)
+        );
+        assert_eq!(old.resume_position(1, 2), (at(0, 32), ResumeRule::Samples));
+        old.positions = vec![at(0, 64)];
+        assert_eq!(
+            old.resume_position(0, 1),
+            (at(0, 64), ResumeRule::SameRanks)
+        );
+    }
 }

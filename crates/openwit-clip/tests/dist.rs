@@ -8,6 +8,11 @@
 //!   process with 4 times the batch.
 //! - A rank killed with `kill -9` makes the others end with exit code 1 and a message that names
 //!   it, within the configured timeout.
+//! - Data and checkpoints across ranks (req. 5): the ranks' loaders read disjoint samples, every
+//!   sample once per epoch in all, and resample deterministically when there are fewer shards
+//!   than ranks; a 2-rank training run with one rank killed by `kill -9` restarts from the last
+//!   checkpoint with each rank's recorded position; that checkpoint resumed by 1 process, and
+//!   the 1-process checkpoint by 2 ranks, continue at the recorded step with positions in samples.
 //!
 //! The ranks are this test binary run again (`rank_process`, which does nothing unless
 //! `OPENWIT_DIST_CHILD` is set) with torchrun's variables, on loopback with a free port.
@@ -16,9 +21,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use openwit_clip::data::{Loader, LoaderConfig, Position, Share};
 use openwit_clip::dist::{Dist, DistConfig, RankEnv};
 use openwit_clip::loss::{clamp_logit_scale, clip_loss};
 use openwit_clip::optim::{AdamW, AdamWConfig};
+use openwit_clip::train::ResumeRule;
 use openwit_clip::{Clip, Fwd, ModelConfig, Precision};
 use tch::{Device, Kind, Tensor};
 
@@ -146,6 +153,10 @@ fn rank_process() {
         local_loss: mode == "equal-local",
         ..Default::default()
     };
+    if mode == "train-json" {
+        train_rank(&out, env.rank);
+        return;
+    }
     if mode == "train" {
         let cfg: openwit_clip::train::TrainConfig = serde_json::from_value(serde_json::json!({
             "model": "tiny-vit", "steps": 3, "batch_size": 8, "lr": 1e-3, "warmup": 1,
@@ -444,4 +455,358 @@ fn the_trainer_runs_on_two_ranks() {
         .unwrap()
         .unwrap();
     assert_eq!(ckpt.1.step, 3);
+}
+
+/// Settings of [`train_rank`]'s runs: tiny-vit, per-rank batch 4, a checkpoint every 2 steps.
+fn small_train_config(steps: u64, timeout: f64) -> openwit_clip::train::TrainConfig {
+    serde_json::from_value(serde_json::json!({
+        "model": "tiny-vit", "steps": steps, "batch_size": 4, "lr": 1e-3, "warmup": 1,
+        "checkpoint_every": 2, "device": "cpu", "workers": 1, "shuffle_buffer": 8,
+        "threads": 1, "dist_timeout": timeout, "prefetch": 2,
+    }))
+    .unwrap()
+}
+
+/// A training rank of [`kill_9_of_a_rank_then_resume_with_the_same_and_other_numbers_of_ranks`]:
+/// `OPENWIT_DIST_STEPS` steps on `OUT/shards` into `OUT/run`, its summary into
+/// `OUT/summary-RANK.json`. With `OPENWIT_DIST_GATE=R:K`, rank R stops after K steps (writes
+/// `OUT/gate` and waits there for the parent's `kill -9`).
+fn train_rank(out: &Path, rank: usize) {
+    let steps: u64 = std::env::var("OPENWIT_DIST_STEPS")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let timeout: f64 = std::env::var("OPENWIT_DIST_TIMEOUT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let gate: Option<(usize, u64)> = std::env::var("OPENWIT_DIST_GATE").ok().map(|g| {
+        let (r, k) = g.split_once(':').unwrap();
+        (r.parse().unwrap(), k.parse().unwrap())
+    });
+    let gate_file = out.join("gate");
+    let status = move |done: u64, _: u64, _: &str| {
+        if gate.is_some_and(|(r, k)| r == rank && k == done) {
+            std::fs::write(&gate_file, b"").unwrap();
+            loop {
+                std::thread::park();
+            }
+        }
+    };
+    let hooks = openwit_clip::train::Hooks {
+        status: &status,
+        ..Default::default()
+    };
+    let summary = openwit_clip::train::train(
+        &small_train_config(steps, timeout),
+        shard_list(&out.join("shards")),
+        &out.join("run"),
+        3,
+        &hooks,
+    )
+    .unwrap();
+    std::fs::write(
+        out.join(format!("summary-{rank}.json")),
+        serde_json::to_vec(&summary).unwrap(),
+    )
+    .unwrap();
+}
+
+fn shard_list(dir: &Path) -> Vec<PathBuf> {
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .collect();
+    shards.sort();
+    shards
+}
+
+fn spawn_train_ranks(
+    world: usize,
+    out: &Path,
+    timeout_s: f64,
+    steps: u64,
+    gate: Option<&str>,
+) -> Vec<Child> {
+    let port = free_port();
+    let exe = std::env::current_exe().unwrap();
+    (0..world)
+        .map(|rank| {
+            let mut c = Command::new(&exe);
+            c.args(["--exact", "rank_process", "--nocapture", "--test-threads=1"])
+                .env("OPENWIT_DIST_CHILD", "train-json")
+                .env("OPENWIT_DIST_OUT", out)
+                .env("OPENWIT_DIST_TIMEOUT", timeout_s.to_string())
+                .env("OPENWIT_DIST_STEPS", steps.to_string())
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", world.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string())
+                .env_remove("SLURM_PROCID")
+                .env_remove("OPENWIT_DIST_GATE")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if let Some(g) = gate {
+                c.env("OPENWIT_DIST_GATE", g);
+            }
+            c.spawn().unwrap()
+        })
+        .collect()
+}
+
+fn have_vocab() -> bool {
+    let ok = openwit_clip::Tokenizer::default_vocab_path().is_ok();
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "CI must have the vocabulary"
+    );
+    ok
+}
+
+fn pos(epoch: u64, sample: u64) -> Position {
+    Position { epoch, sample }
+}
+
+fn summary(out: &Path, rank: usize) -> openwit_clip::train::TrainSummary {
+    serde_json::from_slice(&std::fs::read(out.join(format!("summary-{rank}.json"))).unwrap())
+        .unwrap()
+}
+
+/// Issue 19 req. 5 with the trainer on real ranks. 4 shards of 40 samples: with 2 ranks each
+/// reads 80 per epoch, 4 per step, so every position below is in epoch 0.
+#[test]
+fn kill_9_of_a_rank_then_resume_with_the_same_and_other_numbers_of_ranks() {
+    if !have_vocab() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    openwit_clip::synth::write_shards(&out.join("shards"), 4, 40, 32, 5).unwrap();
+    let run = out.join("run");
+    let timeout = 15.0;
+
+    // 1. Two ranks, 8 steps; rank 1 stops after its 5th step and is killed with kill -9: rank 0
+    //    ends with exit code 1, the last checkpoint is step 4's.
+    let mut children = spawn_train_ranks(2, out, timeout, 8, Some("1:5"));
+    let start = Instant::now();
+    while !out.join("gate").exists() {
+        if let Some(s) = children[1].try_wait().unwrap() {
+            let (_, err) = wait_guarded(&mut children[1], Duration::from_secs(1), "rank 1");
+            panic!("rank 1 ended before the test killed it: {s}\n{err}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "rank 1 never reached its 5th step"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    children[1].kill().unwrap();
+    let _ = children[1].wait();
+    let (code, err) = wait_guarded(&mut children[0], Duration::from_secs(120), "rank 0");
+    assert_eq!(code, 1, "rank 0: exit code {code}, stderr:\n{err}");
+    assert!(err.contains("lost rank 1"), "rank 0:\n{err}");
+    let (ckpt, state) = openwit_clip::train::latest_checkpoint(&run)
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.step, 4, "{}", ckpt.display());
+    assert_eq!(state.world, 2);
+    assert_eq!(state.positions, vec![pos(0, 16), pos(0, 16)]);
+    assert_eq!(state.samples_seen, 32);
+
+    // 2. The job started again: both ranks resume at step 4, each from its recorded position.
+    let mut children = spawn_train_ranks(2, out, timeout, 8, None);
+    for (r, c) in children.iter_mut().enumerate() {
+        let (code, err) = wait_guarded(c, Duration::from_secs(300), &format!("rank {r}"));
+        assert_eq!(code, 0, "rank {r} failed:\n{err}");
+    }
+    for r in 0..2 {
+        let s = summary(out, r);
+        assert_eq!(s.resumed_from, Some(4), "rank {r}");
+        assert_eq!(
+            s.resumed_at,
+            Some((pos(0, 16), ResumeRule::SameRanks)),
+            "rank {r}"
+        );
+        assert_eq!(s.samples_seen, 64, "rank {r}");
+    }
+    for m in ["metrics.jsonl", "rank-1/metrics.jsonl"] {
+        let steps: Vec<u64> = openwit_clip::train::read_metrics(&run.join(m))
+            .unwrap()
+            .iter()
+            .map(|m| m.step)
+            .collect();
+        assert_eq!(steps, (0..8).collect::<Vec<_>>(), "{m}: every step once");
+    }
+    let (_, state) = openwit_clip::train::latest_checkpoint(&run)
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.step, 8);
+    assert_eq!(state.positions, vec![pos(0, 32), pos(0, 32)]);
+    assert_eq!(state.samples_seen, 64);
+
+    // 3. 2 ranks -> 1 process (this one): step 8, positions in samples: the 64 samples of epoch
+    //    0 that the two ranks had read.
+    let s = openwit_clip::train::train(
+        &small_train_config(10, timeout),
+        shard_list(&out.join("shards")),
+        &run,
+        3,
+        &openwit_clip::train::Hooks::default(),
+    )
+    .unwrap();
+    assert_eq!(s.resumed_from, Some(8));
+    assert_eq!(s.resumed_at, Some((pos(0, 64), ResumeRule::Samples)));
+    let (_, state) = openwit_clip::train::latest_checkpoint(&run)
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.step, state.world), (10, 1));
+    assert_eq!(state.positions, vec![pos(0, 72)]);
+    assert_eq!(state.samples_seen, 72);
+
+    // 4. 1 process -> 2 ranks: 72 samples of epoch 0 read, 36 for each rank.
+    let mut children = spawn_train_ranks(2, out, timeout, 12, None);
+    for (r, c) in children.iter_mut().enumerate() {
+        let (code, err) = wait_guarded(c, Duration::from_secs(300), &format!("rank {r}"));
+        assert_eq!(code, 0, "rank {r} failed:\n{err}");
+    }
+    for r in 0..2 {
+        let s = summary(out, r);
+        assert_eq!(s.resumed_from, Some(10), "rank {r}");
+        assert_eq!(
+            s.resumed_at,
+            Some((pos(0, 36), ResumeRule::Samples)),
+            "rank {r}"
+        );
+    }
+    let (_, state) = openwit_clip::train::latest_checkpoint(&run)
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.step, state.world), (12, 2));
+    assert_eq!(state.positions, vec![pos(0, 44), pos(0, 44)]);
+    assert_eq!(state.samples_seen, 88);
+    let steps: Vec<u64> = openwit_clip::train::read_metrics(&run.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(steps, (0..12).collect::<Vec<_>>(), "every step once");
+}
+
+/// Writes `shards` tars of `per_shard` samples whose caption is their key (`SHARD-I`), with a
+/// tiny PNG each.
+fn keyed_shards(dir: &Path, shards: usize, per_shard: usize) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(8, 8, image::Rgb([9, 80, 200])))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    (0..shards)
+        .map(|s| {
+            let path = dir.join(format!("{s:05}.tar"));
+            let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
+            for i in 0..per_shard {
+                let key = format!("{s}-{i}");
+                for (ext, data) in [("png", png.as_slice()), ("txt", key.as_bytes())] {
+                    let mut h = tar::Header::new_gnu();
+                    h.set_size(data.len() as u64);
+                    h.set_mode(0o644);
+                    h.set_cksum();
+                    b.append_data(&mut h, format!("{key}.{ext}"), data).unwrap();
+                }
+            }
+            b.finish().unwrap();
+            path
+        })
+        .collect()
+}
+
+/// The keys rank `rank` of `world` reads, by epoch, for `epochs` epochs of `per_epoch` samples
+/// (a multiple of the batch, 3), from `from`.
+fn keys_by_epoch(
+    shards: &[PathBuf],
+    rank: usize,
+    world: usize,
+    epochs: usize,
+    per_epoch: usize,
+    seed: u64,
+) -> Vec<Vec<String>> {
+    let tok = std::sync::Arc::new(openwit_clip::Tokenizer::from_default().unwrap());
+    let cfg = LoaderConfig {
+        shards: shards.to_vec(),
+        batch_size: 3,
+        image_size: 8,
+        context_length: 8,
+        workers: 1,
+        prefetch: 2,
+        shuffle_buffer: 4,
+        seed,
+        train: true,
+        pin_memory: None,
+        held_out_percent: 0,
+    };
+    let mut loader = Loader::start_share(cfg, Share { rank, world }, tok, Position::default());
+    let mut out = vec![Vec::new(); epochs];
+    for _ in 0..epochs * per_epoch / 3 {
+        let b = loader.next_batch().unwrap();
+        // A batch ends at its position; with whole batches per epoch, in that epoch.
+        let e = if b.position.sample == 0 {
+            b.position.epoch - 1
+        } else {
+            b.position.epoch
+        } as usize;
+        out[e].extend(b.texts);
+    }
+    out
+}
+
+/// The ranks' loaders (the `Share` that `train` gives each rank): disjoint samples, all of them
+/// once per epoch; with fewer shards than ranks, drawn with replacement, the same for a seed.
+#[test]
+fn ranks_read_disjoint_samples_or_resample_deterministically() {
+    if !have_vocab() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shards = keyed_shards(&dir.path().join("four"), 4, 6);
+    let all: std::collections::BTreeSet<String> = (0..4)
+        .flat_map(|s| (0..6).map(move |i| format!("{s}-{i}")))
+        .collect();
+    let a = keys_by_epoch(&shards, 0, 2, 2, 12, 5);
+    let b = keys_by_epoch(&shards, 1, 2, 2, 12, 5);
+    for e in 0..2 {
+        let mut both: Vec<String> = a[e].iter().chain(&b[e]).cloned().collect();
+        both.sort();
+        let want: Vec<String> = all.iter().cloned().collect();
+        assert_eq!(
+            both, want,
+            "epoch {e}: every sample once, on one of the ranks"
+        );
+    }
+    assert_ne!(a[0], a[1], "each epoch has its own order");
+    assert_eq!(a, keys_by_epoch(&shards, 0, 2, 2, 12, 5), "deterministic");
+
+    // 2 shards, 3 ranks: each rank reads one drawn shard (6 samples) per epoch.
+    let few = &shards[..2];
+    let draws = |seed: u64| -> Vec<Vec<Vec<String>>> {
+        (0..3)
+            .map(|r| keys_by_epoch(few, r, 3, 4, 6, seed))
+            .collect()
+    };
+    let d = draws(5);
+    let mut shards_read = std::collections::BTreeSet::new();
+    for (r, epochs) in d.iter().enumerate() {
+        for (e, keys) in epochs.iter().enumerate() {
+            let shard = keys[0].split('-').next().unwrap().to_string();
+            let mut got = keys.clone();
+            got.sort();
+            let mut want: Vec<String> = (0..6).map(|i| format!("{shard}-{i}")).collect();
+            want.sort();
+            assert_eq!(got, want, "rank {r}, epoch {e}: one whole shard");
+            shards_read.insert(shard);
+        }
+    }
+    assert_eq!(shards_read.len(), 2, "the draws reach both shards");
+    assert_eq!(d, draws(5), "the same keys for the same seed");
 }
