@@ -50,12 +50,8 @@ fi
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-torch_dir="$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
-site="$(dirname "$torch_dir")"
-ld="$torch_dir/lib"
-for d in "$site"/nvidia/*/lib "$site"/nvidia/cu13/lib; do [ -d "$d" ] && ld="$ld:$d"; done
-export LD_LIBRARY_PATH="$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
+source scripts/gpu-lib.sh
+gpu_torch_env
 
 # OpenCLIP: use the installed one, else install the carried wheels into a temporary folder.
 # The GPU images hold torch, torchvision, timm, regex, safetensors and huggingface_hub already, so

@@ -40,16 +40,10 @@ fi
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-# libtorch (and CUDA's libraries) from the machine's PyTorch: the binary's RPATH names this
-# project's cache, which the GPU machine does not have.
-torch_dir="$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
-site="$(dirname "$torch_dir")"
-ld="$torch_dir/lib"
-for d in "$site"/nvidia/*/lib "$site"/nvidia/cu13/lib; do [ -d "$d" ] && ld="$ld:$d"; done
-export LD_LIBRARY_PATH="$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+source scripts/gpu-lib.sh
+gpu_torch_env
 vocab="$(ls "$BIN_DIR"/bpe_simple_vocab_16e6.txt.gz 2>/dev/null || true)"
 if [ -n "$vocab" ]; then export OPENWIT_CLIP_VOCAB="$vocab"; fi
-"$PY" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
 
 # Training shards (4 x 256) and a held-out set of other pictures (240, another seed).
 "$BIN_DIR/make_shards" "$tmp/train" 4 256 64 0 >/dev/null

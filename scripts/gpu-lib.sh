@@ -1,0 +1,14 @@
+# Sourced by scripts/gpu-bench.sh and scripts/gpu-eval.sh on the GPU machine (no network there).
+#
+# gpu_torch_env: libtorch and CUDA's libraries from the machine's PyTorch ($PY): the binaries'
+# RPATH names this project's libtorch cache, which the GPU machine does not have. Prints the
+# torch version and the device.
+gpu_torch_env() {
+  local torch_dir site ld d
+  torch_dir="$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+  site="$(dirname "$torch_dir")"
+  ld="$torch_dir/lib"
+  for d in "$site"/nvidia/*/lib "$site"/nvidia/cu13/lib; do [ -d "$d" ] && ld="$ld:$d"; done
+  export LD_LIBRARY_PATH="$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
+}
