@@ -6,7 +6,6 @@
 pub mod args;
 pub mod commands;
 pub mod logging;
-pub mod pipeline;
 pub mod progress;
 pub mod reasons;
 pub mod slurm;
@@ -17,7 +16,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 use args::{Cli, Command, StageArgs};
-pub use pipeline::PipelineDoc;
+pub use openwit_core::PipelineDoc;
 pub use stages::{StageEntry, registry};
 
 /// Exit code: the run failed.

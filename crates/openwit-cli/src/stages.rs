@@ -2,40 +2,69 @@
 //!
 //! HOW TO REGISTER A STAGE (one entry per stage, in `registry()` below):
 //! 1. add your crate to this crate's `Cargo.toml` (`openwit-foo.workspace = true`);
-//! 2. add a `StageEntry` at the right place in pipeline order: `name` is the CLI subcommand and the
-//!    pipeline table, `about` is the one-line help, `build` turns the pipeline document into the stage
-//!    (return `Ok(None)` when the table is absent, so `openwit run` skips the stage):
+//! 2. build the stage from its table the way every stage is built: implement
+//!    [`openwit_core::FromConfig`] for it (`TABLE` is the CLI subcommand, the pipeline table and the
+//!    stage's folder; `from_config` gets the typed table and the whole file);
+//! 3. add `StageEntry::of::<YourStage>("one-line help")` at its place in pipeline order:
 //!    ```
-//!    use std::sync::Arc;
-//!
 //!    use openwit_cli::StageEntry;
-//!    use openwit_core::Stage;
+//!    use openwit_core::{FromConfig, PipelineDoc, Result, Stage, StageContext};
+//!    use openwit_core::{TaskContext, TaskReport, TaskSpec};
 //!
-//!    let entry = StageEntry {
-//!        name: "queries",
-//!        about: "Build the query list from Wikipedia and WordNet",
-//!        build: |doc| {
-//!            let Some(cfg) = doc.section::<openwit_queries::QueriesConfig>("queries")? else {
-//!                return Ok(None);
-//!            };
-//!            let stage = openwit_queries::QueriesStage::new(cfg, &doc.base_dir())?;
-//!            Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-//!        },
-//!    };
-//!    assert_eq!(entry.name, "queries");
+//!    #[derive(serde::Deserialize)]
+//!    #[serde(deny_unknown_fields)]
+//!    struct HelloConfig {
+//!        greeting: String,
+//!    }
+//!
+//!    struct Hello {
+//!        greeting: String,
+//!        seed: u64,
+//!    }
+//!
+//!    impl FromConfig for Hello {
+//!        const TABLE: &'static str = "hello";
+//!        type Config = HelloConfig;
+//!        fn from_config(cfg: HelloConfig, doc: &PipelineDoc) -> Result<Self> {
+//!            Ok(Hello { greeting: cfg.greeting, seed: doc.pipeline().seed })
+//!        }
+//!    }
+//!
+//!    impl Stage for Hello {
+//!        fn name(&self) -> &str { Self::TABLE }
+//!        fn config(&self) -> serde_json::Value {
+//!            serde_json::json!({ "greeting": self.greeting, "seed": self.seed })
+//!        }
+//!        fn plan(&self, _: &StageContext<'_>) -> Result<Vec<TaskSpec>> {
+//!            Ok(vec![TaskSpec::new("all", serde_json::Value::Null)])
+//!        }
+//!        fn run_task(&self, _: &TaskContext<'_>, _: &TaskSpec) -> Result<TaskReport> {
+//!            Ok(TaskReport::default())
+//!        }
+//!    }
+//!
+//!    let entry = StageEntry::of::<Hello>("Say hello");
+//!    let text = "[pipeline]\nseed = 7\n\n[hello]\ngreeting = \"hi\"\n";
+//!    let doc = PipelineDoc::parse("p.toml".as_ref(), text.into(), &[entry.name]).unwrap();
+//!    let stage = (entry.build)(&doc).unwrap().expect("the file has [hello]");
+//!    assert_eq!(stage.config()["seed"], 7);
+//!    // A typo in the table is an error that names the file, the line and the valid keys.
+//!    let bad = PipelineDoc::parse("p.toml".as_ref(), "[hello]\ngreting = 1\n".into(), &["hello"]);
+//!    let err = (entry.build)(&bad.unwrap()).err().unwrap().to_string();
+//!    assert!(err.starts_with("p.toml:2:1: unknown field `greting`"), "{err}");
 //!    ```
 //!    `doc.section` reports unknown keys and wrong types with file:line:column; `doc.pipeline()` gives
 //!    the `[pipeline]` table (seed, allow_private_networks, proxy, ...); `doc.base_dir()` the folder
-//!    of the pipeline file (resolve relative input paths against it). A stage that makes HTTP
+//!    of the pipeline file (resolve relative input paths against it); `doc.stages()` the file's
+//!    stage tables in pipeline order. A stage that makes HTTP
 //!    requests uses `openwit_core::http::HttpClient` with the pipeline's `allow_private_networks`
 //!    and `proxy`;
-//! 3. document the table's keys in `pipelines/README.md` and add it to `pipelines/demo.toml`.
+//! 4. document the table's keys in `pipelines/README.md` and add it to `pipelines/demo.toml`.
 
 use std::sync::Arc;
 
-use openwit_core::{Result, Stage};
-
-use crate::pipeline::PipelineDoc;
+use openwit_core::stage::build_stage;
+use openwit_core::{FromConfig, PipelineDoc, Result, Stage};
 
 /// Builds a stage from the pipeline document, or `None` when the file has no table for it.
 pub type BuildFn = fn(&PipelineDoc) -> Result<Option<Arc<dyn Stage>>>;
@@ -46,6 +75,17 @@ pub struct StageEntry {
     pub name: &'static str,
     pub about: &'static str,
     pub build: BuildFn,
+}
+
+impl StageEntry {
+    /// The entry of stage `S`, built from its table like every other ([`FromConfig`]).
+    pub fn of<S: FromConfig>(about: &'static str) -> Self {
+        StageEntry {
+            name: S::TABLE,
+            about,
+            build: build_stage::<S>,
+        }
+    }
 }
 
 /// The cargo feature that compiles the `train` and `eval` stages (crate openwit-clip, libtorch).
@@ -76,173 +116,49 @@ fn without_train_feature(doc: &PipelineDoc, table: &str) -> Result<Option<Arc<dy
 /// The stages of the `openwit` binary, in pipeline order.
 pub fn registry() -> Vec<StageEntry> {
     vec![
-        StageEntry {
-            name: "queries",
-            about: "Build the query list (metadata.json) from Wikipedia, WordNet and pageviews",
-            build: |doc| {
-                let Some(cfg) = doc.section::<openwit_queries::QueriesConfig>("queries")? else {
-                    return Ok(None);
-                };
-                let stage = openwit_queries::QueriesStage::new(cfg, &doc.base_dir())?
-                    .allow_private_networks(doc.pipeline().allow_private_networks)
-                    .proxy(doc.pipeline().proxy.clone());
-                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-            },
-        },
-        StageEntry {
-            name: "crawl",
-            about: "Crawl the web politely from seed URLs (robots.txt, per-host delays) into candidate pairs",
-            build: |doc| {
-                let Some(cfg) = doc.section::<openwit_sources::CrawlConfig>("crawl")? else {
-                    return Ok(None);
-                };
-                let stage = openwit_sources::CrawlStage::new(cfg, doc.base_dir())?
-                    .allow_private_networks(doc.pipeline().allow_private_networks)
-                    .proxy(doc.pipeline().proxy.clone());
-                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-            },
-        },
-        StageEntry {
-            name: "warc",
-            about: "Extract candidate pairs from Common Crawl WARC/WAT files, URLs or *.paths.gz listings",
-            build: |doc| {
-                let Some(cfg) = doc.section::<openwit_sources::WarcConfig>("warc")? else {
-                    return Ok(None);
-                };
-                let stage = openwit_sources::WarcStage::new(cfg, doc.base_dir())?
-                    .allow_private_networks(doc.pipeline().allow_private_networks)
-                    .proxy(doc.pipeline().proxy.clone());
-                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-            },
-        },
-        StageEntry {
-            name: "import",
-            about: "Import URL lists (parquet, csv, tsv, jsonl, json; optionally .gz) as candidate pairs",
-            build: |doc| {
-                let Some(cfg) = doc.section::<openwit_sources::ImportConfig>("import")? else {
-                    return Ok(None);
-                };
-                let stage = openwit_sources::ImportStage::new(cfg, doc.base_dir())?;
-                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-            },
-        },
-        StageEntry {
-            name: "curate",
-            about: "Keep clean English captions that match a query entry, dedup, balance to at most t pairs per entry",
-            build: |doc| {
-                let Some(cfg) = doc.section::<openwit_curate::CurateConfig>("curate")? else {
-                    return Ok(None);
-                };
-                let present: Vec<&str> = openwit_curate::stage::SOURCE_STAGES
-                    .iter()
-                    .copied()
-                    .filter(|n| doc.has(n))
-                    .collect();
-                let stage = openwit_curate::CurateStage::new(
-                    cfg,
-                    doc.pipeline().seed,
-                    &doc.base_dir(),
-                    &present,
-                )?;
-                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-            },
-        },
-        StageEntry {
-            name: "download",
-            about: "Download, validate and resize the images into webdataset + parquet shards (img2dataset layout)",
-            build: |doc| {
-                let Some(mut cfg) = doc.section::<openwit_fetch::Config>("download")? else {
-                    return Ok(None);
-                };
-                cfg.proxy = doc.pipeline().proxy.clone();
-                let stage = openwit_fetch::DownloadStage::new(
-                    cfg,
-                    &doc.base_dir(),
-                    doc.pipeline().allow_private_networks,
-                )?;
-                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-            },
-        },
-        StageEntry {
-            name: "balance",
-            about: "Balance again on the downloaded samples (MetaCLIP balances last): balance/NNNNN.parquet with a kept flag per sample",
-            build: |doc| {
-                let Some(cfg) = doc.section::<openwit_curate::RebalanceConfig>("balance")? else {
-                    return Ok(None);
-                };
-                let stage =
-                    openwit_curate::BalanceStage::new(cfg, doc.pipeline().seed, &doc.base_dir())?;
-                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-            },
-        },
-        StageEntry {
-            name: "index",
-            about: "Build the tantivy caption index over the shards (one index per shard; search it with `openwit search WORKDIR QUERY`)",
-            build: |doc| {
-                let Some(cfg) = doc.section::<openwit_index::IndexConfig>("index")? else {
-                    return Ok(None);
-                };
-                let stage = openwit_index::IndexStage::new(cfg, &doc.base_dir());
-                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-            },
-        },
+        StageEntry::of::<openwit_queries::QueriesStage>(
+            "Build the query list (metadata.json) from Wikipedia, WordNet and pageviews",
+        ),
+        StageEntry::of::<openwit_sources::CrawlStage>(
+            "Crawl the web politely from seed URLs (robots.txt, per-host delays) into candidate pairs",
+        ),
+        StageEntry::of::<openwit_sources::WarcStage>(
+            "Extract candidate pairs from Common Crawl WARC/WAT files, URLs or *.paths.gz listings",
+        ),
+        StageEntry::of::<openwit_sources::ImportStage>(
+            "Import URL lists (parquet, csv, tsv, jsonl, json; optionally .gz) as candidate pairs",
+        ),
+        StageEntry::of::<openwit_curate::CurateStage>(
+            "Keep clean English captions that match a query entry, dedup, balance to at most t pairs per entry",
+        ),
+        StageEntry::of::<openwit_fetch::DownloadStage>(
+            "Download, validate and resize the images into webdataset + parquet shards (img2dataset layout)",
+        ),
+        StageEntry::of::<openwit_curate::BalanceStage>(
+            "Balance again on the downloaded samples (MetaCLIP balances last): balance/NNNNN.parquet with a kept flag per sample",
+        ),
+        StageEntry::of::<openwit_index::IndexStage>(
+            "Build the tantivy caption index over the shards (one index per shard; search it with `openwit search WORKDIR QUERY`)",
+        ),
+        #[cfg(feature = "train")]
+        StageEntry::of::<openwit_clip::stage::TrainStage>(TRAIN_ABOUT),
+        #[cfg(not(feature = "train"))]
         StageEntry {
             name: "train",
             about: TRAIN_ABOUT,
-            build: |doc| {
-                #[cfg(feature = "train")]
-                {
-                    let Some(cfg) = doc.section::<openwit_clip::train::TrainConfig>("train")?
-                    else {
-                        return Ok(None);
-                    };
-                    let mut stage =
-                        openwit_clip::stage::TrainStage::new(cfg, doc.pipeline(), &doc.base_dir())?;
-                    if let Some(eval) = doc.section::<openwit_clip::stage::EvalConfig>("eval")? {
-                        stage = stage.with_eval(eval, doc.pipeline())?;
-                    }
-                    Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-                }
-                #[cfg(not(feature = "train"))]
-                without_train_feature(doc, "train")
-            },
+            build: |doc| without_train_feature(doc, "train"),
         },
+        #[cfg(feature = "train")]
+        StageEntry::of::<openwit_clip::stage::EvalStage>(EVAL_ABOUT),
+        #[cfg(not(feature = "train"))]
         StageEntry {
             name: "eval",
             about: EVAL_ABOUT,
-            build: |doc| {
-                #[cfg(feature = "train")]
-                {
-                    let Some(cfg) = doc.section::<openwit_clip::stage::EvalConfig>("eval")? else {
-                        return Ok(None);
-                    };
-                    let stage =
-                        openwit_clip::stage::EvalStage::new(cfg, doc.pipeline(), &doc.base_dir())?;
-                    Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-                }
-                #[cfg(not(feature = "train"))]
-                without_train_feature(doc, "eval")
-            },
+            build: |doc| without_train_feature(doc, "eval"),
         },
-        StageEntry {
-            name: "report",
-            about: "Write the HTML report of a run (`openwit report WORKDIR` also works on any workdir)",
-            build: |doc| {
-                let Some(cfg) = doc.section::<openwit_index::ReportConfig>("report")? else {
-                    return Ok(None);
-                };
-                // After every other stage of the file, so a rerun of any of them rewrites it (the
-                // registry's own list, so a new stage cannot be forgotten here).
-                let after = registry()
-                    .iter()
-                    .map(|e| e.name)
-                    .filter(|n| *n != "report" && doc.has(n))
-                    .map(str::to_string)
-                    .collect();
-                let stage = openwit_index::ReportStage::new(cfg, after);
-                Ok(Some(Arc::new(stage) as Arc<dyn Stage>))
-            },
-        },
+        StageEntry::of::<openwit_index::ReportStage>(
+            "Write the HTML report of a run (`openwit report WORKDIR` also works on any workdir)",
+        ),
     ]
 }
 

@@ -486,13 +486,13 @@ fn section_json(doc: &PipelineDoc, table: &str) -> openwit_core::Result<Value> {
 
 #[test]
 fn sensible_values_load_and_keep_their_value() {
-    let tables: Vec<&str> = openwit_cli::registry().iter().map(|e| e.name).collect();
-    let mut known = tables.clone();
-    known.push("demo_site");
+    let stages: Vec<&str> = openwit_cli::registry().iter().map(|e| e.name).collect();
+    let parse = |text: &str| {
+        PipelineDoc::parse_with(Path::new("p.toml"), text.into(), &stages, &["demo_site"])
+    };
     for k in KEYS {
         let (text, _, _) = pipeline_with(k, k.good);
-        let doc = PipelineDoc::parse(Path::new("p.toml"), text.clone(), &known)
-            .unwrap_or_else(|e| panic!("{text}\n{e}"));
+        let doc = parse(&text).unwrap_or_else(|e| panic!("{text}\n{e}"));
         let v = section_json(&doc, k.table).unwrap_or_else(|e| panic!("{text}\n{e}"));
         let pointer = format!("/{}", k.key.replace('.', "/"));
         let got = v.pointer(&pointer).and_then(Value::as_f64);
@@ -501,8 +501,7 @@ fn sensible_values_load_and_keep_their_value() {
         // The bad values fail in the same parse (not only in the binary).
         for bad in k.bad {
             let (text, _, _) = pipeline_with(k, bad);
-            let refused = PipelineDoc::parse(Path::new("p.toml"), text.clone(), &known)
-                .and_then(|doc| section_json(&doc, k.table));
+            let refused = parse(&text).and_then(|doc| section_json(&doc, k.table));
             assert!(refused.is_err(), "{text}");
         }
     }

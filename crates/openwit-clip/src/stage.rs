@@ -286,6 +286,22 @@ fn shard_list(
     Ok(resolve_shards(patterns, base)?)
 }
 
+impl openwit_core::FromConfig for TrainStage {
+    const TABLE: &'static str = "train";
+    type Config = TrainConfig;
+    fn from_config(
+        cfg: TrainConfig,
+        doc: &openwit_core::PipelineDoc,
+    ) -> openwit_core::Result<Self> {
+        let stage = Self::new(cfg, doc.pipeline(), &doc.base_dir())?;
+        // With an `[eval]` table, the held-out evaluation every `eval_every` steps uses its sets.
+        match doc.section::<EvalConfig>(EvalStage::TABLE)? {
+            Some(eval) => stage.with_eval(eval, doc.pipeline()),
+            None => Ok(stage),
+        }
+    }
+}
+
 impl Stage for TrainStage {
     fn name(&self) -> &str {
         "train"
@@ -693,6 +709,14 @@ impl EvalStage {
             spec.classes = self.cfg.classes.clone();
         }
         Ok(EvalSet::open(&spec, &self.base)?)
+    }
+}
+
+impl openwit_core::FromConfig for EvalStage {
+    const TABLE: &'static str = "eval";
+    type Config = EvalConfig;
+    fn from_config(cfg: EvalConfig, doc: &openwit_core::PipelineDoc) -> openwit_core::Result<Self> {
+        Self::new(cfg, doc.pipeline(), &doc.base_dir())
     }
 }
 

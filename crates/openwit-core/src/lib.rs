@@ -7,7 +7,9 @@
 //!   and records them in the [`RunState`] (SQLite, WAL) only afterwards; a rerun skips done
 //!   tasks, removes partial outputs and refuses a changed configuration.
 //! - [`atomic`]: temp-file + fsync + rename writes; [`lock`]: one process per workdir.
-//! - [`config`]: strict TOML parsing with `file:line:column` errors, fingerprints.
+//! - [`config`]: strict TOML parsing with `file:line:column` errors, fingerprints;
+//!   [`PipelineDoc`]: a pipeline file, each stage's table read into its typed config; every stage
+//!   is built from it the same way ([`FromConfig`], [`stage::build_stage`]).
 //! - [`text`]: MetaCLIP's spacing and matching rule.
 //! - [`robots`]: robots.txt (RFC 9309, Google's leniencies); [`optout`]: `X-Robots-Tag` and
 //!   robots `<meta>` opt-outs as Google reads them.
@@ -53,6 +55,7 @@ pub mod lock;
 pub mod net;
 pub mod optout;
 pub mod pipeline;
+pub mod pipeline_file;
 pub mod progress;
 pub mod robots;
 pub mod stage;
@@ -66,9 +69,10 @@ pub use error::{Error, IoContext, Result};
 pub use exec::{Executor, RunOptions, StageOutcome, panic_message};
 pub use http::{HttpClient, HttpError, HttpSettings};
 pub use pipeline::PipelineSettings;
+pub use pipeline_file::PipelineDoc;
 pub use progress::{NoProgress, Reporter};
 pub use stage::{
-    Drops, REDUCE_TASK, Stage, StageContext, StageList, TaskContext, TaskProcesses, TaskReport,
-    TaskSpec,
+    Drops, FromConfig, REDUCE_TASK, Stage, StageContext, StageList, TaskContext, TaskProcesses,
+    TaskReport, TaskSpec,
 };
 pub use state::{RunState, StageRecord, Status, TaskRecord};

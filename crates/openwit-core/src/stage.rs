@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde_json::Value;
 
 use crate::error::{Error, IoContext, Result};
+use crate::pipeline_file::PipelineDoc;
 use crate::progress::Reporter;
 use crate::task::TaskRecord;
 
@@ -167,7 +168,7 @@ pub fn sanitize(id: &str) -> String {
         .collect()
 }
 
-/// A stage of the pipeline. Implementations are built from their typed config by the CLI.
+/// A stage of the pipeline. Implementations are built from their typed config ([`FromConfig`]).
 pub trait Stage: Send + Sync {
     /// The stage's name: its CLI subcommand, its pipeline table and its folder in the workdir.
     fn name(&self) -> &str;
@@ -237,3 +238,23 @@ impl Default for TaskProcesses {
 
 /// A list of stages, in pipeline order.
 pub type StageList = Vec<Arc<dyn Stage>>;
+
+/// How every stage is built: from its typed table of the pipeline file and the rest of the
+/// file (the `[pipeline]` table, the folder of the file, which other tables are there). The
+/// binary's stage registry builds each stage with [`build_stage`], so there is one way.
+pub trait FromConfig: Stage + Sized + 'static {
+    /// The stage's table in pipeline files (also its CLI subcommand and its folder).
+    const TABLE: &'static str;
+    /// The table's typed contents (unknown keys and wrong types are located errors).
+    type Config: serde::de::DeserializeOwned;
+    /// Builds the stage; relative paths of `cfg` resolve against [`PipelineDoc::base_dir`].
+    fn from_config(cfg: Self::Config, doc: &PipelineDoc) -> Result<Self>;
+}
+
+/// Builds stage `S` from `doc`, or `None` when the file has no `[S::TABLE]`.
+pub fn build_stage<S: FromConfig>(doc: &PipelineDoc) -> Result<Option<Arc<dyn Stage>>> {
+    match doc.section::<S::Config>(S::TABLE)? {
+        Some(cfg) => Ok(Some(Arc::new(S::from_config(cfg, doc)?))),
+        None => Ok(None),
+    }
+}

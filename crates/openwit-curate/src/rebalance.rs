@@ -92,6 +92,17 @@ fn map_schema() -> Arc<Schema> {
     ]))
 }
 
+impl openwit_core::FromConfig for BalanceStage {
+    const TABLE: &'static str = "balance";
+    type Config = RebalanceConfig;
+    fn from_config(
+        cfg: RebalanceConfig,
+        doc: &openwit_core::PipelineDoc,
+    ) -> openwit_core::Result<Self> {
+        Self::new(cfg, doc.pipeline().seed, &doc.base_dir())
+    }
+}
+
 impl Stage for BalanceStage {
     fn name(&self) -> &str {
         "balance"

@@ -265,6 +265,23 @@ struct Chunk {
     first_row: u64,
 }
 
+impl openwit_core::FromConfig for CurateStage {
+    const TABLE: &'static str = "curate";
+    type Config = CurateConfig;
+    fn from_config(
+        cfg: CurateConfig,
+        doc: &openwit_core::PipelineDoc,
+    ) -> openwit_core::Result<Self> {
+        // The source stages of the file feed it (their candidate tables).
+        let present: Vec<&str> = SOURCE_STAGES
+            .iter()
+            .copied()
+            .filter(|n| doc.has(n))
+            .collect();
+        Self::new(cfg, doc.pipeline().seed, &doc.base_dir(), &present)
+    }
+}
+
 impl Stage for CurateStage {
     fn name(&self) -> &str {
         "curate"

@@ -194,6 +194,16 @@ enum Slot {
     },
 }
 
+impl openwit_core::FromConfig for DownloadStage {
+    const TABLE: &'static str = "download";
+    type Config = Config;
+    fn from_config(cfg: Config, doc: &openwit_core::PipelineDoc) -> openwit_core::Result<Self> {
+        let mut cfg = cfg;
+        cfg.proxy = doc.pipeline().proxy.clone();
+        Self::new(cfg, &doc.base_dir(), doc.pipeline().allow_private_networks)
+    }
+}
+
 impl Stage for DownloadStage {
     fn name(&self) -> &str {
         "download"

@@ -81,6 +81,17 @@ pub fn load_entries(path: &Path) -> Vec<String> {
     }
 }
 
+impl openwit_core::FromConfig for IndexStage {
+    const TABLE: &'static str = "index";
+    type Config = IndexConfig;
+    fn from_config(
+        cfg: IndexConfig,
+        doc: &openwit_core::PipelineDoc,
+    ) -> openwit_core::Result<Self> {
+        Ok(Self::new(cfg, &doc.base_dir()))
+    }
+}
+
 impl Stage for IndexStage {
     fn name(&self) -> &str {
         "index"

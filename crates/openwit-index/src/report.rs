@@ -934,6 +934,24 @@ impl ReportStage {
     }
 }
 
+impl openwit_core::FromConfig for ReportStage {
+    const TABLE: &'static str = "report";
+    type Config = ReportConfig;
+    fn from_config(
+        cfg: ReportConfig,
+        doc: &openwit_core::PipelineDoc,
+    ) -> openwit_core::Result<Self> {
+        // After every other stage of the file, so a rerun of any of them rewrites it (the file's
+        // stages in pipeline order, so a new stage cannot be forgotten here).
+        let after = doc
+            .stages()
+            .filter(|n| *n != Self::TABLE)
+            .map(str::to_string)
+            .collect();
+        Ok(Self::new(cfg, after))
+    }
+}
+
 impl Stage for ReportStage {
     fn name(&self) -> &str {
         REPORT_DIR

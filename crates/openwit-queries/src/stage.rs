@@ -844,6 +844,19 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+impl openwit_core::FromConfig for QueriesStage {
+    const TABLE: &'static str = "queries";
+    type Config = QueriesConfig;
+    fn from_config(
+        cfg: QueriesConfig,
+        doc: &openwit_core::PipelineDoc,
+    ) -> openwit_core::Result<Self> {
+        Ok(Self::new(cfg, &doc.base_dir())?
+            .allow_private_networks(doc.pipeline().allow_private_networks)
+            .proxy(doc.pipeline().proxy.clone()))
+    }
+}
+
 impl Stage for QueriesStage {
     fn name(&self) -> &str {
         "queries"

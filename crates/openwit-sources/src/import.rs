@@ -123,6 +123,17 @@ impl ImportStage {
     }
 }
 
+impl openwit_core::FromConfig for ImportStage {
+    const TABLE: &'static str = "import";
+    type Config = ImportConfig;
+    fn from_config(
+        cfg: ImportConfig,
+        doc: &openwit_core::PipelineDoc,
+    ) -> openwit_core::Result<Self> {
+        Ok(Self::new(cfg, doc.base_dir())?)
+    }
+}
+
 impl Stage for ImportStage {
     fn name(&self) -> &str {
         "import"

@@ -217,6 +217,16 @@ impl WarcStage {
     }
 }
 
+impl openwit_core::FromConfig for WarcStage {
+    const TABLE: &'static str = "warc";
+    type Config = WarcConfig;
+    fn from_config(cfg: WarcConfig, doc: &openwit_core::PipelineDoc) -> openwit_core::Result<Self> {
+        Ok(Self::new(cfg, doc.base_dir())?
+            .allow_private_networks(doc.pipeline().allow_private_networks)
+            .proxy(doc.pipeline().proxy.clone()))
+    }
+}
+
 impl Stage for WarcStage {
     fn name(&self) -> &str {
         "warc"

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::args::{CheckoutArgs, GcArgs, SubmitArgs, TaskArgs};
 use crate::commands::prepare::{load, start_demo_site};
 use crate::commands::summary::print_outcome;
-use crate::pipeline::PipelineDoc;
 use crate::slurm::{self, Job, shell_quote};
 use crate::stages::StageEntry;
+use openwit_core::PipelineDoc;
 
 const SUBMISSION: &str = "_openwit/slurm/submission.json";
 

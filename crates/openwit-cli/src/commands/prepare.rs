@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::Result;
 use openwit_core::Stage;
 
-use crate::pipeline::PipelineDoc;
 use crate::stages::StageEntry;
+use openwit_core::PipelineDoc;
 
 /// Loads a pipeline file and builds every stage present in it (so configuration errors show
 /// before anything runs), with `workdir`/`jobs` overriding the `[pipeline]` table.
@@ -19,9 +19,8 @@ pub fn load(
     jobs: Option<usize>,
     registry: &[StageEntry],
 ) -> Result<(PipelineDoc, Vec<Arc<dyn Stage>>)> {
-    let mut names: Vec<&str> = registry.iter().map(|e| e.name).collect();
-    names.push("demo_site");
-    let mut doc = PipelineDoc::load(pipeline, &names)?;
+    let names: Vec<&str> = registry.iter().map(|e| e.name).collect();
+    let mut doc = PipelineDoc::load(pipeline, &names, &["demo_site"])?;
     if let Some(w) = workdir {
         doc.pipeline_mut().workdir = w.into();
     }

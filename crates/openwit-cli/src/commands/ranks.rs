@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::pipeline::PipelineDoc;
+use openwit_core::PipelineDoc;
 
 /// This process's (rank, world) when a launcher made it one rank of several: torchrun's
 /// `RANK`/`WORLD_SIZE`, else Slurm's `SLURM_PROCID`/`SLURM_NTASKS` (as `openwit_clip::dist`

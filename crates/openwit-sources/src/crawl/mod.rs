@@ -491,6 +491,19 @@ impl CrawlStage {
     }
 }
 
+impl openwit_core::FromConfig for CrawlStage {
+    const TABLE: &'static str = "crawl";
+    type Config = CrawlConfig;
+    fn from_config(
+        cfg: CrawlConfig,
+        doc: &openwit_core::PipelineDoc,
+    ) -> openwit_core::Result<Self> {
+        Ok(Self::new(cfg, doc.base_dir())?
+            .allow_private_networks(doc.pipeline().allow_private_networks)
+            .proxy(doc.pipeline().proxy.clone()))
+    }
+}
+
 impl Stage for CrawlStage {
     fn name(&self) -> &str {
         "crawl"

@@ -5,16 +5,17 @@
 //! the valid keys. Top-level tables that no stage owns are rejected the same way.
 //!
 //! Numbers are checked on load: `inf` and `nan` anywhere in the file
-//! ([`openwit_core::config::reject_non_finite`]), and each numeric key against its range as the
-//! stage's config is read (`openwit_core::config::range`), all with `file:line:column`.
+//! ([`crate::config::reject_non_finite`]), and each numeric key against its range as the
+//! stage's config is read (`crate::config::range`), all with `file:line:column`.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use openwit_core::config::{located, parse_toml, reject_non_finite};
-use openwit_core::{Error, PipelineSettings, Result};
+use crate::config::{located, parse_toml, reject_non_finite};
+use crate::error::{Error, Result};
+use crate::pipeline::PipelineSettings;
 use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 /// A parsed pipeline file.
@@ -23,22 +24,32 @@ pub struct PipelineDoc {
     text: String,
     pipeline: PipelineSettings,
     tables: BTreeSet<String>,
+    /// The table names stages own, in pipeline order.
+    stages: Vec<String>,
 }
 
 impl PipelineDoc {
-    /// Reads and checks `path`; `known` are the table names stages own.
-    pub fn load(path: &Path, known: &[&str]) -> Result<Self> {
+    /// Reads and checks `path`; `stages` are the table names stages own, in pipeline order;
+    /// `others` the tables that are not stages (such as the demo's `[demo_site]`).
+    pub fn load(path: &Path, stages: &[&str], others: &[&str]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Config(format!(
                 "{}: cannot read the pipeline file: {e}",
                 path.display()
             ))
         })?;
-        Self::parse(path, text, known)
+        Self::parse_with(path, text, stages, others)
     }
 
-    /// Parses `text` as the pipeline file `path`.
-    pub fn parse(path: &Path, text: String, known: &[&str]) -> Result<Self> {
+    /// Parses `text` as the pipeline file `path` whose tables are the stages `stages` (in
+    /// pipeline order).
+    pub fn parse(path: &Path, text: String, stages: &[&str]) -> Result<Self> {
+        Self::parse_with(path, text, stages, &[])
+    }
+
+    /// [`PipelineDoc::parse`], where the tables `others` are allowed too (they are not stages).
+    pub fn parse_with(path: &Path, text: String, stages: &[&str], others: &[&str]) -> Result<Self> {
+        let known: Vec<&str> = stages.iter().chain(others).copied().collect();
         // Syntax first, with a located error.
         let table: toml::Table = parse_toml(path, &text)?;
         reject_non_finite(path, &text)?;
@@ -47,7 +58,7 @@ impl PipelineDoc {
             if key != "pipeline" && !known.contains(&key.as_str()) {
                 let (line, col) = find_key(&text, key);
                 let mut valid: Vec<&str> = vec!["pipeline"];
-                valid.extend_from_slice(known);
+                valid.extend_from_slice(&known);
                 return Err(Error::Config(format!(
                     "{}:{line}:{col}: unknown table `{key}`; valid tables: {}\n  fix: remove it or fix its name (see pipelines/README.md)",
                     path.display(),
@@ -71,6 +82,7 @@ impl PipelineDoc {
             text,
             pipeline: PipelineSettings::default(),
             tables,
+            stages: stages.iter().map(|k| k.to_string()).collect(),
         };
         if let Some(p) = doc.section::<PipelineSettings>("pipeline")? {
             doc.pipeline = p;
@@ -97,13 +109,22 @@ impl PipelineDoc {
         &self.pipeline
     }
 
-    pub(crate) fn pipeline_mut(&mut self) -> &mut PipelineSettings {
+    /// The `[pipeline]` table, to override from the command line (`--workdir`, `--jobs`).
+    pub fn pipeline_mut(&mut self) -> &mut PipelineSettings {
         &mut self.pipeline
     }
 
     /// Whether the file has a table `name`.
     pub fn has(&self, name: &str) -> bool {
         self.tables.contains(name)
+    }
+
+    /// The stage tables of the file, in pipeline order.
+    pub fn stages(&self) -> impl Iterator<Item = &str> {
+        self.stages
+            .iter()
+            .map(String::as_str)
+            .filter(|k| self.has(k))
     }
 
     /// The error for a table whose stage this binary was built without (cargo feature
@@ -218,6 +239,19 @@ mod tests {
             })
         );
         assert_eq!(d.section::<Toy>("other").unwrap(), None);
+    }
+
+    #[test]
+    fn stages_are_the_present_tables_in_pipeline_order() {
+        let text = "[other]\n\n[pipeline]\nworkdir = \"w\"\n\n[toy]\ntasks = 1\n";
+        let d = PipelineDoc::parse_with(
+            Path::new("p.toml"),
+            text.into(),
+            &["third", "toy"],
+            &["other"],
+        )
+        .unwrap();
+        assert_eq!(d.stages().collect::<Vec<_>>(), ["toy"]);
     }
 
     #[test]
