@@ -365,7 +365,10 @@ impl Stage for DownloadStage {
         // The shard's dedup, in row order: a row is a duplicate when a lower row of the shard
         // has the same bytes, a near-duplicate when a lower row's perceptual hash is within the
         // distance. Lower shards are the reduce step's (`resolve_across_shards`).
-        let mut first: HashMap<[u8; 32], usize> = HashMap::new();
+        // The first row of each sha256, with its perceptual hash: a duplicate caught before
+        // decoding (`SameAs`) gets the hash of the bytes it shares, as one caught here after
+        // decoding keeps its own, so the parquet does not depend on which came first.
+        let mut first: HashMap<[u8; 32], (usize, u64)> = HashMap::new();
         let mut near = self.cfg.near_dup_distance.map(Near::new);
         let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
         for (i, slot) in slots.into_iter().enumerate() {
@@ -379,7 +382,7 @@ impl Stage for DownloadStage {
                     sha,
                     phash,
                 } => {
-                    let verdict = if let Some(&j) =
+                    let verdict = if let Some(&(j, _)) =
                         first.get(&sha).filter(|_| self.cfg.dedup_sha256)
                     {
                         Some(dup_message(&layout.key(t.shard, j as u64)))
@@ -388,7 +391,7 @@ impl Stage for DownloadStage {
                             near_message(&layout.key(t.shard, j as u64), self.cfg.near_dup_distance)
                         })
                     };
-                    first.entry(sha).or_insert(i);
+                    first.entry(sha).or_insert((i, phash));
                     if let Some(n) = near.as_mut() {
                         n.add(phash, i);
                     }
@@ -404,8 +407,12 @@ impl Stage for DownloadStage {
                         }
                     }
                 }
-                Slot::SameAs { meta, sha } => {
-                    let j = first.get(&sha).copied().unwrap_or(i);
+                Slot::SameAs { mut meta, sha } => {
+                    let (j, phash) = match first.get(&sha) {
+                        Some(&(j, phash)) => (j, Some(phash)),
+                        None => (i, None),
+                    };
+                    meta.phash = phash.map(|h| format!("{h:016x}"));
                     let (st, msg) = dup_message(&layout.key(t.shard, j as u64));
                     demoted(meta, st, msg)
                 }

@@ -19,6 +19,7 @@ const ROWS: u32 = 40;
 fn same_as(i: u32) -> Option<u32> {
     match i {
         9 => Some(2),   // same shard
+        18 => Some(13), // same shard, the copy answers late: caught before decoding
         23 => Some(4),  // a later shard
         35 => Some(12), // a later shard
         36 => Some(4),  // a third copy
@@ -42,7 +43,7 @@ fn serve() -> TestServer {
     for i in 0..ROWS {
         let src = same_as(i).unwrap_or(i);
         // The lower copies answer late, so their duplicates finish first.
-        let delay = if [2, 4, 12].contains(&i) { 400 } else { 5 };
+        let delay = if [2, 4, 12, 18].contains(&i) { 400 } else { 5 };
         let resp = if i % 11 == 6 {
             Response::status(404)
         } else {
@@ -141,6 +142,10 @@ fn jobs_1_jobs_4_and_a_killed_run_write_identical_bytes() {
                     )),
                     "row {i}"
                 );
+                // The hash of the bytes it shares, however the duplicate was caught.
+                let phash = rows[&key(src)].phash.clone();
+                assert!(phash.is_some(), "row {src}");
+                assert_eq!(r.phash, phash, "row {i}");
             }
             None if i % 11 == 6 => {
                 assert_eq!(r.error_message.as_deref(), Some("http_404: HTTP 404"));
@@ -149,7 +154,7 @@ fn jobs_1_jobs_4_and_a_killed_run_write_identical_bytes() {
         }
     }
     let sizes = read_sizes(&dl.join("sizes.json")).unwrap();
-    assert_eq!(sizes.values().sum::<u64>(), u64::from(ROWS) - 4 - 4);
+    assert_eq!(sizes.values().sum::<u64>(), u64::from(ROWS) - 5 - 4);
     let stats = openwit_shard::read_stats(&dl.join("00002_stats.json")).unwrap();
     assert_eq!(stats.failures_by_reason.get("duplicate"), Some(&1));
     assert_eq!((stats.start_time, stats.duration), (1_700_000_000.0, 0.0));
