@@ -67,6 +67,8 @@ fn fresh_shell(cmd: &str, cwd: &Path, path: &str) -> Command {
     c.arg("-i")
         .arg(format!("HOME={}", std::env::var("HOME").unwrap()))
         .arg(format!("PATH={path}"))
+        // Output times fixed, so the outputs can be compared with the committed digests.
+        .arg(format!("SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}"))
         .arg("sh")
         .arg("-c")
         .arg(cmd)
@@ -188,6 +190,122 @@ fn every_readme_command_works_verbatim_in_a_fresh_shell() {
     }
     assert!(root.join("work/demo/report/report.html").is_file());
     demo_learned(&root.join("work/demo"));
+    demo_outputs_match_the_committed_digests(&root.join("work/demo"));
+}
+
+/// The time the README's commands run at (`SOURCE_DATE_EPOCH`).
+const SOURCE_DATE_EPOCH: u64 = 1_700_000_000;
+
+/// The committed digests of the demo's outputs (issue 21 req. 7: a redesign keeps them).
+const DIGESTS: &str = "tests/data/demo-digests.txt";
+
+/// Outputs that are measurements of the run, not results: left out of the digests.
+const NOT_DIGESTED: &[(&str, &str)] = &[
+    (
+        "crawl/frontier.sqlite",
+        "the crawler's working state: pages in the order concurrent fetches finished",
+    ),
+    (
+        "train/metrics.jsonl",
+        "samples/s, data wait and memory measured at each step",
+    ),
+    ("train/train.json", "the run's throughput and data wait"),
+    ("train/curves.svg", "plots the measured throughput"),
+    ("report/report.html", "shows each stage's measured run time"),
+];
+
+/// What libtorch computes: its CPU kernels depend on the instruction set, so these digests are
+/// compared only on the CPU model that made them (the file's `# cpu:` line).
+fn from_libtorch(path: &str) -> bool {
+    path.starts_with("train/") || path.starts_with("eval/")
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The demo's outputs, made with `SOURCE_DATE_EPOCH`, equal the committed digests
+/// (`tests/data/demo-digests.txt`). After an intended change of outputs, rewrite the file with
+/// `OPENWIT_BLESS_DIGESTS=1` and say why in the commit.
+fn demo_outputs_match_the_committed_digests(workdir: &Path) {
+    let leave_out: Vec<&str> = NOT_DIGESTED.iter().map(|(p, _)| *p).collect();
+    let got = openwit_testkit::reproducible_digests(workdir, &leave_out);
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(DIGESTS);
+    let cpu = cpu_model();
+    if std::env::var_os("OPENWIT_BLESS_DIGESTS").is_some() {
+        let mut text = String::from(
+            "# sha256 of the demo's outputs (`openwit run pipelines/demo.toml` with SOURCE_DATE_EPOCH),\n\
+             # checked by readme_commands.rs; rewrite with OPENWIT_BLESS_DIGESTS=1 after an intended change.\n\
+             # Left out (measurements of the run):\n",
+        );
+        for (p, why) in NOT_DIGESTED {
+            text.push_str(&format!("#   {p}: {why}\n"));
+        }
+        text.push_str(&format!(
+            "# The `libtorch` lines are compared only on this CPU model:\n# cpu: {cpu}\n"
+        ));
+        for (p, d) in &got {
+            let tag = if from_libtorch(p) { "  libtorch" } else { "" };
+            text.push_str(&format!("{d}  {p}{tag}\n"));
+        }
+        std::fs::write(&file, text).unwrap();
+        return;
+    }
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; make it with OPENWIT_BLESS_DIGESTS=1",
+            file.display()
+        )
+    });
+    let made_on = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# cpu: "))
+        .unwrap_or("")
+        .to_string();
+    let same_cpu = made_on == cpu;
+    let mut want = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let mut f = line.split_whitespace();
+        let (d, p) = (f.next().unwrap(), f.next().unwrap());
+        want.insert(p.to_string(), d.to_string());
+    }
+    let mut problems = Vec::new();
+    for p in want
+        .keys()
+        .chain(got.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        if from_libtorch(p) && !same_cpu {
+            continue;
+        }
+        match (want.get(p), got.get(p)) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(_), Some(_)) => problems.push(format!("changed: {p}")),
+            (Some(_), None) => problems.push(format!("missing: {p}")),
+            (None, _) => problems.push(format!("new: {p}")),
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the demo's outputs differ from {} ({} of {}{}):\n{}\nIf the change is intended, rewrite the list with OPENWIT_BLESS_DIGESTS=1 and say why in the commit.",
+        DIGESTS,
+        problems.len(),
+        want.len(),
+        if same_cpu {
+            String::new()
+        } else {
+            format!("; libtorch outputs not compared: made on `{made_on}`, this is `{cpu}`")
+        },
+        problems.join("\n")
+    );
 }
 
 /// The demo's tiny CLIP, trained above with the demo's fixed seed on the drawings it crawled,

@@ -234,3 +234,82 @@ pub fn digest_outputs(workdir: &Path) -> BTreeMap<String, String> {
     walk(workdir, workdir, &mut out);
     out
 }
+
+/// [`digest_outputs`] of a run made with `SOURCE_DATE_EPOCH`, for comparing runs on different
+/// days and machines: paths under a prefix of `leave_out` are left out, and tantivy's index
+/// folders, whose segments are named by random UUIDs, are digested with each segment's UUID
+/// replaced by `segN` (N its rank among the folder's segments, ordered by their files' digests),
+/// inside `meta.json` too, with `.managed.json`'s list of files sorted.
+pub fn reproducible_digests(workdir: &Path, leave_out: &[&str]) -> BTreeMap<String, String> {
+    let raw: BTreeMap<String, String> = digest_outputs(workdir)
+        .into_iter()
+        .filter(|(k, _)| !leave_out.iter().any(|p| k.starts_with(p)))
+        .collect();
+    // Segment files are `<32 hex>.<ext>` beside a `meta.json`.
+    let is_uuid = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut segments: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for (k, d) in &raw {
+        let (dir, file) = k.rsplit_once('/').unwrap_or(("", k));
+        if let Some((stem, _)) = file.split_once('.')
+            && is_uuid(stem)
+            && raw.contains_key(&format!("{dir}/meta.json"))
+        {
+            segments
+                .entry(dir.to_string())
+                .or_default()
+                .entry(stem.to_string())
+                .or_default()
+                .push(d.clone());
+        }
+    }
+    let mut names: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (dir, segs) in &segments {
+        let mut order: Vec<(&Vec<String>, &String)> = segs.iter().map(|(u, d)| (d, u)).collect();
+        order.sort();
+        let m = names.entry(dir.clone()).or_default();
+        for (n, (_, uuid)) in order.into_iter().enumerate() {
+            m.insert(uuid.clone(), format!("seg{n}"));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (k, d) in raw {
+        let (dir, file) = k.rsplit_once('/').unwrap_or(("", &k));
+        let Some(m) = names.get(dir) else {
+            out.insert(k, d);
+            continue;
+        };
+        let rename = |text: &str| {
+            let mut t = text.to_string();
+            for (uuid, seg) in m {
+                let dashed = format!(
+                    "{}-{}-{}-{}-{}",
+                    &uuid[..8],
+                    &uuid[8..12],
+                    &uuid[12..16],
+                    &uuid[16..20],
+                    &uuid[20..]
+                );
+                t = t.replace(uuid, seg).replace(&dashed, seg);
+            }
+            t
+        };
+        match file {
+            "meta.json" | ".managed.json" => {
+                let text = std::fs::read_to_string(workdir.join(&k)).unwrap_or_default();
+                let text = if file == ".managed.json" {
+                    let mut files: Vec<String> = serde_json::from_str(&text).unwrap_or_default();
+                    files = files.iter().map(|f| rename(f)).collect();
+                    files.sort();
+                    files.join("\n")
+                } else {
+                    rename(&text)
+                };
+                out.insert(k, hex::encode(Sha256::digest(text.as_bytes())));
+            }
+            _ => {
+                out.insert(format!("{dir}/{}", rename(file)), d);
+            }
+        }
+    }
+    out
+}

@@ -12,6 +12,7 @@ pub mod harness;
 pub mod server;
 
 pub use harness::{
-    Killed, Run, digest_outputs, kill_after_tasks, kill_at, openwit_bin, run_to_end,
+    Killed, Run, digest_outputs, kill_after_tasks, kill_at, openwit_bin, reproducible_digests,
+    run_to_end,
 };
 pub use server::{Fault, Request, Response, TestServer};
