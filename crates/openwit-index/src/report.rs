@@ -396,8 +396,13 @@ pub fn render_report(workdir: &Path) -> String {
     render(&collect(workdir))
 }
 
-/// Renders gathered data.
+/// Renders gathered data, made now.
 pub fn render(d: &ReportData) -> String {
+    render_at(d, openwit_core::state::now() as i64)
+}
+
+/// Renders gathered data as made at `made` (Unix seconds).
+pub fn render_at(d: &ReportData, made: i64) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -405,7 +410,7 @@ pub fn render(d: &ReportData) -> String {
          <title>OpenWIT report: {w}</title><style>{CSS}</style></head><body>\n<h1>OpenWIT report</h1>\n\
          <p>Workdir <code>{w}</code>; made {t}.</p>\n",
         w = esc(&d.workdir.display().to_string()),
-        t = utc(openwit_core::state::now() as i64)
+        t = utc(made)
     );
     if !d.problems.is_empty() {
         h.push_str(
