@@ -299,3 +299,19 @@ fn the_other_shape_of_every_section_is_byte_identical() {
 fn an_empty_report_is_byte_identical() {
     check("empty", &empty());
 }
+
+#[test]
+fn the_template_escapes_with_the_one_escape_function() {
+    let text = "a/b <c> & \"d\" 'e'";
+    let d = ReportData {
+        workdir: PathBuf::from(text),
+        funnel_note: Some(text.into()),
+        ..Default::default()
+    };
+    let html = render_at(&d, MADE);
+    let escaped = openwit_core::escape::html(text);
+    assert_eq!(html.matches(&escaped).count(), 3, "{html}");
+    assert!(!html.contains(text));
+    // minijinja's own escaper would write these two.
+    assert!(!html.contains("&#x27;") && !html.contains("&#x2f;"));
+}
