@@ -6,7 +6,6 @@
 //! `train/metrics.jsonl` and `eval/*.json`. Missing parts are said to be missing, not errors.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -342,6 +341,40 @@ pub fn collect(workdir: &Path) -> ReportData {
     d
 }
 
+/// The page's template (`templates/report.html`), embedded so the binary stays self-contained.
+const TEMPLATE: &str = include_str!("../templates/report.html");
+
+/// The template environment: minijinja with `trim_blocks`/`lstrip_blocks`, strict about
+/// undefined names, HTML autoescape through the one escape function
+/// (`openwit_core::escape::html`, via `openwit_chart::esc`) instead of minijinja's own.
+fn environment() -> &'static minijinja::Environment<'static> {
+    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .keep_trailing_newline(true)
+                .build()
+                .expect("the default delimiters are valid"),
+        );
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_formatter(|out, state, value| {
+            let text = value.to_string();
+            if value.is_safe() || *state.auto_escape() == minijinja::AutoEscape::None {
+                out.write_str(&text)?;
+            } else {
+                out.write_str(&esc(&text))?;
+            }
+            Ok(())
+        });
+        env.add_template("report.html", TEMPLATE)
+            .expect("the report template parses (tested)");
+        env
+    })
+}
+
 fn bins(values: &[u64], edges: &[u64]) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = edges
         .iter()
@@ -385,105 +418,78 @@ fn flatten_numbers(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222;padding:0 1em}
-h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right;font-size:.9em}
-td:first-child,th:first-child{text-align:left}.muted{color:#888;fill:#888}.chart{display:block;margin:1em 0;font-size:12px;font-family:sans-serif}
-.ct{font-size:14px;font-weight:600}.cols{display:flex;gap:2em;flex-wrap:wrap}.warn{color:#a33}code{background:#f4f4f4;padding:0 .2em}";
-
 /// Renders the report of `workdir` as one HTML page.
 pub fn render_report(workdir: &Path) -> String {
     render(&collect(workdir))
 }
 
-/// Renders gathered data.
+/// Renders gathered data, made now.
 pub fn render(d: &ReportData) -> String {
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>OpenWIT report: {w}</title><style>{CSS}</style></head><body>\n<h1>OpenWIT report</h1>\n\
-         <p>Workdir <code>{w}</code>; made {t}.</p>\n",
-        w = esc(&d.workdir.display().to_string()),
-        t = utc(openwit_core::state::now() as i64)
-    );
-    if !d.problems.is_empty() {
-        h.push_str(
-            "<p class=\"warn\">Files that could not be read (skipped):</p><ul class=\"warn\">",
-        );
-        for (p, e) in &d.problems {
-            let _ = write!(
-                h,
-                "<li><code>{}</code>: {}</li>",
-                esc(&p.display().to_string()),
-                esc(e)
-            );
-        }
-        h.push_str("</ul>\n");
-    }
+    render_at(d, openwit_core::state::now() as i64)
+}
+
+/// Renders gathered data as made at `made` (Unix seconds): the view that `view` builds, through the
+/// template `templates/report.html`.
+pub fn render_at(d: &ReportData, made: i64) -> String {
+    environment()
+        .get_template("report.html")
+        .and_then(|t| t.render(minijinja::value::Serde(view(d, made))))
+        .expect("the report template renders every view (tested)")
+}
+
+/// Items sorted by count, largest first (then by name), the first `n`, as chart rows.
+fn top(counts: &BTreeMap<String, u64>, n: usize) -> Vec<(String, f64)> {
+    let mut v: Vec<(String, f64)> = counts.iter().map(|(k, v)| (k.clone(), *v as f64)).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.truncate(n);
+    v
+}
+
+/// What the template shows, derived from `d`: plain text (escaped by the template), numbers
+/// formatted here, and the charts' SVG (inserted as it is).
+fn view(d: &ReportData, made: i64) -> Value {
+    let mut charts = 0;
+    let mut chart = |svg: String| -> String {
+        charts += svg.matches("<svg").count();
+        svg
+    };
 
     // Funnel.
-    h.push_str("<h2 id=\"funnel\">Funnel</h2>\n");
-    if d.funnel.is_empty() {
-        let _ = writeln!(
-            h,
-            "<p class=\"muted\">No stage has run here{}.</p>",
-            d.funnel_note
-                .as_ref()
-                .map(|n| format!(" ({})", esc(n)))
-                .unwrap_or_default()
-        );
-    } else {
-        h.push_str("<table><tr><th>stage</th><th>state</th><th>tasks</th><th>items in</th><th>items out</th><th>dropped</th><th>elapsed</th></tr>\n");
-        for r in &d.funnel {
-            let _ = writeln!(
-                h,
-                "<tr class=\"stage\" data-stage=\"{s}\"><td>{s}</td><td>{}</td><td class=\"tasks\">{}/{}</td><td class=\"in\">{}</td><td class=\"out\">{}</td><td class=\"dropped\">{}</td><td>{:.1}s</td></tr>",
-                esc(&r.state),
-                r.tasks_done,
-                r.tasks_total,
-                r.items_in,
-                r.items_out,
-                r.drops.values().sum::<u64>(),
-                r.elapsed_s,
-                s = esc(&r.stage)
-            );
-        }
-        h.push_str("</table>\n");
+    let funnel: Vec<Value> = d
+        .funnel
+        .iter()
+        .map(|r| {
+            json!({
+                "stage": r.stage,
+                "state": r.state,
+                "tasks_done": r.tasks_done,
+                "tasks_total": r.tasks_total,
+                "items_in": r.items_in,
+                "items_out": r.items_out,
+                "dropped": r.drops.values().sum::<u64>(),
+                "elapsed": format!("{:.1}", r.elapsed_s),
+            })
+        })
+        .collect();
+    let mut funnel_charts = Vec::new();
+    if !d.funnel.is_empty() {
         let rows: Vec<(String, f64)> = d
             .funnel
             .iter()
             .map(|r| (format!("{} (out)", r.stage), r.items_out as f64))
             .collect();
-        h.push_str(&hbars("Items out per stage", &rows, "#3b6fb6"));
+        funnel_charts.push(chart(hbars("Items out per stage", &rows, "#3b6fb6")));
         for r in d.funnel.iter().filter(|r| !r.drops.is_empty()) {
-            let mut drops: Vec<(String, f64)> = r
-                .drops
-                .iter()
-                .map(|(k, v)| (k.clone(), *v as f64))
-                .collect();
-            drops.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            drops.truncate(15);
-            h.push_str(&hbars(
+            funnel_charts.push(chart(hbars(
                 &format!("{}: drops by reason", r.stage),
-                &drops,
+                &top(&r.drops, 15),
                 "#c2413b",
-            ));
+            )));
         }
     }
 
     // Entries.
-    h.push_str("<h2 id=\"entries\">Matches per entry</h2>\n");
-    if d.entries.is_empty() {
-        h.push_str("<p class=\"muted\">No entry counts (no <code>curate/entry_counts.parquet</code> and no matched entries in the shards).</p>\n");
-    } else {
-        let _ = writeln!(
-            h,
-            "<p>From {}: {} entries, {} with at least one match.</p>",
-            esc(d.entries_source.as_deref().unwrap_or("")),
-            d.entries.len(),
-            d.entries.iter().filter(|e| e.matches > 0).count()
-        );
+    let entries = (!d.entries.is_empty()).then(|| {
         let ranked = |f: fn(&EntryCount) -> u64| -> Vec<(f64, f64)> {
             let mut v: Vec<u64> = d.entries.iter().map(f).filter(|&c| c > 0).collect();
             v.sort_unstable_by(|a, b| b.cmp(a));
@@ -513,7 +519,7 @@ pub fn render(d: &ReportData) -> String {
         } else {
             vec![("downloaded samples".to_string(), ranked(|e| e.kept))]
         };
-        h.push_str(&lines(
+        let ranks = chart(lines(
             "Matches per entry, entries ranked (log-log)",
             "entry rank",
             "matches",
@@ -522,109 +528,81 @@ pub fn render(d: &ReportData) -> String {
         ));
         let mut by: Vec<&EntryCount> = d.entries.iter().filter(|e| e.matches > 0).collect();
         by.sort_by(|a, b| b.matches.cmp(&a.matches).then(a.entry.cmp(&b.entry)));
-        let table = |title: &str, it: &mut dyn Iterator<Item = &&EntryCount>| -> String {
-            let mut t = format!(
-                "<div><h3>{title}</h3><table><tr><th>entry</th><th>matches</th><th>kept</th></tr>"
-            );
-            for e in it {
-                let _ = write!(
-                    t,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&e.entry),
-                    e.matches,
-                    e.kept
-                );
-            }
-            t.push_str("</table></div>");
-            t
+        let table = |title: &str, it: &mut dyn Iterator<Item = &&EntryCount>| {
+            json!({ "title": title, "rows": it.map(|e| json!({
+                "entry": e.entry, "matches": e.matches, "kept": e.kept,
+            })).collect::<Vec<_>>() })
         };
-        h.push_str("<div class=\"cols\">");
-        h.push_str(&table("Most frequent", &mut by.iter().take(20)));
-        h.push_str(&table(
-            "Least frequent (at least one match)",
-            &mut by.iter().rev().take(20),
-        ));
-        h.push_str("</div>\n");
-    }
+        json!({
+            "source": d.entries_source.as_deref().unwrap_or(""),
+            "count": d.entries.len(),
+            "matched": by.len(),
+            "chart": ranks,
+            "tables": [
+                table("Most frequent", &mut by.iter().take(20)),
+                table("Least frequent (at least one match)", &mut by.iter().rev().take(20)),
+            ],
+        })
+    });
 
     // Samples.
-    h.push_str("<h2 id=\"samples\">Samples</h2>\n");
-    if d.shards == 0 {
-        h.push_str("<p class=\"muted\">No shards in <code>download/</code>.</p>\n");
-    } else {
-        let _ = writeln!(
-            h,
-            "<p>{} shard(s): {} rows, {} successful samples ({:.1}%).{}</p>",
-            d.shards,
-            d.rows,
-            d.successes,
-            100.0 * d.successes as f64 / d.rows.max(1) as f64,
-            d.indexed
-                .map(|(n, s)| format!(" Indexed: {n} samples in {s} shard index(es)."))
-                .unwrap_or_default()
-        );
+    let samples = (d.shards > 0).then(|| {
         let len_edges: Vec<u64> = (0..=30).map(|i| i * 10).collect();
-        h.push_str(&histogram(
-            "Caption length (characters)",
-            "characters",
-            &bins(&d.caption_lengths, &len_edges),
-            "#2f9e66",
-        ));
         let size_edges = [
             0, 64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 2048, 3072,
             4096,
         ];
-        h.push_str(&histogram(
-            "Image width (original pixels)",
-            "pixels",
-            &bins(&d.widths, &size_edges),
-            "#7d5ba6",
-        ));
-        h.push_str(&histogram(
-            "Image height (original pixels)",
-            "pixels",
-            &bins(&d.heights, &size_edges),
-            "#7d5ba6",
-        ));
-        let mut reasons: Vec<(String, f64)> = d
-            .failures_by_reason
-            .iter()
-            .map(|(k, v)| (k.clone(), *v as f64))
-            .collect();
-        reasons.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        reasons.truncate(20);
-        h.push_str(&hbars("Download failures by reason", &reasons, "#c2413b"));
-        let mut hosts: Vec<(String, f64)> = d
-            .failures_by_host
-            .iter()
-            .map(|(k, v)| (k.clone(), *v as f64))
-            .collect();
-        hosts.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        hosts.truncate(20);
-        h.push_str(&hbars(
-            "Download failures by host (top 20)",
-            &hosts,
-            "#d9822b",
-        ));
-    }
+        let charts = vec![
+            chart(histogram(
+                "Caption length (characters)",
+                "characters",
+                &bins(&d.caption_lengths, &len_edges),
+                "#2f9e66",
+            )),
+            chart(histogram(
+                "Image width (original pixels)",
+                "pixels",
+                &bins(&d.widths, &size_edges),
+                "#7d5ba6",
+            )),
+            chart(histogram(
+                "Image height (original pixels)",
+                "pixels",
+                &bins(&d.heights, &size_edges),
+                "#7d5ba6",
+            )),
+            chart(hbars(
+                "Download failures by reason",
+                &top(&d.failures_by_reason, 20),
+                "#c2413b",
+            )),
+            chart(hbars(
+                "Download failures by host (top 20)",
+                &top(&d.failures_by_host, 20),
+                "#d9822b",
+            )),
+        ];
+        json!({
+            "shards": d.shards,
+            "rows": d.rows,
+            "successes": d.successes,
+            "percent": format!("{:.1}", 100.0 * d.successes as f64 / d.rows.max(1) as f64),
+            "indexed": d.indexed.map(|(n, s)| json!({ "samples": n, "shards": s })),
+            "charts": charts,
+        })
+    });
 
-    // Training and evaluation.
-    h.push_str("<h2 id=\"training\">Training</h2>\n");
-    if d.train.is_empty() {
-        h.push_str("<p class=\"muted\">No <code>train/metrics.jsonl</code>.</p>\n");
-    } else {
+    // Training.
+    let training = (!d.train.is_empty()).then(|| {
         let mut keys: Vec<String> = d.train.iter().flat_map(|r| r.keys().cloned()).collect();
         keys.sort();
         keys.dedup();
-        let keys: Vec<String> = keys
-            .into_iter()
-            .filter(|k| {
-                !matches!(
-                    k.as_str(),
-                    "step" | "epoch" | "time" | "elapsed_s" | "samples"
-                )
-            })
-            .collect();
+        keys.retain(|k| {
+            !matches!(
+                k.as_str(),
+                "step" | "epoch" | "time" | "elapsed_s" | "samples"
+            )
+        });
         let series_of = |k: &str| -> (String, Vec<(f64, f64)>) {
             (
                 k.to_string(),
@@ -634,13 +612,14 @@ pub fn render(d: &ReportData) -> String {
                     .collect(),
             )
         };
+        let mut out = Vec::new();
         let loss: Vec<_> = keys
             .iter()
             .filter(|k| k.contains("loss"))
             .map(|k| series_of(k))
             .collect();
         if !loss.is_empty() {
-            h.push_str(&lines("Loss", "step", "loss", &loss, false));
+            out.push(chart(lines("Loss", "step", "loss", &loss, false)));
         }
         let held_out: Vec<_> = keys
             .iter()
@@ -648,49 +627,56 @@ pub fn render(d: &ReportData) -> String {
             .map(|k| series_of(k))
             .collect();
         if !held_out.is_empty() {
-            h.push_str(&lines(
+            out.push(chart(lines(
                 "Held-out evaluation during training (eval_every)",
                 "step",
                 "accuracy / recall",
                 &held_out,
                 false,
-            ));
+            )));
         }
         for k in keys
             .iter()
             .filter(|k| !k.contains("loss") && !k.starts_with("held-out"))
             .take(4)
         {
-            h.push_str(&lines(k, "step", k, &[series_of(k)], false));
+            out.push(chart(lines(k, "step", k, &[series_of(k)], false)));
         }
-    }
-    h.push_str("<h2 id=\"eval\">Evaluation</h2>\n");
-    if d.eval.is_empty() {
-        h.push_str("<p class=\"muted\">No <code>eval/*.json</code>.</p>\n");
-    }
-    for (name, v) in &d.eval {
-        if let Some(html) = eval_results(name, v) {
-            h.push_str(&html);
-            continue;
-        }
-        let mut kv = Vec::new();
-        flatten_numbers("", v, &mut kv);
-        let _ = write!(
-            h,
-            "<h3>{}</h3><table><tr><th>metric</th><th>value</th></tr>",
-            esc(name)
-        );
-        for (k, v) in kv.iter().take(200) {
-            let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v));
-        }
-        h.push_str("</table>\n");
-    }
-    let _ = writeln!(
-        h,
-        "<p class=\"muted\">{} charts, all inline; this page needs no network.</p></body></html>",
-        h.matches("<svg").count()
-    );
-    h
+        out
+    });
+
+    // Evaluation: `openwit eval`'s results, or any other JSON as a flat table.
+    let evals: Vec<Value> = d
+        .eval
+        .iter()
+        .map(|(name, v)| {
+            eval_results(name, v).unwrap_or_else(|| {
+                let mut kv = Vec::new();
+                flatten_numbers("", v, &mut kv);
+                kv.truncate(200);
+                json!({
+                    "name": name,
+                    "metrics": kv.into_iter().map(|(k, v)| json!({ "key": k, "value": v })).collect::<Vec<_>>(),
+                })
+            })
+        })
+        .collect();
+
+    json!({
+        "workdir": d.workdir.display().to_string(),
+        "made": utc(made),
+        "problems": d.problems.iter().map(|(p, e)| json!({
+            "path": p.display().to_string(), "reason": e,
+        })).collect::<Vec<_>>(),
+        "funnel": funnel,
+        "funnel_note": d.funnel_note,
+        "funnel_charts": funnel_charts,
+        "entries": entries,
+        "samples": samples,
+        "training": training,
+        "evals": evals,
+        "charts": charts,
+    })
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -700,65 +686,55 @@ fn pct(v: Option<f64>) -> String {
 
 /// The overlap analysis of `results.json`: per measured set, how many items the training data
 /// holds (by kind) and the measure without them.
-fn overlap_table(h: &mut String, o: &Value) {
+fn overlap_view(o: &Value) -> Value {
     let f = |v: &Value, ptr: &str| v.pointer(ptr).and_then(Value::as_f64);
     let n = |v: &Value, ptr: &str| v.pointer(ptr).and_then(Value::as_u64).unwrap_or(0);
-    let held = n(o, "/held_out_percent");
-    let _ = write!(
-        h,
-        "<h3>Overlap with the training data</h3><p class=\"muted\">{} training samples ({}{}); near-duplicates within {} bits of the perceptual hash. The CLIP paper's check: the same measures without the evaluation items the training data holds.</p><table><tr><th>set</th><th>items</th><th>overlapping</th><th>sha256 / phash / caption</th><th>without the overlaps</th></tr>",
-        n(o, "/training_samples"),
-        esc(o.get("training").and_then(Value::as_str).unwrap_or("")),
-        if held > 0 {
-            format!(", less the {held}% held out")
-        } else {
-            String::new()
-        },
-        n(o, "/phash_distance")
-    );
-    for (what, key) in [
+    let sets: Vec<Value> = [
         ("zero-shot", "zero_shot"),
         ("retrieval", "retrieval"),
         ("linear probe", "linear_probe"),
-    ] {
-        let Some(s) = o.get(key).filter(|s| s.is_object()) else {
-            continue;
-        };
+    ]
+    .into_iter()
+    .filter_map(|(what, key)| {
+        let s = o.get(key).filter(|s| s.is_object())?;
         let clean = match s.get("clean").filter(|c| c.is_object()) {
-            None => "every item overlaps".to_string(),
-            Some(c) if key == "retrieval" => format!(
-                "{} pairs: image&rarr;text R@5 {}, text&rarr;image R@5 {}",
-                n(c, "/pairs"),
-                pct(f(c, "/image_to_text/1")),
-                pct(f(c, "/text_to_image/1"))
-            ),
-            Some(c) => format!(
-                "top-1 <b>{}</b>, top-5 {}, mean per-class recall {}",
-                pct(f(c, "/top1")),
-                pct(f(c, "/top5")),
-                pct(f(c, "/mean_per_class_recall"))
-            ),
+            None => Value::Null,
+            Some(c) if key == "retrieval" => json!({
+                "pairs": n(c, "/pairs"),
+                "i2t": pct(f(c, "/image_to_text/1")),
+                "t2i": pct(f(c, "/text_to_image/1")),
+            }),
+            Some(c) => json!({
+                "top1": pct(f(c, "/top1")),
+                "top5": pct(f(c, "/top5")),
+                "recall": pct(f(c, "/mean_per_class_recall")),
+            }),
         };
-        let _ = write!(
-            h,
-            "<tr><td>{what}</td><td>{}</td><td>{} ({})</td><td>{} / {} / {}</td><td>{clean}</td></tr>",
-            n(s, "/items"),
-            n(s, "/overlapping"),
-            pct(Some(
-                n(s, "/overlapping") as f64 / n(s, "/items").max(1) as f64
-            )),
-            n(s, "/sha256"),
-            n(s, "/phash"),
-            n(s, "/caption")
-        );
-    }
-    h.push_str("</table>\n");
+        Some(json!({
+            "what": what,
+            "total": n(s, "/items"),
+            "overlapping": n(s, "/overlapping"),
+            "share": pct(Some(n(s, "/overlapping") as f64 / n(s, "/items").max(1) as f64)),
+            "sha256": n(s, "/sha256"),
+            "phash": n(s, "/phash"),
+            "caption": n(s, "/caption"),
+            "clean": clean,
+        }))
+    })
+    .collect();
+    json!({
+        "training_samples": n(o, "/training_samples"),
+        "training": o.get("training").and_then(Value::as_str).unwrap_or(""),
+        "held": n(o, "/held_out_percent"),
+        "phash_distance": n(o, "/phash_distance"),
+        "sets": sets,
+    })
 }
 
 /// `openwit eval`'s `results.json` (zero-shot, retrieval, linear probe): the measures next to
 /// chance, the per-class table and the confusion overview of the worst classes. None for JSON
 /// of another shape (shown as a flat table instead).
-fn eval_results(name: &str, v: &Value) -> Option<String> {
+fn eval_results(name: &str, v: &Value) -> Option<Value> {
     let z = v.get("zero_shot").filter(|z| z.is_object());
     let r = v.get("retrieval").filter(|r| r.is_object());
     let p = v.get("linear_probe").filter(|p| p.is_object());
@@ -767,62 +743,46 @@ fn eval_results(name: &str, v: &Value) -> Option<String> {
     }
     let f = |v: &Value, ptr: &str| v.pointer(ptr).and_then(Value::as_f64);
     let n = |v: &Value, ptr: &str| v.pointer(ptr).and_then(Value::as_u64).unwrap_or(0);
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<h3>{} <span class=\"muted\">({})</span></h3><table><tr><th>measure</th><th>set</th><th>images</th><th>result</th><th>chance</th></tr>",
-        esc(name),
-        esc(v.get("model").and_then(Value::as_str).unwrap_or(""))
-    );
-    let set = |v: &Value| esc(v.get("set").and_then(Value::as_str).unwrap_or(""));
-    if let Some(z) = z {
-        let _ = write!(
-            h,
-            "<tr><td>zero-shot ({} classes)</td><td>{}</td><td>{}</td><td>top-1 <b>{}</b>, top-5 {}, mean per-class recall {}</td><td>{}</td></tr>",
-            n(z, "/classes"),
-            set(z),
-            n(z, "/images"),
-            pct(f(z, "/top1")),
-            pct(f(z, "/top5")),
-            pct(f(z, "/mean_per_class_recall")),
-            pct(f(z, "/chance"))
-        );
-    }
-    if let Some(r) = r {
+    let s = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let zero_shot = z.map(|z| {
+        json!({
+            "classes": n(z, "/classes"),
+            "dataset": s(z, "set"),
+            "images": n(z, "/images"),
+            "top1": pct(f(z, "/top1")),
+            "top5": pct(f(z, "/top5")),
+            "recall": pct(f(z, "/mean_per_class_recall")),
+            "chance": pct(f(z, "/chance")),
+        })
+    });
+    let retrieval = r.map(|r| {
         let images = n(r, "/images").max(1) as f64;
-        let _ = write!(
-            h,
-            "<tr><td>retrieval ({} pairs)</td><td>{}</td><td>{}</td><td>image&rarr;text R@1 {}, R@5 <b>{}</b>, R@10 {}<br>text&rarr;image R@1 {}, R@5 <b>{}</b>, R@10 {}</td><td>R@5 {}</td></tr>",
-            n(r, "/pairs"),
-            set(r),
-            n(r, "/images"),
-            pct(f(r, "/image_to_text/0")),
-            pct(f(r, "/image_to_text/1")),
-            pct(f(r, "/image_to_text/2")),
-            pct(f(r, "/text_to_image/0")),
-            pct(f(r, "/text_to_image/1")),
-            pct(f(r, "/text_to_image/2")),
-            pct(Some((5.0 / images).min(1.0)))
-        );
-    }
-    if let Some(p) = p {
+        let at = |dir: &str| -> Vec<String> {
+            (0..3).map(|i| pct(f(r, &format!("/{dir}/{i}")))).collect()
+        };
+        json!({
+            "pairs": n(r, "/pairs"),
+            "dataset": s(r, "set"),
+            "images": n(r, "/images"),
+            "i2t": at("image_to_text"),
+            "t2i": at("text_to_image"),
+            "chance": pct(Some((5.0 / images).min(1.0))),
+        })
+    });
+    let probe = p.map(|p| {
         let classes = n(p, "/classes").max(1);
-        let _ = write!(
-            h,
-            "<tr><td>linear probe ({classes} classes, C = {})</td><td>{}</td><td>{}</td><td>top-1 <b>{}</b>, top-5 {}, mean per-class recall {}</td><td>{}</td></tr>",
-            f(p, "/c").map(|c| format!("{c:.3e}")).unwrap_or_default(),
-            esc(p.get("test_set").and_then(Value::as_str).unwrap_or("")),
-            n(p, "/test_images"),
-            pct(f(p, "/top1")),
-            pct(f(p, "/top5")),
-            pct(f(p, "/mean_per_class_recall")),
-            pct(Some(1.0 / classes as f64))
-        );
-    }
-    h.push_str("</table>\n");
-    if let Some(o) = v.get("overlap").filter(|o| o.is_object()) {
-        overlap_table(&mut h, o);
-    }
+        json!({
+            "classes": classes,
+            "c": f(p, "/c").map(|c| format!("{c:.3e}")).unwrap_or_default(),
+            "dataset": s(p, "test_set"),
+            "images": n(p, "/test_images"),
+            "top1": pct(f(p, "/top1")),
+            "top5": pct(f(p, "/top5")),
+            "recall": pct(f(p, "/mean_per_class_recall")),
+            "chance": pct(Some(1.0 / classes as f64)),
+        })
+    });
+    let overlap = v.get("overlap").filter(|o| o.is_object()).map(overlap_view);
     // Per class: zero-shot and probe side by side, worst zero-shot first, with what their
     // misses were taken for.
     let per = |v: Option<&Value>, ptr: &str| -> Vec<Value> {
@@ -832,9 +792,9 @@ fn eval_results(name: &str, v: &Value) -> Option<String> {
             .unwrap_or_default()
     };
     let zs = per(z, "/per_class");
-    let probe = per(p, "/per_class");
-    let rows = if zs.is_empty() { &probe } else { &zs };
-    if !rows.is_empty() {
+    let probe_rows = per(p, "/per_class");
+    let rows = if zs.is_empty() { &probe_rows } else { &zs };
+    let per_class = (!rows.is_empty()).then(|| {
         let mut order: Vec<&Value> = rows.iter().collect();
         order.sort_by(|a, b| {
             f(a, "/top1")
@@ -842,57 +802,49 @@ fn eval_results(name: &str, v: &Value) -> Option<String> {
                 .total_cmp(&f(b, "/top1").unwrap_or(0.0))
         });
         let probe_of = |class: &str| {
-            probe
+            probe_rows
                 .iter()
                 .find(|q| q.get("class").and_then(Value::as_str) == Some(class))
                 .and_then(|q| f(q, "/top1"))
         };
+        // Joined before escaping: `, ` and ` (N)` need no escape, so escaping the whole line
+        // gives the same bytes as escaping each class name.
         let confusions = |row: &Value| -> String {
             row.get("confused_with")
                 .and_then(Value::as_array)
                 .map(|c| {
                     c.iter()
-                        .map(|x| {
-                            format!(
-                                "{} ({})",
-                                esc(x.get("class").and_then(Value::as_str).unwrap_or("")),
-                                n(x, "/images")
-                            )
-                        })
+                        .map(|x| format!("{} ({})", s(x, "class"), n(x, "/images")))
                         .collect::<Vec<_>>()
                         .join(", ")
                 })
                 .unwrap_or_default()
         };
-        let _ = write!(
-            h,
-            "<h3>Per class, worst first</h3><table><tr><th>class</th><th>images</th><th>{} top-1</th>{}<th>its misses taken for (images)</th></tr>",
-            if zs.is_empty() { "probe" } else { "zero-shot" },
-            if zs.is_empty() || probe.is_empty() {
-                ""
-            } else {
-                "<th>probe top-1</th>"
-            }
-        );
-        for row in order {
-            let class = row.get("class").and_then(Value::as_str).unwrap_or("");
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td>{}<td>{}</td></tr>",
-                esc(class),
-                n(row, "/images"),
-                pct(f(row, "/top1")),
-                if zs.is_empty() || probe.is_empty() {
-                    String::new()
-                } else {
-                    format!("<td>{}</td>", pct(probe_of(class)))
-                },
-                confusions(row)
-            );
-        }
-        h.push_str("</table>\n");
-    }
-    Some(h)
+        json!({
+            "measure": if zs.is_empty() { "probe" } else { "zero-shot" },
+            "both": !zs.is_empty() && !probe_rows.is_empty(),
+            "rows": order.into_iter().map(|row| {
+                let class = s(row, "class");
+                json!({
+                    "name": class,
+                    "images": n(row, "/images"),
+                    "top1": pct(f(row, "/top1")),
+                    "probe_top1": pct(probe_of(&class)),
+                    "confused": confusions(row),
+                })
+            }).collect::<Vec<_>>(),
+        })
+    });
+    Some(json!({
+        "name": name,
+        "model": s(v, "model"),
+        "metrics": null,
+        "zero_shot": zero_shot,
+        "retrieval": retrieval,
+        "probe": probe,
+        "overlap": overlap,
+        "per_class": per_class,
+    }))
 }
 
 /// Writes the report of `workdir` to `out` (default `WORKDIR/report/report.html`), atomically.
