@@ -423,9 +423,9 @@ pub fn render_report(workdir: &Path) -> String {
     render(&collect(workdir))
 }
 
-/// Renders gathered data, made now.
+/// Renders gathered data, made now (at `SOURCE_DATE_EPOCH` when set: `openwit_core::clock`).
 pub fn render(d: &ReportData) -> String {
-    render_at(d, openwit_core::state::now() as i64)
+    render_at(d, openwit_core::clock::output_time_s() as i64)
 }
 
 /// Renders gathered data as made at `made` (Unix seconds): the view that `view` builds, through the
