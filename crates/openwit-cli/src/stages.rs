@@ -27,7 +27,7 @@
 //!    `doc.section` reports unknown keys and wrong types with file:line:column; `doc.pipeline()` gives
 //!    the `[pipeline]` table (seed, allow_private_networks, proxy, ...); `doc.base_dir()` the folder
 //!    of the pipeline file (resolve relative input paths against it). A stage that makes HTTP
-//!    requests uses `openwit_core::http::HttpClient` with the pipeline's `allow_private_networks`
+//!    requests uses `openwit_http::HttpClient` with the pipeline's `allow_private_networks`
 //!    and `proxy`;
 //! 3. document the table's keys in `pipelines/README.md` and add it to `pipelines/demo.toml`.
 
