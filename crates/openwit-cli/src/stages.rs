@@ -56,8 +56,8 @@
 //!    `doc.section` reports unknown keys and wrong types with file:line:column; `doc.pipeline()` gives
 //!    the `[pipeline]` table (seed, allow_private_networks, proxy, ...); `doc.base_dir()` the folder
 //!    of the pipeline file (resolve relative input paths against it); `doc.stages()` the file's
-//!    stage tables in pipeline order. A stage that makes HTTP
-//!    requests uses `openwit_core::http::HttpClient` with the pipeline's `allow_private_networks`
+//!    stage tables in pipeline order. A stage that makes HTTP requests uses
+//!    `openwit_http::HttpClient` with the pipeline's `allow_private_networks`
 //!    and `proxy`;
 //! 4. document the table's keys in `pipelines/README.md` and add it to `pipelines/demo.toml`.
 

@@ -11,11 +11,8 @@
 //!   [`PipelineDoc`]: a pipeline file, each stage's table read into its typed config; every stage
 //!   is built from it the same way ([`FromConfig`], [`stage::build_stage`]).
 //! - [`text`]: MetaCLIP's spacing and matching rule.
-//! - [`robots`]: robots.txt (RFC 9309, Google's leniencies); [`optout`]: `X-Robots-Tag` and
-//!   robots `<meta>` opt-outs as Google reads them.
-//! - [`http`]: the one HTTP client of every stage ([`HttpClient`]): address rules ([`net`]) on
-//!   every hop, one redirect policy, the optional `[pipeline] proxy`, the robots.txt cache, the
-//!   default user agent.
+//! - [`pipeline`]: the `[pipeline]` table (its `proxy` rule too; the HTTP client itself, robots.txt
+//!   and opt-outs are in `openwit-http`).
 //!
 //! ```
 //! use openwit_core::{Stage, StageContext, TaskContext, TaskReport, TaskSpec, Result};
@@ -50,24 +47,18 @@ pub mod dist;
 pub mod error;
 pub mod escape;
 pub mod exec;
-pub mod http;
 pub mod lock;
-pub mod net;
-pub mod optout;
 pub mod pipeline;
 pub mod pipeline_file;
 pub mod progress;
-pub mod robots;
 pub mod stage;
 pub mod state;
 pub mod store;
 pub mod task;
 pub mod text;
-mod tunnel;
 
 pub use error::{Error, IoContext, Result};
 pub use exec::{Executor, RunOptions, StageOutcome, panic_message};
-pub use http::{HttpClient, HttpError, HttpSettings};
 pub use pipeline::PipelineSettings;
 pub use pipeline_file::PipelineDoc;
 pub use progress::{NoProgress, Reporter};

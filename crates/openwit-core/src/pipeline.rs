@@ -46,7 +46,7 @@ pub struct PipelineSettings {
     /// The proxy every HTTP request goes through (crawl, WARC files, download, queries
     /// downloads): an `http://` or `https://` URL such as `http://proxy.example:3128`. Default:
     /// none (proxy environment variables are ignored). Host names are still resolved and checked
-    /// by openwit before each request; see [`crate::http`] for the `https://` caveat.
+    /// by openwit before each request; see `openwit_http` for the `https://` caveat.
     #[serde(
         default,
         deserialize_with = "proxy_url",
@@ -58,8 +58,30 @@ pub struct PipelineSettings {
 /// `proxy`: checked on load, so a bad value stops the run with `file:line:column`.
 fn proxy_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let s = String::deserialize(d)?;
-    crate::http::parse_proxy(&s).map_err(serde::de::Error::custom)?;
+    parse_proxy(&s).map_err(serde::de::Error::custom)?;
     Ok(Some(s.trim().to_string()))
+}
+
+/// Whether `proxy` is a usable `[pipeline] proxy` value: an `http://` or `https://` URL with a
+/// host (user:password allowed), nothing after the port. The error says what to write.
+pub fn parse_proxy(proxy: &str) -> Result<url::Url, String> {
+    let fix = "write it as http://HOST:PORT or https://HOST:PORT (for example \"http://proxy.example:3128\")";
+    let u = url::Url::parse(proxy.trim())
+        .map_err(|e| format!("proxy `{proxy}` is not a URL ({e}); {fix}"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!(
+            "proxy `{proxy}`: only http:// and https:// proxies are supported; {fix}"
+        ));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("proxy `{proxy}` has no host; {fix}"));
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+        return Err(format!(
+            "proxy `{proxy}` has a path, query or fragment; {fix}"
+        ));
+    }
+    Ok(u)
 }
 
 impl Default for PipelineSettings {

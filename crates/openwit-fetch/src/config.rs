@@ -118,10 +118,10 @@ fn t() -> bool {
     true
 }
 fn d_ua() -> String {
-    openwit_core::http::DEFAULT_USER_AGENT.into()
+    openwit_http::DEFAULT_USER_AGENT.into()
 }
 fn d_token() -> String {
-    openwit_core::http::DEFAULT_PRODUCT_TOKEN.into()
+    openwit_http::DEFAULT_PRODUCT_TOKEN.into()
 }
 fn d_exclude_distance() -> u32 {
     4
@@ -258,7 +258,7 @@ pub struct Config {
     /// Check robots.txt per host before requesting images. Default true.
     #[serde(default = "t")]
     pub respect_robots: bool,
-    /// The User-Agent header. Default `openwit_core::http::DEFAULT_USER_AGENT`, the one of
+    /// The User-Agent header. Default `openwit_http::DEFAULT_USER_AGENT`, the one of
     /// every openwit client.
     #[serde(default = "d_ua")]
     pub user_agent: String,

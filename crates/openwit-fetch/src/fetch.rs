@@ -1,4 +1,4 @@
-//! The download side of the one guarded HTTP client ([`openwit_core::http::HttpClient`]:
+//! The download side of the one guarded HTTP client ([`openwit_http::HttpClient`]:
 //! connection reuse, HTTP/1.1 and HTTP/2, gzip/brotli/deflate, the address rules on every hop,
 //! at most 5 redirects, the optional `[pipeline] proxy`, robots.txt per origin through
 //! [`RobotsCache`]), plus what only the download needs: a global and a per-host concurrency limit
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use openwit_core::http::{HttpClient, HttpError, HttpSettings, RobotsCache, path_and_query};
+use openwit_http::{HttpClient, HttpError, HttpSettings, RobotsCache, path_and_query};
 use tokio::sync::Semaphore;
 use url::Url;
 
@@ -117,7 +117,7 @@ impl Fetcher {
     /// Downloads `url` under all the rules; a failure is a counted drop.
     pub async fn fetch(&self, url: &str) -> Result<Fetched, FetchFail> {
         let u = Url::parse(url).map_err(|e| ff("bad_url", format!("bad URL: {e}")))?;
-        openwit_core::http::check_target(&u, self.client.allow_private())?;
+        openwit_http::check_target(&u, self.client.allow_private())?;
         if self.cfg.respect_robots {
             // an error when the host itself cannot be used (forbidden or unresolvable)
             let robots = self.robots.get(&u).await?;
@@ -259,7 +259,7 @@ impl Fetcher {
                             format!(
                                 "connection failed after {} body bytes: {}",
                                 body.len(),
-                                openwit_core::http::error_chain(&e)
+                                openwit_http::error_chain(&e)
                             ),
                         ),
                         None,
@@ -301,12 +301,12 @@ fn wrong_content_type(mime: &str) -> bool {
 }
 
 /// Whether one `X-Robots-Tag` value opts out for the product token `token`, read by
-/// [`openwit_core::optout`] as Google documents it: comma-separated rules; rules after `agent:`
+/// [`openwit_http::optout`] as Google documents it: comma-separated rules; rules after `agent:`
 /// only for our token or `*`; `none` as `noindex, nofollow`; `unavailable_after: <date>` past the
 /// clock's now ([`openwit_core::clock::output_time_s`]) as `noindex`. `disallowed` is the set
 /// honoured (case-insensitive).
 pub fn opted_out(value: &str, token: &str, disallowed: &[String]) -> bool {
-    openwit_core::optout::Directives::from_header(value, token)
+    openwit_http::optout::Directives::from_header(value, token)
         .opt_out(disallowed, openwit_core::clock::output_time_s())
         .is_some()
 }

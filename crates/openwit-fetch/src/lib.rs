@@ -4,7 +4,7 @@
 //! - [`DownloadStage`]: the stage (one task per shard of `shard_size` input rows; `sizes.json`
 //!   in the reduce step). Build it from a [`Config`] (the `[download]` table).
 //! - [`Fetcher`]: the HTTP client with the politeness and safety rules (robots.txt, parsed by
-//!   `openwit_core::robots`; `X-Robots-Tag`, per-host limits, retries with backoff, address
+//!   `openwit_http::robots`; `X-Robots-Tag`, per-host limits, retries with backoff, address
 //!   rules, body caps).
 //! - [`imaging::process`]: sniff, bomb-check, decode (DCT-scaled JPEG), orient, resize, encode.
 //! - [`input`]: the curated table or URL lists (parquet/csv/tsv/jsonl, optionally gzipped).

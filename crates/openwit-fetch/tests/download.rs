@@ -333,8 +333,8 @@ fn private_addresses_are_refused_unless_allowed() {
     let port = server.addr().port();
     // 127.0.0.1 in the spellings URL parsers accept, loopback names, and the embedded forms
     // (IPv4-mapped, NAT64, 6to4) of loopback and private addresses: all checked by the one
-    // guarded client (openwit_core::http) before a connection is made
-    openwit_core::net::override_host("loopback.download.test", server.addr());
+    // guarded client (openwit_http) before a connection is made
+    openwit_http::net::override_host("loopback.download.test", server.addr());
     let urls: Vec<String> = [
         server.url("/a.jpg"),
         format!("http://localhost:{port}/a.jpg"),

@@ -4,7 +4,7 @@
 //! `dir/<file name>.part`, and a rerun after an interruption asks the server for the rest
 //! (`Range: bytes=N-`), appending on `206 Partial Content` and starting over on `200 OK`. A file
 //! that is already complete is not fetched again. Requests go through the one guarded client
-//! ([`openwit_core::http`]): its user agent, its redirect policy (each hop checked, the `Range`
+//! ([`openwit_http`]): its user agent, its redirect policy (each hop checked, the `Range`
 //! header sent again), private, loopback and link-local addresses refused unless
 //! `allow_private_networks`, and the optional `[pipeline] proxy`.
 
@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use openwit_core::http::{HttpClient, HttpSettings};
+use openwit_http::{HttpClient, HttpSettings};
 
 use crate::error::{QueriesError, Result};
 
@@ -113,7 +113,7 @@ async fn download(url: &str, part: &Path, net: &Net) -> Result<()> {
                     &target,
                     format!(
                         "{} at byte {got}; rerun to resume",
-                        openwit_core::http::error_chain(&e)
+                        openwit_http::error_chain(&e)
                     ),
                 ));
             }

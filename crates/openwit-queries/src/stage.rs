@@ -99,7 +99,7 @@ impl QueriesStage {
     }
 
     /// Downloads URL sources through this proxy (`[pipeline] proxy`; names are still checked
-    /// here first, see `openwit_core::http`).
+    /// here first, see `openwit_http`).
     pub fn proxy(mut self, proxy: Option<String>) -> Self {
         self.net.proxy = proxy;
         self

@@ -6,7 +6,7 @@
 //! `data:` URIs, 1x1 tracking pixels and non-http(s) URLs are skipped and counted. The page's
 //! `<html lang>` and `<title>` are kept. A page that opts out (a `<meta name="robots">` or an
 //! `X-Robots-Tag` header with `noai`, `noimageai`, `noindex`, `noimageindex`, `none` or a past
-//! `unavailable_after: <date>`, read by `openwit_core::optout`: rules after a user-agent prefix
+//! `unavailable_after: <date>`, read by `openwit_http::optout`: rules after a user-agent prefix
 //! count only for `openwit:` or `*:`, not for `otherbot:`) contributes nothing.
 //!
 //! ```
@@ -31,7 +31,7 @@ use crate::candidate::{Candidate, CaptionSource};
 use crate::dropped::{DroppedImage, clip, clip_caption, clip_url};
 
 /// Directives that make a page contribute nothing.
-pub use openwit_core::optout::OPT_OUT_DIRECTIVES;
+pub use openwit_http::optout::OPT_OUT_DIRECTIVES;
 
 /// Captions longer than this (in bytes) are dropped as junk.
 pub const MAX_CAPTION_BYTES: usize = 4096;
@@ -145,11 +145,11 @@ pub fn clean_text(s: &str) -> Option<String> {
 }
 
 /// Whether an `X-Robots-Tag` or robots `<meta>` value opts out; returns the directive.
-/// Read by [`openwit_core::optout`] as Google documents it: comma-separated rules, rules after
+/// Read by [`openwit_http::optout`] as Google documents it: comma-separated rules, rules after
 /// `agent:` only for `openwit` or `*`, `unavailable_after: <date>` past the clock's now
 /// ([`openwit_core::clock::output_time_s`]).
 pub fn opt_out_directive(value: &str) -> Option<String> {
-    openwit_core::optout::Directives::from_header(value, openwit_core::optout::DEFAULT_TOKEN)
+    openwit_http::optout::Directives::from_header(value, openwit_http::optout::DEFAULT_TOKEN)
         .opt_out(&OPT_OUT_DIRECTIVES, openwit_core::clock::output_time_s())
 }
 
@@ -466,7 +466,7 @@ pub fn extract_with_links(
 }
 
 pub(crate) fn says_nofollow(v: &str) -> bool {
-    openwit_core::optout::Directives::from_header(v, openwit_core::optout::DEFAULT_TOKEN).nofollow()
+    openwit_http::optout::Directives::from_header(v, openwit_http::optout::DEFAULT_TOKEN).nofollow()
 }
 
 fn extract_inner(

@@ -1,8 +1,8 @@
 //! Remote files of the `warc` stage: a blocking `Read` over a download made by the one guarded
-//! client of openwit ([`openwit_core::http::HttpClient`]: address rules on every redirect hop,
+//! client of openwit ([`openwit_http::HttpClient`]: address rules on every redirect hop,
 //! one redirect policy, the optional `[pipeline] proxy`). The crawl uses that client directly.
 
-use openwit_core::http::HttpClient;
+use openwit_http::HttpClient;
 use url::Url;
 
 /// A blocking `Read` over a remote file, streamed on the tokio runtime (bounded buffer), with
@@ -86,7 +86,7 @@ impl std::io::Read for RemoteReader {
 
 /// The guarded client for `settings`; a bad proxy is a configuration error.
 pub(crate) fn client(
-    settings: &openwit_core::http::HttpSettings,
+    settings: &openwit_http::HttpSettings,
 ) -> Result<HttpClient, crate::SourcesError> {
     HttpClient::new(settings).map_err(|e| match e {
         openwit_core::Error::Config(m) => crate::SourcesError::Config(m),

@@ -65,7 +65,7 @@ fn default_prefix() -> String {
     "https://data.commoncrawl.org/".into()
 }
 fn default_ua() -> String {
-    openwit_core::http::DEFAULT_USER_AGENT.into()
+    openwit_http::DEFAULT_USER_AGENT.into()
 }
 fn default_timeout() -> u64 {
     600
@@ -109,7 +109,7 @@ impl WarcStage {
     }
 
     /// Send every request through this proxy (`[pipeline] proxy`; names are still checked
-    /// here first, see `openwit_core::http`).
+    /// here first, see `openwit_http`).
     pub fn proxy(mut self, proxy: Option<String>) -> Self {
         self.proxy = proxy;
         self
@@ -130,8 +130,8 @@ impl WarcStage {
         }
     }
 
-    fn client(&self) -> Result<openwit_core::http::HttpClient, SourcesError> {
-        crate::http::client(&openwit_core::http::HttpSettings {
+    fn client(&self) -> Result<openwit_http::HttpClient, SourcesError> {
+        crate::http::client(&openwit_http::HttpSettings {
             user_agent: self.cfg.user_agent.clone(),
             timeout: Some(Duration::from_secs(self.cfg.timeout_secs)),
             allow_private: self.cfg.allow_private_networks,

@@ -68,7 +68,7 @@ pub(crate) fn start_demo_site(
         .build()?;
     let server = openwit_sources::demo_site::serve(&rt, &dir)
         .map_err(|e| anyhow::anyhow!("demo site {}: {e}", dir.display()))?;
-    openwit_core::net::override_host(openwit_sources::demo_site::DEMO_HOST, server.addr);
+    openwit_http::net::override_host(openwit_sources::demo_site::DEMO_HOST, server.addr);
     tracing::info!(addr = %server.addr, host = openwit_sources::demo_site::DEMO_HOST, "serving the demo site");
     Ok(Some((server, rt)))
 }

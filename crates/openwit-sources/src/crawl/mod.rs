@@ -3,12 +3,12 @@
 //! Seeds (a list and/or a file, optionally sitemaps) go into a SQLite frontier
 //! ([`frontier::Frontier`]) with normalized, deduplicated URLs; scope rules (same site,
 //! allow/deny hosts, max depth, max pages) decide what enters. Each host's robots.txt is fetched
-//! once, cached in the frontier and obeyed (parsed by `openwit_core::robots`), Crawl-delay
+//! once, cached in the frontier and obeyed (parsed by `openwit_http::robots`), Crawl-delay
 //! included; at most `per_host` requests are in flight per host with at least `min_delay_ms`
 //! between their starts, and at most `concurrency` overall. Responses are capped at
 //! `max_page_bytes`, must be HTML (by Content-Type, else sniffed), are decoded by their charset,
 //! and go through the shared extractor. Requests go through the one guarded client
-//! ([`openwit_core::http`]: address rules, the optional `[pipeline] proxy`, the robots.txt status
+//! ([`openwit_http`]: address rules, the optional `[pipeline] proxy`, the robots.txt status
 //! rules); a redirect's target (at most [`MAX_REDIRECTS`] hops) goes back into the frontier, so
 //! each hop is deduplicated (no loops) and re-checked against the scope, robots.txt, politeness
 //! and the address rules. A killed crawl resumes from the frontier.
@@ -36,12 +36,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use openwit_core::http::{
+use openwit_core::{Drops, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
+use openwit_http::robots::Robots;
+use openwit_http::{
     FailKind, HttpClient, HttpSettings, MAX_REDIRECTS, RobotsTxt, check_target, fetch_robots,
     path_and_query, read_capped, redirect_target,
 };
-use openwit_core::robots::Robots;
-use openwit_core::{Drops, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
@@ -307,7 +307,7 @@ fn default_delay() -> u64 {
     1000
 }
 fn default_ua() -> String {
-    openwit_core::http::DEFAULT_USER_AGENT.into()
+    openwit_http::DEFAULT_USER_AGENT.into()
 }
 fn default_timeout() -> u64 {
     30
@@ -433,7 +433,7 @@ impl CrawlStage {
     }
 
     /// Send every request through this proxy (`[pipeline] proxy`; names are still checked
-    /// here first, see `openwit_core::http`).
+    /// here first, see `openwit_http`).
     pub fn proxy(mut self, proxy: Option<String>) -> Self {
         self.proxy = proxy;
         self

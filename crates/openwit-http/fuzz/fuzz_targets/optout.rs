@@ -2,7 +2,7 @@
 //! also every `unavailable_after` date form through `parse_date`.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use openwit_core::optout::{Directives, OPT_OUT_DIRECTIVES, parse_date};
+use openwit_http::optout::{Directives, OPT_OUT_DIRECTIVES, parse_date};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -22,7 +22,7 @@
 //! 4xx -> [`Robots::allow_all`], 5xx or unreachable -> [`Robots::disallow_all`].
 //!
 //! ```
-//! use openwit_core::robots::Robots;
+//! use openwit_http::robots::Robots;
 //!
 //! let r = Robots::parse("User-agent: *\nDisallow: /private/\nCrawl-delay: 2\n", "openwit");
 //! assert!(!r.allowed("/private/a.jpg"));

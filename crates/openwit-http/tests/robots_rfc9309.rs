@@ -3,7 +3,7 @@
 //! The cases were written for this project from those two texts; the list of behaviours they
 //! cover follows the one google/robotstxt's own test suite checks.
 
-use openwit_core::robots::{MAX_LINE_BYTES, Robots};
+use openwit_http::robots::{MAX_LINE_BYTES, Robots};
 
 struct Case {
     what: &'static str,

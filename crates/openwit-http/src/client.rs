@@ -42,7 +42,7 @@
 //! client's guarded resolver at connection time.
 //!
 //! ```
-//! use openwit_core::http::{HttpClient, HttpSettings};
+//! use openwit_http::{HttpClient, HttpSettings};
 //! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 //! let client = HttpClient::new(&HttpSettings::default()).unwrap();
 //! let url = url::Url::parse("http://0x7f.0.0.1/").unwrap(); // 127.0.0.1
@@ -193,28 +193,6 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
-}
-
-/// Whether `proxy` is a usable `[pipeline] proxy` value: an `http://` or `https://` URL with a
-/// host (user:password allowed), nothing after the port. The error says what to write.
-pub fn parse_proxy(proxy: &str) -> Result<Url, String> {
-    let fix = "write it as http://HOST:PORT or https://HOST:PORT (for example \"http://proxy.example:3128\")";
-    let u = Url::parse(proxy.trim())
-        .map_err(|e| format!("proxy `{proxy}` is not a URL ({e}); {fix}"))?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return Err(format!(
-            "proxy `{proxy}`: only http:// and https:// proxies are supported; {fix}"
-        ));
-    }
-    if u.host_str().is_none_or(str::is_empty) {
-        return Err(format!("proxy `{proxy}` has no host; {fix}"));
-    }
-    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
-        return Err(format!(
-            "proxy `{proxy}` has a path, query or fragment; {fix}"
-        ));
-    }
-    Ok(u)
 }
 
 /// Settings of an [`HttpClient`].
@@ -447,10 +425,10 @@ fn is_redirect(s: StatusCode) -> bool {
 
 impl HttpClient {
     /// Builds the client; a bad proxy URL is a configuration error.
-    pub fn new(s: &HttpSettings) -> crate::Result<Self> {
+    pub fn new(s: &HttpSettings) -> openwit_core::Result<Self> {
         let proxy = match &s.proxy {
-            Some(p) => Some(parse_proxy(p).map_err(|e| {
-                crate::Error::Config(format!(
+            Some(p) => Some(openwit_core::pipeline::parse_proxy(p).map_err(|e| {
+                openwit_core::Error::Config(format!(
                     "{e}\n  fix: correct `proxy` in the [pipeline] table"
                 ))
             })?),
@@ -464,10 +442,10 @@ impl HttpClient {
         let mut roots = Vec::new();
         for pem in &s.extra_root_certificates {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                crate::Error::Config(format!("a trusted certificate is not PEM: {e}"))
+                openwit_core::Error::Config(format!("a trusted certificate is not PEM: {e}"))
             })?;
             if certs.is_empty() {
-                return Err(crate::Error::Config(
+                return Err(openwit_core::Error::Config(
                     "a trusted certificate file holds no PEM certificate".into(),
                 ));
             }
@@ -500,7 +478,7 @@ impl HttpClient {
                     s.connect_timeout,
                     &s.extra_root_certificates,
                 )
-                .map_err(crate::Error::Stage)?,
+                .map_err(openwit_core::Error::Stage)?,
             )),
             None => None,
         };
@@ -509,15 +487,15 @@ impl HttpClient {
             // names are resolved by `send_once` before the request goes to the proxy; the only
             // name reqwest resolves itself is the proxy's, which the address rules do not cover
             Some(p) => b.proxy(reqwest::Proxy::all(p.as_str()).map_err(|e| {
-                crate::Error::Config(format!(
+                openwit_core::Error::Config(format!(
                     "proxy `{p}`: {e}\n  fix: correct `proxy` in the [pipeline] table"
                 ))
             })?),
             None => b.dns_resolver(Arc::new(resolver.clone())),
         };
-        let client = b
-            .build()
-            .map_err(|e| crate::Error::Stage(format!("cannot build the HTTP client: {e}")))?;
+        let client = b.build().map_err(|e| {
+            openwit_core::Error::Stage(format!("cannot build the HTTP client: {e}"))
+        })?;
         Ok(HttpClient {
             client,
             resolver,

@@ -1,4 +1,4 @@
-//! The one guarded HTTP client (`openwit_core::http`) against loopback servers and a loopback
+//! The one guarded HTTP client (`openwit_http`) against loopback servers and a loopback
 //! forwarding proxy: the redirect policy, the address rules on every hop (IP literals in every
 //! spelling, names resolving to non-public ranges), the configured proxy (names resolved and
 //! checked before anything reaches it; http requests sent to it by checked IP), and the
@@ -8,11 +8,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
-use openwit_core::http::{
+use openwit_http::net::override_host;
+use openwit_http::{
     FailKind, HttpClient, HttpSettings, MAX_REDIRECTS, MAX_ROBOTS_BYTES, RobotsCache, RobotsTxt,
     fetch_robots,
 };
-use openwit_core::net::override_host;
 use openwit_testkit::{Response, TestServer};
 use url::Url;
 
@@ -289,7 +289,7 @@ fn each_hop_builds_its_own_request() {
     assert_eq!(reqs[1].header("range"), Some("bytes=2-"));
     assert_eq!(
         reqs[1].header("user-agent"),
-        Some(openwit_core::http::DEFAULT_USER_AGENT)
+        Some(openwit_http::DEFAULT_USER_AGENT)
     );
 }
 

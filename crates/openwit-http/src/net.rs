@@ -5,7 +5,7 @@
 //!
 //! - [`is_forbidden`]: whether an address is off limits.
 //! - [`GuardedResolver`]: resolves a name and drops forbidden addresses, failing with
-//!   [`ForbiddenAddress`] when none is left. [`crate::http::HttpClient`], the one HTTP client,
+//!   [`ForbiddenAddress`] when none is left. [`crate::client::HttpClient`], the one HTTP client,
 //!   resolves every name through it (behind a cache).
 //!   URLs whose host is an IP literal never reach a resolver: check them with [`is_forbidden`]
 //!   before each request and each redirect hop.
@@ -14,14 +14,14 @@
 //!   `HTTPS_PROXY`, `ALL_PROXY`, ...) host names would be resolved by the proxy, never by the
 //!   guarded resolver, so those variables are ignored (with one warning per process that says
 //!   so). A proxy is used only when the pipeline names one (`[pipeline] proxy`); the client of
-//!   [`crate::http`] then resolves and checks every name itself before the request goes there.
+//!   [`crate::client`] then resolves and checks every name itself before the request goes there.
 //!
-//! Every HTTP request of openwit goes through [`crate::http::HttpClient`], which applies these
+//! Every HTTP request of openwit goes through [`crate::client::HttpClient`], which applies these
 //! rules to the first request and to every redirect hop.
 //!
 //! ```
 //! use std::net::IpAddr;
-//! use openwit_core::net::is_forbidden;
+//! use openwit_http::net::is_forbidden;
 //! assert!(is_forbidden(&"127.0.0.1".parse::<IpAddr>().unwrap()));
 //! assert!(is_forbidden(&"::ffff:10.0.0.1".parse::<IpAddr>().unwrap()));
 //! assert!(!is_forbidden(&"93.184.216.34".parse::<IpAddr>().unwrap()));
@@ -42,7 +42,7 @@ pub const PROXY_ENV_VARS: [&str; 6] = [
 /// Turns off `reqwest`'s use of proxy environment variables on `b`, and warns once per process
 /// when one of them is set: through an unchecked proxy, names are resolved by the proxy and the
 /// address rules could not hold. The only proxy openwit uses is the one `[pipeline] proxy` names
-/// ([`crate::http`] checks every name itself before it goes there).
+/// ([`crate::client`] checks every name itself before it goes there).
 pub fn without_env_proxies(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
     static WARNED: std::sync::Once = std::sync::Once::new();
     let set: Vec<&str> = PROXY_ENV_VARS

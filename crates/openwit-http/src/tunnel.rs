@@ -3,7 +3,7 @@
 //! A `CONNECT` tunnel does not have to name the host: the proxy only needs an address to connect
 //! to, and TLS carries the server's name itself (SNI, and the certificate check). reqwest's own
 //! proxy support sends `CONNECT name:port`, which lets the proxy resolve the name again after it
-//! was checked here (a DNS-rebinding window). So [`HttpClient`](crate::http::HttpClient) does
+//! was checked here (a DNS-rebinding window). So [`HttpClient`](crate::client::HttpClient) does
 //! not hand `https://` requests to reqwest's proxy support. For each checked target address it
 //! opens a listener on 127.0.0.1 ([`Tunnels::local_for`]); every connection accepted there is
 //! forwarded through the proxy with `CONNECT <checked ip>:<port>`. The request goes to the
@@ -75,7 +75,7 @@ impl reqwest::dns::Resolve for Loopback {
 
 impl Tunnels {
     /// Tunnels through `proxy` (an `http://` or `https://` URL checked by
-    /// [`parse_proxy`](crate::http::parse_proxy)); `builder` carries the request settings
+    /// [`parse_proxy`](openwit_core::pipeline::parse_proxy)); `builder` carries the request settings
     /// (user agent, timeouts, decompression, pool), and gets this module's resolver.
     pub(crate) fn new(
         proxy: &Url,

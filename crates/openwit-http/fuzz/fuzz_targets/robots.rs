@@ -2,7 +2,7 @@
 //! rest the robots.txt body (read for two product tokens).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use openwit_core::robots::Robots;
+use openwit_http::robots::Robots;
 
 fuzz_target!(|data: &[u8]| {
     let (path, body) = match data.iter().position(|&b| b == b'\n') {

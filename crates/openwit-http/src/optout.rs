@@ -18,10 +18,10 @@
 //!
 //! Whether the rules opt a page or image out depends on the directive set the caller honours
 //! ([`OPT_OUT_DIRECTIVES`] by default) and on "now", which the caller passes (in the stages,
-//! [`crate::clock::output_time_s`], which `SOURCE_DATE_EPOCH` fixes).
+//! [`openwit_core::clock::output_time_s`], which `SOURCE_DATE_EPOCH` fixes).
 //!
 //! ```
-//! use openwit_core::optout::{Directives, OPT_OUT_DIRECTIVES};
+//! use openwit_http::optout::{Directives, OPT_OUT_DIRECTIVES};
 //!
 //! let now = 1_700_000_000.0; // 2023-11-14
 //! let d = Directives::from_header("otherbot: noai, noindex", "openwit");
