@@ -21,16 +21,24 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Whether CLIP's vocabulary is here; the training tests return early without it, except in
+/// CI (`CI` set), where they fail.
+#[cfg(feature = "train")]
+fn have_vocab() -> bool {
+    let ok = openwit_clip::Tokenizer::default_vocab_path().is_ok();
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "CI must have CLIP's vocabulary (scripts/libtorch-env.sh sets OPENWIT_CLIP_VOCAB)"
+    );
+    ok
+}
+
 #[cfg(feature = "train")]
 #[test]
 fn train_then_eval_reaches_zero_shot_accuracy_far_above_chance() {
     use openwit_clip::synth::{class_names, write_shards};
 
-    if openwit_clip::Tokenizer::default_vocab_path().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have CLIP's vocabulary (scripts/libtorch-env.sh sets OPENWIT_CLIP_VOCAB)"
-        );
+    if !have_vocab() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -158,28 +166,17 @@ fn train_and_eval_tables_need_the_train_feature() {
     }
 }
 
-/// `openwit train --nproc 2` (issue 19 req. 7): two local ranks on the CPU with Gloo. Both ranks
-/// train (the same global loss at every step, rank 1's metrics beside rank 0's), rank 0 alone
-/// writes the checkpoint and records the stage done once, and a rerun has nothing to do.
+/// Two shards of 40 samples and a pipeline (returned) that trains a tiny ViT for 3 steps on them
+/// on the CPU, as two ranks do: its workdir `workdir`, `extra` a last line of `[train]`.
 #[cfg(feature = "train")]
-#[test]
-fn train_with_nproc_2_runs_two_ranks_and_records_the_stage_once() {
-    use openwit_clip::synth::write_shards;
-
-    if openwit_clip::Tokenizer::default_vocab_path().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have CLIP's vocabulary (scripts/libtorch-env.sh sets OPENWIT_CLIP_VOCAB)"
-        );
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    write_shards(&dir.path().join("shards"), 2, 40, 40, 3).unwrap();
-    let pipeline = dir.path().join("p.toml");
+fn two_rank_setup(d: &Path, workdir: &str, extra: &str) -> std::path::PathBuf {
+    openwit_clip::synth::write_shards(&d.join("shards"), 2, 40, 40, 3).unwrap();
+    let pipeline = d.join("p.toml");
     std::fs::write(
         &pipeline,
-        r#"[pipeline]
-workdir = "work"
+        format!(
+            r#"[pipeline]
+workdir = "{workdir}"
 seed = 0
 
 [train]
@@ -187,7 +184,6 @@ model = "tiny-vit"
 shards = ["shards"]
 steps = 3
 batch_size = 4
-accum_freq = 2
 lr = 1e-3
 warmup = 1
 checkpoint_every = 3
@@ -196,9 +192,25 @@ workers = 1
 threads = 1
 shuffle_buffer = 16
 dist_timeout = 60
-"#,
+{extra}
+"#
+        ),
     )
     .unwrap();
+    pipeline
+}
+
+/// `openwit train --nproc 2` (issue 19 req. 7): two local ranks on the CPU with Gloo. Both ranks
+/// train (the same global loss at every step, rank 1's metrics beside rank 0's), rank 0 alone
+/// writes the checkpoint and records the stage done once, and a rerun has nothing to do.
+#[cfg(feature = "train")]
+#[test]
+fn train_with_nproc_2_runs_two_ranks_and_records_the_stage_once() {
+    if !have_vocab() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = two_rank_setup(dir.path(), "work", "accum_freq = 2");
     let p = pipeline.to_str().unwrap();
     let started = std::time::Instant::now();
     let out = openwit(&["train", p, "--nproc", "2"], dir.path());
@@ -263,42 +275,12 @@ dist_timeout = 60
 #[cfg(feature = "train")]
 #[test]
 fn srun_ranks_of_a_train_task_train_together_and_commit_once() {
-    use openwit_clip::synth::write_shards;
-
-    if openwit_clip::Tokenizer::default_vocab_path().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have CLIP's vocabulary (scripts/libtorch-env.sh sets OPENWIT_CLIP_VOCAB)"
-        );
+    if !have_vocab() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write_shards(&d.join("shards"), 2, 40, 40, 3).unwrap();
-    let pipeline = d.join("p.toml");
-    std::fs::write(
-        &pipeline,
-        r#"[pipeline]
-workdir = "shared"
-seed = 0
-
-[train]
-model = "tiny-vit"
-shards = ["shards"]
-steps = 3
-batch_size = 4
-lr = 1e-3
-warmup = 1
-checkpoint_every = 3
-device = "cpu"
-workers = 1
-threads = 1
-shuffle_buffer = 16
-dist_timeout = 60
-ntasks = 2
-"#,
-    )
-    .unwrap();
+    let pipeline = two_rank_setup(d, "shared", "ntasks = 2");
     let p = pipeline.to_str().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

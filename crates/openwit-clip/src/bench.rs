@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::captions_tsv::parse_captions_tsv;
 use crate::data::{RawSample, read_tar_samples, resolve_shards};
 use crate::error::{ClipError, IoAt, Result};
-use crate::eval::{Labels, class_in_caption};
+use crate::measures::{Labels, class_in_caption};
 
 /// Where an evaluation set is and in which format (one of `benchmark`, `folder`, `shards`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -132,6 +132,24 @@ pub struct EvalSet {
     /// The set's own prompt templates (clip_benchmark's file), `{c}` = the class name.
     pub templates: Option<Vec<String>>,
     source: Source,
+}
+
+/// The pictures of one class folder (`.jpg`, `.jpeg`, `.png`, `.webp`, any case), sorted.
+pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .at(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| {
+                matches!(
+                    x.to_string_lossy().to_ascii_lowercase().as_str(),
+                    "jpg" | "jpeg" | "png" | "webp"
+                )
+            })
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 fn read_lines(path: &Path) -> Result<Option<Vec<String>>> {
@@ -262,7 +280,7 @@ impl EvalSet {
                     .to_string_lossy()
                     .replace('_', " "),
             );
-            let own = crate::eval::image_files(dir)?;
+            let own = image_files(dir)?;
             files.extend(own.into_iter().map(|f| (f, ci as i64, Vec::new())));
         }
         let tsv = root.join("captions.tsv");

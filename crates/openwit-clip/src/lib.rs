@@ -9,6 +9,8 @@
 //! - [`data`]: webdataset shards (brace patterns), shuffling, decode/augment worker threads, prefetch.
 //! - [`train`], [`eval`]: the training loop with resumable checkpoints, JSONL metrics and an SVG
 //!   plot; zero-shot classification and retrieval.
+//! - [`measures`]: zero-shot and retrieval measures on computed features, below [`bench`],
+//!   [`probe`], [`overlap`] and [`eval`].
 //! - [`bench`]: evaluation sets (clip_benchmark's webdataset layout, ImageFolder, OpenWIT
 //!   shards); [`probe`]: the linear probe (L2-regularized logistic regression by L-BFGS).
 //! - [`stage`]: the `train` and `eval` stages of the pipeline.
@@ -26,6 +28,7 @@ pub mod error;
 pub mod eval;
 pub mod ftfy;
 pub mod loss;
+pub mod measures;
 pub mod model;
 pub mod optim;
 pub mod overlap;

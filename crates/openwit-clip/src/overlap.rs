@@ -19,7 +19,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::held_out;
 use crate::error::{ClipError, Result};
-use crate::eval::{Retrieval, ZeroShot, retrieval_multi, zero_shot_named};
+use crate::measures::{Retrieval, ZeroShot, retrieval_multi, zero_shot_named};
 
 /// How many evaluation items overlap the training data, per kind, and how many training
 /// samples are involved.

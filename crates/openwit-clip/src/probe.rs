@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::error::{ClipError, Result};
-use crate::eval::{ClassMetrics, classification_metrics};
+use crate::measures::{ClassMetrics, classification_metrics};
 
 /// A fitted multinomial logistic regression.
 #[derive(Debug)]
@@ -321,33 +321,9 @@ pub struct LinearProbe {
     pub test: ClassMetrics,
 }
 
-/// The sweep, the refit and the test: features `(N, D)` with labels in `0..classes`.
-#[allow(clippy::too_many_arguments)]
-pub fn linear_probe(
-    train_x: &Tensor,
-    train_y: &[i64],
-    test_x: &Tensor,
-    test_y: &[i64],
-    class_names: &[String],
-    cfg: &SweepConfig,
-    train_set: &str,
-    test_set: &str,
-) -> Result<LinearProbe> {
-    linear_probe_fit(
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        class_names,
-        cfg,
-        train_set,
-        test_set,
-    )
-    .map(|(p, _)| p)
-}
-
-/// [`linear_probe`], also returning the final classifier (to measure it on a subset of the
-/// test images: the overlap analysis).
+/// The sweep, the refit and the test: features `(N, D)` with labels in `0..classes`. Returns the
+/// probe's results and its final classifier (to measure it on a subset of the test images: the
+/// overlap analysis).
 #[allow(clippy::too_many_arguments)]
 pub fn linear_probe_fit(
     train_x: &Tensor,

@@ -13,7 +13,7 @@ use std::process::Command;
 use image::{ImageFormat, RgbImage};
 use openwit_clip::bench::{EvalSet, SetKind};
 use openwit_clip::eval::{Labels, encode_set, retrieval_set, templates_for, zero_shot_set};
-use openwit_clip::probe::{FitOptions, SweepConfig, fit_logistic, linear_probe};
+use openwit_clip::probe::{FitOptions, SweepConfig, fit_logistic, linear_probe_fit};
 use openwit_clip::{Clip, ModelConfig, Tokenizer};
 use tch::{Device, Kind, Tensor};
 
@@ -444,7 +444,7 @@ fn linear_probe_matches_scikit_learn() {
         c_steps: 6,
         ..SweepConfig::default()
     };
-    let p = linear_probe(
+    let (p, _) = linear_probe_fit(
         &tr.images,
         &tr.labels,
         &te.images,

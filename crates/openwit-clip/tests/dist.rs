@@ -29,6 +29,8 @@ use openwit_clip::train::ResumeRule;
 use openwit_clip::{Clip, Fwd, ModelConfig, Precision};
 use tch::{Device, Kind, Tensor};
 
+mod common;
+
 /// The per-rank batch.
 const B: i64 = 4;
 const STEPS: usize = 3;
@@ -283,13 +285,6 @@ fn wait_guarded(child: &mut Child, guard: Duration, what: &str) -> (i32, String)
     }
 }
 
-fn read(path: &Path) -> std::collections::HashMap<String, Tensor> {
-    Tensor::read_safetensors(path)
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
 fn check_equal(world: usize, local_loss: bool, accum: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mode = match (local_loss, accum > 1) {
@@ -311,7 +306,7 @@ fn check_equal(world: usize, local_loss: bool, accum: usize) {
     let want: std::collections::HashMap<String, Tensor> =
         model.named_parameters().into_iter().collect();
     for r in 0..world {
-        let got = read(&dir.path().join(format!("rank-{r}.safetensors")));
+        let got = common::read(&dir.path().join(format!("rank-{r}.safetensors")));
         let losses = Vec::<f64>::try_from(&got["__loss"]).unwrap();
         assert_eq!(losses.len(), STEPS);
         for (step, (a, b)) in losses.iter().zip(&want_losses).enumerate() {
@@ -556,13 +551,13 @@ fn spawn_train_ranks(
         .collect()
 }
 
-fn have_vocab() -> bool {
-    let ok = openwit_clip::Tokenizer::default_vocab_path().is_ok();
-    assert!(
-        ok || std::env::var_os("CI").is_none(),
-        "CI must have the vocabulary"
-    );
-    ok
+/// Runs `world` training ranks to step `steps` and checks that every one succeeds.
+fn train_ranks_to_the_end(world: usize, out: &Path, timeout: f64, steps: u64) {
+    let mut children = spawn_train_ranks(world, out, timeout, steps, None);
+    for (r, c) in children.iter_mut().enumerate() {
+        let (code, err) = wait_guarded(c, Duration::from_secs(300), &format!("rank {r}"));
+        assert_eq!(code, 0, "rank {r} failed:\n{err}");
+    }
 }
 
 fn pos(epoch: u64, sample: u64) -> Position {
@@ -578,7 +573,7 @@ fn summary(out: &Path, rank: usize) -> openwit_clip::train::TrainSummary {
 /// reads 80 per epoch, 4 per step, so every position below is in epoch 0.
 #[test]
 fn kill_9_of_a_rank_then_resume_with_the_same_and_other_numbers_of_ranks() {
-    if !have_vocab() {
+    if !common::have_vocab() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -616,11 +611,7 @@ fn kill_9_of_a_rank_then_resume_with_the_same_and_other_numbers_of_ranks() {
     assert_eq!(state.samples_seen, 32);
 
     // 2. The job started again: both ranks resume at step 4, each from its recorded position.
-    let mut children = spawn_train_ranks(2, out, timeout, 8, None);
-    for (r, c) in children.iter_mut().enumerate() {
-        let (code, err) = wait_guarded(c, Duration::from_secs(300), &format!("rank {r}"));
-        assert_eq!(code, 0, "rank {r} failed:\n{err}");
-    }
+    train_ranks_to_the_end(2, out, timeout, 8);
     for r in 0..2 {
         let s = summary(out, r);
         assert_eq!(s.resumed_from, Some(4), "rank {r}");
@@ -666,11 +657,7 @@ fn kill_9_of_a_rank_then_resume_with_the_same_and_other_numbers_of_ranks() {
     assert_eq!(state.samples_seen, 72);
 
     // 4. 1 process -> 2 ranks: 72 samples of epoch 0 read, 36 for each rank.
-    let mut children = spawn_train_ranks(2, out, timeout, 12, None);
-    for (r, c) in children.iter_mut().enumerate() {
-        let (code, err) = wait_guarded(c, Duration::from_secs(300), &format!("rank {r}"));
-        assert_eq!(code, 0, "rank {r} failed:\n{err}");
-    }
+    train_ranks_to_the_end(2, out, timeout, 12);
     for r in 0..2 {
         let s = summary(out, r);
         assert_eq!(s.resumed_from, Some(10), "rank {r}");
@@ -765,7 +752,7 @@ fn keys_by_epoch(
 /// once per epoch; with fewer shards than ranks, drawn with replacement, the same for a seed.
 #[test]
 fn ranks_read_disjoint_samples_or_resample_deterministically() {
-    if !have_vocab() {
+    if !common::have_vocab() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

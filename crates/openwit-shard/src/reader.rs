@@ -49,6 +49,25 @@ impl Sample {
     }
 }
 
+/// One regular-file member as it stands in the tar, before members are grouped into samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TarMember {
+    /// Its path in the tar.
+    pub name: String,
+    /// Its key (`dir/KEY` of `dir/KEY.ext.ext2`), `None` when the last part of the name has no
+    /// dot (webdataset leaves such members out of every sample).
+    pub key: Option<String>,
+    /// Its extension (as stored, empty without a dot), offset, size and data.
+    pub member: Member,
+    /// False for a member the tar ends inside of: `data` holds the bytes that were there, and
+    /// the member stream's next item is the error.
+    pub complete: bool,
+}
+
+/// The read buffer of [`ShardReader::open`]: large enough that reading a shard costs few
+/// system calls.
+pub const READ_BUFFER: usize = 1 << 20;
+
 /// Reads a shard tar.
 pub struct ShardReader {
     path: PathBuf,
@@ -56,21 +75,41 @@ pub struct ShardReader {
 }
 
 impl ShardReader {
+    /// Opens a tar with a [`READ_BUFFER`] buffer.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::with_buffer(path, READ_BUFFER)
+    }
+
+    /// Opens a tar with a read buffer of `capacity` bytes.
+    pub fn with_buffer(path: &Path, capacity: usize) -> Result<Self> {
         let f = File::open(path).map_err(|e| ShardError::io(path, e))?;
         Ok(ShardReader {
             path: path.to_path_buf(),
-            file: BufReader::with_capacity(1 << 20, f),
+            file: BufReader::with_capacity(capacity, f),
         })
     }
 
-    /// Iterates the samples.
+    /// Iterates the samples: the members grouped by key. A damaged tar ends the samples with
+    /// an error, the sample it was reading left out.
     pub fn samples(self) -> Samples {
         Samples {
+            members: self.members(),
+            pending: None,
+            done: false,
+        }
+    }
+
+    /// Iterates the regular-file members one by one, in tar order (folders, links and
+    /// extended headers skipped, long names applied). A tar that ends inside a member gives
+    /// that member with what was there ([`TarMember::complete`] false), then an error; any
+    /// other damage (a cut or corrupt header, a bad checksum) gives an error; after an error
+    /// the stream ends.
+    pub fn members(self) -> Members {
+        Members {
             path: self.path,
             file: self.file,
             pos: 0,
-            pending: None,
+            failed: None,
             done: false,
         }
     }
@@ -87,16 +126,33 @@ impl ShardReader {
     }
 }
 
-/// Iterator over a tar's samples.
-pub struct Samples {
+/// Iterator over a tar's regular-file members ([`ShardReader::members`]).
+pub struct Members {
     path: PathBuf,
     file: BufReader<File>,
     pos: u64,
+    /// The error that follows a member the tar ends inside of.
+    failed: Option<ShardError>,
+    done: bool,
+}
+
+/// Iterator over a tar's samples ([`ShardReader::samples`]).
+pub struct Samples {
+    members: Members,
     pending: Option<(String, Member)>,
     done: bool,
 }
 
+/// A numeric header field: octal text, or GNU's base-256 (high bit of the first byte set) for
+/// values octal cannot hold.
 fn octal(field: &[u8]) -> Option<u64> {
+    if let Some((&first, rest)) = field.split_first()
+        && first & 0x80 != 0
+    {
+        return rest.iter().try_fold(u64::from(first & 0x7f), |n, &b| {
+            n.checked_mul(256).map(|n| n | u64::from(b))
+        });
+    }
     let s: Vec<u8> = field
         .iter()
         .copied()
@@ -114,7 +170,28 @@ fn cstr(field: &[u8]) -> String {
     String::from_utf8_lossy(&field[..end]).into_owned()
 }
 
-impl Samples {
+/// Whether a header's checksum holds: the sum of its bytes with the checksum field read as
+/// spaces (what tar and the `tar` crate check).
+fn checksum_ok(h: &[u8; 512]) -> bool {
+    let sum: u64 = h[..148]
+        .iter()
+        .chain(&h[156..])
+        .map(|&b| u64::from(b))
+        .sum::<u64>()
+        + 8 * u64::from(b' ');
+    octal(&h[148..156]) == Some(sum)
+}
+
+/// Its regular members' data, a header's or a skipped member's data.
+enum Data {
+    /// All of it (its padding too).
+    Whole(Vec<u8>),
+    /// The tar ends inside the data (`Vec`: what was there) or inside its padding (the data
+    /// is whole).
+    Cut(Vec<u8>, bool),
+}
+
+impl Members {
     fn read_block(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         let mut got = 0;
         while got < buf.len() {
@@ -135,30 +212,62 @@ impl Samples {
         Ok(true)
     }
 
-    fn read_data(&mut self, size: u64) -> Result<Vec<u8>> {
-        let mut data = vec![0u8; size as usize];
-        self.file
-            .read_exact(&mut data)
-            .map_err(|e| ShardError::format(&self.path, format!("truncated member: {e}")))?;
-        let pad = (512 - size % 512) % 512;
-        let mut skip = vec![0u8; pad as usize];
-        self.file
-            .read_exact(&mut skip)
-            .map_err(|e| ShardError::format(&self.path, format!("truncated member: {e}")))?;
-        self.pos += size + pad;
-        Ok(data)
+    /// A member's `size` bytes of data and its padding to the next 512-byte block.
+    fn read_data(&mut self, size: u64) -> Result<Data> {
+        let mut data = Vec::with_capacity(size as usize);
+        let got = (&mut self.file)
+            .take(size)
+            .read_to_end(&mut data)
+            .map_err(|e| ShardError::io(&self.path, e))? as u64;
+        self.pos += got;
+        if got < size {
+            return Ok(Data::Cut(data, false));
+        }
+        let pad = ((512 - size % 512) % 512) as usize;
+        let mut skip = [0u8; 512];
+        if self.file.read_exact(&mut skip[..pad]).is_err() {
+            return Ok(Data::Cut(data, true));
+        }
+        self.pos += pad as u64;
+        Ok(Data::Whole(data))
     }
 
-    /// The next regular file member: (path, member).
-    fn next_member(&mut self) -> Result<Option<(String, Member)>> {
+    /// The data of a member that is not a regular file: a cut one is an error.
+    fn read_whole(&mut self, size: u64) -> Result<Vec<u8>> {
+        match self.read_data(size)? {
+            Data::Whole(d) => Ok(d),
+            Data::Cut(..) => Err(self.cut()),
+        }
+    }
+
+    fn cut(&self) -> ShardError {
+        ShardError::format(&self.path, "truncated member: the tar ends inside it")
+    }
+
+    /// The next regular file member.
+    fn next_member(&mut self) -> Result<Option<TarMember>> {
         let mut long_name: Option<String> = None;
+        // An extension header (long name, long link, pax) was read: a member must follow.
+        let mut extended = false;
         loop {
             let mut h = [0u8; 512];
             let ok = self
                 .read_block(&mut h)
                 .map_err(|e| ShardError::format(&self.path, e.to_string()))?;
             if !ok || h.iter().all(|&b| b == 0) {
+                if extended {
+                    return Err(ShardError::format(
+                        &self.path,
+                        "truncated tar: an extension header with no member after it",
+                    ));
+                }
                 return Ok(None);
+            }
+            if !checksum_ok(&h) {
+                return Err(ShardError::format(
+                    &self.path,
+                    format!("bad header checksum at byte {}", self.pos - 512),
+                ));
             }
             let size = octal(&h[124..136]).ok_or_else(|| {
                 ShardError::format(
@@ -170,11 +279,18 @@ impl Samples {
             let data_offset = self.pos;
             match kind {
                 b'L' => {
-                    let d = self.read_data(size)?;
+                    let d = self.read_whole(size)?;
                     long_name = Some(cstr(&d));
+                    extended = true;
+                }
+                b'K' => {
+                    // A long link name: links are skipped.
+                    self.read_whole(size)?;
+                    extended = true;
                 }
                 b'x' => {
-                    let d = self.read_data(size)?;
+                    extended = true;
+                    let d = self.read_whole(size)?;
                     for rec in String::from_utf8_lossy(&d).lines() {
                         if let Some((_, kv)) = rec.split_once(' ')
                             && let Some(p) = kv.strip_prefix("path=")
@@ -183,10 +299,11 @@ impl Samples {
                         }
                     }
                 }
-                b'0' | 0 => {
+                b'0' | b'7' | 0 => {
                     let name = long_name.take().unwrap_or_else(|| {
                         let n = cstr(&h[0..100]);
-                        let prefix = if &h[257..262] == b"ustar" {
+                        // POSIX ustar's name prefix (GNU headers keep other fields there).
+                        let prefix = if &h[257..263] == b"ustar\0" {
                             cstr(&h[345..500])
                         } else {
                             String::new()
@@ -197,36 +314,75 @@ impl Samples {
                             format!("{prefix}/{n}")
                         }
                     });
-                    let data = self.read_data(size)?;
-                    return Ok(Some((
+                    let (data, complete) = match self.read_data(size)? {
+                        Data::Whole(d) => (d, true),
+                        Data::Cut(d, whole) => {
+                            self.failed = Some(self.cut());
+                            (d, whole)
+                        }
+                    };
+                    let (key, ext) = match split_key(&name) {
+                        (key, Some(ext)) => (Some(key), ext),
+                        (_, None) => (None, String::new()),
+                    };
+                    return Ok(Some(TarMember {
                         name,
-                        Member {
-                            ext: String::new(),
+                        key,
+                        member: Member {
+                            ext,
                             offset: data_offset,
                             size,
                             data,
                         },
-                    )));
+                        complete,
+                    }));
                 }
                 _ => {
                     // Folders, links, global headers: skipped.
-                    self.read_data(size)?;
+                    self.read_whole(size)?;
                     long_name = None;
+                    extended = false;
                 }
             }
         }
     }
 }
 
-/// Splits `dir/KEY.ext.ext2` into (`dir/KEY`, `ext.ext2`) as webdataset does.
-fn split_key(name: &str) -> (String, String) {
+impl Iterator for Members {
+    type Item = Result<TarMember>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if let Some(e) = self.failed.take() {
+            self.done = true;
+            return Some(Err(e));
+        }
+        match self.next_member() {
+            Ok(Some(m)) => Some(Ok(m)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Splits `dir/KEY.ext.ext2` into (`dir/KEY`, `ext.ext2`) as webdataset does; the extension is
+/// `None` when the last part of the name has no dot.
+fn split_key(name: &str) -> (String, Option<String>) {
     let base_start = name.rfind('/').map(|i| i + 1).unwrap_or(0);
     match name[base_start..].find('.') {
         Some(d) => (
             name[..base_start + d].to_string(),
-            name[base_start + d + 1..].to_string(),
+            Some(name[base_start + d + 1..].to_string()),
         ),
-        None => (name.to_string(), String::new()),
+        None => (name.to_string(), None),
     }
 }
 
@@ -241,16 +397,19 @@ impl Iterator for Samples {
         loop {
             let next = match self.pending.take() {
                 Some(p) => Some(p),
-                None => match self.next_member() {
-                    Ok(m) => m.map(|(name, mut m)| {
-                        let (key, ext) = split_key(&name);
-                        m.ext = ext;
-                        (key, m)
-                    }),
-                    Err(e) => {
+                None => match self.members.next() {
+                    // A member the tar ends inside of: the error that follows it.
+                    Some(Ok(m)) if !m.complete => {
+                        self.done = true;
+                        return self.members.failed.take().map(Err);
+                    }
+                    // Samples group by the whole name where it has no dot.
+                    Some(Ok(m)) => Some((m.key.unwrap_or(m.name), m.member)),
+                    Some(Err(e)) => {
                         self.done = true;
                         return Some(Err(e));
                     }
+                    None => None,
                 },
             };
             match (next, sample.as_mut()) {
@@ -282,12 +441,14 @@ mod tests {
     fn keys_split_like_webdataset() {
         assert_eq!(
             split_key("000010005.jpg"),
-            ("000010005".into(), "jpg".into())
+            ("000010005".into(), Some("jpg".into()))
         );
         assert_eq!(
             split_key("a/b.c/k.seg.png"),
-            ("a/b.c/k".into(), "seg.png".into())
+            ("a/b.c/k".into(), Some("seg.png".into()))
         );
+        assert_eq!(split_key("d.x/k"), ("d.x/k".into(), None));
+        assert_eq!(split_key("k."), ("k".into(), Some(String::new())));
     }
 
     #[test]

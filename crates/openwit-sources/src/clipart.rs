@@ -115,7 +115,7 @@ pub fn parse_svg_meta(svg: &[u8]) -> SvgMeta {
                 Err(_) => text.push_str(&String::from_utf8_lossy(&t)),
             },
             Ok(X::GeneralRef(g)) if field.is_some() => {
-                text.extend(crate::crawl::xml_ref_char(&g));
+                text.extend(crate::html::xml_ref_char(&g));
             }
             Ok(X::CData(t)) if field.is_some() => text.push_str(&String::from_utf8_lossy(&t)),
             Ok(X::Eof) | Err(_) => break,

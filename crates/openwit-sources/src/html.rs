@@ -1,5 +1,6 @@
 //! HTML detection (Content-Type and sniffing) and charset decoding (BOM, the HTTP charset,
-//! `<meta charset>` prescan, then UTF-8 if valid, else windows-1252 as browsers do).
+//! `<meta charset>` prescan, then UTF-8 if valid, else windows-1252 as browsers do), and the
+//! character an XML reference stands for (sitemaps, SVG metadata).
 
 use std::borrow::Cow;
 
@@ -135,6 +136,23 @@ pub fn decode_html_cow<'a>(body: &'a [u8], content_type: Option<&str>) -> Cow<'a
             Ok(s) => Cow::Borrowed(s),
             Err(_) => WINDOWS_1252.decode_without_bom_handling(body).0,
         },
+    }
+}
+
+/// The character an XML reference stands for: a character reference (`&#233;`, `&#xE9;`) or one
+/// of XML's five predefined entities; `None` for any other entity (DTD-declared ones are not
+/// resolved).
+pub(crate) fn xml_ref_char(g: &quick_xml::events::BytesRef<'_>) -> Option<char> {
+    if let Ok(Some(c)) = g.resolve_char_ref() {
+        return Some(c);
+    }
+    match &**g {
+        b"amp" => Some('&'),
+        b"lt" => Some('<'),
+        b"gt" => Some('>'),
+        b"quot" => Some('"'),
+        b"apos" => Some('\''),
+        _ => None,
     }
 }
 

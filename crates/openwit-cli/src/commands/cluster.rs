@@ -124,7 +124,16 @@ pub fn task(args: &TaskArgs, registry: &[StageEntry]) -> Result<()> {
         && let Some((rank, world)) = crate::commands::ranks::rank_of_many()
         && rank > 0
     {
-        return crate::commands::ranks::follow_task(&ex, stage.as_ref(), &doc, i, rank, world);
+        return crate::commands::ranks::follow(
+            &doc,
+            crate::commands::ranks::Follow::Task {
+                ex: &ex,
+                stage: stage.as_ref(),
+                index: i,
+            },
+            rank,
+            world,
+        );
     }
     if let Some(i) = args.index {
         let outcome = ex.run_task(stage.as_ref(), i)?;

@@ -125,38 +125,75 @@ fn kill_all(children: &mut [Child]) {
     }
 }
 
+/// What a rank other than 0 follows.
+pub enum Follow<'a> {
+    /// The `train` stage of the run in this workdir (`openwit run` on that rank).
+    Run(&'a Path),
+    /// Task `index` of `stage` of a data-parallel `train` task on a cluster (`openwit task train
+    /// ... --index I` started by `srun` on every rank of the job step `openwit submit --slurm`
+    /// asked for): rank 0 runs the task through the executor and commits it; this rank trains
+    /// beside it in a node-local folder holding the upstream outputs, and records nothing.
+    Task {
+        ex: &'a openwit_core::dist::DistExecutor<'a>,
+        stage: &'a dyn openwit_core::Stage,
+        index: usize,
+    },
+}
+
 /// A rank other than 0: runs the `train` stage's training beside rank 0 (see
-/// `openwit_clip::stage::TrainStage::follow`), or nothing when the stage is already done with
-/// this configuration (rank 0 then has nothing to do either).
+/// `openwit_clip::stage::TrainStage::follow`), or nothing when the stage (or the task) is
+/// already done with this configuration (rank 0 then has nothing to do either). Only `train`
+/// tasks run as several ranks.
 #[cfg(feature = "train")]
-pub fn follow(doc: &PipelineDoc, workdir: &Path, rank: usize, world: usize) -> Result<()> {
+pub fn follow(doc: &PipelineDoc, what: Follow<'_>, rank: usize, world: usize) -> Result<()> {
     use openwit_core::{RunState, Stage, Status};
 
-    let stage = train_stage(doc)?;
-    // No run state yet (a first run with explicit shards): nothing is done, nothing upstream.
-    let state = RunState::open_readonly(workdir).ok();
-    if let Some(st) = &state
-        && let Some(rec) = st.stage("train")?
-        && rec.state == Status::Done
-        && rec.fingerprint == openwit_core::config::fingerprint(&stage.config())
-    {
-        println!("rank {rank} of {world}: nothing to do, the train stage is up to date");
-        return Ok(());
-    }
-    let upstream = match &state {
-        Some(st) => {
-            // Each path once, as the executor gives them to rank 0.
-            let mut seen = std::collections::HashSet::new();
-            st.tasks("download")?
-                .iter()
-                .flat_map(|t| t.outputs.iter())
-                .filter(|o| seen.insert(o.to_string()))
-                .map(|o| workdir.join(o))
-                .collect()
+    let summary = match what {
+        Follow::Run(workdir) => {
+            let stage = train_stage(doc)?;
+            // No run state yet (a first run with explicit shards): nothing is done, nothing
+            // upstream.
+            let state = RunState::open_readonly(workdir).ok();
+            if let Some(st) = &state
+                && let Some(rec) = st.stage("train")?
+                && rec.state == Status::Done
+                && rec.fingerprint == openwit_core::config::fingerprint(&stage.config())
+            {
+                println!("rank {rank} of {world}: nothing to do, the train stage is up to date");
+                return Ok(());
+            }
+            let upstream = match &state {
+                Some(st) => {
+                    // Each path once, as the executor gives them to rank 0.
+                    let mut seen = std::collections::HashSet::new();
+                    st.tasks("download")?
+                        .iter()
+                        .flat_map(|t| t.outputs.iter())
+                        .filter(|o| seen.insert(o.to_string()))
+                        .map(|o| workdir.join(o))
+                        .collect()
+                }
+                None => Vec::new(),
+            };
+            stage.follow(workdir, upstream)?
         }
-        None => Vec::new(),
+        Follow::Task { ex, stage, index } => {
+            if stage.name() != "train" {
+                bail!(
+                    "rank {rank} of {world}: `openwit task {}` runs as one process; only `train` tasks run as several ranks (unset SLURM_NTASKS/WORLD_SIZE or give the job step one task)",
+                    stage.name()
+                );
+            }
+            let train = train_stage(doc)?;
+            let Some((dir, upstream)) = ex.beside_task(stage, index, "download")? else {
+                println!("rank {rank} of {world}: nothing to do, train task {index} is committed");
+                return Ok(());
+            };
+            let res = train.follow(&dir, upstream);
+            let _ = std::fs::remove_dir_all(&dir);
+            res?
+        }
     };
-    let summary = stage.follow(workdir, upstream)?;
     println!(
         "rank {rank} of {world}: trained {} steps, loss {:.4}",
         summary.steps, summary.final_loss
@@ -180,58 +217,8 @@ fn train_stage(doc: &PipelineDoc) -> Result<openwit_clip::stage::TrainStage> {
     )?)
 }
 
-/// A rank other than 0 of a data-parallel `train` task on a cluster (`openwit task train ...
-/// --index I` started by `srun` on every rank of the job step `openwit submit --slurm` asked
-/// for): rank 0 runs the task through the executor and commits it; this rank trains beside it
-/// in a node-local folder holding the upstream outputs, and records nothing.
-#[cfg(feature = "train")]
-pub fn follow_task(
-    ex: &openwit_core::dist::DistExecutor<'_>,
-    stage: &dyn openwit_core::Stage,
-    doc: &PipelineDoc,
-    index: usize,
-    rank: usize,
-    world: usize,
-) -> Result<()> {
-    if stage.name() != "train" {
-        bail!(
-            "rank {rank} of {world}: `openwit task {}` runs as one process; only `train` tasks run as several ranks (unset SLURM_NTASKS/WORLD_SIZE or give the job step one task)",
-            stage.name()
-        );
-    }
-    let train = train_stage(doc)?;
-    let Some((dir, upstream)) = ex.beside_task(stage, index, "download")? else {
-        println!("rank {rank} of {world}: nothing to do, train task {index} is committed");
-        return Ok(());
-    };
-    let res = train.follow(&dir, upstream);
-    let _ = std::fs::remove_dir_all(&dir);
-    let summary = res?;
-    println!(
-        "rank {rank} of {world}: trained {} steps, loss {:.4}",
-        summary.steps, summary.final_loss
-    );
-    Ok(())
-}
-
 #[cfg(not(feature = "train"))]
-pub fn follow_task(
-    _ex: &openwit_core::dist::DistExecutor<'_>,
-    _stage: &dyn openwit_core::Stage,
-    doc: &PipelineDoc,
-    _index: usize,
-    _rank: usize,
-    _world: usize,
-) -> Result<()> {
-    bail!(
-        "{}: a data-parallel rank runs `openwit train`, which this binary lacks (rebuild with `--features {}`)",
-        doc.path().display(),
-        crate::stages::TRAIN_FEATURE
-    )
-}
-
-#[cfg(not(feature = "train"))]
-pub fn follow(doc: &PipelineDoc, _workdir: &Path, _rank: usize, _world: usize) -> Result<()> {
+pub fn follow(doc: &PipelineDoc, _what: Follow<'_>, _rank: usize, _world: usize) -> Result<()> {
     bail!(
         "{}: a data-parallel rank runs `openwit train`, which this binary lacks (rebuild with `--features {}`)",
         doc.path().display(),

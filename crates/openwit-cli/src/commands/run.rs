@@ -45,7 +45,12 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
             .into());
         }
         crate::logging::init(None, true, args.verbose, false);
-        return crate::commands::ranks::follow(&doc, &workdir, rank, world);
+        return crate::commands::ranks::follow(
+            &doc,
+            crate::commands::ranks::Follow::Run(&workdir),
+            rank,
+            world,
+        );
     }
 
     if let Some(name) = only

@@ -1272,23 +1272,6 @@ impl FetchJob {
     }
 }
 
-/// The character an XML reference stands for: a character reference (`&#233;`, `&#xE9;`) or one
-/// of XML's five predefined entities; `None` for any other entity (DTD-declared ones are not
-/// resolved).
-pub(crate) fn xml_ref_char(g: &quick_xml::events::BytesRef<'_>) -> Option<char> {
-    if let Ok(Some(c)) = g.resolve_char_ref() {
-        return Some(c);
-    }
-    match &**g {
-        b"amp" => Some('&'),
-        b"lt" => Some('<'),
-        b"gt" => Some('>'),
-        b"quot" => Some('"'),
-        b"apos" => Some('\''),
-        _ => None,
-    }
-}
-
 /// The `<loc>` entries of a sitemap and whether it is a sitemap index. Malformed XML gives the
 /// entries read before the error.
 pub fn parse_sitemap(xml: &[u8]) -> (Vec<String>, bool) {
@@ -1322,7 +1305,7 @@ pub fn parse_sitemap(xml: &[u8]) -> (Vec<String>, bool) {
                     cur.push_str(&s);
                 }
             }
-            Ok(X::GeneralRef(g)) if in_loc => cur.extend(xml_ref_char(&g)),
+            Ok(X::GeneralRef(g)) if in_loc => cur.extend(crate::html::xml_ref_char(&g)),
             Ok(X::CData(t)) if in_loc => cur.push_str(&String::from_utf8_lossy(&t)),
             Ok(X::Eof) | Err(_) => break,
             _ => {}
