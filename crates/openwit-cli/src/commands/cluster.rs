@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use openwit_core::dist::{self, DistExecutor, TaskOutcome};
-use openwit_core::store::Store;
-use openwit_core::{NoProgress, Reporter, RunOptions, Stage};
+use openwit_core::{NoProgress, Reporter, Stage};
+use openwit_exec::RunOptions;
+use openwit_exec::dist::{self, DistExecutor, TaskOutcome};
+use openwit_exec::store::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{CheckoutArgs, GcArgs, SubmitArgs, TaskArgs};
@@ -83,7 +84,7 @@ fn executor<'r>(
 
 /// A local workdir is made absolute (jobs start elsewhere); an S3 prefix is kept as it is.
 fn absolute_workdir(w: &str) -> Result<String> {
-    if openwit_core::store::is_remote(w) {
+    if openwit_exec::store::is_remote(w) {
         return Ok(w.to_string());
     }
     let p = Path::new(w);
@@ -338,13 +339,13 @@ pub fn submit(args: &SubmitArgs, registry: &[StageEntry]) -> Result<()> {
         .with_context(|| format!("log folder {}", log_dir.display()))?;
     let exe = std::env::current_exe().context("cannot find the openwit binary's path")?;
     let sub = Submission {
-        id: format!("{:x}", (openwit_core::state::now() * 1e6) as u64),
+        id: format!("{:x}", (openwit_core::clock::now() * 1e6) as u64),
         exe: exe.display().to_string(),
         pipeline: std::fs::canonicalize(&args.pipeline)?.display().to_string(),
         workdir: workdir.clone(),
         log_dir: std::fs::canonicalize(&log_dir)?.display().to_string(),
         sbatch: args.sbatch.clone(),
-        created_at: openwit_core::state::now(),
+        created_at: openwit_core::clock::now(),
     };
     store.put(SUBMISSION, serde_json::to_vec_pretty(&sub)?)?;
     submit_stage(&ex, &sub, first.as_ref())?;
@@ -444,7 +445,7 @@ pub fn run_remote(
 
 /// Whether `workdir` is a shared workdir (S3, or a folder written by the distributed executor).
 pub fn is_shared(workdir: &str) -> bool {
-    openwit_core::store::is_remote(workdir) || Path::new(workdir).join("_openwit/plans").is_dir()
+    openwit_exec::store::is_remote(workdir) || Path::new(workdir).join("_openwit/plans").is_dir()
 }
 
 /// `openwit status` of a shared workdir: read from the committed manifests.

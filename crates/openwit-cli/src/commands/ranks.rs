@@ -130,7 +130,8 @@ fn kill_all(children: &mut [Child]) {
 /// this configuration (rank 0 then has nothing to do either).
 #[cfg(feature = "train")]
 pub fn follow(doc: &PipelineDoc, workdir: &Path, rank: usize, world: usize) -> Result<()> {
-    use openwit_core::{RunState, Stage, Status};
+    use openwit_core::{Stage, Status};
+    use openwit_exec::RunState;
 
     let stage = train_stage(doc)?;
     // No run state yet (a first run with explicit shards): nothing is done, nothing upstream.
@@ -186,7 +187,7 @@ fn train_stage(doc: &PipelineDoc) -> Result<openwit_clip::stage::TrainStage> {
 /// in a node-local folder holding the upstream outputs, and records nothing.
 #[cfg(feature = "train")]
 pub fn follow_task(
-    ex: &openwit_core::dist::DistExecutor<'_>,
+    ex: &openwit_exec::dist::DistExecutor<'_>,
     stage: &dyn openwit_core::Stage,
     doc: &PipelineDoc,
     index: usize,
@@ -216,7 +217,7 @@ pub fn follow_task(
 
 #[cfg(not(feature = "train"))]
 pub fn follow_task(
-    _ex: &openwit_core::dist::DistExecutor<'_>,
+    _ex: &openwit_exec::dist::DistExecutor<'_>,
     _stage: &dyn openwit_core::Stage,
     doc: &PipelineDoc,
     _index: usize,
