@@ -9,7 +9,6 @@ pub mod logging;
 pub mod pipeline;
 pub mod progress;
 pub mod reasons;
-pub mod slurm;
 pub mod stages;
 
 use std::process::ExitCode;

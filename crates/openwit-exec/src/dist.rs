@@ -186,6 +186,12 @@ fn slurm_job() -> Option<String> {
     }
 }
 
+/// Whether `workdir` is a shared workdir: an S3 prefix, or a folder written by the distributed
+/// executor (it holds `_openwit/plans`).
+pub fn is_shared(workdir: &str) -> bool {
+    crate::store::is_remote(workdir) || Path::new(workdir).join(META).join("plans").is_dir()
+}
+
 /// The default node-local folder: `$OPENWIT_LOCAL`, else `$TMPDIR/openwit-local`.
 pub fn default_local_dir() -> PathBuf {
     std::env::var_os("OPENWIT_LOCAL")
@@ -230,6 +236,26 @@ impl<'r> DistExecutor<'r> {
     /// The stage's plan, if one was made.
     pub fn read_plan(&self, stage: &str) -> Result<Option<Plan>> {
         self.get_json(&plan_key(stage))
+    }
+
+    /// The stages that have a plan, in the order they were planned.
+    pub fn planned_stages(&self) -> Result<Vec<String>> {
+        let mut plans = Vec::new();
+        for e in self.store.list(&format!("{META}/plans/"))? {
+            let Some(name) = e
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            if let Some(p) = self.read_plan(name)? {
+                plans.push((p.created_at, name.to_string()));
+            }
+        }
+        plans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(plans.into_iter().map(|(_, n)| n).collect())
     }
 
     /// The stage's completion record, if it is done.

@@ -40,7 +40,9 @@
 
 pub mod dist;
 pub mod exec;
+pub mod k8s;
 pub mod lock;
+pub mod slurm;
 pub mod state;
 pub mod store;
 

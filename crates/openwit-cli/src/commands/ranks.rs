@@ -145,16 +145,8 @@ pub fn follow(doc: &PipelineDoc, workdir: &Path, rank: usize, world: usize) -> R
         return Ok(());
     }
     let upstream = match &state {
-        Some(st) => {
-            // Each path once, as the executor gives them to rank 0.
-            let mut seen = std::collections::HashSet::new();
-            st.tasks("download")?
-                .iter()
-                .flat_map(|t| t.outputs.iter())
-                .filter(|o| seen.insert(o.to_string()))
-                .map(|o| workdir.join(o))
-                .collect()
-        }
+        // Each path once, as the executor gives them to rank 0.
+        Some(st) => openwit_core::stage::upstream_paths(workdir, &st.tasks("download")?),
         None => Vec::new(),
     };
     let summary = stage.follow(workdir, upstream)?;
