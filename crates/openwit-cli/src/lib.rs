@@ -8,7 +8,6 @@ pub mod commands;
 pub mod logging;
 pub mod progress;
 pub mod reasons;
-pub mod slurm;
 pub mod stages;
 
 use std::process::ExitCode;

@@ -526,7 +526,8 @@ fn linear_probe_matches_scikit_learn() {
 #[test]
 fn the_eval_stage_reports_the_three_measures_on_a_benchmark_set() {
     use openwit_clip::stage::{EvalConfig, EvalStage};
-    use openwit_core::{Executor, PipelineSettings, RunOptions, StageOutcome};
+    use openwit_core::PipelineSettings;
+    use openwit_exec::{LocalExecutor, RunOptions, StageOutcome};
     if tokenizer().is_none() {
         return;
     }
@@ -553,7 +554,7 @@ fn the_eval_stage_reports_the_three_measures_on_a_benchmark_set() {
     let settings = PipelineSettings::default();
     let stage = EvalStage::new(cfg, &settings, dir.path()).unwrap();
     let work = dir.path().join("work");
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         &work,
         RunOptions {
             jobs: 1,

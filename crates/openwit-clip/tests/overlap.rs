@@ -11,7 +11,8 @@ use std::path::Path;
 use image::{ImageFormat, Rgb, RgbImage};
 use openwit_clip::stage::{EvalConfig, EvalStage};
 use openwit_clip::{Clip, ModelConfig, Tokenizer};
-use openwit_core::{Executor, PipelineSettings, RunOptions, StageOutcome};
+use openwit_core::PipelineSettings;
+use openwit_exec::{LocalExecutor, RunOptions, StageOutcome};
 use openwit_shard::overlap::{phash_of_bytes, sha256};
 use openwit_shard::{SampleMeta, write_parquet};
 use tch::Device;
@@ -194,7 +195,7 @@ fn eval_reports_overlaps_per_kind_and_the_measures_without_them() {
     .unwrap();
     let stage = EvalStage::new(cfg, &PipelineSettings::default(), d).unwrap();
     let work = d.join("work");
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         &work,
         RunOptions {
             jobs: 1,

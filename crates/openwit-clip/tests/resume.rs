@@ -9,7 +9,8 @@ use openwit_clip::stage::{EvalConfig, EvalStage, TrainStage};
 use openwit_clip::synth::{class_names, write_shards};
 use openwit_clip::tokenizer::Tokenizer;
 use openwit_clip::train::{Hooks, TrainConfig, read_metrics, train};
-use openwit_core::{Executor, PipelineSettings, RunOptions, StageOutcome};
+use openwit_core::PipelineSettings;
+use openwit_exec::{LocalExecutor, RunOptions, StageOutcome};
 
 const STEPS: u64 = 40;
 
@@ -34,8 +35,8 @@ fn shards(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// An executor on `workdir`: one job, one attempt, no progress display.
-fn executor(workdir: &Path) -> Executor<'static> {
-    Executor::new(
+fn executor(workdir: &Path) -> LocalExecutor<'static> {
+    LocalExecutor::new(
         workdir,
         RunOptions {
             jobs: 1,

@@ -1,4 +1,5 @@
-//! Wall-clock times that go into outputs (a page's fetch time, a shard's start and end).
+//! Wall-clock times that go into outputs (a page's fetch time, a shard's start and end), and
+//! the real clock ([`now`]).
 //!
 //! `SOURCE_DATE_EPOCH` (seconds since the Unix epoch, the reproducible-builds convention) fixes
 //! them, so two runs over the same inputs write identical bytes — how the scale-out tests
@@ -27,4 +28,12 @@ pub fn output_time_s() -> f64 {
 /// Milliseconds since the Unix epoch, or `SOURCE_DATE_EPOCH` (in ms) when set.
 pub fn output_time_ms() -> i64 {
     (output_time_s() * 1000.0) as i64
+}
+
+/// Seconds since the Unix epoch (the real clock, whatever `SOURCE_DATE_EPOCH` says).
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

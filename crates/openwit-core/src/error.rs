@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Errors raised by the run state, the executor and the helpers of this crate.
+/// Errors raised by stages, the executors (`openwit-exec`) and the helpers of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O operation failed on `path`.
@@ -12,12 +12,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The SQLite run state could not be read or written.
+    /// The run state (`openwit-exec`'s SQLite database) could not be read or written.
     #[error("run state {path}: {source}")]
     State {
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The configuration is invalid (exit code 2).
     #[error("{0}")]
@@ -85,4 +85,12 @@ impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
     }
+}
+
+/// The text of a caught panic's payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

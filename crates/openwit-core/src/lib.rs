@@ -1,15 +1,15 @@
-//! `openwit-core`: what every OpenWIT stage shares.
+//! `openwit-core`: what every OpenWIT stage shares — the contract, not the engine (the
+//! executors, the run state and the object store are in `openwit-exec`).
 //!
 //! - [`Stage`]: the contract a stage implements — split the work into tasks ([`Stage::plan`]),
 //!   run one task writing outputs through a [`TaskContext`] ([`Stage::run_task`]), optionally
-//!   reduce over all tasks ([`Stage::reduce`]).
-//! - [`Executor`]: runs a stage's pending tasks in parallel, retries, commits outputs atomically
-//!   and records them in the [`RunState`] (SQLite, WAL) only afterwards; a rerun skips done
-//!   tasks, removes partial outputs and refuses a changed configuration.
-//! - [`atomic`]: temp-file + fsync + rename writes; [`lock`]: one process per workdir.
+//!   reduce over all tasks ([`Stage::reduce`]). The records both sides share are in [`task`];
+//!   what a run did so far, per stage, in [`summary`] ([`RunSummary`]).
+//! - [`atomic`]: temp-file + fsync + rename writes.
 //! - [`config`]: strict TOML parsing with `file:line:column` errors, fingerprints;
-//!   [`PipelineDoc`]: a pipeline file, each stage's table read into its typed config; every stage
-//!   is built from it the same way ([`FromConfig`], [`stage::build_stage`]).
+//!   [`pipeline`]: the `[pipeline]` table; [`PipelineDoc`]: a pipeline file, each stage's table
+//!   read into its typed config; every stage is built from it the same way ([`FromConfig`],
+//!   [`stage::build_stage`]).
 //! - [`text`]: MetaCLIP's spacing and matching rule.
 //! - [`pipeline`]: the `[pipeline]` table (its `proxy` rule too; the HTTP client itself, robots.txt
 //!   and opt-outs are in `openwit-http`).
@@ -32,38 +32,39 @@
 //!     }
 //! }
 //!
-//! let dir = tempfile::tempdir().unwrap();
-//! let mut ex = openwit_core::Executor::new(dir.path(), Default::default(), &openwit_core::NoProgress).unwrap();
-//! assert!(matches!(ex.run_stage(&Hello).unwrap(), openwit_core::StageOutcome::Ran { ran: 3, .. }));
-//! assert_eq!(ex.run_stage(&Hello).unwrap(), openwit_core::StageOutcome::UpToDate);
-//! assert!(dir.path().join("hello/part-2.txt").exists());
+//! // An executor (`openwit_exec::LocalExecutor`) plans, runs the tasks and commits their outputs.
+//! let dir = std::path::Path::new("/tmp");
+//! let upstream = Default::default();
+//! let plan = Hello.plan(&StageContext::new(dir, "hello", 1, &upstream)).unwrap();
+//! assert_eq!(plan.len(), 3);
 //! ```
 
 pub mod artifact;
 pub mod atomic;
 pub mod clock;
 pub mod config;
-pub mod dist;
 pub mod error;
 pub mod escape;
-pub mod exec;
-pub mod lock;
 pub mod pipeline;
 pub mod pipeline_file;
 pub mod progress;
 pub mod stage;
-pub mod state;
-pub mod store;
+pub mod summary;
 pub mod task;
 pub mod text;
 
-pub use error::{Error, IoContext, Result};
-pub use exec::{Executor, RunOptions, StageOutcome, panic_message};
+pub use error::{Error, IoContext, Result, panic_message};
 pub use pipeline::PipelineSettings;
 pub use pipeline_file::PipelineDoc;
 pub use progress::{NoProgress, Reporter};
 pub use stage::{
-    Drops, FromConfig, REDUCE_TASK, Stage, StageContext, StageList, TaskContext, TaskProcesses,
+    Drops, FromConfig, REDUCE_TASK, Stage, StageContext, StageList, TaskContext, TaskEnv,
+    TaskProcesses,
     TaskReport, TaskSpec,
 };
-pub use state::{RunState, StageRecord, Status, TaskRecord};
+pub use summary::{RunSummary, StageSummary, StageTotals};
+pub use task::{Status, TaskRecord};
+
+/// File name of the run state (`openwit-exec`'s SQLite database) in a local workdir; the web UI
+/// never serves it.
+pub const STATE_FILE: &str = "openwit.sqlite";

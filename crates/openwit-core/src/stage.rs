@@ -13,19 +13,46 @@ use serde_json::Value;
 use crate::error::{Error, IoContext, Result};
 use crate::pipeline_file::PipelineDoc;
 use crate::progress::Reporter;
+use crate::summary::RunSummary;
 use crate::task::TaskRecord;
 
 pub use crate::task::{Drops, REDUCE_TASK, TaskReport, TaskSpec};
 
-/// What a stage can see while it plans or reduces.
+/// What a stage can see while it plans or reduces. The executors (`openwit-exec`) build it with
+/// [`StageContext::new`].
+#[derive(Clone, Copy)]
 pub struct StageContext<'a> {
     pub workdir: &'a Path,
     pub stage: &'a str,
     pub jobs: usize,
-    pub(crate) upstream: &'a HashMap<String, Vec<TaskRecord>>,
+    upstream: &'a HashMap<String, Vec<TaskRecord>>,
+    run: Option<&'a RunSummary>,
 }
 
-impl StageContext<'_> {
+impl<'a> StageContext<'a> {
+    /// The context of stage `stage` in `workdir`, run with `jobs` parallel jobs, reading the done
+    /// tasks of its upstream stages (by stage name, in plan order) from `upstream`.
+    pub fn new(
+        workdir: &'a Path,
+        stage: &'a str,
+        jobs: usize,
+        upstream: &'a HashMap<String, Vec<TaskRecord>>,
+    ) -> Self {
+        StageContext {
+            workdir,
+            stage,
+            jobs,
+            upstream,
+            run: None,
+        }
+    }
+
+    /// The same context with the run's summary (for a stage that asks for it:
+    /// [`Stage::reads_run_summary`]).
+    pub fn with_run_summary(self, run: Option<&'a RunSummary>) -> Self {
+        StageContext { run, ..self }
+    }
+
     /// This stage's output folder (`WORKDIR/<stage>`).
     pub fn stage_dir(&self) -> PathBuf {
         self.workdir.join(self.stage)
@@ -38,11 +65,25 @@ impl StageContext<'_> {
     pub fn upstream_outputs(&self, stage: &str) -> Vec<PathBuf> {
         upstream_paths(self.workdir, self.upstream(stage))
     }
+    /// What the run did so far, per stage; `Some` only for a stage whose
+    /// [`Stage::reads_run_summary`] is true.
+    pub fn run_summary(&self) -> Option<&'a RunSummary> {
+        self.run
+    }
+}
+
+/// What an executor lends every task it runs: where progress goes, the shared tokio runtime
+/// (made on first use) and the flag that asks tasks to stop.
+#[derive(Clone, Copy)]
+pub struct TaskEnv<'a> {
+    pub reporter: &'a dyn Reporter,
+    pub runtime: &'a OnceLock<tokio::runtime::Runtime>,
+    pub cancel: &'a AtomicBool,
 }
 
 /// Each path once, where its first task put it: a reduce step may rewrite a task's output (the
 /// download stage's run-wide dedup), and then both declare it.
-pub(crate) fn upstream_paths(workdir: &Path, tasks: &[TaskRecord]) -> Vec<PathBuf> {
+pub fn upstream_paths(workdir: &Path, tasks: &[TaskRecord]) -> Vec<PathBuf> {
     let mut seen = std::collections::HashSet::new();
     tasks
         .iter()
@@ -59,15 +100,45 @@ pub struct TaskContext<'a> {
     pub stage: &'a str,
     pub task: &'a str,
     pub attempt: u32,
-    pub(crate) upstream: &'a HashMap<String, Vec<TaskRecord>>,
-    pub(crate) outputs: Mutex<Vec<(PathBuf, PathBuf)>>,
-    pub(crate) reporter: &'a dyn Reporter,
-    pub(crate) runtime: &'a OnceLock<tokio::runtime::Runtime>,
-    pub(crate) cancel: &'a AtomicBool,
-    pub(crate) jobs: usize,
+    upstream: &'a HashMap<String, Vec<TaskRecord>>,
+    run: Option<&'a RunSummary>,
+    outputs: Mutex<Vec<(PathBuf, PathBuf)>>,
+    reporter: &'a dyn Reporter,
+    runtime: &'a OnceLock<tokio::runtime::Runtime>,
+    cancel: &'a AtomicBool,
+    jobs: usize,
 }
 
-impl TaskContext<'_> {
+impl<'a> TaskContext<'a> {
+    /// The context of attempt `attempt` (from 1) of task `task` of the stage of `stage`.
+    pub fn new(stage: &StageContext<'a>, task: &'a str, attempt: u32, env: TaskEnv<'a>) -> Self {
+        TaskContext {
+            workdir: stage.workdir,
+            stage: stage.stage,
+            task,
+            attempt,
+            upstream: stage.upstream,
+            run: stage.run,
+            outputs: Mutex::new(Vec::new()),
+            reporter: env.reporter,
+            runtime: env.runtime,
+            cancel: env.cancel,
+            jobs: stage.jobs,
+        }
+    }
+
+    /// Hands the outputs declared so far to the executor, which commits or discards them:
+    /// (temporary path, final path) in the order they were declared.
+    pub fn take_outputs(&self) -> Vec<(PathBuf, PathBuf)> {
+        std::mem::take(&mut *self.outputs.lock().unwrap())
+    }
+
+    /// What the run did so far, per stage; `Some` only for a stage whose
+    /// [`Stage::reads_run_summary`] is true.
+    pub fn run_summary(&self) -> Option<&'a RunSummary> {
+        self.run
+    }
+
     /// This stage's output folder (`WORKDIR/<stage>`).
     pub fn stage_dir(&self) -> PathBuf {
         self.workdir.join(self.stage)
@@ -206,9 +277,10 @@ pub trait Stage: Send + Sync {
         TaskProcesses::default()
     }
 
-    /// Whether the stage reads the run state (`openwit.sqlite`) of the workdir, as the report
-    /// does. The distributed executor then builds one from the committed manifests for it.
-    fn reads_run_state(&self) -> bool {
+    /// Whether the stage reads the run's summary ([`StageContext::run_summary`]), as the report
+    /// does. Both executors then give it one: from the run state, or from the committed
+    /// manifests.
+    fn reads_run_summary(&self) -> bool {
         false
     }
 

@@ -1,7 +1,7 @@
 //! The records of the stage contract that both sides share: a task as a stage plans it
 //! ([`TaskSpec`]), what it reports when done ([`TaskReport`], with its [`Drops`]), and its row in
-//! the run state ([`TaskRecord`], [`Status`]). `stage.rs` (the contract) and `state.rs` (the
-//! SQLite run state) both build on these, and neither on the other.
+//! the run state ([`TaskRecord`], [`Status`]). `stage.rs` (the contract) and the executors'
+//! run state (`openwit-exec`) both build on these.
 
 use std::collections::BTreeMap;
 
@@ -86,7 +86,8 @@ impl Status {
             Status::Failed => "failed",
         }
     }
-    pub(crate) fn parse(s: &str) -> Status {
+    /// The inverse of [`Status::as_str`] (anything unknown is `Pending`).
+    pub fn parse(s: &str) -> Status {
         match s {
             "running" => Status::Running,
             "done" => Status::Done,

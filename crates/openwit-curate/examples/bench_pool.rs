@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use openwit_core::{Executor, NoProgress, RunOptions};
+use openwit_core::NoProgress;
 use openwit_curate::{CurateConfig, CurateStage};
+use openwit_exec::{LocalExecutor, RunOptions};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use rand::{Rng, SeedableRng};
@@ -177,7 +178,7 @@ fn main() {
     let rss0 = status_kb("VmHWM:");
     let c0 = cpu_seconds();
     let t0 = Instant::now();
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         &work,
         RunOptions {
             jobs,

@@ -9,9 +9,10 @@ use arrow_array::{
     Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
 };
 use arrow_schema::{DataType, Field, Schema};
-use openwit_core::{Executor, NoProgress, RunOptions, StageOutcome};
+use openwit_core::NoProgress;
 use openwit_curate::balance::{candidate_key, keep, probabilities};
 use openwit_curate::{CurateConfig, CurateStage, DedupMode, quality};
+use openwit_exec::{LocalExecutor, RunOptions, StageOutcome};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
@@ -257,7 +258,7 @@ fn parts(workdir: &Path, stage: &str) -> Vec<PathBuf> {
 fn run(workdir: &Path, cfg: CurateConfig, seed: u64) -> (Vec<Row>, serde_json::Value) {
     let listing = cfg.dropped_rows;
     let stage = CurateStage::new(cfg, seed, Path::new("/"), &[]).unwrap();
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         workdir,
         RunOptions {
             jobs: 2,
@@ -530,7 +531,8 @@ fn bad_inputs_are_errors_naming_the_file() {
     let q = dir.path().join("bad.json");
     std::fs::write(&q, "[\"dog\",\n  3]").unwrap();
     let stage = CurateStage::new(config(&files, &q, 10), 0, Path::new("/"), &[]).unwrap();
-    let mut ex = Executor::new(&dir.path().join("w"), RunOptions::default(), &NoProgress).unwrap();
+    let mut ex =
+        LocalExecutor::new(&dir.path().join("w"), RunOptions::default(), &NoProgress).unwrap();
     let err = ex.run_stage(&stage).unwrap_err().to_string();
     assert!(err.contains("bad.json") && err.contains("line 2"), "{err}");
 
@@ -554,7 +556,7 @@ fn bad_inputs_are_errors_naming_the_file() {
     w.close().unwrap();
     let good_q = dir.path().join("metadata.json");
     let stage = CurateStage::new(config(&[p], &good_q, 10), 0, Path::new("/"), &[]).unwrap();
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         &dir.path().join("w2"),
         RunOptions {
             jobs: 1,
@@ -663,7 +665,7 @@ fn balance_after_download() {
     };
     cfgb.t = 60;
     let stage = openwit_curate::BalanceStage::new(cfgb, 5, Path::new("/")).unwrap();
-    let mut ex = Executor::new(&w, RunOptions::default(), &NoProgress).unwrap();
+    let mut ex = LocalExecutor::new(&w, RunOptions::default(), &NoProgress).unwrap();
     ex.run_stage(&FakeDownload).unwrap();
     ex.run_stage(&stage).unwrap();
     let stats: serde_json::Value =

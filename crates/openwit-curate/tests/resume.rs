@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use openwit_core::{Executor, NoProgress, RunOptions};
+use openwit_core::NoProgress;
 use openwit_curate::{CurateConfig, CurateStage};
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_testkit::harness::{digest_outputs, kill_after_tasks, run_to_end};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -77,7 +78,7 @@ fn config(files: &[PathBuf], q: &Path) -> CurateConfig {
 
 fn run_stage(workdir: &Path, cfg: CurateConfig, jobs: usize) {
     let stage = CurateStage::new(cfg, 42, Path::new("/"), &[]).unwrap();
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         workdir,
         RunOptions {
             jobs,

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use openwit_core::{Executor, NoProgress, RunOptions};
+use openwit_core::NoProgress;
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_fetch::{Config, DownloadStage};
 
 fn main() {
@@ -31,7 +32,7 @@ fn main() {
     ))
     .unwrap();
     let stage = DownloadStage::new(cfg, Path::new("."), true).unwrap();
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         Path::new(&args[1]),
         RunOptions {
             jobs,

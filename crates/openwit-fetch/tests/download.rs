@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::{Rgb, RgbImage};
-use openwit_core::{Executor, NoProgress, RunOptions};
+use openwit_core::NoProgress;
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_fetch::{Config, DownloadStage, EncodeFormat};
 use openwit_shard::{ShardReader, Status, read_parquet, read_sizes, read_stats};
 use openwit_testkit::{Fault, Response, TestServer};
@@ -65,10 +66,10 @@ fn run(
     dir: &Path,
     cfg: Config,
     allow_private: bool,
-) -> openwit_core::Result<openwit_core::StageOutcome> {
+) -> openwit_core::Result<openwit_exec::StageOutcome> {
     let stage = DownloadStage::new(cfg, dir, allow_private)?;
     let work = dir.join("work");
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         &work,
         RunOptions {
             jobs: 2,
@@ -240,7 +241,7 @@ fn every_failure_is_counted_by_reason_and_successes_are_readable() {
     write_csv(dir.path(), &urls);
     let outcome = run(dir.path(), test_config("urls.csv"), true).unwrap();
     assert!(
-        matches!(outcome, openwit_core::StageOutcome::Ran { total: 4, .. }),
+        matches!(outcome, openwit_exec::StageOutcome::Ran { total: 4, .. }),
         "{outcome:?}"
     );
 
@@ -521,7 +522,7 @@ fn evaluation_images_are_kept_out_and_counted() {
     // Counted as a drop reason: in the shard's stats and the stage's task drops.
     let stats = read_stats(&work.join("download/00000_stats.json")).unwrap();
     assert_eq!(stats.failures_by_reason.get("eval_overlap"), Some(&2));
-    let ex = Executor::new(
+    let ex = LocalExecutor::new(
         &work,
         RunOptions {
             jobs: 1,

@@ -14,7 +14,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use openwit_core::{Executor, NoProgress, RunOptions};
+use openwit_core::NoProgress;
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_fetch::imaging::{ImageOptions, decode_cost};
 use openwit_fetch::{Config, DownloadStage};
 use openwit_shard::{Status, read_parquet};
@@ -101,7 +102,7 @@ fn config(budget_mb: u64, resize_mode: &str) -> Config {
 /// The child: runs the stage in `dir`, prints its peak RSS.
 fn child(dir: &Path, budget_mb: u64, resize_mode: &str) {
     let stage = DownloadStage::new(config(budget_mb, resize_mode), dir, true).unwrap();
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         &dir.join("work"),
         RunOptions {
             jobs: 2,

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use image::{Rgb, RgbImage};
-use openwit_core::{Executor, NoProgress, RunOptions};
+use openwit_core::NoProgress;
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_fetch::{Config, DownloadStage, EncodeFormat};
 use openwit_testkit::{Response, TestServer};
 
@@ -76,7 +77,7 @@ fn webdataset_and_pyarrow_read_every_shard() {
     .unwrap();
     let stage = DownloadStage::new(cfg, dir.path(), true).unwrap();
     let work = dir.path().join("work");
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         &work,
         RunOptions {
             jobs: 2,

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use openwit_core::{Executor, NoProgress, RunOptions};
+use openwit_core::NoProgress;
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_fetch::imaging::{self, Sniffed};
 use openwit_fetch::{Config, DownloadStage};
 use openwit_shard::{ShardReader, Status, read_parquet, read_stats};
@@ -154,7 +155,7 @@ fn run_stage(files: &[String], extra: &str) -> Run {
     .unwrap();
     let stage = DownloadStage::new(cfg, tmp.path(), true).unwrap();
     let work = tmp.path().join("work");
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         &work,
         RunOptions {
             jobs: 2,

@@ -11,9 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use openwit_core::{
-    Executor, NoProgress, RunOptions, Stage, StageContext, TaskContext, TaskReport, TaskSpec,
-};
+use openwit_core::{NoProgress, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_index::{IndexSet, SearchOptions};
 use openwit_shard::{SampleMeta, ShardLayout, ShardStats, ShardWriter};
 use rand::{Rng, SeedableRng};
@@ -323,7 +322,7 @@ fn main() {
         jobs,
         max_attempts: 1,
     };
-    let mut ex = Executor::new(workdir, opts, &NoProgress).unwrap();
+    let mut ex = LocalExecutor::new(workdir, opts, &NoProgress).unwrap();
     let t0 = Instant::now();
     ex.run_stage(&GenDownload { samples }).unwrap();
     let gen_s = t0.elapsed().as_secs_f64();

@@ -22,9 +22,9 @@ pub mod serve;
 
 pub use build::{IndexConfig, IndexStage};
 pub use error::{IndexError, Result};
-pub use report::{ReportConfig, ReportStage, render_report, write_report};
+pub use report::{Funnel, ReportConfig, ReportStage, render_report, write_report};
 pub use search::{Filters, Hit, IndexSet, SearchOptions, SearchResults, format_results, search};
-pub use serve::{ServeOptions, router, serve, serve_on};
+pub use serve::{RunSummarySource, ServeOptions, router, serve, serve_on};
 
 /// The index stage's folder name in the workdir.
 pub const INDEX_DIR: &str = "index";

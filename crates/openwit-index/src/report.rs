@@ -1,7 +1,8 @@
 //! `openwit report WORKDIR` and the `report` stage: one self-contained HTML page (inline CSS and
 //! SVG, no script, no network) describing a run.
 //!
-//! It reads only what exists: the run state (`openwit.sqlite`) for the funnel, the curation's
+//! It reads only what exists: the run's summary (given by the executor, or by `openwit report`
+//! from the run state) for the funnel, the curation's
 //! `curate/entry_counts.parquet`, the shards' parquet and `_stats.json` in `download/`, the index,
 //! `train/metrics.jsonl` and `eval/*.json`. Missing parts are said to be missing, not errors.
 
@@ -10,8 +11,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, Int32Array, Int64Array, StringArray};
-use openwit_core::state::StageTotals;
-use openwit_core::{RunState, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
+use openwit_core::{RunSummary, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -164,43 +164,32 @@ pub(crate) fn read_entry_counts(path: &Path) -> Result<Vec<EntryCount>> {
     Ok(out)
 }
 
-/// Gathers what the report shows from `workdir`.
-pub fn collect(workdir: &Path) -> ReportData {
+/// What the funnel shows: the run's summary, or why there is none (said on the page).
+pub type Funnel<'a> = std::result::Result<&'a RunSummary, &'a str>;
+
+/// Gathers what the report shows from `workdir`, with the funnel from `run`.
+pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
     let mut d = ReportData {
         workdir: workdir.to_path_buf(),
         ..Default::default()
     };
-    // Funnel from the run state.
-    match RunState::open_readonly(workdir) {
-        Ok(st) => match st.stages() {
-            Ok(stages) => {
-                for s in stages.into_iter().filter(|s| s.name != REPORT_DIR) {
-                    // The totals `openwit status` shows: a stage with a reduce step counts its
-                    // items once (in: what the tasks read; out: what the reduce kept).
-                    let totals = match st.tasks(&s.name) {
-                        Ok(tasks) => StageTotals::of(&tasks),
-                        Err(e) => {
-                            d.problems.push((
-                                workdir.join(openwit_core::state::STATE_FILE),
-                                e.to_string(),
-                            ));
-                            StageTotals::default()
-                        }
-                    };
-                    d.funnel.push(FunnelRow {
-                        stage: s.name.clone(),
-                        state: s.state.as_str().into(),
-                        tasks_done: totals.tasks_done,
-                        tasks_total: s.tasks_total,
-                        items_in: totals.items_in,
-                        items_out: totals.items_out,
-                        drops: totals.drops,
-                        elapsed_s: s.elapsed_s,
-                    });
-                }
+    // Funnel from the run summary: the totals `openwit status` shows (a stage with a reduce
+    // step counts its items once: in, what the tasks read; out, what the reduce kept).
+    match run {
+        Ok(run) => {
+            for s in run.stages.iter().filter(|s| s.stage != REPORT_DIR) {
+                d.funnel.push(FunnelRow {
+                    stage: s.stage.clone(),
+                    state: s.state.as_str().into(),
+                    tasks_done: s.totals.tasks_done,
+                    tasks_total: s.tasks_total,
+                    items_in: s.totals.items_in,
+                    items_out: s.totals.items_out,
+                    drops: s.totals.drops.clone(),
+                    elapsed_s: s.elapsed_s,
+                });
             }
-            Err(e) => d.funnel_note = Some(e.to_string()),
-        },
+        }
         Err(e) => d.funnel_note = Some(e.to_string()),
     }
 
@@ -418,9 +407,9 @@ fn flatten_numbers(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// Renders the report of `workdir` as one HTML page.
-pub fn render_report(workdir: &Path) -> String {
-    render(&collect(workdir))
+/// Renders the report of `workdir` as one HTML page, with the funnel from `run`.
+pub fn render_report(workdir: &Path, run: Funnel<'_>) -> String {
+    render(&collect(workdir, run))
 }
 
 /// Renders gathered data, made now (at `SOURCE_DATE_EPOCH` when set: `openwit_core::clock`).
@@ -849,7 +838,7 @@ fn eval_results(name: &str, v: &Value) -> Option<Value> {
 
 /// Writes the report of `workdir` to `out` (default `WORKDIR/report/report.html`), atomically.
 /// Returns the path written.
-pub fn write_report(workdir: &Path, out: Option<&Path>) -> Result<PathBuf> {
+pub fn write_report(workdir: &Path, run: Funnel<'_>, out: Option<&Path>) -> Result<PathBuf> {
     if !workdir.is_dir() {
         return Err(IndexError::NoIndex(format!(
             "{}: no such workdir; pass the workdir of a run (the `workdir` of its pipeline file)",
@@ -862,7 +851,7 @@ pub fn write_report(workdir: &Path, out: Option<&Path>) -> Result<PathBuf> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| IndexError::io(parent, e))?;
     }
-    let html = render_report(workdir);
+    let html = render_report(workdir, run);
     openwit_core::atomic::write_atomic(&path, html.as_bytes())
         .map_err(|e| IndexError::Other(e.to_string()))?;
     Ok(path)
@@ -914,7 +903,7 @@ impl Stage for ReportStage {
     fn config(&self) -> Value {
         json!({ "version": 1, "after": self.upstream })
     }
-    fn reads_run_state(&self) -> bool {
+    fn reads_run_summary(&self) -> bool {
         true
     }
     fn plan(&self, _ctx: &StageContext<'_>) -> openwit_core::Result<Vec<TaskSpec>> {
@@ -925,7 +914,10 @@ impl Stage for ReportStage {
         ctx: &TaskContext<'_>,
         _task: &TaskSpec,
     ) -> openwit_core::Result<TaskReport> {
-        let html = render_report(ctx.workdir);
+        let run = ctx
+            .run_summary()
+            .ok_or_else(|| openwit_core::Error::Stage("the executor gave no run summary".into()))?;
+        let html = render_report(ctx.workdir, Ok(run));
         let mut f = ctx.create_output(REPORT_FILE)?;
         std::io::Write::write_all(&mut f, html.as_bytes())
             .and_then(|_| std::io::Write::flush(&mut f))
@@ -971,8 +963,8 @@ mod tests {
     #[test]
     fn report_of_an_empty_folder_says_what_is_missing() {
         let dir = tempfile::tempdir().unwrap();
-        let html = render_report(dir.path());
-        assert!(html.contains("No stage has run here"));
+        let html = render_report(dir.path(), Err("no run state here"));
+        assert!(html.contains("No stage has run here (no run state here)"));
         assert!(html.contains("No shards"));
         assert!(!html.contains("http://") && !html.contains("https://"));
     }

@@ -87,6 +87,22 @@ pub struct ServeOptions {
     /// Host names (or addresses) accepted in requests' `Host` header besides `localhost` and the
     /// bound address (`openwit serve --allow-host NAME`), e.g. the machine's name on a LAN.
     pub allow_hosts: Vec<String>,
+    /// Where `/report` gets the run's summary for its funnel when the workdir has no written
+    /// report (`openwit serve` reads the run state); without it the funnel says there is none.
+    pub run_summary: Option<RunSummarySource>,
+}
+
+/// Reads the run summary of a workdir, or says why there is none (see
+/// [`ServeOptions::run_summary`]).
+#[derive(Clone)]
+pub struct RunSummarySource(
+    pub Arc<dyn Fn(&Path) -> std::result::Result<openwit_core::RunSummary, String> + Send + Sync>,
+);
+
+impl std::fmt::Debug for RunSummarySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunSummarySource(..)")
+    }
 }
 
 struct App {
@@ -96,6 +112,8 @@ struct App {
     no_index: Option<String>,
     /// Accepted `Host` names, normalised by [`host_name`].
     hosts: HashSet<String>,
+    /// The run summary of a report rendered on request.
+    run_summary: Option<RunSummarySource>,
     /// Slots for blocking jobs.
     jobs: Arc<Semaphore>,
     /// The values the filter controls offer.
@@ -171,6 +189,7 @@ fn router_for(workdir: &Path, bound: Option<IpAddr>, opts: &ServeOptions) -> Res
         set,
         no_index,
         hosts,
+        run_summary: opts.run_summary.clone(),
         jobs: Arc::new(Semaphore::new(MAX_JOBS)),
         facets,
         entry_table: std::sync::Mutex::new(None),
@@ -1304,7 +1323,13 @@ async fn report(State(app): State<Shared>) -> Response {
         let page = small
             .then(|| std::fs::read_to_string(&written).ok())
             .flatten()
-            .unwrap_or_else(|| crate::report::render_report(&app2.workdir));
+            .unwrap_or_else(|| {
+                let run = match &app2.run_summary {
+                    Some(RunSummarySource(f)) => f(&app2.workdir),
+                    None => Err("the server was given no run summary".to_string()),
+                };
+                crate::report::render_report(&app2.workdir, run.as_ref().map_err(String::as_str))
+            });
         ([(header::CONTENT_SECURITY_POLICY, REPORT_CSP)], Html(page)).into_response()
     })
     .await
@@ -1318,7 +1343,7 @@ fn is_private(rel: &Path) -> bool {
     first_is_logs
         || rel.components().any(|c| {
             let c = c.as_os_str().to_string_lossy();
-            c.starts_with('.') || c.starts_with(openwit_core::state::STATE_FILE)
+            c.starts_with('.') || c.starts_with(openwit_core::STATE_FILE)
         })
 }
 

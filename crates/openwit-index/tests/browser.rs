@@ -286,7 +286,12 @@ fn headless_chromium_searches_opens_a_result_and_sees_the_image_and_caption() {
             // The report with every section filled (after the entries page's shot: this
             // replaces its entry counts).
             common::add_curation_and_training(dir.path());
-            openwit_index::write_report(dir.path(), None).unwrap();
+            openwit_index::write_report(
+                dir.path(),
+                run_summary(dir.path()).as_ref().map_err(String::as_str),
+                None,
+            )
+            .unwrap();
         }
         let shot = out.join(name);
         let _ = std::fs::remove_file(&shot);
@@ -303,4 +308,12 @@ fn headless_chromium_searches_opens_a_result_and_sees_the_image_and_caption() {
         let png = std::fs::read(&shot).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 5000, "{name}");
     }
+}
+
+/// The funnel's figures, from the run state the local executor wrote (as `openwit report` reads
+/// them).
+fn run_summary(w: &std::path::Path) -> Result<openwit_core::RunSummary, String> {
+    openwit_exec::RunState::open_readonly(w)
+        .and_then(|st| st.summary())
+        .map_err(|e| e.to_string())
 }

@@ -4,9 +4,8 @@ mod common;
 
 use std::path::Path;
 
-use openwit_core::{
-    Executor, NoProgress, RunOptions, Stage, StageContext, TaskContext, TaskReport, TaskSpec,
-};
+use openwit_core::{NoProgress, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_index::{IndexError, IndexSet, SearchOptions, search};
 use serde_json::Value;
 
@@ -23,7 +22,7 @@ fn indexes_every_successful_sample_per_shard() {
     let out = common::run(dir.path(), &common::index_stage());
     assert!(matches!(
         out,
-        openwit_core::StageOutcome::Ran {
+        openwit_exec::StageOutcome::Ran {
             ran: 4,
             total: 4,
             ..
@@ -35,13 +34,13 @@ fn indexes_every_successful_sample_per_shard() {
     let set = IndexSet::open(dir.path()).unwrap();
     assert_eq!(set.shards(), vec!["00000", "00001", "00002", "00003"]);
     assert_eq!(set.num_docs(), 20, "24 rows, every sixth failed");
-    let st = openwit_core::RunState::open_readonly(dir.path()).unwrap();
+    let st = openwit_exec::RunState::open_readonly(dir.path()).unwrap();
     let tasks = st.tasks("index").unwrap();
     assert_eq!(tasks.iter().map(|t| t.items_out).sum::<u64>(), 20);
     // A rerun does nothing.
     assert_eq!(
         common::run(dir.path(), &common::index_stage()),
-        openwit_core::StageOutcome::UpToDate
+        openwit_exec::StageOutcome::UpToDate
     );
 }
 
@@ -207,7 +206,7 @@ fn an_interrupted_build_leaves_a_usable_index_and_resumes() {
             jobs: 1,
             max_attempts: 1,
         };
-        let mut ex = Executor::new(dir.path(), opts, &NoProgress).unwrap();
+        let mut ex = LocalExecutor::new(dir.path(), opts, &NoProgress).unwrap();
         assert!(ex.run_stage(&FailOn(&stage, "00002")).is_err());
     }
     // The finished shards are searchable; the half-written one is invisible.
@@ -223,7 +222,7 @@ fn an_interrupted_build_leaves_a_usable_index_and_resumes() {
     assert!(
         matches!(
             out,
-            openwit_core::StageOutcome::Ran {
+            openwit_exec::StageOutcome::Ran {
                 ran: 1,
                 total: 4,
                 ..
@@ -250,9 +249,9 @@ fn a_damaged_shard_is_reported_and_skipped() {
     let out = common::run(dir.path(), &common::index_stage());
     assert!(matches!(
         out,
-        openwit_core::StageOutcome::Ran { ran: 4, .. }
+        openwit_exec::StageOutcome::Ran { ran: 4, .. }
     ));
-    let st = openwit_core::RunState::open_readonly(dir.path()).unwrap();
+    let st = openwit_exec::RunState::open_readonly(dir.path()).unwrap();
     let t = st
         .tasks("index")
         .unwrap()

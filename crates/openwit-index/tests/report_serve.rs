@@ -10,14 +10,17 @@ fn the_report_shows_every_part_and_needs_no_network() {
     let w = dir.path();
     common::run(w, &common::index_stage());
     // Before curation/training outputs exist, the report says they are missing.
-    let html = std::fs::read_to_string(write_report(w, None).unwrap()).unwrap();
+    let html = std::fs::read_to_string(
+        write_report(w, run_summary(w).as_ref().map_err(String::as_str), None).unwrap(),
+    )
+    .unwrap();
     assert!(html.contains("No <code>train/metrics.jsonl</code>"));
     assert!(html.contains("No <code>eval/*.json</code>"));
 
     common::add_curation_and_training(w);
     std::fs::write(w.join("eval/broken.json"), "{").unwrap();
 
-    let path = write_report(w, None).unwrap();
+    let path = write_report(w, run_summary(w).as_ref().map_err(String::as_str), None).unwrap();
     assert_eq!(path, w.join("report/report.html"));
     let html = std::fs::read_to_string(&path).unwrap();
     for needle in [
@@ -63,7 +66,7 @@ fn the_report_stage_writes_the_report_after_the_other_stages() {
     let stage = ReportStage::new(Default::default(), vec!["download".into(), "index".into()]);
     let out = common::run(dir.path(), &stage);
     match out {
-        openwit_core::StageOutcome::Ran { summary, .. } => {
+        openwit_exec::StageOutcome::Ran { summary, .. } => {
             assert!(summary.unwrap().contains("report/report.html"))
         }
         o => panic!("{o:?}"),
@@ -627,7 +630,10 @@ fn the_report_shows_the_held_out_evaluation_per_class_and_the_worst_confusions()
                                   "overlapping": 30, "clean": null}}
     });
     std::fs::write(w.join("eval/results.json"), results.to_string()).unwrap();
-    let html = std::fs::read_to_string(write_report(w, None).unwrap()).unwrap();
+    let html = std::fs::read_to_string(
+        write_report(w, run_summary(w).as_ref().map_err(String::as_str), None).unwrap(),
+    )
+    .unwrap();
     for needle in [
         "Held-out evaluation during training",
         "held-out zero-shot top-1",
@@ -655,4 +661,12 @@ fn the_report_shows_the_held_out_evaluation_per_class_and_the_worst_confusions()
     );
     assert!(fruit < flower && flower < bird);
     assert!(table[fruit..flower].contains("<td>10.00%</td><td>50.00%</td>"));
+}
+
+/// The funnel's figures, from the run state the local executor wrote (as `openwit report` reads
+/// them).
+fn run_summary(w: &std::path::Path) -> Result<openwit_core::RunSummary, String> {
+    openwit_exec::RunState::open_readonly(w)
+        .and_then(|st| st.summary())
+        .map_err(|e| e.to_string())
 }

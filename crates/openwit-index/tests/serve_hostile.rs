@@ -30,6 +30,7 @@ fn start(workdir: &Path) -> SocketAddr {
     std::thread::spawn(move || {
         let opts = openwit_index::ServeOptions {
             allow_hosts: vec![ALLOWED.into()],
+            ..Default::default()
         };
         rt.block_on(openwit_index::serve_on(listener, &workdir, &opts))
             .unwrap();
@@ -749,6 +750,7 @@ fn the_server_refuses_an_allow_host_that_is_not_a_host() {
         .unwrap();
     let opts = openwit_index::ServeOptions {
         allow_hosts: vec!["evil.example/path".into()],
+        ..Default::default()
     };
     let err = rt
         .block_on(openwit_index::serve_on(listener, dir.path(), &opts))

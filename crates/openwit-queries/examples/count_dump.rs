@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use openwit_core::{Executor, NoProgress, RunOptions};
+use openwit_core::NoProgress;
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_queries::{BigramMode, QueriesConfig, QueriesStage};
 
 fn main() {
@@ -22,7 +23,7 @@ fn main() {
         ..Default::default()
     };
     let stage = QueriesStage::new(cfg, Path::new(".")).unwrap();
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         work,
         RunOptions {
             jobs,

@@ -35,7 +35,7 @@
 //!     ..Default::default()
 //! };
 //! let stage = QueriesStage::new(cfg, std::path::Path::new(".")).unwrap();
-//! let mut ex = openwit_core::Executor::new(
+//! let mut ex = openwit_exec::LocalExecutor::new(
 //!     std::path::Path::new("work"),
 //!     Default::default(),
 //!     &openwit_core::NoProgress,

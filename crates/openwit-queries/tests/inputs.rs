@@ -8,14 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
-use openwit_core::{Executor, NoProgress, RunOptions};
+use openwit_core::NoProgress;
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_queries::QueriesStage;
 use openwit_queries::testdata::{MultistreamWriter, PageSpec, write_multistream, write_single};
 use openwit_testkit::{Fault, Response, TestServer};
 
 fn run_err(workdir: &Path, cfg: openwit_queries::QueriesConfig) -> String {
     let stage = QueriesStage::new(cfg, Path::new("/")).unwrap();
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         workdir,
         RunOptions {
             jobs: 1,
@@ -301,7 +302,7 @@ fn url_sources_download_with_resume_and_refuse_loopback_by_default() {
 
     // Refused without allow_private_networks.
     let stage = QueriesStage::new(config(vec![url.clone()], None, None), Path::new("/")).unwrap();
-    let mut ex = Executor::new(&work, Default::default(), &NoProgress).unwrap();
+    let mut ex = LocalExecutor::new(&work, Default::default(), &NoProgress).unwrap();
     let err = ex.run_stage(&stage).unwrap_err().to_string();
     assert!(err.contains("not a public address"), "{err}");
     assert_eq!(dump_hits.load(Ordering::SeqCst), 0);
@@ -311,7 +312,7 @@ fn url_sources_download_with_resume_and_refuse_loopback_by_default() {
     let stage = QueriesStage::new(config(vec![url.clone()], None, None), Path::new("/"))
         .unwrap()
         .allow_private_networks(true);
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         &work,
         RunOptions {
             jobs: 1,

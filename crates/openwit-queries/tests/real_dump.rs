@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use openwit_core::{Executor, NoProgress, RunOptions};
+use openwit_core::NoProgress;
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_queries::{QueriesConfig, QueriesStage};
 
 fn data(name: &str) -> PathBuf {
@@ -70,7 +71,7 @@ fn real_enwiki_excerpt_counts_like_mwparserfromhell() {
     assert!(
         matches!(
             outcome,
-            openwit_core::StageOutcome::Ran { reduced: true, .. }
+            openwit_exec::StageOutcome::Ran { reduced: true, .. }
         ),
         "{outcome:?}"
     );
@@ -172,7 +173,7 @@ fn utf16_dump_is_refused_with_a_clear_error() {
         ..Default::default()
     };
     let stage = QueriesStage::new(cfg, Path::new("/")).unwrap();
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         dir.path(),
         RunOptions {
             jobs: 1,

@@ -220,7 +220,7 @@ fn multistream_single_stream_and_plain_xml_give_identical_outputs() {
         let outcome = run(&work, cfg, 2);
         if name == "multi" {
             match outcome {
-                openwit_core::StageOutcome::Ran { total, .. } => {
+                openwit_exec::StageOutcome::Ran { total, .. } => {
                     assert!(total >= 5, "{total} tasks")
                 }
                 other => panic!("{other:?}"),
@@ -270,7 +270,8 @@ fn a_threshold_change_after_restart_reuses_the_count_tables() {
     cfg2.unigram_min_count = 3;
     let stage = openwit_queries::QueriesStage::new(cfg2, std::path::Path::new("/")).unwrap();
     let mut ex =
-        openwit_core::Executor::new(&work, Default::default(), &openwit_core::NoProgress).unwrap();
+        openwit_exec::LocalExecutor::new(&work, Default::default(), &openwit_core::NoProgress)
+            .unwrap();
     let err = ex.run_stage(&stage).unwrap_err().to_string();
     assert!(err.contains("unigram_min_count"), "{err}");
     ex.restart(

@@ -73,9 +73,12 @@ fn crawl_of_debian_reference_pages_matches_html_parser() {
     c.max_depth = 0;
     c.max_attempts = 1;
     let stage = openwit_sources::CrawlStage::new(c, work.path()).unwrap();
-    let mut ex =
-        openwit_core::Executor::new(work.path(), Default::default(), &openwit_core::NoProgress)
-            .unwrap();
+    let mut ex = openwit_exec::LocalExecutor::new(
+        work.path(),
+        Default::default(),
+        &openwit_core::NoProgress,
+    )
+    .unwrap();
     ex.run_stage(&stage).unwrap();
     let rows =
         openwit_sources::candidate::read_candidates(&work.path().join("crawl/candidates.parquet"))

@@ -43,6 +43,9 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
     }
     let opts = openwit_index::ServeOptions {
         allow_hosts: a.allow_host.clone(),
+        run_summary: Some(openwit_index::RunSummarySource(std::sync::Arc::new(|w| {
+            run_summary(w)
+        }))),
     };
     openwit_index::serve(&a.workdir, std::net::SocketAddr::new(a.host, a.port), &opts)
         .map_err(openwit_core::Error::from)?;
@@ -52,7 +55,17 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
 /// `openwit report WORKDIR`: writes `WORKDIR/report/report.html` and prints its path.
 pub fn report(workdir: &Path) -> Result<()> {
     crate::logging::init(None, true, 0, false);
-    let path = openwit_index::write_report(workdir, None).map_err(openwit_core::Error::from)?;
+    let run = run_summary(workdir);
+    let path = openwit_index::write_report(workdir, run.as_ref().map_err(String::as_str), None)
+        .map_err(openwit_core::Error::from)?;
     println!("{}", path.display());
     Ok(())
+}
+
+/// The run summary of a local workdir, from its run state (the report's funnel), or why there is
+/// none.
+fn run_summary(workdir: &Path) -> std::result::Result<openwit_core::RunSummary, String> {
+    openwit_exec::RunState::open_readonly(workdir)
+        .and_then(|st| st.summary())
+        .map_err(|e| e.to_string())
 }

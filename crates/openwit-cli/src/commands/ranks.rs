@@ -134,7 +134,7 @@ pub enum Follow<'a> {
     /// asked for): rank 0 runs the task through the executor and commits it; this rank trains
     /// beside it in a node-local folder holding the upstream outputs, and records nothing.
     Task {
-        ex: &'a openwit_core::dist::DistExecutor<'a>,
+        ex: &'a openwit_exec::dist::DistExecutor<'a>,
         stage: &'a dyn openwit_core::Stage,
         index: usize,
     },
@@ -146,7 +146,8 @@ pub enum Follow<'a> {
 /// tasks run as several ranks.
 #[cfg(feature = "train")]
 pub fn follow(doc: &PipelineDoc, what: Follow<'_>, rank: usize, world: usize) -> Result<()> {
-    use openwit_core::{RunState, Stage, Status};
+    use openwit_core::{Stage, Status};
+    use openwit_exec::RunState;
 
     let summary = match what {
         Follow::Run(workdir) => {
@@ -163,16 +164,8 @@ pub fn follow(doc: &PipelineDoc, what: Follow<'_>, rank: usize, world: usize) ->
                 return Ok(());
             }
             let upstream = match &state {
-                Some(st) => {
-                    // Each path once, as the executor gives them to rank 0.
-                    let mut seen = std::collections::HashSet::new();
-                    st.tasks("download")?
-                        .iter()
-                        .flat_map(|t| t.outputs.iter())
-                        .filter(|o| seen.insert(o.to_string()))
-                        .map(|o| workdir.join(o))
-                        .collect()
-                }
+                // Each path once, as the executor gives them to rank 0.
+                Some(st) => openwit_core::stage::upstream_paths(workdir, &st.tasks("download")?),
                 None => Vec::new(),
             };
             stage.follow(workdir, upstream)?

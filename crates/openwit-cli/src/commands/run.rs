@@ -2,8 +2,9 @@
 
 use std::io::IsTerminal;
 
-use anyhow::Result;
-use openwit_core::{Executor, NoProgress, Reporter, RunOptions};
+use anyhow::{Result, bail};
+use openwit_core::{NoProgress, Reporter};
+use openwit_exec::{DistExecutor, Executor, LocalExecutor, RunOptions, Store};
 
 use crate::args::StageArgs;
 use crate::commands::prepare::load;
@@ -74,7 +75,7 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
         .into());
     }
     let bars = !args.quiet && std::io::stderr().is_terminal();
-    let remote = openwit_core::store::is_remote(&workdir.to_string_lossy());
+    let remote = openwit_exec::store::is_remote(&workdir.to_string_lossy());
     crate::logging::init(
         (!remote).then_some(workdir.as_path()),
         args.quiet,
@@ -95,19 +96,25 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
         jobs,
         max_attempts: settings.max_attempts.max(1),
     };
-    if openwit_core::store::is_remote(&workdir.to_string_lossy()) {
-        return crate::commands::cluster::run_remote(
-            &doc,
-            &stages,
-            only,
-            args.restart.is_some(),
+    // The same stages under either executor: the local one (a folder, its lock and run state)
+    // or the distributed one in this one process (an S3 workdir).
+    let mut ex: Box<dyn Executor + '_> = if remote {
+        if args.restart.is_some() {
+            bail!("--restart is not supported on an S3 workdir; use a new prefix");
+        }
+        let store = Store::open(&workdir.to_string_lossy())?;
+        Box::new(DistExecutor::new(
+            store,
+            openwit_exec::dist::default_local_dir(),
             opts,
             progress.as_ref(),
-        );
-    }
-    let mut ex = Executor::new(&workdir, opts, progress.as_ref())?;
+        ))
+    } else {
+        Box::new(LocalExecutor::new(&workdir, opts, progress.as_ref())?)
+    };
     let _demo_site = start_demo_site(&doc)?;
-    tracing::info!(workdir = %workdir.display(), jobs, "run started");
+    let location = ex.location();
+    tracing::info!(workdir = %location, jobs, "run started");
     if let Some(r) = &args.restart {
         let reset = ex.restart(&stages, r)?;
         println!("restart: discarded the outputs of {}", reset.join(", "));
@@ -122,17 +129,15 @@ pub fn run(args: &StageArgs, registry: &[StageEntry], only: Option<&str>) -> Res
         count += 1;
         let t0 = std::time::Instant::now();
         let outcome = ex.run_stage(stage.as_ref())?;
-        let drops = openwit_core::state::StageTotals::of(&ex.state().tasks(stage.name())?).drops;
-        ran_any |= print_outcome(stage.name(), outcome, t0, Some(&drops));
+        let drops = ex.stage_totals(stage.name())?.map(|t| t.drops);
+        ran_any |= print_outcome(stage.name(), outcome, t0, drops.as_ref());
     }
-    if !ran_any {
-        println!(
-            "nothing to do: {} stage(s) already up to date in {}",
-            count,
-            workdir.display()
-        );
+    if ran_any {
+        println!("finished; see `openwit status {location}`");
+    } else if remote {
+        println!("nothing to do: every stage is up to date in {location}");
     } else {
-        println!("finished; see `openwit status {}`", workdir.display());
+        println!("nothing to do: {count} stage(s) already up to date in {location}");
     }
     Ok(())
 }

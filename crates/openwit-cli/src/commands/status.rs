@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use openwit_core::state::StageTotals;
-use openwit_core::{RunState, Status, lock};
+use openwit_core::StageTotals;
+use openwit_core::Status;
+use openwit_exec::{RunState, lock};
 use serde::Serialize;
 
 use crate::args::StatusArgs;

@@ -1,6 +1,6 @@
 //! The stage summaries printed on the terminal (stdout): what a run did, and its drops in words.
 
-use openwit_core::StageOutcome;
+use openwit_exec::StageOutcome;
 
 /// Prints what running a stage did (stdout), and its drops in words when given; returns whether
 /// anything ran.

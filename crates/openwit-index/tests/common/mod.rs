@@ -9,9 +9,8 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 
-use openwit_core::{
-    Executor, NoProgress, RunOptions, Stage, StageContext, TaskContext, TaskReport, TaskSpec,
-};
+use openwit_core::{NoProgress, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
+use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_shard::{SampleMeta, ShardLayout, ShardStats, ShardWriter};
 use serde_json::{Value, json};
 
@@ -145,12 +144,12 @@ pub fn workdir() -> tempfile::TempDir {
 }
 
 /// Runs `stage` in `workdir` to completion.
-pub fn run(workdir: &Path, stage: &dyn Stage) -> openwit_core::StageOutcome {
+pub fn run(workdir: &Path, stage: &dyn Stage) -> openwit_exec::StageOutcome {
     let opts = RunOptions {
         jobs: 2,
         max_attempts: 1,
     };
-    let mut ex = Executor::new(workdir, opts, &NoProgress).unwrap();
+    let mut ex = LocalExecutor::new(workdir, opts, &NoProgress).unwrap();
     ex.run_stage(stage).unwrap()
 }
 

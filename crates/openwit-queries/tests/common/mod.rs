@@ -6,7 +6,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use openwit_core::{Executor, NoProgress, RunOptions, StageOutcome};
+use openwit_core::NoProgress;
+use openwit_exec::{LocalExecutor, RunOptions, StageOutcome};
 use openwit_queries::testdata::PageSpec;
 use openwit_queries::{QueriesConfig, QueriesStage};
 
@@ -118,7 +119,7 @@ pub fn config(
 /// Runs the stage in `workdir`; returns the outcome.
 pub fn run(workdir: &Path, cfg: QueriesConfig, jobs: usize) -> StageOutcome {
     let stage = QueriesStage::new(cfg, Path::new("/")).unwrap();
-    let mut ex = Executor::new(
+    let mut ex = LocalExecutor::new(
         workdir,
         RunOptions {
             jobs,

@@ -120,7 +120,8 @@ fn cfg(seed: String) -> CrawlConfig {
 fn run(work: &std::path::Path, c: CrawlConfig) -> (Vec<Candidate>, openwit_core::TaskRecord) {
     let stage = CrawlStage::new(c, work).unwrap();
     let mut ex =
-        openwit_core::Executor::new(work, Default::default(), &openwit_core::NoProgress).unwrap();
+        openwit_exec::LocalExecutor::new(work, Default::default(), &openwit_core::NoProgress)
+            .unwrap();
     ex.run_stage(&stage).unwrap();
     let rec = ex
         .state()

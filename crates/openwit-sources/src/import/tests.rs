@@ -249,7 +249,8 @@ fn stage_runs_resumes_and_writes_the_candidate_table() {
     let stage = ImportStage::new(cfg(vec!["lists".into()]), d.path()).unwrap();
     let work = d.path().join("work");
     let mut ex =
-        openwit_core::Executor::new(&work, Default::default(), &openwit_core::NoProgress).unwrap();
+        openwit_exec::LocalExecutor::new(&work, Default::default(), &openwit_core::NoProgress)
+            .unwrap();
     ex.run_stage(&stage).unwrap();
     let a = crate::candidate::read_candidates(&work.join("import/00000-a.parquet")).unwrap();
     assert_eq!(a.len(), 2700);
@@ -258,7 +259,7 @@ fn stage_runs_resumes_and_writes_the_candidate_table() {
     assert_eq!(b.len(), 1);
     assert_eq!(
         ex.run_stage(&stage).unwrap(),
-        openwit_core::StageOutcome::UpToDate
+        openwit_exec::StageOutcome::UpToDate
     );
 }
 
@@ -305,7 +306,8 @@ fn every_dropped_row_is_listed_with_its_file_row_and_line() {
     let stage = ImportStage::new(c.clone(), d.path()).unwrap();
     let work = d.path().join("work");
     let mut ex =
-        openwit_core::Executor::new(&work, Default::default(), &openwit_core::NoProgress).unwrap();
+        openwit_exec::LocalExecutor::new(&work, Default::default(), &openwit_core::NoProgress)
+            .unwrap();
     ex.run_stage(&stage).unwrap();
     let tasks = ex.state().tasks("import").unwrap();
     assert_eq!(tasks.len(), 2);
@@ -358,7 +360,8 @@ fn every_dropped_row_is_listed_with_its_file_row_and_line() {
     let stage = ImportStage::new(c, d.path()).unwrap();
     let work2 = d.path().join("work2");
     let mut ex =
-        openwit_core::Executor::new(&work2, Default::default(), &openwit_core::NoProgress).unwrap();
+        openwit_exec::LocalExecutor::new(&work2, Default::default(), &openwit_core::NoProgress)
+            .unwrap();
     ex.run_stage(&stage).unwrap();
     let tasks2 = ex.state().tasks("import").unwrap();
     assert_eq!(tasks2[0].drops, tasks[0].drops);

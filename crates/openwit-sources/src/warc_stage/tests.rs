@@ -132,7 +132,8 @@ fn stage_with_listing_and_resume() {
     assert_eq!(stage.files().unwrap().len(), 4);
     let work = d.path().join("work");
     let mut ex =
-        openwit_core::Executor::new(&work, Default::default(), &openwit_core::NoProgress).unwrap();
+        openwit_exec::LocalExecutor::new(&work, Default::default(), &openwit_core::NoProgress)
+            .unwrap();
     ex.run_stage(&stage).unwrap();
     let mut total = 0;
     for (i, n) in [
@@ -154,7 +155,7 @@ fn stage_with_listing_and_resume() {
     assert!(total > 50);
     assert_eq!(
         ex.run_stage(&stage).unwrap(),
-        openwit_core::StageOutcome::UpToDate
+        openwit_exec::StageOutcome::UpToDate
     );
 }
 
@@ -198,7 +199,8 @@ fn remote_files_and_listings_over_http_with_address_rules() {
     );
     let work = d.path().join("w1");
     let mut ex =
-        openwit_core::Executor::new(&work, Default::default(), &openwit_core::NoProgress).unwrap();
+        openwit_exec::LocalExecutor::new(&work, Default::default(), &openwit_core::NoProgress)
+            .unwrap();
     ex.run_stage(&stage).unwrap();
     let a = read_candidates(&work.join("warc/00000-a.wat.gz.parquet")).unwrap();
     let b = read_candidates(&work.join("warc/00001-redirect.wat.gz.parquet")).unwrap();
@@ -213,9 +215,9 @@ fn remote_files_and_listings_over_http_with_address_rules() {
     let before = srv.requests().len();
     let stage = WarcStage::new(cfg(false, vec![srv.url("/data/seg/a.wat.gz")]), d.path()).unwrap();
     let work = d.path().join("w2");
-    let mut ex = openwit_core::Executor::new(
+    let mut ex = openwit_exec::LocalExecutor::new(
         &work,
-        openwit_core::RunOptions {
+        openwit_exec::RunOptions {
             jobs: 1,
             max_attempts: 1,
         },
@@ -269,7 +271,8 @@ fn every_drop_is_listed_with_its_file_and_record_offset() {
     let stage = WarcStage::new(cfg.clone(), d.path()).unwrap();
     let work = d.path().join("work");
     let mut ex =
-        openwit_core::Executor::new(&work, Default::default(), &openwit_core::NoProgress).unwrap();
+        openwit_exec::LocalExecutor::new(&work, Default::default(), &openwit_core::NoProgress)
+            .unwrap();
     ex.run_stage(&stage).unwrap();
     let tasks = ex.state().tasks("warc").unwrap();
     assert_eq!(tasks.len(), 4);
@@ -346,7 +349,8 @@ fn every_drop_is_listed_with_its_file_and_record_offset() {
     .unwrap();
     let work2 = d.path().join("work2");
     let mut ex =
-        openwit_core::Executor::new(&work2, Default::default(), &openwit_core::NoProgress).unwrap();
+        openwit_exec::LocalExecutor::new(&work2, Default::default(), &openwit_core::NoProgress)
+            .unwrap();
     ex.run_stage(&stage).unwrap();
     let tasks2 = ex.state().tasks("warc").unwrap();
     for (a, b) in tasks.iter().zip(&tasks2) {

@@ -7,12 +7,13 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 
-use openwit_core::dist::{self, DistExecutor, TaskOutcome};
-use openwit_core::store::Store;
 use openwit_core::{
-    Executor, IoContext, NoProgress, Result, RunOptions, Stage, StageContext, StageOutcome,
-    TaskContext, TaskRecord, TaskReport, TaskSpec,
+    IoContext, NoProgress, Result, Stage, StageContext, TaskContext, TaskRecord, TaskReport,
+    TaskSpec,
 };
+use openwit_exec::dist::{self, DistExecutor, TaskOutcome};
+use openwit_exec::store::Store;
+use openwit_exec::{LocalExecutor, RunOptions, StageOutcome};
 use serde_json::{Value, json};
 
 /// Task i writes `numbers/part-i.txt` and a folder `numbers/dir-i/` of two files; the reduce
@@ -201,7 +202,7 @@ fn distributed_outputs_equal_the_local_executors() {
         Box::new(Doubler),
     ];
     {
-        let mut ex = Executor::new(local.path(), opts(), &NoProgress).unwrap();
+        let mut ex = LocalExecutor::new(local.path(), opts(), &NoProgress).unwrap();
         for s in &stages {
             ex.run_stage(s.as_ref()).unwrap();
         }

@@ -25,20 +25,24 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use openwit_core::summary::{RunSummary, StageSummary, StageTotals};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::atomic::remove_any;
-use crate::config::{changed_keys, fingerprint};
-use crate::error::{Error, IoContext, Result};
-use crate::exec::{RunOptions, StageOutcome, catch};
-use crate::progress::Reporter;
-use crate::stage::{REDUCE_TASK, Stage, StageContext, TaskContext, TaskReport, TaskSpec, sanitize};
-use crate::state::{RunState, Status, TaskRecord, now};
+use crate::exec::{Executor, RunOptions, StageOutcome, catch};
+use crate::state::{Status, TaskRecord, now};
 use crate::store::Store;
+use openwit_core::atomic::remove_any;
+use openwit_core::config::{changed_keys, fingerprint};
+use openwit_core::error::{Error, IoContext, Result};
+use openwit_core::progress::Reporter;
+use openwit_core::stage::{
+    REDUCE_TASK, Stage, StageContext, TaskContext, TaskEnv, TaskReport, TaskSpec, sanitize,
+};
 
 /// The prefix of the protocol's own objects.
 pub const META: &str = "_openwit";
@@ -182,6 +186,12 @@ fn slurm_job() -> Option<String> {
     }
 }
 
+/// Whether `workdir` is a shared workdir: an S3 prefix, or a folder written by the distributed
+/// executor (it holds `_openwit/plans`).
+pub fn is_shared(workdir: &str) -> bool {
+    crate::store::is_remote(workdir) || Path::new(workdir).join(META).join("plans").is_dir()
+}
+
 /// The default node-local folder: `$OPENWIT_LOCAL`, else `$TMPDIR/openwit-local`.
 pub fn default_local_dir() -> PathBuf {
     std::env::var_os("OPENWIT_LOCAL")
@@ -226,6 +236,26 @@ impl<'r> DistExecutor<'r> {
     /// The stage's plan, if one was made.
     pub fn read_plan(&self, stage: &str) -> Result<Option<Plan>> {
         self.get_json(&plan_key(stage))
+    }
+
+    /// The stages that have a plan, in the order they were planned.
+    pub fn planned_stages(&self) -> Result<Vec<String>> {
+        let mut plans = Vec::new();
+        for e in self.store.list(&format!("{META}/plans/"))? {
+            let Some(name) = e
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            if let Some(p) = self.read_plan(name)? {
+                plans.push((p.created_at, name.to_string()));
+            }
+        }
+        plans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(plans.into_iter().map(|(_, n)| n).collect())
     }
 
     /// The stage's completion record, if it is done.
@@ -281,13 +311,10 @@ impl<'r> DistExecutor<'r> {
         let upstream = self.upstream(stage)?;
         let mirror = self.mirror(stage, &upstream, &[])?;
         let records = records_of(&upstream, &mirror);
+        let run = self.summary_for(stage)?;
         let tasks = {
-            let ctx = StageContext {
-                workdir: &mirror,
-                stage: stage.name(),
-                jobs: self.opts.jobs,
-                upstream: &records,
-            };
+            let ctx = StageContext::new(&mirror, stage.name(), self.opts.jobs, &records)
+                .with_run_summary(run.as_ref());
             stage.plan(&ctx)
         };
         let _ = remove_any(&mirror);
@@ -452,7 +479,7 @@ impl<'r> DistExecutor<'r> {
         let records = records_of(&upstream, &mirror);
         let paths = records
             .get(from)
-            .map(|t| crate::stage::upstream_paths(&mirror, t))
+            .map(|t| openwit_core::stage::upstream_paths(&mirror, t))
             .unwrap_or_default();
         Ok(Some((mirror, paths)))
     }
@@ -471,6 +498,7 @@ impl<'r> DistExecutor<'r> {
             return Ok(TaskOutcome::AlreadyCommitted);
         }
         let upstream = self.upstream(stage)?;
+        let run = self.summary_for(stage)?;
         let mut last = String::new();
         for attempt in 1..=self.opts.max_attempts {
             let t0 = Instant::now();
@@ -481,7 +509,7 @@ impl<'r> DistExecutor<'r> {
                 id: task.id.clone(),
                 payload: absolutize(&task.payload, &mirror),
             };
-            let ctx = self.context(&mirror, name, &task.id, attempt, &records);
+            let ctx = self.context(&mirror, name, &task.id, attempt, &records, run.as_ref());
             let res = catch(|| stage.run_task(&ctx, &here));
             let res = res.map(|mut r| {
                 r.extra = relativize(&r.extra, &mirror);
@@ -582,10 +610,11 @@ impl<'r> DistExecutor<'r> {
             .iter()
             .map(|m| record_of(m, plan.tasks.len(), &mirror))
             .collect();
+        let run = self.summary_for(stage)?;
         let mut reduced = None;
         let mut last = None;
         for attempt in 1..=self.opts.max_attempts {
-            let ctx = self.context(&mirror, name, REDUCE_TASK, attempt, &records);
+            let ctx = self.context(&mirror, name, REDUCE_TASK, attempt, &records, run.as_ref());
             match catch(|| stage.reduce(&ctx, &own)) {
                 Ok(None) => {
                     last = None;
@@ -640,12 +669,8 @@ impl<'r> DistExecutor<'r> {
         // The summary sees the stage's own outputs where they are in the mirror.
         records.insert(name.to_string(), all.clone());
         let summary = {
-            let ctx = StageContext {
-                workdir: &mirror,
-                stage: name,
-                jobs: self.opts.jobs,
-                upstream: &records,
-            };
+            let ctx = StageContext::new(&mirror, name, self.opts.jobs, &records)
+                .with_run_summary(run.as_ref());
             stage.summary(&ctx, &all)
         };
         // Paths in the summary name the store, not this node's mirror.
@@ -763,24 +788,19 @@ impl<'r> DistExecutor<'r> {
         task: &'a str,
         attempt: u32,
         records: &'a HashMap<String, Vec<TaskRecord>>,
+        run: Option<&'a RunSummary>,
     ) -> TaskContext<'a> {
-        TaskContext {
-            workdir: mirror,
-            stage,
-            task,
-            attempt,
-            upstream: records,
-            outputs: Mutex::new(Vec::new()),
+        let sctx = StageContext::new(mirror, stage, self.opts.jobs, records).with_run_summary(run);
+        let env = TaskEnv {
             reporter: self.reporter,
             runtime: &self.runtime,
             cancel: &self.cancel,
-            jobs: self.opts.jobs,
-        }
+        };
+        TaskContext::new(&sctx, task, attempt, env)
     }
 
     /// A fresh node-local workdir holding the committed outputs of `upstream` and `own` at their
-    /// relative paths (hard links into the node's cache), plus a run state built from the
-    /// manifests for stages that read it.
+    /// relative paths (hard links into the node's cache).
     fn mirror(
         &self,
         stage: &dyn Stage,
@@ -815,16 +835,20 @@ impl<'r> DistExecutor<'r> {
                 }
             }
         }
-        if stage.reads_run_state() {
-            self.write_run_state(&dir)?;
-        }
         Ok(dir)
     }
 
-    /// A run state in `dir` that says what the manifests say (for stages that read it, such as
-    /// the report).
-    fn write_run_state(&self, dir: &Path) -> Result<()> {
-        let mut st = RunState::open(dir)?;
+    /// The run summary for a stage that reads it ([`Stage::reads_run_summary`]), else `None`.
+    fn summary_for(&self, stage: &dyn Stage) -> Result<Option<RunSummary>> {
+        if stage.reads_run_summary() {
+            self.summary().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// What the committed manifests say: every finished stage, in the order it finished.
+    pub fn summary(&self) -> Result<RunSummary> {
         let mut done: Vec<StageManifest> = Vec::new();
         for e in self.store.list(&format!("{META}/stages/"))? {
             if let Some(d) = self.get_json::<StageManifest>(&e.key)? {
@@ -832,24 +856,25 @@ impl<'r> DistExecutor<'r> {
             }
         }
         done.sort_by(|a, b| a.finished_at.total_cmp(&b.finished_at));
+        let mut stages = Vec::new();
         for d in done {
             let Some(plan) = self.read_plan(&d.stage)? else {
                 continue;
             };
-            st.begin_stage(&d.stage, &d.fingerprint, &d.config, &plan.tasks)?;
-            for m in &d.tasks {
-                st.task_started(&d.stage, &m.task)?;
-                st.task_done(&d.stage, &m.task, &m.outputs, &m.report, m.elapsed_s)?;
-            }
-            st.finish_stage(
-                &d.stage,
-                Status::Done,
-                d.elapsed_s,
-                None,
-                d.summary.as_deref(),
-            )?;
+            let records: Vec<TaskRecord> = d
+                .tasks
+                .iter()
+                .map(|m| record_of(m, plan.tasks.len(), Path::new("")))
+                .collect();
+            stages.push(StageSummary {
+                stage: d.stage.clone(),
+                state: Status::Done,
+                tasks_total: plan.tasks.len() as u64,
+                totals: StageTotals::of(&records),
+                elapsed_s: d.elapsed_s,
+            });
         }
-        Ok(())
+        Ok(RunSummary { stages })
     }
 
     /// Uploads a finished attempt's declared outputs under its attempt-unique prefix.
@@ -861,7 +886,7 @@ impl<'r> DistExecutor<'r> {
         task: &str,
         aid: &str,
     ) -> Result<(Vec<String>, Vec<OutputFile>)> {
-        let outs = std::mem::take(&mut *ctx.outputs.lock().unwrap());
+        let outs = ctx.take_outputs();
         let stage_dir = mirror.join(stage);
         let prefix = attempt_prefix(stage, task, aid);
         let mut outputs = Vec::new();
@@ -912,6 +937,31 @@ impl<'r> DistExecutor<'r> {
             self.store.delete(&e.key)?;
         }
         Ok(())
+    }
+}
+
+impl Executor for DistExecutor<'_> {
+    fn run_stage(&mut self, stage: &dyn Stage) -> Result<StageOutcome> {
+        DistExecutor::run_stage(self, stage)
+    }
+    fn restart(&mut self, _stages: &[Arc<dyn Stage>], _from: &str) -> Result<Vec<String>> {
+        Err(Error::Config(
+            "--restart is not supported on an S3 workdir; use a new prefix".into(),
+        ))
+    }
+    /// `None`: `openwit run` on a shared workdir prints no drops after each stage
+    /// (`openwit status` shows them).
+    fn stage_totals(&self, _name: &str) -> Result<Option<StageTotals>> {
+        Ok(None)
+    }
+    fn run_summary(&self) -> Result<RunSummary> {
+        self.summary()
+    }
+    fn cancel_flag(&self) -> Arc<AtomicBool> {
+        DistExecutor::cancel_flag(self)
+    }
+    fn location(&self) -> String {
+        self.store.url().to_string()
     }
 }
 

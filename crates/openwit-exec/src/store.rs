@@ -26,7 +26,7 @@ use futures::StreamExt;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-use crate::error::{Error, IoContext, Result};
+use openwit_core::error::{Error, IoContext, Result};
 
 /// Files up to this size go up in one request; larger ones as a multipart upload in parts of
 /// this size.

@@ -4,20 +4,21 @@
 //! A task is done only once its row says so, and the row is written in one transaction after
 //! its outputs were renamed into place. Everything a reader trusts is reachable from done rows.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
-use crate::task::{REDUCE_TASK, TaskReport, TaskSpec};
-pub use crate::task::{Status, TaskRecord};
+use openwit_core::error::{Error, Result};
+use openwit_core::summary::{RunSummary, StageSummary, StageTotals};
+use openwit_core::task::{REDUCE_TASK, TaskReport, TaskSpec};
+pub use openwit_core::task::{Status, TaskRecord};
 
 /// File name of the run state inside the workdir.
-pub const STATE_FILE: &str = "openwit.sqlite";
+pub use openwit_core::STATE_FILE;
+/// Seconds since the Unix epoch.
+pub use openwit_core::clock::now;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS stages (
@@ -67,62 +68,6 @@ pub struct StageRecord {
     pub summary: Option<String>,
 }
 
-/// One stage's totals over its task rows, each item counted once: `items_in` is what the tasks
-/// read, `items_out` what the reduce step kept when the stage has a done one (it sees every item
-/// the tasks wrote), else what the tasks wrote; drops come from both. `openwit status` and the
-/// HTML report both show these numbers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct StageTotals {
-    /// Done tasks, the reduce step not counted.
-    pub tasks_done: u64,
-    /// Failed tasks, the reduce step not counted.
-    pub tasks_failed: u64,
-    pub items_in: u64,
-    pub items_out: u64,
-    pub drops: BTreeMap<String, u64>,
-}
-
-impl StageTotals {
-    /// The totals of a stage's task rows (as [`RunState::tasks`] returns them).
-    pub fn of(tasks: &[TaskRecord]) -> StageTotals {
-        let reduce = REDUCE_TASK;
-        let reduced = tasks
-            .iter()
-            .any(|t| t.task == reduce && t.status == Status::Done);
-        let mut s = StageTotals::default();
-        for t in tasks {
-            let is_reduce = t.task == reduce;
-            match t.status {
-                Status::Failed if !is_reduce => s.tasks_failed += 1,
-                Status::Done => {
-                    if is_reduce {
-                        s.items_out += t.items_out;
-                    } else {
-                        s.tasks_done += 1;
-                        s.items_in += t.items_in;
-                        if !reduced {
-                            s.items_out += t.items_out;
-                        }
-                    }
-                    for (k, v) in &t.drops {
-                        *s.drops.entry(k.clone()).or_insert(0) += v;
-                    }
-                }
-                _ => {}
-            }
-        }
-        s
-    }
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// The run state database of one workdir.
 pub struct RunState {
     conn: Connection,
@@ -136,7 +81,7 @@ impl RunState {
         let path = workdir.join(STATE_FILE);
         let conn = Connection::open(&path).map_err(|e| Error::State {
             path: path.clone(),
-            source: e,
+            source: e.into(),
         })?;
         let st = RunState { conn, path };
         st.wrap(|c| {
@@ -161,7 +106,7 @@ impl RunState {
             Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
                 Error::State {
                     path: path.clone(),
-                    source: e,
+                    source: e.into(),
                 }
             })?;
         let st = RunState { conn, path };
@@ -172,7 +117,7 @@ impl RunState {
     fn wrap<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         f(&self.conn).map_err(|e| Error::State {
             path: self.path.clone(),
-            source: e,
+            source: e.into(),
         })
     }
 
@@ -212,7 +157,7 @@ impl RunState {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| Error::State {
             path: path.clone(),
-            source: e,
+            source: e.into(),
         })?;
         let r: rusqlite::Result<()> = (|| {
             tx.execute(
@@ -254,9 +199,12 @@ impl RunState {
         })();
         r.map_err(|e| Error::State {
             path: path.clone(),
-            source: e,
+            source: e.into(),
         })?;
-        tx.commit().map_err(|e| Error::State { path, source: e })
+        tx.commit().map_err(|e| Error::State {
+            path,
+            source: e.into(),
+        })
     }
 
     /// Counts an attempt of a task and marks it running.
@@ -290,7 +238,7 @@ impl RunState {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| Error::State {
             path: path.clone(),
-            source: e,
+            source: e.into(),
         })?;
         tx.execute(
             "UPDATE tasks SET status = 'done', outputs = ?3, items_in = ?4, items_out = ?5, drops = ?6,
@@ -310,9 +258,12 @@ impl RunState {
         )
         .map_err(|e| Error::State {
             path: path.clone(),
-            source: e,
+            source: e.into(),
         })?;
-        tx.commit().map_err(|e| Error::State { path, source: e })
+        tx.commit().map_err(|e| Error::State {
+            path,
+            source: e.into(),
+        })
     }
 
     /// Records a failed attempt.
@@ -354,6 +305,23 @@ impl RunState {
             c.execute("DELETE FROM stages WHERE name = ?1", params![name])
                 .map(|_| ())
         })
+    }
+
+    /// What the run did so far: every stage that started, in the order it first started, with
+    /// its totals (given to stages that read it, and to `openwit report WORKDIR`).
+    pub fn summary(&self) -> Result<RunSummary> {
+        let mut stages = Vec::new();
+        for s in self.stages()? {
+            let totals = StageTotals::of(&self.tasks(&s.name)?);
+            stages.push(StageSummary {
+                stage: s.name,
+                state: s.state,
+                tasks_total: s.tasks_total,
+                totals,
+                elapsed_s: s.elapsed_s,
+            });
+        }
+        Ok(RunSummary { stages })
     }
 
     /// The tasks of a stage in plan order (the reduce task last).

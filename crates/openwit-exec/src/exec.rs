@@ -1,20 +1,24 @@
-//! The local executor: runs a stage's pending tasks in parallel (bounded by `--jobs`), retries
-//! failed ones, commits each task's outputs (fsync, rename) and only then records it as done.
+//! The [`Executor`] trait, and the local executor ([`LocalExecutor`]): runs a stage's pending
+//! tasks in parallel (bounded by `--jobs`), retries failed ones, commits each task's outputs
+//! (fsync, rename) and only then records it as done.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::atomic::{remove_any, remove_stray_temps, sync_dir, sync_tree};
-use crate::config::{changed_keys, fingerprint};
-use crate::error::{Error, IoContext, Result};
 use crate::lock::WorkdirLock;
-use crate::progress::Reporter;
-use crate::stage::{REDUCE_TASK, Stage, StageContext, TaskContext, TaskReport, TaskSpec, sanitize};
 use crate::state::{RunState, Status, TaskRecord};
+use openwit_core::atomic::{remove_any, remove_stray_temps, sync_dir, sync_tree};
+use openwit_core::config::{changed_keys, fingerprint};
+use openwit_core::error::{Error, IoContext, Result, panic_message};
+use openwit_core::progress::Reporter;
+use openwit_core::stage::{
+    REDUCE_TASK, Stage, StageContext, TaskContext, TaskEnv, TaskReport, TaskSpec, sanitize,
+};
+use openwit_core::summary::{RunSummary, StageTotals};
 
 /// How a run behaves.
 #[derive(Debug, Clone)]
@@ -50,8 +54,33 @@ pub enum StageOutcome {
     },
 }
 
+/// What the CLI does with an executor, whichever runs the stages: the local one
+/// ([`LocalExecutor`]) or the distributed one ([`crate::DistExecutor`]).
+pub trait Executor {
+    /// Runs one stage: plans, runs the tasks not done yet, reduces, records the outcome. Its
+    /// upstream stages must be done.
+    fn run_stage(&mut self, stage: &dyn Stage) -> Result<StageOutcome>;
+
+    /// Discards the outputs and state of `from` and of every stage in `stages` downstream of it.
+    /// Returns the stages reset.
+    fn restart(&mut self, stages: &[Arc<dyn Stage>], from: &str) -> Result<Vec<String>>;
+
+    /// The totals of stage `name` to print after it ran, where the executor keeps them at hand
+    /// (the local run state); `None` otherwise.
+    fn stage_totals(&self, name: &str) -> Result<Option<StageTotals>>;
+
+    /// What the run did so far, per stage.
+    fn run_summary(&self) -> Result<RunSummary>;
+
+    /// The flag that asks running tasks to stop.
+    fn cancel_flag(&self) -> Arc<AtomicBool>;
+
+    /// Where the workdir is, for people: a folder or a store URL.
+    fn location(&self) -> String;
+}
+
 /// Runs stages in one workdir, holding its lock.
-pub struct Executor<'r> {
+pub struct LocalExecutor<'r> {
     workdir: PathBuf,
     state: RunState,
     opts: RunOptions,
@@ -75,12 +104,12 @@ enum Msg {
     },
 }
 
-impl<'r> Executor<'r> {
+impl<'r> LocalExecutor<'r> {
     /// Locks `workdir` and opens its run state.
     pub fn new(workdir: &Path, opts: RunOptions, reporter: &'r dyn Reporter) -> Result<Self> {
         let lock = WorkdirLock::acquire(workdir)?;
         let state = RunState::open(workdir)?;
-        Ok(Executor {
+        Ok(LocalExecutor {
             workdir: workdir.to_path_buf(),
             state,
             opts,
@@ -90,14 +119,14 @@ impl<'r> Executor<'r> {
         })
     }
 
-    /// The run state (read access for summaries).
-    pub fn state(&self) -> &RunState {
-        &self.state
-    }
-
     /// The flag that asks running tasks to stop.
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancel.clone()
+    }
+
+    /// The run state (read access for summaries).
+    pub fn state(&self) -> &RunState {
+        &self.state
     }
 
     /// Discards the outputs and state of `from` and of every stage in `stages` downstream of it.
@@ -192,13 +221,14 @@ impl<'r> Executor<'r> {
         }
         remove_any(&self.workdir.join(".scratch").join(&name))?;
 
+        let run = if stage.reads_run_summary() {
+            Some(self.state.summary()?)
+        } else {
+            None
+        };
         let plan = {
-            let ctx = StageContext {
-                workdir: &self.workdir,
-                stage: &name,
-                jobs: self.opts.jobs,
-                upstream: &upstream,
-            };
+            let ctx = StageContext::new(&self.workdir, &name, self.opts.jobs, &upstream)
+                .with_run_summary(run.as_ref());
             stage.plan(&ctx)?
         };
         let mut seen = HashSet::new();
@@ -232,7 +262,7 @@ impl<'r> Executor<'r> {
         self.reporter
             .stage_started(&name, plan.len() as u64, done.len() as u64);
 
-        let failures = self.run_tasks(stage, &name, &upstream, pending.clone());
+        let failures = self.run_tasks(stage, &name, &upstream, run.as_ref(), pending.clone());
         let failures = match failures {
             Ok(f) => f,
             Err(e) => {
@@ -280,7 +310,7 @@ impl<'r> Executor<'r> {
                 .filter(|t| t.task != REDUCE_TASK)
                 .cloned()
                 .collect();
-            if let Err(e) = self.run_reduce(stage, &name, &upstream, &map_tasks) {
+            if let Err(e) = self.run_reduce(stage, &name, &upstream, run.as_ref(), &map_tasks) {
                 self.reporter.stage_finished(&name, false);
                 self.state.finish_stage(
                     &name,
@@ -302,12 +332,8 @@ impl<'r> Executor<'r> {
         }
         let all = self.state.tasks(&name)?;
         let summary = {
-            let ctx = StageContext {
-                workdir: &self.workdir,
-                stage: &name,
-                jobs: self.opts.jobs,
-                upstream: &upstream,
-            };
+            let ctx = StageContext::new(&self.workdir, &name, self.opts.jobs, &upstream)
+                .with_run_summary(run.as_ref());
             stage.summary(&ctx, &all)
         };
         self.state.finish_stage(
@@ -332,24 +358,21 @@ impl<'r> Executor<'r> {
         stage: &dyn Stage,
         name: &str,
         upstream: &HashMap<String, Vec<TaskRecord>>,
+        run: Option<&RunSummary>,
         tasks: &[TaskRecord],
     ) -> Result<()> {
         let runtime = OnceLock::new();
         let t0 = Instant::now();
         let mut last_err = None;
+        let sctx =
+            StageContext::new(&self.workdir, name, self.opts.jobs, upstream).with_run_summary(run);
+        let env = TaskEnv {
+            reporter: self.reporter,
+            runtime: &runtime,
+            cancel: &self.cancel,
+        };
         for attempt in 1..=self.opts.max_attempts {
-            let ctx = TaskContext {
-                workdir: &self.workdir,
-                stage: name,
-                task: REDUCE_TASK,
-                attempt,
-                upstream,
-                outputs: Mutex::new(Vec::new()),
-                reporter: self.reporter,
-                runtime: &runtime,
-                cancel: &self.cancel,
-                jobs: self.opts.jobs,
-            };
+            let ctx = TaskContext::new(&sctx, REDUCE_TASK, attempt, env);
             let res = catch(|| stage.reduce(&ctx, tasks));
             match res {
                 Ok(None) => {
@@ -394,6 +417,7 @@ impl<'r> Executor<'r> {
         stage: &dyn Stage,
         name: &str,
         upstream: &HashMap<String, Vec<TaskRecord>>,
+        run: Option<&RunSummary>,
         pending: Vec<TaskSpec>,
     ) -> Result<Vec<(String, String)>> {
         if pending.is_empty() {
@@ -412,12 +436,17 @@ impl<'r> Executor<'r> {
         let reporter = self.reporter;
         let cancel = self.cancel.clone();
         let jobs = self.opts.jobs;
+        let sctx = StageContext::new(&workdir, name, jobs, upstream).with_run_summary(run);
         let mut failures = Vec::new();
         let mut db_error: Option<Error> = None;
         std::thread::scope(|scope| {
-            let runtime = &runtime;
             let workdir = &workdir;
-            let cancel = &cancel;
+            let sctx = &sctx;
+            let env = TaskEnv {
+                reporter,
+                runtime: &runtime,
+                cancel: &cancel,
+            };
             scope.spawn(move || {
                 pool.scope(|s| {
                     for task in pending {
@@ -426,18 +455,7 @@ impl<'r> Executor<'r> {
                             for attempt in 1..=max_attempts {
                                 let _ = tx.send(Msg::Started(task.id.clone()));
                                 let t0 = Instant::now();
-                                let ctx = TaskContext {
-                                    workdir,
-                                    stage: name,
-                                    task: &task.id,
-                                    attempt,
-                                    upstream,
-                                    outputs: Mutex::new(Vec::new()),
-                                    reporter,
-                                    runtime,
-                                    cancel,
-                                    jobs,
-                                };
+                                let ctx = TaskContext::new(sctx, &task.id, attempt, env);
                                 let scratch =
                                     workdir.join(".scratch").join(name).join(sanitize(&task.id));
                                 let _ = remove_any(&scratch);
@@ -515,6 +533,27 @@ impl<'r> Executor<'r> {
     }
 }
 
+impl Executor for LocalExecutor<'_> {
+    fn run_stage(&mut self, stage: &dyn Stage) -> Result<StageOutcome> {
+        LocalExecutor::run_stage(self, stage)
+    }
+    fn restart(&mut self, stages: &[Arc<dyn Stage>], from: &str) -> Result<Vec<String>> {
+        LocalExecutor::restart(self, stages, from)
+    }
+    fn stage_totals(&self, name: &str) -> Result<Option<StageTotals>> {
+        Ok(Some(StageTotals::of(&self.state.tasks(name)?)))
+    }
+    fn run_summary(&self) -> Result<RunSummary> {
+        self.state.summary()
+    }
+    fn cancel_flag(&self) -> Arc<AtomicBool> {
+        LocalExecutor::cancel_flag(self)
+    }
+    fn location(&self) -> String {
+        self.workdir.display().to_string()
+    }
+}
+
 /// Runs `f`, turning errors and panics into messages.
 pub(crate) fn catch<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, String> {
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
@@ -524,17 +563,9 @@ pub(crate) fn catch<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, 
     }
 }
 
-/// The text of a caught panic's payload (`panic!` gives a `&str` or a `String`).
-pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
-}
-
 /// fsyncs and renames a task's declared outputs into place. Returns them relative to the workdir.
 fn commit_outputs(workdir: &Path, ctx: &TaskContext<'_>) -> Result<Vec<String>> {
-    let outs = std::mem::take(&mut *ctx.outputs.lock().unwrap());
+    let outs = ctx.take_outputs();
     let mut parents = Vec::new();
     for (temp, _) in &outs {
         if !temp.exists() {
@@ -567,7 +598,7 @@ fn commit_outputs(workdir: &Path, ctx: &TaskContext<'_>) -> Result<Vec<String>> 
 
 /// Removes the temporary outputs of a failed attempt.
 fn discard(ctx: &TaskContext<'_>) {
-    for (temp, _) in ctx.outputs.lock().unwrap().drain(..) {
+    for (temp, _) in ctx.take_outputs() {
         let _ = remove_any(&temp);
     }
 }

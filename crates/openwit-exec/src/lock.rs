@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
+use openwit_core::error::{Error, IoContext, Result};
 
 /// Name of the lock file in the workdir.
 pub const LOCK_FILE: &str = ".openwit.lock";
