@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use openwit_core::artifact::{self, Artifact, Model, ShardTars};
 use openwit_core::{
     Error, PipelineSettings, Result, Stage, StageContext, TaskContext, TaskReport, TaskSpec,
 };
@@ -300,7 +301,7 @@ impl Stage for TrainStage {
 
     fn upstream(&self) -> Vec<String> {
         if self.cfg.shards.is_empty() {
-            vec!["download".into()]
+            vec![ShardTars::PRODUCER.into()]
         } else {
             Vec::new()
         }
@@ -357,7 +358,7 @@ impl Stage for TrainStage {
             "train",
             &self.cfg.shards,
             &self.base,
-            ctx.upstream_outputs("download"),
+            artifact::files::<ShardTars>(ctx)?,
         )?;
         let out = ctx.stage_dir();
         if self.cfg.held_out_percent > 0 {
@@ -667,7 +668,7 @@ impl EvalStage {
                 shards: crate::overlap::workdir_shards(ctx.workdir),
                 // The split of the run trained here (weights from elsewhere: every sample).
                 held_out_percent: match self.cfg.weights {
-                    None => read_split(&ctx.workdir.join("train"))?.unwrap_or(0),
+                    None => read_split(&Model::dir(ctx.workdir))?.unwrap_or(0),
                     Some(_) => 0,
                 },
             }
@@ -704,10 +705,10 @@ impl Stage for EvalStage {
     fn upstream(&self) -> Vec<String> {
         let mut up = Vec::new();
         if self.cfg.weights.is_none() {
-            up.push("train".into());
+            up.push(Model::PRODUCER.into());
         }
         if self.on_download_shards() {
-            up.push("download".into());
+            up.push(ShardTars::PRODUCER.into());
         }
         up
     }
@@ -742,8 +743,8 @@ impl Stage for EvalStage {
                 ModelConfig::preset_or_err(self.cfg.model.as_deref().unwrap_or(""))?,
             ),
             None => {
-                let tdir = ctx.workdir.join("train");
-                let tj = tdir.join("train.json");
+                let weights = artifact::file::<Model>(ctx)?;
+                let tj = Model::config_file(ctx)?;
                 let v: Value =
                     serde_json::from_slice(&std::fs::read(&tj).map_err(|e| Error::io(&tj, e))?)
                         .map_err(|e| Error::Stage(format!("{}: {e}", tj.display())))?;
@@ -752,7 +753,7 @@ impl Stage for EvalStage {
                     None => serde_json::from_value(v["model"].clone())
                         .map_err(|e| Error::Stage(format!("{}: {e}", tj.display())))?,
                 };
-                (tdir.join("model.safetensors"), m)
+                (weights, m)
             }
         };
         let mut model = Clip::new(&mcfg, device);
@@ -773,12 +774,15 @@ impl Stage for EvalStage {
         };
         let batch = self.cfg.batch_size;
         let templates = self.cfg.templates.as_deref();
-        let split = read_split(&ctx.workdir.join("train"))?.map(|p| (p, self.cfg.part));
+        let split = read_split(&Model::dir(ctx.workdir))?.map(|p| (p, self.cfg.part));
         let (zero_shot_set, retrieval_set_) = open_eval_sets(
             &self.cfg,
             &self.base,
-            self.on_download_shards()
-                .then(|| ctx.upstream_outputs("download")),
+            if self.on_download_shards() {
+                Some(artifact::files::<ShardTars>(ctx)?)
+            } else {
+                None
+            },
             split,
         )?;
         // The overlap analysis: the training samples, and per measure the features kept to

@@ -29,6 +29,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
+use openwit_core::artifact::{self, Candidates, QueryList, Upstream};
 use openwit_core::stage::{StageContext, TaskContext, TaskReport, TaskSpec};
 use openwit_core::{Drops, Error, Result, Stage, TaskRecord};
 use openwit_shard::overlap::normalize_text;
@@ -209,18 +210,20 @@ impl CurateStage {
             .map_err(Error::Config)
     }
 
-    fn queries_path(&self, workdir: &Path) -> PathBuf {
-        self.queries_path
-            .clone()
-            .unwrap_or_else(|| workdir.join("queries").join("metadata.json"))
+    /// The query list: `[curate] queries`, else the `queries` stage's, through the context.
+    fn queries_path(&self, ctx: &impl Upstream) -> Result<PathBuf> {
+        match &self.queries_path {
+            Some(p) => Ok(p.clone()),
+            None => artifact::file::<QueryList>(ctx),
+        }
     }
 
-    fn queries(&self, workdir: &Path) -> Result<Arc<Queries>> {
+    fn queries(&self, ctx: &impl Upstream) -> Result<Arc<Queries>> {
         let mut q = self.queries.lock().unwrap();
         if let Some(q) = &*q {
             return Ok(q.clone());
         }
-        let built = Arc::new(build_queries(&self.queries_path(workdir))?);
+        let built = Arc::new(build_queries(&self.queries_path(ctx)?)?);
         *q = Some(built.clone());
         Ok(built)
     }
@@ -228,18 +231,13 @@ impl CurateStage {
     fn inputs(&self, ctx: &StageContext<'_>) -> Result<Vec<PathBuf>> {
         let mut files = Vec::new();
         for s in &self.sources {
-            for p in ctx.upstream_outputs(s) {
-                if table::is_drop_listing(&ctx.workdir.join(s), &p) {
-                    // `<stage>/dropped/*.parquet`: the records a stage dropped, with `url` and
-                    // `caption` columns too, never candidates
-                    continue;
-                }
-                if p.extension().is_some_and(|e| e == "parquet") {
-                    if table::is_candidate_file(&p)? {
-                        files.push(p);
-                    } else {
-                        tracing::debug!(file = %p.display(), "not a candidate table; skipped");
-                    }
+            // the source stage's parquet outputs, less its `dropped/` listings (which have
+            // `url` and `caption` columns too, never candidates)
+            for p in artifact::files_from::<Candidates>(ctx, s)? {
+                if table::is_candidate_file(&p)? {
+                    files.push(p);
+                } else {
+                    tracing::debug!(file = %p.display(), "not a candidate table; skipped");
                 }
             }
         }
@@ -304,7 +302,7 @@ impl Stage for CurateStage {
 
     fn plan(&self, ctx: &StageContext<'_>) -> Result<Vec<TaskSpec>> {
         // Load the query list now, so that a bad one stops the stage before any task runs.
-        self.queries(ctx.workdir)?;
+        self.queries(ctx)?;
         let mut tasks = Vec::new();
         for (fi, path) in self.inputs(ctx)?.into_iter().enumerate() {
             let groups = table::row_groups(&path)?;
@@ -336,7 +334,7 @@ impl Stage for CurateStage {
     fn run_task(&self, ctx: &TaskContext<'_>, task: &TaskSpec) -> Result<TaskReport> {
         let chunk: Chunk = serde_json::from_value(task.payload.clone())
             .map_err(|e| Error::Stage(format!("bad task payload: {e}")))?;
-        let q = self.queries(ctx.workdir)?;
+        let q = self.queries(ctx)?;
         let excluded = self.excluded()?;
         let path = &chunk.path;
         let f = std::fs::File::open(path).pq(path)?;
@@ -451,7 +449,11 @@ impl Stage for CurateStage {
                 let w = match &mut dropped_out {
                     Some(w) => w,
                     None => {
-                        let p = ctx.output_path(&format!("dropped/{}.parquet", task.id))?;
+                        let p = ctx.output_path(&format!(
+                            "{}/{}.parquet",
+                            artifact::DROPPED_DIR,
+                            task.id
+                        ))?;
                         dropped_out.insert(table::writer(&p, table::dropped_schema(), true)?)
                     }
                 };
@@ -486,7 +488,7 @@ impl Stage for CurateStage {
     }
 
     fn reduce(&self, ctx: &TaskContext<'_>, tasks: &[TaskRecord]) -> Result<Option<TaskReport>> {
-        let q = self.queries(ctx.workdir)?;
+        let q = self.queries(ctx)?;
         let parts = self.cfg.partitions;
         // Map outputs by partition, in input order (task ids are zero-padded file/row-group).
         let mut files: Vec<(String, PathBuf)> = tasks

@@ -11,6 +11,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, Int32Array, Int64Array, StringArray};
+use openwit_core::artifact::{
+    self, EntryCounts, EvalResults, Model, QueryList, ShardStats, ShardTables, Shards,
+};
 use openwit_core::state::StageTotals;
 use openwit_core::{RunState, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -85,26 +88,6 @@ fn utc(secs: i64) -> String {
         rem / 3600,
         rem % 3600 / 60
     )
-}
-
-fn digits_stem(p: &Path, ext: &str) -> bool {
-    p.extension().is_some_and(|e| e == ext)
-        && p.file_stem().is_some_and(|s| {
-            !s.is_empty() && s.to_string_lossy().bytes().all(|b| b.is_ascii_digit())
-        })
-}
-
-fn list(dir: &Path, pred: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| pred(p))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// Reads `entry_counts.parquet` (entry, matches, kept).
@@ -206,7 +189,7 @@ pub fn collect(workdir: &Path) -> ReportData {
     }
 
     // Entries before/after balancing.
-    let ec = workdir.join("curate").join("entry_counts.parquet");
+    let ec = artifact::in_workdir::<EntryCounts>(workdir);
     if ec.exists() {
         match read_entry_counts(&ec) {
             Ok(v) => {
@@ -218,9 +201,9 @@ pub fn collect(workdir: &Path) -> ReportData {
     }
 
     // Shards.
-    let dl = workdir.join("download");
+    let dl = artifact::dir_in_workdir::<Shards>(workdir);
     let mut from_shards: HashMap<i32, u64> = HashMap::new();
-    for pq in list(&dl, |p| digits_stem(p, "parquet")) {
+    for pq in artifact::list_in::<ShardTables>(&dl) {
         d.shards += 1;
         match openwit_shard::read_parquet(&pq) {
             Ok(rows) => {
@@ -257,7 +240,7 @@ pub fn collect(workdir: &Path) -> ReportData {
             }
         }
     }
-    for st in list(&dl, |p| p.to_string_lossy().ends_with("_stats.json")) {
+    for st in artifact::list_in::<ShardStats>(&dl) {
         match openwit_shard::read_stats(&st) {
             Ok(s) => {
                 let src = if s.failures_by_reason.is_empty() {
@@ -273,7 +256,7 @@ pub fn collect(workdir: &Path) -> ReportData {
         }
     }
     if d.entries.is_empty() && !from_shards.is_empty() {
-        let names = crate::build::load_entries(&workdir.join("queries").join("metadata.json"));
+        let names = crate::build::load_entries(&artifact::in_workdir::<QueryList>(workdir));
         d.entries = from_shards
             .into_iter()
             .map(|(id, n)| EntryCount {
@@ -301,7 +284,7 @@ pub fn collect(workdir: &Path) -> ReportData {
     }
 
     // Training and evaluation.
-    let metrics = workdir.join("train").join("metrics.jsonl");
+    let metrics = Model::dir(workdir).join(Model::METRICS);
     if let Ok(text) = std::fs::read_to_string(&metrics) {
         for (i, line) in text.lines().enumerate() {
             let Ok(Value::Object(m)) = serde_json::from_str::<Value>(line) else {
@@ -328,9 +311,7 @@ pub fn collect(workdir: &Path) -> ReportData {
             d.train.push(row);
         }
     }
-    for p in list(&workdir.join("eval"), |p| {
-        p.extension().is_some_and(|e| e == "json")
-    }) {
+    for p in artifact::list_in::<EvalResults>(&artifact::dir_in_workdir::<EvalResults>(workdir)) {
         match std::fs::read(&p).map(|b| serde_json::from_slice::<Value>(&b)) {
             Ok(Ok(v)) => d
                 .eval
