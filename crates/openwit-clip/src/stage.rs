@@ -258,7 +258,7 @@ impl TrainStage {
         Ok(train(
             &self.cfg,
             shards,
-            &workdir.join("train"),
+            &Model::dir(workdir),
             self.seed,
             &Hooks::default(),
         )?)
@@ -396,15 +396,15 @@ impl Stage for TrainStage {
                 .then_some(&measure as &dyn Fn(&Clip) -> crate::Result<Value>),
         };
         let summary = train(&self.cfg, shards, &out, self.seed, &hooks)?;
-        let model_out = ctx.output_path("model.safetensors")?;
+        let model_out = ctx.output_path(Model::WEIGHTS)?;
         std::fs::copy(&summary.weights, &model_out).map_err(|e| Error::io(&model_out, e))?;
         let mcfg = ModelConfig::preset_or_err(&self.cfg.model)?;
-        let mut f = ctx.create_output("train.json")?;
+        let mut f = ctx.create_output(Model::CONFIG)?;
         serde_json::to_writer_pretty(&mut f, &json!({"model": mcfg, "summary": summary}))
             .map_err(|e| Error::Stage(e.to_string()))?;
         use std::io::Write;
         f.flush()
-            .map_err(|e| Error::io(out.join("train.json"), e))?;
+            .map_err(|e| Error::io(out.join(Model::CONFIG), e))?;
         tracing::info!(
             steps = summary.steps,
             loss = summary.final_loss,

@@ -15,9 +15,9 @@
 //! |---|---|---|---|
 //! | query list | [`QueryList`] | `queries` | `curate`, `balance`, `index`, `report` |
 //! | candidate table | [`Candidates`], [`candidates`] | `crawl`, `warc`, `import` | `curate` |
-//! | curated table | [`Curated`], [`curated`] | `curate` (`balance` writes one too) | `download`, `balance` |
+//! | curated table | [`Curated`], [`curated`] | `curate` | `download` |
 //! | entry counts | [`EntryCounts`] | `curate`, `balance` | `report`, `serve` |
-//! | shards | [`Shards`], [`ShardTars`] | `download` | `index`, `train`, `eval`, `report` |
+//! | shards | [`Shards`], [`ShardTars`], [`ShardTables`], [`ShardStats`] | `download` | `index`, `balance`, `train`, `eval`, `report` |
 //! | index | [`Index`] | `index` | `report`, `serve`, `search` |
 //! | model | [`Model`] | `train` | `eval`, `report` |
 //! | evaluation results | [`EvalResults`] | `eval` | `report` |
@@ -203,12 +203,17 @@ impl OneFile for QueryList {
 
 /// The candidate table as an artifact: the `*.parquet` files of a source stage outside its
 /// `dropped/` listings (whose rows have `url` and `caption` columns too, never candidates).
-/// Its columns: [`candidates`]. The source stages have no default producer: `curate` reads
-/// those named in its `sources`.
+/// Its columns: [`candidates`]. Several stages write it ([`Candidates::PRODUCERS`]; `PRODUCER`
+/// is the first): `curate` reads those named in its `sources`, with [`files_from`].
 pub struct Candidates;
 
 /// The folder under a stage's folder that holds its dropped-record listings.
 pub const DROPPED_DIR: &str = "dropped";
+
+impl Candidates {
+    /// The stages that write it: the source stages, which `curate` reads by default.
+    pub const PRODUCERS: &'static [&'static str] = &["crawl", "warc", "import"];
+}
 
 impl Artifact for Candidates {
     const NAME: &'static str = "candidate table";
@@ -222,8 +227,8 @@ impl Artifact for Candidates {
     }
 }
 
-/// The curated table of `curate` (and of `balance`, which rewrites it): `part-NNNNN.parquet`,
-/// the candidate columns plus those of [`curated`].
+/// The curated table of `curate`: `part-NNNNN.parquet`, the candidate columns plus those of
+/// [`curated`] (`download` reads its kept rows).
 pub struct Curated;
 
 impl Artifact for Curated {
@@ -432,8 +437,8 @@ impl Artifact for EvalResults {
     }
 }
 
-/// The curated table's columns beyond the candidate ones: what `curate` (and `balance`) add
-/// to each row and `download` reads.
+/// The curated table's columns beyond the candidate ones: what `curate` adds to each row and
+/// `download` reads.
 pub mod curated {
     use std::sync::Arc;
 

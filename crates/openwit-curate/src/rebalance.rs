@@ -19,7 +19,7 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
-use openwit_core::artifact::{self, QueryList, ShardTables, Upstream};
+use openwit_core::artifact::{self, Artifact, OneFile, QueryList, ShardTables, Upstream};
 use openwit_core::stage::{StageContext, TaskContext, TaskReport, TaskSpec};
 use openwit_core::{Drops, Error, Result, Stage, TaskRecord};
 
@@ -101,7 +101,7 @@ impl Stage for BalanceStage {
     fn upstream(&self) -> Vec<String> {
         let mut u = vec![self.cfg.from.clone()];
         if self.queries_path.is_none() {
-            u.insert(0, "queries".into());
+            u.insert(0, QueryList::PRODUCER.into());
         }
         u
     }
@@ -233,7 +233,7 @@ impl Stage for BalanceStage {
         let drawn = pool.install(|| {
             balance::draw_pass(&groups, n, DedupMode::None, self.seed, Some(&p), &cancelled)
         })?;
-        let ec = ctx.output_path("entry_counts.parquet")?;
+        let ec = ctx.output_path(artifact::EntryCounts::FILE)?;
         balance::write_entry_counts(&ec, &q.entries, &counted.counts, &p, &drawn.kept_per_entry)?;
         let sp = ctx.output_path("matches_per_entry.svg")?;
         let svg = balance::plot_svg(

@@ -29,7 +29,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
-use openwit_core::artifact::{self, Candidates, QueryList, Upstream};
+use openwit_core::artifact::{self, Artifact, Candidates, OneFile, QueryList, Upstream};
 use openwit_core::stage::{StageContext, TaskContext, TaskReport, TaskSpec};
 use openwit_core::{Drops, Error, Result, Stage, TaskRecord};
 use openwit_shard::overlap::normalize_text;
@@ -43,7 +43,7 @@ use crate::quality::{self, Quality};
 use crate::table;
 
 /// Source stages whose outputs are candidate tables.
-pub const SOURCE_STAGES: &[&str] = &["crawl", "warc", "import"];
+pub const SOURCE_STAGES: &[&str] = Candidates::PRODUCERS;
 
 /// Drop reasons of the map tasks (besides the quality reasons in [`quality`]).
 pub const NO_URL: &str = "url_missing";
@@ -271,7 +271,7 @@ impl Stage for CurateStage {
     fn upstream(&self) -> Vec<String> {
         let mut u = self.sources.clone();
         if self.queries_path.is_none() {
-            u.insert(0, "queries".into());
+            u.insert(0, QueryList::PRODUCER.into());
         }
         u
     }
@@ -547,7 +547,7 @@ impl Stage for CurateStage {
             seconds = t0.elapsed().as_secs_f64(),
             "curate: dedup and balance done"
         );
-        let ec = ctx.output_path("entry_counts.parquet")?;
+        let ec = ctx.output_path(artifact::EntryCounts::FILE)?;
         balance::write_entry_counts(&ec, &q.entries, &counted.counts, &p, &drawn.kept_per_entry)?;
         let svg = balance::plot_svg(
             &counted.counts,
