@@ -358,7 +358,12 @@ impl Stage for TrainStage {
             "train",
             &self.cfg.shards,
             &self.base,
-            artifact::files::<ShardTars>(ctx)?,
+            // the `download` stage's shards, declared upstream when `shards` is empty
+            if self.cfg.shards.is_empty() {
+                artifact::files::<ShardTars>(ctx)?
+            } else {
+                Vec::new()
+            },
         )?;
         let out = ctx.stage_dir();
         if self.cfg.held_out_percent > 0 {

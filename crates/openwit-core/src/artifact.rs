@@ -247,6 +247,16 @@ impl Artifact for Curated {
 /// with its matches before balancing and the rows kept.
 pub struct EntryCounts;
 
+impl EntryCounts {
+    /// The stages that write it: `curate` (before downloading) and `balance` (after).
+    pub const PRODUCERS: [&'static str; 2] = ["curate", "balance"];
+
+    /// `<stage>/entry_counts.parquet`, relative to the workdir, of each of [`Self::PRODUCERS`].
+    pub fn paths() -> [String; 2] {
+        Self::PRODUCERS.map(|s| format!("{s}/{}", Self::FILE))
+    }
+}
+
 impl Artifact for EntryCounts {
     const NAME: &'static str = "entry counts";
     const PRODUCER: &'static str = "curate";

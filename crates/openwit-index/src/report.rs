@@ -69,7 +69,10 @@ pub struct ReportData {
     pub problems: Vec<(PathBuf, String)>,
 }
 
-const ENTRY_COUNTS: &str = "curate/entry_counts.parquet";
+/// `curate/entry_counts.parquet`, relative to the workdir.
+fn entry_counts_file() -> String {
+    EntryCounts::paths()[0].clone()
+}
 
 /// `YYYY-MM-DD HH:MM UTC` of Unix seconds (civil-from-days, no time zone database needed).
 fn utc(secs: i64) -> String {
@@ -194,7 +197,7 @@ pub fn collect(workdir: &Path) -> ReportData {
         match read_entry_counts(&ec) {
             Ok(v) => {
                 d.entries = v;
-                d.entries_source = Some(ENTRY_COUNTS.into());
+                d.entries_source = Some(entry_counts_file());
             }
             Err(e) => d.problems.push((ec.clone(), e.to_string())),
         }
@@ -270,7 +273,10 @@ pub fn collect(workdir: &Path) -> ReportData {
             .collect();
         d.entries
             .sort_by(|a, b| b.matches.cmp(&a.matches).then(a.entry.cmp(&b.entry)));
-        d.entries_source = Some("the downloaded samples (no curate/entry_counts.parquet)".into());
+        d.entries_source = Some(format!(
+            "the downloaded samples (no {})",
+            entry_counts_file()
+        ));
     }
 
     // Index.
@@ -456,7 +462,11 @@ pub fn render(d: &ReportData) -> String {
     // Entries.
     h.push_str("<h2 id=\"entries\">Matches per entry</h2>\n");
     if d.entries.is_empty() {
-        h.push_str("<p class=\"muted\">No entry counts (no <code>curate/entry_counts.parquet</code> and no matched entries in the shards).</p>\n");
+        let _ = writeln!(
+            h,
+            "<p class=\"muted\">No entry counts (no <code>{}</code> and no matched entries in the shards).</p>",
+            entry_counts_file()
+        );
     } else {
         let _ = writeln!(
             h,
@@ -485,7 +495,7 @@ pub fn render(d: &ReportData) -> String {
             }
             pts
         };
-        let from_curation = d.entries_source.as_deref() == Some(ENTRY_COUNTS);
+        let from_curation = d.entries_source.as_deref() == Some(entry_counts_file().as_str());
         let series = if from_curation {
             vec![
                 ("before balancing".to_string(), ranked(|e| e.matches)),
