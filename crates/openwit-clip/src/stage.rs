@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use openwit_core::artifact::{self, Artifact, Model, ShardTars};
 use openwit_core::{
     Error, PipelineSettings, Result, Stage, StageContext, TaskContext, TaskReport, TaskSpec,
 };
@@ -257,7 +258,7 @@ impl TrainStage {
         Ok(train(
             &self.cfg,
             shards,
-            &workdir.join("train"),
+            &Model::dir(workdir),
             self.seed,
             &Hooks::default(),
         )?)
@@ -316,7 +317,7 @@ impl Stage for TrainStage {
 
     fn upstream(&self) -> Vec<String> {
         if self.cfg.shards.is_empty() {
-            vec!["download".into()]
+            vec![ShardTars::PRODUCER.into()]
         } else {
             Vec::new()
         }
@@ -373,7 +374,12 @@ impl Stage for TrainStage {
             "train",
             &self.cfg.shards,
             &self.base,
-            ctx.upstream_outputs("download"),
+            // the `download` stage's shards, declared upstream when `shards` is empty
+            if self.cfg.shards.is_empty() {
+                artifact::files::<ShardTars>(ctx)?
+            } else {
+                Vec::new()
+            },
         )?;
         let out = ctx.stage_dir();
         if self.cfg.held_out_percent > 0 {
@@ -411,15 +417,15 @@ impl Stage for TrainStage {
                 .then_some(&measure as &dyn Fn(&Clip) -> crate::Result<Value>),
         };
         let summary = train(&self.cfg, shards, &out, self.seed, &hooks)?;
-        let model_out = ctx.output_path("model.safetensors")?;
+        let model_out = ctx.output_path(Model::WEIGHTS)?;
         std::fs::copy(&summary.weights, &model_out).map_err(|e| Error::io(&model_out, e))?;
         let mcfg = ModelConfig::preset_or_err(&self.cfg.model)?;
-        let mut f = ctx.create_output("train.json")?;
+        let mut f = ctx.create_output(Model::CONFIG)?;
         serde_json::to_writer_pretty(&mut f, &json!({"model": mcfg, "summary": summary}))
             .map_err(|e| Error::Stage(e.to_string()))?;
         use std::io::Write;
         f.flush()
-            .map_err(|e| Error::io(out.join("train.json"), e))?;
+            .map_err(|e| Error::io(out.join(Model::CONFIG), e))?;
         tracing::info!(
             steps = summary.steps,
             loss = summary.final_loss,
@@ -683,7 +689,7 @@ impl EvalStage {
                 shards: crate::overlap::workdir_shards(ctx.workdir),
                 // The split of the run trained here (weights from elsewhere: every sample).
                 held_out_percent: match self.cfg.weights {
-                    None => read_split(&ctx.workdir.join("train"))?.unwrap_or(0),
+                    None => read_split(&Model::dir(ctx.workdir))?.unwrap_or(0),
                     Some(_) => 0,
                 },
             }
@@ -728,10 +734,10 @@ impl Stage for EvalStage {
     fn upstream(&self) -> Vec<String> {
         let mut up = Vec::new();
         if self.cfg.weights.is_none() {
-            up.push("train".into());
+            up.push(Model::PRODUCER.into());
         }
         if self.on_download_shards() {
-            up.push("download".into());
+            up.push(ShardTars::PRODUCER.into());
         }
         up
     }
@@ -766,8 +772,8 @@ impl Stage for EvalStage {
                 ModelConfig::preset_or_err(self.cfg.model.as_deref().unwrap_or(""))?,
             ),
             None => {
-                let tdir = ctx.workdir.join("train");
-                let tj = tdir.join("train.json");
+                let weights = artifact::file::<Model>(ctx)?;
+                let tj = Model::config_file(ctx)?;
                 let v: Value =
                     serde_json::from_slice(&std::fs::read(&tj).map_err(|e| Error::io(&tj, e))?)
                         .map_err(|e| Error::Stage(format!("{}: {e}", tj.display())))?;
@@ -776,7 +782,7 @@ impl Stage for EvalStage {
                     None => serde_json::from_value(v["model"].clone())
                         .map_err(|e| Error::Stage(format!("{}: {e}", tj.display())))?,
                 };
-                (tdir.join("model.safetensors"), m)
+                (weights, m)
             }
         };
         let mut model = Clip::new(&mcfg, device);
@@ -797,12 +803,15 @@ impl Stage for EvalStage {
         };
         let batch = self.cfg.batch_size;
         let templates = self.cfg.templates.as_deref();
-        let split = read_split(&ctx.workdir.join("train"))?.map(|p| (p, self.cfg.part));
+        let split = read_split(&Model::dir(ctx.workdir))?.map(|p| (p, self.cfg.part));
         let (zero_shot_set, retrieval_set_) = open_eval_sets(
             &self.cfg,
             &self.base,
-            self.on_download_shards()
-                .then(|| ctx.upstream_outputs("download")),
+            if self.on_download_shards() {
+                Some(artifact::files::<ShardTars>(ctx)?)
+            } else {
+                None
+            },
             split,
         )?;
         // The overlap analysis: the training samples, and per measure the features kept to

@@ -59,8 +59,7 @@ pub use pipeline_file::PipelineDoc;
 pub use progress::{NoProgress, Reporter};
 pub use stage::{
     Drops, FromConfig, REDUCE_TASK, Stage, StageContext, StageList, TaskContext, TaskEnv,
-    TaskProcesses,
-    TaskReport, TaskSpec,
+    TaskProcesses, TaskReport, TaskSpec,
 };
 pub use summary::{RunSummary, StageSummary, StageTotals};
 pub use task::{Status, TaskRecord};

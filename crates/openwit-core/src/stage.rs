@@ -25,7 +25,7 @@ pub struct StageContext<'a> {
     pub workdir: &'a Path,
     pub stage: &'a str,
     pub jobs: usize,
-    upstream: &'a HashMap<String, Vec<TaskRecord>>,
+    pub(crate) upstream: &'a HashMap<String, Vec<TaskRecord>>,
     run: Option<&'a RunSummary>,
 }
 
@@ -100,7 +100,7 @@ pub struct TaskContext<'a> {
     pub stage: &'a str,
     pub task: &'a str,
     pub attempt: u32,
-    upstream: &'a HashMap<String, Vec<TaskRecord>>,
+    pub(crate) upstream: &'a HashMap<String, Vec<TaskRecord>>,
     run: Option<&'a RunSummary>,
     outputs: Mutex<Vec<(PathBuf, PathBuf)>>,
     reporter: &'a dyn Reporter,

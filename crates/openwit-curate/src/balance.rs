@@ -341,7 +341,11 @@ fn with_kept(
             cols.push(c.clone());
         }
     }
-    fields.push(Field::new("kept", DataType::Boolean, false));
+    fields.push(Field::new(
+        openwit_core::artifact::curated::KEPT,
+        DataType::Boolean,
+        false,
+    ));
     cols.push(Arc::new(BooleanArray::from(kept)));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).pq(path)
 }
@@ -355,13 +359,7 @@ pub fn write_entry_counts(
     p: &[f64],
     kept: &[u64],
 ) -> Result<(), CurateError> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("entry", DataType::Utf8, false),
-        Field::new("id", DataType::Int32, false),
-        Field::new("matches", DataType::Int64, false),
-        Field::new("expected_kept", DataType::Float64, false),
-        Field::new("kept", DataType::Int64, false),
-    ]));
+    let schema = openwit_core::artifact::entry_counts::schema();
     let mut w = table::writer(path, schema.clone(), true)?;
     let n = entries.len();
     let step = 65536;

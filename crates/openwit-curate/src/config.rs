@@ -272,7 +272,8 @@ pub struct RebalanceConfig {
 }
 
 fn d_download() -> String {
-    "download".into()
+    use openwit_core::artifact::{Artifact, ShardTables};
+    ShardTables::PRODUCER.into()
 }
 
 impl Default for RebalanceConfig {

@@ -19,6 +19,7 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
+use openwit_core::artifact::{self, Artifact, OneFile, QueryList, ShardTables, Upstream};
 use openwit_core::stage::{StageContext, TaskContext, TaskReport, TaskSpec};
 use openwit_core::{Drops, Error, Result, Stage, TaskRecord};
 
@@ -62,15 +63,15 @@ impl BalanceStage {
         })
     }
 
-    fn queries(&self, workdir: &Path) -> Result<Arc<Queries>> {
+    fn queries(&self, ctx: &impl Upstream) -> Result<Arc<Queries>> {
         let mut q = self.queries.lock().unwrap();
         if let Some(q) = &*q {
             return Ok(q.clone());
         }
-        let path = self
-            .queries_path
-            .clone()
-            .unwrap_or_else(|| workdir.join("queries").join("metadata.json"));
+        let path = match &self.queries_path {
+            Some(p) => p.clone(),
+            None => artifact::file::<QueryList>(ctx)?,
+        };
         let built = Arc::new(build_queries(&path)?);
         *q = Some(built.clone());
         Ok(built)
@@ -111,7 +112,7 @@ impl Stage for BalanceStage {
     fn upstream(&self) -> Vec<String> {
         let mut u = vec![self.cfg.from.clone()];
         if self.queries_path.is_none() {
-            u.insert(0, "queries".into());
+            u.insert(0, QueryList::PRODUCER.into());
         }
         u
     }
@@ -127,14 +128,11 @@ impl Stage for BalanceStage {
     }
 
     fn plan(&self, ctx: &StageContext<'_>) -> Result<Vec<TaskSpec>> {
-        self.queries(ctx.workdir)?;
+        self.queries(ctx)?;
         let mut tasks = Vec::new();
-        let from_dir = ctx.workdir.join(&self.cfg.from);
-        for p in ctx.upstream_outputs(&self.cfg.from) {
-            if table::is_drop_listing(&from_dir, &p) {
-                continue; // the records `from` dropped, not its table
-            }
-            if p.extension().is_some_and(|e| e == "parquet") && table::is_candidate_file(&p)? {
+        // the shards' tables of `from` (not the records it dropped, in `dropped/`)
+        for p in artifact::files_from::<ShardTables>(ctx, &self.cfg.from)? {
+            if table::is_candidate_file(&p)? {
                 tasks.push(TaskSpec::new(stem(&p), json!({ "path": p })));
             }
         }
@@ -143,7 +141,7 @@ impl Stage for BalanceStage {
 
     fn run_task(&self, ctx: &TaskContext<'_>, task: &TaskSpec) -> Result<TaskReport> {
         let path = PathBuf::from(task.payload["path"].as_str().unwrap_or_default());
-        let q = self.queries(ctx.workdir)?;
+        let q = self.queries(ctx)?;
         let f = std::fs::File::open(&path).pq(&path)?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(f)
             .pq(&path)?
@@ -223,7 +221,7 @@ impl Stage for BalanceStage {
     }
 
     fn reduce(&self, ctx: &TaskContext<'_>, tasks: &[TaskRecord]) -> Result<Option<TaskReport>> {
-        let q = self.queries(ctx.workdir)?;
+        let q = self.queries(ctx)?;
         let mut groups = Vec::new();
         for t in tasks {
             for o in &t.outputs {
@@ -246,7 +244,7 @@ impl Stage for BalanceStage {
         let drawn = pool.install(|| {
             balance::draw_pass(&groups, n, DedupMode::None, self.seed, Some(&p), &cancelled)
         })?;
-        let ec = ctx.output_path("entry_counts.parquet")?;
+        let ec = ctx.output_path(artifact::EntryCounts::FILE)?;
         balance::write_entry_counts(&ec, &q.entries, &counted.counts, &p, &drawn.kept_per_entry)?;
         let sp = ctx.output_path("matches_per_entry.svg")?;
         let svg = balance::plot_svg(

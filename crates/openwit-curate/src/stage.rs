@@ -29,6 +29,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
+use openwit_core::artifact::{self, Artifact, Candidates, OneFile, QueryList, Upstream};
 use openwit_core::stage::{StageContext, TaskContext, TaskReport, TaskSpec};
 use openwit_core::{Drops, Error, Result, Stage, TaskRecord};
 use openwit_shard::overlap::normalize_text;
@@ -42,7 +43,7 @@ use crate::quality::{self, Quality};
 use crate::table;
 
 /// Source stages whose outputs are candidate tables.
-pub const SOURCE_STAGES: &[&str] = &["crawl", "warc", "import"];
+pub const SOURCE_STAGES: &[&str] = Candidates::PRODUCERS;
 
 /// Drop reasons of the map tasks (besides the quality reasons in [`quality`]).
 pub const NO_URL: &str = "url_missing";
@@ -209,18 +210,20 @@ impl CurateStage {
             .map_err(Error::Config)
     }
 
-    fn queries_path(&self, workdir: &Path) -> PathBuf {
-        self.queries_path
-            .clone()
-            .unwrap_or_else(|| workdir.join("queries").join("metadata.json"))
+    /// The query list: `[curate] queries`, else the `queries` stage's, through the context.
+    fn queries_path(&self, ctx: &impl Upstream) -> Result<PathBuf> {
+        match &self.queries_path {
+            Some(p) => Ok(p.clone()),
+            None => artifact::file::<QueryList>(ctx),
+        }
     }
 
-    fn queries(&self, workdir: &Path) -> Result<Arc<Queries>> {
+    fn queries(&self, ctx: &impl Upstream) -> Result<Arc<Queries>> {
         let mut q = self.queries.lock().unwrap();
         if let Some(q) = &*q {
             return Ok(q.clone());
         }
-        let built = Arc::new(build_queries(&self.queries_path(workdir))?);
+        let built = Arc::new(build_queries(&self.queries_path(ctx)?)?);
         *q = Some(built.clone());
         Ok(built)
     }
@@ -228,18 +231,13 @@ impl CurateStage {
     fn inputs(&self, ctx: &StageContext<'_>) -> Result<Vec<PathBuf>> {
         let mut files = Vec::new();
         for s in &self.sources {
-            for p in ctx.upstream_outputs(s) {
-                if table::is_drop_listing(&ctx.workdir.join(s), &p) {
-                    // `<stage>/dropped/*.parquet`: the records a stage dropped, with `url` and
-                    // `caption` columns too, never candidates
-                    continue;
-                }
-                if p.extension().is_some_and(|e| e == "parquet") {
-                    if table::is_candidate_file(&p)? {
-                        files.push(p);
-                    } else {
-                        tracing::debug!(file = %p.display(), "not a candidate table; skipped");
-                    }
+            // the source stage's parquet outputs, less its `dropped/` listings (which have
+            // `url` and `caption` columns too, never candidates)
+            for p in artifact::files_from::<Candidates>(ctx, s)? {
+                if table::is_candidate_file(&p)? {
+                    files.push(p);
+                } else {
+                    tracing::debug!(file = %p.display(), "not a candidate table; skipped");
                 }
             }
         }
@@ -290,7 +288,7 @@ impl Stage for CurateStage {
     fn upstream(&self) -> Vec<String> {
         let mut u = self.sources.clone();
         if self.queries_path.is_none() {
-            u.insert(0, "queries".into());
+            u.insert(0, QueryList::PRODUCER.into());
         }
         u
     }
@@ -321,7 +319,7 @@ impl Stage for CurateStage {
 
     fn plan(&self, ctx: &StageContext<'_>) -> Result<Vec<TaskSpec>> {
         // Load the query list now, so that a bad one stops the stage before any task runs.
-        self.queries(ctx.workdir)?;
+        self.queries(ctx)?;
         let mut tasks = Vec::new();
         for (fi, path) in self.inputs(ctx)?.into_iter().enumerate() {
             let groups = table::row_groups(&path)?;
@@ -353,7 +351,7 @@ impl Stage for CurateStage {
     fn run_task(&self, ctx: &TaskContext<'_>, task: &TaskSpec) -> Result<TaskReport> {
         let chunk: Chunk = serde_json::from_value(task.payload.clone())
             .map_err(|e| Error::Stage(format!("bad task payload: {e}")))?;
-        let q = self.queries(ctx.workdir)?;
+        let q = self.queries(ctx)?;
         let excluded = self.excluded()?;
         let path = &chunk.path;
         let f = std::fs::File::open(path).pq(path)?;
@@ -468,7 +466,11 @@ impl Stage for CurateStage {
                 let w = match &mut dropped_out {
                     Some(w) => w,
                     None => {
-                        let p = ctx.output_path(&format!("dropped/{}.parquet", task.id))?;
+                        let p = ctx.output_path(&format!(
+                            "{}/{}.parquet",
+                            artifact::DROPPED_DIR,
+                            task.id
+                        ))?;
                         dropped_out.insert(table::writer(&p, table::dropped_schema(), true)?)
                     }
                 };
@@ -503,7 +505,7 @@ impl Stage for CurateStage {
     }
 
     fn reduce(&self, ctx: &TaskContext<'_>, tasks: &[TaskRecord]) -> Result<Option<TaskReport>> {
-        let q = self.queries(ctx.workdir)?;
+        let q = self.queries(ctx)?;
         let parts = self.cfg.partitions;
         // Map outputs by partition, in input order (task ids are zero-padded file/row-group).
         let mut files: Vec<(String, PathBuf)> = tasks
@@ -562,7 +564,7 @@ impl Stage for CurateStage {
             seconds = t0.elapsed().as_secs_f64(),
             "curate: dedup and balance done"
         );
-        let ec = ctx.output_path("entry_counts.parquet")?;
+        let ec = ctx.output_path(artifact::EntryCounts::FILE)?;
         balance::write_entry_counts(&ec, &q.entries, &counted.counts, &p, &drawn.kept_per_entry)?;
         let svg = balance::plot_svg(
             &counted.counts,

@@ -17,6 +17,7 @@ use crate::error::{CurateError, PqCtx};
 
 /// The candidate table's columns, as declared once in `openwit_core::artifact::candidates`.
 use openwit_core::artifact::candidates::COLUMNS as CANDIDATE_COLUMNS;
+use openwit_core::artifact::curated;
 
 /// The candidate table's schema as curate reads it (every column nullable except `url` and
 /// `caption`: a file written by another tool may lack the others).
@@ -28,32 +29,27 @@ fn candidate_fields() -> Vec<Field> {
     openwit_core::artifact::candidates::reading_fields()
 }
 
-/// The type of `entry_ids`.
-pub fn entry_ids_type() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Int32, false)))
-}
+/// The type of `entry_ids` (declared with the curated table in `openwit_core::artifact::curated`).
+pub use openwit_core::artifact::curated::entry_ids_type;
 
 /// The schema of the intermediate files of the curate map tasks: the candidate columns (with
 /// the cleaned caption), `language`, `language_confidence`, `entry_ids`, and `seq` (the row's
 /// place in the input, for first-occurrence dedup).
 pub fn map_schema() -> SchemaRef {
     let mut f = candidate_fields();
-    f.push(Field::new("language", DataType::Utf8, false));
-    f.push(Field::new("language_confidence", DataType::Float32, false));
-    f.push(Field::new("entry_ids", entry_ids_type(), false));
+    f.extend(
+        curated::added_fields()
+            .into_iter()
+            .filter(|f| f.name() != curated::KEPT),
+    );
     f.push(Field::new("seq", DataType::UInt64, false));
     Arc::new(Schema::new(f))
 }
 
 /// The curated table's schema: the candidate columns plus `language`, `language_confidence`,
-/// `entry_ids` and `kept`.
+/// `entry_ids` and `kept` (declared in `openwit_core::artifact::curated`).
 pub fn curated_schema() -> SchemaRef {
-    let mut f = candidate_fields();
-    f.push(Field::new("language", DataType::Utf8, false));
-    f.push(Field::new("language_confidence", DataType::Float32, false));
-    f.push(Field::new("entry_ids", entry_ids_type(), false));
-    f.push(Field::new("kept", DataType::Boolean, false));
-    Arc::new(Schema::new(f))
+    curated::schema()
 }
 
 /// The schema of `curate/dropped/TASK.parquet`: the rows the map filters dropped, with the
@@ -66,20 +62,6 @@ pub fn dropped_schema() -> SchemaRef {
         Field::new("reason", DataType::Utf8, false),
         Field::new("seq", DataType::UInt64, false),
     ]))
-}
-
-/// The folder, in a stage's folder, where the stages list the records they dropped
-/// (`crawl/dropped/`, `warc/dropped/`, `import/dropped/`, `curate/dropped/`).
-pub const DROPPED_DIR: &str = "dropped";
-
-/// Whether `path`, an output of the stage whose folder is `stage_dir`, is a listing of dropped
-/// records (in `stage_dir/dropped/`). Such a file has `url` and `caption` columns too, so it must
-/// be skipped by name before [`is_candidate_file`] would take it for a candidate table.
-pub fn is_drop_listing(stage_dir: &Path, path: &Path) -> bool {
-    path.strip_prefix(stage_dir)
-        .ok()
-        .and_then(|rel| rel.components().next())
-        .is_some_and(|c| c.as_os_str() == DROPPED_DIR)
 }
 
 /// Whether a parquet file has the two columns curation needs.
@@ -222,32 +204,4 @@ pub fn ids_of(list: &ListArray, i: usize) -> &[i32] {
         .downcast_ref::<arrow_array::Int32Array>()
         .expect("entry_ids values are int32");
     &values.values()[offs[i] as usize..offs[i + 1] as usize]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listings_of_dropped_records_are_told_from_tables() {
-        let stage = Path::new("/w/import");
-        assert!(is_drop_listing(
-            stage,
-            Path::new("/w/import/dropped/00000-a.parquet")
-        ));
-        assert!(!is_drop_listing(
-            stage,
-            Path::new("/w/import/00000-a.parquet")
-        ));
-        // a task id that merely contains the word
-        assert!(!is_drop_listing(
-            stage,
-            Path::new("/w/import/00000-dropped.parquet")
-        ));
-        // another stage's folder
-        assert!(!is_drop_listing(
-            stage,
-            Path::new("/w/warc/dropped/x.parquet")
-        ));
-    }
 }

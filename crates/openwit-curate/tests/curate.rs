@@ -25,18 +25,14 @@ const ENTRIES: &[&str] = &[
 
 /// Writes a candidate parquet file (contract schema) with small row groups.
 fn write_candidates(path: &Path, rows: &[(String, Option<String>)]) {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("url", DataType::Utf8, false),
-        Field::new("caption", DataType::Utf8, true),
-        Field::new("caption_source", DataType::Utf8, false),
-        Field::new("page_url", DataType::Utf8, true),
-        Field::new("page_lang", DataType::Utf8, true),
-        Field::new("width", DataType::Int32, true),
-        Field::new("height", DataType::Int32, true),
-        Field::new("source_id", DataType::Utf8, false),
-        Field::new("fetch_time", DataType::Int64, true),
-        Field::new("extra", DataType::Utf8, true),
-    ]));
+    // The contract's columns (`openwit_core::artifact::candidates`), `caption` nullable: rows
+    // without one, as another tool may write them, test the filters.
+    let schema = Arc::new(Schema::new(
+        openwit_core::artifact::candidates::COLUMNS
+            .iter()
+            .map(|(n, t, null)| Field::new(*n, t.clone(), *null || *n == "caption"))
+            .collect::<Vec<_>>(),
+    ));
     let n = rows.len();
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(

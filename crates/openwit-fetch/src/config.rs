@@ -52,7 +52,8 @@ pub enum InputFormat {
 }
 
 fn d_input() -> String {
-    "curate".into()
+    use openwit_core::artifact::{Artifact, Curated};
+    Curated::PRODUCER.into()
 }
 fn d_format() -> InputFormat {
     InputFormat::Auto

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, BooleanArray, RecordBatch};
+use openwit_core::artifact::curated;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -208,7 +209,7 @@ pub fn scan_rows(
     let file = File::open(&f.path).map_err(|e| ie(&f.path, e.to_string()))?;
     let b = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| ie(&f.path, format!("not a readable parquet file: {e}")))?;
-    let mask = projection(&b, &["kept"]);
+    let mask = projection(&b, &[curated::KEPT]);
     let r = b
         .with_projection(mask)
         .build()
@@ -245,7 +246,7 @@ fn projection(b: &ParquetRecordBatchReaderBuilder<File>, names: &[&str]) -> Proj
 
 fn kept_column<'a>(batch: &'a RecordBatch, path: &Path) -> Result<&'a BooleanArray, InputError> {
     batch
-        .column_by_name("kept")
+        .column_by_name(curated::KEPT)
         .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
         .ok_or_else(|| ie(path, "the curated table has no boolean `kept` column"))
 }
@@ -353,9 +354,9 @@ fn to_row(get: &dyn Fn(&str) -> Option<Value>, cfg: &Config, curated: bool) -> O
             .as_deref()
             .and_then(|c| get(c).as_ref().and_then(text_of))
     };
-    let entry_ids = get("entry_ids").as_ref().and_then(entry_ids_of);
+    let entry_ids = get(curated::ENTRY_IDS).as_ref().and_then(entry_ids_of);
     let language = if curated {
-        get("language").as_ref().and_then(text_of)
+        get(curated::LANGUAGE).as_ref().and_then(text_of)
     } else {
         None
     };
@@ -458,13 +459,19 @@ pub fn read_segment(seg: &Segment, cfg: &Config) -> Result<Vec<InputRow>, InputE
             let b = ParquetRecordBatchReaderBuilder::try_new(file)
                 .map_err(|e| ie(&f.path, format!("not a readable parquet file: {e}")))?;
             let mut names: Vec<&str> = if f.curated {
-                vec!["url", "caption", "entry_ids", "language", "kept"]
+                vec![
+                    "url",
+                    "caption",
+                    curated::ENTRY_IDS,
+                    curated::LANGUAGE,
+                    curated::KEPT,
+                ]
             } else {
                 let mut v = vec![cfg.url_col.as_str()];
                 if let Some(c) = &cfg.caption_col {
                     v.push(c);
                 }
-                v.push("entry_ids");
+                v.push(curated::ENTRY_IDS);
                 v
             };
             names.extend(cfg.save_additional_columns.iter().map(String::as_str));

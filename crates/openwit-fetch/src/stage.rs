@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use futures::StreamExt;
+use openwit_core::artifact::{self, Artifact, Curated};
 use openwit_core::{Error, Result, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use openwit_shard::overlap::{OverlapIndex, read_eval_paths};
 use openwit_shard::{SampleMeta, ShardFiles, ShardLayout, ShardStats, ShardWriter, Status};
@@ -139,7 +140,7 @@ impl DownloadStage {
     }
 
     fn curated(&self) -> bool {
-        self.cfg.input == "curate"
+        self.cfg.input == Curated::PRODUCER
     }
 
     fn layout(&self, t: &ShardTask) -> ShardLayout {
@@ -211,7 +212,7 @@ impl Stage for DownloadStage {
 
     fn upstream(&self) -> Vec<String> {
         if self.curated() {
-            vec!["curate".into()]
+            vec![Curated::PRODUCER.into()]
         } else {
             Vec::new()
         }
@@ -223,14 +224,9 @@ impl Stage for DownloadStage {
 
     fn plan(&self, ctx: &StageContext<'_>) -> Result<Vec<TaskSpec>> {
         let files: Vec<InputFile> = if self.curated() {
-            ctx.upstream_outputs("curate")
+            // the curated table only (not entry counts, nor the dropped rows' listing)
+            artifact::files::<Curated>(ctx)?
                 .into_iter()
-                .filter(|p| {
-                    // the curated table only (not entry counts, nor the dropped rows' listing)
-                    p.extension().is_some_and(|e| e == "parquet")
-                        && p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
-                })
                 .map(|p| InputFile {
                     path: p,
                     format: crate::config::InputFormat::Parquet,

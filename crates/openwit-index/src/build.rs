@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use openwit_core::artifact::{self, Artifact, QueryList, ShardTars, Upstream};
 use openwit_core::{Drops, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use openwit_shard::{Sample, ShardReader};
 use serde::{Deserialize, Serialize};
@@ -53,15 +54,17 @@ impl IndexStage {
         }
     }
 
-    fn entries(&self, workdir: &Path) -> Arc<Vec<String>> {
+    /// The entries' names: `[index] metadata`, else the `queries` stage's query list when
+    /// that stage ran (the index does not wait for it: without one, entries show by id).
+    fn entries(&self, ctx: &impl Upstream) -> Arc<Vec<String>> {
         self.entries
             .get_or_init(|| {
                 let path = self
                     .cfg
                     .metadata
                     .clone()
-                    .unwrap_or_else(|| workdir.join("queries").join("metadata.json"));
-                Arc::new(load_entries(&path))
+                    .or_else(|| artifact::find::<QueryList>(ctx));
+                Arc::new(path.map(|p| load_entries(&p)).unwrap_or_default())
             })
             .clone()
     }
@@ -101,7 +104,7 @@ impl Stage for IndexStage {
         if self.cfg.shards.is_some() {
             Vec::new()
         } else {
-            vec!["download".into()]
+            vec![ShardTars::PRODUCER.into()]
         }
     }
 
@@ -121,11 +124,7 @@ impl Stage for IndexStage {
                     dir.display()
                 ))
             })?,
-            None => ctx
-                .upstream_outputs("download")
-                .into_iter()
-                .filter(|p| is_shard_tar(p))
-                .collect(),
+            None => artifact::files::<ShardTars>(ctx)?,
         };
         Ok(tars
             .iter()
@@ -143,7 +142,7 @@ impl Stage for IndexStage {
     fn run_task(&self, ctx: &TaskContext<'_>, task: &TaskSpec) -> openwit_core::Result<TaskReport> {
         let tar = PathBuf::from(task.payload["tar"].as_str().unwrap_or_default());
         let out = ctx.output_path(&task.id)?;
-        let entries = self.entries(ctx.workdir);
+        let entries = self.entries(ctx);
         let mem = self.cfg.memory_mb.unwrap_or(64).max(16) << 20;
         let report = index_shard(&tar, &task.id, &out, &entries, mem, &|n| ctx.progress(n))?;
         let rel = tar
@@ -177,13 +176,6 @@ impl Stage for IndexStage {
             ctx.workdir.display()
         ))
     }
-}
-
-fn is_shard_tar(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e == "tar")
-        && p.file_stem().is_some_and(|s| {
-            !s.is_empty() && s.to_string_lossy().bytes().all(|b| b.is_ascii_digit())
-        })
 }
 
 /// Indexes the successful samples of the shard `tar` into a new index in `out` (a folder).

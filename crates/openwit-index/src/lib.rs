@@ -27,7 +27,8 @@ pub use search::{Filters, Hit, IndexSet, SearchOptions, SearchResults, format_re
 pub use serve::{RunSummarySource, ServeOptions, router, serve, serve_on};
 
 /// The index stage's folder name in the workdir.
-pub const INDEX_DIR: &str = "index";
+pub const INDEX_DIR: &str =
+    <openwit_core::artifact::Index as openwit_core::artifact::Artifact>::PRODUCER;
 /// The report stage's folder name, and the report's file name in it.
 pub const REPORT_DIR: &str = "report";
 pub const REPORT_FILE: &str = "report.html";

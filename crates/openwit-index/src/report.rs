@@ -11,6 +11,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, Int32Array, Int64Array, StringArray};
+use openwit_core::artifact::{
+    self, EntryCounts, EvalResults, Model, QueryList, ShardStats, ShardTables, Shards,
+};
 use openwit_core::{RunSummary, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -65,7 +68,10 @@ pub struct ReportData {
     pub problems: Vec<(PathBuf, String)>,
 }
 
-const ENTRY_COUNTS: &str = "curate/entry_counts.parquet";
+/// `curate/entry_counts.parquet`, relative to the workdir.
+fn entry_counts_file() -> String {
+    EntryCounts::paths()[0].clone()
+}
 
 /// `YYYY-MM-DD HH:MM UTC` of Unix seconds (civil-from-days, no time zone database needed).
 fn utc(secs: i64) -> String {
@@ -84,26 +90,6 @@ fn utc(secs: i64) -> String {
         rem / 3600,
         rem % 3600 / 60
     )
-}
-
-fn digits_stem(p: &Path, ext: &str) -> bool {
-    p.extension().is_some_and(|e| e == ext)
-        && p.file_stem().is_some_and(|s| {
-            !s.is_empty() && s.to_string_lossy().bytes().all(|b| b.is_ascii_digit())
-        })
-}
-
-fn list(dir: &Path, pred: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| pred(p))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// Reads `entry_counts.parquet` (entry, matches, kept).
@@ -194,21 +180,21 @@ pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
     }
 
     // Entries before/after balancing.
-    let ec = workdir.join("curate").join("entry_counts.parquet");
+    let ec = artifact::in_workdir::<EntryCounts>(workdir);
     if ec.exists() {
         match read_entry_counts(&ec) {
             Ok(v) => {
                 d.entries = v;
-                d.entries_source = Some(ENTRY_COUNTS.into());
+                d.entries_source = Some(entry_counts_file());
             }
             Err(e) => d.problems.push((ec.clone(), e.to_string())),
         }
     }
 
     // Shards.
-    let dl = workdir.join("download");
+    let dl = artifact::dir_in_workdir::<Shards>(workdir);
     let mut from_shards: HashMap<i32, u64> = HashMap::new();
-    for pq in list(&dl, |p| digits_stem(p, "parquet")) {
+    for pq in artifact::list_in::<ShardTables>(&dl) {
         d.shards += 1;
         match openwit_shard::read_parquet(&pq) {
             Ok(rows) => {
@@ -245,7 +231,7 @@ pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
             }
         }
     }
-    for st in list(&dl, |p| p.to_string_lossy().ends_with("_stats.json")) {
+    for st in artifact::list_in::<ShardStats>(&dl) {
         match openwit_shard::read_stats(&st) {
             Ok(s) => {
                 let src = if s.failures_by_reason.is_empty() {
@@ -261,7 +247,7 @@ pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
         }
     }
     if d.entries.is_empty() && !from_shards.is_empty() {
-        let names = crate::build::load_entries(&workdir.join("queries").join("metadata.json"));
+        let names = crate::build::load_entries(&artifact::in_workdir::<QueryList>(workdir));
         d.entries = from_shards
             .into_iter()
             .map(|(id, n)| EntryCount {
@@ -275,7 +261,10 @@ pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
             .collect();
         d.entries
             .sort_by(|a, b| b.matches.cmp(&a.matches).then(a.entry.cmp(&b.entry)));
-        d.entries_source = Some("the downloaded samples (no curate/entry_counts.parquet)".into());
+        d.entries_source = Some(format!(
+            "the downloaded samples (no {})",
+            entry_counts_file()
+        ));
     }
 
     // Index.
@@ -289,7 +278,7 @@ pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
     }
 
     // Training and evaluation.
-    let metrics = workdir.join("train").join("metrics.jsonl");
+    let metrics = Model::dir(workdir).join(Model::METRICS);
     if let Ok(text) = std::fs::read_to_string(&metrics) {
         for (i, line) in text.lines().enumerate() {
             let Ok(Value::Object(m)) = serde_json::from_str::<Value>(line) else {
@@ -316,9 +305,7 @@ pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
             d.train.push(row);
         }
     }
-    for p in list(&workdir.join("eval"), |p| {
-        p.extension().is_some_and(|e| e == "json")
-    }) {
+    for p in artifact::list_in::<EvalResults>(&artifact::dir_in_workdir::<EvalResults>(workdir)) {
         match std::fs::read(&p).map(|b| serde_json::from_slice::<Value>(&b)) {
             Ok(Ok(v)) => d
                 .eval
@@ -499,7 +486,7 @@ fn view(d: &ReportData, made: i64) -> Value {
             }
             pts
         };
-        let from_curation = d.entries_source.as_deref() == Some(ENTRY_COUNTS);
+        let from_curation = d.entries_source.as_deref() == Some(entry_counts_file().as_str());
         let series = if from_curation {
             vec![
                 ("before balancing".to_string(), ranked(|e| e.matches)),

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use openwit_core::artifact::{self, ShardTars};
 use serde::Serialize;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
@@ -477,7 +478,10 @@ fn open_part(workdir: &Path, name: &str, path: &Path) -> Result<(Part, Fields)> 
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["tar"].as_str().map(PathBuf::from))
         .map(|t| if t.is_absolute() { t } else { workdir.join(t) })
-        .unwrap_or_else(|| workdir.join("download").join(format!("{name}.tar")));
+        .unwrap_or_else(|| {
+            // an index built before the source file: the shard of its name in the workdir
+            artifact::dir_in_workdir::<ShardTars>(workdir).join(format!("{name}.tar"))
+        });
     Ok((
         Part {
             name: name.to_string(),

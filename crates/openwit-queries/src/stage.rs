@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use openwit_core::artifact::{OneFile, QueryList};
 use openwit_core::{
     Drops, Stage, StageContext, TaskContext, TaskRecord, TaskReport, TaskSpec, stage::sanitize,
 };
@@ -576,7 +577,7 @@ impl QueriesStage {
         summary["merge"] = json!(mstats);
         summary["drops"] = json!(drops.0);
         // Outputs.
-        let meta = ctx.output_path("metadata.json")?;
+        let meta = ctx.output_path(QueryList::FILE)?;
         let list: Vec<&str> = entries.iter().map(|e| e.entry.as_str()).collect();
         let bytes = serde_json::to_vec(&list).unwrap_or_default();
         std::fs::write(&meta, bytes).map_err(|e| QueriesError::io(&meta, e))?;

@@ -41,7 +41,7 @@ use openwit_core::TaskContext;
 use crate::error::SourcesError;
 
 /// The folder of the listings, in the stage's folder.
-pub const DIR: &str = "dropped";
+pub const DIR: &str = openwit_core::artifact::DROPPED_DIR;
 
 /// Longest caption kept in a listing row (characters); a longer one is cut.
 pub const MAX_CAPTION_CHARS: usize = 1000;

@@ -21,8 +21,10 @@ pub const ENTRIES_PAGE_SIZE: usize = 100;
 /// The longest entry filter accepted (bytes).
 const MAX_FILTER_BYTES: usize = 256;
 
-const CURATE_COUNTS: &str = "curate/entry_counts.parquet";
-const BALANCE_COUNTS: &str = "balance/entry_counts.parquet";
+/// `curate/entry_counts.parquet` and `balance/entry_counts.parquet`, relative to the workdir.
+fn counts_files() -> [String; 2] {
+    openwit_core::artifact::EntryCounts::paths()
+}
 
 /// One entry's counts.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +54,7 @@ pub(super) struct EntryTable {
 pub(super) type Stamp = Vec<Option<(SystemTime, u64)>>;
 
 fn stamp(workdir: &Path) -> Stamp {
-    [CURATE_COUNTS, BALANCE_COUNTS]
+    counts_files()
         .iter()
         .map(|rel| {
             std::fs::metadata(workdir.join(rel))
@@ -65,7 +67,8 @@ fn stamp(workdir: &Path) -> Stamp {
 /// Reads the entry counts of `workdir`; without any, the entries of the index (samples only).
 fn load(workdir: &Path, app: &App) -> EntryTable {
     let mut t = EntryTable::default();
-    let curate = workdir.join(CURATE_COUNTS);
+    let [curate_counts, balance_counts] = counts_files();
+    let curate = workdir.join(&curate_counts);
     if curate.is_file() {
         match crate::report::read_entry_counts(&curate) {
             Ok(v) => {
@@ -79,12 +82,12 @@ fn load(workdir: &Path, app: &App) -> EntryTable {
                         kept: None,
                     })
                     .collect();
-                t.source = CURATE_COUNTS.into();
+                t.source = curate_counts;
             }
             Err(e) => t.problems.push((curate, e.to_string())),
         }
     }
-    let balance = workdir.join(BALANCE_COUNTS);
+    let balance = workdir.join(&balance_counts);
     if balance.is_file() {
         match crate::report::read_entry_counts(&balance) {
             Ok(v) => {
@@ -110,9 +113,9 @@ fn load(workdir: &Path, app: &App) -> EntryTable {
                     t.rows[i].kept = Some(e.kept);
                 }
                 t.source = if t.source.is_empty() {
-                    BALANCE_COUNTS.into()
+                    balance_counts
                 } else {
-                    format!("{} and {BALANCE_COUNTS}", t.source)
+                    format!("{} and {balance_counts}", t.source)
                 };
             }
             Err(e) => t.problems.push((balance, e.to_string())),
@@ -241,10 +244,11 @@ fn render(app: &App, p: &EntriesParams) -> Response {
     }
     let counts = t.rows.iter().any(|r| r.before.is_some());
     if !counts && !t.balance {
+        let [curate_counts, balance_counts] = counts_files();
         let _ = writeln!(
             b,
             "<p class=\"error\" id=\"no-counts\">This workdir has no entry counts: neither \
-             <code>{CURATE_COUNTS}</code> (written by the curate stage) nor <code>{BALANCE_COUNTS}</code> \
+             <code>{curate_counts}</code> (written by the curate stage) nor <code>{balance_counts}</code> \
              (written by the balance stage) is there, so there are no counts before and after balancing to show.{}</p>",
             if t.rows.is_empty() {
                 ""
