@@ -7,6 +7,7 @@
 //! `docs/BENCHMARKS.md`); tests compare both with a brute force.
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use openwit_mem::{HugeVec, prefetch};
 
 use crate::error::CurateError;
 
@@ -203,8 +204,8 @@ pub fn spaced_into(text: &str, out: &mut String) {
 /// `(node, token id) -> node` is one 16-byte slot of a second table keyed by one `u64`. All the lookups of one level of a caption are independent, so their
 /// slots are prefetched first and probed after, overlapping the misses.
 pub struct TokenTrie {
-    toks: Vec<TokSlot>,
-    edges: Vec<EdgeSlot>,
+    toks: HugeVec<TokSlot>,
+    edges: HugeVec<EdgeSlot>,
     edge_shift: u32,
     /// One bit per hash of an edge key, set for every edge: most `(node, next token)` pairs of a
     /// caption are not edges, and this 8-bits-per-edge filter (small enough for the L2 cache)
@@ -383,46 +384,6 @@ fn filter_bit(key: u64, mask: usize) -> usize {
     mum(key ^ 0x2d35_8dcc_aa6c_78a5, 0x9fb2_1c65_1e98_df25) as usize & mask
 }
 
-#[inline]
-fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: a prefetch is a hint: it never faults and has no effect on memory.
-        #[allow(unsafe_code, unused_unsafe)]
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                p as *const T as *const i8,
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// A vector of `n` default values whose memory the kernel is asked to back with huge pages
-/// (Linux, transparent huge pages in "madvise" mode): the tables are read at random, and with
-/// 4 KiB pages nearly every lookup would also miss the TLB.
-fn huge_vec<T: Default + Clone>(n: usize) -> Vec<T> {
-    let mut v: Vec<T> = Vec::with_capacity(n);
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let bytes = n * std::mem::size_of::<T>();
-        let start = v.as_ptr() as usize;
-        let (a, b) = (start.next_multiple_of(HUGE), (start + bytes) / HUGE * HUGE);
-        if bytes >= HUGE && a < b {
-            #[allow(unsafe_code)]
-            // SAFETY: `madvise` only gives the kernel a hint about pages of this vector's own
-            // allocation (nothing is read or written yet); a failure is harmless and ignored.
-            unsafe {
-                libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    v.resize(n, T::default());
-    v
-}
-
 /// Reused buffers of [`TokenTrie::find`] and [`TokenTrie::find_many`].
 #[derive(Default)]
 pub struct TrieScratch {
@@ -502,7 +463,7 @@ impl TokenTrie {
         let node_word = |n: u32| n | if has_children[n as usize] { FLAG } else { 0 };
 
         let tcap = (tok_list.len() * 2).next_power_of_two().max(16);
-        let mut toks: Vec<TokSlot> = huge_vec(tcap);
+        let mut toks = HugeVec::<TokSlot>::new(tcap);
         let mut arena = Vec::new();
         let mut long = vec![0u32];
         let mut buf = Vec::new();
@@ -528,7 +489,7 @@ impl TokenTrie {
 
         let ecap = (edges.len() * 4 / 3 + 1).next_power_of_two().max(16);
         let edge_shift = 64 - ecap.trailing_zeros();
-        let mut table: Vec<EdgeSlot> = huge_vec(ecap);
+        let mut table = HugeVec::<EdgeSlot>::new(ecap);
         let fbits = (edges.len() * 8).next_power_of_two().max(64);
         let filter_mask = fbits - 1;
         let mut filter = vec![0u64; fbits / 64];

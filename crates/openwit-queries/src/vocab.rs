@@ -8,7 +8,7 @@
 //! their remaining bytes with the arena. The words themselves live in one byte arena
 //! (no allocation per word, and nothing to free one by one when the task ends).
 
-use crate::huge::HugeVec;
+use openwit_mem::{HugeVec, prefetch};
 
 /// The inline part of a token: bytes 0-7, bytes 8-14 and the length (capped at 255) in the top
 /// byte of the second word. Two tokens with equal heads are equal when both are shorter than 16
@@ -83,21 +83,6 @@ pub(crate) fn hash(h: Head, t: &[u8]) -> u64 {
     x = x.wrapping_mul(0xd6e8_feb8_6659_fd93);
     x ^ (x >> 32)
 }
-
-/// A prefetch hint for the cache line of `p`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-#[allow(unsafe_code)]
-fn prefetch<T>(p: &T) {
-    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-    // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has; a prefetch does not read
-    // or write memory as the program sees it (any address is allowed, and this one is valid).
-    unsafe { _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast()) }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-fn prefetch<T>(_p: &T) {}
 
 /// Slot: head words, `hash32 << 32 | (id + 1)` (0: an empty slot), the token's count.
 #[derive(Clone, Copy, Default)]
