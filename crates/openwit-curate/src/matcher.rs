@@ -7,7 +7,7 @@
 //! `docs/BENCHMARKS.md`); tests compare both with a brute force.
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use openwit_mem::{HugeVec, prefetch};
+use openwit_mem::{huge_vec, prefetch};
 
 use crate::error::CurateError;
 
@@ -204,8 +204,8 @@ pub fn spaced_into(text: &str, out: &mut String) {
 /// `(node, token id) -> node` is one 16-byte slot of a second table keyed by one `u64`. All the lookups of one level of a caption are independent, so their
 /// slots are prefetched first and probed after, overlapping the misses.
 pub struct TokenTrie {
-    toks: HugeVec<TokSlot>,
-    edges: HugeVec<EdgeSlot>,
+    toks: Vec<TokSlot>,
+    edges: Vec<EdgeSlot>,
     edge_shift: u32,
     /// One bit per hash of an edge key, set for every edge: most `(node, next token)` pairs of a
     /// caption are not edges, and this 8-bits-per-edge filter (small enough for the L2 cache)
@@ -463,7 +463,7 @@ impl TokenTrie {
         let node_word = |n: u32| n | if has_children[n as usize] { FLAG } else { 0 };
 
         let tcap = (tok_list.len() * 2).next_power_of_two().max(16);
-        let mut toks = HugeVec::<TokSlot>::new(tcap);
+        let mut toks: Vec<TokSlot> = huge_vec(tcap);
         let mut arena = Vec::new();
         let mut long = vec![0u32];
         let mut buf = Vec::new();
@@ -489,7 +489,7 @@ impl TokenTrie {
 
         let ecap = (edges.len() * 4 / 3 + 1).next_power_of_two().max(16);
         let edge_shift = 64 - ecap.trailing_zeros();
-        let mut table = HugeVec::<EdgeSlot>::new(ecap);
+        let mut table: Vec<EdgeSlot> = huge_vec(ecap);
         let fbits = (edges.len() * 8).next_power_of_two().max(64);
         let filter_mask = fbits - 1;
         let mut filter = vec![0u64; fbits / 64];

@@ -7,6 +7,7 @@
 //!   asked with `madvise(MADV_HUGEPAGE)` (the default `transparent_hugepage=madvise` setting) over
 //!   a 2 MiB-aligned range; elsewhere, or when the kernel refuses, the buffer is ordinary memory
 //!   and only slower.
+//! - [`huge_vec`]: an ordinary `Vec` advised the same way where whole huge pages lie inside it.
 //! - [`prefetch`]: a hint to bring a cache line in before it is read, so that independent lookups
 //!   overlap their misses.
 
@@ -79,11 +80,28 @@ impl<T> std::ops::DerefMut for HugeVec<T> {
     }
 }
 
+/// A vector of `n` default values whose memory the kernel is asked to back with huge pages where
+/// whole 2 MiB pages lie inside it (its start stays where the allocator put it, unlike
+/// [`HugeVec`]): for tables that are a plain `Vec` (curate's token trie, whose two tables starting
+/// on the same 2 MiB boundary would share cache sets).
+pub fn huge_vec<T: Default + Clone>(n: usize) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    let bytes = n * std::mem::size_of::<T>();
+    let start = v.as_ptr() as usize;
+    let (a, b) = (start.next_multiple_of(HUGE), (start + bytes) / HUGE * HUGE);
+    if bytes >= HUGE && a < b {
+        // Before the first touch, so the advice applies to the first faults.
+        advise_huge(a, b - a);
+    }
+    v.resize(n, T::default());
+    v
+}
+
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn advise_huge(addr: usize, len: usize) {
     // SAFETY: `[addr, addr + len)` lies inside the capacity of a live `Vec` this module owns
-    // (see `HugeVec::new`); MADV_HUGEPAGE only changes how the kernel backs those pages, not their
+    // (see `HugeVec::new` and `huge_vec`); MADV_HUGEPAGE only changes how the kernel backs those pages, not their
     // contents or validity. A failure (no THP support) leaves ordinary pages.
     let rc = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
     if rc != 0 {
@@ -133,5 +151,8 @@ mod tests {
         let odd = HugeVec::<[u8; 3]>::new(10);
         assert_eq!(odd.len(), 10);
         prefetch(&odd[9]);
+        let v = huge_vec::<u64>(1 << 20);
+        assert_eq!(v.len(), 1 << 20);
+        assert!(v.iter().all(|&x| x == 0));
     }
 }
