@@ -255,12 +255,7 @@ impl TrainStage {
     /// context as rank 0's task sees it (its upstream stages' records, from the run state or the
     /// store), which gives the `download` stage's shards.
     pub fn follow(&self, ctx: &StageContext<'_>) -> Result<TrainSummary> {
-        let shards = shard_list(
-            "train",
-            &self.cfg.shards,
-            &self.base,
-            self.upstream_shards(ctx)?,
-        )?;
+        let shards = self.training_shards(ctx)?;
         Ok(train(
             &self.cfg,
             shards,
@@ -272,13 +267,15 @@ impl TrainStage {
 }
 
 impl TrainStage {
-    /// The `download` stage's shards, declared upstream when `shards` is empty; none otherwise.
-    fn upstream_shards(&self, ctx: &impl artifact::Upstream) -> Result<Vec<PathBuf>> {
-        if self.cfg.shards.is_empty() {
-            artifact::files::<ShardTars>(ctx)
+    /// The shards it trains on: `shards`, else the `download` stage's (declared upstream when
+    /// `shards` is empty), read through the context.
+    fn training_shards(&self, ctx: &impl artifact::Upstream) -> Result<Vec<PathBuf>> {
+        let upstream = if self.cfg.shards.is_empty() {
+            artifact::files::<ShardTars>(ctx)?
         } else {
-            Ok(Vec::new())
-        }
+            Vec::new()
+        };
+        shard_list("train", &self.cfg.shards, &self.base, upstream)
     }
 }
 
@@ -387,12 +384,7 @@ impl Stage for TrainStage {
     }
 
     fn run_task(&self, ctx: &TaskContext<'_>, _task: &TaskSpec) -> Result<TaskReport> {
-        let shards = shard_list(
-            "train",
-            &self.cfg.shards,
-            &self.base,
-            self.upstream_shards(ctx)?,
-        )?;
+        let shards = self.training_shards(ctx)?;
         let out = ctx.stage_dir();
         if self.cfg.held_out_percent > 0 {
             record_split(&shards, self.cfg.held_out_percent, &out)?;
