@@ -18,6 +18,9 @@
 //! - `/files/{path}`: a file of the workdir; paths that lead outside it, and the run state
 //!   (`openwit.sqlite`, the lock, `logs/`, dot files), are refused (403).
 //!
+//! The HTML pages are minijinja templates (`templates/serve/`: `layout.html` around each
+//! page's body), filled from views built here and escaped by the one escape function.
+//!
 //! Hardening (the UI has no login, so it must not be usable by another site nor knocked over):
 //! every request's `Host` must be the bound address, `localhost` or a name given with
 //! `--allow-host` (else 403: a DNS-rebinding page cannot read the workdir); every response carries
