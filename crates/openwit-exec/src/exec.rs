@@ -158,7 +158,7 @@ impl<'r> LocalExecutor<'r> {
     fn upstream_map(&self, stage: &dyn Stage) -> Result<HashMap<String, Vec<TaskRecord>>> {
         let upstream = stage.upstream();
         for u in &upstream {
-            match self.state.stage(&u)? {
+            match self.state.stage(u)? {
                 Some(rec) if rec.state == Status::Done => {}
                 _ => {
                     return Err(Error::Stage(format!(
