@@ -105,6 +105,9 @@ fn every_page_of_the_web_ui_is_byte_identical_to_the_committed_one() {
     let start = page.find("id=\"r1\" href=\"").unwrap() + "id=\"r1\" href=\"".len();
     let link = page[start..][..page[start..].find('"').unwrap()].replace("&amp;", "&");
     check(addr, w, "sample_in_results", &link);
+    let start = page.find("id=\"r0\" href=\"").unwrap() + "id=\"r0\" href=\"".len();
+    let first = page[start..][..page[start..].find('"').unwrap()].replace("&amp;", "&");
+    check(addr, w, "sample_first_result", &first);
     let bare = link.split('?').next().unwrap().to_string();
     check(addr, w, "sample_alone", &bare);
     let full = format!("{bare}/full?{}", link.split_once('?').unwrap().1);
@@ -117,7 +120,17 @@ fn every_page_of_the_web_ui_is_byte_identical_to_the_committed_one() {
         ("entries_filtered", "/entries?f=entry+1&sort=after"),
         ("entries_page2", "/entries?page=1&sort=entry"),
         ("entries_bad_page", "/entries?page=x"),
+        ("entries_past_end", "/entries?page=99&sort=cut"),
+        ("entries_no_match", "/entries?f=%3Cnothing%3E"),
     ] {
         check(addr, w, name, path);
     }
+    // With the balance stage's counts too; then with a file that cannot be read.
+    common::write_entry_counts_of(
+        &w.join("balance/entry_counts.parquet"),
+        &[("entry 1".to_string(), 40, 20), ("a&b".to_string(), 3, 3)],
+    );
+    check(addr, w, "entries_balance", "/entries?sort=kept");
+    std::fs::write(w.join("balance/entry_counts.parquet"), b"not parquet").unwrap();
+    check(addr, w, "entries_unreadable", "/entries");
 }
