@@ -656,26 +656,8 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}
-header{background:#23395d;color:#fff;padding:.6em 1em;display:flex;gap:1em;align-items:flex-start;flex-wrap:wrap}
-header a{color:#fff}header form{display:flex;gap:.4em;flex:1;flex-wrap:wrap;align-items:center}header input[name=q]{flex:1;min-width:12em}
-header nav{display:flex;gap:1em;padding-top:.3em}
-.filters{flex-basis:100%;display:flex;gap:.4em 1em;flex-wrap:wrap;align-items:center;font-size:.9em}
-.filters label{display:flex;gap:.3em;align-items:center}.filters input,.filters select{font-size:.95em;padding:.15em .3em}.filters input[type=number]{width:5em}.filters select{max-width:13em}
-input,button,select{font-size:1em;padding:.3em .5em}main{padding:1em}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:12px}
-.card{display:block;text-decoration:none;color:#222;border:1px solid #ddd;border-radius:6px;overflow:hidden;background:#fafafa}
-.card img{width:100%;height:160px;object-fit:cover;display:block;background:#eee}.card .cap{padding:.4em;font-size:.85em;max-height:4.2em;overflow:hidden}
-.card:target{outline:3px solid #d9822b}
-.error{background:#fde8e8;border:1px solid #e99;padding:.6em;white-space:pre-wrap}.muted{color:#777}
-.detail{display:flex;gap:2em;flex-wrap:wrap}.detail img.preview{width:512px;max-width:90vw;height:auto;max-height:512px;object-fit:contain;border:1px solid #ddd;background:#f4f4f4}
-.full{overflow:auto}.full img{max-width:none;max-height:none;border:1px solid #ddd}
-.nav,.pager{display:flex;gap:1em;align-items:center;flex-wrap:wrap;margin:0 0 1em}.pager{margin:1em 0}
-.chips{display:flex;gap:.5em;flex-wrap:wrap;align-items:center}.chip{background:#e6eefb;border-radius:12px;padding:2px 10px;text-decoration:none;color:#23395d}
-pre{background:#f4f4f4;padding:.6em;overflow:auto;max-width:100%}td{padding:2px 8px;vertical-align:top}.entry{display:inline-block;background:#e6eefb;border-radius:4px;padding:1px 6px;margin:2px}
-table.entries{border-collapse:collapse}table.entries th,table.entries td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}
-table.entries .num{text-align:right;font-variant-numeric:tabular-nums}table.entries th a{color:#222}table.entries th.sorted a{font-weight:bold;text-decoration:none}
-#caption{font-size:1.3em}";
+/// The UI's style block (allowed by its hash in [`PAGE_CSP`]).
+const STYLE: &str = include_str!("../templates/serve/style.css");
 
 /// The script of the detail and full-size views (allowed by its hash in [`PAGE_CSP`]): marks
 /// the page with whether the image decoded and its natural and shown sizes, for people and for

@@ -1,7 +1,8 @@
 //! The web UI's pages (`openwit serve`), byte for byte: each page of a fixed workdir, requested
 //! over loopback, compared with the page committed in `tests/golden/serve/`. The one thing a
 //! page shows that changes from run to run, the search's time in milliseconds, is replaced by
-//! `T` before comparing.
+//! `T` before comparing; the style block that every page carries is compared with
+//! `templates/serve/style.css` and stands as `STYLE` in the committed pages.
 //!
 //! A deliberate change of a page: run with `OPENWIT_BLESS=1` to rewrite the committed pages, then
 //! review their diff.
@@ -42,12 +43,32 @@ fn check(addr: std::net::SocketAddr, workdir: &Path, name: &str, path: &str) {
         without_time(&String::from_utf8(body).unwrap())
             .replace(&workdir.display().to_string(), "WORKDIR")
     );
-    let file = golden(name);
+    let (page, style) = without_style(&page);
+    assert_eq!(
+        style,
+        include_str!("../templates/serve/style.css"),
+        "{name}: the style block"
+    );
+    compare(name, path, &page, &golden(name));
+}
+
+/// `page` with its `<style>` block's text replaced by `STYLE`, and that text.
+fn without_style(page: &str) -> (String, String) {
+    let start = page.find("<style>").expect("every page has its style") + "<style>".len();
+    let end = start + page[start..].find("</style>").unwrap();
+    (
+        format!("{}STYLE{}", &page[..start], &page[end..]),
+        page[start..end].to_string(),
+    )
+}
+
+/// Compares `page` (of `name`, at `path`) with `file`, or writes it there when blessing.
+fn compare(name: &str, path: &str, page: &str, file: &Path) {
     if std::env::var_os("OPENWIT_BLESS").is_some() {
-        std::fs::write(&file, &page).unwrap();
+        std::fs::write(file, page).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&file)
+    let want = std::fs::read_to_string(file)
         .unwrap_or_else(|e| panic!("{}: {e} (bless with OPENWIT_BLESS=1)", file.display()));
     if page != want {
         let at = page
@@ -64,7 +85,7 @@ fn check(addr: std::net::SocketAddr, workdir: &Path, name: &str, path: &str) {
             "{name} ({path}) differs at byte {at} (lengths {} and {}):\n got: {:?}\nwant: {:?}",
             page.len(),
             want.len(),
-            around(&page),
+            around(page),
             around(&want)
         );
     }
@@ -132,5 +153,5 @@ fn every_page_of_the_web_ui_is_byte_identical_to_the_committed_one() {
     );
     check(addr, w, "entries_balance", "/entries?sort=kept");
     std::fs::write(w.join("balance/entry_counts.parquet"), b"not parquet").unwrap();
-    check(addr, w, "entries_unreadable", "/entries");
+    check(addr, w, "entries_unreadable", "/entries?f=entry+29");
 }
