@@ -239,13 +239,6 @@ pub fn find_overlaps(
     Ok((flags, total))
 }
 
-/// The training shards of a workdir's `download` stage (`WORKDIR/download/NNNNN.tar`), when it
-/// has any.
-pub fn workdir_shards(workdir: &Path) -> Vec<PathBuf> {
-    use openwit_core::artifact::{ShardTars, dir_in_workdir};
-    openwit_shard::list_shards(&dir_in_workdir::<ShardTars>(workdir)).unwrap_or_default()
-}
-
 /// Zero-shot on the items `keep` (indexes) of image features `(N, D)`.
 pub fn zero_shot_subset(
     images: &Tensor,

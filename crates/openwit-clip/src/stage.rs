@@ -251,17 +251,31 @@ impl TrainStage {
     /// A rank other than 0 of a data-parallel job (`openwit train --nproc N`, `srun`): trains
     /// beside rank 0 in `WORKDIR/train` without the executor. Rank 0 alone owns the workdir (its
     /// lock, the run state, the checkpoints, the stage's outputs and summary); this rank takes
-    /// no lock, records nothing and writes only its `rank-N/metrics.jsonl`. `upstream`: the
-    /// `download` stage's outputs, read from the run state.
-    pub fn follow(&self, workdir: &Path, upstream: Vec<PathBuf>) -> Result<TrainSummary> {
-        let shards = shard_list("train", &self.cfg.shards, &self.base, upstream)?;
+    /// no lock, records nothing and writes only its `rank-N/metrics.jsonl`. `ctx`: the stage's
+    /// context as rank 0's task sees it (its upstream stages' records, from the run state or the
+    /// store), which gives the `download` stage's shards.
+    pub fn follow(&self, ctx: &StageContext<'_>) -> Result<TrainSummary> {
+        let shards = self.training_shards(ctx)?;
         Ok(train(
             &self.cfg,
             shards,
-            &Model::dir(workdir),
+            &Model::dir(ctx.workdir),
             self.seed,
             &Hooks::default(),
         )?)
+    }
+}
+
+impl TrainStage {
+    /// The shards it trains on: `shards`, else the `download` stage's (declared upstream when
+    /// `shards` is empty), read through the context.
+    fn training_shards(&self, ctx: &impl artifact::Upstream) -> Result<Vec<PathBuf>> {
+        let upstream = if self.cfg.shards.is_empty() {
+            artifact::files::<ShardTars>(ctx)?
+        } else {
+            Vec::new()
+        };
+        shard_list("train", &self.cfg.shards, &self.base, upstream)
     }
 }
 
@@ -370,17 +384,7 @@ impl Stage for TrainStage {
     }
 
     fn run_task(&self, ctx: &TaskContext<'_>, _task: &TaskSpec) -> Result<TaskReport> {
-        let shards = shard_list(
-            "train",
-            &self.cfg.shards,
-            &self.base,
-            // the `download` stage's shards, declared upstream when `shards` is empty
-            if self.cfg.shards.is_empty() {
-                artifact::files::<ShardTars>(ctx)?
-            } else {
-                Vec::new()
-            },
-        )?;
+        let shards = self.training_shards(ctx)?;
         let out = ctx.stage_dir();
         if self.cfg.held_out_percent > 0 {
             record_split(&shards, self.cfg.held_out_percent, &out)?;
@@ -686,7 +690,8 @@ impl EvalStage {
         }
         let training = if self.cfg.overlap_shards.is_empty() {
             Training {
-                shards: crate::overlap::workdir_shards(ctx.workdir),
+                // The `download` stage's shards when it ran (declared upstream or not).
+                shards: artifact::find_files::<ShardTars>(ctx),
                 // The split of the run trained here (weights from elsewhere: every sample).
                 held_out_percent: match self.cfg.weights {
                     None => read_split(&Model::dir(ctx.workdir))?.unwrap_or(0),

@@ -7,8 +7,8 @@
 //! from the producing stage's task records ([`StageContext::upstream_outputs`]), which the stage
 //! must declare in [`Stage::upstream`](crate::Stage::upstream); a missing one is an error that
 //! names the stage and the fix. Where a stage reads an artifact only if it is there (the index's
-//! entry names), [`find`] looks through the context when the producer is declared and in the
-//! producer's folder otherwise. Tools that read a finished workdir outside a run (the report
+//! entry names, eval's training shards), [`find`] (one file) and [`find_files`] look through the
+//! context when the producer is declared and in the producer's folder otherwise. Tools that read a finished workdir outside a run (the report
 //! served by `openwit serve`) use [`in_workdir`].
 //!
 //! | artifact | type | producer | readers |
@@ -143,6 +143,17 @@ pub fn find<A: OneFile>(ctx: &impl Upstream) -> Option<PathBuf> {
         return file::<A>(ctx).ok();
     }
     Some(in_workdir::<A>(ctx.workdir())).filter(|p| p.is_file())
+}
+
+/// `A`'s files when they are there: through the context when the reading stage declared the
+/// producer upstream (as [`files`], in plan order), else those in the producer's folder of the
+/// workdir ([`list_in`], sorted by name; none when the producer did not run). For a stage that reads them only
+/// if the producer ran, without waiting for it (eval's overlap analysis and the shards).
+pub fn find_files<A: Artifact>(ctx: &impl Upstream) -> Vec<PathBuf> {
+    if ctx.declares(A::PRODUCER) {
+        return files::<A>(ctx).unwrap_or_default();
+    }
+    list_in::<A>(&dir_in_workdir::<A>(ctx.workdir()))
 }
 
 /// Where `A`'s file lies in a workdir (whether it is there or not), for tools that read a
@@ -635,6 +646,23 @@ mod tests {
             Some(w.join("curate/entry_counts.parquet"))
         );
         assert_eq!(list_in::<EntryCounts>(&w.join("curate")).len(), 1);
+        // several files: through the context when declared (committed ones only) ...
+        std::fs::create_dir_all(w.join("download")).unwrap();
+        for f in ["00001.tar", "00000.tar", "00000.parquet", "x.tar"] {
+            std::fs::write(w.join("download").join(f), b"x").unwrap();
+        }
+        assert_eq!(
+            find_files::<ShardTars>(&ctx),
+            [w.join("download/00000.tar")]
+        );
+        // ... else the producer's folder, sorted, none when it is not there
+        let none = std::collections::HashMap::new();
+        let eval = StageContext::new(w, "eval", 1, &none);
+        assert_eq!(
+            find_files::<ShardTars>(&eval),
+            [w.join("download/00000.tar"), w.join("download/00001.tar")]
+        );
+        assert!(find_files::<EvalResults>(&eval).is_empty());
     }
 
     #[test]

@@ -456,13 +456,13 @@ impl<'r> DistExecutor<'r> {
     /// 0 of a data-parallel `train` task, started by `srun` next to rank 0, which runs the task
     /// through [`Self::run_task`]): None when the task is committed already, else a fresh
     /// node-local workdir holding the committed outputs of the stage's upstream stages, and
-    /// the paths of `from`'s outputs in it. Nothing is recorded; the caller removes the folder.
+    /// their records in it (for the stage's [`StageContext`] there, as rank 0's task sees them).
+    /// Nothing is recorded; the caller removes the folder.
     pub fn beside_task(
         &self,
         stage: &dyn Stage,
         index: usize,
-        from: &str,
-    ) -> Result<Option<(PathBuf, Vec<PathBuf>)>> {
+    ) -> Result<Option<(PathBuf, HashMap<String, Vec<TaskRecord>>)>> {
         let plan = self.plan(stage)?;
         let Some(task) = plan.tasks.get(index) else {
             return Err(Error::Config(format!(
@@ -477,11 +477,7 @@ impl<'r> DistExecutor<'r> {
         let upstream = self.upstream(stage)?;
         let mirror = self.mirror(stage, &upstream, &[])?;
         let records = records_of(&upstream, &mirror);
-        let paths = records
-            .get(from)
-            .map(|t| openwit_core::stage::upstream_paths(&mirror, t))
-            .unwrap_or_default();
-        Ok(Some((mirror, paths)))
+        Ok(Some((mirror, records)))
     }
 
     fn run_one(

@@ -156,9 +156,9 @@ impl<'r> LocalExecutor<'r> {
     }
 
     fn upstream_map(&self, stage: &dyn Stage) -> Result<HashMap<String, Vec<TaskRecord>>> {
-        let mut map = HashMap::new();
-        for u in stage.upstream() {
-            match self.state.stage(&u)? {
+        let upstream = stage.upstream();
+        for u in &upstream {
+            match self.state.stage(u)? {
                 Some(rec) if rec.state == Status::Done => {}
                 _ => {
                     return Err(Error::Stage(format!(
@@ -169,15 +169,8 @@ impl<'r> LocalExecutor<'r> {
                     )));
                 }
             }
-            let tasks: Vec<TaskRecord> = self
-                .state
-                .tasks(&u)?
-                .into_iter()
-                .filter(|t| t.status == Status::Done)
-                .collect();
-            map.insert(u, tasks);
         }
-        Ok(map)
+        self.state.done_tasks_of(&upstream)
     }
 
     /// Whether `stage` is done with its current configuration.

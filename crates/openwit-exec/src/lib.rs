@@ -9,6 +9,7 @@
 //!   independent processes over a [`Store`] ([`store`]: a local folder or an S3 prefix) with a
 //!   put-if-absent commit protocol.
 //! - [`lock`]: one process per local workdir.
+//! - [`status`]: what `openwit status` shows of a workdir, local or shared, as one kind of row.
 //! - [`slurm`] and [`k8s`]: the cluster chaining policy (a job array per stage, a finish job
 //!   that submits the next stage) over the distributed executor's store.
 //!
@@ -44,9 +45,11 @@ pub mod k8s;
 pub mod lock;
 pub mod slurm;
 pub mod state;
+pub mod status;
 pub mod store;
 
 pub use dist::DistExecutor;
 pub use exec::{Executor, LocalExecutor, RunOptions, StageOutcome};
 pub use state::{RunState, StageRecord};
+pub use status::{StatusRow, WorkdirStatus};
 pub use store::Store;

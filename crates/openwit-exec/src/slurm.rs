@@ -2,9 +2,9 @@
 //! store, and `sbatch`/`scancel` as child processes (the tools every Slurm install has; no
 //! library, no accounting needed).
 //!
-//! How a submission proceeds: `submit` plans the first unfinished stage (its upstream stages are
-//! done) and submits one array job of its uncommitted tasks plus a *finish* job that runs after
-//! the whole array succeeded (`--dependency=afterok`). The finish job runs the stage's reduce
+//! How a submission proceeds: `submit` plans the first unfinished stage ([`first_unfinished`];
+//! its upstream stages are done) and submits one array job of its uncommitted tasks plus a
+//! *finish* job that runs after the whole array succeeded (`--dependency=afterok`). The finish job runs the stage's reduce
 //! step, records the stage as done, and submits the next stage the same way ([`chain_next`]): a
 //! stage's task count is known only once its upstream stages are done. Each step is
 //! idempotent: a requeued or duplicated job finds the commits already there.
@@ -154,6 +154,22 @@ pub enum Chained {
     Next(Submitted),
     /// Every stage is done.
     Finished,
+}
+
+/// Where a submission starts: the first stage of `stages` (in pipeline order) not done yet in
+/// the executor's workdir, every earlier one being done; `None` when all are. A finished stage
+/// whose configuration changed since is refused, as by `openwit run`.
+pub fn first_unfinished(
+    ex: &DistExecutor<'_>,
+    stages: &[Arc<dyn Stage>],
+) -> Result<Option<Arc<dyn Stage>>> {
+    for s in stages {
+        if ex.read_stage(s.name())?.is_none() {
+            return Ok(Some(s.clone()));
+        }
+        ex.finish(s.as_ref())?;
+    }
+    Ok(None)
 }
 
 /// After stage `done` finished: submit the next unfinished stage of `stages`, once per
@@ -429,6 +445,31 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_submission_starts_at_the_first_unfinished_stage() {
+        use crate::status::tests::Toy;
+        let scratch = tempfile::tempdir().unwrap();
+        let ex = DistExecutor::new(
+            Store::memory(),
+            scratch.path().into(),
+            Default::default(),
+            &openwit_core::NoProgress,
+        );
+        let stages: Vec<Arc<dyn Stage>> = vec![Arc::new(Toy("a", 0)), Arc::new(Toy("b", 0))];
+        let first = |stages: &[Arc<dyn Stage>]| {
+            first_unfinished(&ex, stages).map(|s| s.map(|s| s.name().to_string()))
+        };
+        assert_eq!(first(&stages).unwrap().as_deref(), Some("a"));
+        ex.run_stage(stages[0].as_ref()).unwrap();
+        assert_eq!(first(&stages).unwrap().as_deref(), Some("b"));
+        // A finished stage whose configuration changed is refused.
+        let changed: Vec<Arc<dyn Stage>> = vec![Arc::new(Toy("a", 1)), Arc::new(Toy("b", 0))];
+        let e = first(&changed).unwrap_err().to_string();
+        assert!(e.contains("`a`") && e.contains("version"), "{e}");
+        ex.run_stage(stages[1].as_ref()).unwrap();
+        assert_eq!(first(&stages).unwrap(), None);
+    }
 
     #[test]
     fn array_specs_collapse_runs() {

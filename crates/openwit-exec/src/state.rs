@@ -324,6 +324,25 @@ impl RunState {
         Ok(RunSummary { stages })
     }
 
+    /// The done tasks of each of `stages` (a stage's upstream stages), in plan order: what a
+    /// [`StageContext`](openwit_core::StageContext) reads them from. A stage with no record has
+    /// none.
+    pub fn done_tasks_of(
+        &self,
+        stages: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<TaskRecord>>> {
+        let mut map = std::collections::HashMap::new();
+        for u in stages {
+            let tasks: Vec<TaskRecord> = self
+                .tasks(u)?
+                .into_iter()
+                .filter(|t| t.status == Status::Done)
+                .collect();
+            map.insert(u.clone(), tasks);
+        }
+        Ok(map)
+    }
+
     /// The tasks of a stage in plan order (the reduce task last).
     pub fn tasks(&self, stage: &str) -> Result<Vec<TaskRecord>> {
         self.wrap(|c| {

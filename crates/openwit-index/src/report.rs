@@ -320,35 +320,44 @@ pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
 /// The page's template (`templates/report.html`), embedded so the binary stays self-contained.
 const TEMPLATE: &str = include_str!("../templates/report.html");
 
-/// The template environment: minijinja with `trim_blocks`/`lstrip_blocks`, strict about
-/// undefined names, HTML autoescape through the one escape function
-/// (`openwit_core::escape::html`, via `openwit_chart::esc`) instead of minijinja's own.
+/// The report's template environment ([`environment_of`] with `report.html`).
 fn environment() -> &'static minijinja::Environment<'static> {
     static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = minijinja::Environment::new();
-        env.set_syntax(
-            minijinja::syntax::SyntaxConfig::builder()
-                .trim_blocks(true)
-                .lstrip_blocks(true)
-                .keep_trailing_newline(true)
-                .build()
-                .expect("the default delimiters are valid"),
-        );
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        env.set_formatter(|out, state, value| {
-            let text = value.to_string();
-            if value.is_safe() || *state.auto_escape() == minijinja::AutoEscape::None {
-                out.write_str(&text)?;
-            } else {
-                out.write_str(&esc(&text))?;
-            }
-            Ok(())
-        });
-        env.add_template("report.html", TEMPLATE)
-            .expect("the report template parses (tested)");
-        env
-    })
+    ENV.get_or_init(|| environment_of(&[("report.html", TEMPLATE)], true))
+}
+
+/// A template environment of the crate's HTML pages (the report, the web UI's): minijinja with
+/// `trim_blocks`/`lstrip_blocks`, strict about undefined names, HTML autoescape through the one
+/// escape function (`openwit_core::escape::html`, via `openwit_chart::esc`) instead of
+/// minijinja's own; `templates` (name, source) added, keeping a template's last newline or not.
+pub(crate) fn environment_of(
+    templates: &[(&'static str, &'static str)],
+    keep_trailing_newline: bool,
+) -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(keep_trailing_newline)
+            .build()
+            .expect("the default delimiters are valid"),
+    );
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_formatter(|out, state, value| {
+        let text = value.to_string();
+        if value.is_safe() || *state.auto_escape() == minijinja::AutoEscape::None {
+            out.write_str(&text)?;
+        } else {
+            out.write_str(&esc(&text))?;
+        }
+        Ok(())
+    });
+    for (name, source) in templates {
+        env.add_template(name, source)
+            .expect("the crate's templates parse (tested)");
+    }
+    env
 }
 
 fn bins(values: &[u64], edges: &[u64]) -> Vec<(String, u64)> {

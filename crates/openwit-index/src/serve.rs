@@ -18,6 +18,9 @@
 //! - `/files/{path}`: a file of the workdir; paths that lead outside it, and the run state
 //!   (`openwit.sqlite`, the lock, `logs/`, dot files), are refused (403).
 //!
+//! The HTML pages are minijinja templates (`templates/serve/`: `layout.html` around each
+//! page's body), filled from views built here and escaped by the one escape function.
+//!
 //! Hardening (the UI has no login, so it must not be usable by another site nor knocked over):
 //! every request's `Host` must be the bound address, `localhost` or a name given with
 //! `--allow-host` (else 403: a DNS-rebinding page cannot read the workdir); every response carries
@@ -53,7 +56,7 @@ use tokio::sync::Semaphore;
 use crate::error::{IndexError, Result};
 use crate::search::{Filters, Hit, IndexSet, SearchOptions, SearchResults};
 use crate::{REPORT_DIR, REPORT_FILE};
-use openwit_chart::{esc, thousands};
+use openwit_chart::thousands;
 
 /// Results per page of the UI.
 pub const PAGE_SIZE: usize = 60;
@@ -653,26 +656,8 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}
-header{background:#23395d;color:#fff;padding:.6em 1em;display:flex;gap:1em;align-items:flex-start;flex-wrap:wrap}
-header a{color:#fff}header form{display:flex;gap:.4em;flex:1;flex-wrap:wrap;align-items:center}header input[name=q]{flex:1;min-width:12em}
-header nav{display:flex;gap:1em;padding-top:.3em}
-.filters{flex-basis:100%;display:flex;gap:.4em 1em;flex-wrap:wrap;align-items:center;font-size:.9em}
-.filters label{display:flex;gap:.3em;align-items:center}.filters input,.filters select{font-size:.95em;padding:.15em .3em}.filters input[type=number]{width:5em}.filters select{max-width:13em}
-input,button,select{font-size:1em;padding:.3em .5em}main{padding:1em}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:12px}
-.card{display:block;text-decoration:none;color:#222;border:1px solid #ddd;border-radius:6px;overflow:hidden;background:#fafafa}
-.card img{width:100%;height:160px;object-fit:cover;display:block;background:#eee}.card .cap{padding:.4em;font-size:.85em;max-height:4.2em;overflow:hidden}
-.card:target{outline:3px solid #d9822b}
-.error{background:#fde8e8;border:1px solid #e99;padding:.6em;white-space:pre-wrap}.muted{color:#777}
-.detail{display:flex;gap:2em;flex-wrap:wrap}.detail img.preview{width:512px;max-width:90vw;height:auto;max-height:512px;object-fit:contain;border:1px solid #ddd;background:#f4f4f4}
-.full{overflow:auto}.full img{max-width:none;max-height:none;border:1px solid #ddd}
-.nav,.pager{display:flex;gap:1em;align-items:center;flex-wrap:wrap;margin:0 0 1em}.pager{margin:1em 0}
-.chips{display:flex;gap:.5em;flex-wrap:wrap;align-items:center}.chip{background:#e6eefb;border-radius:12px;padding:2px 10px;text-decoration:none;color:#23395d}
-pre{background:#f4f4f4;padding:.6em;overflow:auto;max-width:100%}td{padding:2px 8px;vertical-align:top}.entry{display:inline-block;background:#e6eefb;border-radius:4px;padding:1px 6px;margin:2px}
-table.entries{border-collapse:collapse}table.entries th,table.entries td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}
-table.entries .num{text-align:right;font-variant-numeric:tabular-nums}table.entries th a{color:#222}table.entries th.sorted a{font-weight:bold;text-decoration:none}
-#caption{font-size:1.3em}";
+/// The UI's style block (allowed by its hash in [`PAGE_CSP`]).
+const STYLE: &str = include_str!("../templates/serve/style.css");
 
 /// The script of the detail and full-size views (allowed by its hash in [`PAGE_CSP`]): marks
 /// the page with whether the image decoded and its natural and shown sizes, for people and for
@@ -681,64 +666,65 @@ const DETAIL_SCRIPT: &str = "(function(){var i=document.getElementById('image');
 i.naturalWidth>0?'loaded '+i.naturalWidth+'x'+i.naturalHeight:'broken');document.body.setAttribute('data-shown',i.width+'x'+i.height);}\
 if(i.complete){m();}else{i.addEventListener('load',m);i.addEventListener('error',m);}})();";
 
-/// `<option>`s of a select over `values` (value, samples), with `current` selected (added when
-/// it is not among them).
-fn options(values: &[(String, u64)], current: &str, any: &str) -> String {
-    let mut s = format!("<option value=\"\">{any}</option>");
-    if !current.is_empty() && !values.iter().any(|(v, _)| v == current) {
-        let _ = write!(s, "<option selected>{}</option>", esc(current));
-    }
-    for (v, n) in values {
-        let _ = write!(
-            s,
-            "<option value=\"{e}\"{sel}>{e} ({n})</option>",
-            e = esc(v),
-            n = thousands(*n),
-            sel = if v == current { " selected" } else { "" }
-        );
-    }
-    s
+/// The web UI's page templates (`templates/serve/`), embedded so the binary stays
+/// self-contained.
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "layout.html",
+        include_str!("../templates/serve/layout.html"),
+    ),
+    ("error.html", include_str!("../templates/serve/error.html")),
+    (
+        "search.html",
+        include_str!("../templates/serve/search.html"),
+    ),
+    (
+        "sample.html",
+        include_str!("../templates/serve/sample.html"),
+    ),
+    ("full.html", include_str!("../templates/serve/full.html")),
+    (
+        "entries.html",
+        include_str!("../templates/serve/entries.html"),
+    ),
+];
+
+/// Renders the template `name` with `view` (escaped by the one escape function: see
+/// [`crate::report::environment_of`]).
+pub(crate) fn render_page(name: &str, view: impl serde::Serialize) -> String {
+    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| crate::report::environment_of(TEMPLATES, false))
+        .get_template(name)
+        .and_then(|t| t.render(minijinja::value::Serde(view)))
+        .expect("the web UI's templates render every view (tested)")
 }
 
 /// A page of the UI: the header with the search form and its filter controls, then `body`.
 fn layout(app: &App, title: &str, ctx: &Ctx, body: &str) -> String {
     let f = &app.facets;
     let num = |v: Option<usize>| v.map(|n| n.to_string()).unwrap_or_default();
-    let mut datalist = String::new();
-    for (e, _) in &f.entries {
-        let _ = write!(datalist, "<option value=\"{}\">", esc(e));
-    }
-    let mut domains = String::new();
-    for (d, n) in &f.domains {
-        let _ = write!(
-            domains,
-            "<option value=\"{}\" label=\"{} samples\">",
-            esc(d),
-            thousands(*n)
-        );
-    }
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{t} - OpenWIT</title><style>{STYLE}</style></head><body>\n<header><a href=\"/\"><b>OpenWIT</b></a>\
-         <form action=\"/\" method=\"get\" id=\"search\"><input name=\"q\" id=\"q\" value=\"{q}\" placeholder=\"search captions: dog, &quot;red car&quot;, entry:&quot;golden retriever&quot;\" autofocus>\
-         <button id=\"go\">Search</button>\
-         <div class=\"filters\" id=\"filters\">\
-         <label>entry <input name=\"entry\" id=\"entry\" value=\"{e}\" placeholder=\"any entry\" size=\"14\" list=\"entry-list\"></label>\
-         <label>domain <input name=\"domain\" id=\"domain\" value=\"{d}\" list=\"domain-list\" placeholder=\"any domain\" size=\"16\"></label>\
-         <label>language <select name=\"lang\" id=\"lang\">{langs}</select></label>\
-         <label>width ≥ <input type=\"number\" name=\"minw\" id=\"minw\" min=\"0\" max=\"{MAX_SIZE_FILTER}\" value=\"{w}\" placeholder=\"px\"></label>\
-         <label>height ≥ <input type=\"number\" name=\"minh\" id=\"minh\" min=\"0\" max=\"{MAX_SIZE_FILTER}\" value=\"{h}\" placeholder=\"px\"></label>\
-         <a href=\"/?q={qe}\" id=\"clear\">clear filters</a></div>\
-         <datalist id=\"entry-list\">{datalist}</datalist><datalist id=\"domain-list\">{domains}</datalist></form>\
-         <nav><a href=\"/entries\" id=\"nav-entries\">Entries</a><a href=\"/report\">Report</a></nav></header>\n<main>{body}</main></body></html>",
-        t = esc(title),
-        q = esc(&ctx.q),
-        qe = esc(&enc(&ctx.q)),
-        e = esc(&ctx.entry),
-        d = esc(&ctx.domain),
-        langs = options(&f.languages, &ctx.lang, "any"),
-        w = num(ctx.minw),
-        h = num(ctx.minh),
+    let counted = |v: &[(String, u64)]| -> Vec<(String, String)> {
+        v.iter().map(|(v, n)| (v.clone(), thousands(*n))).collect()
+    };
+    render_page(
+        "layout.html",
+        serde_json::json!({
+            "title": title,
+            "style": STYLE,
+            "q": ctx.q,
+            "q_encoded": enc(&ctx.q),
+            "entry": ctx.entry,
+            "domain": ctx.domain,
+            "lang": ctx.lang,
+            "lang_extra": !ctx.lang.is_empty() && !f.languages.iter().any(|(v, _)| *v == ctx.lang),
+            "languages": counted(&f.languages),
+            "max_size": MAX_SIZE_FILTER,
+            "minw": num(ctx.minw),
+            "minh": num(ctx.minh),
+            "entries": f.entries.iter().map(|(e, _)| e).collect::<Vec<_>>(),
+            "domains": counted(&f.domains),
+            "body": body,
+        }),
     )
 }
 
@@ -749,12 +735,13 @@ fn error_page(app: &App, status: StatusCode, title: &str, msg: &str) -> Response
             app,
             title,
             &Ctx::default(),
-            &format!(
-                "<h2 id=\"status\">{} {}</h2><div class=\"error\" id=\"message\">{}</div>\
-                 <p><a href=\"/\">search all samples</a> · <a href=\"/entries\">browse the entries</a></p>",
-                status.as_u16(),
-                esc(status.canonical_reason().unwrap_or("")),
-                esc(msg)
+            &render_page(
+                "error.html",
+                serde_json::json!({
+                    "code": status.as_u16(),
+                    "reason": status.canonical_reason().unwrap_or(""),
+                    "message": msg,
+                }),
             ),
         ),
     )
@@ -818,28 +805,6 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
             );
         }
     };
-    let mut b = String::new();
-    for (path, why) in &r.skipped {
-        let _ = writeln!(
-            b,
-            "<div class=\"error\">skipped damaged index {}: {}</div>",
-            esc(&path.display().to_string()),
-            esc(why)
-        );
-    }
-    let active = ctx.active();
-    if !active.is_empty() {
-        b.push_str("<p class=\"chips\" id=\"active\"><span class=\"muted\">filters:</span>");
-        for (what, without) in &active {
-            let _ = write!(
-                b,
-                "<a class=\"chip\" href=\"{}\" title=\"remove this filter\">{} ×</a>",
-                esc(&without.page_link(0)),
-                esc(what)
-            );
-        }
-        b.push_str("</p>\n");
-    }
     // The pages this query has (within the paging window).
     let total = usize::try_from(r.total).unwrap_or(usize::MAX);
     let last_page = (total.saturating_sub(1) / PAGE_SIZE).min(max_page);
@@ -848,73 +813,35 @@ async fn page_search(State(app): State<Shared>, Query(p): Query<SearchParams>) -
     } else {
         format!("; {}-{}", r.offset + 1, r.offset + r.hits.len())
     };
-    let _ = writeln!(
-        b,
-        "<p class=\"muted\" id=\"count\">{} match(es){} in {:.1} ms{shown}</p>",
-        r.total,
-        if ctx.entry.is_empty() {
-            String::new()
-        } else {
-            format!(" in entry <b>{}</b>", esc(&ctx.entry))
-        },
-        took.as_secs_f64() * 1e3,
-    );
-    if r.hits.is_empty() && total > 0 {
-        let _ = writeln!(
-            b,
-            "<p class=\"error\" id=\"past-end\">Page {} is past the last page, {}: \
-             <a href=\"{}\" id=\"last\">go to the last page</a>.</p>",
-            page + 1,
-            last_page + 1,
-            esc(&ctx.page_link(last_page))
-        );
-    } else if total == 0 {
-        b.push_str("<p id=\"none\">No sample matches. Loosen the query or remove a filter.</p>\n");
-    }
-    b.push_str("<div class=\"grid\" id=\"results\">\n");
-    let query = ctx.query();
-    for (n, h) in r.hits.iter().enumerate() {
-        let i = r.offset + n;
-        let _ = writeln!(
-            b,
-            "<a class=\"card result\" id=\"r{i}\" href=\"/sample/{s}/{k}?{ctx}&amp;i={i}\" title=\"{c}\"><img src=\"/image/{s}/{k}\" loading=\"lazy\" alt=\"{c}\"><div class=\"cap\">{c}</div></a>",
-            s = enc(&h.shard),
-            k = enc(&h.key),
-            ctx = esc(&query),
-            c = esc(&h.caption)
-        );
-    }
-    b.push_str("</div>\n<nav class=\"pager\" id=\"pager\">");
-    if page > 0 {
-        let _ = write!(
-            b,
-            "<a href=\"{}\" id=\"prev\" rel=\"prev\">‹ previous</a>",
-            esc(&ctx.page_link((page - 1).min(last_page)))
-        );
-    }
-    if total > 0 && page <= last_page {
-        let _ = write!(
-            b,
-            "<span id=\"pageno\">page {} of {}</span>",
-            page + 1,
-            last_page + 1
-        );
-    }
     let end = r.offset + r.hits.len();
-    if end < total && page < max_page {
-        let _ = write!(
-            b,
-            "<a href=\"{}\" id=\"next\" rel=\"next\">next ›</a>",
-            esc(&ctx.page_link(page + 1))
-        );
-    } else if end < total {
-        let _ = write!(
-            b,
-            "<span class=\"muted\" id=\"window\">paging stops after the first {MAX_RESULT_WINDOW} \
-             results: narrow the query or filter by entry</span>"
-        );
-    }
-    b.push_str("</nav>");
+    let b = render_page(
+        "search.html",
+        serde_json::json!({
+            "skipped": r.skipped.iter().map(|(p, why)| (p.display().to_string(), why)).collect::<Vec<_>>(),
+            "active": ctx.active().iter().map(|(what, without)| (what.clone(), without.page_link(0))).collect::<Vec<_>>(),
+            "total": r.total,
+            "entry": ctx.entry,
+            "ms": format!("{:.1}", took.as_secs_f64() * 1e3),
+            "shown": shown,
+            "past_end": r.hits.is_empty() && total > 0,
+            "page": page + 1,
+            "last_page": last_page + 1,
+            "last_link": ctx.page_link(last_page),
+            "no_match": total == 0,
+            "query": ctx.query(),
+            "hits": r.hits.iter().enumerate().map(|(n, h)| serde_json::json!({
+                "i": r.offset + n,
+                "shard": enc(&h.shard),
+                "key": enc(&h.key),
+                "caption": h.caption,
+            })).collect::<Vec<_>>(),
+            "prev": (page > 0).then(|| ctx.page_link((page - 1).min(last_page))),
+            "pageno": (total > 0 && page <= last_page).then_some(page + 1),
+            "pages": last_page + 1,
+            "next": (end < total && page < max_page).then(|| ctx.page_link(page + 1)),
+            "window": (end < total && page >= max_page).then_some(MAX_RESULT_WINDOW),
+        }),
+    );
     let title = if ctx.q.is_empty() {
         "all samples".to_string()
     } else {
@@ -1121,52 +1048,18 @@ impl Nav {
         format!("{}&i={i}", self.ctx.query())
     }
 
-    fn html(&self) -> String {
+    /// What `templates/serve/sample.html` shows of it.
+    fn view(&self) -> serde_json::Value {
         let link =
             |h: &Hit, i: usize| format!("/sample/{}/{}?{}", enc(&h.shard), enc(&h.key), self.at(i));
-        let mut s = format!(
-            "<nav class=\"nav\" id=\"nav\"><a id=\"back\" href=\"{}\">← back to the results</a>",
-            esc(&format!(
-                "{}#r{}",
-                self.ctx.page_link(self.i / PAGE_SIZE),
-                self.i
-            ))
-        );
-        match &self.prev {
-            Some(h) => {
-                let _ = write!(
-                    s,
-                    "<a id=\"prev-sample\" rel=\"prev\" href=\"{}\">‹ previous</a>",
-                    esc(&link(h, self.i - 1))
-                );
-            }
-            None => s.push_str("<span class=\"muted\">‹ previous</span>"),
-        }
-        if self.here {
-            let _ = write!(
-                s,
-                "<span id=\"place\">result {} of {}</span>",
-                thousands(self.i as u64 + 1),
-                thousands(self.total)
-            );
-        } else {
-            s.push_str(
-                "<span class=\"muted\" id=\"place\">this sample is no longer at this place in \
-                 these results</span>",
-            );
-        }
-        match &self.next {
-            Some(h) => {
-                let _ = write!(
-                    s,
-                    "<a id=\"next-sample\" rel=\"next\" href=\"{}\">next ›</a>",
-                    esc(&link(h, self.i + 1))
-                );
-            }
-            None => s.push_str("<span class=\"muted\">next ›</span>"),
-        }
-        s.push_str("</nav>\n");
-        s
+        serde_json::json!({
+            "back": format!("{}#r{}", self.ctx.page_link(self.i / PAGE_SIZE), self.i),
+            "prev": self.prev.as_ref().map(|h| link(h, self.i - 1)),
+            "here": self.here,
+            "place": thousands(self.i as u64 + 1),
+            "total": thousands(self.total),
+            "next": self.next.as_ref().map(|h| link(h, self.i + 1)),
+        })
     }
 }
 
@@ -1195,26 +1088,7 @@ async fn sample(
 }
 
 fn detail_page(app: &App, h: &Hit, json: &str, nav: Option<&Nav>) -> Response {
-    let mut b = nav.map(Nav::html).unwrap_or_default();
-    let filter = |c: Ctx| esc(&c.page_link(0));
-    let entries: String = if h.entries.is_empty() {
-        "<span class=\"muted\">none</span>".into()
-    } else {
-        h.entries
-            .iter()
-            .map(|e| {
-                format!(
-                    "<a class=\"entry\" href=\"{}\">{}</a>",
-                    filter(Ctx {
-                        entry: e.clone(),
-                        ..Ctx::default()
-                    }),
-                    esc(e)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let search = |c: Ctx| c.page_link(0);
     let size = match (h.width, h.height) {
         (Some(w), Some(hh)) => format!("{w} x {hh}"),
         _ => "?".into(),
@@ -1225,47 +1099,33 @@ fn detail_page(app: &App, h: &Hit, json: &str, nav: Option<&Nav>) -> Response {
         enc(&h.key),
         nav.map(|n| format!("?{}", n.at(n.i))).unwrap_or_default()
     );
-    let domain = if h.domain.is_empty() {
-        "<span class=\"muted\">none</span>".to_string()
-    } else {
-        format!(
-            "<a id=\"domain-link\" href=\"{}\">{}</a>",
-            filter(Ctx {
+    let b = render_page(
+        "sample.html",
+        serde_json::json!({
+            "nav": nav.map(Nav::view),
+            "full": full,
+            "shard": h.shard,
+            "key": h.key,
+            "caption": h.caption,
+            "url": h.url,
+            "size": size,
+            "entries": h.entries.iter().map(|e| (e, search(Ctx {
+                entry: e.clone(),
+                ..Ctx::default()
+            }))).collect::<Vec<_>>(),
+            "domain": h.domain,
+            "domain_link": search(Ctx {
                 domain: h.domain.clone(),
                 ..Ctx::default()
             }),
-            esc(&h.domain)
-        )
-    };
-    let language = if h.language.is_empty() {
-        "<span class=\"muted\">unknown</span>".to_string()
-    } else {
-        format!(
-            "<a id=\"language-link\" href=\"{}\">{}</a>",
-            filter(Ctx {
+            "language": h.language,
+            "language_link": search(Ctx {
                 lang: h.language.clone(),
                 ..Ctx::default()
             }),
-            esc(&h.language)
-        )
-    };
-    let _ = write!(
-        b,
-        "<div class=\"detail\"><div><a href=\"{f}\" id=\"full-image\" title=\"the image at full size\">\
-         <img id=\"image\" class=\"preview\" src=\"/image/{s}/{k}\" alt=\"{c}\"></a>\
-         <p><a href=\"{f}\" id=\"full-link\">full size ({size})</a></p></div><div>\
-         <p id=\"caption\">{c}</p><table>\
-         <tr><td>url</td><td><a id=\"url\" href=\"{u}\" rel=\"noreferrer\">{u}</a></td></tr>\
-         <tr><td>entries</td><td id=\"entries\">{entries}</td></tr>\
-         <tr><td>shard / key</td><td>{s} / {k}</td></tr><tr><td>domain</td><td>{domain}</td></tr>\
-         <tr><td>size</td><td id=\"size\">{size}</td></tr><tr><td>language</td><td>{language}</td></tr></table>\
-         <h3>json</h3><pre id=\"json\">{j}</pre></div></div>\n<script>{DETAIL_SCRIPT}</script>",
-        f = esc(&full),
-        s = esc(&h.shard),
-        k = esc(&h.key),
-        c = esc(&h.caption),
-        u = esc(&h.url),
-        j = esc(json)
+            "json": json,
+            "script": DETAIL_SCRIPT,
+        }),
     );
     let ctx = nav.map(|n| n.ctx.clone()).unwrap_or_default();
     html(StatusCode::OK, layout(app, &h.caption, &ctx, &b))
@@ -1296,16 +1156,16 @@ async fn full_image(
             (Some(w), Some(hh)) => format!("{w} x {hh} pixels"),
             _ => "size unknown".into(),
         };
-        let b = format!(
-            "<nav class=\"nav\" id=\"nav\"><a id=\"back-sample\" href=\"/sample/{s}/{k}{back}\">← back to the sample</a>\
-             <span id=\"natural\">{size}, shown at full size</span>\
-             <a id=\"raw\" href=\"/image/{s}/{k}\">the image file</a></nav>\n\
-             <div class=\"full\"><img id=\"image\" src=\"/image/{s}/{k}\" alt=\"{c}\"></div>\
-             <p id=\"caption\">{c}</p>\n<script>{DETAIL_SCRIPT}</script>",
-            s = enc(&h.shard),
-            k = enc(&h.key),
-            back = esc(&back),
-            c = esc(&h.caption),
+        let b = render_page(
+            "full.html",
+            serde_json::json!({
+                "shard": enc(&h.shard),
+                "key": enc(&h.key),
+                "back": back,
+                "size": size,
+                "caption": h.caption,
+                "script": DETAIL_SCRIPT,
+            }),
         );
         html(
             StatusCode::OK,

@@ -1,7 +1,8 @@
 //! Scale-out: `openwit submit` (Slurm job arrays, or Kubernetes manifests), `openwit task` (what a
-//! job runs), `openwit gc`, `openwit checkout` and `openwit status` on a shared workdir: argument
-//! handling and printing. The executor and the chaining policy are in `openwit-exec`
-//! ([`openwit_exec::dist`], [`openwit_exec::slurm`], [`openwit_exec::k8s`]).
+//! job runs), `openwit gc` and `openwit checkout` on a shared workdir: argument handling and
+//! printing (`openwit status` of any workdir is in `status.rs`). The executor and the chaining
+//! policy are in `openwit-exec` ([`openwit_exec::dist`], [`openwit_exec::slurm`],
+//! [`openwit_exec::k8s`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,21 +142,7 @@ pub fn submit(args: &SubmitArgs, registry: &[StageEntry]) -> Result<()> {
     let ex = executor(&doc, None, &NoProgress)?;
     let store = ex.store();
 
-    // The first stage not done yet (every earlier one is: the pipeline is in order).
-    let mut first = None;
-    for s in &stages {
-        match ex.read_stage(s.name())? {
-            Some(_) => {
-                // A changed configuration of a finished stage is refused, as by `openwit run`.
-                ex.finish(s.as_ref())?;
-            }
-            None => {
-                first = Some(s.clone());
-                break;
-            }
-        }
-    }
-    let Some(first) = first else {
+    let Some(first) = slurm::first_unfinished(&ex, &stages)? else {
         println!(
             "nothing to do: all {} stage(s) are done in {workdir}",
             stages.len()
@@ -237,82 +224,6 @@ fn k8s(
             "later stages, planned when `{name}` is done: {}",
             later.join(", ")
         );
-    }
-    Ok(())
-}
-
-/// Whether `workdir` is a shared workdir (S3, or a folder written by the distributed executor).
-pub fn is_shared(workdir: &str) -> bool {
-    dist::is_shared(workdir)
-}
-
-/// `openwit status` of a shared workdir: read from the committed manifests.
-pub fn status(workdir: &str, json: bool) -> Result<()> {
-    let store = Store::open(workdir)?;
-    let ex = DistExecutor::new(
-        store,
-        dist::default_local_dir(),
-        RunOptions::default(),
-        &NoProgress,
-    );
-    let mut rows = Vec::new();
-    for name in ex.planned_stages()? {
-        rows.push(ex.progress(&name)?);
-    }
-    let submission = slurm::read_submission(ex.store()).ok().flatten();
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "workdir": ex.store().url(),
-                "submission": submission.as_ref().map(|s| &s.id),
-                "stages": rows,
-            }))?
-        );
-        return Ok(());
-    }
-    println!("workdir: {}", ex.store().url());
-    if let Some(s) = &submission {
-        println!("submission: {} (pipeline {})", s.id, s.pipeline);
-    }
-    println!(
-        "{:<10} {:<10} {:>11} {:>12} {:>12}  drops",
-        "stage", "state", "tasks", "items in", "items out"
-    );
-    for r in &rows {
-        let state = if r.done {
-            "done"
-        } else if r.missing.is_empty() {
-            "finishing"
-        } else {
-            "incomplete"
-        };
-        let drops = crate::commands::summary::fmt_drops(&r.drops);
-        println!(
-            "{:<10} {:<10} {:>11} {:>12} {:>12}  {drops}",
-            r.stage,
-            state,
-            format!("{}/{}", r.committed, r.tasks_total),
-            r.items_in,
-            r.items_out
-        );
-        if !r.missing.is_empty() {
-            let list: Vec<String> = r
-                .missing
-                .iter()
-                .take(20)
-                .map(|(i, id)| format!("{i} ({id})"))
-                .collect();
-            println!(
-                "  missing {}: {}{}",
-                r.missing.len(),
-                list.join(", "),
-                if r.missing.len() > 20 { ", ..." } else { "" }
-            );
-        }
-    }
-    if rows.is_empty() {
-        println!("(no stage has been planned yet)");
     }
     Ok(())
 }

@@ -156,19 +156,26 @@ pub fn follow(doc: &PipelineDoc, what: Follow<'_>, rank: usize, world: usize) ->
             // upstream.
             let state = RunState::open_readonly(workdir).ok();
             if let Some(st) = &state
-                && let Some(rec) = st.stage("train")?
+                && let Some(rec) = st.stage(stage.name())?
                 && rec.state == Status::Done
                 && rec.fingerprint == openwit_core::config::fingerprint(&stage.config())
             {
                 println!("rank {rank} of {world}: nothing to do, the train stage is up to date");
                 return Ok(());
             }
+            // The upstream stages' done tasks, as the executor gives them to rank 0 (none
+            // without a run state).
+            let up = stage.upstream();
             let upstream = match &state {
-                // Each path once, as the executor gives them to rank 0.
-                Some(st) => openwit_core::stage::upstream_paths(workdir, &st.tasks("download")?),
-                None => Vec::new(),
+                Some(st) => st.done_tasks_of(&up)?,
+                None => up.into_iter().map(|u| (u, Vec::new())).collect(),
             };
-            stage.follow(workdir, upstream)?
+            stage.follow(&openwit_core::StageContext::new(
+                workdir,
+                stage.name(),
+                1,
+                &upstream,
+            ))?
         }
         Follow::Task { ex, stage, index } => {
             if stage.name() != "train" {
@@ -178,11 +185,16 @@ pub fn follow(doc: &PipelineDoc, what: Follow<'_>, rank: usize, world: usize) ->
                 );
             }
             let train = train_stage(doc)?;
-            let Some((dir, upstream)) = ex.beside_task(stage, index, "download")? else {
+            let Some((dir, upstream)) = ex.beside_task(stage, index)? else {
                 println!("rank {rank} of {world}: nothing to do, train task {index} is committed");
                 return Ok(());
             };
-            let res = train.follow(&dir, upstream);
+            let res = train.follow(&openwit_core::StageContext::new(
+                &dir,
+                stage.name(),
+                1,
+                &upstream,
+            ));
             let _ = std::fs::remove_dir_all(&dir);
             res?
         }

@@ -1,104 +1,102 @@
-//! `openwit status WORKDIR`.
-
-use std::collections::BTreeMap;
+//! `openwit status WORKDIR`: prints [`WorkdirStatus`], read from a local workdir's run state or
+//! a shared workdir's store by `openwit-exec`.
 
 use anyhow::Result;
-use openwit_core::StageTotals;
-use openwit_core::Status;
-use openwit_exec::{RunState, lock};
-use serde::Serialize;
+use openwit_exec::WorkdirStatus;
+use openwit_exec::status::Activity;
 
 use crate::args::StatusArgs;
 
-#[derive(Debug, Serialize)]
-struct StageStatus {
-    stage: String,
-    state: String,
-    tasks_done: u64,
-    tasks_total: u64,
-    tasks_failed: u64,
-    items_in: u64,
-    items_out: u64,
-    drops: BTreeMap<String, u64>,
-    elapsed_s: f64,
-    error: Option<String>,
-}
-
 pub fn status(args: &StatusArgs) -> Result<()> {
-    let w = args.workdir.to_string_lossy();
-    if crate::commands::cluster::is_shared(&w) {
-        return crate::commands::cluster::status(&w, args.json);
-    }
-    let st = RunState::open_readonly(&args.workdir)?;
-    let holder = lock::holder(&args.workdir);
-    let mut rows = Vec::new();
-    for s in st.stages()? {
-        // The same totals as the HTML report's funnel: each item counted once.
-        let totals = StageTotals::of(&st.tasks(&s.name)?);
-        // A stage recorded as running without a live holder was interrupted.
-        let state = match (s.state, &holder) {
-            (Status::Running, None) => "interrupted".to_string(),
-            (st, _) => st.as_str().to_string(),
-        };
-        rows.push(StageStatus {
-            stage: s.name.clone(),
-            state,
-            tasks_done: totals.tasks_done,
-            tasks_total: s.tasks_total,
-            tasks_failed: totals.tasks_failed,
-            items_in: totals.items_in,
-            items_out: totals.items_out,
-            drops: totals.drops,
-            elapsed_s: s.elapsed_s,
-            error: s.error.clone(),
-        });
-    }
+    let st = WorkdirStatus::read(&args.workdir.to_string_lossy())?;
     if args.json {
-        let out = serde_json::json!({
-            "workdir": args.workdir,
-            "running_pid": holder,
-            "stages": rows,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(&st.to_json())?);
         return Ok(());
     }
-    println!("workdir: {}", args.workdir.display());
-    if let Some(pid) = &holder {
-        println!("a run is in progress (pid {pid})");
+    print_text(&st);
+    Ok(())
+}
+
+/// The table for people. A local workdir's rows have their elapsed time, errors and drops in
+/// words; a shared workdir's their missing tasks.
+fn print_text(st: &WorkdirStatus) {
+    let local = !st.is_shared();
+    println!("workdir: {}", st.workdir);
+    match &st.activity {
+        Activity::Local {
+            running_pid: Some(pid),
+        } => {
+            println!("a run is in progress (pid {pid})");
+        }
+        Activity::Shared {
+            submission: Some(s),
+        } => {
+            println!("submission: {} (pipeline {})", s.id, s.pipeline);
+        }
+        _ => {}
     }
-    println!(
-        "{:<10} {:<12} {:>11} {:>12} {:>12} {:>10}  drops",
-        "stage", "state", "tasks", "items in", "items out", "elapsed"
+    // The state column fits `interrupted` locally.
+    let w = if local { 12 } else { 10 };
+    print!(
+        "{:<10} {:<w$} {:>11} {:>12} {:>12}",
+        "stage", "state", "tasks", "items in", "items out"
     );
-    for r in &rows {
-        let drops = crate::commands::summary::fmt_drops(&r.drops);
-        println!(
-            "{:<10} {:<12} {:>11} {:>12} {:>12} {:>10}  {drops}",
+    if local {
+        print!(" {:>10}", "elapsed");
+    }
+    println!("  drops");
+    for r in &st.rows {
+        print!(
+            "{:<10} {:<w$} {:>11} {:>12} {:>12}",
             r.stage,
             r.state,
             format!("{}/{}", r.tasks_done, r.tasks_total),
             r.items_in,
-            r.items_out,
-            fmt_secs(r.elapsed_s)
+            r.items_out
         );
+        if local {
+            print!(" {:>10}", fmt_secs(r.elapsed_s));
+        }
+        println!("  {}", crate::commands::summary::fmt_drops(&r.drops));
         if let Some(e) = &r.error {
             println!("  error: {}", e.lines().next().unwrap_or(""));
         }
+        if !r.missing.is_empty() {
+            let list: Vec<String> = r
+                .missing
+                .iter()
+                .take(20)
+                .map(|(i, id)| format!("{i} ({id})"))
+                .collect();
+            println!(
+                "  missing {}: {}{}",
+                r.missing.len(),
+                list.join(", "),
+                if r.missing.len() > 20 { ", ..." } else { "" }
+            );
+        }
     }
-    if rows.is_empty() {
-        println!("(no stage has run yet)");
+    if st.rows.is_empty() {
+        println!(
+            "{}",
+            if local {
+                "(no stage has run yet)"
+            } else {
+                "(no stage has been planned yet)"
+            }
+        );
     }
-    if rows.iter().any(|r| r.drops.values().any(|n| *n > 0)) {
+    let dropping = |r: &&openwit_exec::StatusRow| r.drops.values().any(|n| *n > 0);
+    if local && st.rows.iter().any(|r| dropping(&r)) {
         println!("\ndrops, in words:");
-        for r in rows.iter().filter(|r| r.drops.values().any(|n| *n > 0)) {
+        for r in st.rows.iter().filter(dropping) {
             println!("  {}:", r.stage);
             crate::commands::summary::print_drops_in_words(&r.stage, r.drops.iter(), "    ");
             if let Some(at) = crate::reasons::where_listed(&r.stage) {
-                println!("    the dropped rows: {}/{at}", args.workdir.display());
+                println!("    the dropped rows: {}/{at}", st.workdir);
             }
         }
     }
-    Ok(())
 }
 
 fn fmt_secs(s: f64) -> String {

@@ -3,7 +3,6 @@
 //! wrote them, with the samples of each in the index; filtered, sorted, paged; each entry links
 //! to its samples.
 
-use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -14,7 +13,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{App, Ctx, Shared, blocking, enc, error_page, html, layout, shorten};
-use openwit_chart::{esc, thousands};
+use openwit_chart::thousands;
 
 /// Entries per page.
 pub const ENTRIES_PAGE_SIZE: usize = 100;
@@ -233,33 +232,8 @@ fn render(app: &App, p: &EntriesParams) -> Response {
         .unwrap_or("before");
     let filter = p.f.trim().to_lowercase();
     let t = table(app);
-    let mut b = String::from("<h2>Query entries</h2>\n");
-    for (path, why) in &t.problems {
-        let _ = writeln!(
-            b,
-            "<div class=\"error\">cannot read {}: {}</div>",
-            esc(&path.display().to_string()),
-            esc(why)
-        );
-    }
     let counts = t.rows.iter().any(|r| r.before.is_some());
-    if !counts && !t.balance {
-        let [curate_counts, balance_counts] = counts_files();
-        let _ = writeln!(
-            b,
-            "<p class=\"error\" id=\"no-counts\">This workdir has no entry counts: neither \
-             <code>{curate_counts}</code> (written by the curate stage) nor <code>{balance_counts}</code> \
-             (written by the balance stage) is there, so there are no counts before and after balancing to show.{}</p>",
-            if t.rows.is_empty() {
-                ""
-            } else {
-                " Below: the entries the indexed samples matched."
-            }
-        );
-        if t.rows.is_empty() {
-            return html(StatusCode::OK, layout(app, "entries", &Ctx::default(), &b));
-        }
-    }
+    let no_counts = !counts && !t.balance;
     let mut rows: Vec<&EntryRow> = t
         .rows
         .iter()
@@ -268,172 +242,84 @@ fn render(app: &App, p: &EntriesParams) -> Response {
     sort_rows(&mut rows, sort);
     let link =
         |sort: &str, page: usize| format!("/entries?f={}&sort={sort}&page={page}", enc(p.f.trim()));
-    // Totals, and the form.
     let sum = |f: fn(&EntryRow) -> Option<u64>| rows.iter().filter_map(|r| f(r)).sum::<u64>();
-    let _ = write!(
-        b,
-        "<p id=\"totals\">{} entries{}",
-        thousands(rows.len() as u64),
-        if filter.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " containing “{}” (of {})",
-                esc(p.f.trim()),
-                thousands(t.rows.len() as u64)
-            )
-        }
-    );
-    if counts {
-        let _ = write!(
-            b,
-            "; {} matches before balancing, {} kept after",
-            thousands(sum(|r| r.before)),
-            thousands(sum(|r| r.after))
-        );
-    }
-    if t.balance {
-        let _ = write!(
-            b,
-            "; {} downloaded matches, {} kept by the final balancing",
-            thousands(sum(|r| r.downloaded)),
-            thousands(sum(|r| r.kept))
-        );
-    }
-    let _ = writeln!(
-        b,
-        ". <span class=\"muted\">From {}.</span></p>",
-        esc(&t.source)
-    );
-    let mut sorts = String::new();
-    for (name, label) in SORTS {
-        let offered = match name {
+    let offered: Vec<(&str, &str)> = SORTS
+        .into_iter()
+        .filter(|(name, _)| match *name {
             "after" | "cut" => counts,
             "kept" => t.balance,
             _ => true,
-        };
-        if offered {
-            let _ = write!(
-                sorts,
-                "<option value=\"{name}\"{}>{label}</option>",
-                if name == sort { " selected" } else { "" }
-            );
-        }
-    }
-    let _ = writeln!(
-        b,
-        "<form action=\"/entries\" method=\"get\" id=\"entries-form\" class=\"nav\">\
-         <label>entries containing <input name=\"f\" id=\"f\" value=\"{}\" placeholder=\"filter entries\"></label>\
-         <label>sorted by <select name=\"sort\" id=\"sort\">{sorts}</select></label><button>Show</button></form>",
-        esc(p.f.trim())
-    );
+        })
+        .collect();
     let pages = rows.len().div_ceil(ENTRIES_PAGE_SIZE).max(1);
-    if rows.is_empty() {
-        b.push_str("<p id=\"none\">No entry contains this text.</p>\n");
-        return html(StatusCode::OK, layout(app, "entries", &Ctx::default(), &b));
-    }
-    if page >= pages {
-        let _ = writeln!(
-            b,
-            "<p class=\"error\" id=\"past-end\">Page {} is past the last page, {}: \
-             <a href=\"{}\" id=\"last\">go to the last page</a>.</p>",
-            thousands(page as u64 + 1),
-            thousands(pages as u64),
-            esc(&link(sort, pages - 1))
-        );
-        return html(StatusCode::OK, layout(app, "entries", &Ctx::default(), &b));
-    }
-    // The table: the sortable columns link to their order.
-    let th = |name: &str, label: &str| {
-        format!(
-            "<th class=\"num{}\"><a href=\"{}\">{label}</a></th>",
-            if name == sort { " sorted" } else { "" },
-            esc(&link(name, 0))
-        )
-    };
-    b.push_str("<table class=\"entries\" id=\"entries-table\"><thead><tr><th class=\"num\">#</th>");
-    b.push_str(&th("entry", "entry").replace("class=\"num", "class=\""));
-    if counts {
-        b.push_str(&th("before", "before balancing"));
-        b.push_str(&th("after", "after balancing"));
-        b.push_str("<th>kept</th>");
-    }
-    if t.balance {
-        b.push_str("<th class=\"num\">downloaded</th>");
-        b.push_str(&th("kept", "after the final balancing"));
-    }
-    b.push_str("<th class=\"num\">samples in the index</th></tr></thead>\n<tbody>\n");
-    let cell = |v: Option<u64>, class: &str| match v {
-        Some(n) => format!("<td class=\"num {class}\">{}</td>", thousands(n)),
-        None => format!("<td class=\"num {class} muted\">–</td>"),
-    };
-    let start = page * ENTRIES_PAGE_SIZE;
-    for (n, r) in rows.iter().enumerate().skip(start).take(ENTRIES_PAGE_SIZE) {
-        let search = Ctx {
-            entry: r.entry.clone(),
+    let search = |entry: &str| {
+        Ctx {
+            entry: entry.to_string(),
             ..Ctx::default()
         }
-        .page_link(0);
-        let _ = write!(
-            b,
-            "<tr class=\"entry-row\"><td class=\"num muted\">{}</td><td><a class=\"entry-link\" href=\"{}\">{}</a></td>",
-            thousands(n as u64 + 1),
-            esc(&search),
-            esc(&r.entry)
-        );
-        if counts {
-            b.push_str(&cell(r.before, "before"));
-            b.push_str(&cell(r.after, "after"));
+        .page_link(0)
+    };
+    let start = page * ENTRIES_PAGE_SIZE;
+    let shown: Vec<serde_json::Value> = rows
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(ENTRIES_PAGE_SIZE)
+        .map(|(n, r)| {
             let (before, after) = (r.before.unwrap_or(0), r.after.unwrap_or(0));
-            let _ = write!(
-                b,
-                "<td><meter min=\"0\" max=\"{}\" value=\"{after}\" title=\"{}% kept\"></meter></td>",
-                before.max(1),
-                if before == 0 {
+            serde_json::json!({
+                "n": thousands(n as u64 + 1),
+                "entry": r.entry,
+                "search": search(&r.entry),
+                "before": r.before.map(thousands),
+                "after": r.after.map(thousands),
+                "max": before.max(1),
+                "value": after,
+                "percent": if before == 0 {
                     "0".to_string()
                 } else {
                     format!("{:.0}", 100.0 * after as f64 / before as f64)
-                }
-            );
-        }
-        if t.balance {
-            b.push_str(&cell(r.downloaded, "downloaded"));
-            b.push_str(&cell(r.kept, "kept"));
-        }
-        match &app.set {
-            Some(set) => {
-                let _ = writeln!(
-                    b,
-                    "<td class=\"num indexed\"><a href=\"{}\">{}</a></td></tr>",
-                    esc(&search),
-                    thousands(set.entry_count(&r.entry))
-                );
-            }
-            None => b.push_str("<td class=\"num indexed muted\">no index</td></tr>\n"),
-        }
-    }
-    b.push_str("</tbody></table>\n<nav class=\"pager\" id=\"pager\">");
-    if page > 0 {
-        let _ = write!(
-            b,
-            "<a href=\"{}\" id=\"prev\" rel=\"prev\">‹ previous</a>",
-            esc(&link(sort, page - 1))
-        );
-    }
-    let _ = write!(
-        b,
-        "<span id=\"pageno\">page {} of {}</span>",
-        thousands(page as u64 + 1),
-        thousands(pages as u64)
+                },
+                "downloaded": r.downloaded.map(thousands),
+                "kept": r.kept.map(thousands),
+                "indexed": app.set.as_ref().map(|set| thousands(set.entry_count(&r.entry))),
+            })
+        })
+        .collect();
+    let [curate_counts, balance_counts] = counts_files();
+    let b = super::render_page(
+        "entries.html",
+        serde_json::json!({
+            "problems": t.problems.iter().map(|(path, why)| (path.display().to_string(), why)).collect::<Vec<_>>(),
+            "no_counts": no_counts,
+            "curate_counts": curate_counts,
+            "balance_counts": balance_counts,
+            "below": !t.rows.is_empty(),
+            "rest": !(no_counts && t.rows.is_empty()),
+            "shown": thousands(rows.len() as u64),
+            "f": p.f.trim(),
+            "all": thousands(t.rows.len() as u64),
+            "counts": counts,
+            "before": thousands(sum(|r| r.before)),
+            "after": thousands(sum(|r| r.after)),
+            "balance": t.balance,
+            "downloaded": thousands(sum(|r| r.downloaded)),
+            "kept": thousands(sum(|r| r.kept)),
+            "source": t.source,
+            "sorts": offered,
+            "sort": sort,
+            "sort_links": SORTS.iter().map(|(name, _)| (*name, link(name, 0))).collect::<std::collections::BTreeMap<_, _>>(),
+            "no_entry": rows.is_empty(),
+            "past_end": page >= pages,
+            "page": thousands(page as u64 + 1),
+            "pages": thousands(pages as u64),
+            "last_link": link(sort, pages - 1),
+            "rows": shown,
+            "indexed": app.set.is_some(),
+            "prev": (page > 0).then(|| link(sort, page - 1)),
+            "next": (page + 1 < pages).then(|| link(sort, page + 1)),
+        }),
     );
-    if page + 1 < pages {
-        let _ = write!(
-            b,
-            "<a href=\"{}\" id=\"next\" rel=\"next\">next ›</a>",
-            esc(&link(sort, page + 1))
-        );
-    }
-    b.push_str("</nav>");
     html(StatusCode::OK, layout(app, "entries", &Ctx::default(), &b))
 }
 
