@@ -184,22 +184,30 @@ fn is_file(rel: &Path, name: &str) -> bool {
     rel == Path::new(name)
 }
 
+/// Declares `$t` an artifact that is one file, `$file` in the folder of `$producer`: its
+/// [`Artifact`] (whose files are that one) and its [`OneFile`].
+macro_rules! one_file_artifact {
+    ($t:ident, name: $name:expr, producer: $producer:expr, file: $file:expr) => {
+        impl Artifact for $t {
+            const NAME: &'static str = $name;
+            const PRODUCER: &'static str = $producer;
+            fn contains(rel: &Path) -> bool {
+                is_file(rel, <$t as OneFile>::FILE)
+            }
+        }
+
+        impl OneFile for $t {
+            const FILE: &'static str = $file;
+        }
+    };
+}
+
 /// The query list of the `queries` stage: `queries/metadata.json`, a flat JSON list of entries
 /// (an entry's id is its index), MetaCLIP-compatible. The stage's other files
 /// (`queries.parquet`, the count tables) are read by no other stage.
 pub struct QueryList;
 
-impl Artifact for QueryList {
-    const NAME: &'static str = "query list";
-    const PRODUCER: &'static str = "queries";
-    fn contains(rel: &Path) -> bool {
-        is_file(rel, Self::FILE)
-    }
-}
-
-impl OneFile for QueryList {
-    const FILE: &'static str = "metadata.json";
-}
+one_file_artifact!(QueryList, name: "query list", producer: "queries", file: "metadata.json");
 
 /// The candidate table as an artifact: the `*.parquet` files of a source stage outside its
 /// `dropped/` listings (whose rows have `url` and `caption` columns too, never candidates).
@@ -257,17 +265,7 @@ impl EntryCounts {
     }
 }
 
-impl Artifact for EntryCounts {
-    const NAME: &'static str = "entry counts";
-    const PRODUCER: &'static str = "curate";
-    fn contains(rel: &Path) -> bool {
-        is_file(rel, Self::FILE)
-    }
-}
-
-impl OneFile for EntryCounts {
-    const FILE: &'static str = "entry_counts.parquet";
-}
+one_file_artifact!(EntryCounts, name: "entry counts", producer: "curate", file: "entry_counts.parquet");
 
 /// The shards of `download` (img2dataset's layout): per shard `NNNNN.tar` (webdataset
 /// samples), `NNNNN.parquet` (one row per input row, `openwit_shard`'s schema) and
@@ -535,6 +533,9 @@ mod tests {
         assert!(!Curated::contains(Path::new("entry_counts.parquet")));
         assert!(!Curated::contains(Path::new("dropped/part-1.parquet")));
         assert!(EntryCounts::contains(Path::new("entry_counts.parquet")));
+        assert!(!EntryCounts::contains(Path::new(
+            "dropped/entry_counts.parquet"
+        )));
         for f in [
             "00000.tar",
             "00000.parquet",
