@@ -56,35 +56,27 @@ pub trait Upstream {
     fn outputs(&self, stage: &str) -> Vec<PathBuf>;
 }
 
-impl Upstream for StageContext<'_> {
-    fn workdir(&self) -> &Path {
-        self.workdir
-    }
-    fn reader(&self) -> &str {
-        self.stage
-    }
-    fn declares(&self, stage: &str) -> bool {
-        self.upstream.contains_key(stage)
-    }
-    fn outputs(&self, stage: &str) -> Vec<PathBuf> {
-        self.upstream_outputs(stage)
-    }
+/// Both contexts hold the workdir, the reading stage and its declared upstream stages alike.
+macro_rules! upstream_of_contexts {
+    ($($ctx:ident),*) => {$(
+        impl Upstream for $ctx<'_> {
+            fn workdir(&self) -> &Path {
+                self.workdir
+            }
+            fn reader(&self) -> &str {
+                self.stage
+            }
+            fn declares(&self, stage: &str) -> bool {
+                self.upstream.contains_key(stage)
+            }
+            fn outputs(&self, stage: &str) -> Vec<PathBuf> {
+                self.upstream_outputs(stage)
+            }
+        }
+    )*};
 }
 
-impl Upstream for TaskContext<'_> {
-    fn workdir(&self) -> &Path {
-        self.workdir
-    }
-    fn reader(&self) -> &str {
-        self.stage
-    }
-    fn declares(&self, stage: &str) -> bool {
-        self.upstream.contains_key(stage)
-    }
-    fn outputs(&self, stage: &str) -> Vec<PathBuf> {
-        self.upstream_outputs(stage)
-    }
-}
+upstream_of_contexts!(StageContext, TaskContext);
 
 /// The committed files of `A` that the upstream stage `stage` wrote (usually `A::PRODUCER`;
 /// another where the config names it, e.g. `[balance] from`), in plan order. An error when the
