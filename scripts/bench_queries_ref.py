@@ -7,14 +7,18 @@ bytes_in (compressed bytes read)."""
 import bz2
 import collections
 import json
+import os
 import re
 import sys
 import time
 
 import mwparserfromhell
 
-SPACED = ",.;:?!`"
-STRIP = "()[]{}<>\"'\u201c\u201d\u2018\u2019\u00ab\u00bb"
+# the token rule is the queries tests' oracle's (one definition)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crates", "openwit-queries",
+                                "tests", "py"))
+from ref_counts import SPACED, line_tokens  # noqa: E402
+
 PAGE = re.compile(rb"<page>.*?</page>", re.S)
 TEXT = re.compile(rb"<text[^>]*>(.*?)</text>", re.S)
 NS = re.compile(rb"<ns>(-?\d+)</ns>")
@@ -23,19 +27,6 @@ NS = re.compile(rb"<ns>(-?\d+)</ns>")
 def unescape(b):
     s = b.decode("utf-8")
     return s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
-
-
-def spaced(t):
-    out = [" "]
-    for c in t:
-        if c in "\t\r\n":
-            out.append(" ")
-        elif c in SPACED:
-            out.append(" " + c + " ")
-        else:
-            out.append(c)
-    out.append(" ")
-    return "".join(out)
 
 
 def main():
@@ -73,10 +64,7 @@ def main():
             text = mwparserfromhell.parse(unescape(t.group(1))).strip_code() if t else ""
             for line in text.splitlines():
                 prev = None
-                for tok in spaced(line).split(" "):
-                    tok = tok.strip(STRIP)
-                    if not tok:
-                        continue
+                for tok in line_tokens(line):
                     uni[tok] += 1
                     tokens += 1
                     if len(tok) == 1 and tok in SPACED:

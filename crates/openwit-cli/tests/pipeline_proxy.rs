@@ -5,103 +5,10 @@
 //! 127.0.0.1) is refused before anything reaches the proxy; a proxy that is not an http(s) URL
 //! stops the run on load with the file, line and the fix.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
-/// A forwarding HTTP proxy on 127.0.0.1 recording (request line, Host) of every request.
-struct Proxy {
-    url: String,
-    seen: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-impl Proxy {
-    fn start() -> Proxy {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
-        let seen: Arc<Mutex<Vec<(String, String)>>> = Default::default();
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            for conn in l.incoming().flatten() {
-                let log = log.clone();
-                std::thread::spawn(move || forward(conn, &log));
-            }
-        });
-        Proxy { url, seen }
-    }
-
-    fn seen(&self) -> Vec<(String, String)> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-fn forward(conn: TcpStream, log: &Mutex<Vec<(String, String)>>) {
-    let mut out = conn.try_clone().unwrap();
-    let mut r = BufReader::new(conn);
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let line = line.trim_end().to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end().to_string();
-            if h.is_empty() {
-                break;
-            }
-            headers.push(h);
-        }
-        let host = headers
-            .iter()
-            .find_map(|h| {
-                let (k, v) = h.split_once(':')?;
-                k.eq_ignore_ascii_case("host").then(|| v.trim().to_string())
-            })
-            .unwrap_or_default();
-        log.lock().unwrap().push((line.clone(), host));
-        let mut parts = line.split(' ');
-        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        // absolute form only: http://ADDRESS:PORT/path
-        let Some(rest) = target.strip_prefix("http://") else {
-            let _ = out.write_all(
-                b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
-            return;
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let Ok(mut up) = TcpStream::connect(authority) else {
-            let _ = out.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
-            continue;
-        };
-        let mut req = format!("{method} {path} HTTP/1.1\r\n");
-        for h in &headers {
-            let k = h.split(':').next().unwrap_or("").to_ascii_lowercase();
-            if k != "connection" && k != "proxy-connection" {
-                req.push_str(h);
-                req.push_str("\r\n");
-            }
-        }
-        req.push_str("Connection: close\r\n\r\n");
-        if up.write_all(req.as_bytes()).is_err() {
-            return;
-        }
-        let mut resp = Vec::new();
-        let _ = up.read_to_end(&mut resp);
-        if out.write_all(&resp).is_err() {
-            return;
-        }
-    }
-}
+use openwit_testkit::Proxy;
 
 fn pipeline(dir: &Path, proxy: &str, allow_private: bool) {
     std::fs::write(
@@ -154,7 +61,7 @@ fn crawl_status(dir: &Path) -> serde_json::Value {
 fn the_crawl_goes_through_the_configured_proxy_by_checked_address() {
     let proxy = Proxy::start();
     let dir = tempfile::tempdir().unwrap();
-    pipeline(dir.path(), &proxy.url, true);
+    pipeline(dir.path(), &proxy.url(), true);
     let out = openwit(dir.path(), &["run", "p.toml"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -182,7 +89,7 @@ fn the_crawl_goes_through_the_configured_proxy_by_checked_address() {
 fn names_resolving_to_loopback_are_refused_before_the_proxy() {
     let proxy = Proxy::start();
     let dir = tempfile::tempdir().unwrap();
-    pipeline(dir.path(), &proxy.url, false);
+    pipeline(dir.path(), &proxy.url(), false);
     let out = openwit(dir.path(), &["run", "p.toml"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());

@@ -527,7 +527,7 @@ fn linear_probe_matches_scikit_learn() {
 fn the_eval_stage_reports_the_three_measures_on_a_benchmark_set() {
     use openwit_clip::stage::{EvalConfig, EvalStage};
     use openwit_core::PipelineSettings;
-    use openwit_exec::{LocalExecutor, RunOptions, StageOutcome};
+    use openwit_exec::StageOutcome;
     if tokenizer().is_none() {
         return;
     }
@@ -554,17 +554,8 @@ fn the_eval_stage_reports_the_three_measures_on_a_benchmark_set() {
     let settings = PipelineSettings::default();
     let stage = EvalStage::new(cfg, &settings, dir.path()).unwrap();
     let work = dir.path().join("work");
-    let mut ex = LocalExecutor::new(
-        &work,
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &openwit_core::NoProgress,
-    )
-    .unwrap();
     assert!(matches!(
-        ex.run_stage(&stage).unwrap(),
+        openwit_testkit::run_stage(&work, 1, &stage).unwrap(),
         StageOutcome::Ran { .. }
     ));
     let r = json(&work.join("eval/results.json"));

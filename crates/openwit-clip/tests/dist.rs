@@ -242,13 +242,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn_ranks(world: usize, mode: &str, out: &Path, timeout_s: f64) -> Vec<Child> {
+/// Starts `world` copies of this test binary, each running [`rank_process`] in `mode` as one rank
+/// of a job that meets on a free loopback port, with `extra` environment variables set.
+fn spawn_ranks(
+    world: usize,
+    mode: &str,
+    out: &Path,
+    timeout_s: f64,
+    extra: &[(&str, String)],
+) -> Vec<Child> {
     let port = free_port();
     let exe = std::env::current_exe().unwrap();
     (0..world)
         .map(|rank| {
-            Command::new(&exe)
-                .args(["--exact", "rank_process", "--nocapture", "--test-threads=1"])
+            let mut c = Command::new(&exe);
+            c.args(["--exact", "rank_process", "--nocapture", "--test-threads=1"])
                 .env("OPENWIT_DIST_CHILD", mode)
                 .env("OPENWIT_DIST_OUT", out)
                 .env("OPENWIT_DIST_TIMEOUT", timeout_s.to_string())
@@ -258,12 +266,24 @@ fn spawn_ranks(world: usize, mode: &str, out: &Path, timeout_s: f64) -> Vec<Chil
                 .env("MASTER_ADDR", "127.0.0.1")
                 .env("MASTER_PORT", port.to_string())
                 .env_remove("SLURM_PROCID")
+                .env_remove("OPENWIT_DIST_STEPS")
+                .env_remove("OPENWIT_DIST_GATE")
+                .envs(extra.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
         })
         .collect()
+}
+
+/// Waits for every rank (a hang guard of `guard` each) and checks that each ended with exit
+/// code 0.
+fn all_succeed(children: &mut [Child], guard: Duration) {
+    let world = children.len();
+    for (r, c) in children.iter_mut().enumerate() {
+        let (code, err) = wait_guarded(c, guard, &format!("rank {r}"));
+        assert_eq!(code, 0, "rank {r} of {world} failed:\n{err}");
+    }
 }
 
 /// Waits for a child, killing it (and failing) if it outlives `guard`: a hang guard only.
@@ -293,11 +313,10 @@ fn check_equal(world: usize, local_loss: bool, accum: usize) {
         (false, false) => "equal",
     };
     let started = Instant::now();
-    let mut children = spawn_ranks(world, mode, dir.path(), 60.0);
-    for (r, c) in children.iter_mut().enumerate() {
-        let (code, err) = wait_guarded(c, Duration::from_secs(300), &format!("rank {r}"));
-        assert_eq!(code, 0, "rank {r} of {world} failed:\n{err}");
-    }
+    all_succeed(
+        &mut spawn_ranks(world, mode, dir.path(), 60.0, &[]),
+        Duration::from_secs(300),
+    );
     eprintln!(
         "{world} ranks ({mode}): {:.1} s",
         started.elapsed().as_secs_f64()
@@ -375,7 +394,7 @@ fn two_ranks_with_accum_freq_2_take_the_step_of_one_process_with_four_times_the_
 fn check_lost(world: usize, victim: usize) {
     let dir = tempfile::tempdir().unwrap();
     let timeout = 3.0;
-    let mut children = spawn_ranks(world, "fault", dir.path(), timeout);
+    let mut children = spawn_ranks(world, "fault", dir.path(), timeout, &[]);
     let ready = dir.path().join(format!("ready-{victim}"));
     let start = Instant::now();
     while !ready.exists() {
@@ -427,11 +446,10 @@ fn the_trainer_runs_on_two_ranks() {
     }
     let dir = tempfile::tempdir().unwrap();
     openwit_clip::synth::write_shards(&dir.path().join("shards"), 2, 40, 40, 5).unwrap();
-    let mut children = spawn_ranks(2, "train", dir.path(), 60.0);
-    for (r, c) in children.iter_mut().enumerate() {
-        let (code, err) = wait_guarded(c, Duration::from_secs(300), &format!("rank {r}"));
-        assert_eq!(code, 0, "rank {r} failed:\n{err}");
-    }
+    all_succeed(
+        &mut spawn_ranks(2, "train", dir.path(), 60.0, &[]),
+        Duration::from_secs(300),
+    );
     let run = dir.path().join("run");
     let m0 = openwit_clip::train::read_metrics(&run.join("metrics.jsonl")).unwrap();
     let m1 = openwit_clip::train::read_metrics(&run.join("rank-1/metrics.jsonl")).unwrap();
@@ -517,6 +535,8 @@ fn shard_list(dir: &Path) -> Vec<PathBuf> {
     shards
 }
 
+/// [`spawn_ranks`] running [`train_rank`] to step `steps`; `gate` (`RANK:STEP`) makes that rank
+/// stop after that step and wait for the parent's `kill -9`.
 fn spawn_train_ranks(
     world: usize,
     out: &Path,
@@ -524,40 +544,17 @@ fn spawn_train_ranks(
     steps: u64,
     gate: Option<&str>,
 ) -> Vec<Child> {
-    let port = free_port();
-    let exe = std::env::current_exe().unwrap();
-    (0..world)
-        .map(|rank| {
-            let mut c = Command::new(&exe);
-            c.args(["--exact", "rank_process", "--nocapture", "--test-threads=1"])
-                .env("OPENWIT_DIST_CHILD", "train-json")
-                .env("OPENWIT_DIST_OUT", out)
-                .env("OPENWIT_DIST_TIMEOUT", timeout_s.to_string())
-                .env("OPENWIT_DIST_STEPS", steps.to_string())
-                .env("RANK", rank.to_string())
-                .env("WORLD_SIZE", world.to_string())
-                .env("LOCAL_RANK", rank.to_string())
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", port.to_string())
-                .env_remove("SLURM_PROCID")
-                .env_remove("OPENWIT_DIST_GATE")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            if let Some(g) = gate {
-                c.env("OPENWIT_DIST_GATE", g);
-            }
-            c.spawn().unwrap()
-        })
-        .collect()
+    let mut env = vec![("OPENWIT_DIST_STEPS", steps.to_string())];
+    env.extend(gate.map(|g| ("OPENWIT_DIST_GATE", g.to_string())));
+    spawn_ranks(world, "train-json", out, timeout_s, &env)
 }
 
 /// Runs `world` training ranks to step `steps` and checks that every one succeeds.
 fn train_ranks_to_the_end(world: usize, out: &Path, timeout: f64, steps: u64) {
-    let mut children = spawn_train_ranks(world, out, timeout, steps, None);
-    for (r, c) in children.iter_mut().enumerate() {
-        let (code, err) = wait_guarded(c, Duration::from_secs(300), &format!("rank {r}"));
-        assert_eq!(code, 0, "rank {r} failed:\n{err}");
-    }
+    all_succeed(
+        &mut spawn_train_ranks(world, out, timeout, steps, None),
+        Duration::from_secs(300),
+    );
 }
 
 fn pos(epoch: u64, sample: u64) -> Position {

@@ -12,7 +12,7 @@ use image::{ImageFormat, Rgb, RgbImage};
 use openwit_clip::stage::{EvalConfig, EvalStage};
 use openwit_clip::{Clip, ModelConfig, Tokenizer};
 use openwit_core::PipelineSettings;
-use openwit_exec::{LocalExecutor, RunOptions, StageOutcome};
+use openwit_exec::StageOutcome;
 use openwit_shard::overlap::{phash_of_bytes, sha256};
 use openwit_shard::{SampleMeta, write_parquet};
 use tch::Device;
@@ -195,17 +195,8 @@ fn eval_reports_overlaps_per_kind_and_the_measures_without_them() {
     .unwrap();
     let stage = EvalStage::new(cfg, &PipelineSettings::default(), d).unwrap();
     let work = d.join("work");
-    let mut ex = LocalExecutor::new(
-        &work,
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &openwit_core::NoProgress,
-    )
-    .unwrap();
     assert!(matches!(
-        ex.run_stage(&stage).unwrap(),
+        openwit_testkit::run_stage(&work, 1, &stage).unwrap(),
         StageOutcome::Ran { .. }
     ));
     let r: serde_json::Value =

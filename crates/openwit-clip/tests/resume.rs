@@ -10,7 +10,8 @@ use openwit_clip::synth::{class_names, write_shards};
 use openwit_clip::tokenizer::Tokenizer;
 use openwit_clip::train::{Hooks, TrainConfig, read_metrics, train};
 use openwit_core::PipelineSettings;
-use openwit_exec::{LocalExecutor, RunOptions, StageOutcome};
+use openwit_exec::StageOutcome;
+use openwit_testkit::executor;
 
 const STEPS: u64 = 40;
 
@@ -32,19 +33,6 @@ fn config() -> TrainConfig {
 
 fn shards(dir: &Path) -> Vec<std::path::PathBuf> {
     write_shards(dir, 2, 150, 40, 5).unwrap()
-}
-
-/// An executor on `workdir`: one job, one attempt, no progress display.
-fn executor(workdir: &Path) -> LocalExecutor<'static> {
-    LocalExecutor::new(
-        workdir,
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &openwit_core::NoProgress,
-    )
-    .unwrap()
 }
 
 fn have_vocab() -> bool {
@@ -189,7 +177,7 @@ fn train_and_eval_stages_run_in_the_executor() {
     .unwrap();
     let eval_stage = EvalStage::new(eval_cfg, &settings, dir.path()).unwrap();
     let work = dir.path().join("work");
-    let mut ex = executor(&work);
+    let mut ex = executor(&work, 1);
     assert!(matches!(
         ex.run_stage(&train_stage).unwrap(),
         StageOutcome::Ran { .. }
@@ -241,7 +229,7 @@ fn train_and_eval_stages_run_in_the_executor() {
     }))
     .unwrap();
     let caption_stage = EvalStage::new(caption_cfg, &settings, dir.path()).unwrap();
-    let mut ex2 = executor(&dir.path().join("work2"));
+    let mut ex2 = executor(&dir.path().join("work2"), 1);
     assert!(matches!(
         ex2.run_stage(&caption_stage).unwrap(),
         StageOutcome::Ran { .. }
@@ -298,7 +286,7 @@ fn training_measures_the_held_out_sets_every_eval_every_steps() {
     assert_ne!(plain.config(), stage.config());
     assert_eq!(stage.config()["eval_sets"]["shards"][0], "heldout");
     let work = dir.path().join("work");
-    let mut ex = executor(&work);
+    let mut ex = executor(&work, 1);
     assert!(matches!(
         ex.run_stage(&stage).unwrap(),
         StageOutcome::Ran { .. }
@@ -358,7 +346,7 @@ fn a_held_out_split_is_recorded_never_trained_on_and_measured() {
     let settings = PipelineSettings::default();
     let train_stage = TrainStage::new(cfg, &settings, dir.path()).unwrap();
     let work = dir.path().join("work");
-    let mut ex = executor(&work);
+    let mut ex = executor(&work, 1);
     assert!(matches!(
         ex.run_stage(&train_stage).unwrap(),
         StageOutcome::Ran { .. }
@@ -415,7 +403,7 @@ fn a_held_out_split_is_recorded_never_trained_on_and_measured() {
         let w = dir.path().join(format!("work-{part}"));
         std::fs::create_dir_all(w.join("train")).unwrap();
         std::fs::copy(work.join("train/split.json"), w.join("train/split.json")).unwrap();
-        let mut ex = executor(&w);
+        let mut ex = executor(&w, 1);
         ex.run_stage(&eval_stage).unwrap();
         let results: serde_json::Value =
             serde_json::from_slice(&std::fs::read(w.join("eval/results.json")).unwrap()).unwrap();

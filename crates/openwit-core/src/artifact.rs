@@ -56,35 +56,27 @@ pub trait Upstream {
     fn outputs(&self, stage: &str) -> Vec<PathBuf>;
 }
 
-impl Upstream for StageContext<'_> {
-    fn workdir(&self) -> &Path {
-        self.workdir
-    }
-    fn reader(&self) -> &str {
-        self.stage
-    }
-    fn declares(&self, stage: &str) -> bool {
-        self.upstream.contains_key(stage)
-    }
-    fn outputs(&self, stage: &str) -> Vec<PathBuf> {
-        self.upstream_outputs(stage)
-    }
+/// Both contexts hold the workdir, the reading stage and its declared upstream stages alike.
+macro_rules! upstream_of_contexts {
+    ($($ctx:ident),*) => {$(
+        impl Upstream for $ctx<'_> {
+            fn workdir(&self) -> &Path {
+                self.workdir
+            }
+            fn reader(&self) -> &str {
+                self.stage
+            }
+            fn declares(&self, stage: &str) -> bool {
+                self.upstream.contains_key(stage)
+            }
+            fn outputs(&self, stage: &str) -> Vec<PathBuf> {
+                self.upstream_outputs(stage)
+            }
+        }
+    )*};
 }
 
-impl Upstream for TaskContext<'_> {
-    fn workdir(&self) -> &Path {
-        self.workdir
-    }
-    fn reader(&self) -> &str {
-        self.stage
-    }
-    fn declares(&self, stage: &str) -> bool {
-        self.upstream.contains_key(stage)
-    }
-    fn outputs(&self, stage: &str) -> Vec<PathBuf> {
-        self.upstream_outputs(stage)
-    }
-}
+upstream_of_contexts!(StageContext, TaskContext);
 
 /// The committed files of `A` that the upstream stage `stage` wrote (usually `A::PRODUCER`;
 /// another where the config names it, e.g. `[balance] from`), in plan order. An error when the
@@ -195,22 +187,36 @@ fn is_file(rel: &Path, name: &str) -> bool {
     rel == Path::new(name)
 }
 
+/// Declares `$t` an artifact: what it is (`name`), the stage that writes it (`producer`), and
+/// either which of that stage's committed outputs are its files (`contains: |rel| ...`, `rel`
+/// relative to the producer's folder) or, for an artifact that is one file, that file's name
+/// (`file`: its [`OneFile`] too, whose files are that one).
+macro_rules! artifact {
+    ($t:ident, name: $name:expr, producer: $producer:expr, contains: |$rel:ident| $body:expr) => {
+        impl Artifact for $t {
+            const NAME: &'static str = $name;
+            const PRODUCER: &'static str = $producer;
+            fn contains($rel: &Path) -> bool {
+                $body
+            }
+        }
+    };
+    ($t:ident, name: $name:expr, producer: $producer:expr, file: $file:expr) => {
+        artifact!($t, name: $name, producer: $producer,
+            contains: |rel| is_file(rel, <$t as OneFile>::FILE));
+
+        impl OneFile for $t {
+            const FILE: &'static str = $file;
+        }
+    };
+}
+
 /// The query list of the `queries` stage: `queries/metadata.json`, a flat JSON list of entries
 /// (an entry's id is its index), MetaCLIP-compatible. The stage's other files
 /// (`queries.parquet`, the count tables) are read by no other stage.
 pub struct QueryList;
 
-impl Artifact for QueryList {
-    const NAME: &'static str = "query list";
-    const PRODUCER: &'static str = "queries";
-    fn contains(rel: &Path) -> bool {
-        is_file(rel, Self::FILE)
-    }
-}
-
-impl OneFile for QueryList {
-    const FILE: &'static str = "metadata.json";
-}
+artifact!(QueryList, name: "query list", producer: "queries", file: "metadata.json");
 
 /// The candidate table as an artifact: the `*.parquet` files of a source stage outside its
 /// `dropped/` listings (whose rows have `url` and `caption` columns too, never candidates).
@@ -226,33 +232,25 @@ impl Candidates {
     pub const PRODUCERS: &'static [&'static str] = &["crawl", "warc", "import"];
 }
 
-impl Artifact for Candidates {
-    const NAME: &'static str = "candidate table";
-    const PRODUCER: &'static str = "crawl";
-    fn contains(rel: &Path) -> bool {
-        rel.extension().is_some_and(|e| e == "parquet")
-            && rel
-                .components()
-                .next()
-                .is_some_and(|c| c.as_os_str() != DROPPED_DIR)
-    }
-}
+artifact!(Candidates, name: "candidate table", producer: "crawl", contains: |rel| {
+    rel.extension().is_some_and(|e| e == "parquet")
+        && rel
+            .components()
+            .next()
+            .is_some_and(|c| c.as_os_str() != DROPPED_DIR)
+});
 
 /// The curated table of `curate`: `part-NNNNN.parquet`, the candidate columns plus those of
 /// [`curated`] (`download` reads its kept rows).
 pub struct Curated;
 
-impl Artifact for Curated {
-    const NAME: &'static str = "curated table";
-    const PRODUCER: &'static str = "curate";
-    fn contains(rel: &Path) -> bool {
-        rel.parent().is_some_and(|d| d.as_os_str().is_empty())
-            && rel.extension().is_some_and(|e| e == "parquet")
-            && rel
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
-    }
-}
+artifact!(Curated, name: "curated table", producer: "curate", contains: |rel| {
+    rel.parent().is_some_and(|d| d.as_os_str().is_empty())
+        && rel.extension().is_some_and(|e| e == "parquet")
+        && rel
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+});
 
 /// The entries' counts of `curate` (and `balance`): `entry_counts.parquet`, one row per entry
 /// with its matches before balancing and the rows kept.
@@ -268,82 +266,48 @@ impl EntryCounts {
     }
 }
 
-impl Artifact for EntryCounts {
-    const NAME: &'static str = "entry counts";
-    const PRODUCER: &'static str = "curate";
-    fn contains(rel: &Path) -> bool {
-        is_file(rel, Self::FILE)
-    }
-}
-
-impl OneFile for EntryCounts {
-    const FILE: &'static str = "entry_counts.parquet";
-}
+artifact!(EntryCounts, name: "entry counts", producer: "curate", file: "entry_counts.parquet");
 
 /// The shards of `download` (img2dataset's layout): per shard `NNNNN.tar` (webdataset
 /// samples), `NNNNN.parquet` (one row per input row, `openwit_shard`'s schema) and
 /// `NNNNN_stats.json`; and `sizes.json` for the stage.
 pub struct Shards;
 
-impl Artifact for Shards {
-    const NAME: &'static str = "shards";
-    const PRODUCER: &'static str = "download";
-    fn contains(rel: &Path) -> bool {
-        ShardTars::contains(rel)
-            || ShardTables::contains(rel)
-            || ShardStats::contains(rel)
-            || is_file(rel, "sizes.json")
-    }
-}
+artifact!(Shards, name: "shards", producer: "download", contains: |rel| {
+    ShardTars::contains(rel)
+        || ShardTables::contains(rel)
+        || ShardStats::contains(rel)
+        || is_file(rel, "sizes.json")
+});
 
 /// The shards' tars alone: `download/NNNNN.tar`.
 pub struct ShardTars;
 
-impl Artifact for ShardTars {
-    const NAME: &'static str = "shards (tar)";
-    const PRODUCER: &'static str = "download";
-    fn contains(rel: &Path) -> bool {
-        digits_dot(rel, "tar")
-    }
-}
+artifact!(ShardTars, name: "shards (tar)", producer: "download",
+    contains: |rel| digits_dot(rel, "tar"));
 
 /// The shards' tables alone: `download/NNNNN.parquet`.
 pub struct ShardTables;
 
-impl Artifact for ShardTables {
-    const NAME: &'static str = "shards (parquet)";
-    const PRODUCER: &'static str = "download";
-    fn contains(rel: &Path) -> bool {
-        digits_dot(rel, "parquet")
-    }
-}
+artifact!(ShardTables, name: "shards (parquet)", producer: "download",
+    contains: |rel| digits_dot(rel, "parquet"));
 
 /// The shards' statistics alone: `download/NNNNN_stats.json`.
 pub struct ShardStats;
 
-impl Artifact for ShardStats {
-    const NAME: &'static str = "shards (statistics)";
-    const PRODUCER: &'static str = "download";
-    fn contains(rel: &Path) -> bool {
-        rel.parent().is_some_and(|d| d.as_os_str().is_empty())
-            && rel
-                .to_string_lossy()
-                .strip_suffix("_stats.json")
-                .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-    }
-}
+artifact!(ShardStats, name: "shards (statistics)", producer: "download", contains: |rel| {
+    rel.parent().is_some_and(|d| d.as_os_str().is_empty())
+        && rel
+            .to_string_lossy()
+            .strip_suffix("_stats.json")
+            .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+});
 
 /// The search index of the `index` stage: its folder `index/` (one sub-index per shard, read
 /// with `openwit_index::IndexSet::open`).
 pub struct Index;
 
-impl Artifact for Index {
-    const NAME: &'static str = "index";
-    const PRODUCER: &'static str = "index";
-    fn contains(_rel: &Path) -> bool {
-        true
-    }
-}
+artifact!(Index, name: "index", producer: "index", contains: |_rel| true);
 
 /// The model of the `train` stage: `train/model.safetensors` (OpenCLIP's state-dict names)
 /// and `train/train.json` (its model config under `model`, the run summary under `summary`).
@@ -374,13 +338,8 @@ impl Model {
     }
 }
 
-impl Artifact for Model {
-    const NAME: &'static str = "model";
-    const PRODUCER: &'static str = "train";
-    fn contains(rel: &Path) -> bool {
-        is_file(rel, Self::WEIGHTS) || is_file(rel, Self::CONFIG)
-    }
-}
+artifact!(Model, name: "model", producer: "train",
+    contains: |rel| is_file(rel, Model::WEIGHTS) || is_file(rel, Model::CONFIG));
 
 impl OneFile for Model {
     const FILE: &'static str = Model::WEIGHTS;
@@ -449,14 +408,10 @@ pub mod candidates {
 /// with its confusions), beside `results.txt` for people.
 pub struct EvalResults;
 
-impl Artifact for EvalResults {
-    const NAME: &'static str = "evaluation results";
-    const PRODUCER: &'static str = "eval";
-    fn contains(rel: &Path) -> bool {
-        rel.parent().is_some_and(|d| d.as_os_str().is_empty())
-            && rel.extension().is_some_and(|e| e == "json")
-    }
-}
+artifact!(EvalResults, name: "evaluation results", producer: "eval", contains: |rel| {
+    rel.parent().is_some_and(|d| d.as_os_str().is_empty())
+        && rel.extension().is_some_and(|e| e == "json")
+});
 
 /// The curated table's columns beyond the candidate ones: what `curate` adds to each row and
 /// `download` reads.
@@ -546,6 +501,9 @@ mod tests {
         assert!(!Curated::contains(Path::new("entry_counts.parquet")));
         assert!(!Curated::contains(Path::new("dropped/part-1.parquet")));
         assert!(EntryCounts::contains(Path::new("entry_counts.parquet")));
+        assert!(!EntryCounts::contains(Path::new(
+            "dropped/entry_counts.parquet"
+        )));
         for f in [
             "00000.tar",
             "00000.parquet",

@@ -12,9 +12,7 @@ use std::time::Instant;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use openwit_core::NoProgress;
 use openwit_curate::{CurateConfig, CurateStage};
-use openwit_exec::{LocalExecutor, RunOptions};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use rand::{Rng, SeedableRng};
@@ -178,15 +176,7 @@ fn main() {
     let rss0 = status_kb("VmHWM:");
     let c0 = cpu_seconds();
     let t0 = Instant::now();
-    let mut ex = LocalExecutor::new(
-        &work,
-        RunOptions {
-            jobs,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
+    let mut ex = openwit_testkit::executor(&work, jobs);
     let out = ex.run_stage(&stage).unwrap();
     let total = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - c0;

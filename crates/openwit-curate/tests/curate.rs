@@ -254,15 +254,7 @@ fn parts(workdir: &Path, stage: &str) -> Vec<PathBuf> {
 fn run(workdir: &Path, cfg: CurateConfig, seed: u64) -> (Vec<Row>, serde_json::Value) {
     let listing = cfg.dropped_rows;
     let stage = CurateStage::new(cfg, seed, Path::new("/"), &[]).unwrap();
-    let mut ex = LocalExecutor::new(
-        workdir,
-        RunOptions {
-            jobs: 2,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
+    let mut ex = openwit_testkit::executor(workdir, 2);
     assert!(matches!(
         ex.run_stage(&stage).unwrap(),
         StageOutcome::Ran { .. }
@@ -552,16 +544,9 @@ fn bad_inputs_are_errors_naming_the_file() {
     w.close().unwrap();
     let good_q = dir.path().join("metadata.json");
     let stage = CurateStage::new(config(&[p], &good_q, 10), 0, Path::new("/"), &[]).unwrap();
-    let mut ex = LocalExecutor::new(
-        &dir.path().join("w2"),
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
-    let err = ex.run_stage(&stage).unwrap_err().to_string();
+    let err = openwit_testkit::run_stage(&dir.path().join("w2"), 1, &stage)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("nocap.parquet") && err.contains("caption"),
         "{err}"

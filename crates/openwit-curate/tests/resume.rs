@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use openwit_core::NoProgress;
 use openwit_curate::{CurateConfig, CurateStage};
-use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_testkit::harness::{digest_outputs, kill_after_tasks, run_to_end};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -78,16 +76,7 @@ fn config(files: &[PathBuf], q: &Path) -> CurateConfig {
 
 fn run_stage(workdir: &Path, cfg: CurateConfig, jobs: usize) {
     let stage = CurateStage::new(cfg, 42, Path::new("/"), &[]).unwrap();
-    let mut ex = LocalExecutor::new(
-        workdir,
-        RunOptions {
-            jobs,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
-    ex.run_stage(&stage).unwrap();
+    openwit_testkit::run_stage(workdir, jobs, &stage).unwrap();
 }
 
 /// Child mode: runs the stage described by `curate-child.json` in the current folder. Ignored

@@ -233,6 +233,13 @@ impl<'r> DistExecutor<'r> {
         }
     }
 
+    /// Writes `record` as pretty JSON at `key` unless something is there already (the commit
+    /// protocol's put-if-absent); whether this call wrote it.
+    fn put_json_if_absent(&self, key: &str, record: &impl Serialize) -> Result<bool> {
+        let bytes = serde_json::to_vec_pretty(record).expect("openwit records serialize");
+        self.store.put_if_absent(key, bytes)
+    }
+
     /// The stage's plan, if one was made.
     pub fn read_plan(&self, stage: &str) -> Result<Option<Plan>> {
         self.get_json(&plan_key(stage))
@@ -343,8 +350,7 @@ impl<'r> DistExecutor<'r> {
             tasks,
             created_at: now(),
         };
-        let bytes = serde_json::to_vec_pretty(&plan).expect("plan serializes");
-        if !self.store.put_if_absent(&plan_key(stage.name()), bytes)? {
+        if !self.put_json_if_absent(&plan_key(stage.name()), &plan)? {
             let p = self
                 .read_plan(stage.name())?
                 .ok_or_else(|| Error::Stage(format!("the plan of `{}` vanished", stage.name())))?;
@@ -534,8 +540,7 @@ impl<'r> DistExecutor<'r> {
                         elapsed_s: t0.elapsed().as_secs_f64(),
                         finished_at: now(),
                     };
-                    let bytes = serde_json::to_vec_pretty(&m).expect("manifest serializes");
-                    if self.store.put_if_absent(&key, bytes)? {
+                    if self.put_json_if_absent(&key, &m)? {
                         tracing::info!(stage = name, task = %task.id, attempt = %aid, items_out = m.report.items_out, "task committed");
                         self.reporter
                             .task_finished(name, &task.id, m.report.items_out);
@@ -682,8 +687,7 @@ impl<'r> DistExecutor<'r> {
             summary,
             finished_at: now(),
         };
-        let bytes = serde_json::to_vec_pretty(&done).expect("stage manifest serializes");
-        if !self.store.put_if_absent(&stage_key(name), bytes)? {
+        if !self.put_json_if_absent(&stage_key(name), &done)? {
             if reduced.is_some() {
                 self.remove_attempt(name, REDUCE_TASK, &aid)?;
             }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 
 use openwit_core::{
@@ -144,6 +144,22 @@ fn opts() -> RunOptions {
     }
 }
 
+/// A distributed executor on `store` (three jobs, one attempt), its node cache in `scratch`.
+fn dist_on(store: Store, scratch: PathBuf) -> DistExecutor<'static> {
+    DistExecutor::new(store, scratch, opts(), &NoProgress)
+}
+
+impl Numbers {
+    /// `tasks` tasks whose files depend on `salt`, not waiting on each other.
+    fn new(tasks: u32, salt: u32) -> Numbers {
+        Numbers {
+            tasks,
+            salt,
+            barrier: None,
+        }
+    }
+}
+
 /// Every file under `dir` (relative path -> bytes), skipping the run state and the lock.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -167,11 +183,9 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// The committed files of `stages` as the manifests name them (path -> bytes).
 fn committed(store: &Store, stages: &[&str]) -> BTreeMap<String, Vec<u8>> {
-    let ex = DistExecutor::new(
+    let ex = dist_on(
         Store::open(store.url()).unwrap(),
         tempfile::tempdir().unwrap().keep(),
-        opts(),
-        &NoProgress,
     );
     let mut out = BTreeMap::new();
     for s in stages {
@@ -193,14 +207,7 @@ fn committed(store: &Store, stages: &[&str]) -> BTreeMap<String, Vec<u8>> {
 #[test]
 fn distributed_outputs_equal_the_local_executors() {
     let local = tempfile::tempdir().unwrap();
-    let stages: Vec<Box<dyn Stage>> = vec![
-        Box::new(Numbers {
-            tasks: 5,
-            salt: 0,
-            barrier: None,
-        }),
-        Box::new(Doubler),
-    ];
+    let stages: Vec<Box<dyn Stage>> = vec![Box::new(Numbers::new(5, 0)), Box::new(Doubler)];
     {
         let mut ex = LocalExecutor::new(local.path(), opts(), &NoProgress).unwrap();
         for s in &stages {
@@ -210,12 +217,7 @@ fn distributed_outputs_equal_the_local_executors() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("bucket").to_str().unwrap()).unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let ex = DistExecutor::new(
-        Store::open(store.url()).unwrap(),
-        scratch.path().into(),
-        opts(),
-        &NoProgress,
-    );
+    let ex = dist_on(Store::open(store.url()).unwrap(), scratch.path().into());
     let mut summaries = Vec::new();
     for s in &stages {
         match ex.run_stage(s.as_ref()).unwrap() {
@@ -284,12 +286,7 @@ fn racing_attempts_commit_exactly_once_and_the_loser_cleans_up() {
                 let stage = &stage;
                 s.spawn(move || {
                     let scratch = tempfile::tempdir().unwrap();
-                    let ex = DistExecutor::new(
-                        Store::open(&url).unwrap(),
-                        scratch.path().into(),
-                        opts(),
-                        &NoProgress,
-                    );
+                    let ex = dist_on(Store::open(&url).unwrap(), scratch.path().into());
                     ex.run_task(stage, 1).unwrap()
                 })
             })
@@ -326,17 +323,8 @@ fn finishing_names_the_missing_tasks_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("bucket").to_string_lossy().into_owned();
     let scratch = tempfile::tempdir().unwrap();
-    let ex = DistExecutor::new(
-        Store::open(&url).unwrap(),
-        scratch.path().into(),
-        opts(),
-        &NoProgress,
-    );
-    let stage = Numbers {
-        tasks: 4,
-        salt: 0,
-        barrier: None,
-    };
+    let ex = dist_on(Store::open(&url).unwrap(), scratch.path().into());
+    let stage = Numbers::new(4, 0);
     for i in [0, 2] {
         assert_eq!(ex.run_task(&stage, i).unwrap(), TaskOutcome::Committed);
     }
@@ -365,23 +353,10 @@ fn finishing_names_the_missing_tasks_and_resumes() {
 
 #[test]
 fn a_changed_configuration_is_refused() {
-    let ex = DistExecutor::new(
-        Store::memory(),
-        tempfile::tempdir().unwrap().keep(),
-        opts(),
-        &NoProgress,
-    );
-    let a = Numbers {
-        tasks: 2,
-        salt: 0,
-        barrier: None,
-    };
+    let ex = dist_on(Store::memory(), tempfile::tempdir().unwrap().keep());
+    let a = Numbers::new(2, 0);
     ex.run_task(&a, 0).unwrap();
-    let b = Numbers {
-        tasks: 2,
-        salt: 1,
-        barrier: None,
-    };
+    let b = Numbers::new(2, 1);
     let e = ex.run_task(&b, 1).unwrap_err().to_string();
     assert!(
         e.contains("changed since it was planned") && e.contains("salt"),
@@ -391,17 +366,8 @@ fn a_changed_configuration_is_refused() {
 
 #[test]
 fn gc_removes_losers_always_and_stale_attempts_after_the_grace_period() {
-    let ex = DistExecutor::new(
-        Store::memory(),
-        tempfile::tempdir().unwrap().keep(),
-        opts(),
-        &NoProgress,
-    );
-    let stage = Numbers {
-        tasks: 2,
-        salt: 0,
-        barrier: None,
-    };
+    let ex = dist_on(Store::memory(), tempfile::tempdir().unwrap().keep());
+    let stage = Numbers::new(2, 0);
     ex.run_task(&stage, 0).unwrap();
     let store = ex.store();
     // An orphan of the committed task 0 and a dead attempt of the uncommitted task 1.

@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use openwit_core::NoProgress;
-use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_fetch::{Config, DownloadStage};
 
 fn main() {
@@ -32,15 +30,6 @@ fn main() {
     ))
     .unwrap();
     let stage = DownloadStage::new(cfg, Path::new("."), true).unwrap();
-    let mut ex = LocalExecutor::new(
-        Path::new(&args[1]),
-        RunOptions {
-            jobs,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
-    let out = ex.run_stage(&stage).unwrap();
+    let out = openwit_testkit::run_stage(Path::new(&args[1]), jobs, &stage).unwrap();
     eprintln!("{out:?}");
 }

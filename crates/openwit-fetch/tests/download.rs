@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::{Rgb, RgbImage};
-use openwit_core::NoProgress;
-use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_fetch::{Config, DownloadStage, EncodeFormat};
 use openwit_shard::{ShardReader, Status, read_parquet, read_sizes, read_stats};
 use openwit_testkit::{Fault, Response, TestServer};
@@ -69,15 +67,7 @@ fn run(
 ) -> openwit_core::Result<openwit_exec::StageOutcome> {
     let stage = DownloadStage::new(cfg, dir, allow_private)?;
     let work = dir.join("work");
-    let mut ex = LocalExecutor::new(
-        &work,
-        RunOptions {
-            jobs: 2,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )?;
-    ex.run_stage(&stage)
+    openwit_testkit::run_stage(&work, 2, &stage)
 }
 
 /// url -> (status, error message) over every shard parquet.
@@ -522,15 +512,7 @@ fn evaluation_images_are_kept_out_and_counted() {
     // Counted as a drop reason: in the shard's stats and the stage's task drops.
     let stats = read_stats(&work.join("download/00000_stats.json")).unwrap();
     assert_eq!(stats.failures_by_reason.get("eval_overlap"), Some(&2));
-    let ex = LocalExecutor::new(
-        &work,
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
+    let ex = openwit_testkit::executor(&work, 1);
     let counted: u64 = ex
         .state()
         .tasks("download")

@@ -14,8 +14,6 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use openwit_core::NoProgress;
-use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_fetch::imaging::{ImageOptions, decode_cost};
 use openwit_fetch::{Config, DownloadStage};
 use openwit_shard::{Status, read_parquet};
@@ -102,16 +100,7 @@ fn config(budget_mb: u64, resize_mode: &str) -> Config {
 /// The child: runs the stage in `dir`, prints its peak RSS.
 fn child(dir: &Path, budget_mb: u64, resize_mode: &str) {
     let stage = DownloadStage::new(config(budget_mb, resize_mode), dir, true).unwrap();
-    let mut ex = LocalExecutor::new(
-        &dir.join("work"),
-        RunOptions {
-            jobs: 2,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
-    ex.run_stage(&stage).unwrap();
+    openwit_testkit::run_stage(&dir.join("work"), 2, &stage).unwrap();
     println!("VmHWM_KIB={}", vm_hwm_kib());
 }
 

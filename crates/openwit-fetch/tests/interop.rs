@@ -6,8 +6,6 @@ use std::path::Path;
 use std::process::Command;
 
 use image::{Rgb, RgbImage};
-use openwit_core::NoProgress;
-use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_fetch::{Config, DownloadStage, EncodeFormat};
 use openwit_testkit::{Response, TestServer};
 
@@ -77,16 +75,7 @@ fn webdataset_and_pyarrow_read_every_shard() {
     .unwrap();
     let stage = DownloadStage::new(cfg, dir.path(), true).unwrap();
     let work = dir.path().join("work");
-    let mut ex = LocalExecutor::new(
-        &work,
-        RunOptions {
-            jobs: 2,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
-    ex.run_stage(&stage).unwrap();
+    openwit_testkit::run_stage(&work, 2, &stage).unwrap();
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/check_shards.py");
     let out = Command::new("python3")

@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use openwit_core::NoProgress;
-use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_fetch::imaging::{self, Sniffed};
 use openwit_fetch::{Config, DownloadStage};
 use openwit_shard::{ShardReader, Status, read_parquet, read_stats};
@@ -155,16 +153,7 @@ fn run_stage(files: &[String], extra: &str) -> Run {
     .unwrap();
     let stage = DownloadStage::new(cfg, tmp.path(), true).unwrap();
     let work = tmp.path().join("work");
-    let mut ex = LocalExecutor::new(
-        &work,
-        RunOptions {
-            jobs: 2,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
-    ex.run_stage(&stage).unwrap();
+    openwit_testkit::run_stage(&work, 2, &stage).unwrap();
 
     let mut rows = BTreeMap::new();
     let mut failures_by_reason = BTreeMap::new();

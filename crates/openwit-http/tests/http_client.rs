@@ -4,8 +4,8 @@
 //! checked before anything reaches it; http requests sent to it by checked IP), and the
 //! robots.txt cache.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
 use openwit_http::net::override_host;
@@ -13,159 +13,15 @@ use openwit_http::{
     FailKind, HttpClient, HttpSettings, MAX_REDIRECTS, MAX_ROBOTS_BYTES, RobotsCache, RobotsTxt,
     fetch_robots,
 };
-use openwit_testkit::{Response, TestServer};
+use openwit_testkit::{Proxy, Response, TestServer};
 use url::Url;
 
 /// A public address (example.com's) that the test proxy answers for itself: nothing connects to
-/// it, but the address rules let a name resolving to it through.
+/// it, but the address rules let a name resolving to it through. The proxy (`openwit_testkit`)
+/// records every request line and `Host` header it receives and answers requests for this
+/// address with the test's raw response; `CONNECT` to it gets a 403, any other `CONNECT` a
+/// tunnel whose first bytes (a TLS ClientHello) are recorded.
 const FAKE_PUBLIC: &str = "93.184.216.34";
-
-/// A tiny HTTP forwarding proxy on 127.0.0.1 that records every request line and `Host` header
-/// it receives. Requests for [`FAKE_PUBLIC`] are answered by `fake` (path -> raw response);
-/// others are forwarded to the address in the request line. `CONNECT` to [`FAKE_PUBLIC`] gets a
-/// 403; any other `CONNECT` gets a 200, and the first bytes sent into the tunnel (a TLS
-/// ClientHello) are recorded, then the tunnel is closed.
-struct Proxy {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<(String, String)>>>,
-    tunnelled: Arc<Mutex<Vec<Vec<u8>>>>,
-}
-
-type Fake = Arc<dyn Fn(&str) -> String + Send + Sync>;
-
-impl Proxy {
-    fn start(fake: Fake) -> Proxy {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let seen: Arc<Mutex<Vec<(String, String)>>> = Default::default();
-        let tunnelled: Arc<Mutex<Vec<Vec<u8>>>> = Default::default();
-        let (log, tun) = (seen.clone(), tunnelled.clone());
-        std::thread::spawn(move || {
-            for conn in l.incoming() {
-                let Ok(conn) = conn else { continue };
-                let (log, tun, fake) = (log.clone(), tun.clone(), fake.clone());
-                std::thread::spawn(move || serve(conn, &log, &tun, &*fake));
-            }
-        });
-        Proxy {
-            addr,
-            seen,
-            tunnelled,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// (request line, Host header) of every request so far.
-    fn seen(&self) -> Vec<(String, String)> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// The first bytes sent into each tunnel that was opened.
-    fn tunnelled(&self) -> Vec<Vec<u8>> {
-        self.tunnelled.lock().unwrap().clone()
-    }
-}
-
-fn serve(
-    conn: TcpStream,
-    log: &Mutex<Vec<(String, String)>>,
-    tunnelled: &Mutex<Vec<Vec<u8>>>,
-    fake: &dyn Fn(&str) -> String,
-) {
-    let mut out = conn.try_clone().unwrap();
-    let mut r = BufReader::new(conn);
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let line = line.trim_end().to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end().to_string();
-            if h.is_empty() {
-                break;
-            }
-            headers.push(h);
-        }
-        let host = headers
-            .iter()
-            .find_map(|h| {
-                let (k, v) = h.split_once(':')?;
-                k.eq_ignore_ascii_case("host").then(|| v.trim().to_string())
-            })
-            .unwrap_or_default();
-        log.lock().unwrap().push((line.clone(), host));
-        let mut parts = line.split(' ');
-        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        if method == "CONNECT" {
-            if target.starts_with(FAKE_PUBLIC) {
-                let _ = out.write_all(
-                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-                return;
-            }
-            let Ok(mut up) = TcpStream::connect(target) else {
-                let _ = out.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
-                return;
-            };
-            let _ = out.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
-            let mut hello = vec![0u8; 4096];
-            let n = r.read(&mut hello).unwrap_or(0);
-            hello.truncate(n);
-            let _ = up.write_all(&hello);
-            tunnelled.lock().unwrap().push(hello);
-            // the rest of the tunnel, both ways
-            let mut down = up.try_clone().unwrap();
-            let t = std::thread::spawn(move || {
-                let _ = std::io::copy(&mut r, &mut up);
-                let _ = up.shutdown(std::net::Shutdown::Write);
-            });
-            let _ = std::io::copy(&mut down, &mut out);
-            let _ = out.shutdown(std::net::Shutdown::Both);
-            let _ = t.join();
-            return;
-        }
-        let Ok(u) = Url::parse(target) else { return };
-        let path = match u.query() {
-            Some(q) => format!("{}?{q}", u.path()),
-            None => u.path().to_string(),
-        };
-        if u.host_str() == Some(FAKE_PUBLIC) {
-            let _ = out.write_all(fake(&path).as_bytes());
-            continue;
-        }
-        let Ok(mut up) = TcpStream::connect((
-            u.host_str().unwrap().trim_matches(['[', ']']),
-            u.port_or_known_default().unwrap(),
-        )) else {
-            let _ = out.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
-            continue;
-        };
-        let mut req = format!("{method} {path} HTTP/1.1\r\n");
-        for h in &headers {
-            let k = h.split(':').next().unwrap_or("").to_ascii_lowercase();
-            if k != "connection" && k != "proxy-connection" {
-                req.push_str(h);
-                req.push_str("\r\n");
-            }
-        }
-        req.push_str("Connection: close\r\n\r\n");
-        up.write_all(req.as_bytes()).unwrap();
-        let mut resp = Vec::new();
-        let _ = up.read_to_end(&mut resp);
-        if out.write_all(&resp).is_err() {
-            return;
-        }
-    }
-}
 
 fn raw(status: &str, headers: &[(&str, &str)], body: &str) -> String {
     let mut s = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
@@ -297,7 +153,7 @@ fn each_hop_builds_its_own_request() {
 /// request is made, with and without a proxy.
 #[test]
 fn forbidden_literals_in_every_form_are_refused_with_and_without_a_proxy() {
-    let proxy = Proxy::start(Arc::new(|_| raw("200 OK", &[], "public")));
+    let proxy = Proxy::answering(FAKE_PUBLIC, |_| raw("200 OK", &[], "public"));
     let rt = rt();
     let forms = [
         "http://127.0.0.1/",
@@ -383,7 +239,7 @@ fn names_resolving_to_reserved_ranges_are_refused_with_and_without_a_proxy() {
     for (n, a) in names {
         override_host(n, a.parse().unwrap());
     }
-    let proxy = Proxy::start(Arc::new(|_| raw("200 OK", &[], "public")));
+    let proxy = Proxy::answering(FAKE_PUBLIC, |_| raw("200 OK", &[], "public"));
     let rt = rt();
     for proxy in [None, Some(&proxy)] {
         let c = client(false, proxy);
@@ -406,7 +262,7 @@ fn through_the_proxy_names_are_resolved_and_checked_here_first() {
     let srv = TestServer::start();
     srv.route("/page", Response::text("hello"));
     override_host("site.proxytest.test", srv.addr());
-    let proxy = Proxy::start(Arc::new(|_| raw("200 OK", &[], "public")));
+    let proxy = Proxy::answering(FAKE_PUBLIC, |_| raw("200 OK", &[], "public"));
     let rt = rt();
     let port = srv.addr().port();
 
@@ -597,7 +453,7 @@ fn tls_server() -> (SocketAddr, Arc<Mutex<Vec<(String, String, String)>>>) {
 fn https_through_the_proxy_goes_to_the_checked_address_under_the_servers_name() {
     let (addr, served) = tls_server();
     override_host("tls.proxytest.test", addr);
-    let proxy = Proxy::start(Arc::new(|_| raw("200 OK", &[], "public")));
+    let proxy = Proxy::answering(FAKE_PUBLIC, |_| raw("200 OK", &[], "public"));
     let ca = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls/ca.pem"),
     )
@@ -689,12 +545,12 @@ fn redirect_hops_are_checked_like_the_first_request() {
         ),
     ];
     let table = targets.clone();
-    let proxy = Proxy::start(Arc::new(move |path: &str| {
+    let proxy = Proxy::answering(FAKE_PUBLIC, move |path: &str| {
         match table.iter().find(|(p, _)| *p == path) {
             Some((_, to)) => raw("302 Found", &[("Location", to)], ""),
             None => raw("404 Not Found", &[], ""),
         }
-    }));
+    });
     let rt = rt();
     let c = client(false, Some(&proxy));
     for (path, to) in &targets {

@@ -11,8 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use openwit_core::{NoProgress, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
-use openwit_exec::{LocalExecutor, RunOptions};
+use openwit_core::{Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use openwit_index::{IndexSet, SearchOptions};
 use openwit_shard::{SampleMeta, ShardLayout, ShardStats, ShardWriter};
 use rand::{Rng, SeedableRng};
@@ -318,11 +317,7 @@ fn main() {
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let opts = RunOptions {
-        jobs,
-        max_attempts: 1,
-    };
-    let mut ex = LocalExecutor::new(workdir, opts, &NoProgress).unwrap();
+    let mut ex = openwit_testkit::executor(workdir, jobs);
     let t0 = Instant::now();
     ex.run_stage(&GenDownload { samples }).unwrap();
     let gen_s = t0.elapsed().as_secs_f64();

@@ -4,8 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use openwit_core::{NoProgress, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
-use openwit_exec::{LocalExecutor, RunOptions};
+use openwit_core::{Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use openwit_index::{IndexError, IndexSet, SearchOptions, search};
 use serde_json::Value;
 
@@ -202,12 +201,7 @@ fn an_interrupted_build_leaves_a_usable_index_and_resumes() {
     let dir = common::workdir();
     let stage = common::index_stage();
     {
-        let opts = RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        };
-        let mut ex = LocalExecutor::new(dir.path(), opts, &NoProgress).unwrap();
-        assert!(ex.run_stage(&FailOn(&stage, "00002")).is_err());
+        assert!(openwit_testkit::run_stage(dir.path(), 1, &FailOn(&stage, "00002")).is_err());
     }
     // The finished shards are searchable; the half-written one is invisible.
     let set = IndexSet::open(dir.path()).unwrap();

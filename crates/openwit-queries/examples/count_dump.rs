@@ -4,8 +4,6 @@
 use std::path::Path;
 use std::time::Instant;
 
-use openwit_core::NoProgress;
-use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_queries::{BigramMode, QueriesConfig, QueriesStage};
 
 fn main() {
@@ -23,15 +21,7 @@ fn main() {
         ..Default::default()
     };
     let stage = QueriesStage::new(cfg, Path::new(".")).unwrap();
-    let mut ex = LocalExecutor::new(
-        work,
-        RunOptions {
-            jobs,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
+    let mut ex = openwit_testkit::executor(work, jobs);
     let t0 = Instant::now();
     ex.run_stage(&stage).unwrap();
     let secs = t0.elapsed().as_secs_f64();

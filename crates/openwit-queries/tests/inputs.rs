@@ -9,23 +9,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use openwit_core::NoProgress;
-use openwit_exec::{LocalExecutor, RunOptions};
+use openwit_exec::LocalExecutor;
 use openwit_queries::QueriesStage;
 use openwit_queries::testdata::{MultistreamWriter, PageSpec, write_multistream, write_single};
 use openwit_testkit::{Fault, Response, TestServer};
 
 fn run_err(workdir: &Path, cfg: openwit_queries::QueriesConfig) -> String {
     let stage = QueriesStage::new(cfg, Path::new("/")).unwrap();
-    let mut ex = LocalExecutor::new(
-        workdir,
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
-    ex.run_stage(&stage).unwrap_err().to_string()
+    openwit_testkit::run_stage(workdir, 1, &stage)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -312,15 +305,7 @@ fn url_sources_download_with_resume_and_refuse_loopback_by_default() {
     let stage = QueriesStage::new(config(vec![url.clone()], None, None), Path::new("/"))
         .unwrap()
         .allow_private_networks(true);
-    let mut ex = LocalExecutor::new(
-        &work,
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
+    let mut ex = openwit_testkit::executor(&work, 1);
     let err = ex.run_stage(&stage).unwrap_err().to_string();
     assert!(err.contains("rerun to resume"), "{err}");
     let part = work.join("downloads/enwiki-net-pages-articles-multistream.xml.bz2.part");

@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use openwit_core::NoProgress;
-use openwit_exec::{LocalExecutor, RunOptions};
 use openwit_queries::{QueriesConfig, QueriesStage};
 
 fn data(name: &str) -> PathBuf {
@@ -173,16 +171,9 @@ fn utf16_dump_is_refused_with_a_clear_error() {
         ..Default::default()
     };
     let stage = QueriesStage::new(cfg, Path::new("/")).unwrap();
-    let mut ex = LocalExecutor::new(
-        dir.path(),
-        RunOptions {
-            jobs: 1,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
-    let err = ex.run_stage(&stage).unwrap_err().to_string();
+    let err = openwit_testkit::run_stage(dir.path(), 1, &stage)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bgwiki-utf16-shortened.xml.bz2"), "{err}");
     assert!(err.contains("UTF-16"), "{err}");
 }

@@ -224,12 +224,7 @@ fn main() {
             cfg.max_depth = 3;
             cfg.max_pages = pages as u64 + 10;
             let stage = openwit_sources::crawl::CrawlStage::new(cfg, &dir).unwrap();
-            let opts = openwit_exec::RunOptions {
-                jobs: 2,
-                max_attempts: 1,
-            };
-            let mut ex =
-                openwit_exec::LocalExecutor::new(&work, opts, &openwit_core::NoProgress).unwrap();
+            let mut ex = openwit_testkit::executor(&work, 2);
             let t = Instant::now();
             let c0 = cpu_secs();
             ex.run_stage(&stage).unwrap();

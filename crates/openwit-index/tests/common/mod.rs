@@ -9,8 +9,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 
-use openwit_core::{NoProgress, Stage, StageContext, TaskContext, TaskReport, TaskSpec};
-use openwit_exec::{LocalExecutor, RunOptions};
+use openwit_core::{Stage, StageContext, TaskContext, TaskReport, TaskSpec};
 use openwit_shard::{SampleMeta, ShardLayout, ShardStats, ShardWriter};
 use serde_json::{Value, json};
 
@@ -145,12 +144,7 @@ pub fn workdir() -> tempfile::TempDir {
 
 /// Runs `stage` in `workdir` to completion.
 pub fn run(workdir: &Path, stage: &dyn Stage) -> openwit_exec::StageOutcome {
-    let opts = RunOptions {
-        jobs: 2,
-        max_attempts: 1,
-    };
-    let mut ex = LocalExecutor::new(workdir, opts, &NoProgress).unwrap();
-    ex.run_stage(stage).unwrap()
+    openwit_testkit::run_stage(workdir, 2, stage).unwrap()
 }
 
 /// The index stage with the default config.

@@ -6,8 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use openwit_core::NoProgress;
-use openwit_exec::{LocalExecutor, RunOptions, StageOutcome};
+use openwit_exec::StageOutcome;
 use openwit_queries::testdata::PageSpec;
 use openwit_queries::{QueriesConfig, QueriesStage};
 
@@ -119,16 +118,7 @@ pub fn config(
 /// Runs the stage in `workdir`; returns the outcome.
 pub fn run(workdir: &Path, cfg: QueriesConfig, jobs: usize) -> StageOutcome {
     let stage = QueriesStage::new(cfg, Path::new("/")).unwrap();
-    let mut ex = LocalExecutor::new(
-        workdir,
-        RunOptions {
-            jobs,
-            max_attempts: 1,
-        },
-        &NoProgress,
-    )
-    .unwrap();
-    ex.run_stage(&stage).unwrap()
+    openwit_testkit::run_stage(workdir, jobs, &stage).unwrap()
 }
 
 pub fn metadata(workdir: &Path) -> Vec<String> {

@@ -48,6 +48,16 @@ def spaced(t):
     return "".join(out)
 
 
+def line_tokens(line):
+    """The tokens of one line of plain text: spaced as MetaCLIP does, split on spaces, quotes and
+    brackets stripped from the ends, empty ones dropped (also the queries bench's reference,
+    `scripts/bench_queries_ref.py`)."""
+    for tok in spaced(line).split(" "):
+        tok = tok.strip(STRIP)
+        if tok:
+            yield tok
+
+
 def local(tag):
     return tag.rsplit("}", 1)[-1]
 
@@ -102,11 +112,9 @@ def main():
                         pass
             plain = code.strip_code()
             for line in plain.splitlines():
-                for tok in spaced(line).split(" "):
-                    tok = tok.strip(STRIP)
-                    if tok:
-                        uni[tok] += 1
-                        tokens += 1
+                for tok in line_tokens(line):
+                    uni[tok] += 1
+                    tokens += 1
     print(json.dumps({"pages": pages, "redirects": redirects, "other_namespaces": other_ns,
                       "tokens": tokens, "top": uni.most_common(top_n)}, ensure_ascii=False))
 
