@@ -4,7 +4,7 @@
 //! (`tests/real_tars/tarfile_oracle.py`): every regular file tarfile reads is a member with the
 //! same name, size, data offset and bytes; every other member (folders, links, devices, fifos,
 //! sparse files) is skipped and counted under its kind; every archive tarfile refuses is an
-//! error. Also the fuzz target's checks (`fuzz/check.rs`) on every committed seed and on every
+//! error. Also the fuzz target's checks (`fuzz/fuzz_targets/check.rs`) on every committed seed and on every
 //! real tar cut at each 512-byte block and inside blocks.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use std::process::Command;
 use openwit_shard::{ShardReader, Skipped, TarMember};
 use sha2::{Digest, Sha256};
 
-#[path = "../fuzz/check.rs"]
+#[path = "../fuzz/fuzz_targets/check.rs"]
 mod check;
 
 fn data_dir() -> PathBuf {
