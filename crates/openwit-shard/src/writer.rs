@@ -151,7 +151,8 @@ pub struct ShardFiles<'a> {
 /// Turns successful rows of a committed shard into failures after the fact (the download
 /// stage's run-wide dedup, which can only decide once every shard is written): `demote` maps a
 /// key to its new status and `reason: details` message. The samples leave the tar (the other
-/// members are copied unchanged, in order); the parquet rows take the status and message, keep
+/// regular-file members are copied unchanged, in order, read through [`crate::ShardReader`];
+/// members that are not regular files, which the writer never writes, are not carried over); the parquet rows take the status and message, keep
 /// `sha256` and `phash` and lose their sizes and EXIF; `_stats.json` is recounted, its
 /// `failures_by_reason` from the rows' messages, its times kept. Keys in `demote` that are not
 /// successes are left alone, so running it twice changes nothing the second time. The shard is
