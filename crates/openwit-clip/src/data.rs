@@ -134,7 +134,7 @@ pub fn read_tar_samples(
     need_text: bool,
     mut f: impl FnMut(RawSample) -> bool,
 ) {
-    let members = match ShardReader::open(path) {
+    let mut members = match ShardReader::open(path) {
         Ok(r) => r.members(),
         Err(e) => {
             tracing::warn!(shard = %path.display(), error = %e, "cannot open shard");
@@ -169,7 +169,7 @@ pub fn read_tar_samples(
             }
         }
     };
-    for member in members {
+    for member in members.by_ref() {
         // A member the tar ends inside of still counts with what was there (then the error).
         let m = match member {
             Ok(m) => m,
@@ -198,6 +198,10 @@ pub fn read_tar_samples(
         }
     }
     flush(&mut cur, drops);
+    // Links, devices and sparse files the reader skipped: counted, never silent (folders are
+    // no sample's member).
+    let skipped = members.skipped();
+    drops.add("tar_not_a_file", skipped.total() - skipped.folders);
 }
 
 /// Where a stream is: the epoch and the samples of that epoch already handed out.
@@ -897,7 +901,7 @@ mod damaged {
 
     /// A GNU tar of samples, whole and incomplete: k0 (jpg, txt, cls), k1 (`PNG`, a dotless
     /// member, `TXT`), k2 (txt only), k3 (jpg, json), a long name (jpg only), `k4.`, k5 (webp,
-    /// jpg, cls: no caption), s/k6 (jpg, txt), a folder.
+    /// jpg, cls: no caption), s/k6 (jpg, txt), a folder, a symbolic link `k7.jpg`.
     fn tar_bytes() -> Vec<u8> {
         let mut b = ::tar::Builder::new(Vec::new());
         let long = format!("{}/long.jpg", "d".repeat(130));
@@ -929,6 +933,10 @@ mod damaged {
         h.set_entry_type(::tar::EntryType::Directory);
         h.set_size(0);
         b.append_data(&mut h, "adir/", &[][..]).unwrap();
+        let mut h = ::tar::Header::new_gnu();
+        h.set_entry_type(::tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "k7.jpg", "k0.jpg").unwrap();
         b.into_inner().unwrap()
     }
 
@@ -979,7 +987,7 @@ mod damaged {
                     s("k5", 20, "", Some(7)),
                     s("s/k6", 1024, "six", None)
                 ],
-                d(&[("no_image", 2), ("no_text", 2)])
+                d(&[("no_image", 2), ("no_text", 2), ("tar_not_a_file", 1)])
             )
         );
         // Cut 1 byte into k3.jpg's data: k3 has that byte for an image and no caption.

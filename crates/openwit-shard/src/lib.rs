@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use parquet_io::{read_parquet, read_parquet_columns, write_parquet};
-pub use reader::{Member, Members, READ_BUFFER, Sample, Samples, ShardReader, TarMember};
+pub use reader::{Member, Members, READ_BUFFER, Sample, Samples, ShardReader, Skipped, TarMember};
 pub use writer::{ShardFiles, ShardWriter, demote_rows, reason_of};
 
 /// Errors of this crate.

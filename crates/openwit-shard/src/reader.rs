@@ -59,9 +59,37 @@ pub struct TarMember {
     pub key: Option<String>,
     /// Its extension (as stored, empty without a dot), offset, size and data.
     pub member: Member,
+    /// Byte offset of its first header block in the tar: its extension headers (GNU long name,
+    /// pax) when it has any, else its own header. The member's blocks in the tar are
+    /// `header_offset..member.offset`, then the data and its padding to 512 bytes.
+    pub header_offset: u64,
     /// False for a member the tar ends inside of: `data` holds the bytes that were there, and
     /// the member stream's next item is the error.
     pub complete: bool,
+}
+
+/// Members that are not regular files, counted by kind as the reader skips them (webdataset
+/// reads regular files only). Extension headers (GNU long names, pax) are not members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Folders (type `5`, or a v7 name ending in `/`).
+    pub folders: u64,
+    /// Hard and symbolic links (`1`, `2`).
+    pub links: u64,
+    /// Sparse files (GNU `S`, or pax `GNU.sparse.*` records): their data is a map of holes,
+    /// not the file.
+    pub sparse: u64,
+    /// Character and block devices and fifos (`3`, `4`, `6`).
+    pub special: u64,
+    /// Any other type (GNU dump folders, volume labels, multi-volume parts, unknown flags).
+    pub other: u64,
+}
+
+impl Skipped {
+    /// Every skipped member.
+    pub fn total(&self) -> u64 {
+        self.folders + self.links + self.sparse + self.special + self.other
+    }
 }
 
 /// The read buffer of [`ShardReader::open`]: large enough that reading a shard costs few
@@ -92,26 +120,16 @@ impl ShardReader {
     /// Iterates the samples: the members grouped by key. A damaged tar ends the samples with
     /// an error, the sample it was reading left out.
     pub fn samples(self) -> Samples {
-        Samples {
-            members: self.members(),
-            pending: None,
-            done: false,
-        }
+        self.members().into_samples()
     }
 
-    /// Iterates the regular-file members one by one, in tar order (folders, links and
-    /// extended headers skipped, long names applied). A tar that ends inside a member gives
-    /// that member with what was there ([`TarMember::complete`] false), then an error; any
-    /// other damage (a cut or corrupt header, a bad checksum) gives an error; after an error
-    /// the stream ends.
+    /// Iterates the regular-file members one by one, in tar order (folders, links and other
+    /// non-file members skipped and counted in [`Members::skipped`], long names and pax
+    /// records applied). A tar that ends inside a member gives that member with what was
+    /// there ([`TarMember::complete`] false), then an error; any other damage (a cut or
+    /// corrupt header, a bad checksum or size) gives an error; after an error the stream ends.
     pub fn members(self) -> Members {
-        Members {
-            path: self.path,
-            file: self.file,
-            pos: 0,
-            failed: None,
-            done: false,
-        }
+        Members::from_reader(self.path, self.file)
     }
 
     /// Reads `size` bytes at `offset` of a tar (a member's data, from an index).
@@ -126,43 +144,57 @@ impl ShardReader {
     }
 }
 
-/// Iterator over a tar's regular-file members ([`ShardReader::members`]).
-pub struct Members {
+/// Iterator over a tar's regular-file members ([`ShardReader::members`], or
+/// [`Members::from_reader`] over any reader).
+pub struct Members<R = BufReader<File>> {
     path: PathBuf,
-    file: BufReader<File>,
+    file: R,
     pos: u64,
+    skipped: Skipped,
     /// The error that follows a member the tar ends inside of.
     failed: Option<ShardError>,
     done: bool,
 }
 
 /// Iterator over a tar's samples ([`ShardReader::samples`]).
-pub struct Samples {
-    members: Members,
+pub struct Samples<R = BufReader<File>> {
+    members: Members<R>,
     pending: Option<(String, Member)>,
     done: bool,
 }
 
+impl<R> Samples<R> {
+    /// The members skipped so far (see [`Members::skipped`]).
+    pub fn skipped(&self) -> Skipped {
+        self.members.skipped
+    }
+}
+
 /// A numeric header field: octal text, or GNU's base-256 (high bit of the first byte set) for
-/// values octal cannot hold.
+/// values octal cannot hold; `None` for a negative base-256 value or text that is not octal.
 fn octal(field: &[u8]) -> Option<u64> {
     if let Some((&first, rest)) = field.split_first()
         && first & 0x80 != 0
     {
-        return rest.iter().try_fold(u64::from(first & 0x7f), |n, &b| {
+        // The bit after the marker is the sign (two's complement): sizes are never negative.
+        if first & 0x40 != 0 {
+            return None;
+        }
+        return rest.iter().try_fold(u64::from(first & 0x3f), |n, &b| {
             n.checked_mul(256).map(|n| n | u64::from(b))
         });
     }
-    let s: Vec<u8> = field
-        .iter()
-        .copied()
-        .take_while(|&b| b != 0)
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    let s = field[..end].trim_ascii();
     if s.is_empty() {
         return Some(0);
     }
-    u64::from_str_radix(std::str::from_utf8(&s).ok()?, 8).ok()
+    if !s.iter().all(|b| (b'0'..=b'7').contains(b)) {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        n.checked_mul(8)?.checked_add(u64::from(b - b'0'))
+    })
 }
 
 fn cstr(field: &[u8]) -> String {
@@ -171,16 +203,55 @@ fn cstr(field: &[u8]) -> String {
 }
 
 /// Whether a header's checksum holds: the sum of its bytes with the checksum field read as
-/// spaces (what tar and the `tar` crate check).
+/// spaces, as unsigned bytes or (some old tars) signed ones, as tar, Python's tarfile and Go
+/// accept.
 fn checksum_ok(h: &[u8; 512]) -> bool {
-    let sum: u64 = h[..148]
-        .iter()
-        .chain(&h[156..])
-        .map(|&b| u64::from(b))
-        .sum::<u64>()
-        + 8 * u64::from(b' ');
-    octal(&h[148..156]) == Some(sum)
+    let Some(want) = octal(&h[148..156]) else {
+        return false;
+    };
+    let bytes = || h[..148].iter().chain(&h[156..]);
+    let unsigned: u64 = bytes().map(|&b| u64::from(b)).sum::<u64>() + 8 * u64::from(b' ');
+    let signed: i64 = bytes().map(|&b| i64::from(b as i8)).sum::<i64>() + 8 * i64::from(b' ');
+    want == unsigned || i64::try_from(want) == Ok(signed)
 }
+
+/// Whether a header's bytes 345..500 are POSIX ustar's name prefix: in a ustar header; in a
+/// GNU one (which keeps access and change times there) only when those are not numbers and the
+/// bytes are ASCII, as Go 1.7 and older wrote the prefix into GNU headers (Go's archive/tar and
+/// Python's tarfile read it so).
+fn name_prefix(h: &[u8; 512]) -> bool {
+    match &h[257..265] {
+        [b'u', b's', b't', b'a', b'r', 0, ..] => true,
+        b"ustar  \0" => {
+            (octal(&h[345..357]).is_none() || octal(&h[357..369]).is_none())
+                && h[345..500].is_ascii()
+        }
+        _ => false,
+    }
+}
+
+/// The records of a pax extended header (`LEN key=value\n` each); `None` when it is not one.
+fn pax_records(d: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let mut out = Vec::new();
+    let mut rest = d;
+    // Trailing NULs pad some writers' headers.
+    while !rest.is_empty() && rest[0] != 0 {
+        let sp = rest.iter().position(|&b| b == b' ')?;
+        let len: usize = std::str::from_utf8(&rest[..sp]).ok()?.parse().ok()?;
+        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return None;
+        }
+        let kv = &rest[sp + 1..len - 1];
+        let eq = kv.iter().position(|&b| b == b'=')?;
+        out.push((&kv[..eq], &kv[eq + 1..]));
+        rest = &rest[len..];
+    }
+    Some(out)
+}
+
+/// Largest buffer reserved ahead for a member's data: a corrupt header's size must not
+/// allocate more than the tar holds (the buffer grows as data arrives).
+const RESERVE_MAX: u64 = 16 << 20;
 
 /// Its regular members' data, a header's or a skipped member's data.
 enum Data {
@@ -191,11 +262,51 @@ enum Data {
     Cut(Vec<u8>, bool),
 }
 
-impl Members {
+/// What the extension headers before a member said.
+#[derive(Default)]
+struct Extended {
+    /// A header was read: a member must follow.
+    any: bool,
+    name: Option<String>,
+    size: Option<u64>,
+    sparse: bool,
+}
+
+impl<R: Read> Members<R> {
+    /// The members of the tar `reader` reads (from its start); `path` names it in errors.
+    pub fn from_reader(path: impl Into<PathBuf>, reader: R) -> Self {
+        Members {
+            path: path.into(),
+            file: reader,
+            pos: 0,
+            skipped: Skipped::default(),
+            failed: None,
+            done: false,
+        }
+    }
+
+    /// The members grouped into samples.
+    pub fn into_samples(self) -> Samples<R> {
+        Samples {
+            members: self,
+            pending: None,
+            done: false,
+        }
+    }
+
+    /// The members skipped so far because they are not regular files, by kind.
+    pub fn skipped(&self) -> Skipped {
+        self.skipped
+    }
+
     fn read_block(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         let mut got = 0;
         while got < buf.len() {
-            let n = self.file.read(&mut buf[got..])?;
+            let n = match self.file.read(&mut buf[got..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 return if got == 0 {
                     Ok(false)
@@ -214,7 +325,7 @@ impl Members {
 
     /// A member's `size` bytes of data and its padding to the next 512-byte block.
     fn read_data(&mut self, size: u64) -> Result<Data> {
-        let mut data = Vec::with_capacity(size as usize);
+        let mut data = Vec::with_capacity(size.min(RESERVE_MAX) as usize);
         let got = (&mut self.file)
             .take(size)
             .read_to_end(&mut data)
@@ -232,6 +343,21 @@ impl Members {
         Ok(Data::Whole(data))
     }
 
+    /// Skips `size` bytes of data and its padding without keeping them: a cut is an error.
+    fn skip_data(&mut self, size: u64) -> Result<()> {
+        let padded = size
+            .div_ceil(512)
+            .checked_mul(512)
+            .ok_or_else(|| self.cut())?;
+        let got = std::io::copy(&mut (&mut self.file).take(padded), &mut std::io::sink())
+            .map_err(|e| ShardError::io(&self.path, e))?;
+        self.pos += got;
+        if got < padded {
+            return Err(self.cut());
+        }
+        Ok(())
+    }
+
     /// The data of a member that is not a regular file: a cut one is an error.
     fn read_whole(&mut self, size: u64) -> Result<Vec<u8>> {
         match self.read_data(size)? {
@@ -244,18 +370,21 @@ impl Members {
         ShardError::format(&self.path, "truncated member: the tar ends inside it")
     }
 
+    fn bad(&self, what: &str, at: u64) -> ShardError {
+        ShardError::format(&self.path, format!("{what} at byte {at}"))
+    }
+
     /// The next regular file member.
     fn next_member(&mut self) -> Result<Option<TarMember>> {
-        let mut long_name: Option<String> = None;
-        // An extension header (long name, long link, pax) was read: a member must follow.
-        let mut extended = false;
+        let mut ext = Extended::default();
+        let mut header_offset = self.pos;
         loop {
             let mut h = [0u8; 512];
             let ok = self
                 .read_block(&mut h)
                 .map_err(|e| ShardError::format(&self.path, e.to_string()))?;
             if !ok || h.iter().all(|&b| b == 0) {
-                if extended {
+                if ext.any {
                     return Err(ShardError::format(
                         &self.path,
                         "truncated tar: an extension header with no member after it",
@@ -263,47 +392,60 @@ impl Members {
                 }
                 return Ok(None);
             }
+            let at = self.pos - 512;
             if !checksum_ok(&h) {
-                return Err(ShardError::format(
-                    &self.path,
-                    format!("bad header checksum at byte {}", self.pos - 512),
-                ));
+                return Err(self.bad("bad header checksum", at));
             }
-            let size = octal(&h[124..136]).ok_or_else(|| {
-                ShardError::format(
-                    &self.path,
-                    format!("bad member size at byte {}", self.pos - 512),
-                )
-            })?;
+            let size = octal(&h[124..136]).ok_or_else(|| self.bad("bad member size", at))?;
             let kind = h[156];
-            let data_offset = self.pos;
             match kind {
+                b'L' | b'K' | b'x' | b'X' if size > RESERVE_MAX => {
+                    return Err(self.bad("extension header too large", at));
+                }
                 b'L' => {
                     let d = self.read_whole(size)?;
-                    long_name = Some(cstr(&d));
-                    extended = true;
+                    ext.name = Some(cstr(&d));
+                    ext.any = true;
                 }
                 b'K' => {
                     // A long link name: links are skipped.
                     self.read_whole(size)?;
-                    extended = true;
+                    ext.any = true;
                 }
-                b'x' => {
-                    extended = true;
+                // pax, and Solaris tar's older spelling of it.
+                b'x' | b'X' => {
+                    ext.any = true;
                     let d = self.read_whole(size)?;
-                    for rec in String::from_utf8_lossy(&d).lines() {
-                        if let Some((_, kv)) = rec.split_once(' ')
-                            && let Some(p) = kv.strip_prefix("path=")
-                        {
-                            long_name = Some(p.to_string());
+                    let records =
+                        pax_records(&d).ok_or_else(|| self.bad("malformed pax header", at))?;
+                    for (k, v) in records {
+                        match k {
+                            b"path" if v.contains(&0) => {
+                                return Err(self.bad("a NUL in a pax path", at));
+                            }
+                            b"path" => ext.name = Some(String::from_utf8_lossy(v).into_owned()),
+                            b"size" => {
+                                let n = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok());
+                                ext.size = Some(n.ok_or_else(|| self.bad("bad pax size", at))?);
+                            }
+                            _ if k.starts_with(b"GNU.sparse.") => ext.sparse = true,
+                            _ => {}
                         }
                     }
                 }
+                b'g' => {
+                    // A pax global header: its records are not applied to member names (as
+                    // Go's archive/tar and the tar crate do; Python's tarfile applies `path`).
+                    self.skip_data(size)?;
+                    if !ext.any {
+                        header_offset = self.pos;
+                    }
+                }
                 b'0' | b'7' | 0 => {
-                    let name = long_name.take().unwrap_or_else(|| {
+                    let size = ext.size.unwrap_or(size);
+                    let name = ext.name.take().unwrap_or_else(|| {
                         let n = cstr(&h[0..100]);
-                        // POSIX ustar's name prefix (GNU headers keep other fields there).
-                        let prefix = if &h[257..263] == b"ustar\0" {
+                        let prefix = if name_prefix(&h) {
                             cstr(&h[345..500])
                         } else {
                             String::new()
@@ -314,6 +456,19 @@ impl Members {
                             format!("{prefix}/{n}")
                         }
                     });
+                    // A v7 folder is a plain member whose name ends in `/`.
+                    if ext.sparse || (kind == 0 && name.ends_with('/')) {
+                        if ext.sparse {
+                            self.skipped.sparse += 1;
+                        } else {
+                            self.skipped.folders += 1;
+                        }
+                        self.skip_data(size)?;
+                        ext = Extended::default();
+                        header_offset = self.pos;
+                        continue;
+                    }
+                    let data_offset = self.pos;
                     let (data, complete) = match self.read_data(size)? {
                         Data::Whole(d) => (d, true),
                         Data::Cut(d, whole) => {
@@ -334,21 +489,50 @@ impl Members {
                             size,
                             data,
                         },
+                        header_offset,
                         complete,
                     }));
                 }
                 _ => {
-                    // Folders, links, global headers: skipped.
-                    self.read_whole(size)?;
-                    long_name = None;
-                    extended = false;
+                    let counter = match kind {
+                        b'5' => &mut self.skipped.folders,
+                        b'1' | b'2' => &mut self.skipped.links,
+                        b'3' | b'4' | b'6' => &mut self.skipped.special,
+                        b'S' => &mut self.skipped.sparse,
+                        _ => &mut self.skipped.other,
+                    };
+                    *counter += 1;
+                    // An old GNU sparse header continues its map in extra 512-byte blocks
+                    // (while the "extended" byte of the last one read is set).
+                    if kind == b'S' && h[482] != 0 {
+                        loop {
+                            let mut b = [0u8; 512];
+                            if !self
+                                .read_block(&mut b)
+                                .map_err(|e| ShardError::format(&self.path, e.to_string()))?
+                            {
+                                return Err(self.cut());
+                            }
+                            if b[504] == 0 {
+                                break;
+                            }
+                        }
+                    }
+                    // Links and devices carry no data whatever their size field says (as
+                    // tarfile and GNU tar read them); the others' data is skipped.
+                    let size = ext.size.unwrap_or(size);
+                    if !matches!(kind, b'1' | b'2' | b'3' | b'4' | b'5' | b'6') {
+                        self.skip_data(size)?;
+                    }
+                    ext = Extended::default();
+                    header_offset = self.pos;
                 }
             }
         }
     }
 }
 
-impl Iterator for Members {
+impl<R: Read> Iterator for Members<R> {
     type Item = Result<TarMember>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -386,7 +570,7 @@ fn split_key(name: &str) -> (String, Option<String>) {
     }
 }
 
-impl Iterator for Samples {
+impl<R: Read> Iterator for Samples<R> {
     type Item = Result<Sample>;
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::{Result, SampleMeta, ShardError, ShardStats, Status};
@@ -151,7 +151,8 @@ pub struct ShardFiles<'a> {
 /// Turns successful rows of a committed shard into failures after the fact (the download
 /// stage's run-wide dedup, which can only decide once every shard is written): `demote` maps a
 /// key to its new status and `reason: details` message. The samples leave the tar (the other
-/// members are copied unchanged, in order); the parquet rows take the status and message, keep
+/// regular-file members are copied unchanged, in order, read through [`crate::ShardReader`];
+/// members that are not regular files, which the writer never writes, are not carried over); the parquet rows take the status and message, keep
 /// `sha256` and `phash` and lose their sizes and EXIF; `_stats.json` is recounted, its
 /// `failures_by_reason` from the rows' messages, its times kept. Keys in `demote` that are not
 /// successes are left alone, so running it twice changes nothing the second time. The shard is
@@ -184,33 +185,39 @@ pub fn demote_rows(
     }
     rows.sort_by(|a, b| a.key.cmp(&b.key));
 
-    // The tar, without the demoted samples.
+    // The tar, without the demoted samples: the other members' blocks copied as they stand
+    // (headers, extension headers and data; the padding written as zeros), then the end of
+    // archive (two zero blocks), as the writer ends a tar.
     {
-        let f = File::open(tar_path).map_err(|e| ShardError::io(tar_path, e))?;
-        let mut archive = tar::Archive::new(std::io::BufReader::new(f));
         let out = openwit_core::atomic::AtomicFile::create(to.tar).map_err(core)?;
-        let mut b = tar::Builder::new(out);
-        b.mode(tar::HeaderMode::Deterministic);
-        let entries = archive.entries().map_err(|e| ShardError::io(tar_path, e))?;
-        for e in entries {
-            let mut e = e.map_err(|e| ShardError::io(tar_path, e))?;
-            let name = e
-                .path()
-                .map_err(|e| ShardError::io(tar_path, e))?
-                .to_string_lossy()
-                .into_owned();
-            let key = name.split('.').next().unwrap_or("");
+        let mut out = BufWriter::with_capacity(1 << 20, out);
+        let mut headers = File::open(tar_path).map_err(|e| ShardError::io(tar_path, e))?;
+        let write = |out: &mut BufWriter<_>, bytes: &[u8]| {
+            out.write_all(bytes).map_err(|e| ShardError::io(to.tar, e))
+        };
+        for m in crate::ShardReader::open(tar_path)?.members() {
+            let m = m?;
+            if !m.complete {
+                continue; // the error follows
+            }
+            let key = m.name.split('.').next().unwrap_or("");
             if demote.contains_key(key) {
                 continue;
             }
-            let header = e.header().clone();
-            let mut data = Vec::with_capacity(e.size() as usize);
-            std::io::Read::read_to_end(&mut e, &mut data)
+            let mut h = vec![0u8; (m.member.offset - m.header_offset) as usize];
+            headers
+                .seek(SeekFrom::Start(m.header_offset))
+                .and_then(|_| headers.read_exact(&mut h))
                 .map_err(|e| ShardError::io(tar_path, e))?;
-            b.append(&header, data.as_slice())
-                .map_err(|e| ShardError::io(tar_path, e))?;
+            write(&mut out, &h)?;
+            write(&mut out, &m.member.data)?;
+            let pad = (512 - m.member.size % 512) % 512;
+            write(&mut out, &[0u8; 512][..pad as usize])?;
         }
-        let out = b.into_inner().map_err(|e| ShardError::io(to.tar, e))?;
+        write(&mut out, &[0u8; 1024])?;
+        let out = out
+            .into_inner()
+            .map_err(|e| ShardError::io(to.tar, e.into_error()))?;
         out.commit().map_err(core)?;
     }
 

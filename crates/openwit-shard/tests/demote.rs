@@ -9,6 +9,11 @@ use openwit_shard::{
 };
 
 fn write_shard(dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    write_shard_failing(dir, 3)
+}
+
+/// The test shard, with sample `failed` written as a failure (sample 3 always is).
+fn write_shard_failing(dir: &Path, failed: u64) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let layout = ShardLayout::new(10);
     let mut w = ShardWriter::create(&dir.join("00000.tar"), vec!["page_url".into()]).unwrap();
     for i in 0..4u64 {
@@ -20,7 +25,7 @@ fn write_shard(dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         m.language = Some(if i == 2 { "de".into() } else { "en".into() });
         m.extra
             .insert("page_url".into(), serde_json::json!("http://a/page"));
-        if i == 3 {
+        if i == 3 || i == failed {
             w.add_failure(m.failed_to_download("http_404: HTTP 404"));
             continue;
         }
@@ -82,6 +87,10 @@ fn demoted_rows_leave_the_tar_and_keep_their_reason_and_hashes() {
     };
     let stats = demote_rows(files, files, &extra, &demote).unwrap();
     assert_eq!(tar_keys(&tar), ["000000", "000002"]);
+    // Byte for byte the tar the writer makes without that sample.
+    let without = tempfile::tempdir().unwrap();
+    let (want_tar, _, _) = write_shard_failing(without.path(), 1);
+    assert_eq!(std::fs::read(&tar).unwrap(), want_tar);
     let rows = read_parquet(&pq).unwrap();
     assert_eq!(rows[1].status, Status::FailedToDownload);
     assert_eq!(
