@@ -69,8 +69,13 @@ impl WorkdirLock {
 
 impl Drop for WorkdirLock {
     /// A clean exit empties the pid, so only a killed holder leaves a stale pid behind.
+    ///
+    /// The lock is released explicitly rather than by closing the file: a child process forked
+    /// while the lock was held shares the open file until it execs, and closing our copy alone
+    /// would leave the lock held by the child's for that moment.
     fn drop(&mut self) {
         let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
     }
 }
 
