@@ -174,7 +174,7 @@ pub fn count_pass(
             for path in &g.files {
                 for batch in reader(path, Some(&["url", "caption", "entry_ids"]))? {
                     if cancelled() {
-                        return Err(CurateError::Interrupted);
+                        return Err(openwit_core::Error::Interrupted.into());
                     }
                     let batch = batch.pq(path)?;
                     let urls = table::str_col(&batch, "url", path)?;
@@ -241,7 +241,7 @@ pub fn draw_pass(
             for path in &g.files {
                 for batch in reader(path, None)? {
                     if cancelled() {
-                        return Err(CurateError::Interrupted);
+                        return Err(openwit_core::Error::Interrupted.into());
                     }
                     let batch = batch.pq(path)?;
                     let urls = table::str_col(&batch, "url", path)?;

@@ -36,27 +36,16 @@ pub enum CurateError {
     /// The automaton could not be built.
     #[error("cannot build the query automaton: {0}")]
     Automaton(String),
-    /// An invalid setting.
-    #[error("{0}")]
-    Config(String),
-    /// Any I/O error.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The run was interrupted.
-    #[error("interrupted")]
-    Interrupted,
+    /// What every stage can meet (an I/O error on a path, the run interrupted), as the
+    /// executor reports it.
+    #[error(transparent)]
+    Core(#[from] openwit_core::Error),
 }
 
 impl From<CurateError> for openwit_core::Error {
     fn from(e: CurateError) -> Self {
         match e {
-            CurateError::Config(m) => openwit_core::Error::Config(m),
-            CurateError::Io { path, source } => openwit_core::Error::Io { path, source },
-            CurateError::Interrupted => openwit_core::Error::Interrupted,
+            CurateError::Core(e) => e,
             other => openwit_core::Error::Stage(other.to_string()),
         }
     }
@@ -86,9 +75,6 @@ impl<T> PqCtx<T> for Result<T, arrow_schema::ArrowError> {
 
 impl<T> PqCtx<T> for std::io::Result<T> {
     fn pq(self, path: &std::path::Path) -> Result<T, CurateError> {
-        self.map_err(|source| CurateError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        self.map_err(|source| openwit_core::Error::io(path, source).into())
     }
 }
