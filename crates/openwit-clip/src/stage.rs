@@ -691,7 +691,7 @@ impl EvalStage {
         let training = if self.cfg.overlap_shards.is_empty() {
             Training {
                 // The `download` stage's shards when it ran (declared upstream or not).
-                shards: artifact::find_files::<ShardTars>(ctx),
+                shards: artifact::find_files::<ShardTars>(ctx)?,
                 // The split of the run trained here (weights from elsewhere: every sample).
                 held_out_percent: match self.cfg.weights {
                     None => read_split(&Model::dir(ctx.workdir))?.unwrap_or(0),

@@ -141,11 +141,11 @@ pub fn find<A: OneFile>(ctx: &impl Upstream) -> Option<PathBuf> {
 /// producer upstream (as [`files`], in plan order), else those in the producer's folder of the
 /// workdir ([`list_in`], sorted by name; none when the producer did not run). For a stage that reads them only
 /// if the producer ran, without waiting for it (eval's overlap analysis and the shards).
-pub fn find_files<A: Artifact>(ctx: &impl Upstream) -> Vec<PathBuf> {
+pub fn find_files<A: Artifact>(ctx: &impl Upstream) -> Result<Vec<PathBuf>> {
     if ctx.declares(A::PRODUCER) {
-        return files::<A>(ctx).unwrap_or_default();
+        return files::<A>(ctx);
     }
-    list_in::<A>(&dir_in_workdir::<A>(ctx.workdir()))
+    Ok(list_in::<A>(&dir_in_workdir::<A>(ctx.workdir())))
 }
 
 /// Where `A`'s file lies in a workdir (whether it is there or not), for tools that read a
@@ -610,17 +610,17 @@ mod tests {
             std::fs::write(w.join("download").join(f), b"x").unwrap();
         }
         assert_eq!(
-            find_files::<ShardTars>(&ctx),
+            find_files::<ShardTars>(&ctx).unwrap(),
             [w.join("download/00000.tar")]
         );
         // ... else the producer's folder, sorted, none when it is not there
         let none = std::collections::HashMap::new();
         let eval = StageContext::new(w, "eval", 1, &none);
         assert_eq!(
-            find_files::<ShardTars>(&eval),
+            find_files::<ShardTars>(&eval).unwrap(),
             [w.join("download/00000.tar"), w.join("download/00001.tar")]
         );
-        assert!(find_files::<EvalResults>(&eval).is_empty());
+        assert!(find_files::<EvalResults>(&eval).unwrap().is_empty());
     }
 
     #[test]
