@@ -7,8 +7,10 @@
 //! - [`Clip::new`] builds the model in a `tch` `VarStore` with CLIP's initialization;
 //!   [`Clip::save`] / [`Clip::load`] write and read safetensors with the same names.
 //! - Mixed precision: with [`Precision::Bf16`] matrix products and convolutions run in bfloat16
-//!   while layer norms, softmax statistics, the residual stream and the loss stay in float32 —
-//!   the split CUDA autocast makes (tch 0.24 can only switch autocast to float16).
+//!   while layer norms, softmax statistics, the transformers' residual stream and the loss stay
+//!   in float32; batch norm runs on the convolution's bfloat16 output with fp32 statistics and
+//!   parameters, so the ResNets' feature maps stay bfloat16 — the split CUDA autocast makes
+//!   (tch 0.24 can only switch autocast to float16).
 
 use std::path::Path;
 
@@ -571,7 +573,11 @@ impl BatchNorm {
                 let _ = self.tracked.shallow_clone().g_add_scalar_(1.0);
             });
         }
-        x.to_kind(Kind::Float).batch_norm(
+        // In the input's precision, as autocast leaves batch norm: with bf16 the convolution's
+        // output goes in as it is (the kernel keeps its statistics in fp32 and the affine
+        // parameters stay fp32), so what it saves for the backward pass, and the ReLU after it,
+        // are bf16 rather than an fp32 copy of every feature map (2.5x the activations of RN50).
+        x.batch_norm(
             Some(&self.w),
             Some(&self.b),
             Some(&self.mean),
@@ -664,7 +670,7 @@ impl Bottleneck {
         let out = self.bn3.forward(&conv_fwd(&out, &self.conv3, 1, 0, f), f);
         let identity = match &self.downsample {
             Some((w, bn)) => bn.forward(&conv_fwd(&avg_pool(x, self.stride), w, 1, 0, f), f),
-            None => x.to_kind(Kind::Float),
+            None => x.shallow_clone(),
         };
         (out + identity).relu()
     }
@@ -683,7 +689,8 @@ struct AttentionPool {
 impl AttentionPool {
     fn forward(&self, x: &Tensor, f: Fwd) -> Tensor {
         let (n, c, _, _) = x.size4().unwrap();
-        let x = x.flatten(2, 3).permute([2, 0, 1]); // (HW, N, C)
+        // fp32 from here, as OpenCLIP's pool (its fp32 positional embedding promotes the sum).
+        let x = x.to_kind(Kind::Float).flatten(2, 3).permute([2, 0, 1]); // (HW, N, C)
         let x = Tensor::cat(&[x.mean_dim(0, true, Kind::Float), x], 0) + self.pos.unsqueeze(1);
         let hd = c / self.heads;
         let split = |t: Tensor| {
