@@ -7,9 +7,9 @@
 # L-BFGS fit amplifies the features' rounding).
 #
 # Two steps, because the GPU machine has no network:
-#   1. here (Rust, libtorch cache):   scripts/gpu-eval.sh --prepare
-#      builds `openwit` (with libtorch_cuda kept in the link: OPENWIT_CLIP_CUDA=1) and the example
-#      make_shards, strips them into target/gpu-bench-bin/ with CLIP's vocabulary
+#   1. here (Rust, libtorch cache):   scripts/gpu-eval.sh --prepare  (= scripts/gpu-bench.sh --prepare)
+#      builds `openwit` (with libtorch_cuda kept in the link: OPENWIT_CLIP_CUDA=1) and the examples
+#      make_shards and bench, strips them into target/gpu-bench-bin/ with CLIP's vocabulary
 #   2. on the GPU machine (PyTorch 2.11 + CUDA in its Python, for the libraries):
 #      scripts/gpu-eval.sh   (carry target/gpu-bench-bin). Env: DEVICE (cuda), MODEL (ViT-B-32),
 #      STEPS (60), BATCH (64), BIN_DIR (target/gpu-bench-bin), PY (python3), TOL (1.0).
@@ -27,21 +27,15 @@ TOL="${TOL:-1.0}"
 BIN_DIR="${BIN_DIR:-target/gpu-bench-bin}"
 
 if [ "${1:-}" = "--prepare" ]; then
-  eval "$(scripts/setup-libtorch.sh --quiet)"
-  OPENWIT_CLIP_CUDA=1 cargo build --release -p openwit-cli --features train
-  OPENWIT_CLIP_CUDA=1 cargo build --release -p openwit-clip --example make_shards
-  mkdir -p "$BIN_DIR"
-  strip -o "$BIN_DIR/openwit" "${CARGO_TARGET_DIR:-target}/release/openwit"
-  strip -o "$BIN_DIR/make_shards" "${CARGO_TARGET_DIR:-target}/release/examples/make_shards"
-  cp "$OPENWIT_CLIP_VOCAB" "$BIN_DIR/"
-  ls -la "$BIN_DIR"
-  exit 0
+  # One prepared folder for both GPU scripts: `openwit`, make_shards and bench, CUDA + NCCL.
+  BENCH_BIN_DIR="$BIN_DIR" exec scripts/gpu-bench.sh --prepare
 fi
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 source scripts/gpu-lib.sh
 gpu_torch_env
+BIN_DIR="$(gpu_bins "$BIN_DIR" "$tmp/bin")"
 vocab="$(ls "$BIN_DIR"/bpe_simple_vocab_16e6.txt.gz 2>/dev/null || true)"
 if [ -n "$vocab" ]; then export OPENWIT_CLIP_VOCAB="$vocab"; fi
 

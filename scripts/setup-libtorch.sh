@@ -6,12 +6,16 @@
 #   scripts/setup-libtorch.sh --python   # + the whole CUDA runtime the wheel needs to import in
 #                                        #   Python, open_clip_torch and safetensors: the parity
 #                                        #   tests' reference implementation (~5 GB)
+#   scripts/setup-libtorch.sh --cuda     # + the CUDA and NCCL headers that ProcessGroupNCCL needs
+#                                        #   (implies --python, whose CUDA wheels hold most of them):
+#                                        #   builds with OPENWIT_CLIP_CUDA=1 then train on GPUs with NCCL
 #   eval "$(scripts/setup-libtorch.sh --python --quiet)"   # export the variables in this shell
 #
 # Folder: $OPENWIT_LIBTORCH_CACHE (default ~/.cache/openwit/libtorch). Layout:
 #   rust/    torch==2.11.0 + nvidia-cuda-runtime/cupti (CUDA 13.0) wheels, --no-deps: LIBTORCH and
 #            the libraries a CPU run of the binary needs (libtorch_cpu needs libcudart and libcupti)
 #   python/  torch==2.11.0 with all its dependencies + open_clip_torch + safetensors (--python)
+#   cuda-headers/  nvidia-cuda-crt + nvidia-cuda-cccl (--cuda, headers only, ~20 MB)
 #
 # Why PyPI wheels: the registries are the only network the project's machines reach, and the
 # torch wheel ships the C++ headers and shared libraries tch builds against (the same libtorch the
@@ -27,6 +31,11 @@ FTFY_VERSION=6.3.1
 # The CUDA 13.0 runtime pinned by the torch 2.11.0 wheel (through cuda-toolkit==13.0.2).
 CUDART_VERSION=13.0.96
 CUPTI_VERSION=13.0.85
+# --cuda: the headers of CUDA 13.0 that torch's CUDA headers include and no torch dependency ships
+# (crt/host_config.h, nv/target), for compiling the NCCL part of openwit-clip's c10d shim; NCCL's
+# own header comes with torch's nvidia-nccl-cu13 dependency on the Python side.
+CUDA_CRT_VERSION=13.0.88
+CUDA_CCCL_VERSION=13.0.85
 # The eval tests' reference (`openwit eval` against clip_benchmark's own zero-shot and retrieval
 # code and scikit-learn's L-BFGS logistic regression), installed --no-deps with every dependency
 # pinned: clip_benchmark's own requirements also pull pycocoevalcap and transformers, which the
@@ -36,13 +45,15 @@ CLIP_BENCHMARK_PINS="clip_benchmark==1.6.2 webdataset==1.0.2 braceexpand==0.1.7 
   certifi==2026.10.19.post1 charset_normalizer==3.5.3"
 
 python_side=0
+cuda_headers=0
 quiet=0
 for arg in "$@"; do
   case "$arg" in
     --python) python_side=1 ;;
+    --cuda) python_side=1; cuda_headers=1 ;;
     --quiet) quiet=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-    *) echo "setup-libtorch.sh: unknown argument $arg (use --python, --quiet)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "setup-libtorch.sh: unknown argument $arg (use --python, --cuda, --quiet)" >&2; exit 2 ;;
   esac
 done
 
@@ -114,6 +125,19 @@ if [ "$python_side" = 1 ]; then
   fi
   pythonpath="$cache/python"
 fi
+nccl_include=""
+if [ "$cuda_headers" = 1 ]; then
+  pip_target "$cache/cuda-headers" "crt-$CUDA_CRT_VERSION-cccl-$CUDA_CCCL_VERSION" --no-deps \
+    "nvidia-cuda-crt==$CUDA_CRT_VERSION" "nvidia-cuda-cccl==$CUDA_CCCL_VERSION"
+  nccl_include="$cache/python/nvidia/nccl/include:$cache/python/nvidia/cu13/include:$cache/cuda-headers/nvidia/cu13/include"
+  for f in "$cache/python/nvidia/nccl/include/nccl.h" "$cache/python/nvidia/cu13/include/cuda_runtime_api.h" \
+    "$cache/cuda-headers/nvidia/cu13/include/crt/host_config.h" "$cache/cuda-headers/nvidia/cu13/include/nv/target"; do
+    if [ ! -e "$f" ]; then
+      echo "setup-libtorch.sh: $f is missing after the install; remove $cache/python and $cache/cuda-headers and rerun" >&2
+      exit 1
+    fi
+  done
+fi
 
 for f in "$libtorch/lib/libtorch_cpu.so" "$libtorch/include/torch/csrc/api/include/torch/torch.h" \
   "$cache/rust/nvidia/cu13/lib/libcudart.so.13" "$cache/rust/nvidia/cu13/lib/libcupti.so.13"; do
@@ -133,4 +157,9 @@ echo "export OPENWIT_CLIP_VOCAB=$vocab"
 echo "export LD_LIBRARY_PATH=$ld\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 if [ -n "$pythonpath" ]; then
   echo "export OPENWIT_CLIP_PYTHONPATH=$pythonpath"
+fi
+# OPENWIT_NCCL_INCLUDE: the include folders (a path list) openwit-clip's build script adds to compile
+# ProcessGroupNCCL into its shim when OPENWIT_CLIP_CUDA=1.
+if [ -n "$nccl_include" ]; then
+  echo "export OPENWIT_NCCL_INCLUDE=$nccl_include"
 fi

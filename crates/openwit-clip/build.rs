@@ -19,8 +19,9 @@ fn main() {
 }
 
 /// Include folders of the CUDA runtime and NCCL that a CUDA build of ProcessGroupNCCL needs, or
-/// None when one is missing: `$CUDA_HOME/include`, `$OPENWIT_NCCL_INCLUDE`, and the `nvidia/*`
-/// wheels beside a PyPI libtorch (`$LIBTORCH/../nvidia/*/include`).
+/// None when one is missing: `$CUDA_HOME/include`, `$OPENWIT_NCCL_INCLUDE` (a path list, as
+/// `scripts/setup-libtorch.sh --cuda` prints it), and the `nvidia/*` wheels beside a PyPI libtorch
+/// (`$LIBTORCH/../nvidia/*/include`).
 fn nccl_includes(libtorch: &Path) -> Option<Vec<PathBuf>> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     for var in ["CUDA_HOME", "CUDA_PATH"] {
@@ -29,7 +30,7 @@ fn nccl_includes(libtorch: &Path) -> Option<Vec<PathBuf>> {
         }
     }
     if let Some(p) = std::env::var_os("OPENWIT_NCCL_INCLUDE") {
-        dirs.push(PathBuf::from(p));
+        dirs.extend(std::env::split_paths(&p));
     }
     for root in [libtorch.join("../nvidia"), libtorch.join("../../nvidia")] {
         if let Ok(rd) = std::fs::read_dir(&root) {
@@ -78,9 +79,13 @@ fn shim(cuda: bool) {
             Some(dirs) => {
                 b.define("OPENWIT_NCCL", None).define("USE_C10D_NCCL", None);
                 b.includes(dirs);
+                // ProcessGroupNCCL lives in libtorch_cuda (CUDA's streams and events in
+                // libc10_cuda): every binary that links the shim needs them, not only the examples.
+                println!("cargo:rustc-link-lib=dylib=torch_cuda");
+                println!("cargo:rustc-link-lib=dylib=c10_cuda");
             }
             None => println!(
-                "cargo:warning=OPENWIT_CLIP_CUDA=1 but nccl.h or cuda_runtime_api.h was not found (CUDA_HOME, OPENWIT_NCCL_INCLUDE, $LIBTORCH/../nvidia/*/include): distributed training on GPUs (NCCL) is left out of this build"
+                "cargo:warning=OPENWIT_CLIP_CUDA=1 but nccl.h or cuda_runtime_api.h was not found (CUDA_HOME, OPENWIT_NCCL_INCLUDE, $LIBTORCH/../nvidia/*/include): distributed training on GPUs (NCCL) is left out of this build; `eval \"$(scripts/setup-libtorch.sh --cuda)\"` installs the headers"
             ),
         }
     }

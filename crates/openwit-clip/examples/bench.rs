@@ -3,8 +3,12 @@
 //! generated JPEG shards). Prints one JSON line per mode. Used by `scripts/gpu-bench.sh`.
 //!
 //!   cargo run --release -p openwit-clip --example bench -- MODEL BATCH STEPS DEVICE PRECISION MODE [SHARD_DIR]
+//!   cargo run --release -p openwit-clip --example bench -- --nccl-compiled   # exit 0 if NCCL is in
 //!
-//! `GRAD_CKPT=1` turns on activation checkpointing of the transformer blocks. The JSON line has
+//! `GRAD_CKPT=1` turns on activation checkpointing of the transformer blocks; in `synthetic`,
+//! `ACCUM=k` takes each step as contrastive accumulation over k micro-batches of BATCH (OpenCLIP's
+//! `--accum-freq`, `openwit_clip::accum`) and `DIST=1` runs the step as rank 0 of a one-rank job
+//! (NCCL on CUDA, Gloo on the CPU; `MASTER_PORT`, default 29500). The JSON line has
 //! the process's peak resident memory (`max_rss_gib`, VmHWM: host memory, so the activations on
 //! a CPU run); `synthetic` also the resident memory before the first step (model, optimizer
 //! state, batch) and the peak up to the end of the first backward pass, before the optimizer's
@@ -12,13 +16,21 @@
 
 use std::time::Instant;
 
-use openwit_clip::loss::{clamp_logit_scale, clip_loss};
+use openwit_clip::accum::accumulated_backward;
+use openwit_clip::dist::{DEFAULT_PORT, Dist, DistConfig, RankEnv};
+use openwit_clip::loss::clamp_logit_scale;
 use openwit_clip::optim::{AdamW, AdamWConfig};
 use openwit_clip::train::{Hooks, TrainConfig, synthetic_batch, train};
 use openwit_clip::{Clip, Fwd, ModelConfig, Precision, parse_device};
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
+    if a.get(1).is_some_and(|s| s == "--nccl-compiled") {
+        // `scripts/gpu-bench.sh --prepare` checks that the GPU build has NCCL (exit 1 if not).
+        let nccl = openwit_clip::dist::nccl_compiled();
+        println!("{}", serde_json::json!({ "nccl_compiled": nccl }));
+        std::process::exit(if nccl { 0 } else { 1 });
+    }
     if a.len() < 7 {
         eprintln!("usage: bench MODEL BATCH STEPS DEVICE PRECISION synthetic|shards [SHARD_DIR]");
         std::process::exit(2);
@@ -40,6 +52,7 @@ fn main() {
             tch::manual_seed(0);
             let m = Clip::new(&mcfg, dev);
             let mut opt = AdamW::new(m.named_parameters(), AdamWConfig::default());
+            let params = m.named_parameters();
             let prec = if precision == "bf16" {
                 Precision::Bf16
             } else {
@@ -49,11 +62,37 @@ fn main() {
                 precision: prec,
                 train: true,
             };
+            // DIST=1: this process joins a one-rank job (NCCL on CUDA, Gloo on the CPU) and the
+            // step goes through the data-parallel path: features all-gathered, the loss over the
+            // gathered batch, gradients all-reduced in buckets.
+            let dist = std::env::var("DIST").is_ok_and(|v| v == "1").then(|| {
+                let env = RankEnv {
+                    rank: 0,
+                    world: 1,
+                    local_rank: 0,
+                    master_addr: "127.0.0.1".into(),
+                    master_port: std::env::var("MASTER_PORT")
+                        .ok()
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(DEFAULT_PORT),
+                };
+                Dist::init(&env, dev, DistConfig::default()).expect("joining the one-rank job")
+            });
+            // ACCUM=k: contrastive accumulation over k micro-batches of BATCH (one step is k x BATCH
+            // pairs), each micro-batch generated on the device from its own seed when a pass
+            // asks for it (the trainer keeps its micro-batches in host memory, not on the device).
+            let accum: usize = std::env::var("ACCUM")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
             let size = mcfg.vision.image_size();
-            let (images, tokens) = synthetic_batch(batch, size, mcfg.text.context_length, dev);
-            let images = openwit_clip::data::normalize_images(&images, dev);
+            let ctx = mcfg.text.context_length;
+            let normalizer = openwit_clip::data::Normalizer::new(dev);
+            let (images, tokens) = synthetic_batch(batch, size, ctx, dev);
+            let images = normalizer.apply(&images);
             let start_rss = rss_gib("VmRSS:");
             let mut first_backward_peak = None;
+            let mut losses = Vec::new();
             let mut t0 = Instant::now();
             for s in 0..steps {
                 if s == warm {
@@ -62,33 +101,57 @@ fn main() {
                     }
                     t0 = Instant::now();
                 }
-                if ckpt {
-                    let (i, t, sc, recompute) = m.forward_checkpointed(&images, &tokens, f);
-                    clip_loss(&i, &t, &sc).backward();
-                    recompute.backward();
-                } else {
-                    let (i, t, sc) = m.forward(&images, &tokens, f);
-                    clip_loss(&i, &t, &sc).backward();
-                }
+                let loss = accumulated_backward(
+                    &m,
+                    accum,
+                    &mut |j| {
+                        if accum == 1 {
+                            return Ok((images.shallow_clone(), tokens.shallow_clone()));
+                        }
+                        tch::manual_seed(1 + (s as usize * accum + j) as i64);
+                        let (i, t) = synthetic_batch(batch, size, ctx, dev);
+                        Ok((normalizer.apply(&i), t))
+                    },
+                    f,
+                    ckpt,
+                    dist.as_ref(),
+                )
+                .unwrap();
                 if s == 0 {
                     // Before the optimizer's flat buffers: the activations' peak.
                     first_backward_peak = rss_gib("VmHWM:");
                 }
+                if let Some(d) = &dist {
+                    d.sync_grads(&params);
+                }
                 let _ = opt.step(1e-4, 1.0, 1.0);
                 clamp_logit_scale(&m.logit_scale);
                 opt.zero_grad();
+                if accum > 1 {
+                    // One read per step (of k micro-batches): the loss curve of the few steps.
+                    losses.push(loss.double_value(&[]));
+                }
             }
             if let tch::Device::Cuda(i) = dev {
                 tch::Cuda::synchronize(i as i64);
             }
             let dt = t0.elapsed().as_secs_f64();
-            let sps = ((steps - warm) as f64 * batch as f64) / dt;
+            let per_step = batch as f64 * accum as f64;
+            let sps = ((steps - warm) as f64 * per_step) / dt;
+            let backend = dist
+                .as_ref()
+                .map(|_| if dev.is_cuda() { "nccl" } else { "gloo" });
+            if let Some(d) = dist {
+                d.finish();
+            }
             println!(
                 "{}",
                 serde_json::json!({"impl": "openwit-clip", "mode": "synthetic", "model": model, "batch": batch,
+                    "accum_freq": accum, "contrastive_batch": per_step as i64, "dist": backend,
                     "precision": precision, "device": device, "samples_per_s": sps, "step_ms": 1000.0 * dt / (steps - warm) as f64,
                     "grad_checkpointing": ckpt, "max_rss_gib": rss_gib("VmHWM:"),
-                    "start_rss_gib": start_rss, "first_backward_peak_gib": first_backward_peak})
+                    "start_rss_gib": start_rss, "first_backward_peak_gib": first_backward_peak,
+                    "losses": losses})
             );
         }
         "shards" => {
