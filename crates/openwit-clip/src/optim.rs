@@ -470,10 +470,12 @@ mod tests {
     /// Gives each parameter the gradient `grads[i]` (through `sum(p * g)`).
     fn set_grads(opt: &mut AdamW, params: &[Tensor], grads: &[Vec<f32>]) {
         opt.zero_grad();
-        let mut loss = Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
-        for (p, g) in params.iter().zip(grads) {
-            loss = loss + (p * Tensor::from_slice(g).view_as(p)).sum(Kind::Float);
-        }
+        let loss = params
+            .iter()
+            .zip(grads)
+            .map(|(p, g)| (p * Tensor::from_slice(g).view_as(p)).sum(Kind::Float))
+            .reduce(|a, b| a + b)
+            .unwrap();
         loss.backward();
     }
 
