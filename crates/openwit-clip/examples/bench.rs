@@ -6,9 +6,10 @@
 //!   cargo run --release -p openwit-clip --example bench -- --nccl-compiled   # exit 0 if NCCL is in
 //!
 //! `GRAD_CKPT=1` turns on activation checkpointing of the transformer blocks; in `synthetic`,
-//! `ACCUM=k` takes each step as contrastive accumulation over k micro-batches of BATCH (OpenCLIP's
-//! `--accum-freq`, `openwit_clip::accum`) and `DIST=1` runs the step as rank 0 of a one-rank job
-//! (NCCL on CUDA, Gloo on the CPU; `MASTER_PORT`, default 29500). The JSON line has
+//! `ADAM_MOMENTS=bf16` stores AdamW's moments in bf16, `ACCUM=k` takes each step as contrastive
+//! accumulation over k micro-batches of BATCH (OpenCLIP's `--accum-freq`, `openwit_clip::accum`)
+//! and `DIST=1` runs the step as rank 0 of a one-rank job (NCCL on CUDA, Gloo on the CPU;
+//! `MASTER_PORT`, default 29500). The JSON line has
 //! the process's peak resident memory (`max_rss_gib`, VmHWM: host memory, so the activations on
 //! a CPU run); `synthetic` also the resident memory before the first step (model, optimizer
 //! state, batch) and the peak up to the end of the first backward pass, before the optimizer's
@@ -19,7 +20,7 @@ use std::time::Instant;
 use openwit_clip::accum::accumulated_backward;
 use openwit_clip::dist::{DEFAULT_PORT, Dist, DistConfig, RankEnv};
 use openwit_clip::loss::clamp_logit_scale;
-use openwit_clip::optim::{AdamW, AdamWConfig};
+use openwit_clip::optim::{AdamW, AdamWConfig, Moments};
 use openwit_clip::train::{Hooks, TrainConfig, synthetic_batch, train};
 use openwit_clip::{Clip, Fwd, ModelConfig, Precision, parse_device};
 
@@ -51,7 +52,11 @@ fn main() {
         "synthetic" => {
             tch::manual_seed(0);
             let m = Clip::new(&mcfg, dev);
-            let mut opt = AdamW::new(m.named_parameters(), AdamWConfig::default());
+            let moments = std::env::var("ADAM_MOMENTS").map_or(Moments::Fp32, |v| {
+                Moments::parse(&v).expect("ADAM_MOMENTS is fp32 or bf16")
+            });
+            let mut opt =
+                AdamW::with_moments(m.named_parameters(), AdamWConfig::default(), moments);
             let params = m.named_parameters();
             let prec = if precision == "bf16" {
                 Precision::Bf16
@@ -149,7 +154,7 @@ fn main() {
                 serde_json::json!({"impl": "openwit-clip", "mode": "synthetic", "model": model, "batch": batch,
                     "accum_freq": accum, "contrastive_batch": per_step as i64, "dist": backend,
                     "precision": precision, "device": device, "samples_per_s": sps, "step_ms": 1000.0 * dt / (steps - warm) as f64,
-                    "grad_checkpointing": ckpt, "max_rss_gib": rss_gib("VmHWM:"),
+                    "grad_checkpointing": ckpt, "max_rss_gib": rss_gib("VmHWM:"), "adam_moments": moments.name(),
                     "start_rss_gib": start_rss, "first_backward_peak_gib": first_backward_peak,
                     "losses": losses})
             );

@@ -1041,4 +1041,35 @@ mod tests {
             "accum_freq = 0 is refused"
         );
     }
+
+    /// `adam_moments` is fingerprinted only when it is not the default (workdirs made before it
+    /// stay up to date), and a value other than fp32 or bf16 is a configuration error naming them.
+    #[test]
+    fn adam_moments_and_the_fingerprint() {
+        let fp = |t: Value| openwit_core::config::fingerprint(&stage(t).unwrap().config());
+        let plain = stage(json!({"model": "tiny-vit", "steps": 10}))
+            .unwrap()
+            .config();
+        assert!(plain.get("adam_moments").is_none());
+        assert_eq!(
+            fp(json!({"model": "tiny-vit", "steps": 10})),
+            fp(json!({"model": "tiny-vit", "steps": 10, "adam_moments": "fp32"}))
+        );
+        let bf16 = stage(json!({"model": "tiny-vit", "steps": 10, "adam_moments": "bf16"}))
+            .unwrap()
+            .config();
+        assert_eq!(bf16["adam_moments"], json!("bf16"));
+        assert_ne!(
+            openwit_core::config::fingerprint(&plain),
+            openwit_core::config::fingerprint(&bf16)
+        );
+        let err = stage(json!({"model": "tiny-vit", "steps": 10, "adam_moments": "fp16"}))
+            .err()
+            .expect("fp16 is refused")
+            .to_string();
+        assert!(
+            err.contains("adam_moments `fp16`") && err.contains("`fp32` or `bf16`"),
+            "{err}"
+        );
+    }
 }

@@ -35,7 +35,7 @@ use crate::data::{Loader, LoaderConfig, Normalizer, Position};
 use crate::error::{ClipError, IoAt, Result};
 use crate::loss::clamp_logit_scale;
 use crate::model::{Clip, Fwd, ModelConfig, Precision};
-use crate::optim::{AdamW, AdamWConfig, cosine_lr};
+use crate::optim::{AdamW, AdamWConfig, Moments, cosine_lr};
 use crate::plot::{Point, curves_svg};
 use crate::tokenizer::Tokenizer;
 
@@ -65,6 +65,12 @@ fn default_device() -> String {
 }
 fn default_precision() -> String {
     "auto".into()
+}
+fn default_moments() -> String {
+    "fp32".into()
+}
+fn is_default_moments(m: &str) -> bool {
+    m == "fp32"
 }
 fn default_dist_timeout() -> f64 {
     120.0
@@ -110,6 +116,15 @@ pub struct TrainConfig {
     pub grad_clip: f64,
     #[serde(default)]
     pub adamw: AdamWConfig,
+    /// How AdamW stores its moments: `fp32` or `bf16` (half the optimizer state, fp32
+    /// arithmetic; [`crate::optim::Moments`]).
+    // Not serialized at its default: the stage's fingerprint, and so the workdirs made before
+    // this key existed, stay as they were.
+    #[serde(
+        default = "default_moments",
+        skip_serializing_if = "is_default_moments"
+    )]
+    pub adam_moments: String,
     /// `fp32`, `bf16` or `auto` (bf16 on CUDA, fp32 on CPU).
     #[serde(default = "default_precision")]
     pub precision: String,
@@ -229,7 +244,18 @@ impl TrainConfig {
                 self.precision
             )));
         }
+        self.moments()?;
         Ok(m)
+    }
+
+    /// `adam_moments` as a [`Moments`]; a configuration error naming the allowed values.
+    pub fn moments(&self) -> Result<Moments> {
+        Moments::parse(&self.adam_moments).ok_or_else(|| {
+            ClipError::Config(format!(
+                "[train] adam_moments `{}`: use `fp32` or `bf16` (how AdamW stores its two moments; bf16 halves the optimizer state)",
+                self.adam_moments
+            ))
+        })
     }
 
     fn precision_on(&self, device: Device) -> Precision {
@@ -584,7 +610,7 @@ pub fn train(
     if let Some(w) = &cfg.init_weights {
         model.load(w)?;
     }
-    let mut opt = AdamW::new(model.named_parameters(), cfg.adamw.clone());
+    let mut opt = AdamW::with_moments(model.named_parameters(), cfg.adamw.clone(), cfg.moments()?);
     let mut step = 0u64;
     let mut position = Position::default();
     let mut samples_seen = 0u64;

@@ -1,6 +1,7 @@
 //! `kill -9` during training and a rerun continue from the last checkpoint, with the loss curve
-//! continuing (no step missing or repeated, the same losses as an uninterrupted run); and the
-//! `train` and `eval` stages run through the executor.
+//! continuing (no step missing or repeated, the same losses as an uninterrupted run); with bf16
+//! AdamW moments a stopped run resumes bit for bit, and a checkpoint with fp32 moments resumes
+//! under bf16 ones; and the `train` and `eval` stages run through the executor.
 
 use std::path::Path;
 use std::process::Command;
@@ -151,6 +152,88 @@ fn kill_9_then_rerun_continues_the_curve() {
                     .to_string_lossy()
                     .ends_with(".partial")
             })
+    );
+}
+
+/// The model and optimizer state of a run's checkpoint at `step`, by name.
+fn checkpoint(run: &Path, step: u64) -> Vec<(String, tch::Tensor)> {
+    let d = run.join(format!("checkpoints/step-{step:08}"));
+    let mut t = tch::Tensor::read_safetensors(d.join("model.safetensors")).unwrap();
+    for (n, x) in tch::Tensor::read_safetensors(d.join("optimizer.safetensors")).unwrap() {
+        t.push((format!("optimizer.{n}"), x));
+    }
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+#[test]
+fn bf16_moments_resume_bit_for_bit_and_fp32_ones_convert() {
+    if !have_vocab() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tars = shards(&dir.path().join("shards"));
+    let mut cfg = config();
+    cfg.steps = 20;
+    cfg.adam_moments = "bf16".into();
+    let stop_at_10 = Hooks {
+        stop_after: Some(10),
+        ..Hooks::default()
+    };
+    // Uninterrupted.
+    let reference = dir.path().join("reference");
+    train(&cfg, tars.clone(), &reference, 3, &Hooks::default()).unwrap();
+    let want = checkpoint(&reference, 20);
+    assert_eq!(
+        want.iter()
+            .find(|(n, _)| n == "optimizer.exp_avg_sq")
+            .unwrap()
+            .1
+            .kind(),
+        tch::Kind::BFloat16
+    );
+    // Stopped after the checkpoint of step 10, then rerun.
+    let run = dir.path().join("run");
+    assert!(train(&cfg, tars.clone(), &run, 3, &stop_at_10).is_err());
+    let s = train(&cfg, tars.clone(), &run, 3, &Hooks::default()).unwrap();
+    assert_eq!(s.resumed_from, Some(10));
+    let got = checkpoint(&run, 20);
+    assert_eq!(
+        got.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        want.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    for ((n, g), (_, w)) in got.iter().zip(&want) {
+        assert!(g.equal(w), "{n} differs after the resume");
+    }
+    let losses = |r: &Path| -> Vec<f64> {
+        read_metrics(&r.join("metrics.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|m| m.loss)
+            .collect()
+    };
+    assert_eq!(losses(&run), losses(&reference));
+
+    // A checkpoint with fp32 moments resumes with bf16 ones (converted): the run finishes.
+    let mixed = dir.path().join("mixed");
+    let mut fp32 = cfg.clone();
+    fp32.adam_moments = "fp32".into();
+    assert!(train(&fp32, tars.clone(), &mixed, 3, &stop_at_10).is_err());
+    let ten = checkpoint(&mixed, 10);
+    let kind = |t: &[(String, tch::Tensor)]| {
+        t.iter()
+            .find(|(n, _)| n == "optimizer.exp_avg")
+            .unwrap()
+            .1
+            .kind()
+    };
+    assert_eq!(kind(&ten), tch::Kind::Float);
+    let s = train(&cfg, tars, &mixed, 3, &Hooks::default()).unwrap();
+    assert_eq!(s.resumed_from, Some(10));
+    assert_eq!(kind(&checkpoint(&mixed, 20)), tch::Kind::BFloat16);
+    assert_eq!(
+        read_metrics(&mixed.join("metrics.jsonl")).unwrap().len(),
+        20
     );
 }
 
