@@ -8,7 +8,10 @@
 #   on the device:   OUT=$OUT scripts/gpu-all.sh          (carry target/gpu-bench-bin, target/gpu-bench-wheels)
 #
 # BUDGET (seconds, default 480): no new benchmark run starts after it (gpu-bench.sh's DEADLINE
-# counts from its own start, so it gets what gpu-eval.sh left).
+# counts from its own start, so it gets what gpu-eval.sh left). The eval takes EVAL_MODEL and
+# EVAL_STEPS; the benchmarks MODEL, STEPS and the rest of gpu-bench.sh's settings. A check of the
+# script on a CPU machine: DEVICE=cpu PRECISION=fp32 EVAL_MODEL=tiny-vit EVAL_STEPS=10 BATCH=4
+# STEPS=3 ACCUM_FREQ=2 ACCUM_STEPS=2 RN50_STEPS=2 BUDGET=3000 scripts/gpu-all.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--prepare" ]; then
@@ -19,7 +22,8 @@ start=$SECONDS
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 echo "=== gpu-eval.sh"
 eval_rc=0
-timeout 240 scripts/gpu-eval.sh || eval_rc=$?
+# The eval's own settings (gpu-eval.sh reads MODEL and STEPS too): EVAL_MODEL, EVAL_STEPS.
+MODEL="${EVAL_MODEL:-ViT-B-32}" STEPS="${EVAL_STEPS:-60}" timeout 240 scripts/gpu-eval.sh || eval_rc=$?
 echo "gpu-eval.sh exit $eval_rc after $((SECONDS - start)) s"
 left=$((BUDGET - (SECONDS - start)))
 echo "=== gpu-bench.sh (deadline ${left} s)"
