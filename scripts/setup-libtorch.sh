@@ -77,6 +77,17 @@ pip_target() { # DIR STAMP ARGS...: installs ARGS into DIR unless DIR/STAMP says
   mv "$dir.partial" "$dir"
 }
 
+require() { # WHAT FILE...: each FILE exists after the install, else says to remove WHAT and rerun
+  local what="$1" f
+  shift
+  for f in "$@"; do
+    if [ ! -e "$f" ]; then
+      echo "setup-libtorch.sh: $f is missing after the install; remove $what and rerun" >&2
+      exit 1
+    fi
+  done
+}
+
 mkdir -p "$cache"
 rust_stamp="torch-$TORCH_VERSION-cudart-$CUDART_VERSION-cupti-$CUPTI_VERSION"
 pip_target "$cache/rust" "$rust_stamp" --no-deps \
@@ -130,22 +141,13 @@ if [ "$cuda_headers" = 1 ]; then
   pip_target "$cache/cuda-headers" "crt-$CUDA_CRT_VERSION-cccl-$CUDA_CCCL_VERSION" --no-deps \
     "nvidia-cuda-crt==$CUDA_CRT_VERSION" "nvidia-cuda-cccl==$CUDA_CCCL_VERSION"
   nccl_include="$cache/python/nvidia/nccl/include:$cache/python/nvidia/cu13/include:$cache/cuda-headers/nvidia/cu13/include"
-  for f in "$cache/python/nvidia/nccl/include/nccl.h" "$cache/python/nvidia/cu13/include/cuda_runtime_api.h" \
-    "$cache/cuda-headers/nvidia/cu13/include/crt/host_config.h" "$cache/cuda-headers/nvidia/cu13/include/nv/target"; do
-    if [ ! -e "$f" ]; then
-      echo "setup-libtorch.sh: $f is missing after the install; remove $cache/python and $cache/cuda-headers and rerun" >&2
-      exit 1
-    fi
-  done
+  require "$cache/python and $cache/cuda-headers" \
+    "$cache/python/nvidia/nccl/include/nccl.h" "$cache/python/nvidia/cu13/include/cuda_runtime_api.h" \
+    "$cache/cuda-headers/nvidia/cu13/include/crt/host_config.h" "$cache/cuda-headers/nvidia/cu13/include/nv/target"
 fi
 
-for f in "$libtorch/lib/libtorch_cpu.so" "$libtorch/include/torch/csrc/api/include/torch/torch.h" \
-  "$cache/rust/nvidia/cu13/lib/libcudart.so.13" "$cache/rust/nvidia/cu13/lib/libcupti.so.13"; do
-  if [ ! -e "$f" ]; then
-    echo "setup-libtorch.sh: $f is missing after the install; remove $cache and rerun" >&2
-    exit 1
-  fi
-done
+require "$cache" "$libtorch/lib/libtorch_cpu.so" "$libtorch/include/torch/csrc/api/include/torch/torch.h" \
+  "$cache/rust/nvidia/cu13/lib/libcudart.so.13" "$cache/rust/nvidia/cu13/lib/libcupti.so.13"
 
 # LIBTORCH: what torch-sys builds against. LIBTORCH_BYPASS_VERSION_CHECK: the wheel's
 # version.py says 2.11.0, which torch-sys 0.24 accepts, but its check also rejects "+cuXXX"
