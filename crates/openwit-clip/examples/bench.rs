@@ -83,6 +83,9 @@ fn main() {
                 };
                 Dist::init(&env, dev, DistConfig::default()).expect("joining the one-rank job")
             });
+            let sync = dist
+                .as_ref()
+                .map(|d| d.grad_sync(&params).expect("the gradient all-reduce"));
             // ACCUM=k: contrastive accumulation over k micro-batches of BATCH (one step is k x BATCH
             // pairs), each micro-batch generated on the device from its own seed when a pass
             // asks for it (the trainer keeps its micro-batches in host memory, not on the device).
@@ -119,15 +122,12 @@ fn main() {
                     },
                     f,
                     ckpt,
-                    dist.as_ref(),
+                    sync.as_ref(),
                 )
                 .unwrap();
                 if s == 0 {
                     // Before the optimizer's flat buffers: the activations' peak.
                     first_backward_peak = rss_gib("VmHWM:");
-                }
-                if let Some(d) = &dist {
-                    d.sync_grads(&params);
                 }
                 let _ = opt.step(1e-4, 1.0, 1.0);
                 clamp_logit_scale(&m.logit_scale);
@@ -146,13 +146,20 @@ fn main() {
             let backend = dist
                 .as_ref()
                 .map(|_| if dev.is_cuda() { "nccl" } else { "gloo" });
+            // How the last step's all-reduce overlapped its backward pass.
+            let overlap = sync.as_ref().map(|s| {
+                let t = s.timing();
+                serde_json::json!({"buckets": t.launches.len(), "started_before_last_grad": t.overlapped(),
+                    "first_launch_ms": t.launches.first().map(|x| x * 1e3), "last_grad_ms": t.last_grad * 1e3})
+            });
+            drop(sync);
             if let Some(d) = dist {
                 d.finish();
             }
             println!(
                 "{}",
                 serde_json::json!({"impl": "openwit-clip", "mode": "synthetic", "model": model, "batch": batch,
-                    "accum_freq": accum, "contrastive_batch": per_step as i64, "dist": backend,
+                    "accum_freq": accum, "contrastive_batch": per_step as i64, "dist": backend, "grad_sync": overlap,
                     "precision": precision, "device": device, "samples_per_s": sps, "step_ms": 1000.0 * dt / (steps - warm) as f64,
                     "grad_checkpointing": ckpt, "max_rss_gib": rss_gib("VmHWM:"), "adam_moments": moments.name(),
                     "start_rss_gib": start_rss, "first_backward_peak_gib": first_backward_peak,

@@ -22,8 +22,9 @@
 //! Data parallel ([`crate::dist`]): the cached features of every rank are all-gathered once per
 //! step (rank-major: rank r's k micro-batches at rows r·k·b ..), and each pass splices its live
 //! slice into that global set and takes [`Dist::loss_over`] with this rank's rows, so N ranks
-//! with k micro-batches of b take the step of one process with a batch of N·k·b, and
-//! [`Dist::sync_grads`] scales as without accumulation.
+//! with k micro-batches of b take the step of one process with a batch of N·k·b. The gradients
+//! of the first k - 1 passes add up on each rank; the last pass is armed on the [`GradSync`], so
+//! the sums are all-reduced while its backward pass runs (DDP's `no_sync` for the others).
 //!
 //! Memory. What stays alive across the micro-batches is the cached features, 2 x k x b x
 //! embed_dim numbers per rank (times N after the gather): for CLIP's 32,768 batch at 512
@@ -36,8 +37,8 @@
 
 use tch::Tensor;
 
-use crate::dist::Dist;
-use crate::error::Result;
+use crate::dist::{Dist, GradSync};
+use crate::error::{ClipError, Result};
 use crate::loss::clip_loss;
 use crate::model::{Clip, Fwd};
 
@@ -60,7 +61,8 @@ fn splice(all: &Tensor, live: &Tensor, at: i64) -> Tensor {
 /// leaves the step's gradients in the parameters, which must hold none (zeroed) before. `inputs(j)` gives
 /// micro-batch j's device images (normalized) and tokens; it is called twice per micro-batch
 /// when `k > 1`. With `checkpointed`, the gradient passes use
-/// [`Clip::forward_checkpointed`]. Returns the step's loss (0-dim, detached): the loss over the
+/// [`Clip::forward_checkpointed`]. In a data-parallel job, `sync` all-reduces the gradients
+/// during the last backward pass. Returns the step's loss (0-dim, detached): the loss over the
 /// whole contrastive batch as every rank reports it.
 ///
 /// With `k == 1` this is the plain step: one forward pass with autograd, no cache.
@@ -70,35 +72,57 @@ pub fn accumulated_backward(
     inputs: &mut dyn FnMut(usize) -> Result<(Tensor, Tensor)>,
     fwd: Fwd,
     checkpointed: bool,
-    dist: Option<&Dist>,
+    sync: Option<&GradSync<'_>>,
 ) -> Result<Tensor> {
     assert!(k >= 1, "accum_freq >= 1");
+    let dist: Option<&Dist> = sync.map(GradSync::dist);
+    // A failed backward pass: in a job, the gradient all-reduce inside it lost a peer.
+    let failed = |e: tch::TchError| -> ClipError {
+        match dist {
+            Some(d) => d.failed("the gradient all-reduce", e.to_string()),
+            None => ClipError::Data(format!("the backward pass failed: {e}")),
+        }
+    };
     let live_pass = |images: &Tensor,
                      tokens: &Tensor,
-                     loss_of: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor| {
+                     last: bool,
+                     loss_of: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor|
+     -> Result<Tensor> {
+        let arm = || {
+            if last && let Some(s) = sync {
+                s.arm();
+            }
+        };
         if checkpointed {
             let (i, t, s, recompute) = model.forward_checkpointed(images, tokens, fwd);
             let loss = loss_of(&i, &t, &s);
-            loss.backward();
-            recompute.backward();
-            loss
+            arm();
+            loss.f_backward().map_err(failed)?;
+            recompute.f_backward().map_err(failed)?;
+            Ok(loss)
         } else {
             let (i, t, s) = model.forward(images, tokens, fwd);
             let loss = loss_of(&i, &t, &s);
-            loss.backward();
-            loss
+            arm();
+            loss.f_backward().map_err(failed)?;
+            Ok(loss)
         }
     };
     let reported = |loss: &Tensor| match dist {
         Some(d) => d.reported_loss(loss).detach(),
         None => loss.detach(),
     };
+    let finish = || match sync {
+        Some(s) => s.finish(),
+        None => Ok(()),
+    };
     if k == 1 {
         let (images, tokens) = inputs(0)?;
-        let loss = live_pass(&images, &tokens, &|i, t, s| match dist {
+        let loss = live_pass(&images, &tokens, true, &|i, t, s| match dist {
             Some(d) => d.clip_loss(i, t, s),
             None => clip_loss(i, t, s),
-        });
+        })?;
+        finish()?;
         return Ok(reported(&loss));
     }
 
@@ -133,14 +157,14 @@ pub fn accumulated_backward(
     for (j, &off) in offsets.iter().enumerate() {
         let (images, tokens) = inputs(j)?;
         let at = start + off;
-        let loss = live_pass(&images, &tokens, &|i, t, s| {
+        let loss = live_pass(&images, &tokens, j + 1 == k, &|i, t, s| {
             let gi = splice(&all_i, i, at);
             let gt = splice(&all_t, t, at);
             match dist {
                 Some(d) => d.loss_over(&gi, &gt, s, start, rows),
                 None => clip_loss(&gi, &gt, s),
             }
-        });
+        })?;
         if first.is_none() {
             first = Some(reported(&loss));
         }
@@ -152,5 +176,6 @@ pub fn accumulated_backward(
             let _ = g.g_div_scalar_(k as f64);
         }
     });
+    finish()?;
     Ok(first.expect("k >= 1"))
 }

@@ -12,8 +12,10 @@
 //!   all-gathers the image and text features; its own slice keeps its graph. Without
 //!   `local_loss` every rank computes the loss over the whole global batch; with it, over its
 //!   own rows against every column.
-//! - The gradients ([`Dist::sync_grads`]): all-reduced in flat buckets, scaled so that N ranks
-//!   of batch b take exactly the step of one process of batch N x b (see below).
+//! - The gradients ([`GradSync`], from [`Dist::grad_sync`]): all-reduced in buckets by c10d's
+//!   `Reducer`, the engine of PyTorch's DistributedDataParallel, while the backward pass runs,
+//!   and scaled so that N ranks of batch b take exactly the step of one process of batch N x b
+//!   (see below).
 //! - Faults: a heartbeat thread per rank counts in the store; a rank whose count stops for the
 //!   configured timeout is lost, and every other rank prints which one and ends with exit code 1
 //!   (the collectives time out after the same timeout). The job resumes from its last checkpoint
@@ -56,6 +58,10 @@ struct RawGroup {
 }
 #[repr(C)]
 struct RawWork {
+    _p: [u8; 0],
+}
+#[repr(C)]
+struct RawReducer {
     _p: [u8; 0],
 }
 
@@ -120,6 +126,24 @@ unsafe extern "C" {
     fn owd_barrier(g: *mut RawGroup, out: *mut *mut RawWork) -> *mut c_char;
     fn owd_work_wait(w: *mut RawWork) -> *mut c_char;
     fn owd_work_free(w: *mut RawWork);
+    fn owd_reducer_new(
+        g: *mut RawGroup,
+        params: *const *const CTensor,
+        n: c_int,
+        bucket_bytes: i64,
+        average: c_int,
+        out: *mut *mut RawReducer,
+    ) -> *mut c_char;
+    fn owd_reducer_arm(r: *mut RawReducer) -> *mut c_char;
+    fn owd_reducer_check(r: *mut RawReducer) -> *mut c_char;
+    fn owd_reducer_timing(
+        r: *mut RawReducer,
+        launches: *mut i64,
+        max: c_int,
+        n: *mut c_int,
+        last_grad: *mut i64,
+    );
+    fn owd_reducer_free(r: *mut RawReducer);
 }
 
 /// Turns the shim's error string (NULL = success) into a `Result`.
@@ -479,7 +503,7 @@ impl Dist {
     /// A collective failed: a peer died (its connection closed) or did not answer in time. The
     /// heartbeat names the lost rank and ends the process; if no rank has lost its heartbeat by
     /// then (a rank alive but stuck), end it here with the collective's error.
-    fn failed(&self, what: &str, err: String) -> ! {
+    pub(crate) fn failed(&self, what: &str, err: String) -> ! {
         tracing::warn!(
             rank = self.rank,
             "{what} failed ({err}); waiting for the heartbeat to tell which rank is lost"
@@ -668,60 +692,41 @@ impl Dist {
         (t / self.world as f64).reshape([])
     }
 
-    /// Sums the parameters' gradients over the ranks in flat buckets (started one after the
-    /// other without waiting, so a bucket's transfer overlaps the next one's packing), then
-    /// scales them as the module's documentation says: the logit scale's by 1/N, and with
-    /// `local_loss` every gradient by 1/N. A parameter without a gradient contributes zeros.
-    pub fn sync_grads(&self, params: &[(String, Tensor)]) {
-        tch::no_grad(|| {
-            let n = self.world as f64;
-            let mut buckets: Vec<(Vec<usize>, Tensor, *mut RawWork)> = Vec::new();
-            let mut i = 0;
-            while i < params.len() {
-                let mut idx = Vec::new();
-                let mut bytes = 0usize;
-                while i < params.len() && (idx.is_empty() || bytes < self.cfg.bucket_bytes) {
-                    bytes += params[i].1.numel() * 4;
-                    idx.push(i);
-                    i += 1;
-                }
-                let parts: Vec<Tensor> = idx
-                    .iter()
-                    .map(|&k| crate::optim::grad_f32(&params[k].1))
-                    .collect();
-                let flat = Tensor::cat(&parts, 0);
-                let mut w = std::ptr::null_mut();
-                // SAFETY: `flat` is kept in `buckets` until its work is waited on.
-                if let Err(e) = check(unsafe {
-                    owd_all_reduce(self.group, flat.as_ptr() as *const CTensor, 0, &mut w)
-                }) {
-                    self.failed("gradient all_reduce", e);
-                }
-                buckets.push((idx, flat, w));
-            }
-            for (idx, flat, w) in buckets {
-                self.wait("gradient all_reduce", w);
-                if self.cfg.local_loss {
-                    let _ = flat.shallow_clone().g_div_scalar_(n);
-                }
-                let mut off = 0i64;
-                for k in idx {
-                    let (name, p) = &params[k];
-                    let len = p.numel() as i64;
-                    let mut g = p.grad();
-                    if g.defined() {
-                        let src = flat.narrow(0, off, len);
-                        let src = if name == "logit_scale" && !self.cfg.local_loss {
-                            src / n
-                        } else {
-                            src
-                        };
-                        g.copy_(&src.view_as(&g).to_kind(g.kind()));
-                    }
-                    off += len;
-                }
-            }
-        });
+    /// Starts all-reducing the gradients of `params` during the backward pass ([`GradSync`]);
+    /// every rank passes the same parameters (the model's [`crate::model::Clip::named_parameters`]).
+    pub fn grad_sync(&self, params: &[(String, Tensor)]) -> Result<GradSync<'_>> {
+        let ptrs: Vec<*const CTensor> = params
+            .iter()
+            .map(|(_, p)| p.as_ptr() as *const CTensor)
+            .collect();
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: live group; the tensor pointers are valid for the call (the shim keeps its
+        // own references to the parameters).
+        check(unsafe {
+            owd_reducer_new(
+                self.group,
+                ptrs.as_ptr(),
+                ptrs.len() as c_int,
+                self.cfg.bucket_bytes.max(1) as i64,
+                self.cfg.local_loss as c_int,
+                &mut raw,
+            )
+        })
+        .map_err(|e| {
+            ClipError::Config(format!(
+                "rank {} of {}: cannot set up the gradient all-reduce: {e}",
+                self.rank, self.world
+            ))
+        })?;
+        let logit_scale = params
+            .iter()
+            .find(|(n, _)| n == "logit_scale")
+            .map(|(_, p)| p.shallow_clone());
+        Ok(GradSync {
+            dist: self,
+            raw,
+            logit_scale,
+        })
     }
 
     /// Leaves the job cleanly: waits for every rank to get here, stops the heartbeat, and on
@@ -748,6 +753,112 @@ impl Dist {
             }
         }
         self.finished = true;
+    }
+}
+
+/// The gradients' all-reduce during the backward pass: c10d's `Reducer`, the engine of
+/// PyTorch's DistributedDataParallel. Autograd hooks on the parameters copy each gradient into
+/// its bucket as soon as the backward pass has it, and a bucket's all-reduce starts once all of
+/// its gradients are in, while the backward pass computes the rest; when the pass returns, every
+/// parameter holds the reduced gradient. Buckets are [`DistConfig::bucket_bytes`] (DDP's 25 MiB,
+/// the first 1 MiB), rebuilt after the first step in the order the gradients arrived, and the
+/// gradients are views into them.
+///
+/// Scaling (see the module's documentation): the buckets are summed over the ranks, then
+/// [`GradSync::finish`] divides the logit scale's gradient by N; with `local_loss` every bucket is
+/// averaged instead. [`crate::accum::accumulated_backward`] arms it before the step's last
+/// gradient pass (the earlier micro-batches of contrastive accumulation add up locally first,
+/// as DDP's `no_sync`) and finishes it after.
+pub struct GradSync<'d> {
+    dist: &'d Dist,
+    raw: *mut RawReducer,
+    logit_scale: Option<Tensor>,
+}
+
+/// How the last step's all-reduce overlapped its backward pass ([`GradSync::timing`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncTiming {
+    /// When each bucket's all-reduce started, in seconds after the pass was armed, in order.
+    pub launches: Vec<f64>,
+    /// When the last gradient was ready, in seconds after the pass was armed.
+    pub last_grad: f64,
+}
+
+impl SyncTiming {
+    /// The buckets whose all-reduce started before the last gradient was ready.
+    pub fn overlapped(&self) -> usize {
+        self.launches
+            .iter()
+            .filter(|&&t| t < self.last_grad)
+            .count()
+    }
+}
+
+impl GradSync<'_> {
+    pub fn dist(&self) -> &Dist {
+        self.dist
+    }
+
+    /// Announces the step's last backward pass (or passes, with activation checkpointing):
+    /// the reduced gradients are in the parameters when it has returned.
+    pub fn arm(&self) {
+        // SAFETY: live reducer; no backward pass runs (the caller is about to start one).
+        if let Err(e) = check(unsafe { owd_reducer_arm(self.raw) }) {
+            self.dist
+                .failed("the gradient all-reduce (setting up the step)", e);
+        }
+    }
+
+    /// After the armed backward pass: checks that it reached every parameter, and scales the
+    /// logit scale's summed gradient (module documentation).
+    pub fn finish(&self) -> Result<()> {
+        // SAFETY: live reducer, after the backward pass.
+        check(unsafe { owd_reducer_check(self.raw) }).map_err(|e| {
+            ClipError::Config(format!(
+                "rank {}: the backward pass did not reach every parameter, so their gradients cannot be all-reduced: {e}",
+                self.dist.rank
+            ))
+        })?;
+        if !self.dist.cfg.local_loss
+            && let Some(p) = &self.logit_scale
+        {
+            tch::no_grad(|| {
+                let mut g = p.grad();
+                if g.defined() {
+                    let _ = g.g_div_scalar_(self.dist.world as f64);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// How the last armed step's all-reduce overlapped its backward pass.
+    pub fn timing(&self) -> SyncTiming {
+        let mut launches = vec![0i64; 4096];
+        let mut n: c_int = 0;
+        let mut last = 0i64;
+        // SAFETY: live reducer; the buffer holds `max` values.
+        unsafe {
+            owd_reducer_timing(
+                self.raw,
+                launches.as_mut_ptr(),
+                launches.len() as c_int,
+                &mut n,
+                &mut last,
+            )
+        };
+        launches.truncate((n.max(0) as usize).min(4096));
+        SyncTiming {
+            launches: launches.iter().map(|&t| t as f64 * 1e-9).collect(),
+            last_grad: last as f64 * 1e-9,
+        }
+    }
+}
+
+impl Drop for GradSync<'_> {
+    fn drop(&mut self) {
+        // SAFETY: created by owd_reducer_new, freed once; no backward pass is running.
+        unsafe { owd_reducer_free(self.raw) }
     }
 }
 

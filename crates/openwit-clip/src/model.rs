@@ -485,6 +485,13 @@ impl Recompute<'_> {
     /// `loss.backward()` on the loss of the same forward pass. Parameter gradients accumulate
     /// as with the plain pass.
     pub fn backward(self) {
+        self.f_backward()
+            .expect("the backward pass through the checkpointed blocks");
+    }
+
+    /// [`Recompute::backward`] that returns libtorch's error instead of panicking (a
+    /// distributed job's gradient all-reduce runs inside the backward pass and can fail there).
+    pub fn f_backward(self) -> std::result::Result<(), tch::TchError> {
         for seg in self.segments.into_iter().rev() {
             let mut g = seg.exit.grad();
             if !g.defined() {
@@ -493,13 +500,14 @@ impl Recompute<'_> {
             for (block, x) in seg.transformer.blocks.iter().zip(&seg.inputs).rev() {
                 let x = x.detach().set_requires_grad(true);
                 let y = block.forward(&x, seg.causal, seg.f);
-                (y * &g).sum(Kind::Float).backward();
+                (y * &g).sum(Kind::Float).f_backward()?;
                 g = x.grad();
             }
             if seg.entry.requires_grad() {
-                (&seg.entry * &g).sum(Kind::Float).backward();
+                (&seg.entry * &g).sum(Kind::Float).f_backward()?;
             }
         }
+        Ok(())
     }
 }
 

@@ -196,10 +196,17 @@ impl AdamW {
         (d, nd)
     }
 
+    /// Zeroes the gradients in place (tch's `zero_grad` detaches them first, which a data-parallel
+    /// job's gradients, views into the all-reduce buckets, do not allow).
     pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        tch::no_grad(|| {
+            for (_, p) in &self.params {
+                let mut g = p.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            }
+        });
     }
 
     fn flat_grad(&self) -> Tensor {

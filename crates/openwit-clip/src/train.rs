@@ -722,7 +722,12 @@ pub fn train(
     // Samples this rank trained on in this run; the checkpoints add up every rank's.
     let base_seen = samples_seen;
     let mut local_seen = 0u64;
+    // The gradients' all-reduce during the backward pass (data parallel only).
     let params = model.named_parameters();
+    let sync = match &dist {
+        Some(d) => Some(d.grad_sync(&params)?),
+        None => None,
+    };
     while step < cfg.steps {
         if (hooks.cancelled)() {
             return Err(ClipError::Interrupted);
@@ -757,12 +762,9 @@ pub fn train(
             },
             fwd,
             cfg.grad_checkpointing,
-            dist.as_ref(),
+            sync.as_ref(),
         )?;
         drop(micro);
-        if let Some(d) = &dist {
-            d.sync_grads(&params);
-        }
         let grad_norm = opt.step(lr, cfg.grad_clip, 1.0);
         clamp_logit_scale(&model.logit_scale);
         opt.zero_grad();
@@ -861,6 +863,7 @@ pub fn train(
             }
         }
     }
+    drop(sync);
     if let Some(d) = dist {
         d.finish();
     }
