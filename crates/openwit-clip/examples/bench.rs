@@ -70,8 +70,10 @@ fn main() {
             // DIST=1: this process joins a one-rank job (NCCL on CUDA, Gloo on the CPU) and the
             // step goes through the data-parallel path: features all-gathered, the loss over the
             // gathered batch, gradients all-reduced in buckets.
+            // Under torchrun's variables (RANK, WORLD_SIZE, ...), this process is one rank of
+            // that job instead.
             let dist = std::env::var("DIST").is_ok_and(|v| v == "1").then(|| {
-                let env = RankEnv {
+                let env = RankEnv::from_env().ok().flatten().unwrap_or(RankEnv {
                     rank: 0,
                     world: 1,
                     local_rank: 0,
@@ -80,8 +82,8 @@ fn main() {
                         .ok()
                         .and_then(|p| p.parse().ok())
                         .unwrap_or(DEFAULT_PORT),
-                };
-                Dist::init(&env, dev, DistConfig::default()).expect("joining the one-rank job")
+                });
+                Dist::init(&env, dev, DistConfig::default()).expect("joining the job")
             });
             let sync = dist
                 .as_ref()
@@ -153,13 +155,14 @@ fn main() {
                     "first_launch_ms": t.launches.first().map(|x| x * 1e3), "last_grad_ms": t.last_grad * 1e3})
             });
             drop(sync);
+            let rank_of = dist.as_ref().map(|d| [d.rank(), d.world()]);
             if let Some(d) = dist {
                 d.finish();
             }
             println!(
                 "{}",
                 serde_json::json!({"impl": "openwit-clip", "mode": "synthetic", "model": model, "batch": batch,
-                    "accum_freq": accum, "contrastive_batch": per_step as i64, "dist": backend, "grad_sync": overlap,
+                    "accum_freq": accum, "contrastive_batch": per_step as i64, "dist": backend, "grad_sync": overlap, "rank_of": rank_of,
                     "precision": precision, "device": device, "samples_per_s": sps, "step_ms": 1000.0 * dt / (steps - warm) as f64,
                     "grad_checkpointing": ckpt, "max_rss_gib": rss_gib("VmHWM:"), "adam_moments": moments.name(),
                     "start_rss_gib": start_rss, "first_backward_peak_gib": first_backward_peak,
