@@ -7,7 +7,9 @@
 #            activation checkpointing, and the whole trainer on generated JPEG shards (the data
 #            pipeline: the loader's faster resize is measured there)
 #   nccl     openwit-clip's step as rank 0 of a one-rank job on NCCL (features all-gathered, the loss
-#            over the gathered batch, gradients all-reduced in buckets), next to the plain step
+#            over the gathered batch, gradients all-reduced in buckets by c10d's Reducer during the
+#            backward pass; its JSON's grad_sync says how many buckets started before the last
+#            gradient), next to the plain step
 #   accum    CLIP's 32,768 contrastive batch on one GPU: openwit-clip's contrastive accumulation
 #            (ACCUM_FREQ micro-batches of BATCH) against OpenCLIP's own `train_one_epoch` with
 #            `--accum-freq` (open_clip_train), samples/s and memory
