@@ -726,6 +726,7 @@ impl Dist {
             dist: self,
             raw,
             logit_scale,
+            names: params.iter().map(|(n, _)| n.clone()).collect(),
         })
     }
 
@@ -773,6 +774,8 @@ pub struct GradSync<'d> {
     dist: &'d Dist,
     raw: *mut RawReducer,
     logit_scale: Option<Tensor>,
+    /// The parameters' names, in the order the Reducer numbers them.
+    names: Vec<String>,
 }
 
 /// How the last step's all-reduce overlapped its backward pass ([`GradSync::timing`]).
@@ -813,12 +816,7 @@ impl GradSync<'_> {
     /// logit scale's summed gradient (module documentation).
     pub fn finish(&self) -> Result<()> {
         // SAFETY: live reducer, after the backward pass.
-        check(unsafe { owd_reducer_check(self.raw) }).map_err(|e| {
-            ClipError::Config(format!(
-                "rank {}: the backward pass did not reach every parameter, so their gradients cannot be all-reduced: {e}",
-                self.dist.rank
-            ))
-        })?;
+        check(unsafe { owd_reducer_check(self.raw) }).map_err(|e| self.unreached(&e))?;
         if !self.dist.cfg.local_loss
             && let Some(p) = &self.logit_scale
         {
@@ -830,6 +828,34 @@ impl GradSync<'_> {
             });
         }
         Ok(())
+    }
+
+    /// The error of a backward pass that left parameters without a gradient: their names, read
+    /// from the indices the Reducer's message lists.
+    fn unreached(&self, reducer_msg: &str) -> ClipError {
+        let marker = "did not receive grad for rank";
+        let names: Vec<&str> = reducer_msg
+            .find(marker)
+            .and_then(|i| reducer_msg[i..].split_once(':'))
+            .map(|(_, rest)| {
+                rest.lines()
+                    .next()
+                    .unwrap_or_default()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|t| t.parse::<usize>().ok())
+                    .filter_map(|i| self.names.get(i).map(String::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let which = if names.is_empty() {
+            reducer_msg.lines().next().unwrap_or_default().to_string()
+        } else {
+            names.join(", ")
+        };
+        ClipError::Config(format!(
+            "rank {}: the step's backward pass gave no gradient to {which}; in a data-parallel job every trained parameter must take part in the loss of every step",
+            self.dist.rank
+        ))
     }
 
     /// How the last armed step's all-reduce overlapped its backward pass.

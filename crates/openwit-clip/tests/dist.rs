@@ -437,6 +437,47 @@ fn two_ranks_with_accum_freq_2_and_activation_checkpointing_take_the_same_step()
     check_equal_mode(2, false, ACCUM, true);
 }
 
+/// A trained parameter that the loss never reaches: the step ends with an error that names it
+/// (the all-reduce of its bucket can never start), not with a hang or the Reducer's indices.
+#[test]
+fn a_parameter_the_loss_does_not_reach_is_named() {
+    let env = RankEnv {
+        rank: 0,
+        world: 1,
+        local_rank: 0,
+        master_addr: "127.0.0.1".into(),
+        master_port: free_port(),
+    };
+    let dcfg = DistConfig {
+        timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let d = Dist::init(&env, Device::Cpu, dcfg).unwrap();
+    let cfg = model_config();
+    let model = Clip::new_seeded(&cfg, Device::Cpu, SEED);
+    let mut params = model.named_parameters();
+    params.push((
+        "adapter.unused".into(),
+        Tensor::zeros([3], (Kind::Float, Device::Cpu)).set_requires_grad(true),
+    ));
+    let sync = d.grad_sync(&params).unwrap();
+    let (images, tokens) = global_batch(&cfg, 1, 0);
+    let err = openwit_clip::accum::accumulated_backward(
+        &model,
+        1,
+        &mut |_| Ok((images.shallow_clone(), tokens.shallow_clone())),
+        FWD,
+        false,
+        Some(&sync),
+    )
+    .unwrap_err()
+    .to_string();
+    eprintln!("{err}");
+    assert!(err.contains("gave no gradient to adapter.unused;"), "{err}");
+    drop(sync);
+    d.finish();
+}
+
 /// kill -9 of rank `victim`: every other rank ends with exit code 1 and names it.
 fn check_lost(world: usize, victim: usize) {
     let dir = tempfile::tempdir().unwrap();
