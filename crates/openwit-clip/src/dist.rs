@@ -616,6 +616,34 @@ impl Dist {
         )))
     }
 
+    /// Work that rank 0 does alone while the others wait (a held-out evaluation, writing a
+    /// checkpoint): rank 0 calls this when it is done, the others return once it has. The wait
+    /// is on the store, not a collective, so it has no timeout (an evaluation may take longer than
+    /// `dist_timeout`); the heartbeat still ends the job if a rank is lost meanwhile. `tag` names
+    /// the occasion, the same on every rank and new each time (the step is part of it).
+    pub fn after_rank0(&self, tag: &str) {
+        let key = cstring(&format!("openwit/after0/{tag}"));
+        let mut v = 0i64;
+        if self.rank == 0 {
+            // SAFETY: live store, C string, out pointer.
+            if let Err(e) = check(unsafe { owd_store_add(self.store.0, key.as_ptr(), 1, &mut v) }) {
+                self.failed("telling the other ranks that rank 0 is done", e);
+            }
+            return;
+        }
+        let poll = hb_interval(self.cfg.timeout).min(Duration::from_millis(100));
+        loop {
+            // SAFETY: as above.
+            if let Err(e) = check(unsafe { owd_store_add(self.store.0, key.as_ptr(), 0, &mut v) }) {
+                self.failed("waiting for rank 0", e);
+            }
+            if v >= 1 {
+                return;
+            }
+            std::thread::sleep(poll);
+        }
+    }
+
     /// Gives every rank rank 0's parameters (after initialization or a checkpoint).
     pub fn broadcast_params(&self, params: &[(String, Tensor)]) {
         tch::no_grad(|| {

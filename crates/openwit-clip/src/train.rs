@@ -795,15 +795,23 @@ pub fn train(
             rss_bytes: rss_bytes(),
             eval: None,
         };
+        let eval_step = cfg.eval_every > 0
+            && ((step + 1).is_multiple_of(cfg.eval_every) || step + 1 == cfg.steps);
         if let Some(evaluate) = hooks.evaluate
             && writer
-            && cfg.eval_every > 0
-            && ((step + 1).is_multiple_of(cfg.eval_every) || step + 1 == cfg.steps)
+            && eval_step
         {
             let te = Instant::now();
             let v = tch::no_grad(|| evaluate(&model))?;
             tracing::info!(step = step + 1, seconds = te.elapsed().as_secs_f64(), eval = %v, "held-out evaluation");
             m.eval = Some(v);
+        }
+        // The other ranks wait for rank 0's evaluation here, on the store: at the next step's
+        // collective they would give up after `dist_timeout`, which a large held-out set exceeds.
+        if let Some(d) = &dist
+            && eval_step
+        {
+            d.after_rank0(&format!("eval/{}", step + 1));
         }
         writeln!(metrics, "{}", serde_json::to_string(&m).unwrap()).at(&metrics_path)?;
         if !last_loss.is_finite() {
@@ -860,6 +868,10 @@ pub fn train(
                 write_checkpoint(out, &model, &opt, &state, 2)?;
                 write_plot(out, &format!("{} training", mcfg.name), &history)?;
                 tracing::info!(step, loss = last_loss, "checkpoint");
+            }
+            // Writing a large model's checkpoint can outlast `dist_timeout` too.
+            if let Some(d) = &dist {
+                d.after_rank0(&format!("checkpoint/{step}"));
             }
         }
     }

@@ -167,27 +167,31 @@ fn rank_process() {
         train_rank(&out, env.rank);
         return;
     }
-    if mode == "train" {
+    if mode == "train" || mode == "train-slow-eval" {
+        // train-slow-eval: rank 0's held-out evaluation (every 2 steps and after the last) takes
+        // 2.5 times the collective timeout.
+        let slow = mode == "train-slow-eval";
         let cfg: openwit_clip::train::TrainConfig = serde_json::from_value(serde_json::json!({
             "model": "tiny-vit", "steps": 3, "batch_size": 8, "lr": 1e-3, "warmup": 1,
             "checkpoint_every": 3, "device": "cpu", "workers": 1, "shuffle_buffer": 16,
-            "threads": 1, "dist_timeout": timeout,
+            "threads": 1, "dist_timeout": timeout, "eval_every": if slow { 2 } else { 0 },
         }))
         .unwrap();
+        let slow_eval = |_: &Clip| -> openwit_clip::Result<serde_json::Value> {
+            std::thread::sleep(Duration::from_secs_f64(2.5 * timeout));
+            Ok(serde_json::json!({"slept_s": 2.5 * timeout}))
+        };
+        let hooks = openwit_clip::train::Hooks {
+            evaluate: slow.then_some(&slow_eval as _),
+            ..Default::default()
+        };
         let mut shards: Vec<PathBuf> = std::fs::read_dir(out.join("shards"))
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "tar"))
             .collect();
         shards.sort();
-        openwit_clip::train::train(
-            &cfg,
-            shards,
-            &out.join("run"),
-            3,
-            &openwit_clip::train::Hooks::default(),
-        )
-        .unwrap();
+        openwit_clip::train::train(&cfg, shards, &out.join("run"), 3, &hooks).unwrap();
         return;
     }
     let d = Dist::init(&env, Device::Cpu, dcfg).unwrap();
@@ -519,6 +523,36 @@ fn check_lost(world: usize, victim: usize) {
 fn a_killed_rank_ends_the_others_with_exit_code_1() {
     check_lost(3, 1);
     check_lost(2, 0);
+}
+
+/// Rank 0 evaluates alone for longer than the collective timeout (a large held-out set): the
+/// other rank waits for it on the store instead of failing at its next collective.
+#[test]
+fn a_rank_0_evaluation_longer_than_the_timeout_does_not_end_the_job() {
+    if openwit_clip::Tokenizer::default_vocab_path().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the vocabulary"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    openwit_clip::synth::write_shards(&dir.path().join("shards"), 2, 40, 40, 5).unwrap();
+    all_succeed(
+        &mut spawn_ranks(2, "train-slow-eval", dir.path(), 2.0, &[]),
+        Duration::from_secs(300),
+    );
+    let m0 = openwit_clip::train::read_metrics(&dir.path().join("run/metrics.jsonl")).unwrap();
+    let evaluated: Vec<u64> = m0
+        .iter()
+        .filter(|m| m.eval.is_some())
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(
+        evaluated,
+        vec![1, 2],
+        "steps 2 and 3 (0-based 1 and 2) are evaluated"
+    );
 }
 
 /// The trainer itself (`train::train`) on 2 ranks: it joins from the variables, every rank logs
