@@ -525,23 +525,33 @@ fn a_killed_rank_ends_the_others_with_exit_code_1() {
     check_lost(2, 0);
 }
 
-/// Rank 0 evaluates alone for longer than the collective timeout (a large held-out set): the
-/// other rank waits for it on the store instead of failing at its next collective.
-#[test]
-fn a_rank_0_evaluation_longer_than_the_timeout_does_not_end_the_job() {
+/// `train::train` on 2 ranks in `mode` (`train` or `train-slow-eval`) over generated shards,
+/// both ranks ending with exit code 0; None (the test is skipped) without the tokenizer's
+/// vocabulary outside CI.
+fn train_two_ranks(mode: &str, timeout_s: f64) -> Option<tempfile::TempDir> {
     if openwit_clip::Tokenizer::default_vocab_path().is_err() {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must have the vocabulary"
         );
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     openwit_clip::synth::write_shards(&dir.path().join("shards"), 2, 40, 40, 5).unwrap();
     all_succeed(
-        &mut spawn_ranks(2, "train-slow-eval", dir.path(), 2.0, &[]),
+        &mut spawn_ranks(2, mode, dir.path(), timeout_s, &[]),
         Duration::from_secs(300),
     );
+    Some(dir)
+}
+
+/// Rank 0 evaluates alone for longer than the collective timeout (a large held-out set): the
+/// other rank waits for it on the store instead of failing at its next collective.
+#[test]
+fn a_rank_0_evaluation_longer_than_the_timeout_does_not_end_the_job() {
+    let Some(dir) = train_two_ranks("train-slow-eval", 2.0) else {
+        return;
+    };
     let m0 = openwit_clip::train::read_metrics(&dir.path().join("run/metrics.jsonl")).unwrap();
     let evaluated: Vec<u64> = m0
         .iter()
@@ -559,19 +569,9 @@ fn a_rank_0_evaluation_longer_than_the_timeout_does_not_end_the_job() {
 /// the same global loss, rank 0 alone writes the checkpoint.
 #[test]
 fn the_trainer_runs_on_two_ranks() {
-    if openwit_clip::Tokenizer::default_vocab_path().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have the vocabulary"
-        );
+    let Some(dir) = train_two_ranks("train", 60.0) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    openwit_clip::synth::write_shards(&dir.path().join("shards"), 2, 40, 40, 5).unwrap();
-    all_succeed(
-        &mut spawn_ranks(2, "train", dir.path(), 60.0, &[]),
-        Duration::from_secs(300),
-    );
+    };
     let run = dir.path().join("run");
     let m0 = openwit_clip::train::read_metrics(&run.join("metrics.jsonl")).unwrap();
     let m1 = openwit_clip::train::read_metrics(&run.join("rank-1/metrics.jsonl")).unwrap();
