@@ -159,6 +159,14 @@ fn check(err: *mut c_char) -> std::result::Result<(), String> {
     Err(msg)
 }
 
+/// Adds `add` to the store's counter `key` (0 reads it) and returns the new value.
+fn store_add(store: &StorePtr, key: &CStr, add: i64) -> std::result::Result<i64, String> {
+    let mut v = 0i64;
+    // SAFETY: a live store client, a C string and an out pointer.
+    check(unsafe { owd_store_add(store.0, key.as_ptr(), add, &mut v) })?;
+    Ok(v)
+}
+
 fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).expect("no NUL left")
 }
@@ -417,9 +425,7 @@ impl Dist {
         let store = StorePtr(raw);
         // The first heartbeat before the group: once the group exists, every rank's key does.
         let key = cstring(&format!("{HB_PREFIX}{}", env.rank));
-        let mut v = 0i64;
-        // SAFETY: live store, C string, out pointer.
-        check(unsafe { owd_store_add(store.0, key.as_ptr(), 1, &mut v) })
+        store_add(&store, &key, 1)
             .map_err(|e| ClipError::Config(format!("rendezvous store at {master}: {e}")))?;
 
         // Gloo's address: GLOO_SOCKET_IFNAME as torch reads it; on loopback jobs, 127.0.0.1;
@@ -623,25 +629,34 @@ impl Dist {
     /// the occasion, the same on every rank and new each time (the step is part of it).
     pub fn after_rank0(&self, tag: &str) {
         let key = cstring(&format!("openwit/after0/{tag}"));
-        let mut v = 0i64;
         if self.rank == 0 {
-            // SAFETY: live store, C string, out pointer.
-            if let Err(e) = check(unsafe { owd_store_add(self.store.0, key.as_ptr(), 1, &mut v) }) {
+            if let Err(e) = store_add(&self.store, &key, 1) {
                 self.failed("telling the other ranks that rank 0 is done", e);
             }
             return;
         }
         let poll = hb_interval(self.cfg.timeout).min(Duration::from_millis(100));
-        loop {
-            // SAFETY: as above.
-            if let Err(e) = check(unsafe { owd_store_add(self.store.0, key.as_ptr(), 0, &mut v) }) {
-                self.failed("waiting for rank 0", e);
-            }
-            if v >= 1 {
-                return;
+        if let Err(e) = self.wait_count(&key, 1, poll, None) {
+            self.failed("waiting for rank 0", e);
+        }
+    }
+
+    /// Waits until the store's counter `key` reaches `at_least`, reading it every `poll`, or
+    /// until `deadline` has passed (`Ok` then too: the caller gave up waiting, nothing failed).
+    fn wait_count(
+        &self,
+        key: &CStr,
+        at_least: i64,
+        poll: Duration,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), String> {
+        while store_add(&self.store, key, 0)? < at_least {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
             }
             std::thread::sleep(poll);
         }
+        Ok(())
     }
 
     /// Gives every rank rank 0's parameters (after initialization or a checkpoint).
@@ -768,18 +783,12 @@ impl Dist {
             let _ = h.join();
         }
         let key = cstring(LEFT_KEY);
-        let mut v = 0i64;
-        // SAFETY: live store.
-        let _ = check(unsafe { owd_store_add(self.store.0, key.as_ptr(), 1, &mut v) });
-        if self.rank == 0 {
+        let left = store_add(&self.store, &key, 1);
+        if self.rank == 0 && left.is_ok() {
+            // A store that stops answering ends the wait: nobody is left to wait for.
             let deadline = Instant::now() + self.cfg.timeout;
-            while v < self.world as i64 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-                // SAFETY: live store.
-                if check(unsafe { owd_store_add(self.store.0, key.as_ptr(), 0, &mut v) }).is_err() {
-                    break;
-                }
-            }
+            let poll = Duration::from_millis(20);
+            let _ = self.wait_count(&key, self.world as i64, poll, Some(deadline));
         }
         self.finished = true;
     }
@@ -957,20 +966,18 @@ fn start_heartbeat(
             let prefix = cstring(HB_PREFIX);
             let mut seen = vec![(i64::MIN, Instant::now()); world];
             let mut counts = vec![0i64; world];
-            let mut v = 0i64;
             while !stop2.load(Ordering::SeqCst) {
                 // SAFETY: this thread's own store client; C strings and buffers outlive calls.
-                let r = check(unsafe { owd_store_add(store.0, key.as_ptr(), 1, &mut v) })
-                    .and_then(|_| {
-                        check(unsafe {
-                            owd_store_counters(
-                                store.0,
-                                prefix.as_ptr(),
-                                world as c_int,
-                                counts.as_mut_ptr(),
-                            )
-                        })
-                    });
+                let r = store_add(&store, &key, 1).and_then(|_| {
+                    check(unsafe {
+                        owd_store_counters(
+                            store.0,
+                            prefix.as_ptr(),
+                            world as c_int,
+                            counts.as_mut_ptr(),
+                        )
+                    })
+                });
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
