@@ -214,19 +214,45 @@ const NOT_DIGESTED: &[(&str, &str)] = &[
     ("report/report.html", "shows each stage's measured run time"),
 ];
 
-/// What libtorch computes: its CPU kernels depend on the instruction set, so these digests are
-/// compared only on the CPU model that made them (the file's `# cpu:` line).
+/// What libtorch computes: its CPU kernels depend on the processor, so these digests are
+/// compared only on the processor that made them (the file's `# cpu:` line).
 fn from_libtorch(path: &str) -> bool {
     path.starts_with("train/") || path.starts_with("eval/")
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+/// The processor as libtorch's kernels see it: the model name, and the vendor, family and model
+/// numbers with the vector instruction sets (virtual machines name different generations alike:
+/// "AMD EPYC" is a Zen 3 and a Zen 5, whose kernels round differently).
+fn cpu_identity() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .take_while(|l| !l.trim().is_empty())
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let mut simd: Vec<&str> = Vec::new();
+    let flags = field("flags");
+    for f in flags.split_whitespace() {
+        if ["sse", "ssse", "avx", "amx", "fma", "f16c"]
+            .iter()
+            .any(|p| f.starts_with(p))
+        {
+            simd.push(f);
+        }
+    }
+    simd.sort_unstable();
+    format!(
+        "{} ({} family {} model {}; {})",
+        field("model name"),
+        field("vendor_id"),
+        field("cpu family"),
+        field("model"),
+        simd.join(" ")
+    )
 }
 
 /// The demo's outputs, made with `SOURCE_DATE_EPOCH`, equal the committed digests
@@ -236,7 +262,7 @@ fn demo_outputs_match_the_committed_digests(workdir: &Path) {
     let leave_out: Vec<&str> = NOT_DIGESTED.iter().map(|(p, _)| *p).collect();
     let got = openwit_testkit::reproducible_digests(workdir, &leave_out);
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(DIGESTS);
-    let cpu = cpu_model();
+    let cpu = cpu_identity();
     if std::env::var_os("OPENWIT_BLESS_DIGESTS").is_some() {
         let mut text = String::from(
             "# sha256 of the demo's outputs (`openwit run pipelines/demo.toml` with SOURCE_DATE_EPOCH),\n\
@@ -247,7 +273,7 @@ fn demo_outputs_match_the_committed_digests(workdir: &Path) {
             text.push_str(&format!("#   {p}: {why}\n"));
         }
         text.push_str(&format!(
-            "# The `libtorch` lines are compared only on this CPU model:\n# cpu: {cpu}\n"
+            "# The `libtorch` lines are compared only on this processor:\n# cpu: {cpu}\n"
         ));
         for (p, d) in &got {
             let tag = if from_libtorch(p) { "  libtorch" } else { "" };
