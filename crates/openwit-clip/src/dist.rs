@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{ClipError, Result};
+use crate::hostlist::first_host;
 use crate::loss::clip_loss;
 
 #[repr(C)]
@@ -261,35 +262,6 @@ impl RankEnv {
             master_port: port,
         }))
     }
-}
-
-/// The first host of a Slurm node list: `node[03-05,9],gpu1` -> `node03`, `a,b` -> `a`.
-pub fn first_host(list: &str) -> Option<String> {
-    let list = list.trim();
-    // The first entry ends at the first comma outside brackets.
-    let mut depth = 0;
-    let mut end = list.len();
-    for (i, c) in list.char_indices() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            ',' if depth == 0 => {
-                end = i;
-                break;
-            }
-            _ => {}
-        }
-    }
-    let entry = &list[..end];
-    let host = match entry.find('[') {
-        None => entry.to_string(),
-        Some(open) => {
-            let close = entry[open..].find(']')? + open;
-            let first = entry[open + 1..close].split([',', '-']).next()?.trim();
-            format!("{}{}{}", &entry[..open], first, &entry[close + 1..])
-        }
-    };
-    (!host.is_empty()).then_some(host)
 }
 
 /// The collective backend: Gloo for CPU tensors, NCCL for CUDA tensors.
@@ -1074,15 +1046,5 @@ mod tests {
         assert!(env(&[("RANK", "2"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h")]).is_err());
         assert!(env(&[("RANK", "0"), ("WORLD_SIZE", "2")]).is_err());
         assert!(env(&[("RANK", "x"), ("WORLD_SIZE", "2")]).is_err());
-    }
-
-    #[test]
-    fn first_host_of_slurm_node_lists() {
-        assert_eq!(first_host("node07").as_deref(), Some("node07"));
-        assert_eq!(first_host("a,b").as_deref(), Some("a"));
-        assert_eq!(first_host("n[3-5]").as_deref(), Some("n3"));
-        assert_eq!(first_host("n[09,11]-ib").as_deref(), Some("n09-ib"));
-        assert_eq!(first_host("rack[1-2]x,c").as_deref(), Some("rack1x"));
-        assert_eq!(first_host(""), None);
     }
 }

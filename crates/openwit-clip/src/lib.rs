@@ -27,6 +27,7 @@ pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod ftfy;
+pub mod hostlist;
 pub mod loss;
 pub mod measures;
 pub mod model;
