@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use openwit_clip::hostlist::first_host;
+use rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// What Slurm makes of `list`: its first host, or `None` when it refuses the list.
 fn slurm_first(conf: &Path, list: &str) -> Option<String> {
@@ -32,22 +34,15 @@ fn slurm_first(conf: &Path, list: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// splitmix64: the generated lists are the same on every run.
-struct Rng(u64);
+/// The generator's draws, seeded: the generated lists are the same on every run.
+struct Rng(ChaCha8Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.random_range(0..n)
     }
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
+        items[self.0.random_range(0..items.len())]
     }
 }
 
@@ -180,7 +175,7 @@ fn first_host_agrees_with_scontrol() {
     )
     .unwrap();
 
-    let mut rng = Rng(19);
+    let mut rng = Rng(ChaCha8Rng::seed_from_u64(19));
     let generated: Vec<String> = (0..600).map(|_| list(&mut rng)).collect();
     let mut read = 0;
     let mut refused = 0;
