@@ -92,6 +92,8 @@ enum Source {
 /// One sample of a set.
 #[derive(Debug, Clone)]
 pub struct EvalSample {
+    /// Where it comes from, for messages: the file, or `SHARD.tar:KEY`.
+    pub name: String,
     pub image: Vec<u8>,
     /// Class index (classification sets).
     pub class: Option<i64>,
@@ -398,6 +400,7 @@ impl EvalSet {
                     let mut out = Vec::with_capacity(chunk.len());
                     for (path, class, captions) in chunk {
                         out.push(EvalSample {
+                            name: path.display().to_string(),
                             image: std::fs::read(path).at(path)?,
                             class: Some(*class),
                             captions: captions.clone(),
@@ -464,6 +467,7 @@ impl EvalSet {
                             }
                         };
                         pending.push(EvalSample {
+                            name: format!("{}:{}", tar.display(), s.key),
                             image: s.image,
                             class,
                             captions,

@@ -324,9 +324,22 @@ pub struct SetFeatures {
     pub left_out: u64,
     /// Images that did not decode (skipped, counted).
     pub undecodable: u64,
+    /// The first of them (at most [`UNDECODABLE_NAMED`]): the sample and the decoder's reason.
+    pub undecodable_named: Vec<String>,
     /// Per image, its fingerprints for the overlap analysis (empty unless asked for:
     /// [`encode_set_with`]).
     pub prints: Vec<openwit_shard::overlap::EvalPrint>,
+}
+
+/// How many undecodable images [`SetFeatures::undecodable_named`] names.
+pub const UNDECODABLE_NAMED: usize = 5;
+
+/// Why `bytes` gave no picture: the decoder's error, or its empty result.
+fn why_undecodable(bytes: &[u8]) -> String {
+    match image::load_from_memory(bytes) {
+        Err(e) => e.to_string(),
+        Ok(img) => format!("a {}x{} picture", img.width(), img.height()),
+    }
 }
 
 /// Encodes a set: its images, and with `captions` its captions; with `classified` every image
@@ -392,6 +405,7 @@ pub fn encode_set_with(
     let (mut fi, mut ft) = (Vec::new(), Vec::new());
     let (mut labels, mut text_image) = (Vec::new(), Vec::new());
     let mut undecodable = 0u64;
+    let mut undecodable_named = Vec::new();
     let mut n_images = 0i64;
     let left_out = set.for_each_batch(batch_size, classified, |batch| {
         let bytes: Vec<&[u8]> = batch.iter().map(|s| s.image.as_slice()).collect();
@@ -408,6 +422,9 @@ pub fn encode_set_with(
             let fp = batch_fp.next();
             if !ok {
                 undecodable += 1;
+                if undecodable_named.len() < UNDECODABLE_NAMED {
+                    undecodable_named.push(format!("{}: {}", s.name, why_undecodable(&s.image)));
+                }
                 continue;
             }
             fingerprints.extend(fp);
@@ -435,7 +452,12 @@ pub fn encode_set_with(
         Ok(())
     })?;
     if undecodable > 0 {
-        tracing::warn!(set = %set.name, undecodable, "images that do not decode were skipped");
+        tracing::warn!(
+            set = %set.name,
+            undecodable,
+            first = %undecodable_named.join("; "),
+            "images that do not decode were skipped"
+        );
     }
     if fi.is_empty() {
         return Err(ClipError::Data(if left_out > 0 {
@@ -454,6 +476,7 @@ pub fn encode_set_with(
         text_image,
         left_out,
         undecodable,
+        undecodable_named,
         prints: fingerprints,
     })
 }

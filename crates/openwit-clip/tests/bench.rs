@@ -346,6 +346,23 @@ fn the_three_formats_read_the_same_pictures_and_give_the_same_results() {
             .images,
         6
     );
+
+    // A picture that does not decode is skipped, counted, and named with the decoder's reason.
+    let class_dir = dir.path().join("jpeg").join(format!("0_{}", CLASSES[0]));
+    std::fs::write(
+        class_dir.join("broken.png"),
+        b"\x89PNG\r\n\x1a\nnot a picture",
+    )
+    .unwrap();
+    let j = EvalSet::image_folder(&dir.path().join("jpeg")).unwrap();
+    let f = encode_set(&m, &tok, &j, true, false, 4, 1).unwrap();
+    assert_eq!((f.labels.len(), f.undecodable), (6, 1));
+    assert_eq!(f.undecodable_named.len(), 1, "{:?}", f.undecodable_named);
+    let named = &f.undecodable_named[0];
+    assert!(
+        named.contains("broken.png: ") && named.len() > named.find(": ").unwrap() + 2,
+        "{named}"
+    );
 }
 
 #[test]
