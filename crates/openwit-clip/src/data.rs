@@ -614,9 +614,33 @@ fn reader(
     }
 }
 
+/// The size a `w x h` picture is resized to before the eval transform's center crop, as
+/// torchvision's `Resize(size)` (OpenCLIP's eval transform) computes it: the short side becomes
+/// `size`, the long side `size * long / short` rounded down (Python's `int()`).
+fn eval_resized(w: u32, h: u32, size: u32) -> (u32, u32) {
+    let long = |l: u32, s: u32| ((size as u64 * l as u64) as f64 / s as f64) as u32;
+    if w <= h {
+        (size, long(h, w).max(size))
+    } else {
+        (long(w, h).max(size), size)
+    }
+}
+
+/// Where a center crop of `size` starts in `n` pixels, as torchvision's `CenterCrop`:
+/// `int(round((n - size) / 2))`, Python's `round` taking a half to the even neighbour.
+fn crop_offset(n: u32, size: u32) -> u32 {
+    let d = n.saturating_sub(size);
+    let half = d / 2;
+    if d % 2 == 1 && half % 2 == 1 {
+        half + 1
+    } else {
+        half
+    }
+}
+
 /// torchvision's `RandomResizedCrop` box (scale 0.9-1.0, ratio 3/4-4/3), center crop fallback.
 fn random_crop(w: u32, h: u32, rng: &mut ChaCha8Rng) -> (u32, u32, u32, u32) {
-    let area = (w * h) as f64;
+    let area = w as f64 * h as f64;
     let (lr0, lr1) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
     for _ in 0..10 {
         let target = area * rng.random_range(0.9..=1.0);
@@ -645,13 +669,15 @@ fn random_crop(w: u32, h: u32, rng: &mut ChaCha8Rng) -> (u32, u32, u32, u32) {
     )
 }
 
-pub use openwit_shard::rgb::rgb_on_white;
+pub use openwit_shard::rgb::{decode, rgb_on_white};
 
-/// Decodes and transforms one image to `size x size` RGB (transparency on white, as `download`
-/// stores pictures: [`rgb_on_white`]): random resized crop for training, resize of the short side + center crop
-/// (OpenCLIP's eval transform) otherwise.
+/// Decodes ([`decode`]: what PIL accepts) and transforms one image to `size x size` RGB
+/// (transparency on white, as `download` stores pictures: [`rgb_on_white`]): random resized crop
+/// for training, otherwise OpenCLIP's eval transform (torchvision's `Resize(size)` of the short
+/// side, bicubic, and `CenterCrop(size)`, with their sizes and offsets), which
+/// `tests/real_pictures.rs` checks against OpenCLIP's own on real photographs and drawings.
 pub fn transform(bytes: &[u8], size: u32, train: Option<&mut ChaCha8Rng>) -> Option<RgbImage> {
-    let img = rgb_on_white(image::load_from_memory(bytes).ok()?);
+    let img = rgb_on_white(decode(bytes).ok()?);
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
         return None;
@@ -663,15 +689,17 @@ pub fn transform(bytes: &[u8], size: u32, train: Option<&mut ChaCha8Rng>) -> Opt
             resize_bicubic(&img, crop, (size, size))
         }
         None => {
-            let s = size as f64 / w.min(h) as f64;
-            let (nw, nh) = (
-                ((w as f64 * s).round() as u32).max(size),
-                ((h as f64 * s).round() as u32).max(size),
-            );
+            let (nw, nh) = eval_resized(w, h, size);
             let r = resize_bicubic(&img, (0.0, 0.0, w as f64, h as f64), (nw, nh))?;
             Some(
-                image::imageops::crop_imm(&r, (nw - size) / 2, (nh - size) / 2, size, size)
-                    .to_image(),
+                image::imageops::crop_imm(
+                    &r,
+                    crop_offset(nw, size),
+                    crop_offset(nh, size),
+                    size,
+                    size,
+                )
+                .to_image(),
             )
         }
     }
@@ -683,10 +711,25 @@ thread_local! {
 }
 
 /// Bicubic (Catmull-Rom, PIL's and so torchvision's BICUBIC) resize of the region `crop`
-/// (x, y, width, height) of `img` to `to`, with `fast_image_resize`'s SIMD convolution: the
-/// loader's largest per-image cost with `image`'s generic resize (1.8 of 2.2 CPU ms for a
-/// 256 px JPEG to 224 px), which bounded the GPU trainer's throughput on 16 cores.
+/// (x, y, width, height, whole pixels) of `img` to `to`, with `fast_image_resize`'s SIMD
+/// convolution: the loader's largest per-image cost with `image`'s generic resize (1.8 of 2.2
+/// CPU ms for a 256 px JPEG to 224 px), which bounded the GPU trainer's throughput on 16 cores.
+///
+/// The passes run in PIL's order, the rows first and then the columns, each rounded to bytes:
+/// `fast_image_resize` on its own runs the columns first, and where a sharp edge overshoots
+/// (clip art, text, a small picture made large) the byte rounding between the passes then
+/// differs from what OpenCLIP's PIL transform gives by up to a tenth of the range.
 fn resize_bicubic(img: &RgbImage, crop: (f64, f64, f64, f64), to: (u32, u32)) -> Option<RgbImage> {
+    let (x, y, cw, ch) = crop;
+    let rows = ch.round() as u32;
+    // The rows: `to.0` wide, the crop's height (no vertical pass: same height, whole top).
+    let across = resize_pass(img, (x, y.round(), cw, rows as f64), (to.0, rows))?;
+    // The columns: the whole intermediate to `to.1` high (no horizontal pass).
+    resize_pass(&across, (0.0, 0.0, to.0 as f64, rows as f64), to)
+}
+
+/// One `fast_image_resize` call (it skips a pass whose size and offset do not change).
+fn resize_pass(img: &RgbImage, crop: (f64, f64, f64, f64), to: (u32, u32)) -> Option<RgbImage> {
     let (sw, sh) = img.dimensions();
     let src =
         fr::images::TypedImageRef::<fr::pixels::U8x3>::from_buffer(sw, sh, img.as_raw()).ok()?;

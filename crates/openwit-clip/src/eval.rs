@@ -336,8 +336,8 @@ pub const UNDECODABLE_NAMED: usize = 5;
 
 /// Why `bytes` gave no picture: the decoder's error, or its empty result.
 fn why_undecodable(bytes: &[u8]) -> String {
-    match image::load_from_memory(bytes) {
-        Err(e) => e.to_string(),
+    match crate::data::decode(bytes) {
+        Err(e) => e,
         Ok(img) => format!("a {}x{} picture", img.width(), img.height()),
     }
 }

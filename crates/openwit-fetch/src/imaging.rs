@@ -627,17 +627,8 @@ fn check_bomb(w: u32, h: u32, o: &ImageOptions) -> Result<(), ImageFail> {
     Ok(())
 }
 
-fn jpeg_is_truncated(b: &[u8]) -> bool {
-    // A complete JPEG ends with EOI (FF D9), possibly followed by padding.
-    let mut end = b.len();
-    while end > 0 && (b[end - 1] == 0 || b[end - 1].is_ascii_whitespace()) {
-        end -= 1;
-    }
-    !(end >= 2 && b[end - 2] == 0xFF && b[end - 1] == 0xD9)
-}
-
 fn decode_jpeg(b: &[u8], o: &ImageOptions) -> Result<Decoded, ImageFail> {
-    if jpeg_is_truncated(b) {
+    if openwit_shard::rgb::jpeg_is_truncated(b) {
         return Err(fail(
             "truncated_image",
             "JPEG data ends before its end marker",
@@ -767,7 +758,7 @@ thread_local! {
 /// stream it only warns about, ...) and the caller falls back to `jpeg-decoder`, which gives the
 /// drop reason or the image as before.
 fn decode_jpeg_turbo(b: &[u8], o: &ImageOptions) -> Result<Option<Decoded>, ImageFail> {
-    if jpeg_is_truncated(b) {
+    if openwit_shard::rgb::jpeg_is_truncated(b) {
         return Err(fail(
             "truncated_image",
             "JPEG data ends before its end marker",

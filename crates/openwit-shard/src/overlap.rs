@@ -13,11 +13,10 @@
 //!   folders of them at any depth, webdataset tars: ImageFolder, clip_benchmark, OpenWIT shards).
 
 use std::collections::HashMap;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use fast_image_resize as fr;
-use image::{DynamicImage, ImageDecoder, RgbImage};
+use image::RgbImage;
 use sha2::{Digest, Sha256};
 
 use crate::{Result, ShardError, ShardReader};
@@ -90,20 +89,11 @@ pub fn phash(img: &RgbImage) -> u64 {
         .fold(0u64, |acc, &v| (acc << 1) | u64::from(v > median))
 }
 
-/// The perceptual hash of an image file's bytes: decoded (any format the `image` crate reads
-/// here: JPEG, PNG, WebP, GIF, BMP, TIFF), EXIF orientation applied, then [`phash`]. `None` when
-/// the bytes do not decode.
+/// The perceptual hash of an image file's bytes: decoded as [`crate::rgb::decode_oriented`]
+/// reads them (JPEG, PNG, WebP, GIF, BMP, TIFF, up to PIL's pixel limit, EXIF orientation
+/// applied), then [`phash`]. `None` when the bytes do not decode.
 pub fn phash_of_bytes(bytes: &[u8]) -> Option<u64> {
-    let mut dec = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?
-        .into_decoder()
-        .ok()?;
-    let orientation = dec.orientation().ok();
-    let mut img = DynamicImage::from_decoder(dec).ok()?;
-    if let Some(o) = orientation {
-        img.apply_orientation(o);
-    }
+    let img = crate::rgb::decode_oriented(bytes).ok()?;
     Some(phash(&img.into_rgb8()))
 }
 
