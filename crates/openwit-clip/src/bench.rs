@@ -136,22 +136,91 @@ pub struct EvalSet {
     source: Source,
 }
 
-/// The pictures of one class folder (`.jpg`, `.jpeg`, `.png`, `.webp`, any case), sorted.
-pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .at(dir)?
+/// The extensions torchvision's `ImageFolder` reads (its `IMG_EXTENSIONS`), compared in lower case.
+pub(crate) const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
+];
+
+fn is_image_file(p: &Path) -> bool {
+    p.extension().is_some_and(|x| {
+        IMAGE_EXTENSIONS.contains(&x.to_string_lossy().to_ascii_lowercase().as_str())
+    })
+}
+
+/// An image folder as torchvision's `ImageFolder` reads it: the sub-folders of `root`, sorted by
+/// name, are the classes (the name with underscores read as spaces); a class's pictures are the
+/// files with one of [`IMAGE_EXTENSIONS`] anywhere below its folder, links followed, in the order
+/// of `sorted(os.walk(folder))` and then sorted names. A class folder without a picture is an
+/// error, as torchvision's.
+pub(crate) fn class_folders(root: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .at(root)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| {
-                matches!(
-                    x.to_string_lossy().to_ascii_lowercase().as_str(),
-                    "jpg" | "jpeg" | "png" | "webp"
-                )
-            })
-        })
+        .filter(|p| p.is_dir())
         .collect();
-    files.sort();
-    Ok(files)
+    dirs.sort_by(|a, b| {
+        a.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.as_os_str().as_encoded_bytes())
+    });
+    let mut out = Vec::with_capacity(dirs.len());
+    let mut empty = Vec::new();
+    for dir in dirs {
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let files = walk_images(&dir)?;
+        if files.is_empty() {
+            empty.push(name.clone());
+        }
+        out.push((name.replace('_', " "), files));
+    }
+    if !empty.is_empty() {
+        return Err(ClipError::Config(format!(
+            "{}: no picture in the class folder(s) {} (an image folder holds one sub-folder per class with .{} files, any case, in sub-folders too, as torchvision's ImageFolder reads it); add their pictures or remove the folders",
+            root.display(),
+            empty.join(", "),
+            IMAGE_EXTENSIONS.join("/.")
+        )));
+    }
+    Ok(out)
+}
+
+/// The pictures below `dir` in `sorted(os.walk(dir, followlinks=True))` order: folders by their
+/// path (as strings), each folder's files by name. A folder reached again through a link is read
+/// once.
+fn walk_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut folders: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if !seen.insert(std::fs::canonicalize(&d).at(&d)?) {
+            continue;
+        }
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(&d).at(&d)? {
+            let p = e.at(&d)?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if is_image_file(&p) {
+                files.push(p);
+            }
+        }
+        files.sort_by(|a, b| {
+            a.as_os_str()
+                .as_encoded_bytes()
+                .cmp(b.as_os_str().as_encoded_bytes())
+        });
+        folders.push((d, files));
+    }
+    folders.sort_by(|a, b| {
+        a.0.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.0.as_os_str().as_encoded_bytes())
+    });
+    Ok(folders.into_iter().flat_map(|(_, f)| f).collect())
 }
 
 fn read_lines(path: &Path) -> Result<Option<Vec<String>>> {
@@ -267,22 +336,10 @@ impl EvalSet {
 
     /// An ImageFolder (torchvision's layout): one sub-folder per class, sorted.
     pub fn image_folder(root: &Path) -> Result<EvalSet> {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-            .at(root)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        dirs.sort();
         let mut classes = Vec::new();
         let mut files = Vec::new();
-        for (ci, dir) in dirs.iter().enumerate() {
-            classes.push(
-                dir.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .replace('_', " "),
-            );
-            let own = image_files(dir)?;
+        for (ci, (name, own)) in class_folders(root)?.into_iter().enumerate() {
+            classes.push(name);
             files.extend(own.into_iter().map(|f| (f, ci as i64, Vec::new())));
         }
         let tsv = root.join("captions.tsv");
@@ -301,8 +358,9 @@ impl EvalSet {
         }
         if files.is_empty() {
             return Err(ClipError::Config(format!(
-                "{}: no images found; an image folder holds one sub-folder per class with .jpg/.png/.webp files",
-                root.display()
+                "{}: no class folders found; an image folder holds one sub-folder per class with .{} files",
+                root.display(),
+                IMAGE_EXTENSIONS.join("/.")
             )));
         }
         Ok(EvalSet {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::bench::{EvalSet, image_files};
+use crate::bench::{EvalSet, class_folders};
 use crate::data::{Loader, LoaderConfig, Position, RawSample, normalize_images, transform};
 use crate::error::{ClipError, IoAt, Result};
 use crate::model::{Clip, Fwd, normalize};
@@ -66,20 +66,15 @@ fn encode_images(model: &Clip, images: &Tensor) -> Tensor {
     })
 }
 
-/// Labelled images: `(image bytes, class index)` from a folder `root/<class>/*.{jpg,png,...}`,
-/// the classes being the sorted sub-folder names (underscores read as spaces).
+/// Labelled images: `(image bytes, class index)` from an image folder read as torchvision's
+/// `ImageFolder` reads it ([`class_folders`]: the sorted sub-folder names are the classes,
+/// underscores read as spaces).
 pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Vec<RawSample>)> {
-    let mut classes: Vec<PathBuf> = std::fs::read_dir(root)
-        .at(root)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    classes.sort();
     let mut names = Vec::new();
     let mut samples = Vec::new();
-    for (ci, dir) in classes.iter().enumerate() {
-        names.push(dir.file_name().unwrap().to_string_lossy().replace('_', " "));
-        for f in image_files(dir)? {
+    for (ci, (name, files)) in class_folders(root)?.into_iter().enumerate() {
+        names.push(name);
+        for f in files {
             samples.push(RawSample {
                 key: f.display().to_string(),
                 image: std::fs::read(&f).at(&f)?,
@@ -90,8 +85,9 @@ pub fn read_image_folder(root: &Path) -> Result<(Vec<String>, Vec<RawSample>)> {
     }
     if samples.is_empty() {
         return Err(ClipError::Config(format!(
-            "{}: no images found; a labelled folder holds one sub-folder per class with .jpg/.png files",
-            root.display()
+            "{}: no class folders found; a labelled folder holds one sub-folder per class with .{} files",
+            root.display(),
+            crate::bench::IMAGE_EXTENSIONS.join("/.")
         )));
     }
     Ok((names, samples))

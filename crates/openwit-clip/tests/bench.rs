@@ -10,6 +10,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use image::codecs::pnm::{PnmEncoder, PnmSubtype, SampleEncoding};
 use image::{ImageFormat, RgbImage};
 use openwit_clip::bench::{EvalSet, SetKind};
 use openwit_clip::eval::{Labels, encode_set, retrieval_set, templates_for, zero_shot_set};
@@ -363,6 +364,106 @@ fn the_three_formats_read_the_same_pictures_and_give_the_same_results() {
         named.contains("broken.png: ") && named.len() > named.find(": ").unwrap() + 2,
         "{named}"
     );
+}
+
+/// An image folder as users have them: nested sub-folders, upper-case extensions (ImageNet's
+/// `.JPEG`), every format torchvision's `ImageFolder` lists (BMP, TIFF, PPM and PGM too), files
+/// that are not pictures, a linked folder, and `sub-x` beside `sub/deeper` (Python's string order
+/// puts it before, a path's component order after). The same classes, files, order and decodable files as torchvision's
+/// `ImageFolder` and PIL; a class folder without pictures is an error, as torchvision's.
+#[test]
+fn image_folders_are_read_as_torchvision_reads_them() {
+    let Some(py) = common::python_path() else {
+        return;
+    };
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openwit-fetch/tests/data/images");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("set");
+    let put = |rel: &str, bytes: &[u8]| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    };
+    let read = |rel: &str| std::fs::read(real.join(rel)).unwrap();
+    let hopper = image::load_from_memory(&read("pillow/hopper.png")).unwrap();
+    let as_format = |img: &image::DynamicImage, f: ImageFormat| {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, f).unwrap();
+        out.into_inner()
+    };
+    put("cat/a.JPEG", &read("pillow/hopper.jpg"));
+    put("cat/b.png", &read("skimage/chelsea.png"));
+    put("cat/notes.txt", b"not a picture");
+    put("cat/sub/c.webp", &read("pillow/flower.webp"));
+    put("cat/sub/deeper/f.png", &read("go/basn2c16.png"));
+    put("cat/sub-x/d.gif", &read("pillow/hopper.gif")); // .gif: not an ImageFolder extension
+    put("cat/sub-x/e.bmp", &as_format(&hopper, ImageFormat::Bmp));
+    put("cat/zz.Tif", &as_format(&hopper, ImageFormat::Tiff));
+    // Binary PPM (P6) and PGM (P5), as .ppm/.pgm files are (the encoder's default is PAM, P7,
+    // which PIL does not read).
+    let pnm = |img: &image::DynamicImage, sub: PnmSubtype| {
+        let mut out = Vec::new();
+        img.write_with_encoder(PnmEncoder::new(&mut out).with_subtype(sub))
+            .unwrap();
+        out
+    };
+    put(
+        "dog_house/p.ppm",
+        &pnm(&hopper, PnmSubtype::Pixmap(SampleEncoding::Binary)),
+    );
+    put(
+        "dog_house/g.pgm",
+        &pnm(
+            &hopper.grayscale(),
+            PnmSubtype::Graymap(SampleEncoding::Binary),
+        ),
+    );
+    put("dog_house/broken.jpg", &read("pillow/truncated_jpeg.jpg"));
+    put("elk/x.jpeg", &read("skimage/rocket.jpg"));
+    std::os::unix::fs::symlink(root.join("elk"), root.join("cat/linked")).unwrap();
+    put("captions.tsv", b"");
+
+    let (names, samples) = openwit_clip::eval::read_image_folder(&root).unwrap();
+    let out = dir.path().join("folder.json");
+    reference(
+        &py,
+        &["imagefolder", root.to_str().unwrap(), out.to_str().unwrap()],
+    );
+    let theirs = json(&out);
+    let classes: Vec<String> = theirs["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().replace('_', " "))
+        .collect();
+    assert_eq!(names, classes);
+    let theirs_samples: Vec<(String, i64)> = theirs["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s[0].as_str().unwrap().to_string(), s[1].as_i64().unwrap()))
+        .collect();
+    let ours: Vec<(String, i64)> = samples
+        .iter()
+        .map(|s| (s.key.clone(), s.class.unwrap()))
+        .collect();
+    assert_eq!(ours, theirs_samples);
+    assert_eq!(ours.len(), 11, "{ours:?}");
+    for (s, d) in samples.iter().zip(theirs["decodes"].as_array().unwrap()) {
+        let ok = openwit_clip::data::transform(&s.image, 32, None).is_some();
+        assert_eq!(ok, d.as_bool().unwrap(), "{}: ours {ok}, PIL {d}", s.key);
+    }
+    // The same classes through the evaluation set reader.
+    let set = EvalSet::image_folder(&root).unwrap();
+    assert_eq!(set.classes, names);
+
+    std::fs::create_dir(root.join("fox")).unwrap();
+    std::fs::write(root.join("fox/readme.md"), "no pictures").unwrap();
+    let err = openwit_clip::eval::read_image_folder(&root)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("fox") && err.contains(".ppm"), "{err}");
+    assert!(EvalSet::image_folder(&root).is_err());
 }
 
 #[test]

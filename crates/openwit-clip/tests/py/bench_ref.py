@@ -4,6 +4,7 @@ retrieval code, and scikit-learn's logistic regression (lbfgs), on inputs the Ru
     python3 bench_ref.py zeroshot WEIGHTS ROOT SPLIT OUT.json    # clip_benchmark wds set
     python3 bench_ref.py retrieval WEIGHTS ROOT SPLIT OUT.json
     python3 bench_ref.py probe IN.safetensors OUT.safetensors    # LogisticRegression(C, lbfgs)
+    python3 bench_ref.py imagefolder ROOT OUT.json   # torchvision's ImageFolder: classes, samples
 
 WEIGHTS are the Rust `tiny-vit` preset's weights (OpenCLIP names), loaded strictly into an
 open_clip CLIP of the same shape. Run with PYTHONPATH=$OPENWIT_CLIP_PYTHONPATH (see
@@ -91,6 +92,26 @@ def probe(inp, out):
     )
 
 
+def imagefolder(root, out):
+    """The classes and (file, class index) samples torchvision's ImageFolder finds, and whether
+    PIL decodes each file (what the DataLoader would do with it)."""
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    folder = ImageFolder(root)
+    decodes = []
+    for path, _ in folder.samples:
+        try:
+            Image.open(path).convert("RGB")
+            decodes.append(True)
+        except Exception:  # noqa: BLE001 - a refusal is the answer
+            decodes.append(False)
+    json.dump(
+        {"classes": folder.classes, "samples": folder.samples, "decodes": decodes},
+        open(out, "w"),
+    )
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd in ("zeroshot", "retrieval"):
@@ -98,5 +119,7 @@ if __name__ == "__main__":
         benchmark(task, *sys.argv[2:6])
     elif cmd == "probe":
         probe(sys.argv[2], sys.argv[3])
+    elif cmd == "imagefolder":
+        imagefolder(sys.argv[2], sys.argv[3])
     else:
         sys.exit(f"unknown command {cmd}")
