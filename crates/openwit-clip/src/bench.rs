@@ -4,9 +4,10 @@
 //!   `ROOT/zeroshot_classification_templates.txt` (`{c}` = the class name), optional
 //!   `ROOT/dataset_type.txt` (`retrieval` for image-caption sets), and per split
 //!   `ROOT/SPLIT/nshards.txt` + `ROOT/SPLIT/{0..N-1}.tar` holding `KEY.cls` (a class index) or
-//!   `KEY.txt` (the captions, one per line) next to `KEY.webp|png|jpg|jpeg`;
-//! - ImageFolder: `ROOT/<class>/*.{jpg,jpeg,png,webp}`, the sorted sub-folder names being the
-//!   classes (underscores read as spaces); with `ROOT/captions.tsv` (`file<TAB>caption` or
+//!   `KEY.txt` (the captions, one per line) next to `KEY.webp|png|jpg|jpeg` (the first of those
+//!   the sample has, in that order, as clip_benchmark takes it);
+//! - ImageFolder: `ROOT/<class>/**/*.{jpg,jpeg,png,ppm,bmp,pgm,tif,tiff,webp}` as torchvision reads
+//!   it, the sorted sub-folder names being the classes (underscores read as spaces); with `ROOT/captions.tsv` (`file<TAB>caption` or
 //!   `file<TAB>class<TAB>caption`, the file relative to ROOT, a header line allowed) giving every
 //!   image a caption, it is a retrieval set as well;
 //! - OpenWIT shards (`openwit download`'s webdataset): `KEY.jpg` + `KEY.txt` (one caption),
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::captions_tsv::parse_captions_tsv;
-use crate::data::{RawSample, read_tar_samples, resolve_shards};
+use crate::data::{BENCHMARK_IMAGES, RawSample, TRAINING_IMAGES, read_tar_samples, resolve_shards};
 use crate::error::{ClipError, IoAt, Result};
 use crate::measures::{Labels, class_in_caption};
 
@@ -77,7 +78,7 @@ pub enum SetKind {
     Retrieval,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum Source {
     /// (file, class index, captions: an image folder's `captions.tsv`, else none)
     Files(Vec<(PathBuf, i64, Vec<String>)>),
@@ -122,7 +123,7 @@ impl Part {
 }
 
 /// An opened evaluation set.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EvalSet {
     /// Where it is, for people.
     pub name: String,
@@ -158,11 +159,7 @@ pub(crate) fn class_folders(root: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> 
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();
-    dirs.sort_by(|a, b| {
-        a.as_os_str()
-            .as_encoded_bytes()
-            .cmp(b.as_os_str().as_encoded_bytes())
-    });
+    dirs.sort_by(|a, b| by_bytes(a, b));
     let mut out = Vec::with_capacity(dirs.len());
     let mut empty = Vec::new();
     for dir in dirs {
@@ -208,19 +205,19 @@ fn walk_images(dir: &Path) -> Result<Vec<PathBuf>> {
                 files.push(p);
             }
         }
-        files.sort_by(|a, b| {
-            a.as_os_str()
-                .as_encoded_bytes()
-                .cmp(b.as_os_str().as_encoded_bytes())
-        });
+        files.sort_by(|a, b| by_bytes(a, b));
         folders.push((d, files));
     }
-    folders.sort_by(|a, b| {
-        a.0.as_os_str()
-            .as_encoded_bytes()
-            .cmp(b.0.as_os_str().as_encoded_bytes())
-    });
+    folders.sort_by(|a, b| by_bytes(&a.0, &b.0));
     Ok(folders.into_iter().flat_map(|(_, f)| f).collect())
+}
+
+/// Paths in the order of their bytes, as Python sorts the `str` paths `os` gives (code point
+/// order, which UTF-8 bytes keep).
+fn by_bytes(a: &Path, b: &Path) -> std::cmp::Ordering {
+    a.as_os_str()
+        .as_encoded_bytes()
+        .cmp(b.as_os_str().as_encoded_bytes())
 }
 
 fn read_lines(path: &Path) -> Result<Option<Vec<String>>> {
@@ -407,6 +404,12 @@ impl EvalSet {
         }
     }
 
+    /// Whether `other` reads the same samples in the same order (class names and templates
+    /// aside): the same files or shards, the same labels and part.
+    pub fn same_samples(&self, other: &EvalSet) -> bool {
+        self.source == other.source && self.split == other.split
+    }
+
     pub fn with_split(mut self, percent: u32, part: Part) -> EvalSet {
         if percent > 0
             && matches!(
@@ -473,11 +476,19 @@ impl EvalSet {
                 multi_caption,
             } => {
                 let need_text = !classified || *labels == Labels::Caption;
+                // A clip_benchmark set (the one with a caption per line) as clip_benchmark
+                // reads it, OpenWIT shards as OpenCLIP's loader does: a sample with two
+                // pictures gives the one each prefers.
+                let images: &[&str] = if *multi_caption {
+                    &BENCHMARK_IMAGES
+                } else {
+                    &TRAINING_IMAGES
+                };
                 let mut pending: Vec<EvalSample> = Vec::with_capacity(batch);
                 let mut err: Option<ClipError> = None;
                 for tar in tars {
                     let mut drops = openwit_core::Drops::default();
-                    read_tar_samples(tar, &mut drops, need_text, |s: RawSample| {
+                    read_tar_samples(tar, &mut drops, need_text, images, |s: RawSample| {
                         if let Some((percent, part)) = self.split {
                             let held = crate::data::held_out(&s.image, percent);
                             if (part == Part::HeldOut && !held) || (part == Part::Train && held) {

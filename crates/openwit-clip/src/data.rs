@@ -113,25 +113,36 @@ pub struct RawSample {
 #[derive(Default)]
 struct Partial {
     key: String,
-    image: Option<Vec<u8>>,
+    /// The image member so far and its place in the preference order.
+    image: Option<(usize, Vec<u8>)>,
     text: Option<String>,
     class: Option<i64>,
 }
 
+/// The image member OpenCLIP's training loader takes (`rename(image="jpg;png;jpeg;webp")`):
+/// the first of these extensions a sample has.
+pub const TRAINING_IMAGES: [&str; 4] = ["jpg", "png", "jpeg", "webp"];
+
+/// The image member clip_benchmark's webdataset reader takes
+/// (`to_tuple(["webp", "png", "jpg", "jpeg"], ...)`).
+pub const BENCHMARK_IMAGES: [&str; 4] = ["webp", "png", "jpg", "jpeg"];
+
 /// Reads one tar, calling `f` for each complete sample (image from the first of
-/// `jpg;png;jpeg;webp`, text from `txt`); incomplete samples and unreadable tars are counted
-/// in `drops`. `f` returns false to stop.
+/// [`TRAINING_IMAGES`] it has, text from `txt`); incomplete samples and unreadable tars are
+/// counted in `drops`. `f` returns false to stop.
 pub fn read_tar(path: &Path, drops: &mut Drops, f: impl FnMut(RawSample) -> bool) {
-    read_tar_samples(path, drops, true, f)
+    read_tar_samples(path, drops, true, &TRAINING_IMAGES, f)
 }
 
 /// [`read_tar`], where with `need_text` false a sample with an image and a `.cls` entry but no
 /// `txt` is complete too (its text empty): clip_benchmark's classification shards hold only
-/// `KEY.cls` and the image.
+/// `KEY.cls` and the image. `images`: the image extensions, preferred first (a sample's member
+/// names compared without case, as webdataset lower-cases them).
 pub fn read_tar_samples(
     path: &Path,
     drops: &mut Drops,
     need_text: bool,
+    images: &[&str],
     mut f: impl FnMut(RawSample) -> bool,
 ) {
     let mut members = match ShardReader::open(path) {
@@ -153,7 +164,7 @@ pub fn read_tar_samples(
             (t, _, _) => t,
         };
         match (p.image, text) {
-            (Some(image), Some(text)) => f(RawSample {
+            (Some((_, image)), Some(text)) => f(RawSample {
                 key: p.key,
                 image,
                 text,
@@ -189,8 +200,10 @@ pub fn read_tar_samples(
         }
         let (ext, buf) = (m.member.ext, m.member.data);
         let is = |e: &str| ext.eq_ignore_ascii_case(e);
-        if cur.image.is_none() && ["jpg", "png", "jpeg", "webp"].iter().any(|e| is(e)) {
-            cur.image = Some(buf);
+        if let Some(rank) = images.iter().position(|e| is(e)) {
+            if cur.image.as_ref().is_none_or(|(r, _)| rank < *r) {
+                cur.image = Some((rank, buf));
+            }
         } else if is("txt") {
             cur.text = Some(String::from_utf8_lossy(&buf).into_owned());
         } else if is("cls") {
@@ -677,7 +690,11 @@ pub use openwit_shard::rgb::{decode, rgb_on_white};
 /// side, bicubic, and `CenterCrop(size)`, with their sizes and offsets), which
 /// `tests/real_pictures.rs` checks against OpenCLIP's own on real photographs and drawings.
 pub fn transform(bytes: &[u8], size: u32, train: Option<&mut ChaCha8Rng>) -> Option<RgbImage> {
-    let img = rgb_on_white(decode(bytes).ok()?);
+    transform_rgb(rgb_on_white(decode(bytes).ok()?), size, train)
+}
+
+/// [`transform`] of a picture already decoded and composited on white.
+pub fn transform_rgb(img: RgbImage, size: u32, train: Option<&mut ChaCha8Rng>) -> Option<RgbImage> {
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
         return None;
@@ -991,7 +1008,7 @@ mod damaged {
     fn read(path: &Path) -> Read {
         let mut out = Vec::new();
         let mut drops = Drops::default();
-        read_tar_samples(path, &mut drops, false, |s| {
+        read_tar_samples(path, &mut drops, false, &BENCHMARK_IMAGES, |s| {
             out.push((s.key, s.image.len(), s.text, s.class));
             true
         });
@@ -1021,6 +1038,14 @@ mod damaged {
         let bytes = tar_bytes();
         let (k0, k1) = (s("k0", 700, "zero", Some(3)), s("k1", 10, "one", None));
         std::fs::write(&p, &bytes).unwrap();
+        // k5 has a webp and then a jpg: clip_benchmark's order takes the webp (below),
+        // OpenCLIP's training loader the jpg.
+        let mut training = Vec::new();
+        read_tar_samples(&p, &mut Drops::default(), false, &TRAINING_IMAGES, |s| {
+            training.push((s.key, s.image.len()));
+            true
+        });
+        assert!(training.contains(&("k5".into(), 30)), "{training:?}");
         assert_eq!(
             read(&p),
             (

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::bench::{EvalSet, class_folders};
-use crate::data::{Loader, LoaderConfig, Position, RawSample, normalize_images, transform};
+use crate::data::{
+    Loader, LoaderConfig, Position, RawSample, normalize_images, transform, transform_rgb,
+};
 use crate::error::{ClipError, IoAt, Result};
 use crate::model::{Clip, Fwd, normalize};
 use crate::overlap::OverlapCounts;
@@ -265,46 +267,6 @@ pub fn retrieval_shards(
     Ok(retrieval(&Tensor::cat(&fi, 0), &Tensor::cat(&ft, 0)))
 }
 
-/// Decodes and transforms (resize of the short side + center crop) images on up to `workers`
-/// threads into `(n, 3, size, size)` uint8 planes; returns the pixels and which images decoded.
-fn decode_images(images: &[&[u8]], size: u32, workers: usize) -> (Vec<u8>, Vec<bool>) {
-    let plane = (size * size) as usize;
-    let per = images.len().div_ceil(workers.max(1)).max(1);
-    let parts: Vec<Vec<Option<Vec<u8>>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = images
-            .chunks(per)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|bytes| {
-                            let raw = transform(bytes, size, None)?.into_raw();
-                            let mut px = Vec::with_capacity(3 * plane);
-                            for c in 0..3 {
-                                px.extend(raw.iter().skip(c).step_by(3));
-                            }
-                            Some(px)
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    let mut pixels = Vec::new();
-    let mut ok = Vec::with_capacity(images.len());
-    for px in parts.into_iter().flatten() {
-        ok.push(px.is_some());
-        if let Some(px) = px {
-            pixels.extend(px);
-        }
-    }
-    (pixels, ok)
-}
-
 /// The normalized embeddings of an evaluation set.
 #[derive(Debug)]
 pub struct SetFeatures {
@@ -354,32 +316,179 @@ pub fn encode_set(
     )
 }
 
-/// The fingerprints (sha256, perceptual hash, captions) of a batch's samples, on up to
-/// `workers` threads.
-fn batch_prints(
+/// One batch of a set as the model takes it: the pictures that decoded, transformed to
+/// `(n, 3, size, size)` uint8 planes, with their classes and captions.
+#[derive(Debug)]
+struct DecodedBatch {
+    pixels: Vec<u8>,
+    n: i64,
+    labels: Vec<i64>,
+    /// The captions, each with its picture's index in the batch.
+    texts: Vec<(i64, String)>,
+}
+
+impl DecodedBatch {
+    /// The memory it holds, about.
+    fn bytes(&self) -> usize {
+        self.pixels.len()
+            + 8 * self.labels.len()
+            + self
+                .texts
+                .iter()
+                .map(|(_, t)| t.len() + std::mem::size_of::<(i64, String)>())
+                .sum::<usize>()
+    }
+}
+
+/// What reading a set counts beside its batches.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    left_out: u64,
+    undecodable: u64,
+    undecodable_named: Vec<String>,
+    prints: Vec<openwit_shard::overlap::EvalPrint>,
+}
+
+/// A sample's picture for the model, as `(3, size, size)` planes (`None`: it does not
+/// decode), and with `prints` its fingerprints for the overlap analysis: one decode for both.
+fn read_picture(
+    s: &crate::bench::EvalSample,
+    size: u32,
+    prints: bool,
+) -> (Option<Vec<u8>>, Option<openwit_shard::overlap::EvalPrint>) {
+    use openwit_shard::overlap::{EvalPrint, phash_oriented, sha256};
+    let Ok((img, orientation)) = openwit_shard::rgb::decode_unoriented(&s.image) else {
+        return (None, None);
+    };
+    let rgb = crate::data::rgb_on_white(img);
+    let print = prints.then(|| EvalPrint {
+        sha256: sha256(&s.image),
+        phash: Some(phash_oriented(&rgb, orientation)),
+        captions: s.captions.clone(),
+    });
+    let planes = transform_rgb(rgb, size, None).map(|img| {
+        let raw = img.into_raw();
+        let mut px = Vec::with_capacity(raw.len());
+        for c in 0..3 {
+            px.extend(raw.iter().skip(c).step_by(3));
+        }
+        px
+    });
+    (planes, print)
+}
+
+/// Decodes and transforms (OpenCLIP's eval transform: [`transform_rgb`]) a batch's pictures on
+/// up to `workers` threads; what does not decode is counted in `tally` and left out.
+fn decode_batch(
     batch: &[crate::bench::EvalSample],
+    size: u32,
+    captions: bool,
+    prints: bool,
     workers: usize,
-) -> Vec<openwit_shard::overlap::EvalPrint> {
+    tally: &mut Tally,
+) -> DecodedBatch {
     let per = batch.len().div_ceil(workers.max(1)).max(1);
-    std::thread::scope(|scope| {
+    let read: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = batch
             .chunks(per)
             .map(|chunk| {
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .map(|s| {
-                            openwit_shard::overlap::EvalPrint::of(&s.image, s.captions.clone())
-                        })
+                        .map(|s| read_picture(s, size, prints))
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
-    })
+    });
+    let mut out = DecodedBatch {
+        pixels: Vec::with_capacity(batch.len() * 3 * (size * size) as usize),
+        n: 0,
+        labels: Vec::with_capacity(batch.len()),
+        texts: Vec::new(),
+    };
+    for (s, (planes, print)) in batch.iter().zip(read) {
+        let Some(planes) = planes else {
+            tally.undecodable += 1;
+            if tally.undecodable_named.len() < UNDECODABLE_NAMED {
+                tally
+                    .undecodable_named
+                    .push(format!("{}: {}", s.name, why_undecodable(&s.image)));
+            }
+            continue;
+        };
+        tally.prints.extend(print);
+        out.pixels.extend(planes);
+        out.labels.push(s.class.unwrap_or(-1));
+        if captions {
+            out.texts
+                .extend(s.captions.iter().map(|c| (out.n, c.clone())));
+        }
+        out.n += 1;
+    }
+    out.pixels.shrink_to_fit();
+    out
+}
+
+/// A set's features as its batches are encoded.
+#[derive(Default)]
+struct Encoded {
+    images: Vec<Tensor>,
+    texts: Vec<Tensor>,
+    labels: Vec<i64>,
+    text_image: Vec<i64>,
+    n_images: i64,
+}
+
+impl Encoded {
+    fn push(&mut self, model: &Clip, tok: &Tokenizer, b: &DecodedBatch, batch_size: usize) {
+        if b.n == 0 {
+            return;
+        }
+        let size = model.image_size();
+        let images = Tensor::from_slice(&b.pixels).reshape([b.n, 3, size, size]);
+        self.images.push(encode_images(model, &images));
+        self.labels.extend(&b.labels);
+        let ctx = model.config.text.context_length as usize;
+        for chunk in b.texts.chunks(batch_size.max(1)) {
+            let texts: Vec<String> = chunk.iter().map(|(_, t)| t.clone()).collect();
+            let tokens = tok.tokenize_batch(&texts, ctx).to_device(model.device());
+            self.texts.push(tch::no_grad(|| {
+                normalize(&model.encode_text(&tokens, Fwd::eval()))
+            }));
+        }
+        let first = self.n_images;
+        self.text_image
+            .extend(b.texts.iter().map(|(i, _)| first + i));
+        self.n_images += b.n;
+    }
+
+    fn finish(self, set: &str, tally: Tally) -> Result<SetFeatures> {
+        if self.images.is_empty() {
+            return Err(ClipError::Data(if tally.left_out > 0 {
+                format!(
+                    "{set}: none of the {} samples' captions names exactly one of the classes",
+                    tally.left_out
+                )
+            } else {
+                format!("{set}: no usable sample")
+            }));
+        }
+        Ok(SetFeatures {
+            images: Tensor::cat(&self.images, 0),
+            labels: self.labels,
+            texts: (!self.texts.is_empty()).then(|| Tensor::cat(&self.texts, 0)),
+            text_image: self.text_image,
+            left_out: tally.left_out,
+            undecodable: tally.undecodable,
+            undecodable_named: tally.undecodable_named,
+            prints: tally.prints,
+        })
+    }
 }
 
 /// [`encode_set`], with `prints` also each image's fingerprints ([`SetFeatures::prints`]) for
@@ -395,86 +504,111 @@ pub fn encode_set_with(
     workers: usize,
     prints: bool,
 ) -> Result<SetFeatures> {
-    let mut fingerprints = Vec::new();
+    let read = SetRead {
+        classified,
+        captions,
+        prints,
+    };
+    encode_and_keep(model, tok, set, read, batch_size, workers, 0).map(|(f, _)| f)
+}
+
+/// What to read of a set's samples: with `classified` their classes (see
+/// [`EvalSet::for_each_batch`]), with `captions` their captions, with `prints` their
+/// fingerprints for the overlap analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetRead {
+    pub classified: bool,
+    pub captions: bool,
+    pub prints: bool,
+}
+
+/// A set decoded and transformed once, to be encoded again and again: the held-out sets a
+/// training run measures every `eval_every` steps, which would otherwise be read and decoded
+/// anew each time.
+#[derive(Debug)]
+pub struct DecodedSet {
+    name: String,
+    read: SetRead,
+    batches: Vec<DecodedBatch>,
+    tally: Tally,
+    bytes: usize,
+}
+
+impl DecodedSet {
+    /// The memory its pictures and captions take, about.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// What it was read with.
+    pub fn read(&self) -> SetRead {
+        self.read
+    }
+
+    /// Its features under `model`: what [`encode_set_with`] gives on the set, without reading
+    /// or decoding it again.
+    pub fn encode(&self, model: &Clip, tok: &Tokenizer, batch_size: usize) -> Result<SetFeatures> {
+        let mut enc = Encoded::default();
+        for b in &self.batches {
+            enc.push(model, tok, b, batch_size);
+        }
+        enc.finish(&self.name, self.tally.clone())
+    }
+}
+
+/// [`encode_set_with`] (`read`: what it reads of the samples), also keeping what it decoded as
+/// a [`DecodedSet`] while that takes at most `keep_bytes` (0: keep nothing; over it, what was
+/// kept is let go and the set only encoded).
+pub fn encode_and_keep(
+    model: &Clip,
+    tok: &Tokenizer,
+    set: &EvalSet,
+    read: SetRead,
+    batch_size: usize,
+    workers: usize,
+    keep_bytes: usize,
+) -> Result<(SetFeatures, Option<DecodedSet>)> {
     let size = model.image_size() as u32;
-    let ctx = model.config.text.context_length as usize;
-    let (mut fi, mut ft) = (Vec::new(), Vec::new());
-    let (mut labels, mut text_image) = (Vec::new(), Vec::new());
-    let mut undecodable = 0u64;
-    let mut undecodable_named = Vec::new();
-    let mut n_images = 0i64;
-    let left_out = set.for_each_batch(batch_size, classified, |batch| {
-        let bytes: Vec<&[u8]> = batch.iter().map(|s| s.image.as_slice()).collect();
-        let (pixels, ok) = decode_images(&bytes, size, workers);
-        let fps = if prints {
-            batch_prints(&batch, workers)
-        } else {
-            Vec::new()
-        };
-        let mut batch_fp = fps.into_iter();
-        let mut texts: Vec<String> = Vec::new();
-        let mut n = 0;
-        for (s, ok) in batch.iter().zip(&ok) {
-            let fp = batch_fp.next();
-            if !ok {
-                undecodable += 1;
-                if undecodable_named.len() < UNDECODABLE_NAMED {
-                    undecodable_named.push(format!("{}: {}", s.name, why_undecodable(&s.image)));
-                }
-                continue;
+    let mut tally = Tally::default();
+    let mut enc = Encoded::default();
+    let mut kept = (keep_bytes > 0).then(Vec::new);
+    let mut bytes = 0usize;
+    tally.left_out = set.for_each_batch(batch_size, read.classified, |batch| {
+        let b = decode_batch(
+            &batch,
+            size,
+            read.captions,
+            read.prints,
+            workers,
+            &mut tally,
+        );
+        enc.push(model, tok, &b, batch_size);
+        if let Some(k) = kept.as_mut() {
+            bytes += b.bytes();
+            if bytes > keep_bytes {
+                kept = None;
+            } else {
+                k.push(b);
             }
-            fingerprints.extend(fp);
-            labels.push(s.class.unwrap_or(-1));
-            if captions {
-                for c in &s.captions {
-                    texts.push(c.clone());
-                    text_image.push(n_images + n);
-                }
-            }
-            n += 1;
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        n_images += n;
-        let images = Tensor::from_slice(&pixels).reshape([n, 3, size as i64, size as i64]);
-        fi.push(encode_images(model, &images));
-        for chunk in texts.chunks(batch_size.max(1)) {
-            let tokens = tok.tokenize_batch(chunk, ctx).to_device(model.device());
-            ft.push(tch::no_grad(|| {
-                normalize(&model.encode_text(&tokens, Fwd::eval()))
-            }));
         }
         Ok(())
     })?;
-    if undecodable > 0 {
+    if tally.undecodable > 0 {
         tracing::warn!(
             set = %set.name,
-            undecodable,
-            first = %undecodable_named.join("; "),
+            undecodable = tally.undecodable,
+            first = %tally.undecodable_named.join("; "),
             "images that do not decode were skipped"
         );
     }
-    if fi.is_empty() {
-        return Err(ClipError::Data(if left_out > 0 {
-            format!(
-                "{}: none of the {left_out} samples' captions names exactly one of the classes",
-                set.name
-            )
-        } else {
-            format!("{}: no usable sample", set.name)
-        }));
-    }
-    Ok(SetFeatures {
-        images: Tensor::cat(&fi, 0),
-        labels,
-        texts: (!ft.is_empty()).then(|| Tensor::cat(&ft, 0)),
-        text_image,
-        left_out,
-        undecodable,
-        undecodable_named,
-        prints: fingerprints,
-    })
+    let decoded = kept.map(|batches| DecodedSet {
+        name: set.name.clone(),
+        read,
+        batches,
+        tally: tally.clone(),
+        bytes,
+    });
+    Ok((enc.finish(&set.name, tally)?, decoded))
 }
 
 /// The templates for a set: `configured` when given, else the set's own (clip_benchmark's
@@ -496,34 +630,31 @@ pub fn zero_shot_set(
     batch_size: usize,
     workers: usize,
 ) -> Result<ZeroShot> {
-    zero_shot_kept(model, tok, set, templates, batch_size, workers, false).map(|k| k.0)
+    can_classify(set)?;
+    let emb = class_embeddings(model, tok, &set.classes, templates);
+    let f = encode_set(model, tok, set, true, false, batch_size, workers)?;
+    Ok(zero_shot_of(&f, &emb, set, templates.len()))
 }
 
-/// [`zero_shot_set`], also returning what it measured on (the images' features, with `prints`
-/// their fingerprints, and the class embeddings), to measure again on a subset: the overlap
-/// analysis.
-pub fn zero_shot_kept(
-    model: &Clip,
-    tok: &Tokenizer,
-    set: &EvalSet,
-    templates: &[String],
-    batch_size: usize,
-    workers: usize,
-    prints: bool,
-) -> Result<(ZeroShot, SetFeatures, Tensor)> {
+/// An error unless `set` names its classes, which zero-shot classification needs.
+pub fn can_classify(set: &EvalSet) -> Result<()> {
     if set.classes.is_empty() {
         return Err(ClipError::Config(format!(
             "{}: zero-shot classification needs class names",
             set.name
         )));
     }
-    let emb = class_embeddings(model, tok, &set.classes, templates);
-    let f = encode_set_with(model, tok, set, true, false, batch_size, workers, prints)?;
-    let mut z = zero_shot_named(&f.images, &f.labels, &emb, &set.classes);
+    Ok(())
+}
+
+/// Zero-shot classification of a set's features (read with their classes) against its class
+/// embeddings `emb` (made with `templates` prompts per class).
+pub fn zero_shot_of(f: &SetFeatures, emb: &Tensor, set: &EvalSet, templates: usize) -> ZeroShot {
+    let mut z = zero_shot_named(&f.images, &f.labels, emb, &set.classes);
     z.left_out = f.left_out;
-    z.templates = templates.len();
+    z.templates = templates;
     z.set = set.name.clone();
-    Ok((z, f, emb))
+    z
 }
 
 /// Image-text retrieval on a set with captions.
@@ -534,32 +665,31 @@ pub fn retrieval_set(
     batch_size: usize,
     workers: usize,
 ) -> Result<Retrieval> {
-    retrieval_kept(model, tok, set, batch_size, workers, false).map(|k| k.0)
+    can_retrieve(set)?;
+    let f = encode_set(model, tok, set, false, true, batch_size, workers)?;
+    retrieval_of(&f, set)
 }
 
-/// [`retrieval_set`], also returning the features (with `prints` the images' fingerprints).
-pub fn retrieval_kept(
-    model: &Clip,
-    tok: &Tokenizer,
-    set: &EvalSet,
-    batch_size: usize,
-    workers: usize,
-    prints: bool,
-) -> Result<(Retrieval, SetFeatures)> {
+/// An error unless `set` has captions, which retrieval needs.
+pub fn can_retrieve(set: &EvalSet) -> Result<()> {
     if !set.has_captions() {
         return Err(ClipError::Config(format!(
             "{}: retrieval needs captions (OpenWIT shards, or a clip_benchmark set whose dataset_type.txt says retrieval)",
             set.name
         )));
     }
-    let f = encode_set_with(model, tok, set, false, true, batch_size, workers, prints)?;
+    Ok(())
+}
+
+/// Image-text retrieval on a set's features (read with their captions).
+pub fn retrieval_of(f: &SetFeatures, set: &EvalSet) -> Result<Retrieval> {
     let texts = f
         .texts
         .as_ref()
         .ok_or_else(|| ClipError::Data(format!("{}: no captions", set.name)))?;
     let mut r = retrieval_multi(&f.images, texts, &f.text_image);
     r.set = set.name.clone();
-    Ok((r, f))
+    Ok(r)
 }
 
 /// Everything `openwit eval` measured.

@@ -7,6 +7,7 @@
 //! `results.json` and `results.txt`.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use openwit_core::artifact::{self, Artifact, Model, ShardTars};
 use openwit_core::{
@@ -18,9 +19,9 @@ use serde_json::{Value, json};
 use crate::bench::{EvalSet, Part, SetKind, SetSpec};
 use crate::data::resolve_shards;
 use crate::eval::{
-    DEFAULT_TEMPLATES, EvalReport, Labels, OverlapReport, SetFeatures, SetOverlap,
-    classification_metrics, encode_set, encode_set_with, retrieval_kept, retrieval_set,
-    templates_for, zero_shot_kept, zero_shot_set as zero_shot_set_eval,
+    DEFAULT_TEMPLATES, EvalReport, Labels, OverlapReport, SetFeatures, SetOverlap, SetRead,
+    can_classify, can_retrieve, class_embeddings, classification_metrics, encode_and_keep,
+    encode_set, encode_set_with, retrieval_of, templates_for, zero_shot_of,
 };
 use crate::model::{Clip, ModelConfig};
 use crate::overlap::{Training, find_overlaps, retrieval_subset, rows, zero_shot_subset};
@@ -100,6 +101,8 @@ impl TrainStage {
             templates,
             retrieval: rt,
             batch: e.batch_size,
+            keep_bytes: usize::try_from(e.keep_decoded_mib << 20).unwrap_or(usize::MAX),
+            kept: std::sync::Mutex::new([Kept::NotYet, Kept::NotYet]),
         }))
     }
 }
@@ -154,21 +157,118 @@ struct HeldOutSets {
     templates: Vec<String>,
     retrieval: Option<EvalSet>,
     batch: usize,
+    /// The memory for keeping the sets decoded between evaluations.
+    keep_bytes: usize,
+    /// What the first evaluation decoded of the zero-shot set and of the retrieval set, for
+    /// the next ones.
+    kept: std::sync::Mutex<[Kept; 2]>,
+}
+
+/// A held-out set between evaluations.
+enum Kept {
+    /// Not read yet.
+    NotYet,
+    Decoded(crate::eval::DecodedSet),
+    /// Larger than the memory for it: read and decoded at each evaluation.
+    TooLarge,
+}
+
+impl Kept {
+    /// The memory it holds, about.
+    fn bytes(&self) -> usize {
+        match self {
+            Kept::Decoded(d) => d.bytes(),
+            _ => 0,
+        }
+    }
+
+    /// The features of `set` under `model`: from what was kept, else read (and kept when it
+    /// fits `keep_bytes`).
+    #[allow(clippy::too_many_arguments)]
+    fn features(
+        &mut self,
+        set: &EvalSet,
+        read: SetRead,
+        model: &Clip,
+        tok: &Tokenizer,
+        batch: usize,
+        workers: usize,
+        keep_bytes: usize,
+    ) -> crate::Result<SetFeatures> {
+        match self {
+            Kept::Decoded(d) => d.encode(model, tok, batch),
+            Kept::TooLarge => {
+                encode_and_keep(model, tok, set, read, batch, workers, 0).map(|r| r.0)
+            }
+            Kept::NotYet => {
+                let (f, d) = encode_and_keep(model, tok, set, read, batch, workers, keep_bytes)?;
+                *self = match d {
+                    Some(d) => {
+                        tracing::debug!(set = %set.name, mib = d.bytes() >> 20, "held-out set kept decoded");
+                        Kept::Decoded(d)
+                    }
+                    None => {
+                        if keep_bytes > 0 {
+                            tracing::info!(
+                                set = %set.name,
+                                keep_decoded_mib = keep_bytes >> 20,
+                                "the held-out set is larger than [eval] keep_decoded_mib: it is decoded again at each evaluation"
+                            );
+                        }
+                        Kept::TooLarge
+                    }
+                };
+                Ok(f)
+            }
+        }
+    }
 }
 
 impl HeldOutSets {
-    /// Zero-shot top-1/top-5 and retrieval R@1/5/10 of `model`, as one JSON object.
+    /// Zero-shot top-1/top-5 and retrieval R@1/5/10 of `model`, as one JSON object. A set is
+    /// read and decoded at the first evaluation and kept for the next ones where it fits; an
+    /// image folder with captions, both the zero-shot and the retrieval set, is encoded once
+    /// for both.
     fn measure(&self, model: &Clip, tok: &Tokenizer, workers: usize) -> crate::Result<Value> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let [zs_kept, rt_kept] = &mut *kept;
         let mut v = serde_json::Map::new();
+        let shared = self.zero_shot.is_some() && self.zero_shot == self.retrieval;
+        let mut retrieval = None;
         if let Some(set) = &self.zero_shot {
-            let z = zero_shot_set_eval(model, tok, set, &self.templates, self.batch, workers)?;
+            can_classify(set)?;
+            let read = SetRead {
+                classified: true,
+                captions: shared,
+                prints: false,
+            };
+            let f =
+                zs_kept.features(set, read, model, tok, self.batch, workers, self.keep_bytes)?;
+            let emb = class_embeddings(model, tok, &set.classes, &self.templates);
+            let z = zero_shot_of(&f, &emb, set, self.templates.len());
             v.insert(
                 "zero_shot".into(),
                 json!({"top1": z.top1, "top5": z.top5, "mean_per_class_recall": z.mean_per_class_recall, "chance": z.chance, "images": z.images}),
             );
+            // Every picture of an image folder has its class: the features are the retrieval
+            // set's too.
+            if shared && f.left_out == 0 {
+                retrieval = Some(retrieval_of(&f, set)?);
+            }
         }
-        if let Some(set) = &self.retrieval {
-            let r = retrieval_set(model, tok, set, self.batch, workers)?;
+        if let (None, Some(set)) = (&retrieval, &self.retrieval) {
+            can_retrieve(set)?;
+            let read = SetRead {
+                classified: false,
+                captions: true,
+                prints: false,
+            };
+            // The memory is for both sets together.
+            let left = self.keep_bytes.saturating_sub(zs_kept.bytes());
+            let f = rt_kept.features(set, read, model, tok, self.batch, workers, left)?;
+            retrieval = Some(retrieval_of(&f, set)?);
+        }
+        if let Some(r) = retrieval {
             let mut o = serde_json::Map::new();
             for (dir, rs) in [
                 ("image_to_text", r.image_to_text),
@@ -542,6 +642,11 @@ pub struct EvalConfig {
         skip_serializing_if = "is_overlap_distance"
     )]
     pub overlap_phash_distance: u32,
+    /// Memory (MiB) for keeping the held-out sets decoded between a training run's
+    /// evaluations (`[train] eval_every`): a set that fits is read and decoded once, a larger
+    /// one again at each evaluation. Default 1024; 0 keeps none.
+    #[serde(default = "d_keep_decoded", skip_serializing_if = "is_keep_decoded")]
+    pub keep_decoded_mib: u64,
 }
 
 fn d_true() -> bool {
@@ -557,6 +662,14 @@ fn d_overlap_distance() -> u32 {
 }
 fn is_overlap_distance(d: &u32) -> bool {
     *d == OVERLAP_PHASH_DISTANCE
+}
+/// `[eval] keep_decoded_mib`'s default: about 7,000 pictures at 224 px.
+const KEEP_DECODED_MIB: u64 = 1024;
+fn d_keep_decoded() -> u64 {
+    KEEP_DECODED_MIB
+}
+fn is_keep_decoded(m: &u64) -> bool {
+    *m == KEEP_DECODED_MIB
 }
 
 /// The `[eval.linear_probe]` table: logistic regression on the frozen image features of
@@ -750,7 +863,13 @@ impl Stage for EvalStage {
     fn config(&self) -> Value {
         let mut v = serde_json::to_value(&self.cfg).unwrap();
         if let Some(o) = v.as_object_mut() {
-            for k in ["workers", "device", "vocab", "batch_size"] {
+            for k in [
+                "workers",
+                "device",
+                "vocab",
+                "batch_size",
+                "keep_decoded_mib",
+            ] {
                 o.remove(k);
             }
             // As before `templates` became optional: the same fingerprint for the same table.
@@ -828,22 +947,42 @@ impl Stage for EvalStage {
                 .as_ref()
                 .is_some_and(|t| !set_is_training_data(set, &t.shards))
         };
-        let mut zs_kept: Option<(SetFeatures, Tensor, Vec<String>)> = None;
-        let mut rt_kept: Option<SetFeatures> = None;
-        let mut probe_kept: Option<(SetFeatures, LogReg)> = None;
+        let mut zs_kept: Option<(Rc<SetFeatures>, Tensor, Vec<String>)> = None;
+        let mut rt_kept: Option<Rc<SetFeatures>> = None;
+        let mut probe_kept: Option<(Rc<SetFeatures>, LogReg)> = None;
+        // The zero-shot set's features, which serve the retrieval set and the probe's test set
+        // when they are the same pictures (the demo's held-out folder is all three): each
+        // picture read, decoded and encoded once.
+        let mut zs_features: Option<Rc<SetFeatures>> = None;
+        let same_retrieval = zero_shot_set.is_some() && zero_shot_set == retrieval_set_;
         if let Some(set) = &zero_shot_set {
+            can_classify(set)?;
             let t = templates_for(set, templates);
             let prints = compare(set);
-            let (z, f, emb) = zero_shot_kept(&model, &tok, set, &t, batch, workers, prints)?;
-            report.zero_shot = Some(z);
+            let emb = class_embeddings(&model, &tok, &set.classes, &t);
+            let read = SetRead {
+                classified: true,
+                captions: same_retrieval,
+                prints,
+            };
+            let f = Rc::new(encode_and_keep(&model, &tok, set, read, batch, workers, 0)?.0);
+            report.zero_shot = Some(zero_shot_of(&f, &emb, set, t.len()));
             if prints {
-                zs_kept = Some((f, emb, set.classes.clone()));
+                zs_kept = Some((f.clone(), emb, set.classes.clone()));
             }
+            zs_features = Some(f);
         }
         if let Some(set) = &retrieval_set_ {
+            can_retrieve(set)?;
             let prints = compare(set);
-            let (r, f) = retrieval_kept(&model, &tok, set, batch, workers, prints)?;
-            report.retrieval = Some(r);
+            let f = match &zs_features {
+                // Every sample of the set has its class (an image folder): the same features.
+                Some(f) if same_retrieval && f.left_out == 0 => f.clone(),
+                _ => Rc::new(encode_set_with(
+                    &model, &tok, set, false, true, batch, workers, prints,
+                )?),
+            };
+            report.retrieval = Some(retrieval_of(&f, set)?);
             if prints {
                 rt_kept = Some(f);
             }
@@ -860,7 +999,12 @@ impl Stage for EvalStage {
             }
             let tr = encode_set(&model, &tok, &train_set, true, false, batch, workers)?;
             let prints = compare(&test_set);
-            let te = encode_set_with(&model, &tok, &test_set, true, false, batch, workers, prints)?;
+            let te = match (&zero_shot_set, &zs_features) {
+                (Some(zs), Some(f)) if zs.same_samples(&test_set) => f.clone(),
+                _ => Rc::new(encode_set_with(
+                    &model, &tok, &test_set, true, false, batch, workers, prints,
+                )?),
+            };
             let (probe, fitted) = linear_probe_fit(
                 &tr.images,
                 &tr.labels,
@@ -940,9 +1084,9 @@ fn set_is_training_data(set: &EvalSet, training: &[PathBuf]) -> bool {
 fn overlap_report(
     training: &Training,
     distance: u32,
-    zs: Option<&(SetFeatures, Tensor, Vec<String>)>,
-    rt: Option<&SetFeatures>,
-    probe: Option<&(SetFeatures, LogReg)>,
+    zs: Option<&(Rc<SetFeatures>, Tensor, Vec<String>)>,
+    rt: Option<&Rc<SetFeatures>>,
+    probe: Option<&(Rc<SetFeatures>, LogReg)>,
     probe_report: Option<&crate::probe::LinearProbe>,
 ) -> Result<OverlapReport> {
     let empty: &[openwit_shard::overlap::EvalPrint] = &[];

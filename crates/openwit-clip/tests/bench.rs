@@ -98,7 +98,8 @@ fn samples(per_class: u64, first: u64) -> Vec<Sample> {
 
 /// clip_benchmark's webdataset layout: `classnames.txt`, `zeroshot_classification_templates.txt`,
 /// `dataset_type.txt` for retrieval, `SPLIT/nshards.txt`, `SPLIT/{0..N-1}.tar` with `KEY.cls` or
-/// `KEY.txt` (captions, one a line) next to `KEY.png`.
+/// `KEY.txt` (captions, one a line) next to `KEY.png`, every third sample with a `KEY.jpg` of
+/// another picture before it.
 fn write_clip_benchmark(root: &Path, split: &str, set: &[Sample], shards: usize, retrieval: bool) {
     std::fs::create_dir_all(root.join(split)).unwrap();
     if retrieval {
@@ -118,6 +119,16 @@ fn write_clip_benchmark(root: &Path, split: &str, set: &[Sample], shards: usize,
         let mut b = tar::Builder::new(file);
         for (k, sample) in chunk.iter().enumerate() {
             let key = format!("s{s:02}k{k:04}");
+            if k % 3 == 0 {
+                // A second picture, of another class, ahead of the sample's own: clip_benchmark
+                // takes the first of webp, png, jpg, jpeg the sample has, not the first member.
+                let other = picture((sample.class + 1) % CLASSES.len(), k as u64, 32);
+                append(
+                    &mut b,
+                    &format!("{key}.jpg"),
+                    &encode(&other, ImageFormat::Jpeg),
+                );
+            }
             append(&mut b, &format!("{key}.{}", sample.ext), &sample.image);
             if retrieval {
                 append(

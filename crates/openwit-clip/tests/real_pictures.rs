@@ -217,3 +217,99 @@ fn the_pixel_limit_is_pils() {
         "{over}"
     );
 }
+
+#[test]
+fn a_set_decoded_once_measures_as_a_set_read_again() {
+    // The held-out sets a training run measures every `eval_every` steps are decoded once and
+    // kept (`encode_and_keep`): encoding what was kept must give exactly what reading the set
+    // again gives, and one decode per picture must give the fingerprints (sha256, perceptual
+    // hash as `download` computes it: on white, EXIF orientation applied) that the overlap
+    // analysis got from a separate decode. On the real files: rotated and mirrored JPEGs,
+    // transparent PNGs and WebPs, clip art, broken and truncated files (left out, counted).
+    use openwit_clip::bench::EvalSet;
+    use openwit_clip::eval::{SetRead, encode_and_keep};
+    use openwit_clip::model::{Clip, ModelConfig};
+    use openwit_clip::tokenizer::Tokenizer;
+    let Ok(tok) = Tokenizer::from_default() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the vocabulary"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("set");
+    let mut tsv = String::new();
+    let mut names = Vec::new();
+    for (name, path) in files() {
+        if name.starts_with("large__") {
+            continue;
+        }
+        let ext = path.extension().unwrap().to_string_lossy().to_lowercase();
+        if !["jpg", "jpeg", "png", "webp"].contains(&ext.as_str()) {
+            continue;
+        }
+        let class = if name.starts_with("clipart") {
+            "drawing"
+        } else {
+            "photo"
+        };
+        let rel = format!("{class}/{name}");
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        std::fs::copy(&path, root.join(&rel)).unwrap();
+        tsv.push_str(&format!("{rel}\tthe file {name}\n"));
+        names.push(rel);
+    }
+    std::fs::write(root.join("captions.tsv"), tsv).unwrap();
+    let set = EvalSet::image_folder(&root).unwrap();
+    let model = Clip::new_seeded(
+        &ModelConfig::preset("tiny-vit").unwrap(),
+        tch::Device::Cpu,
+        5,
+    );
+    let read = SetRead {
+        classified: true,
+        captions: true,
+        prints: true,
+    };
+    let (first, kept) = encode_and_keep(&model, &tok, &set, read, 16, 2, usize::MAX).unwrap();
+    let kept = kept.expect("the set fits");
+    assert!(first.undecodable >= 3, "{}", first.undecodable);
+    assert_eq!(
+        first.images.size()[0] as usize + first.undecodable as usize,
+        names.len()
+    );
+    let again = kept.encode(&model, &tok, 16).unwrap();
+    let streamed = encode_and_keep(&model, &tok, &set, read, 16, 1, 0).unwrap();
+    assert!(streamed.1.is_none(), "keep_bytes 0 keeps nothing");
+    for f in [&again, &streamed.0] {
+        assert!(f.images.equal(&first.images));
+        assert!(
+            f.texts
+                .as_ref()
+                .unwrap()
+                .equal(first.texts.as_ref().unwrap())
+        );
+        assert_eq!(f.labels, first.labels);
+        assert_eq!(f.text_image, first.text_image);
+        assert_eq!(f.undecodable, first.undecodable);
+        assert_eq!(f.prints, first.prints);
+    }
+    // The fingerprints of the pictures that decoded, in order, as a separate decode gives them.
+    let mut expected = Vec::new();
+    set.for_each_batch(1000, true, |batch| {
+        for s in batch {
+            if openwit_clip::data::transform(&s.image, 32, None).is_some() {
+                expected.push(openwit_shard::overlap::EvalPrint::of(&s.image, s.captions));
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(first.prints.len(), expected.len());
+    assert_eq!(first.prints, expected);
+    // Too small a budget keeps nothing, and measures all the same.
+    let (small, none) = encode_and_keep(&model, &tok, &set, read, 16, 2, 10_000).unwrap();
+    assert!(none.is_none());
+    assert!(small.images.equal(&first.images));
+}

@@ -395,6 +395,26 @@ fn training_measures_the_held_out_sets_every_eval_every_steps() {
     let svg = std::fs::read_to_string(work.join("train/curves.svg")).unwrap();
     assert!(svg.contains("held-out zero-shot top-1"), "{svg}");
 
+    // The held-out sets were decoded at the first evaluation and kept for the next ones
+    // (`keep_decoded_mib`); read and decoded at every evaluation instead, they measure the same.
+    let mut cfg = config();
+    cfg.steps = 7;
+    cfg.eval_every = 3;
+    cfg.shards = vec!["shards/00000.tar".into()];
+    let mut every_time = eval_cfg.clone();
+    every_time.keep_decoded_mib = 0;
+    let stage = TrainStage::new(cfg, &settings, dir.path())
+        .unwrap()
+        .with_eval(every_time, &settings)
+        .unwrap();
+    let work2 = dir.path().join("work2");
+    executor(&work2, 1).run_stage(&stage).unwrap();
+    let again = read_metrics(&work2.join("train/metrics.jsonl")).unwrap();
+    let evals = |m: &[openwit_clip::train::StepMetrics]| -> Vec<serde_json::Value> {
+        m.iter().filter_map(|m| m.eval.clone()).collect()
+    };
+    assert_eq!(evals(&again), evals(&metrics));
+
     // [eval] with nothing held out (zero-shot on the download stage's shards) is refused
     let mut cfg = config();
     cfg.eval_every = 3;

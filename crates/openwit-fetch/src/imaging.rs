@@ -564,45 +564,8 @@ fn rotates(o: Orientation) -> bool {
     )
 }
 
-/// Reads the EXIF orientation (tag 0x0112 of IFD0) from a raw EXIF block (with or without the
-/// `Exif\0\0` prefix).
-pub fn exif_orientation(exif: &[u8]) -> Option<u8> {
-    let t = exif.strip_prefix(b"Exif\0\0").unwrap_or(exif);
-    if t.len() < 8 {
-        return None;
-    }
-    let le = match &t[0..2] {
-        b"II" => true,
-        b"MM" => false,
-        _ => return None,
-    };
-    let u16_at = |i: usize| -> Option<u16> {
-        let b = t.get(i..i + 2)?;
-        Some(if le {
-            u16::from_le_bytes([b[0], b[1]])
-        } else {
-            u16::from_be_bytes([b[0], b[1]])
-        })
-    };
-    let u32_at = |i: usize| -> Option<u32> {
-        let b = t.get(i..i + 4)?;
-        Some(if le {
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        } else {
-            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-        })
-    };
-    let ifd = u32_at(4)? as usize;
-    let n = u16_at(ifd)? as usize;
-    for i in 0..n.min(512) {
-        let e = ifd + 2 + i * 12;
-        if u16_at(e)? == 0x0112 {
-            let v = u16_at(e + 8)?;
-            return (1..=8).contains(&v).then_some(v as u8);
-        }
-    }
-    None
-}
+pub use openwit_shard::orient::exif_orientation;
+use openwit_shard::orient::png_text_orientation;
 
 /// A decoded RGB8 image with its full (oriented) size.
 struct Decoded {
@@ -835,66 +798,6 @@ fn png_factor(w: u32, h: u32, rotated: bool, o: &ImageOptions) -> u32 {
     ((w / rw.max(1)).min(h / rh.max(1)) / 2).max(1)
 }
 
-/// A PNG's orientation from its text metadata, for files without an eXIf chunk: ImageMagick's
-/// hex "Raw profile type exif" (tEXt), else XMP's `tiff:Orientation` (iTXt `XML:com.adobe.xmp`,
-/// uncompressed), as Pillow reads them.
-fn png_text_orientation(b: &[u8]) -> Option<u8> {
-    let mut i = 8;
-    let mut xmp = None;
-    while let Some(len) = be32(b, i) {
-        let kind = b.get(i + 4..i + 8)?;
-        let data = b.get(i + 8..(i + 8).checked_add(len as usize)?)?;
-        match kind {
-            b"tEXt" if data.starts_with(b"Raw profile type exif\0") => {
-                // "\nexif\n<length>\n<hex digits, in lines>"
-                let text = &data[22..];
-                let mut lines = text.split(|&c| c == b'\n').filter(|l| !l.is_empty());
-                let (_, _) = (lines.next()?, lines.next()?);
-                let hex: Vec<u8> = lines
-                    .flatten()
-                    .copied()
-                    .filter(|c| c.is_ascii_hexdigit())
-                    .collect();
-                let exif: Vec<u8> = hex
-                    .chunks_exact(2)
-                    .map(|p| {
-                        let d = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-                        d(p[0]) << 4 | d(p[1])
-                    })
-                    .collect();
-                if let Some(o) = exif_orientation(&exif) {
-                    return Some(o);
-                }
-            }
-            b"iTXt" if data.starts_with(b"XML:com.adobe.xmp\0\0") => xmp = Some(data),
-            b"IEND" => break,
-            _ => {}
-        }
-        i += 12 + len as usize;
-    }
-    let xmp = xmp?;
-    for key in [&b"tiff:Orientation=\""[..], b"<tiff:Orientation>"] {
-        if let Some(at) = xmp.windows(key.len()).position(|w| w == key) {
-            let v = *xmp.get(at + key.len())?;
-            return (b'1'..=b'8').contains(&v).then_some(v - b'0');
-        }
-    }
-    None
-}
-
-/// A WebP's orientation from its `EXIF` chunk (RIFF chunks after the 12-byte file header).
-fn webp_exif_orientation(b: &[u8]) -> Option<u8> {
-    let mut i = 12;
-    while let Some(len) = le32(b, i + 4) {
-        let data = b.get(i + 8..(i + 8).checked_add(len as usize)?)?;
-        if b.get(i..i + 4)? == b"EXIF" {
-            return exif_orientation(data);
-        }
-        i += 8 + len as usize + (len as usize & 1);
-    }
-    None
-}
-
 fn png_fail(e: png::DecodingError) -> ImageFail {
     match e {
         png::DecodingError::LimitsExceeded => fail("bomb", "PNG: over the memory limit"),
@@ -1065,25 +968,9 @@ fn decode_other(b: &[u8], kind: Sniffed, o: &ImageOptions) -> Result<Decoded, Im
     let mut dec = reader.into_decoder().map_err(classify)?;
     let (w, h) = dec.dimensions();
     check_bomb(w, h, o)?;
-    // Not asked of WebP: image-webp allocates an EXIF chunk's declared size (up to 4 GiB) before
-    // reading it, whatever the file's length (found by fuzzing); `webp_exif_orientation` below
-    // reads WebP's EXIF in place.
-    let mut orientation = if kind == Sniffed::Webp {
-        Orientation::NoTransforms
-    } else {
-        dec.orientation().unwrap_or(Orientation::NoTransforms)
-    };
-    // `image` reads neither of these: ImageMagick's and XMP's PNG orientations, WebP's EXIF.
-    let extra = match kind {
-        Sniffed::Png => png_text_orientation(b),
-        Sniffed::Webp => webp_exif_orientation(b),
-        _ => None,
-    };
-    if orientation == Orientation::NoTransforms
-        && let Some(t) = extra.and_then(Orientation::from_exif)
-    {
-        orientation = t;
-    }
+    // What `image` reads, else ImageMagick's and XMP's PNG orientations and WebP's EXIF (read
+    // in place: image-webp would allocate the chunk's declared size first).
+    let orientation = openwit_shard::orient::of_decoder(Some(fmt), &mut dec, b);
     let img = DynamicImage::from_decoder(dec).map_err(classify)?;
     let rgb = openwit_shard::rgb::rgb_on_white(img);
     let (ow, oh) = if rotates(orientation) { (h, w) } else { (w, h) };

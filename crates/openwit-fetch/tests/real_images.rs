@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use openwit_fetch::imaging::{self, Sniffed};
-use openwit_fetch::{Config, DownloadStage};
+use openwit_fetch::{Config, DownloadStage, ResizeMode};
 use openwit_shard::{ShardReader, Status, read_parquet, read_stats};
 use openwit_testkit::TestServer;
 
@@ -468,4 +468,60 @@ fn cut_and_corrupted_real_images_are_drops_never_panics() {
         "{reasons:?}"
     );
     assert!(ok > 50, "{ok} {reasons:?}");
+}
+
+#[test]
+fn an_evaluation_picture_and_its_downloaded_copy_have_the_same_perceptual_hash() {
+    // The overlap analysis (`eval`) and decontamination (`download`'s `exclude_eval`) hash an
+    // evaluation picture with `phash_of_bytes` and compare it with the hash `download` recorded
+    // for each picture it stored. A picture the web also serves must then hash alike on both
+    // sides: drawings with transparency included (download composites them on white), on the
+    // real corpus and on Open Clip Art drawings (most of whose transparent pixels hide black).
+    let mut files: Vec<PathBuf> = corpus().iter().map(|f| data_dir().join(f)).collect();
+    let clipart =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../openwit-sources/tests/data/openclipart/png");
+    let mut stack = vec![clipart];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "png") {
+                files.push(p);
+            }
+        }
+    }
+    // Kept at their size, the pictures hash alike up to the JPEG decoders' IDCT (libjpeg-turbo
+    // in `download`, zune-jpeg in `image`): within 2 bits. Made 256 px (the default), `download`
+    // hashes the smaller picture, a few bits away.
+    for (resize_mode, within) in [(ResizeMode::No, 2), (ResizeMode::Border, 8)] {
+        let o = imaging::ImageOptions {
+            resize_mode,
+            ..Default::default()
+        };
+        let (mut compared, mut transparent, mut rotated) = (0, 0, 0);
+        let mut worst = (0, String::new());
+        for f in &files {
+            let bytes = std::fs::read(f).unwrap();
+            let Ok(p) = imaging::process(&bytes, &o) else {
+                continue;
+            };
+            let Some(eval) = openwit_shard::overlap::phash_of_bytes(&bytes) else {
+                continue;
+            };
+            compared += 1;
+            let alpha = openwit_shard::rgb::decode(&bytes).is_ok_and(|i| i.color().has_alpha());
+            transparent += usize::from(alpha);
+            rotated += usize::from(p.orientation.is_some());
+            let d = (eval ^ p.phash).count_ones();
+            if d > worst.0 {
+                worst = (d, f.display().to_string());
+            }
+        }
+        assert!(
+            compared >= 60 && transparent >= 10 && rotated >= 8,
+            "{compared} {transparent} {rotated}"
+        );
+        assert!(worst.0 <= within, "{resize_mode:?}: {worst:?}");
+    }
 }

@@ -38,6 +38,7 @@
 //! assert_eq!(rows[1].status, openwit_shard::Status::FailedToDownload);
 //! ```
 
+pub mod orient;
 pub mod overlap;
 mod parquet_io;
 mod reader;

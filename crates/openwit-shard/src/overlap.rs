@@ -3,8 +3,8 @@
 //! (decontamination by caption) and `eval` (the overlap analysis of the CLIP paper).
 //!
 //! - [`phash`]: imagehash's 64-bit DCT perceptual hash, the one `download` writes to the
-//!   parquet's `phash` column; [`phash_of_bytes`] decodes a stored image (EXIF orientation
-//!   applied, as `download` does) and hashes it;
+//!   parquet's `phash` column; [`phash_of_bytes`] decodes an image file and hashes it as
+//!   `download` hashes what it stores of it (transparency on white, EXIF orientation applied);
 //! - [`normalize_text`]: captions compared ignoring case and runs of whitespace;
 //! - [`NearIndex`]: hashes within a Hamming distance, found through exact band lookups;
 //! - [`EvalPrint`] / [`OverlapIndex`]: an evaluation set's fingerprints (sha256 of the bytes as
@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use fast_image_resize as fr;
 use image::RgbImage;
+use image::metadata::Orientation;
 use sha2::{Digest, Sha256};
 
 use crate::{Result, ShardError, ShardReader};
@@ -89,12 +90,23 @@ pub fn phash(img: &RgbImage) -> u64 {
         .fold(0u64, |acc, &v| (acc << 1) | u64::from(v > median))
 }
 
-/// The perceptual hash of an image file's bytes: decoded as [`crate::rgb::decode_oriented`]
-/// reads them (JPEG, PNG, WebP, GIF, BMP, TIFF, up to PIL's pixel limit, EXIF orientation
-/// applied), then [`phash`]. `None` when the bytes do not decode.
+/// The perceptual hash of an image file's bytes as `download` hashes the picture it stores of
+/// them: decoded as [`crate::rgb::decode`] reads them (JPEG, PNG, WebP, GIF, BMP, TIFF, up to
+/// PIL's pixel limit), transparency composited on white ([`crate::rgb::rgb_on_white`]), the EXIF
+/// orientation applied, then [`phash`]. `None` when the bytes do not decode.
 pub fn phash_of_bytes(bytes: &[u8]) -> Option<u64> {
-    let img = crate::rgb::decode_oriented(bytes).ok()?;
-    Some(phash(&img.into_rgb8()))
+    let (img, orientation) = crate::rgb::decode_unoriented(bytes).ok()?;
+    Some(phash_oriented(&crate::rgb::rgb_on_white(img), orientation))
+}
+
+/// [`phash`] of `rgb` once `orientation` is applied to it (a copy only when it moves pixels).
+pub fn phash_oriented(rgb: &RgbImage, orientation: Orientation) -> u64 {
+    if orientation == Orientation::NoTransforms {
+        return phash(rgb);
+    }
+    let mut img = image::DynamicImage::ImageRgb8(rgb.clone());
+    img.apply_orientation(orientation);
+    phash(&img.into_rgb8())
 }
 
 /// The sha256 of `bytes`.

@@ -6,6 +6,7 @@
 
 use std::io::Cursor;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, RgbImage};
 
 /// PIL's decompression-bomb limit, which `Image.open` enforces: a picture of more than twice
@@ -35,25 +36,36 @@ pub fn jpeg_is_truncated(b: &[u8]) -> bool {
 /// orientation is not applied (PIL's loader does not; [`decode_oriented`] does). The error is
 /// the reason, for a log line.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
-    decode_with(bytes, false)
+    decode_with(bytes, false).map(|(img, _)| img)
 }
 
-/// [`decode`], then the EXIF orientation applied (as `download` stores pictures).
+/// [`decode`], then the EXIF orientation applied as `download` applies it to what it stores
+/// ([`crate::orient`]: JPEG, PNG and WebP EXIF, ImageMagick's and XMP's PNG orientations).
 pub fn decode_oriented(bytes: &[u8]) -> Result<DynamicImage, String> {
+    let (mut img, orientation) = decode_unoriented(bytes)?;
+    img.apply_orientation(orientation);
+    Ok(img)
+}
+
+/// [`decode`], with the EXIF orientation the file declares, not applied: one decode serves what
+/// wants the picture as PIL loads it and what wants it as `download` stores it.
+pub fn decode_unoriented(bytes: &[u8]) -> Result<(DynamicImage, Orientation), String> {
     decode_with(bytes, true)
 }
 
-fn decode_with(bytes: &[u8], orient: bool) -> Result<DynamicImage, String> {
+/// The decoded picture, and with `orient` its EXIF orientation (else `NoTransforms`).
+fn decode_with(bytes: &[u8], orient: bool) -> Result<(DynamicImage, Orientation), String> {
     if bytes.starts_with(&[0xFF, 0xD8]) && jpeg_is_truncated(bytes) {
         return Err("truncated: the JPEG data ends before its end marker (FF D9)".into());
     }
     let mut reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
+    let format = reader.format();
     let mut limits = image::Limits::no_limits();
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
-    let dec = reader.into_decoder().map_err(|e| e.to_string())?;
+    let mut dec = reader.into_decoder().map_err(|e| e.to_string())?;
     let (w, h) = dec.dimensions();
     let pixels = w as u64 * h as u64;
     if pixels > PIL_MAX_PIXELS {
@@ -61,13 +73,13 @@ fn decode_with(bytes: &[u8], orient: bool) -> Result<DynamicImage, String> {
             "{w}x{h} is {pixels} pixels, over PIL's decompression-bomb limit of {PIL_MAX_PIXELS}"
         ));
     }
-    let mut dec = dec;
-    let orientation = if orient { dec.orientation().ok() } else { None };
-    let mut img = DynamicImage::from_decoder(dec).map_err(|e| e.to_string())?;
-    if let Some(o) = orientation {
-        img.apply_orientation(o);
-    }
-    Ok(img)
+    let orientation = if orient {
+        crate::orient::of_decoder(format, &mut dec, bytes)
+    } else {
+        Orientation::NoTransforms
+    };
+    let img = DynamicImage::from_decoder(dec).map_err(|e| e.to_string())?;
+    Ok((img, orientation))
 }
 
 /// `img` as RGB, each pixel's colour blended with white by its alpha (rounded). Dropping alpha
