@@ -1,7 +1,8 @@
 //! Found by `fuzz/fuzz_targets/image_decode` (minimized input in `tests/data/fuzz/`): a 309-byte
 //! WebP whose `EXIF` chunks declare about 3 GiB made image-webp allocate that much when the
-//! orientation was asked of it. Processing it must not allocate more than a small multiple of the
-//! file: a counting allocator records the largest single allocation.
+//! orientation was asked of it. Processing it, and reading it with `openwit-shard`'s decoders
+//! (the trainer's, `eval`'s and the perceptual hash's), must not allocate more than a small multiple
+//! of the file: a counting allocator records the largest single allocation.
 #![allow(unsafe_code)] // a GlobalAlloc wrapper around the system allocator, for this one check
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -66,4 +67,28 @@ fn a_webp_exif_chunk_size_is_not_allocated_before_it_is_read() {
             .map(|p| (p.width, p.height))
             .map_err(|e| e.reason)
     );
+
+    // The shared decoders the trainer, `eval` and the overlap analysis read pictures with.
+    let reads: [(&str, &dyn Fn(&[u8]) -> bool); 4] = [
+        ("decode", &|b| openwit_shard::rgb::decode(b).is_ok()),
+        ("decode_oriented", &|b| {
+            openwit_shard::rgb::decode_oriented(b).is_ok()
+        }),
+        ("decode_unoriented", &|b| {
+            openwit_shard::rgb::decode_unoriented(b).is_ok()
+        }),
+        ("phash_of_bytes", &|b| {
+            openwit_shard::overlap::phash_of_bytes(b).is_some()
+        }),
+    ];
+    for (name, read) in reads {
+        LARGEST.store(0, Ordering::Relaxed);
+        let ok = read(&b);
+        let largest = LARGEST.load(Ordering::Relaxed);
+        assert!(
+            largest < 64 << 20,
+            "{name}: largest allocation {largest} bytes for a {}-byte file (decoded: {ok})",
+            b.len()
+        );
+    }
 }
