@@ -287,6 +287,9 @@ pub struct SetFeatures {
     /// Per image, its fingerprints for the overlap analysis (empty unless asked for:
     /// [`encode_set_with`]).
     pub prints: Vec<openwit_shard::overlap::EvalPrint>,
+    /// Beside each of [`SetFeatures::prints`], where its image comes from (the file, or
+    /// `SHARD.tar:KEY`).
+    pub names: Vec<String>,
 }
 
 /// How many undecodable images [`SetFeatures::undecodable_named`] names.
@@ -347,6 +350,7 @@ struct Tally {
     undecodable: u64,
     undecodable_named: Vec<String>,
     prints: Vec<openwit_shard::overlap::EvalPrint>,
+    names: Vec<String>,
 }
 
 /// A sample's picture for the model, as `(3, size, size)` planes (`None`: it does not
@@ -356,16 +360,20 @@ fn read_picture(
     size: u32,
     prints: bool,
 ) -> (Option<Vec<u8>>, Option<openwit_shard::overlap::EvalPrint>) {
-    use openwit_shard::overlap::{EvalPrint, phash_oriented, sha256};
-    let Ok((img, orientation)) = openwit_shard::rgb::decode_unoriented(&s.image) else {
+    use image::metadata::Orientation;
+    use openwit_shard::overlap::EvalPrint;
+    // The orientation is only for the prints: the model sees the picture as PIL loads it.
+    let decoded = if prints {
+        openwit_shard::rgb::decode_unoriented(&s.image)
+    } else {
+        openwit_shard::rgb::decode(&s.image).map(|img| (img, Orientation::NoTransforms))
+    };
+    let Ok((img, orientation)) = decoded else {
         return (None, None);
     };
     let rgb = crate::data::rgb_on_white(img);
-    let print = prints.then(|| EvalPrint {
-        sha256: sha256(&s.image),
-        phash: Some(phash_oriented(&rgb, orientation)),
-        captions: s.captions.clone(),
-    });
+    let print =
+        prints.then(|| EvalPrint::of_decoded(&s.image, &rgb, orientation, s.captions.clone()));
     let planes = transform_rgb(rgb, size, None).map(|img| {
         let raw = img.into_raw();
         let mut px = Vec::with_capacity(raw.len());
@@ -421,7 +429,10 @@ fn decode_batch(
             }
             continue;
         };
-        tally.prints.extend(print);
+        if let Some(print) = print {
+            tally.prints.push(print);
+            tally.names.push(s.name.clone());
+        }
         out.pixels.extend(planes);
         out.labels.push(s.class.unwrap_or(-1));
         if captions {
@@ -487,6 +498,7 @@ impl Encoded {
             undecodable: tally.undecodable,
             undecodable_named: tally.undecodable_named,
             prints: tally.prints,
+            names: tally.names,
         })
     }
 }
@@ -528,7 +540,6 @@ pub struct SetRead {
 #[derive(Debug)]
 pub struct DecodedSet {
     name: String,
-    read: SetRead,
     batches: Vec<DecodedBatch>,
     tally: Tally,
     bytes: usize,
@@ -538,11 +549,6 @@ impl DecodedSet {
     /// The memory its pictures and captions take, about.
     pub fn bytes(&self) -> usize {
         self.bytes
-    }
-
-    /// What it was read with.
-    pub fn read(&self) -> SetRead {
-        self.read
     }
 
     /// Its features under `model`: what [`encode_set_with`] gives on the set, without reading
@@ -603,7 +609,6 @@ pub fn encode_and_keep(
     }
     let decoded = kept.map(|batches| DecodedSet {
         name: set.name.clone(),
-        read,
         batches,
         tally: tally.clone(),
         bytes,

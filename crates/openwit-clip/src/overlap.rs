@@ -55,6 +55,36 @@ pub struct Flags {
     pub counts: OverlapCounts,
     /// Per item: whether it overlaps (any kind).
     pub overlapping: Vec<bool>,
+    /// Every overlap found: an item and a training sample, per kind, in the order the training
+    /// samples were read.
+    pub pairs: Vec<OverlapPair>,
+}
+
+/// How an evaluation item and a training sample overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapKind {
+    /// The same image bytes.
+    Sha256,
+    /// Perceptual hashes within the distance.
+    Phash,
+    /// Equal captions (ignoring case and whitespace).
+    Caption,
+}
+
+/// One overlap: evaluation item `item` (its index in its set) and a training sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverlapPair {
+    pub item: u32,
+    pub kind: OverlapKind,
+    /// For [`OverlapKind::Phash`], the Hamming distance of the two hashes.
+    pub distance: Option<u32>,
+    /// The training sample: its shard (an index into [`Training::shards`]), key, URL (from
+    /// the parquet) and caption.
+    pub shard: usize,
+    pub key: Option<String>,
+    pub url: Option<String>,
+    pub caption: Option<String>,
 }
 
 impl Flags {
@@ -66,12 +96,17 @@ impl Flags {
     }
 }
 
-/// One training sample's fingerprints (each when known).
+/// One training sample's fingerprints (each when known), and where it is.
 #[derive(Debug, Clone, Default)]
 pub struct TrainPrint {
     pub sha256: Option<[u8; 32]>,
     pub phash: Option<u64>,
     pub caption: Option<String>,
+    /// Its shard: an index into [`Training::shards`].
+    pub shard: usize,
+    pub key: Option<String>,
+    /// The URL it was downloaded from (shards read from their parquet).
+    pub url: Option<String>,
 }
 
 /// The training data the evaluation sets are compared with: shards, and when the run trained on
@@ -104,7 +139,7 @@ pub fn for_each_training_sample(
 ) -> Result<u64> {
     let mut n = 0u64;
     let percent = training.held_out_percent;
-    for tar in &training.shards {
+    for (shard, tar) in training.shards.iter().enumerate() {
         let pq = tar.with_extension("parquet");
         if pq.is_file() {
             let held = if percent > 0 {
@@ -112,9 +147,10 @@ pub fn for_each_training_sample(
             } else {
                 HashSet::new()
             };
-            let rows = read_parquet_columns(&pq, &["status", "caption", "sha256", "phash", "key"])
-                .map_err(|e| ClipError::Data(e.to_string()))?;
-            for r in rows {
+            let rows =
+                read_parquet_columns(&pq, &["status", "caption", "sha256", "phash", "key", "url"])
+                    .map_err(|e| ClipError::Data(e.to_string()))?;
+            for mut r in rows {
                 if r[0].as_deref() != Some("success")
                     || r[4].as_ref().is_some_and(|k| held.contains(k))
                 {
@@ -130,7 +166,10 @@ pub fn for_each_training_sample(
                 f(&TrainPrint {
                     sha256: sha,
                     phash,
-                    caption: r[1].clone(),
+                    caption: r[1].take(),
+                    shard,
+                    key: r[4].take(),
+                    url: r[5].take(),
                 });
                 n += 1;
             }
@@ -146,6 +185,9 @@ pub fn for_each_training_sample(
                     sha256: Some(openwit_shard::overlap::sha256(&img.data)),
                     phash: openwit_shard::overlap::phash_of_bytes(&img.data),
                     caption: s.text(),
+                    shard,
+                    key: Some(s.key.clone()),
+                    url: None,
                 });
                 n += 1;
             }
@@ -190,6 +232,7 @@ pub fn find_overlaps(
                 ..Default::default()
             },
             overlapping: vec![false; s.len()],
+            pairs: Vec::new(),
         })
         .collect();
     // Per item and kind whether already counted: [sha256, phash, caption].
@@ -214,6 +257,22 @@ pub fn find_overlaps(
                 let (si, i) = owner[item as usize];
                 let fl = &mut flags[si];
                 fl.overlapping[i] = true;
+                fl.pairs.push(OverlapPair {
+                    item: i as u32,
+                    kind: [
+                        OverlapKind::Sha256,
+                        OverlapKind::Phash,
+                        OverlapKind::Caption,
+                    ][kind],
+                    distance: match (kind, all[item as usize].phash, t.phash) {
+                        (1, Some(a), Some(b)) => Some((a ^ b).count_ones()),
+                        _ => None,
+                    },
+                    shard: t.shard,
+                    key: t.key.clone(),
+                    url: t.url.clone(),
+                    caption: t.caption.clone(),
+                });
                 if !seen[item as usize][kind] {
                     seen[item as usize][kind] = true;
                     match kind {

@@ -4,7 +4,7 @@
 //! `curves.svg` are written there as training goes, so a killed run resumes from its newest
 //! checkpoint) and commits `model.safetensors` (OpenCLIP names) and `train.json` when done.
 //! `eval` loads those weights (or any safetensors given with a model preset) and writes
-//! `results.json` and `results.txt`.
+//! `results.json` and `results.txt`, and with the overlap analysis `overlap.jsonl`.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -1021,14 +1021,21 @@ impl Stage for EvalStage {
             }
         }
         if let Some(training) = &training {
-            report.overlap = Some(overlap_report(
+            let (overlap, pairs) = overlap_report(
                 training,
                 self.cfg.overlap_phash_distance,
                 zs_kept.as_ref(),
                 rt_kept.as_ref(),
                 probe_kept.as_ref(),
                 report.linear_probe.as_ref(),
-            )?);
+            )?;
+            report.overlap = Some(overlap);
+            let mut f = ctx.create_output(OVERLAP_PAIRS)?;
+            for line in pairs {
+                serde_json::to_writer(&mut f, &line).map_err(|e| Error::Stage(e.to_string()))?;
+                std::io::Write::write_all(&mut f, b"\n")
+                    .map_err(|e| Error::Stage(e.to_string()))?;
+            }
         }
         let mut f = ctx.create_output("results.json")?;
         serde_json::to_writer_pretty(&mut f, &report).map_err(|e| Error::Stage(e.to_string()))?;
@@ -1079,8 +1086,13 @@ fn set_is_training_data(set: &EvalSet, training: &[PathBuf]) -> bool {
         .any(|p| training.contains(&canon(p)))
 }
 
+/// The file of `eval`'s output that lists every overlap found, one JSON object a line.
+pub const OVERLAP_PAIRS: &str = "overlap.jsonl";
+
 /// The overlap analysis of the measured sets against `shards` (one pass over them) and every
-/// measure again on the items that do not overlap.
+/// measure again on the items that do not overlap; with it, every overlap found as a line of
+/// [`OVERLAP_PAIRS`]: the set, its item, the kind (and the hashes' distance), the training
+/// sample.
 fn overlap_report(
     training: &Training,
     distance: u32,
@@ -1088,15 +1100,38 @@ fn overlap_report(
     rt: Option<&Rc<SetFeatures>>,
     probe: Option<&(Rc<SetFeatures>, LogReg)>,
     probe_report: Option<&crate::probe::LinearProbe>,
-) -> Result<OverlapReport> {
-    let empty: &[openwit_shard::overlap::EvalPrint] = &[];
-    let sets = [
-        zs.map(|(f, _, _)| f.prints.as_slice()).unwrap_or(empty),
-        rt.map(|f| f.prints.as_slice()).unwrap_or(empty),
-        probe.map(|(f, _)| f.prints.as_slice()).unwrap_or(empty),
+) -> Result<(OverlapReport, Vec<Value>)> {
+    let features = [
+        zs.map(|(f, _, _)| f.as_ref()),
+        rt.map(|f| f.as_ref()),
+        probe.map(|(f, _)| f.as_ref()),
     ];
+    let sets = features.map(|f| f.map(|f| f.prints.as_slice()).unwrap_or_default());
     let (flags, total) = find_overlaps(&sets, training, distance)?;
     let shards = &training.shards;
+    let mut pairs = Vec::new();
+    for ((set, f), fl) in ["zero_shot", "retrieval", "linear_probe"]
+        .into_iter()
+        .zip(features)
+        .zip(&flags)
+    {
+        let Some(f) = f else { continue };
+        for p in &fl.pairs {
+            let mut line = json!({
+                "set": set,
+                "item": f.names[p.item as usize],
+                "kind": p.kind,
+                "shard": shards[p.shard].display().to_string(),
+                "key": p.key,
+                "url": p.url,
+                "caption": p.caption,
+            });
+            if let Some(d) = p.distance {
+                line["distance"] = json!(d);
+            }
+            pairs.push(line);
+        }
+    }
     let mut out = OverlapReport {
         training: if shards.len() == 1 {
             shards[0].display().to_string()
@@ -1141,7 +1176,7 @@ fn overlap_report(
             }),
         });
     }
-    Ok(out)
+    Ok((out, pairs))
 }
 
 #[cfg(test)]

@@ -244,6 +244,85 @@ fn eval_reports_overlaps_per_kind_and_the_measures_without_them() {
     );
     assert!(table.contains("without overlaps: 8 images"), "{table}");
     assert!(table.contains("without overlaps: 5 pairs"), "{table}");
+
+    // Every overlap, listed: the set, the item, the kind, the training sample.
+    let listed = std::fs::read_to_string(work.join("eval/overlap.jsonl")).unwrap();
+    let pairs: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of_set = |set: &str| -> Vec<(String, String, String, String, Option<u64>)> {
+        let mut v: Vec<_> = pairs
+            .iter()
+            .filter(|p| p["set"] == set)
+            .map(|p| {
+                let item = p["item"].as_str().unwrap();
+                let shard = Path::new(p["shard"].as_str().unwrap());
+                (
+                    // the item's path below the set's folder, or `SHARD.tar:KEY`
+                    item.rsplit(['/', '\\'])
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join("<"),
+                    p["kind"].as_str().unwrap().to_string(),
+                    shard.file_name().unwrap().to_string_lossy().into_owned(),
+                    p["key"].as_str().unwrap().to_string(),
+                    p["distance"].as_u64(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let zs = of_set("zero_shot");
+    let kinds: Vec<(&str, &str, &str, &str)> = zs
+        .iter()
+        .map(|(i, k, s, key, _)| (i.as_str(), k.as_str(), s.as_str(), key.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("000.png<wave", "phash", "00000.tar", "000000000"),
+            ("000.png<wave", "sha256", "00000.tar", "000000000"),
+            ("001.png<ripple", "phash", "00000.tar", "000000001"),
+            ("002.png<stripe", "phash", "00000.tar", "000000002"),
+            ("003.png<wave", "phash", "00001.tar", "000010000"),
+            ("003.png<wave", "sha256", "00001.tar", "000010000"),
+        ],
+        "{listed}"
+    );
+    for (item, kind, _, _, distance) in &zs {
+        match kind.as_str() {
+            "phash" => assert!(distance.is_some_and(|d| d <= 4), "{item}: {distance:?}"),
+            _ => assert_eq!(*distance, None, "{item}"),
+        }
+    }
+    assert_eq!(zs[0].4, Some(0), "the very bytes: {listed}");
+    // The parquet's row gives the URL; the tar-only shard has none.
+    let url_of = |key: &str| {
+        pairs
+            .iter()
+            .find(|p| p["set"] == "zero_shot" && p["key"] == key)
+            .map(|p| p["url"].clone())
+            .unwrap()
+    };
+    assert_eq!(url_of("000010000"), "http://a/3.png");
+    assert!(url_of("000000001").is_null());
+    // The probe's test set is the same folder: the same overlaps.
+    assert_eq!(of_set("linear_probe"), zs);
+    let rt: Vec<&serde_json::Value> = pairs.iter().filter(|p| p["set"] == "retrieval").collect();
+    assert_eq!(rt.len(), 1, "{listed}");
+    assert_eq!(rt[0]["kind"], "caption");
+    assert!(
+        rt[0]["item"]
+            .as_str()
+            .unwrap()
+            .ends_with("00000.tar:000000003"),
+        "{listed}"
+    );
+    assert_eq!(rt[0]["key"], "000000003");
+    assert_eq!(rt[0]["caption"], "a  WAVY picture number 303 ");
+    assert_eq!(pairs.len(), 13, "{listed}");
 }
 
 fn hex(b: &[u8]) -> String {

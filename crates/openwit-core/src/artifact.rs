@@ -405,7 +405,8 @@ pub mod candidates {
 }
 
 /// The results of the `eval` stage: `eval/*.json` (`results.json`: per measure, per class
-/// with its confusions), beside `results.txt` for people.
+/// with its confusions), beside `results.txt` for people and `overlap.jsonl` (every overlap
+/// the overlap analysis found).
 pub struct EvalResults;
 
 artifact!(EvalResults, name: "evaluation results", producer: "eval", contains: |rel| {

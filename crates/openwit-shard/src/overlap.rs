@@ -221,6 +221,23 @@ impl EvalPrint {
             captions,
         }
     }
+
+    /// [`EvalPrint::of`] for an image already decoded: `rgb` is its picture on white
+    /// ([`crate::rgb::rgb_on_white`]) and `orientation` the one its file declares
+    /// ([`crate::rgb::decode_unoriented`]), so one decode serves the fingerprints and whatever
+    /// else reads the picture.
+    pub fn of_decoded(
+        image: &[u8],
+        rgb: &RgbImage,
+        orientation: Orientation,
+        captions: Vec<String>,
+    ) -> Self {
+        EvalPrint {
+            sha256: sha256(image),
+            phash: Some(phash_oriented(rgb, orientation)),
+            captions,
+        }
+    }
 }
 
 /// Which evaluation items a training sample overlaps, per kind (ascending item indexes).
