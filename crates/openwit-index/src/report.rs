@@ -64,6 +64,10 @@ pub struct ReportData {
     pub indexed: Option<(u64, usize)>,
     pub train: Vec<BTreeMap<String, f64>>,
     pub eval: Vec<(String, Value)>,
+    /// The nearest of the overlap analysis's pairs (`eval/overlap.jsonl`: an evaluation item and
+    /// a training sample), at most [`OVERLAP_EXAMPLES`], and how many distinct pairs it lists.
+    pub overlap_pairs: Vec<Value>,
+    pub overlap_pairs_total: u64,
     /// Files that could not be read (path, reason): reported, skipped.
     pub problems: Vec<(PathBuf, String)>,
 }
@@ -305,6 +309,18 @@ pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
             d.train.push(row);
         }
     }
+    let pairs = artifact::dir_in_workdir::<EvalResults>(workdir).join(OVERLAP_PAIRS);
+    if let Ok(text) = std::fs::read_to_string(&pairs) {
+        let (rows, total, bad) = nearest_pairs(&text);
+        d.overlap_pairs = rows;
+        d.overlap_pairs_total = total;
+        if bad > 0 {
+            d.problems.push((
+                pairs,
+                format!("{bad} lines that are not a JSON object, skipped"),
+            ));
+        }
+    }
     for p in artifact::list_in::<EvalResults>(&artifact::dir_in_workdir::<EvalResults>(workdir)) {
         match std::fs::read(&p).map(|b| serde_json::from_slice::<Value>(&b)) {
             Ok(Ok(v)) => d
@@ -315,6 +331,84 @@ pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
         }
     }
     d
+}
+
+/// `eval`'s list of every overlap it found, one JSON object a line.
+const OVERLAP_PAIRS: &str = "overlap.jsonl";
+
+/// How many of the overlap analysis's pairs the report shows.
+pub const OVERLAP_EXAMPLES: usize = 12;
+
+/// The nearest [`OVERLAP_EXAMPLES`] distinct pairs of `overlap.jsonl` (the same item and training
+/// sample by the same kind count once, whichever measured sets list them): same bytes first,
+/// then perceptual hashes by distance, then equal captions; with the number of distinct pairs
+/// and of lines that did not parse.
+fn nearest_pairs(text: &str) -> (Vec<Value>, u64, u64) {
+    let mut seen = std::collections::HashSet::new();
+    let mut rows = Vec::new();
+    let mut bad = 0u64;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(line) else {
+            bad += 1;
+            continue;
+        };
+        let field = |k: &str| v.get(k).map(|x| x.to_string()).unwrap_or_default();
+        if seen.insert([field("item"), field("kind"), field("shard"), field("key")]) {
+            rows.push(v);
+        }
+    }
+    let rank = |v: &Value| {
+        let d = v.get("distance").and_then(Value::as_u64).unwrap_or(0);
+        match v.get("kind").and_then(Value::as_str) {
+            Some("sha256") => (0, 0),
+            Some("phash") => (1, d),
+            _ => (2, 0),
+        }
+    };
+    let total = rows.len() as u64;
+    // Stable: pairs of one rank keep the file's order.
+    rows.sort_by_key(rank);
+    rows.truncate(OVERLAP_EXAMPLES);
+    (rows, total, bad)
+}
+
+/// The page's rows of [`ReportData::overlap_pairs`].
+fn pairs_view(d: &ReportData) -> Value {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    // A path's last two parts (an image folder's class and file), or a shard's `NAME.tar:KEY`.
+    let short = |p: &str| {
+        let parts: Vec<&str> = p.rsplit(['/', '\\']).take(2).collect();
+        parts.into_iter().rev().collect::<Vec<_>>().join("/")
+    };
+    let rows: Vec<Value> = d
+        .overlap_pairs
+        .iter()
+        .map(|v| {
+            let kind = match (
+                s(v, "kind").as_str(),
+                v.get("distance").and_then(Value::as_u64),
+            ) {
+                ("sha256", _) => "same bytes".to_string(),
+                ("phash", Some(d)) => format!("perceptual hash, {d} bits apart"),
+                ("caption", _) => "same caption".to_string(),
+                (k, _) => k.to_string(),
+            };
+            let shard = s(v, "shard");
+            let name = Path::new(&shard)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(shard);
+            json!({
+                "item": short(&s(v, "item")),
+                "item_full": s(v, "item"),
+                "kind": kind,
+                "training": format!("{name}:{}", s(v, "key")),
+                "caption": crate::serve::shorten(&s(v, "caption"), 120),
+                "url": s(v, "url"),
+            })
+        })
+        .collect();
+    json!({ "total": d.overlap_pairs_total, "shown": rows.len(), "rows": rows, "file": format!("{}/{OVERLAP_PAIRS}", <EvalResults as artifact::Artifact>::PRODUCER) })
 }
 
 /// The page's template (`templates/report.html`), embedded so the binary stays self-contained.
@@ -635,7 +729,15 @@ fn view(d: &ReportData, made: i64) -> Value {
         .eval
         .iter()
         .map(|(name, v)| {
-            eval_results(name, v).unwrap_or_else(|| {
+            eval_results(name, v)
+                .map(|mut e| {
+                    // `overlap.jsonl` lists the pairs of `results.json`'s overlap analysis.
+                    if name == "results.json" && !e["overlap"].is_null() {
+                        e["overlap"]["pairs"] = pairs_view(d);
+                    }
+                    e
+                })
+                .unwrap_or_else(|| {
                 let mut kv = Vec::new();
                 flatten_numbers("", v, &mut kv);
                 kv.truncate(200);
@@ -939,6 +1041,56 @@ impl Stage for ReportStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `overlap.jsonl`'s pairs: one per item, training sample and kind whichever sets list it,
+    /// same bytes first, then the nearest hashes, then captions; a broken line counted.
+    #[test]
+    fn the_nearest_overlap_pairs_once_each() {
+        let line = |set: &str, item: &str, kind: &str, key: &str, d: Option<u32>| {
+            let mut v =
+                json!({"set": set, "item": item, "kind": kind, "shard": "s/00000.tar", "key": key});
+            if let Some(d) = d {
+                v["distance"] = json!(d);
+            }
+            v.to_string()
+        };
+        let mut text = vec![
+            line("zero_shot", "a.png", "caption", "1", None),
+            line("zero_shot", "b.png", "phash", "2", Some(4)),
+            line("zero_shot", "c.png", "phash", "3", Some(1)),
+            line("zero_shot", "c.png", "sha256", "3", None),
+            "{not json".to_string(),
+        ];
+        // The probe's test set is the same folder: the same pairs again.
+        let again: Vec<String> = text[..4]
+            .iter()
+            .map(|l| l.replace("zero_shot", "linear_probe"))
+            .collect();
+        text.extend(again);
+        let extra: Vec<String> = (0..OVERLAP_EXAMPLES)
+            .map(|i| line("retrieval", &format!("r{i}"), "caption", "9", None))
+            .collect();
+        text.extend(extra);
+        let (rows, total, bad) = nearest_pairs(&text.join("\n"));
+        assert_eq!(total, 4 + OVERLAP_EXAMPLES as u64);
+        assert_eq!(bad, 1);
+        assert_eq!(rows.len(), OVERLAP_EXAMPLES);
+        let order: Vec<(&str, &str)> = rows
+            .iter()
+            .take(5)
+            .map(|r| (r["item"].as_str().unwrap(), r["kind"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("c.png", "sha256"),
+                ("c.png", "phash"),
+                ("b.png", "phash"),
+                ("a.png", "caption"),
+                ("r0", "caption")
+            ]
+        );
+    }
 
     #[test]
     fn utc_dates() {

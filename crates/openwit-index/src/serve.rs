@@ -579,8 +579,9 @@ fn run_search(app: &App, ctx: &Ctx, offset: usize, limit: usize) -> Result<Searc
     };
     set.search_filtered(&ctx.q, &ctx.options(offset, limit), &ctx.filters())
 }
-/// `s` cut to at most `n` characters (for echoing outside input in messages).
-fn shorten(s: &str, n: usize) -> String {
+/// `s` cut to at most `n` characters (for echoing outside input in messages, and the report's
+/// captions).
+pub(crate) fn shorten(s: &str, n: usize) -> String {
     match s.char_indices().nth(n) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_string(),

@@ -184,6 +184,16 @@ fn rich() -> ReportData {
                 }),
             ),
         ],
+        overlap_pairs: vec![
+            json!({"set": "zero_shot", "item": "/data/pets <val>/cat/001.png", "kind": "sha256",
+                   "shard": "download/00000.tar", "key": "000000007", "url": "http://a.example/c?x=1&y=2",
+                   "caption": "a cat & a \"dog\""}),
+            json!({"set": "zero_shot", "item": "/data/pets <val>/dog/002.png", "kind": "phash", "distance": 3,
+                   "shard": "download/00001.tar", "key": "000010002", "url": null, "caption": null}),
+            json!({"set": "retrieval", "item": "coco/00000.tar:000000004", "kind": "caption",
+                   "shard": "download/00002.tar", "key": "000020011", "caption": "x".repeat(200)}),
+        ],
+        overlap_pairs_total: 14,
         problems: vec![
             (
                 PathBuf::from("eval/broken <1>.json"),
@@ -239,6 +249,9 @@ fn other() -> ReportData {
             ("list.json".into(), json!([1, "a", false])),
             ("scalar.json".into(), json!(3)),
         ],
+        // Pairs without a `results.json` to show them under.
+        overlap_pairs: vec![json!({"item": "a.png", "kind": "sha256", "key": "1"})],
+        overlap_pairs_total: 1,
         problems: vec![],
     }
 }

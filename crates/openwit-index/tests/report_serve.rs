@@ -630,6 +630,12 @@ fn the_report_shows_the_held_out_evaluation_per_class_and_the_worst_confusions()
                                   "overlapping": 30, "clean": null}}
     });
     std::fs::write(w.join("eval/results.json"), results.to_string()).unwrap();
+    // `eval`'s list of the pairs it found: the report shows the nearest.
+    let pairs = [
+        r#"{"set":"zero_shot","item":"site-heldout/fruit/lemon.png","kind":"caption","shard":"download/00000.tar","key":"00000011","url":"http://x/1.png","caption":"a lemon"}"#,
+        r#"{"set":"zero_shot","item":"site-heldout/bird/gull.png","kind":"phash","distance":2,"shard":"download/00000.tar","key":"00000004","url":"http://x/2.png","caption":"a gull"}"#,
+    ];
+    std::fs::write(w.join("eval/overlap.jsonl"), pairs.join("\n")).unwrap();
     let html = std::fs::read_to_string(
         write_report(w, run_summary(w).as_ref().map_err(String::as_str), None).unwrap(),
     )
@@ -649,6 +655,7 @@ fn the_report_shows_the_held_out_evaluation_per_class_and_the_worst_confusions()
         "120 training samples (download/00000.tar, less the 20% held out)",
         "<td>zero-shot</td><td>30</td><td>3 (10.00%)</td><td>1 / 3 / 0</td><td>top-1 <b>37.00%</b>",
         "<td>retrieval</td><td>30</td><td>30 (100.00%)</td><td>0 / 0 / 30</td><td>every item overlaps",
+        "The nearest 2 of 2 pairs (every one in <code>eval/overlap.jsonl</code>)",
     ] {
         assert!(html.contains(needle), "report lacks {needle}");
     }
@@ -661,6 +668,15 @@ fn the_report_shows_the_held_out_evaluation_per_class_and_the_worst_confusions()
     );
     assert!(fruit < flower && flower < bird);
     assert!(table[fruit..flower].contains("<td>10.00%</td><td>50.00%</td>"));
+    // the nearest pair first
+    let pairs = &html[html.find("The nearest 2 of 2 pairs").unwrap()..];
+    let (gull, lemon) = (
+        pairs.find("bird/gull.png").unwrap(),
+        pairs.find("fruit/lemon.png").unwrap(),
+    );
+    assert!(gull < lemon);
+    assert!(pairs[gull..lemon].contains("perceptual hash, 2 bits apart"));
+    assert!(pairs[lemon..].contains("00000.tar:00000011"));
 }
 
 /// The funnel's figures, from the run state the local executor wrote (as `openwit report` reads
