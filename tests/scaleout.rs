@@ -467,12 +467,21 @@ fn slurm_job_arrays_over_s3_keep_the_resume_guarantees() {
     c.ok(&["checkout", &s3("toy"), co.to_str().unwrap()]);
     assert_eq!(tree(&co, "toy"), tree(&toy_local, "toy"));
 
-    // (c) Kill the slurmd of a node running a task: requeue plus orphan, one winner.
+    // (c) Kill the slurmd of a node running a task: requeue plus orphan, one winner. The orphan
+    // must still be running when slurmctld marks the node down (5-10 s with SlurmdTimeout=5), or
+    // its completion reaches slurmctld first and nothing is requeued: each task computes 40
+    // chains of TOY2_WORK hashes, about 35 s for a debug build on the 2-core VM (Zen 5), 14 s with
+    // 250,000, which a run under load once finished before the node was down.
+    const TOY2_WORK: u32 = 600_000;
     let toy2 = dir.path().join("toy2.toml");
-    std::fs::write(&toy2, toy_pipeline(&s3("toy2"), 3, 250_000)).unwrap();
+    std::fs::write(&toy2, toy_pipeline(&s3("toy2"), 3, TOY2_WORK)).unwrap();
     let tl2 = dir.path().join("toy2-local.toml");
     let toy2_local = dir.path().join("toy2-local");
-    std::fs::write(&tl2, toy_pipeline(toy2_local.to_str().unwrap(), 3, 250_000)).unwrap();
+    std::fs::write(
+        &tl2,
+        toy_pipeline(toy2_local.to_str().unwrap(), 3, TOY2_WORK),
+    )
+    .unwrap();
     c.ok(&["run", tl2.to_str().unwrap(), "-q"]);
     let out = submit_logs(&c, &toy2, "logs-toy2", &["--open-mode=append"]);
     let job = array_job(&out, "toy");
