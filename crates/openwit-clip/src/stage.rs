@@ -1030,7 +1030,7 @@ impl Stage for EvalStage {
                 report.linear_probe.as_ref(),
             )?;
             report.overlap = Some(overlap);
-            let mut f = ctx.create_output(OVERLAP_PAIRS)?;
+            let mut f = ctx.create_output(artifact::OVERLAP_PAIRS)?;
             for line in pairs {
                 serde_json::to_writer(&mut f, &line).map_err(|e| Error::Stage(e.to_string()))?;
                 std::io::Write::write_all(&mut f, b"\n")
@@ -1086,12 +1086,9 @@ fn set_is_training_data(set: &EvalSet, training: &[PathBuf]) -> bool {
         .any(|p| training.contains(&canon(p)))
 }
 
-/// The file of `eval`'s output that lists every overlap found, one JSON object a line.
-pub const OVERLAP_PAIRS: &str = "overlap.jsonl";
-
 /// The overlap analysis of the measured sets against `shards` (one pass over them) and every
 /// measure again on the items that do not overlap; with it, every overlap found as a line of
-/// [`OVERLAP_PAIRS`]: the set, its item, the kind (and the hashes' distance), the training
+/// [`artifact::OVERLAP_PAIRS`]: the set, its item, the kind (and the hashes' distance), the training
 /// sample.
 fn overlap_report(
     training: &Training,

@@ -405,9 +405,13 @@ pub mod candidates {
 }
 
 /// The results of the `eval` stage: `eval/*.json` (`results.json`: per measure, per class
-/// with its confusions), beside `results.txt` for people and `overlap.jsonl` (every overlap
+/// with its confusions), beside `results.txt` for people and [`OVERLAP_PAIRS`] (every overlap
 /// the overlap analysis found).
 pub struct EvalResults;
+
+/// The file beside `eval`'s `results.json` that lists every overlap its overlap analysis found,
+/// one JSON object a line (read by the report).
+pub const OVERLAP_PAIRS: &str = "overlap.jsonl";
 
 artifact!(EvalResults, name: "evaluation results", producer: "eval", contains: |rel| {
     rel.parent().is_some_and(|d| d.as_os_str().is_empty())

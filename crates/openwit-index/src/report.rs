@@ -309,7 +309,7 @@ pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
             d.train.push(row);
         }
     }
-    let pairs = artifact::dir_in_workdir::<EvalResults>(workdir).join(OVERLAP_PAIRS);
+    let pairs = artifact::dir_in_workdir::<EvalResults>(workdir).join(artifact::OVERLAP_PAIRS);
     if let Ok(text) = std::fs::read_to_string(&pairs) {
         let (rows, total, bad) = nearest_pairs(&text);
         d.overlap_pairs = rows;
@@ -332,9 +332,6 @@ pub fn collect(workdir: &Path, run: Funnel<'_>) -> ReportData {
     }
     d
 }
-
-/// `eval`'s list of every overlap it found, one JSON object a line.
-const OVERLAP_PAIRS: &str = "overlap.jsonl";
 
 /// How many of the overlap analysis's pairs the report shows.
 pub const OVERLAP_EXAMPLES: usize = 12;
@@ -408,7 +405,7 @@ fn pairs_view(d: &ReportData) -> Value {
             })
         })
         .collect();
-    json!({ "total": d.overlap_pairs_total, "shown": rows.len(), "rows": rows, "file": format!("{}/{OVERLAP_PAIRS}", <EvalResults as artifact::Artifact>::PRODUCER) })
+    json!({ "total": d.overlap_pairs_total, "shown": rows.len(), "rows": rows, "file": format!("{}/{}", <EvalResults as artifact::Artifact>::PRODUCER, artifact::OVERLAP_PAIRS) })
 }
 
 /// The page's template (`templates/report.html`), embedded so the binary stays self-contained.
